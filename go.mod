@@ -1,0 +1,3 @@
+module github.com/geocache/geocache
+
+go 1.26
