@@ -1,0 +1,264 @@
+package hlc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+)
+
+// DefaultMaxOffset is the MaxOffset used when Config.MaxOffset is zero.
+const DefaultMaxOffset = 500 * time.Millisecond
+
+// logInterval is the shortest time between two log records about remote
+// timestamps ahead of MaxOffset; the records in between are only counted.
+const logInterval = time.Second
+
+var (
+	// ErrClockOutOfBounds is returned by Clock.Now when a strict majority of
+	// the known peers report a physical clock offset larger than MaxOffset:
+	// this node's own clock is then the likely culprit, and versioning writes
+	// with it could let them win over later writes elsewhere.
+	ErrClockOutOfBounds = errors.New("hlc: clock out of bounds relative to most peers")
+
+	// ErrExhausted is returned by Clock.Now when the clock has reached
+	// MaxTimestamp and can issue no larger timestamp. It only happens after
+	// merging a corrupt remote timestamp from the far future.
+	ErrExhausted = errors.New("hlc: timestamp range exhausted")
+
+	// ErrInvalidConfig is wrapped by the errors New returns for a bad Config.
+	ErrInvalidConfig = errors.New("hlc: invalid config")
+)
+
+// PhysicalClock is the source of physical time. *testkit.Clock implements it.
+type PhysicalClock interface {
+	// UnixNano returns the current time in nanoseconds since the Unix epoch.
+	UnixNano() int64
+}
+
+// systemClock reads the operating system's clock.
+type systemClock struct{}
+
+func (systemClock) UnixNano() int64 { return time.Now().UnixNano() }
+
+// Config configures a Clock. The zero value is valid.
+type Config struct {
+	// Physical is the source of physical time.
+	// Default (nil): the system clock, time.Now.
+	Physical PhysicalClock
+
+	// MaxOffset is the largest offset between two nodes' physical clocks the
+	// cluster tolerates, as a duration. Remote timestamps further ahead are
+	// counted and logged; a node whose clock is further than this from a
+	// strict majority of its peers refuses to issue timestamps.
+	// Default (0): DefaultMaxOffset, 500ms. Negative: an error.
+	MaxOffset time.Duration
+
+	// Logger receives the clock's warnings (remote timestamps too far ahead,
+	// at most one record per second; entering and leaving the out-of-bounds
+	// state). Records are emitted after the clock's lock is released.
+	// Default (nil): discard.
+	Logger *slog.Logger
+}
+
+// validate checks cfg and returns it with defaults filled in.
+func (cfg Config) validate() (Config, error) {
+	if cfg.MaxOffset < 0 {
+		return cfg, fmt.Errorf("%w: MaxOffset %v is negative", ErrInvalidConfig, cfg.MaxOffset)
+	}
+	if cfg.MaxOffset == 0 {
+		cfg.MaxOffset = DefaultMaxOffset
+	}
+	if cfg.Physical == nil {
+		cfg.Physical = systemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// Stats holds a Clock's counters since New.
+type Stats struct {
+	// RemoteAhead counts Update calls whose remote timestamp was ahead of
+	// local physical time by more than MaxOffset.
+	RemoteAhead uint64
+	// MaxRemoteLead is the largest lead of a remote timestamp over local
+	// physical time seen by Update (zero if none was ahead).
+	MaxRemoteLead time.Duration
+	// OutOfBoundsRefusals counts Now calls refused with ErrClockOutOfBounds.
+	OutOfBoundsRefusals uint64
+	// LogicalOverflows counts events whose logical counter was full, so the
+	// clock carried into the millisecond part.
+	LogicalOverflows uint64
+	// Exhausted counts Now calls refused with ErrExhausted.
+	Exhausted uint64
+	// Peers is the number of peers whose offset is tracked.
+	Peers int
+	// PeersOutOfBounds is how many of them are further than MaxOffset away.
+	PeersOutOfBounds int
+	// PeersRejected counts ObservePeerOffset calls ignored because MaxPeers
+	// peers were already tracked.
+	PeersRejected uint64
+}
+
+// Clock is a hybrid logical clock. Create it with New. It is safe for
+// concurrent use.
+type Clock struct {
+	physical  PhysicalClock // read-only after New
+	maxOffset time.Duration // read-only after New
+	logger    *slog.Logger  // read-only after New
+
+	mu sync.Mutex
+	// last is the latest timestamp issued or merged; every event moves it up.
+	last Timestamp
+	// peers maps a peer to its latest measured offset; farPeers counts the
+	// entries whose |offset| > maxOffset. len(peers) <= MaxPeers.
+	peers    map[string]time.Duration
+	farPeers int
+	// loggedAhead and lastAheadLog (physical nanoseconds) rate-limit the
+	// remote-ahead log; suppressedAhead counts the records skipped since.
+	loggedAhead     bool
+	lastAheadLog    int64
+	suppressedAhead uint64
+	stats           Stats
+}
+
+// New returns a Clock configured by cfg, or an error wrapping
+// ErrInvalidConfig. The clock starts at the zero Timestamp; its first event
+// moves it to physical time.
+func New(cfg Config) (*Clock, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	return &Clock{
+		physical:  cfg.Physical,
+		maxOffset: cfg.MaxOffset,
+		logger:    cfg.Logger,
+		peers:     make(map[string]time.Duration),
+	}, nil
+}
+
+// MaxOffset returns the configured maximum clock offset.
+func (c *Clock) MaxOffset() time.Duration { return c.maxOffset }
+
+// readPhysical returns physical time in nanoseconds, clamped at the epoch so
+// that it converts to a valid millisecond part.
+func (c *Clock) readPhysical() int64 {
+	return max(c.physical.UnixNano(), 0)
+}
+
+// Now records a local or send event and returns its timestamp, which is
+// strictly greater than every timestamp this clock issued or merged before.
+//
+// It returns ErrClockOutOfBounds, and issues nothing, while a strict majority
+// of the known peers is more than MaxOffset away (see ObservePeerOffset). It
+// returns ErrExhausted once the clock has reached MaxTimestamp.
+func (c *Clock) Now() (Timestamp, error) {
+	pt := c.readPhysical() / int64(time.Millisecond)
+	c.mu.Lock()
+	if c.outOfBoundsLocked() {
+		c.stats.OutOfBoundsRefusals++
+		c.mu.Unlock()
+		return 0, ErrClockOutOfBounds
+	}
+	if c.last == MaxTimestamp {
+		c.stats.Exhausted++
+		c.mu.Unlock()
+		return 0, ErrExhausted
+	}
+	ts := c.advanceLocked(c.last, pt)
+	c.mu.Unlock()
+	return ts, nil
+}
+
+// Update records the receipt of a message stamped remote and returns the new
+// local timestamp. It is strictly greater than remote and than every
+// timestamp this clock issued or merged before, except that it saturates at
+// MaxTimestamp.
+//
+// A remote timestamp ahead of local physical time by more than MaxOffset is
+// merged all the same (every node must move past every version it has seen
+// for replicas to converge), but counted in Stats and logged at most once per
+// second. Update works while the clock is out of bounds.
+func (c *Clock) Update(remote Timestamp) Timestamp {
+	ptNanos := c.readPhysical()
+	pt := ptNanos / int64(time.Millisecond)
+	lead := remoteLead(remote, ptNanos)
+
+	c.mu.Lock()
+	ts := c.advanceLocked(max(c.last, remote), pt)
+	if lead <= c.maxOffset {
+		c.mu.Unlock()
+		return ts
+	}
+	c.stats.RemoteAhead++
+	c.stats.MaxRemoteLead = max(c.stats.MaxRemoteLead, lead)
+	since := ptNanos - c.lastAheadLog
+	if c.loggedAhead && since >= 0 && since < int64(logInterval) {
+		c.suppressedAhead++
+		c.mu.Unlock()
+		return ts
+	}
+	suppressed := c.suppressedAhead
+	c.loggedAhead, c.lastAheadLog, c.suppressedAhead = true, ptNanos, 0
+	c.mu.Unlock()
+
+	// Log outside the lock: the handler is the caller's code.
+	c.logger.LogAttrs(context.Background(), slog.LevelWarn,
+		"hlc: remote timestamp ahead of local physical clock by more than max offset",
+		slog.String("remote", remote.String()),
+		slog.Duration("lead", lead),
+		slog.Duration("max_offset", c.maxOffset),
+		slog.Uint64("suppressed", suppressed))
+	return ts
+}
+
+// advanceLocked moves c.last past m, the largest timestamp the event has
+// seen, given physical time pt in milliseconds, and returns the new value.
+//
+// Packing the counter into the low bits makes the paper's rules integer
+// arithmetic: when pt is ahead of m the result is (pt, 0); otherwise it is
+// m+1, which increments m's counter (the paper's "max(c_j, c_m)+1" when the
+// millisecond parts tie, since m is the larger of the two) and, when that
+// counter is full, carries into the millisecond part rather than wrapping.
+func (c *Clock) advanceLocked(m Timestamp, pt int64) Timestamp {
+	switch {
+	case pt > m.WallMillis():
+		c.last = MakeTimestamp(pt, 0)
+	case m == MaxTimestamp:
+		c.last = MaxTimestamp // saturate rather than wrap to zero
+	default:
+		if m.Logical() == MaxLogical {
+			c.stats.LogicalOverflows++
+		}
+		c.last = m + 1
+	}
+	return c.last
+}
+
+// remoteLead returns how far remote's millisecond part is ahead of physical
+// time ptNanos (>= 0), saturating instead of overflowing for remote
+// timestamps beyond the year 2262.
+func remoteLead(remote Timestamp, ptNanos int64) time.Duration {
+	const maxMillis = math.MaxInt64 / int64(time.Millisecond)
+	ms := remote.WallMillis()
+	if ms > maxMillis {
+		return math.MaxInt64
+	}
+	return time.Duration(ms*int64(time.Millisecond) - ptNanos)
+}
+
+// Stats returns a snapshot of the clock's counters.
+func (c *Clock) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Peers = len(c.peers)
+	s.PeersOutOfBounds = c.farPeers
+	return s
+}
