@@ -96,7 +96,7 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 	now := c.clock.UnixNano()
 	limits := splitLimits(v.MaxEntries, v.MaxBytes, v.shards)
 	for i := range c.shards {
-		c.shards[i].init(limits[i].entries, limits[i].bytes, now)
+		c.shards[i].init(limits[i].entries, limits[i].bytes, now, v.OnEvictLocked)
 	}
 	c.maxEntry = c.maxEntrySize()
 	if v.ReclaimInterval > 0 {
@@ -535,10 +535,12 @@ func (c *Cache[K, V]) Purge() {
 		s := &c.shards[i]
 		var drops []dropped[K, V]
 		s.mu.Lock()
-		if c.cfg.OnEvict != nil {
-			drops = make([]dropped[K, V], 0, s.len)
-			for idx := s.entries[0].next; idx != 0; idx = s.entries[idx].next {
-				e := &s.entries[idx]
+		for idx := s.entries[0].next; idx != 0; idx = s.entries[idx].next {
+			e := &s.entries[idx]
+			if s.onLocked != nil {
+				s.onLocked(e.key, e.value, Deleted)
+			}
+			if c.cfg.OnEvict != nil {
 				drops = append(drops, dropped[K, V]{e.key, e.value, Deleted})
 			}
 		}

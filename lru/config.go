@@ -90,6 +90,13 @@ type Config[K comparable, V any] struct {
 	// internal lock is held, so it may call the cache.
 	OnEvict func(key K, value V, reason Reason)
 
+	// OnEvictLocked, if set, is called like OnEvict but while the shard's
+	// lock is held, before any other operation on the shard can observe the
+	// entry gone. It is for layers that must keep their own state in step
+	// with the cache (geocache's store records the version of every removed
+	// entry with it). It must be quick and must not call the cache.
+	OnEvictLocked func(key K, value V, reason Reason)
+
 	// Hash overrides the hash of keys. nil means hash/maphash with a random
 	// seed. A custom hash must spread its output over all 64 bits.
 	Hash func(key K) uint64

@@ -210,11 +210,14 @@ func runModel(t *testing.T, src opSource, ops int, stop func() bool) int {
 		maxBytes = int64(200 + src.next(2000))
 	}
 	defaultTTL := []time.Duration{0, 0, time.Second, 3 * time.Second}[src.next(4)]
-	var drops []string
+	var drops, lockedDrops []string
 	c, err := New(Config[string, string]{
 		MaxEntries: maxEntries, MaxBytes: maxBytes, DefaultTTL: defaultTTL, Shards: 1,
 		Clock: clock, ReclaimInterval: -1,
 		OnEvict: func(k, v string, r Reason) { drops = append(drops, fmt.Sprintf("%s=%s:%v", k, v, r)) },
+		OnEvictLocked: func(k, v string, r Reason) {
+			lockedDrops = append(lockedDrops, fmt.Sprintf("%s=%s:%v", k, v, r))
+		},
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -350,6 +353,9 @@ func runModel(t *testing.T, src opSource, ops int, stop func() bool) int {
 		}
 		if c.Len() != m.order.Len() || c.Bytes() != m.bytes {
 			t.Fatalf("op %d: Len,Bytes = %d,%d; model %d,%d", n, c.Len(), c.Bytes(), m.order.Len(), m.bytes)
+		}
+		if !slices.Equal(drops, lockedDrops) {
+			t.Fatalf("op %d: OnEvict saw %v; OnEvictLocked saw %v", n, drops, lockedDrops)
 		}
 		if !slices.Equal(drops, m.drops) {
 			t.Fatalf("op %d: evictions %v; model %v", n, drops[max(0, len(drops)-5):], m.drops[max(0, len(m.drops)-5):])

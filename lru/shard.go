@@ -39,6 +39,7 @@ type shard[K comparable, V any] struct {
 	maxEntries int    // 0 = no limit
 	maxBytes   int64  // 0 = no limit
 	overhead   int64  // per-entry engine overhead in bytes
+	onLocked   func(K, V, Reason)
 
 	wheel  [wheelSize]uint32 // first entry of each bucket, 0 if empty
 	cursor int64             // first wheel tick not yet reclaimed
@@ -82,7 +83,8 @@ type dropped[K comparable, V any] struct {
 	reason Reason
 }
 
-func (s *shard[K, V]) init(maxEntries int, maxBytes int64, now int64) {
+func (s *shard[K, V]) init(maxEntries int, maxBytes int64, now int64, onLocked func(K, V, Reason)) {
+	s.onLocked = onLocked
 	s.maxEntries = maxEntries
 	s.maxBytes = maxBytes
 	s.overhead = int64(entryOverhead[K, V]())
@@ -280,6 +282,9 @@ func (s *shard[K, V]) removeLocked(idx uint32, reason Reason, drops *[]dropped[K
 		s.expirations++
 	case Deleted:
 		s.deletes++
+	}
+	if s.onLocked != nil {
+		s.onLocked(e.key, e.value, reason)
 	}
 	if drops != nil {
 		*drops = append(*drops, dropped[K, V]{e.key, e.value, reason})
