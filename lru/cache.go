@@ -322,13 +322,19 @@ func (c *Cache[K, V]) set(key K, value V, expireAt int64) bool {
 		}
 	default:
 		s.storeLocked(idx, tag, key, value, size, expireAt, now, drops)
-		if s.timed > 0 && now>>tickShift > s.cursor && !c.noWriteReclaim {
-			s.reclaimLocked(now, writeReclaimBudget, drops)
-		}
+		c.writeReclaimLocked(s, now, drops)
 	}
 	s.mu.Unlock()
 	c.notify(buf)
 	return fits
+}
+
+// writeReclaimLocked is the small reclaim step every write to a shard
+// does, so that expired entries are reclaimed even without the sweep.
+func (c *Cache[K, V]) writeReclaimLocked(s *shard[K, V], now int64, drops *[]dropped[K, V]) {
+	if s.timed > 0 && now>>tickShift > s.cursor && !c.noWriteReclaim {
+		s.reclaimLocked(now, writeReclaimBudget, drops)
+	}
 }
 
 // Compute reads and changes key in one step under the key's lock: fn gets
@@ -380,6 +386,7 @@ func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool
 				c.anyTimed.Store(true)
 			}
 			s.storeLocked(idx, tag, key, value, size, exp, now, drops)
+			c.writeReclaimLocked(s, now, drops)
 			result, present = value, true
 		}
 	default:

@@ -325,6 +325,24 @@ func TestWritesReclaim(t *testing.T) {
 	}
 }
 
+// TestComputeReclaims is the regression test for Compute stores skipping
+// the reclaim step that Set does.
+func TestComputeReclaims(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	c := newCache(t, Config[string, int]{MaxEntries: 1000, Shards: 1, Clock: clock, ReclaimInterval: -1})
+	store := func(exp int64) func(int, int64, bool) (int, int64, Op) {
+		return func(int, int64, bool) (int, int64, Op) { return 1, exp, Store }
+	}
+	c.Compute("a", store(clock.UnixNano()+int64(time.Second)))
+	clock.Advance(3 * time.Second)
+	for i := range 100 {
+		c.Compute(fmt.Sprint(i), store(0))
+	}
+	if c.Len() != 100 || c.Stats().Expirations != 1 {
+		t.Errorf("Len = %d, expirations %d; want 100, 1", c.Len(), c.Stats().Expirations)
+	}
+}
+
 func TestBackgroundSweepAndClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	c, err := New(Config[int, int]{MaxEntries: 100, ReclaimInterval: time.Millisecond})

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/geocache/geocache/lru"
+)
+
+// Defaults for the zero values of Config's fields.
+const (
+	DefaultMaxTombstones    = 100_000
+	DefaultTombstoneHorizon = time.Hour
+	DefaultGhostSlots       = 1 << 16
+)
+
+// Upper limits that keep the tables' indices and memory sane.
+const (
+	maxTombstonesLimit = math.MaxInt32 - 1
+	maxGhostSlots      = 1 << 30
+)
+
+// ErrInvalidConfig is wrapped by every error Open returns for a bad Config.
+// Errors found by the lru engine wrap lru.ErrInvalidConfig as well.
+var ErrInvalidConfig = errors.New("store: invalid config")
+
+// Config configures a Store. The zero value of every field is a sensible
+// default; Open validates the whole struct once.
+type Config struct {
+	// MaxBytes bounds the memory of the live entries, in bytes: each entry is
+	// charged len(key)+len(value) plus the lru engine's per-entry overhead,
+	// which includes the store's fixed per-item fields (they live inline in
+	// the engine's arena). 0 means no byte limit.
+	MaxBytes int64
+
+	// MaxEntries bounds the number of live entries. 0 means no entry limit,
+	// unless MaxBytes is 0 too, in which case lru.DefaultMaxEntries applies.
+	MaxEntries int
+
+	// Shards is the lru engine's shard count (see lru.Config.Shards); 0
+	// chooses from GOMAXPROCS and the limits.
+	Shards int
+
+	// Clock supplies physical time in Unix nanoseconds, for expiry and for
+	// the age of tombstones. nil means the real clock. The store never lets
+	// time go back: a reading earlier than one it has already made counts as
+	// that one.
+	Clock lru.Clock
+
+	// MaxTombstones bounds the tombstone table. When it is full, the oldest
+	// tombstone (by version) moves to the ghost table. 0 means
+	// DefaultMaxTombstones.
+	MaxTombstones int
+
+	// TombstoneHorizon is how long a tombstone is kept: one whose version's
+	// HLC wall time is older than this (by Clock) moves to the ghost table.
+	// 0 means DefaultTombstoneHorizon.
+	TombstoneHorizon time.Duration
+
+	// GhostSlots is the size of the ghost table, a power of two. 0 means
+	// DefaultGhostSlots. Each slot costs 8 bytes; fewer slots refuse more
+	// legitimate writes of keys that share a slot with a departed key.
+	GhostSlots int
+
+	// ReclaimInterval is passed to the lru engine: the period of its
+	// background sweep of expired entries, 0 for lru's default, negative for
+	// none (then expired entries are reclaimed by writes, reads and Reclaim).
+	ReclaimInterval time.Duration
+}
+
+func (cfg Config) validate() (Config, error) {
+	switch {
+	case cfg.MaxBytes < 0:
+		return cfg, fmt.Errorf("%w: MaxBytes %d is negative", ErrInvalidConfig, cfg.MaxBytes)
+	case cfg.MaxEntries < 0:
+		return cfg, fmt.Errorf("%w: MaxEntries %d is negative", ErrInvalidConfig, cfg.MaxEntries)
+	case cfg.MaxTombstones < 0 || cfg.MaxTombstones > maxTombstonesLimit:
+		return cfg, fmt.Errorf("%w: MaxTombstones %d is outside [0, %d]", ErrInvalidConfig, cfg.MaxTombstones, maxTombstonesLimit)
+	case cfg.TombstoneHorizon < 0:
+		return cfg, fmt.Errorf("%w: TombstoneHorizon %v is negative", ErrInvalidConfig, cfg.TombstoneHorizon)
+	case cfg.GhostSlots < 0 || cfg.GhostSlots > maxGhostSlots:
+		return cfg, fmt.Errorf("%w: GhostSlots %d is outside [0, %d]", ErrInvalidConfig, cfg.GhostSlots, maxGhostSlots)
+	case cfg.GhostSlots&(cfg.GhostSlots-1) != 0:
+		return cfg, fmt.Errorf("%w: GhostSlots %d is not a power of two", ErrInvalidConfig, cfg.GhostSlots)
+	}
+	if cfg.MaxTombstones == 0 {
+		cfg.MaxTombstones = DefaultMaxTombstones
+	}
+	if cfg.TombstoneHorizon == 0 {
+		cfg.TombstoneHorizon = DefaultTombstoneHorizon
+	}
+	if cfg.GhostSlots == 0 {
+		cfg.GhostSlots = DefaultGhostSlots
+	}
+	if cfg.Clock == nil {
+		now := time.Now()
+		cfg.Clock = &realClock{base: now.UnixNano(), start: now}
+	} else {
+		cfg.Clock = &monoClock{src: cfg.Clock}
+	}
+	return cfg, nil
+}
+
+// The store passes its clock to its lru engine too, so that both agree on
+// what has expired, and the clock never goes back. That matters: the engine
+// reads the time before it locks a shard and Apply reads it again under the
+// lock; Apply's reading must not be the earlier one, or an op that Apply
+// judges live (and so stores) the engine judges expired, and drops without
+// a trace of its version.
+
+// realClock is the wall clock at start plus the monotonic time since, which
+// never steps back when the wall clock is adjusted.
+type realClock struct {
+	base  int64
+	start time.Time
+}
+
+func (r *realClock) UnixNano() int64 { return r.base + int64(time.Since(r.start)) }
+
+// monoClock makes an injected clock monotonic: a reading earlier than one
+// already returned counts as that one.
+type monoClock struct {
+	src  lru.Clock
+	last atomic.Int64
+}
+
+func (m *monoClock) UnixNano() int64 {
+	n := m.src.UnixNano()
+	for {
+		old := m.last.Load()
+		if n <= old {
+			return old
+		}
+		if m.last.CompareAndSwap(old, n) {
+			return n
+		}
+	}
+}

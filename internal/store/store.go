@@ -1,0 +1,384 @@
+package store
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/lru"
+)
+
+const (
+	// pruneBudget is how many tombstones past the horizon an Apply that
+	// takes the tombstone lock drops on the way: enough to keep up with any
+	// rate of deletes, small enough to keep Apply's latency flat.
+	pruneBudget = 4
+	// snapshotChunk is how many tombstones Snapshot copies per lock hold.
+	snapshotChunk = 256
+)
+
+// item is what the store keeps in the lru engine for a live key. It lives
+// inline in the engine's arena, so the engine's per-entry overhead already
+// charges its fixed size; expireAt duplicates the engine's own expiry so
+// that Get can return it without a second lookup.
+type item struct {
+	value    []byte
+	ver      Version
+	expireAt int64
+}
+
+// Store is a versioned key-value store on the lru engine: last-writer-wins
+// by Version, tombstones for deletes and ghosts for versions that left. All
+// methods are safe for concurrent use.
+type Store struct {
+	clock  lru.Clock
+	cache  *lru.Cache[string, item]
+	tombs  *tombstones
+	ghosts *ghostTable
+
+	// purging is non-zero while Purge runs, so that the eviction hook
+	// records ghosts for the engine's Deleted removals (see onEvictLocked).
+	purging atomic.Int32
+
+	counts [3][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
+}
+
+// Open returns a store configured by cfg, or an error wrapping
+// ErrInvalidConfig. Unless cfg.ReclaimInterval is negative, the lru engine
+// starts one background goroutine, which Close stops.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{clock: cfg.Clock, ghosts: newGhostTable(cfg.GhostSlots)}
+	s.tombs = newTombstones(cfg.MaxTombstones, int64(cfg.TombstoneHorizon), s.ghosts)
+	s.cache, err = lru.New(lru.Config[string, item]{
+		MaxEntries:      cfg.MaxEntries,
+		MaxBytes:        cfg.MaxBytes,
+		Shards:          cfg.Shards,
+		Clock:           cfg.Clock,
+		Size:            itemSize,
+		OnEvictLocked:   s.onEvictLocked,
+		ReclaimInterval: cfg.ReclaimInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return s, nil
+}
+
+func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it.value)) }
+
+// onEvictLocked records the ghost of every entry the engine removes, while
+// the engine still holds the shard lock.
+//
+// Why under the lock: if the ghost were recorded after the lock is released
+// (as an ordinary OnEvict callback would), this interleaving resurrects old
+// data:
+//
+//	G1: Apply(set k v9) evicts the LRU key k0, which holds v5; unlocks
+//	G2: Apply(set k0 v3): k0 is absent, no tombstone, its ghost slot is
+//	    still below 5, so v3 is stored: an older value is back (I3)
+//	G1: records ghost(k0) = 5, too late
+//
+// Recorded under the lock, the ghost is in place before any Apply on k0
+// (which needs the same lock) can find k0 absent.
+//
+// The engine's Deleted removals are the store's own doing, and each already
+// leaves an exact or newer record: a Delete or an expired Set removes the
+// entry and writes a newer tombstone; a too-large Set records the newer
+// version's ghost; DropUnvouched records the ghost itself. Recording those
+// again is not wrong but costs exactness: a ghost refuses every key sharing
+// its slot, which would make the final state depend on arrival order even
+// when nothing was evicted. Purge is the exception, flagged by purging.
+func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
+	if reason == lru.Deleted && s.purging.Load() == 0 {
+		return
+	}
+	s.ghosts.record(key, it.ver.HLC)
+}
+
+// Apply merges op into the store, for local and replicated writes alike,
+// and says what it did. It takes ownership of op.Value, which must not be
+// modified afterwards.
+//
+// An op takes effect only if its version is strictly newer than the key's
+// live entry or tombstone, so applying the same ops in any order, any number
+// of times, gives the same state (as long as nothing is evicted). For a key
+// with neither, the ghost table decides: an op whose HLC is not above the
+// key's ghost slot is Refused.
+func (s *Store) Apply(op Op) Result {
+	if op.Kind != KindSet && op.Kind != KindDelete {
+		s.counts[0][Invalid].Add(1)
+		return Invalid
+	}
+	var res Result
+	s.cache.Compute(op.Key, func(old item, _ int64, found bool) (item, int64, lru.Op) {
+		r, what := s.applyLocked(&op, old, found)
+		res = r
+		if what == lru.Store {
+			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
+		}
+		return item{}, 0, what
+	})
+	s.counts[op.Kind][res].Add(1)
+	return res
+}
+
+// applyLocked decides op against the key's current state; it runs under the
+// key's lru shard lock. old is the key's entry if found.
+func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
+	// Read the clock under the lock. The engine read it just before locking
+	// and removed the entry if it had expired by then; reading again here
+	// means that an op whose expiry is after this reading is also after the
+	// engine's, so an op judged live is stored.
+	now := s.clock.UnixNano()
+	expiredSet := op.Kind == KindSet && op.ExpireAt != 0 && op.ExpireAt <= now
+	leave := lru.Keep // what to do with the key's entry if op is not stored
+	if found && old.expireAt != 0 && old.expireAt <= now {
+		// It expired between the engine's reading and ours: it is absent,
+		// after its ghost is recorded, as when the engine removes it.
+		s.ghosts.record(op.Key, old.ver.HLC)
+		found = false
+		leave = lru.Remove
+	}
+
+	if found {
+		if op.Version.Compare(old.ver) <= 0 {
+			return Stale, lru.Keep
+		}
+		switch {
+		case op.Kind == KindDelete || expiredSet:
+			s.tombs.mu.Lock()
+			s.tombs.putLocked(op.Key, op.Version)
+			s.tombs.pruneLocked(now, pruneBudget)
+			s.tombs.mu.Unlock()
+			if expiredSet {
+				return AlreadyExpired, lru.Remove
+			}
+			return Applied, lru.Remove
+		case s.tooLarge(op):
+			s.ghosts.record(op.Key, op.Version.HLC)
+			return TooLarge, lru.Remove
+		}
+		return Applied, lru.Store // a live key has no tombstone to remove
+	}
+
+	// The key is absent: its tombstone, else its ghost, decides. Both are
+	// read under the tombstone lock, under which a dropped tombstone's ghost
+	// is recorded before the tombstone goes.
+	s.tombs.mu.Lock()
+	defer s.tombs.mu.Unlock()
+	s.tombs.pruneLocked(now, pruneBudget)
+	tv, hasTomb := s.tombs.getLocked(op.Key)
+	switch {
+	case hasTomb && op.Version.Compare(tv) <= 0:
+		return Stale, leave
+	case !hasTomb && s.ghosts.covers(op.Key, op.Version.HLC):
+		return Refused, leave
+	case op.Kind == KindDelete:
+		s.tombs.putLocked(op.Key, op.Version)
+		return Applied, leave
+	case expiredSet:
+		s.tombs.putLocked(op.Key, op.Version)
+		return AlreadyExpired, leave
+	case s.tooLarge(op):
+		// The ghost of op's version covers the tombstone's older one; the
+		// tombstone must go, or a version between the two would pass it.
+		s.ghosts.record(op.Key, op.Version.HLC)
+		s.tombs.removeLocked(op.Key)
+		return TooLarge, leave
+	}
+	s.tombs.removeLocked(op.Key) // the live entry's newer version replaces it
+	return Applied, lru.Store
+}
+
+// tooLarge reports whether a Set can never fit in one lru shard. It is the
+// engine's own test, so that a Set the store decides to store is stored.
+func (s *Store) tooLarge(op *Op) bool {
+	return int64(len(op.Key))+int64(len(op.Value)) > s.cache.MaxEntrySize()
+}
+
+// Get returns the live entry of key and makes it the most recently used. It
+// never returns an entry at or after its expiry time. The returned Value is
+// shared with the store and must not be modified.
+func (s *Store) Get(key string) (Entry, bool) {
+	it, ok := s.cache.Get(key)
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Value: it.value, Version: it.ver, ExpireAt: it.expireAt}, true
+}
+
+// Peek is Get without making key more recently used.
+func (s *Store) Peek(key string) (Entry, bool) {
+	it, ok := s.cache.Peek(key)
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Value: it.value, Version: it.ver, ExpireAt: it.expireAt}, true
+}
+
+// Tombstone returns the version of key's tombstone, if it has one.
+func (s *Store) Tombstone(key string) (Version, bool) {
+	s.tombs.mu.Lock()
+	defer s.tombs.mu.Unlock()
+	return s.tombs.getLocked(key)
+}
+
+// Snapshot calls yield with every live entry as a KindSet op, then every
+// tombstone as a KindDelete op, until yield returns false. Applying them to
+// an empty store reproduces this one's entries and tombstones. It copies
+// one lru shard, or one chunk of tombstones, at a time and never holds a
+// lock while calling yield, so yield may call the store. Writes made during
+// the walk may or may not be seen, and a key that changes between a live
+// entry and a tombstone meanwhile may be seen as both or neither; every
+// entry and tombstone that lives throughout is seen exactly once. Values are
+// shared with the store and must not be modified.
+func (s *Store) Snapshot(yield func(Op) bool) {
+	for key, it := range s.cache.All() {
+		if !yield(Op{Kind: KindSet, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.ver}) {
+			return
+		}
+	}
+	now := s.clock.UnixNano()
+	buf := make([]Op, 0, snapshotChunk)
+	for next := 0; next >= 0; {
+		s.tombs.mu.Lock()
+		if next == 0 {
+			s.tombs.pruneLocked(now, math.MaxInt)
+		}
+		buf, next = s.tombs.copyLocked(next, buf[:0])
+		s.tombs.mu.Unlock()
+		for _, op := range buf {
+			if !yield(op) {
+				return
+			}
+		}
+	}
+}
+
+// DropUnvouched removes the live entries for which keep returns false,
+// recording their ghosts so that late older writes of them are refused, and
+// returns how many it removed. keep is called without a lock held. An entry
+// that a newer write replaced after keep saw it is left alone.
+func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
+	n := 0
+	for key, it := range s.cache.All() {
+		if keep(key, it.ver) {
+			continue
+		}
+		seen := it.ver
+		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Op) {
+			if !found || cur.ver != seen {
+				return item{}, 0, lru.Keep
+			}
+			s.ghosts.record(key, cur.ver.HLC) // under the shard lock: see onEvictLocked
+			n++
+			return item{}, 0, lru.Remove
+		})
+	}
+	return n
+}
+
+// CollectTombstones moves every tombstone whose version HLC is below the
+// given timestamp to the ghost table and returns how many it moved. The
+// replication layer calls it once every region has acknowledged past below.
+func (s *Store) CollectTombstones(below hlc.Timestamp) int {
+	s.tombs.mu.Lock()
+	defer s.tombs.mu.Unlock()
+	return s.tombs.collectLocked(below)
+}
+
+// Reclaim removes expired entries (a bounded step of the lru engine) and
+// every tombstone past the horizon, and returns how many it removed. The
+// engine's sweep and Apply do both in the background of normal traffic; the
+// node layer's ticker, and tests, may call Reclaim directly.
+func (s *Store) Reclaim() int {
+	n := s.cache.Reclaim()
+	now := s.clock.UnixNano()
+	s.tombs.mu.Lock()
+	n += s.tombs.pruneLocked(now, math.MaxInt)
+	s.tombs.mu.Unlock()
+	return n
+}
+
+// Purge removes every entry and tombstone, recording their ghosts so that
+// late writes older than what was purged are still refused.
+func (s *Store) Purge() {
+	s.purging.Add(1)
+	s.cache.Purge()
+	s.purging.Add(-1)
+	s.tombs.mu.Lock()
+	s.tombs.purgeLocked()
+	s.tombs.mu.Unlock()
+}
+
+// Len returns the number of live entries, including expired ones not yet
+// reclaimed (which no read returns).
+func (s *Store) Len() int { return s.cache.Len() }
+
+// Bytes returns the memory charged to the live entries: their keys and
+// values plus the engine's per-entry overhead.
+func (s *Store) Bytes() int64 { return s.cache.Bytes() }
+
+// Tombstones returns the number of tombstones.
+func (s *Store) Tombstones() int {
+	s.tombs.mu.Lock()
+	defer s.tombs.mu.Unlock()
+	return len(s.tombs.heap)
+}
+
+// Close stops the lru engine's background sweep and waits for it. It is
+// idempotent and returns nil. The store stays usable.
+func (s *Store) Close() error { return s.cache.Close() }
+
+// KindStats counts the results of Apply for one Kind.
+type KindStats struct {
+	Applied, Stale, Refused, AlreadyExpired, TooLarge uint64
+}
+
+// Stats are the store's counters (cumulative since Open) and sizes (now).
+type Stats struct {
+	Sets    KindStats // Apply results of KindSet ops
+	Deletes KindStats // Apply results of KindDelete ops
+	Invalid uint64    // ops of an unknown kind
+
+	GhostRefusals uint64 // Sets.Refused + Deletes.Refused
+
+	Entries    int   // live entries, as Len
+	Bytes      int64 // as Bytes
+	Tombstones int   // tombstones held
+
+	TombstonesDropped uint64 // tombstones moved to the ghost table
+	Hits, Misses      uint64 // Get and Peek
+	Evictions         uint64 // entries evicted for room
+	Expirations       uint64 // expired entries reclaimed
+}
+
+// Stats returns the counters and sizes.
+func (s *Store) Stats() Stats {
+	kind := func(k Kind) KindStats {
+		c := &s.counts[k]
+		return KindStats{
+			Applied:        c[Applied].Load(),
+			Stale:          c[Stale].Load(),
+			Refused:        c[Refused].Load(),
+			AlreadyExpired: c[AlreadyExpired].Load(),
+			TooLarge:       c[TooLarge].Load(),
+		}
+	}
+	st := Stats{Sets: kind(KindSet), Deletes: kind(KindDelete), Invalid: s.counts[0][Invalid].Load()}
+	st.GhostRefusals = st.Sets.Refused + st.Deletes.Refused
+	ls := s.cache.Stats()
+	st.Hits, st.Misses, st.Evictions, st.Expirations = ls.Hits, ls.Misses, ls.Evictions, ls.Expirations
+	st.Entries = s.cache.Len()
+	st.Bytes = s.cache.Bytes()
+	s.tombs.mu.Lock()
+	st.Tombstones = len(s.tombs.heap)
+	st.TombstonesDropped = s.tombs.dropped
+	s.tombs.mu.Unlock()
+	return st
+}

@@ -1,0 +1,591 @@
+package store
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/lru"
+)
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		isLRU bool // the lru engine found it, so its sentinel is wrapped too
+	}{
+		{name: "negative bytes", cfg: Config{MaxBytes: -1}},
+		{name: "negative entries", cfg: Config{MaxEntries: -1}},
+		{name: "negative tombstones", cfg: Config{MaxTombstones: -1}},
+		{name: "negative horizon", cfg: Config{TombstoneHorizon: -time.Second}},
+		{name: "negative ghost slots", cfg: Config{GhostSlots: -1}},
+		{name: "ghost slots not a power of two", cfg: Config{GhostSlots: 1000}},
+		{name: "too many ghost slots", cfg: Config{GhostSlots: 1 << 31}},
+		{name: "shards beyond entries", cfg: Config{MaxEntries: 2, Shards: 4}, isLRU: true},
+		{name: "bytes too small for an entry", cfg: Config{MaxBytes: 10}, isLRU: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(tt.cfg)
+			if !errors.Is(err, ErrInvalidConfig) {
+				if s != nil {
+					s.Close()
+				}
+				t.Fatalf("Open(%+v) error = %v, want ErrInvalidConfig", tt.cfg, err)
+			}
+			if got := errors.Is(err, lru.ErrInvalidConfig); got != tt.isLRU {
+				t.Errorf("errors.Is(%v, lru.ErrInvalidConfig) = %v, want %v", err, got, tt.isLRU)
+			}
+			if !strings.HasPrefix(err.Error(), "store: invalid config") {
+				t.Errorf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s := open(t, Config{ReclaimInterval: -1})
+	if got := len(s.ghosts.slots); got != DefaultGhostSlots {
+		t.Errorf("ghost slots = %d, want %d", got, DefaultGhostSlots)
+	}
+	if s.tombs.max != DefaultMaxTombstones || s.tombs.horizon != int64(DefaultTombstoneHorizon) {
+		t.Errorf("tombstones max %d horizon %v, want %d %v", s.tombs.max, time.Duration(s.tombs.horizon), DefaultMaxTombstones, DefaultTombstoneHorizon)
+	}
+	// The real clock: a write expiring in an hour is live, one an hour ago is not.
+	now := time.Now()
+	apply(t, s, setExp("a", "1", Version{HLC: 1 << 20, Origin: 1}, now.Add(time.Hour).UnixNano()), Applied)
+	apply(t, s, setExp("b", "1", Version{HLC: 1 << 20, Origin: 1}, now.Add(-time.Hour).UnixNano()), AlreadyExpired)
+}
+
+func TestVersionCompare(t *testing.T) {
+	tests := []struct {
+		a, b Version
+		want int
+	}{
+		{ver(1, 0, 1), ver(1, 0, 1), 0},
+		{ver(1, 0, 1), ver(2, 0, 1), -1},
+		{ver(1, 1, 1), ver(1, 0, 9), 1},  // HLC first, origin only breaks ties
+		{ver(1, 0, 2), ver(1, 0, 1), 1},  // tie on HLC: origin decides
+		{ver(1, 0, 1), ver(1, 0, 2), -1}, //
+		{Version{}, ver(0, 0, 0), -1},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Compare(tt.b); got != tt.want {
+			t.Errorf("%v.Compare(%v) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := tt.b.Compare(tt.a); got != -tt.want {
+			t.Errorf("%v.Compare(%v) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		}
+	}
+	if !(Version{}).IsZero() || ver(0, 0, 0).IsZero() || (Version{Origin: 1}).IsZero() {
+		t.Error("IsZero is wrong")
+	}
+	if got, want := ver(123, 5, 3).String(), "1700000000123.5@3"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+func TestStrings(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{KindSet.String(), "set"},
+		{KindDelete.String(), "delete"},
+		{Kind(7).String(), "Kind(7)"},
+		{Applied.String(), "applied"},
+		{Stale.String(), "stale"},
+		{Refused.String(), "refused"},
+		{AlreadyExpired.String(), "already-expired"},
+		{TooLarge.String(), "too-large"},
+		{Invalid.String(), "invalid"},
+		{Result(0).String(), "Result(0)"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+// TestApplyLWW pins the merge rule on short scripts: an op takes effect only
+// if strictly newer than the key's entry or tombstone.
+func TestApplyLWW(t *testing.T) {
+	type step struct {
+		op   Op
+		want Result
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  keyState
+	}{
+		{"newer set replaces", []step{{set("k", "a", v(1)), Applied}, {set("k", "b", v(2)), Applied}},
+			keyState{Live: true, Value: "b", Ver: v(2)}},
+		{"older set is stale", []step{{set("k", "b", v(2)), Applied}, {set("k", "a", v(1)), Stale}},
+			keyState{Live: true, Value: "b", Ver: v(2)}},
+		{"same version is stale", []step{{set("k", "a", v(1)), Applied}, {set("k", "a", v(1)), Stale}},
+			keyState{Live: true, Value: "a", Ver: v(1)}},
+		{"origin breaks a tie", []step{{set("k", "a", ver(1, 0, 2)), Applied}, {set("k", "b", ver(1, 0, 1)), Stale}, {set("k", "c", ver(1, 0, 3)), Applied}},
+			keyState{Live: true, Value: "c", Ver: ver(1, 0, 3)}},
+		{"delete of absent key leaves a tombstone", []step{{del("k", v(1)), Applied}},
+			keyState{Tomb: true, TombVer: v(1)}},
+		{"newer delete removes", []step{{set("k", "a", v(1)), Applied}, {del("k", v(2)), Applied}},
+			keyState{Tomb: true, TombVer: v(2)}},
+		{"older delete is stale", []step{{set("k", "a", v(2)), Applied}, {del("k", v(1)), Stale}},
+			keyState{Live: true, Value: "a", Ver: v(2)}},
+		{"newer set replaces a tombstone", []step{{del("k", v(1)), Applied}, {set("k", "a", v(2)), Applied}},
+			keyState{Live: true, Value: "a", Ver: v(2)}},
+		{"newer delete moves a tombstone", []step{{del("k", v(1)), Applied}, {del("k", v(3)), Applied}, {del("k", v(2)), Stale}},
+			keyState{Tomb: true, TombVer: v(3)}},
+		{"unknown kind", []step{{Op{Kind: 9, Key: "k", Version: v(1)}, Invalid}},
+			keyState{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			for _, st := range tt.steps {
+				apply(t, s, st.op, st.want)
+			}
+			if got := stateOf(s, []string{"k"})[0]; got != tt.want {
+				t.Errorf("state %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNoResurrection: after a newer version of k is gone, by any route, an
+// older Set never brings its value back, and a newer Set still works.
+func TestNoResurrection(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  func(*Config)
+		// gone makes the version v(5) of k leave the store (or arrive and
+		// be remembered without a value).
+		gone func(t *testing.T, s *Store, clock *testkit.Clock)
+		want Result // for the older Set v(3) afterwards
+	}{
+		{"delete then older set", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+		}, Stale},
+		{"older set then delete", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, set("k", "old", v(3)), Applied)
+			apply(t, s, del("k", v(5)), Applied)
+		}, Stale},
+		{"tombstone past the horizon, by Reclaim", nil, func(t *testing.T, s *Store, clock *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+			clock.Advance(time.Hour + time.Second)
+			if n := s.Reclaim(); n != 1 {
+				t.Fatalf("Reclaim = %d, want 1", n)
+			}
+		}, Refused},
+		{"tombstone past the horizon, by a later Apply", nil, func(t *testing.T, s *Store, clock *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+			clock.Advance(time.Hour + time.Second)
+			apply(t, s, del("other", v(6)), Applied)
+		}, Refused},
+		{"tombstone overflow", func(c *Config) { c.MaxTombstones = 2 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+			apply(t, s, del("a", v(6)), Applied)
+			apply(t, s, del("b", v(7)), Applied)
+		}, Refused},
+		{"CollectTombstones", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+			if n := s.CollectTombstones(v(6).HLC); n != 1 {
+				t.Fatalf("CollectTombstones = %d, want 1", n)
+			}
+		}, Refused},
+		{"eviction", func(c *Config) { c.MaxEntries = 2 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, set("k", "new", v(5)), Applied)
+			apply(t, s, set("a", "x", v(1)), Applied)
+			apply(t, s, set("b", "x", v(1)), Applied)
+		}, Refused},
+		{"eviction after the tombstone was replaced", func(c *Config) { c.MaxEntries = 2 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(2)), Applied)
+			apply(t, s, set("k", "new", v(5)), Applied)
+			apply(t, s, set("a", "x", v(1)), Applied)
+			apply(t, s, set("b", "x", v(1)), Applied)
+		}, Refused},
+		{"Purge of an entry", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, set("k", "new", v(5)), Applied)
+			s.Purge()
+		}, Refused},
+		{"Purge of a tombstone", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(5)), Applied)
+			s.Purge()
+		}, Refused},
+		{"DropUnvouched", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, set("k", "new", v(5)), Applied)
+			if n := s.DropUnvouched(func(string, Version) bool { return false }); n != 1 {
+				t.Fatalf("DropUnvouched = %d, want 1", n)
+			}
+		}, Refused},
+		{"too large", func(c *Config) { c.MaxEntries, c.MaxBytes = 0, 4096 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, set("k", strings.Repeat("x", 8192), v(5)), TooLarge)
+		}, Refused},
+		{"too large over a tombstone", func(c *Config) { c.MaxEntries, c.MaxBytes = 0, 4096 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
+			apply(t, s, del("k", v(2)), Applied)
+			apply(t, s, set("k", strings.Repeat("x", 8192), v(5)), TooLarge)
+		}, Refused},
+		{"already expired", nil, func(t *testing.T, s *Store, clock *testkit.Clock) {
+			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()), AlreadyExpired)
+		}, Stale},
+		{"expired and reclaimed", nil, func(t *testing.T, s *Store, clock *testkit.Clock) {
+			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()+int64(time.Second)), Applied)
+			clock.Advance(3 * time.Second)
+			s.Reclaim()
+		}, Refused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := testkit.NewClock(epoch)
+			cfg := testConfig(clock)
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			s := open(t, cfg)
+			tt.gone(t, s, clock)
+			apply(t, s, set("k", "old", v(3)), tt.want)
+			if e, ok := s.Get("k"); ok {
+				t.Fatalf("Get(k) = %q@%v after the newer version v(5) left", e.Value, e.Version)
+			}
+			// An older delete must not plant a tombstone below what left
+			// either: it would let a version between the two pass.
+			s.Apply(del("k", v(4)))
+			apply(t, s, set("k", "old", ver(4, 1, 1)), tt.want)
+			if _, ok := s.Get("k"); ok {
+				t.Fatal("Get(k) found a value older than v(5)")
+			}
+			// Not refusing forever: a newer write is taken.
+			apply(t, s, set("k", "newest", v(9)), Applied)
+			if e, ok := s.Get("k"); !ok || string(e.Value) != "newest" {
+				t.Fatalf("Get(k) = %q, %v after a newer Set", e.Value, ok)
+			}
+		})
+	}
+}
+
+// TestClassicGhost is the case of DESIGN §3: a newer write with a short TTL
+// expires and is reclaimed, then an older write without TTL arrives late.
+func TestClassicGhost(t *testing.T) {
+	tests := []struct {
+		name    string
+		reclaim func(s *Store)
+	}{
+		{"reclaimed by Reclaim", func(s *Store) { s.Reclaim() }},
+		{"removed by a Get", func(s *Store) { s.Get("k") }},
+		{"removed by a Peek", func(s *Store) { s.Peek("k") }},
+		{"found expired by the Apply itself", func(*Store) {}},
+		{"evicted by later writes", func(s *Store) {
+			for i, k := range keysOf(2000) {
+				s.Apply(set("fill"+k, "x", v(int64(10+i))))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clock := newStore(t)
+			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()+int64(time.Second)), Applied)
+			clock.Advance(2 * time.Second)
+			tt.reclaim(s)
+			before := s.Stats().GhostRefusals
+			apply(t, s, set("k", "old", v(3)), Refused)
+			if e, ok := s.Get("k"); ok {
+				t.Fatalf("Get(k) = %q: the older write came back", e.Value)
+			}
+			if n := s.Stats().GhostRefusals - before; n != 1 {
+				t.Errorf("GhostRefusals grew by %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestGhostConservative: with one ghost slot every key shares it, so a key
+// that never existed is refused below the slot (a miss, allowed), and taken
+// above it.
+func TestGhostConservative(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	cfg := testConfig(clock)
+	cfg.GhostSlots, cfg.MaxEntries = 1, 1
+	s := open(t, cfg)
+	apply(t, s, set("a", "1", v(5)), Applied)
+	apply(t, s, set("b", "1", v(6)), Applied) // evicts a: ghost 5
+	apply(t, s, set("c", "1", v(4)), Refused) // c never existed: a miss
+	apply(t, s, set("c", "1", ver(5, 0, 9)), Refused)
+	apply(t, s, set("c", "1", ver(5, 1, 0)), Applied)
+}
+
+func TestExpiryIsExact(t *testing.T) {
+	s, clock := newStore(t)
+	exp := clock.UnixNano() + int64(time.Second)
+	apply(t, s, setExp("k", "v", v(1), exp), Applied)
+	clock.Set(time.Unix(0, exp-1))
+	for name, read := range map[string]func(string) (Entry, bool){"Get": s.Get, "Peek": s.Peek} {
+		if e, ok := read("k"); !ok || e.ExpireAt != exp || string(e.Value) != "v" || e.Version != v(1) {
+			t.Fatalf("%s 1ns before expiry = %+v, %v", name, e, ok)
+		}
+	}
+	if n := len(snapshotOps(s)); n != 1 {
+		t.Fatalf("Snapshot 1ns before expiry has %d ops, want 1", n)
+	}
+	clock.Set(time.Unix(0, exp))
+	if n := len(snapshotOps(s)); n != 0 {
+		t.Fatalf("Snapshot at expiry has %d ops, want 0", n)
+	}
+	for name, read := range map[string]func(string) (Entry, bool){"Peek": s.Peek, "Get": s.Get} {
+		if e, ok := read("k"); ok {
+			t.Fatalf("%s at expiry = %+v, want none", name, e)
+		}
+	}
+}
+
+// TestExpireIsAWrite: EXPIRE and PERSIST are Sets of the same value with a
+// new expiry and a new version.
+func TestExpireIsAWrite(t *testing.T) {
+	s, clock := newStore(t)
+	now := clock.UnixNano()
+	apply(t, s, set("k", "v", v(1)), Applied)
+	apply(t, s, setExp("k", "v", v(2), now+int64(time.Second)), Applied) // EXPIRE k 1
+	apply(t, s, set("k", "v", v(3)), Applied)                            // PERSIST k
+	apply(t, s, setExp("k", "v", v(2), now+int64(time.Second)), Stale)   // the EXPIRE again, late
+	clock.Advance(time.Hour)
+	if e, ok := s.Get("k"); !ok || e.ExpireAt != 0 {
+		t.Fatalf("Get = %+v, %v; want the persisted entry", e, ok)
+	}
+}
+
+func TestAlreadyExpired(t *testing.T) {
+	tests := []struct {
+		name   string
+		before []Op // applied first
+		exp    int64
+		want   Result
+		state  keyState
+	}{
+		{"expiry now", nil, 0, AlreadyExpired, keyState{Tomb: true, TombVer: v(5)}},
+		{"expiry in the past", nil, -1, AlreadyExpired, keyState{Tomb: true, TombVer: v(5)}},
+		{"expiry 1ns ahead", nil, 1, Applied, keyState{Live: true, Value: "new", Ver: v(5), ExpireAt: 1}},
+		{"removes an older live entry", []Op{set("k", "old", v(3))}, 0, AlreadyExpired, keyState{Tomb: true, TombVer: v(5)}},
+		{"moves an older tombstone", []Op{del("k", v(3))}, 0, AlreadyExpired, keyState{Tomb: true, TombVer: v(5)}},
+		{"stale against a newer entry", []Op{set("k", "newer", v(7))}, 0, Stale, keyState{Live: true, Value: "newer", Ver: v(7)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, clock := newStore(t)
+			now := clock.UnixNano()
+			for _, op := range tt.before {
+				apply(t, s, op, Applied)
+			}
+			apply(t, s, setExp("k", "new", v(5), now+tt.exp), tt.want)
+			want := tt.state
+			if want.ExpireAt != 0 {
+				want.ExpireAt += now
+			}
+			if got := stateOf(s, []string{"k"})[0]; got != want {
+				t.Fatalf("state %v, want %v", got, want)
+			}
+			if tt.want == AlreadyExpired {
+				apply(t, s, set("k", "old", v(4)), Stale) // the version is remembered
+				apply(t, s, set("k", "newest", v(6)), Applied)
+			}
+		})
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	cfg := testConfig(clock)
+	cfg.MaxEntries, cfg.MaxBytes = 0, 4096
+	s := open(t, cfg)
+	limit := s.cache.MaxEntrySize()
+	fits := strings.Repeat("x", int(limit)-1) // with the 1-byte key
+	apply(t, s, set("k", fits, v(1)), Applied)
+	apply(t, s, set("k", fits+"x", v(2)), TooLarge)
+	if _, ok := s.Get("k"); ok {
+		t.Fatal("the older value survived a newer too-large Set: a stale hit")
+	}
+	apply(t, s, set("k", fits+"x", v(3)), TooLarge)
+	apply(t, s, set("k", "small", v(3)), Refused) // the too-large version ghosts
+	apply(t, s, set("k", "small", v(4)), Applied)
+	apply(t, s, set("k", fits+"x", v(1)), Stale) // stale before too large
+	st := s.Stats()
+	if st.Sets.TooLarge != 2 || st.Sets.Applied != 2 || st.Sets.Stale != 1 || st.Sets.Refused != 1 {
+		t.Errorf("Stats.Sets = %+v", st.Sets)
+	}
+	if s.Bytes() > 4096 {
+		t.Errorf("Bytes = %d over MaxBytes", s.Bytes())
+	}
+}
+
+func TestStats(t *testing.T) {
+	s, clock := newStore(t)
+	now := clock.UnixNano()
+	apply(t, s, set("a", "1", v(2)), Applied)
+	apply(t, s, set("a", "1", v(1)), Stale)
+	apply(t, s, setExp("b", "1", v(1), now), AlreadyExpired)
+	apply(t, s, del("a", v(3)), Applied)
+	apply(t, s, del("a", v(3)), Stale)
+	apply(t, s, del("c", v(1)), Applied)
+	apply(t, s, Op{Key: "x"}, Invalid)
+	s.CollectTombstones(v(2).HLC) // b and c
+	apply(t, s, del("c", v(1)), Refused)
+	apply(t, s, set("d", "12", v(1)), Applied)
+	s.Get("d")
+	s.Get("a")
+	want := Stats{
+		Sets:              KindStats{Applied: 2, Stale: 1, AlreadyExpired: 1},
+		Deletes:           KindStats{Applied: 2, Stale: 1, Refused: 1},
+		Invalid:           1,
+		GhostRefusals:     1,
+		Entries:           1,
+		Bytes:             3 + s.cache.EntryOverhead(),
+		Tombstones:        1,
+		TombstonesDropped: 2,
+		Hits:              1,
+		Misses:            1,
+	}
+	if got := s.Stats(); got != want {
+		t.Errorf("Stats() =\n%+v\nwant\n%+v", got, want)
+	}
+	if s.Len() != 1 || s.Tombstones() != 1 {
+		t.Errorf("Len %d Tombstones %d, want 1 1", s.Len(), s.Tombstones())
+	}
+}
+
+func TestBounds(t *testing.T) {
+	t.Run("entries", func(t *testing.T) {
+		clock := testkit.NewClock(epoch)
+		cfg := testConfig(clock)
+		cfg.MaxEntries, cfg.Shards = 100, 0
+		s := open(t, cfg)
+		for i, k := range keysOf(1000) {
+			s.Apply(set(k, "v", v(int64(i))))
+			if n := s.Len(); n > 100 {
+				t.Fatalf("Len = %d after %d keys, over MaxEntries 100", n, i+1)
+			}
+		}
+		if st := s.Stats(); st.Evictions != 900 {
+			t.Errorf("Evictions = %d, want 900", st.Evictions)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		clock := testkit.NewClock(epoch)
+		cfg := testConfig(clock)
+		cfg.MaxEntries, cfg.MaxBytes = 0, 64<<10
+		s := open(t, cfg)
+		for i, k := range keysOf(2000) {
+			s.Apply(set(k, strings.Repeat("v", 100), v(int64(i))))
+			if n := s.Bytes(); n > 64<<10 {
+				t.Fatalf("Bytes = %d after %d keys, over MaxBytes", n, i+1)
+			}
+		}
+	})
+	t.Run("tombstones", func(t *testing.T) {
+		clock := testkit.NewClock(epoch)
+		cfg := testConfig(clock)
+		cfg.MaxTombstones = 100
+		s := open(t, cfg)
+		for i, k := range keysOf(1000) {
+			s.Apply(del(k, v(int64(i))))
+			if n := s.Tombstones(); n > 100 {
+				t.Fatalf("%d tombstones after %d deletes, over MaxTombstones 100", n, i+1)
+			}
+		}
+		// The newest 100 stay; the oldest went to the ghost table.
+		keys := keysOf(1000)
+		for i, k := range keys {
+			if _, ok := s.Tombstone(k); ok != (i >= 900) {
+				t.Fatalf("Tombstone(%s) present = %v", k, ok)
+			}
+		}
+		if st := s.Stats(); st.TombstonesDropped != 900 {
+			t.Errorf("TombstonesDropped = %d, want 900", st.TombstonesDropped)
+		}
+	})
+	t.Run("tombstone horizon", func(t *testing.T) {
+		clock := testkit.NewClock(epoch)
+		cfg := testConfig(clock)
+		cfg.TombstoneHorizon = time.Minute
+		s := open(t, cfg)
+		// One delete a second for ten minutes, versions on the clock's time.
+		for i, k := range keysOf(600) {
+			s.Apply(del(k, v(int64(i)*1000)))
+			clock.Advance(time.Second)
+		}
+		s.Reclaim()
+		if n := s.Tombstones(); n < 59 || n > 61 {
+			t.Errorf("%d tombstones left, want about 60 (one minute's worth)", n)
+		}
+		// Apply alone keeps up too: each drops a few on the way.
+		clock.Advance(time.Hour)
+		nowMs := clock.Now().Sub(epoch).Milliseconds()
+		for i, k := range keysOf(100) {
+			s.Apply(del("x"+k, v(nowMs+int64(i))))
+		}
+		if n := s.Tombstones(); n != 100 {
+			t.Errorf("%d tombstones after an hour and 100 new deletes, want just those 100", n)
+		}
+	})
+}
+
+// scriptClock returns the scripted times in order, then rest.
+type scriptClock struct {
+	mu     sync.Mutex
+	script []int64
+	rest   int64
+}
+
+func (c *scriptClock) UnixNano() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.script) > 0 {
+		t := c.script[0]
+		c.script = c.script[1:]
+		return t
+	}
+	return c.rest
+}
+
+// TestExpiredBetweenClockReads pins the window between the engine's clock
+// reading (before it locks the shard) and the store's (under the lock): an
+// entry live at the first and expired at the second must leave its ghost
+// like any expired entry, or the older write it hides gets in.
+func TestExpiredBetweenClockReads(t *testing.T) {
+	start := epoch.UnixNano()
+	exp := start + int64(time.Second)
+	clock := &scriptClock{rest: start}
+	cfg := testConfig(nil)
+	cfg.Clock = clock
+	s := open(t, cfg)
+	apply(t, s, setExp("k", "new", v(5), exp), Applied)
+
+	clock.mu.Lock()
+	clock.script = []int64{exp - 1, exp} // the engine's reading, then the store's
+	clock.rest = exp
+	clock.mu.Unlock()
+	apply(t, s, set("k", "old", v(3)), Refused)
+	if e, ok := s.Get("k"); ok {
+		t.Fatalf("Get(k) = %q@%v: the older write got in", e.Value, e.Version)
+	}
+}
+
+// TestClockNeverGoesBack: a clock stepping back neither revives an expired
+// entry nor makes the engine and Apply disagree on an op's expiry (Apply
+// would call it live and store it, the engine would drop it untraced).
+func TestClockNeverGoesBack(t *testing.T) {
+	s, clock := newStore(t)
+	exp := clock.UnixNano() + int64(time.Second)
+	apply(t, s, setExp("a", "v", v(1), exp), Applied)
+	clock.Advance(time.Second)
+	if _, ok := s.Get("a"); ok {
+		t.Fatal("Get at expiry found the entry")
+	}
+	clock.Advance(-time.Minute)
+	if _, ok := s.Get("a"); ok {
+		t.Fatal("Get found an expired entry after the clock stepped back")
+	}
+	apply(t, s, setExp("b", "v", v(1), exp), AlreadyExpired)
+	if _, ok := s.Tombstone("b"); !ok {
+		t.Fatal("the already expired Set left no tombstone")
+	}
+}

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+)
+
+// tombstones is the exact, bounded table of deleted keys: (key, version)
+// for every key whose latest known state is "no value" (a Delete, or a Set
+// that had already expired when it arrived). A key never has both a live
+// entry and a tombstone: a newer Set removes the tombstone, a newer Delete
+// removes the entry.
+//
+// Layout: tombstones live in a slab whose positions stay put while they
+// live (so Snapshot can walk the slab in chunks, unlocking in between, and
+// still see every tombstone that lives throughout exactly once); a map finds
+// a key's slab position; a binary min-heap of slab positions, ordered by
+// version, finds the oldest tombstone in O(1) for the horizon, the size
+// bound and CollectTombstones, and removes any tombstone in O(log n).
+type tombstones struct {
+	// mu guards all fields below. Lock order: an lru shard lock, then mu;
+	// never the other way round (see doc.go).
+	mu      sync.Mutex
+	index   map[string]int32 // key -> slab position
+	slab    []tomb
+	free    int32   // first free slab position, -1 if none
+	heap    []int32 // slab positions; heap[0] is the oldest version
+	dropped uint64  // tombstones moved to the ghost table
+
+	max     int   // bound on len(heap)
+	horizon int64 // nanoseconds
+	ghosts  *ghostTable
+}
+
+type tomb struct {
+	key string
+	ver Version
+	pos int32 // position in heap, or -1 if this slab slot is free
+	// nextFree links free slab slots.
+	nextFree int32
+}
+
+func newTombstones(max int, horizon int64, ghosts *ghostTable) *tombstones {
+	return &tombstones{index: make(map[string]int32), free: -1, max: max, horizon: horizon, ghosts: ghosts}
+}
+
+// getLocked returns the version of key's tombstone.
+func (t *tombstones) getLocked(key string) (Version, bool) {
+	i, ok := t.index[key]
+	if !ok {
+		return Version{}, false
+	}
+	return t.slab[i].ver, true
+}
+
+// putLocked sets key's tombstone to ver, which the caller has checked is
+// newer than any tombstone key has, and then drops the oldest tombstones
+// into the ghost table while the table is over its bound.
+func (t *tombstones) putLocked(key string, ver Version) {
+	if i, ok := t.index[key]; ok {
+		t.slab[i].ver = ver
+		t.down(int(t.slab[i].pos)) // newer is larger: it can only sink
+		return
+	}
+	i := t.free
+	if i >= 0 {
+		t.free = t.slab[i].nextFree
+	} else {
+		i = int32(len(t.slab))
+		t.slab = append(t.slab, tomb{})
+	}
+	t.slab[i] = tomb{key: key, ver: ver, pos: int32(len(t.heap))}
+	t.index[key] = i
+	t.heap = append(t.heap, i)
+	t.up(len(t.heap) - 1)
+	for len(t.heap) > t.max {
+		t.dropLocked(t.heap[0])
+	}
+}
+
+// removeLocked deletes key's tombstone without a ghost: the caller is
+// replacing it with a newer live entry.
+func (t *tombstones) removeLocked(key string) {
+	if i, ok := t.index[key]; ok {
+		t.deleteLocked(i)
+	}
+}
+
+// dropLocked moves the tombstone at slab position i to the ghost table. The
+// ghost is recorded before the tombstone goes, and Apply reads both under
+// mu, so no Apply can see the key with neither.
+func (t *tombstones) dropLocked(i int32) {
+	t.ghosts.record(t.slab[i].key, t.slab[i].ver.HLC)
+	t.deleteLocked(i)
+	t.dropped++
+}
+
+func (t *tombstones) deleteLocked(i int32) {
+	tb := &t.slab[i]
+	delete(t.index, tb.key)
+	p := int(tb.pos)
+	last := len(t.heap) - 1
+	if p != last {
+		t.swap(p, last)
+	}
+	t.heap = t.heap[:last]
+	if p != last {
+		t.down(p)
+		t.up(p)
+	}
+	*tb = tomb{pos: -1, nextFree: t.free}
+	t.free = i
+}
+
+// pruneLocked drops up to budget tombstones older than the horizon at now
+// (Unix nanoseconds) and returns how many it dropped.
+func (t *tombstones) pruneLocked(now int64, budget int) int {
+	n := 0
+	for n < budget && len(t.heap) > 0 && t.pastHorizon(t.slab[t.heap[0]].ver, now) {
+		t.dropLocked(t.heap[0])
+		n++
+	}
+	return n
+}
+
+func (t *tombstones) pastHorizon(v Version, now int64) bool {
+	ms := v.HLC.WallMillis()
+	const nsPerMs = int64(time.Millisecond)
+	if ms > math.MaxInt64/nsPerMs {
+		return false // far in the future
+	}
+	return now-ms*nsPerMs > t.horizon
+}
+
+// collectLocked drops every tombstone whose version HLC is below the bound.
+func (t *tombstones) collectLocked(below hlc.Timestamp) int {
+	n := 0
+	for len(t.heap) > 0 && t.slab[t.heap[0]].ver.HLC < below {
+		t.dropLocked(t.heap[0])
+		n++
+	}
+	return n
+}
+
+// purgeLocked drops every tombstone and releases the table's memory.
+func (t *tombstones) purgeLocked() int {
+	n := len(t.heap)
+	for _, i := range t.heap {
+		t.ghosts.record(t.slab[i].key, t.slab[i].ver.HLC)
+	}
+	t.dropped += uint64(n)
+	t.index = make(map[string]int32)
+	t.slab, t.heap, t.free = nil, nil, -1
+	return n
+}
+
+// copyLocked appends to buf, as Delete ops, the tombstones at slab positions
+// from start on until buf is full, and returns where to continue (or -1 at
+// the end).
+func (t *tombstones) copyLocked(start int, buf []Op) ([]Op, int) {
+	i := start
+	for ; i < len(t.slab) && len(buf) < cap(buf); i++ {
+		if tb := &t.slab[i]; tb.pos >= 0 {
+			buf = append(buf, Op{Kind: KindDelete, Key: tb.key, Version: tb.ver})
+		}
+	}
+	if i >= len(t.slab) {
+		return buf, -1
+	}
+	return buf, i
+}
+
+func (t *tombstones) less(a, b int) bool {
+	return t.slab[t.heap[a]].ver.Compare(t.slab[t.heap[b]].ver) < 0
+}
+
+func (t *tombstones) swap(a, b int) {
+	t.heap[a], t.heap[b] = t.heap[b], t.heap[a]
+	t.slab[t.heap[a]].pos = int32(a)
+	t.slab[t.heap[b]].pos = int32(b)
+}
+
+func (t *tombstones) up(j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if !t.less(j, p) {
+			return
+		}
+		t.swap(j, p)
+		j = p
+	}
+}
+
+func (t *tombstones) down(j int) {
+	n := len(t.heap)
+	for {
+		c := 2*j + 1
+		if c >= n {
+			return
+		}
+		if r := c + 1; r < n && t.less(r, c) {
+			c = r
+		}
+		if !t.less(c, j) {
+			return
+		}
+		t.swap(j, c)
+		j = c
+	}
+}
