@@ -127,6 +127,34 @@ func (s *Store) Apply(op Op) Result {
 	return res
 }
 
+// Rewrite is the read-modify-write behind EXPIRE and PERSIST: under the
+// key's lock it turns the live entry of key into a Set of the same value
+// with expiry expireAt (0 = none) and version ver, and applies it. It
+// returns that op (to replicate) and the result, or false if key has no
+// live entry. Reading and writing in one step matters: a separate read and
+// write would let a concurrent Set be overwritten with the old value.
+func (s *Store) Rewrite(key string, expireAt int64, ver Version) (Op, Result, bool) {
+	var op Op
+	res, present := Invalid, false
+	s.cache.Compute(key, func(old item, _ int64, found bool) (item, int64, lru.Op) {
+		if !found || (old.expireAt != 0 && old.expireAt <= s.clock.UnixNano()) {
+			return item{}, 0, lru.Keep // absent, or expired since the engine looked
+		}
+		op = Op{Kind: KindSet, Key: key, Value: old.value, ExpireAt: expireAt, Version: ver}
+		r, what := s.applyLocked(&op, old, true)
+		res, present = r, true
+		if what == lru.Store {
+			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
+		}
+		return item{}, 0, what
+	})
+	if !present {
+		return Op{}, res, false
+	}
+	s.counts[KindSet][res].Add(1)
+	return op, res, true
+}
+
 // applyLocked decides op against the key's current state; it runs under the
 // key's lru shard lock. old is the key's entry if found.
 func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
