@@ -1,0 +1,323 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+)
+
+// ReadFrame reads one frame from r and decodes it.
+//
+// maxFrame bounds the frame length N (type byte and payload, not the 4-byte
+// prefix); zero or less means DefaultMaxFrame. A length of zero is
+// ErrMalformed and a length above maxFrame is ErrFrameTooLarge; both are
+// returned after reading only the prefix, before any memory is allocated for
+// the body.
+//
+// buf is scratch space for frames that do not fit in r's buffer: pass the
+// returned slice to the next call to reuse it (nil is fine). A frame that fits
+// in r's buffer is decoded in place and does not touch buf. The returned
+// Frame never aliases buf or r's buffer: keys, values and strings are copied,
+// so the caller owns the Frame and may keep it, and every part of it, for as
+// long as it likes while reusing buf.
+//
+// Errors: io.EOF when r ends cleanly before a frame; io.ErrUnexpectedEOF when
+// r ends inside a frame; ErrFrameTooLarge; ErrMalformed (or ErrUnknownType,
+// which is also ErrMalformed) wrapped with details; or r's own read error.
+// After an error the stream is out of step and the connection should be
+// closed, after sending a Reject where the protocol allows.
+//
+// Allocations: the returned frame (one), the []Op slice of an Ops or
+// SnapshotChunk frame (one), at most one per non-empty key, value or string
+// (the runtime interns one-byte strings), and buf growth for frames larger
+// than r's buffer; nothing per op beyond its key and value.
+func ReadFrame(r *bufio.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	hdr, err := r.Peek(4)
+	if err != nil {
+		if len(hdr) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, buf, err
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	switch {
+	case n == 0:
+		return nil, buf, fmt.Errorf("%w: zero length", ErrMalformed)
+	case uint64(n) > uint64(maxFrame):
+		return nil, buf, fmt.Errorf("%w: length %d exceeds %d", ErrFrameTooLarge, n, maxFrame)
+	}
+
+	if uint64(n)+4 <= uint64(r.Size()) { // in uint64: 4+int(n) may overflow a 32-bit int
+		// Fast path: decode straight out of r's buffer; the decoder copies
+		// what it keeps, so the bytes can be discarded right after.
+		p, err := r.Peek(4 + int(n))
+		if err != nil {
+			return nil, buf, eofIsUnexpected(err)
+		}
+		f, err := decode(p[4:])
+		_, _ = r.Discard(4 + int(n)) // cannot fail: the bytes are buffered
+		return f, buf, err
+	}
+
+	_, _ = r.Discard(4) // cannot fail: Peek returned them
+	buf, err = readBody(r, buf[:0], int(n))
+	if err != nil {
+		return nil, buf, err
+	}
+	f, err := decode(buf)
+	return f, buf, err
+}
+
+// readChunk is how far readBody grows its buffer ahead of the bytes that have
+// actually arrived, so that a peer that sends a large length and then stalls
+// pins memory in proportion to what it sent, not to what it claimed.
+const readChunk = 64 << 10
+
+// readBody reads n bytes into buf (length 0) and returns buf[:n].
+func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
+	if cap(buf) >= n {
+		buf = buf[:n]
+		_, err := io.ReadFull(r, buf)
+		return buf, eofIsUnexpected(err)
+	}
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			want := min(n, max(2*cap(buf), readChunk))
+			nb := make([]byte, len(buf), want)
+			copy(nb, buf)
+			buf = nb
+		}
+		m := min(n, cap(buf))
+		got, err := io.ReadFull(r, buf[len(buf):m])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return buf, eofIsUnexpected(err)
+		}
+	}
+	return buf, nil
+}
+
+func eofIsUnexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// decode decodes one frame body: the type byte and the payload.
+func decode(body []byte) (Frame, error) {
+	t := Type(body[0])
+	d := decoder{p: body[1:]}
+	var f Frame
+	switch t {
+	case TypeHello:
+		f = d.hello()
+	case TypeReject:
+		f = &Reject{Code: RejectCode(d.u16()), Message: d.str(MaxMessageLen, "message")}
+	case TypeResume:
+		f = &Resume{Origin: d.u32(), NextSeq: d.uvarint()}
+	case TypeOps:
+		f = d.ops()
+	case TypeAck:
+		f = &Ack{Origin: d.u32(), Seq: d.uvarint()}
+	case TypeSnapshotBegin:
+		f = &SnapshotBegin{Origin: d.u32(), Seq: d.uvarint(), HLC: d.u64()}
+	case TypeSnapshotChunk:
+		origin := d.u32()
+		f = &SnapshotChunk{Origin: origin, Ops: d.opList()}
+	case TypeSnapshotEnd:
+		f = &SnapshotEnd{Origin: d.u32()}
+	case TypePing:
+		f = &Ping{SentNanos: int64(d.u64())}
+	case TypePong:
+		f = &Pong{EchoNanos: int64(d.u64()), PhysicalNanos: int64(d.u64())}
+	default:
+		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
+	}
+	if d.err == "" && len(d.p) > 0 {
+		d.err = "trailing bytes"
+	}
+	if d.err != "" {
+		return nil, fmt.Errorf("%w: %v: %s", ErrMalformed, t, d.err)
+	}
+	return f, nil
+}
+
+// decoder reads fields from the front of p. The first failure is recorded in
+// err (a static description, so that failing costs no allocation until the
+// error is returned) and makes every later read return zero values.
+type decoder struct {
+	p   []byte
+	err string
+}
+
+func (d *decoder) fail(why string) {
+	if d.err == "" {
+		d.err = why
+	}
+	d.p = nil
+}
+
+func (d *decoder) take(n int) []byte {
+	if len(d.p) < n {
+		d.fail("truncated")
+		return nil
+	}
+	b := d.p[:n:n]
+	d.p = d.p[n:]
+	return b
+}
+
+func (d *decoder) u8() uint8 {
+	if b := d.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (d *decoder) u16() uint16 {
+	if b := d.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (d *decoder) u32() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (d *decoder) u64() uint64 {
+	if b := d.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// uvarint reads an unsigned varint in its shortest form. Accepting only the
+// shortest form makes the encoding canonical: a frame that decodes
+// re-encodes to the very same bytes.
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.p)
+	if !d.canonical(n) {
+		return 0
+	}
+	return v
+}
+
+// varint reads a zigzag signed varint in its shortest form.
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.p)
+	if !d.canonical(n) {
+		return 0
+	}
+	return v
+}
+
+// canonical checks the n returned by binary.Uvarint or Varint and consumes
+// the varint. A longer-than-needed varint ends in a 0x00 group.
+func (d *decoder) canonical(n int) bool {
+	switch {
+	case n == 0:
+		d.fail("truncated varint")
+	case n < 0:
+		d.fail("varint overflows 64 bits")
+	case n > 1 && d.p[n-1] == 0:
+		d.fail("varint not in shortest form")
+	default:
+		d.p = d.p[n:]
+		return true
+	}
+	return false
+}
+
+// bytes reads a length-prefixed byte string of at most limit bytes and
+// returns a subslice of the payload (not a copy). The length is checked
+// against the remaining payload and against limit before slicing.
+func (d *decoder) bytes(limit int, what string) []byte {
+	n := d.uvarint()
+	if d.err != "" {
+		return nil
+	}
+	if n > uint64(len(d.p)) {
+		d.fail(what + " length exceeds payload")
+		return nil
+	}
+	if n > uint64(limit) {
+		d.fail(what + " too long")
+		return nil
+	}
+	return d.take(int(n))
+}
+
+// str reads a length-prefixed string and copies it.
+func (d *decoder) str(limit int, what string) string {
+	return string(d.bytes(limit, what))
+}
+
+func (d *decoder) hello() *Hello {
+	var h Hello
+	h.Proto = d.u16()
+	h.Cluster = d.str(MaxNameLen, "cluster")
+	h.Region = d.str(MaxNameLen, "region")
+	h.NodeName = d.str(MaxNameLen, "node name")
+	h.NodeID = d.u32()
+	h.Incarnation = d.u64()
+	h.PhysicalNanos = int64(d.u64())
+	return &h
+}
+
+func (d *decoder) ops() *Ops {
+	var f Ops
+	f.Origin = d.u32()
+	f.FirstSeq = d.uvarint()
+	f.Ops = d.opList()
+	if n := uint64(len(f.Ops)); n > 0 && f.FirstSeq > ^uint64(0)-(n-1) {
+		d.fail("sequence numbers overflow")
+	}
+	return &f
+}
+
+// opList reads an op count and that many ops. The count is checked against
+// the remaining payload (every op takes at least minOpLen bytes) before the
+// slice is allocated, so a frame can make the decoder allocate at most
+// len(payload)/minOpLen ops.
+func (d *decoder) opList() []Op {
+	n := d.uvarint()
+	if d.err != "" {
+		return nil
+	}
+	if n > uint64(len(d.p)/minOpLen) {
+		d.fail("op count exceeds payload")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	ops := make([]Op, n)
+	for i := range ops {
+		op := &ops[i]
+		op.Kind = Kind(d.u8())
+		if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete {
+			d.fail("unknown op kind")
+		}
+		op.HLC = d.u64()
+		op.VOrigin = d.u32()
+		op.ExpireAt = d.varint()
+		op.Key = d.str(MaxKeyLen, "key")
+		if v := d.bytes(math.MaxInt, "value"); len(v) > 0 {
+			op.Value = append([]byte(nil), v...)
+		}
+		if d.err != "" {
+			return nil
+		}
+	}
+	return ops
+}

@@ -1,0 +1,304 @@
+package wire
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+	"unicode/utf8"
+)
+
+// Hello is the first frame each side sends on a new connection. Its layout is
+// the same in every protocol version (see Proto).
+//
+// Incarnation identifies one run of the sender's process (the replication
+// layer picks a random nonzero value at start). Sequence numbers are only
+// meaningful within an incarnation: a node that restarts without its log
+// numbers its writes from the start again, so a receiver that sees a new
+// Incarnation must not resume from the position it held for the old one.
+type Hello struct {
+	Proto         uint16 // protocol version of the sender: Proto
+	Cluster       string // cluster name; at most MaxNameLen bytes
+	Region        string // sender's region; at most MaxNameLen bytes
+	NodeName      string // sender's node name; at most MaxNameLen bytes
+	NodeID        uint32 // sender's numeric id, the origin of its writes
+	Incarnation   uint64 // changes when the sender restarts (and its log with it)
+	PhysicalNanos int64  // sender's physical clock, Unix nanoseconds
+}
+
+// Reject is the last frame a node sends before it closes a connection because
+// of a handshake mismatch or a protocol error. It doubles as the protocol's
+// only error frame: every error a peer must hear about ends the connection.
+type Reject struct {
+	Code    RejectCode
+	Message string // for humans and logs; at most MaxMessageLen bytes
+}
+
+// Resume tells the node Origin to stream its log to the sender starting at
+// sequence number NextSeq (the first one the sender has not applied).
+type Resume struct {
+	Origin  uint32
+	NextSeq uint64
+}
+
+// Op is one replicated operation. Its version is (HLC, VOrigin); VOrigin may
+// differ from the stream's origin when a node forwards writes of others.
+type Op struct {
+	Kind     Kind
+	Key      string // at most MaxKeyLen bytes
+	Value    []byte // empty for deletes; a zero-length Value decodes as nil
+	ExpireAt int64  // absolute expiry time as the store defines it; 0: none
+	HLC      uint64 // hybrid logical clock part of the version
+	VOrigin  uint32 // origin part of the version
+}
+
+// Size returns the number of bytes op occupies inside an Ops or
+// SnapshotChunk frame. See MaxOpsHeader.
+func (op *Op) Size() int {
+	return 1 + 8 + 4 + varintLen(op.ExpireAt) +
+		uvarintLen(uint64(len(op.Key))) + len(op.Key) +
+		uvarintLen(uint64(len(op.Value))) + len(op.Value)
+}
+
+// Ops carries consecutive operations of Origin's log: Ops[i] has sequence
+// number FirstSeq+i. FirstSeq+len(Ops)-1 must not overflow a uint64.
+type Ops struct {
+	Origin   uint32
+	FirstSeq uint64
+	Ops      []Op // a frame with no ops decodes as nil
+}
+
+// Ack tells Origin that the sender has applied its log up to and including
+// Seq.
+type Ack struct {
+	Origin uint32
+	Seq    uint64
+}
+
+// SnapshotBegin starts a full sync of Origin's data: the SnapshotChunk frames
+// that follow, up to SnapshotEnd, hold every entry and tombstone the sender
+// had when its log for Origin stood at Seq and its clock at HLC. After the
+// snapshot, streaming resumes at Seq+1.
+type SnapshotBegin struct {
+	Origin uint32
+	Seq    uint64
+	HLC    uint64
+}
+
+// SnapshotChunk carries part of a full sync started by SnapshotBegin. The
+// ops carry no sequence numbers.
+type SnapshotChunk struct {
+	Origin uint32
+	Ops    []Op // a chunk with no ops decodes as nil
+}
+
+// SnapshotEnd ends the full sync of Origin.
+type SnapshotEnd struct {
+	Origin uint32
+}
+
+// Ping asks the peer for a Pong, to measure round-trip time and clock offset.
+type Ping struct {
+	SentNanos int64 // sender's physical clock when sending, Unix nanoseconds
+}
+
+// Pong answers a Ping.
+type Pong struct {
+	EchoNanos     int64 // the Ping's SentNanos, echoed
+	PhysicalNanos int64 // responder's physical clock when answering
+}
+
+// Type returns TypeHello.
+func (*Hello) Type() Type { return TypeHello }
+
+// Type returns TypeReject.
+func (*Reject) Type() Type { return TypeReject }
+
+// Type returns TypeResume.
+func (*Resume) Type() Type { return TypeResume }
+
+// Type returns TypeOps.
+func (*Ops) Type() Type { return TypeOps }
+
+// Type returns TypeAck.
+func (*Ack) Type() Type { return TypeAck }
+
+// Type returns TypeSnapshotBegin.
+func (*SnapshotBegin) Type() Type { return TypeSnapshotBegin }
+
+// Type returns TypeSnapshotChunk.
+func (*SnapshotChunk) Type() Type { return TypeSnapshotChunk }
+
+// Type returns TypeSnapshotEnd.
+func (*SnapshotEnd) Type() Type { return TypeSnapshotEnd }
+
+// Type returns TypePing.
+func (*Ping) Type() Type { return TypePing }
+
+// Type returns TypePong.
+func (*Pong) Type() Type { return TypePong }
+
+// Append appends the encoded frame to buf. It does not check the name
+// limits: a name longer than MaxNameLen is encoded, and the peer rejects it.
+func (f *Hello) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeHello)
+	buf = binary.BigEndian.AppendUint16(buf, f.Proto)
+	buf = appendString(buf, f.Cluster)
+	buf = appendString(buf, f.Region)
+	buf = appendString(buf, f.NodeName)
+	buf = binary.BigEndian.AppendUint32(buf, f.NodeID)
+	buf = binary.BigEndian.AppendUint64(buf, f.Incarnation)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(f.PhysicalNanos))
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. A Message longer than
+// MaxMessageLen is truncated to at most MaxMessageLen bytes, at a UTF-8
+// character boundary when it is valid UTF-8.
+func (f *Reject) Append(buf []byte) []byte {
+	msg := f.Message
+	if len(msg) > MaxMessageLen {
+		n := MaxMessageLen
+		for n > MaxMessageLen-utf8.UTFMax && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
+	}
+	buf, start := begin(buf, TypeReject)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(f.Code))
+	buf = appendString(buf, msg)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Resume) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeResume)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.NextSeq)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. It does not check limits: a key
+// longer than MaxKeyLen, a frame larger than the peer's maximum or a
+// FirstSeq+len(Ops)-1 past the uint64 range is encoded, and the peer
+// rejects it. Use Op.Size and MaxOpsHeader to cut batches.
+func (f *Ops) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+MaxOpsHeader+opsSize(f.Ops)) // one reallocation at most
+	buf, start := begin(buf, TypeOps)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.FirstSeq)
+	buf = appendOps(buf, f.Ops)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Ack) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeAck)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.Seq)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *SnapshotBegin) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeSnapshotBegin)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.Seq)
+	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not check
+// limits.
+func (f *SnapshotChunk) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+MaxOpsHeader+opsSize(f.Ops)) // one reallocation at most
+	buf, start := begin(buf, TypeSnapshotChunk)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = appendOps(buf, f.Ops)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *SnapshotEnd) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeSnapshotEnd)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Ping) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypePing)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(f.SentNanos))
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Pong) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypePong)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(f.EchoNanos))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(f.PhysicalNanos))
+	return finish(buf, start)
+}
+
+// begin appends a placeholder length prefix and the type byte; finish fills
+// in the length once the payload is known.
+func begin(buf []byte, t Type) ([]byte, int) {
+	return append(buf, 0, 0, 0, 0, byte(t)), len(buf)
+}
+
+func finish(buf []byte, start int) []byte {
+	n := len(buf) - start - 4
+	if uint64(n) > math.MaxUint32 {
+		// Unreachable with sane batching (frames are limited to a few MiB);
+		// a silently wrapped length would desynchronise the stream.
+		panic("wire: frame longer than 4 GiB")
+	}
+	binary.BigEndian.PutUint32(buf[start:], uint32(n))
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendOps(buf []byte, ops []Op) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(ops)))
+	for i := range ops {
+		op := &ops[i]
+		buf = append(buf, byte(op.Kind))
+		buf = binary.BigEndian.AppendUint64(buf, op.HLC)
+		buf = binary.BigEndian.AppendUint32(buf, op.VOrigin)
+		buf = binary.AppendVarint(buf, op.ExpireAt)
+		buf = appendString(buf, op.Key)
+		buf = binary.AppendUvarint(buf, uint64(len(op.Value)))
+		buf = append(buf, op.Value...)
+	}
+	return buf
+}
+
+func opsSize(ops []Op) int {
+	n := 0
+	for i := range ops {
+		n += ops[i].Size()
+	}
+	return n
+}
+
+// uvarintLen is the length of binary.AppendUvarint(nil, v).
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint(nil, v).
+func varintLen(v int64) int {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}

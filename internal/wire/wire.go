@@ -1,0 +1,193 @@
+package wire
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Proto is the replication protocol version this package speaks. It travels
+// in [Hello.Proto]; the layout of Hello itself never changes between versions,
+// so a peer of any version can decode it and answer a mismatch with
+// [RejectProtocol].
+const Proto = 1
+
+// Limits. See the package documentation for how they bound decoding.
+const (
+	// DefaultMaxFrame is the frame size limit ReadFrame applies when given a
+	// maximum of zero or less: 4 MiB, counting the type byte and payload but
+	// not the 4-byte length prefix.
+	DefaultMaxFrame = 4 << 20
+
+	// MaxKeyLen is the longest key an Op may carry: 64 KiB.
+	MaxKeyLen = 64 << 10
+
+	// MaxNameLen is the longest Cluster, Region or NodeName a Hello may carry.
+	MaxNameLen = 255
+
+	// MaxMessageLen is the longest Message a Reject may carry. Reject.Append
+	// truncates a longer message.
+	MaxMessageLen = 1024
+
+	// MaxOpsHeader is the most bytes of an Ops or SnapshotChunk frame's
+	// length that are not ops (type, Origin, FirstSeq, count): a batch whose
+	// [Op.Size] values sum to at most maxFrame-MaxOpsHeader always encodes to
+	// a frame that ReadFrame with that maxFrame accepts.
+	MaxOpsHeader = 1 + 4 + binaryMaxVarintLen64 + binaryMaxVarintLen64
+
+	// minOpLen is the size of the smallest encoded Op (empty key and value,
+	// no expiry). It lets the decoder reject a claimed op count that the
+	// remaining payload cannot hold before it allocates the slice.
+	minOpLen = 1 + 8 + 4 + 1 + 1 + 1
+
+	// binaryMaxVarintLen64 mirrors binary.MaxVarintLen64 so that the
+	// constants above stay untyped.
+	binaryMaxVarintLen64 = 10
+)
+
+// Errors returned by ReadFrame. They are never wrapped in one another except
+// as stated: errors.Is(err, ErrMalformed) also holds for ErrUnknownType.
+var (
+	// ErrMalformed reports a frame whose length prefix is zero or whose
+	// payload does not follow the layout of its type: a field runs past the
+	// end of the payload, a length or count claims more than the payload
+	// holds, a limit is exceeded, a varint is not in its shortest form, or
+	// bytes are left over after the last field. The returned error wraps it
+	// with details.
+	ErrMalformed = errors.New("wire: malformed frame")
+
+	// ErrFrameTooLarge reports a length prefix above the reader's maximum
+	// frame size. It is detected from the prefix alone, before the body is
+	// read or any memory is allocated for it.
+	ErrFrameTooLarge = errors.New("wire: frame too large")
+
+	// ErrUnknownType reports a frame type this version does not know.
+	// errors.Is(ErrUnknownType, ErrMalformed) is true.
+	ErrUnknownType error = &childError{msg: "wire: unknown frame type", parent: ErrMalformed}
+)
+
+// childError is a sentinel error that is also its parent sentinel under
+// errors.Is, without the parent's text in its message.
+type childError struct {
+	msg    string
+	parent error
+}
+
+func (e *childError) Error() string { return e.msg }
+func (e *childError) Unwrap() error { return e.parent }
+
+// Type is a frame type: the first byte after the length prefix.
+type Type uint8
+
+// Frame types. Zero is never a valid type.
+const (
+	TypeHello         Type = 1
+	TypeReject        Type = 2
+	TypeResume        Type = 3
+	TypeOps           Type = 4
+	TypeAck           Type = 5
+	TypeSnapshotBegin Type = 6
+	TypeSnapshotChunk Type = 7
+	TypeSnapshotEnd   Type = 8
+	TypePing          Type = 9
+	TypePong          Type = 10
+)
+
+var typeNames = [...]string{
+	TypeHello:         "Hello",
+	TypeReject:        "Reject",
+	TypeResume:        "Resume",
+	TypeOps:           "Ops",
+	TypeAck:           "Ack",
+	TypeSnapshotBegin: "SnapshotBegin",
+	TypeSnapshotChunk: "SnapshotChunk",
+	TypeSnapshotEnd:   "SnapshotEnd",
+	TypePing:          "Ping",
+	TypePong:          "Pong",
+}
+
+// String returns the frame type's name, such as "Ops", or "Type(42)" for an
+// unknown type.
+func (t Type) String() string {
+	if int(t) < len(typeNames) && typeNames[t] != "" {
+		return typeNames[t]
+	}
+	return "Type(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Frame is one decoded or to-be-encoded frame. The concrete types are the
+// pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
+// *SnapshotChunk, *SnapshotEnd, *Ping and *Pong; ReadFrame returns one of
+// them, so callers dispatch with a type switch.
+type Frame interface {
+	// Type returns the frame's type byte.
+	Type() Type
+	// Append appends the complete encoded frame, length prefix included, to
+	// buf and returns the extended slice. It allocates only when buf lacks
+	// capacity.
+	Append(buf []byte) []byte
+}
+
+// Kind is the kind of a replicated operation.
+type Kind uint8
+
+// Operation kinds. The decoder rejects any other value.
+const (
+	KindSet    Kind = 1
+	KindDelete Kind = 2
+)
+
+// String returns "set", "delete" or "Kind(n)".
+func (k Kind) String() string {
+	switch k {
+	case KindSet:
+		return "set"
+	case KindDelete:
+		return "delete"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// RejectCode says why a node rejects its peer in a Reject frame. The code
+// space is open: the decoder accepts any value, so a newer peer may send a
+// code this version does not name.
+type RejectCode uint16
+
+// Reject codes.
+const (
+	// RejectBadFrame: a frame was malformed, of an unknown type, or not
+	// expected in the connection's state (for example Ops before Hello).
+	RejectBadFrame RejectCode = 1
+	// RejectProtocol: Hello.Proto is a version the receiver does not speak.
+	RejectProtocol RejectCode = 2
+	// RejectCluster: Hello.Cluster names another cluster.
+	RejectCluster RejectCode = 3
+	// RejectDuplicateNode: Hello.NodeID is the receiver's own id or that of
+	// another connected node.
+	RejectDuplicateNode RejectCode = 4
+	// RejectFrameTooLarge: a frame's length exceeded the receiver's limit.
+	RejectFrameTooLarge RejectCode = 5
+	// RejectShuttingDown: the receiver is closing; the peer should reconnect
+	// elsewhere or later.
+	RejectShuttingDown RejectCode = 6
+	// RejectInternal: the receiver failed for a reason of its own.
+	RejectInternal RejectCode = 7
+)
+
+var rejectNames = [...]string{
+	RejectBadFrame:      "bad frame",
+	RejectProtocol:      "protocol version",
+	RejectCluster:       "cluster mismatch",
+	RejectDuplicateNode: "duplicate node id",
+	RejectFrameTooLarge: "frame too large",
+	RejectShuttingDown:  "shutting down",
+	RejectInternal:      "internal error",
+}
+
+// String returns a short description such as "cluster mismatch", or
+// "RejectCode(n)" for a code this version does not name.
+func (c RejectCode) String() string {
+	if int(c) < len(rejectNames) && rejectNames[c] != "" {
+		return rejectNames[c]
+	}
+	return "RejectCode(" + strconv.Itoa(int(c)) + ")"
+}
