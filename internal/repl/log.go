@@ -34,12 +34,14 @@ type Log[T any] struct {
 	maxBytes int64
 	maxRecs  int
 	dropped  uint64
+	appended int64 // bytes ever appended
 	subs     map[chan struct{}]struct{}
 }
 
 type logRecord[T any] struct {
 	rec  T
 	size int64
+	cum  int64 // bytes appended to the log up to and including this record
 }
 
 // NewLog returns an empty log whose first record will have sequence 1.
@@ -74,7 +76,8 @@ func (l *Log[T]) Append(rec T, size int64) uint64 {
 		l.dropOldestLocked()
 	}
 	seq := l.first + uint64(l.n)
-	l.ring[(l.head+l.n)&(len(l.ring)-1)] = logRecord[T]{rec, size}
+	l.appended += size
+	l.ring[(l.head+l.n)&(len(l.ring)-1)] = logRecord[T]{rec, size, l.appended}
 	l.n++
 	l.bytes += size
 	for ch := range l.subs {
@@ -125,6 +128,20 @@ func (l *Log[T]) Read(from uint64, maxBytes int64, dst []T) ([]T, uint64, error)
 		total += r.size
 	}
 	return dst, seq, nil
+}
+
+// BytesAfter returns the bytes of the kept records with sequence numbers
+// above seq.
+func (l *Log[T]) BytesAfter(seq uint64) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case seq < l.first:
+		return l.bytes
+	case seq >= l.first+uint64(l.n):
+		return 0
+	}
+	return l.appended - l.ring[(l.head+int(seq-l.first))&(len(l.ring)-1)].cum
 }
 
 // Next returns the sequence number the next Append will get.

@@ -31,6 +31,12 @@ func TestLogAppendRead(t *testing.T) {
 	if !slices.Equal(got, []int{0, 1, 2}) || next != 4 {
 		t.Errorf("Read(1, 25 bytes) = %v next %d; want [0 1 2] next 4", got, next)
 	}
+	if b := l.BytesAfter(95); b != 50 {
+		t.Errorf("BytesAfter(95) = %d; want 50", b)
+	}
+	if b := l.BytesAfter(100); b != 0 {
+		t.Errorf("BytesAfter(100) = %d; want 0", b)
+	}
 	got, next, _ = l.Read(101, 100, nil)
 	if len(got) != 0 || next != 101 {
 		t.Errorf("Read at the end = %v next %d; want nothing, 101", got, next)

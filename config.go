@@ -1,0 +1,148 @@
+package geocache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Clock supplies physical time to a node: its expiry decisions and the
+// physical part of its version clock. Tests inject a manual clock; nil in
+// Config means the real clock.
+type Clock interface {
+	// UnixNano returns the current time in nanoseconds since the Unix epoch.
+	UnixNano() int64
+}
+
+// Config configures a Node. The zero value of every field is a sensible
+// default: Open(Config{}) gives a single, unreplicated node with a 64 MiB
+// budget. A multi-region node needs Region, NodeID, PeerAddr and Peers; the
+// presets SingleNode and MultiRegion fill them in.
+type Config struct {
+	// Cluster names the cluster; nodes of different clusters refuse to
+	// replicate to each other. Default "geocache".
+	Cluster string
+	// Region is this node's region, e.g. "eu-west". Default "local".
+	Region string
+	// NodeID is the node's numeric id, unique in the cluster and stable for
+	// the node (it is the origin part of the versions of its writes).
+	// Default 1; required when Peers is set.
+	NodeID uint32
+	// NodeName names the node in logs and stats. Default "<region>-<id>".
+	NodeName string
+
+	// PeerAddr is the TCP address this node listens on for replication from
+	// its peers, e.g. "10.0.0.5:7380". Empty means it does not listen.
+	PeerAddr string
+	// Peers are the replication addresses of the other nodes.
+	Peers []string
+
+	// MaxBytes bounds the memory held by entries, counting keys, values and
+	// the engine's per-entry overhead. Default 64 MiB if MaxEntries is 0.
+	MaxBytes int64
+	// MaxEntries bounds the number of entries. 0 means no entry limit.
+	MaxEntries int
+	// MaxValueBytes bounds one value. Default 1 MiB; at most 3 MiB (a value
+	// travels in one replication frame).
+	MaxValueBytes int
+	// DefaultTTL is the time to live of writes without one. 0 means they
+	// never expire.
+	DefaultTTL time.Duration
+	// MaxClockOffset is the largest clock offset tolerated between nodes;
+	// a node whose clock is further than this from most of its peers
+	// refuses writes (ErrClockSkew). Default 500 ms.
+	MaxClockOffset time.Duration
+	// MaxTombstones bounds the deletes remembered exactly. Default 100,000.
+	MaxTombstones int
+	// TombstoneHorizon is how long deletes are remembered exactly.
+	// Default 1 h.
+	TombstoneHorizon time.Duration
+	// ReplicationLogBytes bounds the log of this node's writes kept for
+	// peers that are behind; a peer further behind gets a full sync.
+	// Default 64 MiB.
+	ReplicationLogBytes int64
+
+	// Clock supplies physical time. nil means the real clock.
+	Clock Clock
+	// Logger receives the node's structured logs. nil discards them.
+	Logger *slog.Logger
+	// Codec encodes the values of SetValue and GetValue. nil means JSON.
+	Codec Codec
+
+	// Listener, if set, is used instead of listening on PeerAddr, and Dial
+	// instead of TCP, so that tests can run a cluster on an in-memory or
+	// fault-injecting network.
+	Listener net.Listener
+	Dial     func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Defaults applied by Open.
+const (
+	DefaultMaxBytes      = 64 << 20
+	DefaultMaxValueBytes = 1 << 20
+	maxValueBytesLimit   = 3 << 20
+	// MaxKeyBytes is the longest key: 64 KiB.
+	MaxKeyBytes = 64 << 10
+)
+
+// SingleNode returns the Config of one node that replicates nowhere, with a
+// memory budget in bytes.
+func SingleNode(maxBytes int64) Config {
+	return Config{MaxBytes: maxBytes}
+}
+
+// MultiRegion returns the Config of node id in region, listening for
+// replication on peerAddr and streaming its writes to peers (the
+// replication addresses of every other node, in every region).
+func MultiRegion(region string, id uint32, peerAddr string, peers ...string) Config {
+	return Config{Region: region, NodeID: id, PeerAddr: peerAddr, Peers: peers}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.MaxBytes < 0 || c.MaxEntries < 0 || c.MaxValueBytes < 0 || c.MaxTombstones < 0 || c.ReplicationLogBytes < 0:
+		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
+	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0:
+		return fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
+	case c.MaxValueBytes > maxValueBytesLimit:
+		return fmt.Errorf("%w: MaxValueBytes %d exceeds %d", ErrInvalidConfig, c.MaxValueBytes, maxValueBytesLimit)
+	case len(c.Peers) > 0 && c.NodeID == 0:
+		return fmt.Errorf("%w: NodeID is required with Peers", ErrInvalidConfig)
+	}
+	if c.NodeID == 0 {
+		c.NodeID = 1
+	}
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	if c.NodeName == "" {
+		c.NodeName = fmt.Sprintf("%s-%d", c.Region, c.NodeID)
+	}
+	if c.MaxBytes == 0 && c.MaxEntries == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.Codec == nil {
+		c.Codec = JSON{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		switch {
+		case p == "":
+			return fmt.Errorf("%w: empty peer address", ErrInvalidConfig)
+		case p == c.PeerAddr:
+			return fmt.Errorf("%w: peer %q is this node's own PeerAddr", ErrInvalidConfig, p)
+		case seen[p]:
+			return fmt.Errorf("%w: peer %q listed twice", ErrInvalidConfig, p)
+		}
+		seen[p] = true
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package repl
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// errProtocol marks a peer that broke the protocol; the connection is
+// rejected and closed.
+var errProtocol = errors.New("repl: protocol error")
+
+// frameConn reads and writes frames on one connection. Each direction is
+// used by one goroutine at a time, so it needs no lock. Every read and
+// write has a deadline: a peer that goes silent, or a link that stalls, is
+// detected within DeadTimeout.
+type frameConn struct {
+	c        net.Conn
+	r        *bufio.Reader
+	rbuf     []byte
+	wbuf     []byte
+	maxFrame int
+	dead     time.Duration
+}
+
+func newFrameConn(c net.Conn, maxFrame int, dead time.Duration) *frameConn {
+	return &frameConn{c: c, r: bufio.NewReaderSize(c, 64<<10), maxFrame: maxFrame, dead: dead}
+}
+
+func (fc *frameConn) write(f wire.Frame) error {
+	fc.wbuf = f.Append(fc.wbuf[:0])
+	if err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead)); err != nil {
+		return err
+	}
+	_, err := fc.c.Write(fc.wbuf)
+	if cap(fc.wbuf) > 2*fc.maxFrame {
+		fc.wbuf = nil // do not keep an outsized buffer
+	}
+	return err
+}
+
+func (fc *frameConn) read() (wire.Frame, error) {
+	if err := fc.c.SetReadDeadline(time.Now().Add(fc.dead)); err != nil {
+		return nil, err
+	}
+	f, buf, err := wire.ReadFrame(fc.r, fc.maxFrame, fc.rbuf)
+	fc.rbuf = buf
+	return f, err
+}
+
+// reject tells the peer why the connection ends (best effort) and returns
+// the error to log.
+func (fc *frameConn) reject(code wire.RejectCode, format string, a ...any) error {
+	msg := fmt.Sprintf(format, a...)
+	fc.write(&wire.Reject{Code: code, Message: msg})
+	return fmt.Errorf("%w: %s", errProtocol, msg)
+}
+
+// rejectFor turns a read error into the Reject the peer should hear, if
+// any, and returns the error to log.
+func (fc *frameConn) rejectRead(err error) error {
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		return fc.reject(wire.RejectFrameTooLarge, "%v", err)
+	case errors.Is(err, wire.ErrMalformed):
+		return fc.reject(wire.RejectBadFrame, "%v", err)
+	}
+	return err
+}
+
+// expect reads one frame of type T, rejecting anything else.
+func expect[T wire.Frame](fc *frameConn) (T, error) {
+	var zero T
+	f, err := fc.read()
+	if err != nil {
+		return zero, fc.rejectRead(err)
+	}
+	switch f := f.(type) {
+	case T:
+		return f, nil
+	case *wire.Reject:
+		return zero, fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
+	}
+	return zero, fc.reject(wire.RejectBadFrame, "unexpected %T frame", f)
+}

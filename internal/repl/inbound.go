@@ -1,0 +1,245 @@
+package repl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// originState is the receive side of one origin: how far its log has been
+// applied here, for which incarnation of it.
+type originState struct {
+	id uint32
+
+	// mu guards the fields below and serializes applying this origin's
+	// frames. Lock order: Replicator.mu, then mu, then store locks.
+	mu          sync.Mutex
+	gen         uint64 // bumped by each new connection; older ones stop
+	incarnation uint64
+	applied     uint64 // last sequence number applied
+	name        string
+	region      string
+	connected   bool
+	since       time.Time
+	results     [store.Invalid + 1]uint64 // Apply results of its ops
+	fullSyncs   uint64
+	dropped     uint64 // entries dropped after full syncs
+}
+
+// acceptLoop accepts peer connections until Close.
+func (r *Replicator) acceptLoop() {
+	for {
+		c, err := r.cfg.Listener.Accept()
+		if err != nil {
+			if r.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.cfg.Logger.Warn("replication accept failed", "err", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-r.ctx.Done():
+				return
+			}
+			continue
+		}
+		if !r.track(c) {
+			return
+		}
+		r.wg.Go(func() {
+			defer r.untrack(c)
+			if err := r.runInbound(c); err != nil && r.ctx.Err() == nil {
+				r.cfg.Logger.Debug("replication stream from peer ended", "remote", c.RemoteAddr().String(), "err", err)
+			}
+		})
+	}
+}
+
+// snapshotState collects a full sync in progress.
+type snapshotState struct {
+	seq  uint64
+	hlc  hlc.Timestamp
+	keys map[string]struct{}
+}
+
+var errSuperseded = errors.New("repl: a newer connection from the same origin took over")
+
+// runInbound serves one connection from a peer that streams its log here.
+func (r *Replicator) runInbound(c net.Conn) error {
+	fc := newFrameConn(c, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	h, err := expect[*wire.Hello](fc)
+	if err != nil {
+		return err
+	}
+	if rej := r.checkHello(h); rej != nil {
+		fc.write(rej)
+		return errors.New("repl: refused peer: " + rej.Message)
+	}
+	if err := fc.write(r.hello()); err != nil {
+		return err
+	}
+	o, gen, next := r.takeOver(h)
+	defer r.release(o, gen)
+	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next}); err != nil {
+		return err
+	}
+	var snap *snapshotState
+	for {
+		f, err := fc.read()
+		if err != nil {
+			return fc.rejectRead(err)
+		}
+		switch f := f.(type) {
+		case *wire.Ops:
+			if f.Origin != h.NodeID {
+				return fc.reject(wire.RejectBadFrame, "ops of origin %d on the stream of %d", f.Origin, h.NodeID)
+			}
+			applied, err := r.applyOps(o, gen, f, snap != nil)
+			if err != nil {
+				return fc.reject(wire.RejectBadFrame, "%v", err)
+			}
+			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
+				return err
+			}
+		case *wire.SnapshotBegin:
+			if f.Origin != h.NodeID || snap != nil {
+				return fc.reject(wire.RejectBadFrame, "unexpected snapshot begin")
+			}
+			snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}}
+		case *wire.SnapshotChunk:
+			if f.Origin != h.NodeID || snap == nil {
+				return fc.reject(wire.RejectBadFrame, "snapshot chunk outside a snapshot")
+			}
+			if len(snap.keys)+len(f.Ops) > r.cfg.MaxSnapshotKeys {
+				return fc.reject(wire.RejectInternal, "snapshot larger than %d keys", r.cfg.MaxSnapshotKeys)
+			}
+			if err := r.applySnapshotChunk(o, gen, snap, f.Ops); err != nil {
+				return err
+			}
+		case *wire.SnapshotEnd:
+			if f.Origin != h.NodeID || snap == nil {
+				return fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
+			}
+			if err := r.finishSnapshot(o, gen, snap); err != nil {
+				return err
+			}
+			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: snap.seq}); err != nil {
+				return err
+			}
+			snap = nil
+		case *wire.Ping:
+			if err := fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: r.cfg.Physical.UnixNano()}); err != nil {
+				return err
+			}
+		case *wire.Reject:
+			return errors.New("repl: peer closed the stream: " + f.Code.String() + ": " + f.Message)
+		default:
+			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a receiving stream", f)
+		}
+	}
+}
+
+// takeOver makes this connection the one that applies h's origin, and
+// returns where the origin should resume: after the last op applied here,
+// for the same incarnation; from the start for a new one (a restarted
+// origin's log starts at 1 again).
+func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
+	r.mu.Lock()
+	o := r.origins[h.NodeID]
+	if o == nil {
+		o = &originState{id: h.NodeID}
+		r.origins[h.NodeID] = o
+	}
+	r.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.gen++
+	if o.incarnation != h.Incarnation {
+		o.incarnation = h.Incarnation
+		o.applied = 0
+	}
+	o.name, o.region = h.NodeName, h.Region
+	o.connected, o.since = true, time.Now()
+	return o, o.gen, o.applied + 1
+}
+
+func (r *Replicator) release(o *originState, gen uint64) {
+	o.mu.Lock()
+	if o.gen == gen {
+		o.connected, o.since = false, time.Now()
+	}
+	o.mu.Unlock()
+}
+
+// applyOps applies one Ops frame and returns the sequence number applied.
+// Every op's version is merged into the clock first, so that later local
+// writes are versioned after everything this node has seen.
+func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapshot bool) (uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gen != gen {
+		return 0, errSuperseded
+	}
+	if inSnapshot {
+		return 0, errors.New("ops inside a snapshot")
+	}
+	if f.FirstSeq != o.applied+1 {
+		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, o.applied+1)
+	}
+	for i := range f.Ops {
+		r.applyLocked(o, &f.Ops[i])
+	}
+	o.applied += uint64(len(f.Ops))
+	return o.applied, nil
+}
+
+func (r *Replicator) applyLocked(o *originState, w *wire.Op) {
+	r.cfg.Clock.Update(hlc.Timestamp(w.HLC))
+	op := fromWireOp(w)
+	res := r.cfg.Store.Apply(op)
+	if int(res) < len(o.results) {
+		o.results[res]++
+	}
+}
+
+func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapshotState, ops []wire.Op) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gen != gen {
+		return errSuperseded
+	}
+	for i := range ops {
+		r.applyLocked(o, &ops[i])
+		if ops[i].Kind == wire.KindSet {
+			snap.keys[ops[i].Key] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// finishSnapshot drops what the snapshot cannot vouch for: every entry it
+// did not contain whose version is not newer than the snapshot. Such an
+// entry may have been overwritten or deleted by a write of the origin that
+// this node missed and whose trace the origin no longer holds (evicted,
+// tombstone expired). Dropping costs a miss, never correctness (I2).
+func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotState) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gen != gen {
+		return errSuperseded
+	}
+	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
+		_, in := snap.keys[key]
+		return in || v.HLC > snap.hlc
+	})
+	o.applied = snap.seq
+	o.fullSyncs++
+	o.dropped += uint64(n)
+	r.cfg.Logger.Info("full sync received", "origin", o.name, "seq", snap.seq, "entries", len(snap.keys), "dropped", n)
+	return nil
+}

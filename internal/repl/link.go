@@ -1,0 +1,285 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// A link is the sending side of one peer address: this node dials it and
+// streams its own log over the connection.
+type link struct {
+	addr string
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	nodeID     uint32
+	name       string
+	region     string // "" until the first handshake
+	connected  bool
+	since      time.Time // of the last change of connected
+	acked      uint64    // highest sequence number the peer has applied
+	sent       uint64    // next sequence number to send
+	rtt        time.Duration
+	offset     time.Duration // peer's physical clock minus ours
+	fullSyncs  uint64
+	reconnects uint64
+	lastErr    string
+}
+
+func (l *link) setState(connected bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.connected != connected {
+		l.since = time.Now()
+	}
+	l.connected = connected
+	if err != nil {
+		l.lastErr = err.Error()
+	}
+	if connected {
+		l.reconnects++
+	}
+}
+
+// dialLoop keeps one connection to l.addr up until Close, with capped,
+// jittered exponential backoff between attempts.
+func (r *Replicator) dialLoop(l *link) {
+	backoff := r.cfg.ReconnectMin
+	for r.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.DeadTimeout)
+		conn, err := r.cfg.Dial(ctx, l.addr)
+		cancel()
+		if err == nil && r.track(conn) {
+			start := time.Now()
+			err = r.runOutbound(l, conn)
+			r.untrack(conn)
+			if time.Since(start) > r.cfg.ReconnectMax {
+				backoff = r.cfg.ReconnectMin // it was up for a while: retry fast
+			}
+		}
+		l.setState(false, err)
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.cfg.Logger.Debug("replication link down", "peer", l.addr, "err", err, "retry_in", backoff)
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-time.After(wait):
+		case <-r.ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, r.cfg.ReconnectMax)
+	}
+}
+
+// runOutbound serves one outbound connection until it fails: handshake,
+// then stream the log from where the peer asks, with a full sync when the
+// log no longer reaches back that far.
+func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
+	fc := newFrameConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	if err := fc.write(r.hello()); err != nil {
+		return err
+	}
+	h, err := expect[*wire.Hello](fc)
+	if err != nil {
+		return err
+	}
+	if rej := r.checkHello(h); rej != nil {
+		fc.write(rej)
+		return fmt.Errorf("%w: %s: %s", errProtocol, rej.Code, rej.Message)
+	}
+	resume, err := expect[*wire.Resume](fc)
+	if err != nil {
+		return err
+	}
+	next := max(resume.NextSeq, 1)
+	if resume.Origin != r.cfg.NodeID || next > r.log.Next() {
+		return fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
+			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
+	}
+	r.mu.Lock()
+	l.mu.Lock()
+	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
+	l.acked = max(l.acked, next-1)
+	l.sent = next
+	l.mu.Unlock()
+	r.ackAdvancedLocked()
+	r.mu.Unlock()
+	l.setState(true, nil)
+	r.cfg.Logger.Info("replication link up", "peer", l.addr, "node", h.NodeName, "region", h.Region, "from_seq", next)
+
+	// The reader takes acks and pongs; it ends when the connection closes,
+	// which the caller does when this function returns.
+	readErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer conn.Close()
+	wg.Go(func() { readErr <- r.readAcks(l, fc) })
+
+	wake, unsubscribe := r.log.Subscribe()
+	defer unsubscribe()
+	ping := time.NewTicker(r.cfg.PingInterval)
+	defer ping.Stop()
+	var batch []store.Op
+	var ops []wire.Op
+	for {
+		// Send everything available before waiting: under load the next
+		// batch gathers while the previous one is being written, and an
+		// idle link sends a write the moment it is published. No timer is
+		// on this path.
+		var n uint64
+		var err error
+		batch, n, err = r.log.Read(next, int64(r.cfg.BatchBytes), batch[:0])
+		if errors.Is(err, ErrTruncated) {
+			if next, err = r.sendSnapshot(l, fc); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(batch) > 0 {
+			ops = toWire(batch, ops[:0])
+			if err := fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: next, Ops: ops}); err != nil {
+				return err
+			}
+			clear(batch) // do not pin values until the next batch
+			next = n
+			l.mu.Lock()
+			l.sent = next
+			l.mu.Unlock()
+			continue
+		}
+		select {
+		case <-wake:
+		case <-ping.C:
+			if err := fc.write(&wire.Ping{SentNanos: r.cfg.Physical.UnixNano()}); err != nil {
+				return err
+			}
+		case err := <-readErr:
+			return err
+		case <-r.ctx.Done():
+			fc.write(&wire.Reject{Code: wire.RejectShuttingDown, Message: "node shutting down"})
+			return nil
+		}
+	}
+}
+
+// sendSnapshot performs a full sync: every live entry and tombstone of the
+// store, framed by the log position it stands for. The receiver merges it
+// and drops what the snapshot does not vouch for. It returns the sequence
+// number to stream from afterwards.
+func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
+	// Every write with a sequence number below s0 was versioned before ts
+	// (versions come from a monotonic clock, and a write is versioned before
+	// it is logged), so the snapshot plus the log from s0 covers them all.
+	s0 := r.log.Next()
+	ts := r.cfg.Clock.Update(0)
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: s0 - 1, HLC: uint64(ts)}); err != nil {
+		return 0, err
+	}
+	var chunk []wire.Op
+	size := 0
+	var err error
+	flush := func() {
+		if len(chunk) > 0 && err == nil {
+			err = fc.write(&wire.SnapshotChunk{Origin: r.cfg.NodeID, Ops: chunk})
+		}
+		clear(chunk)
+		chunk, size = chunk[:0], 0
+	}
+	r.cfg.Store.Snapshot(func(op store.Op) bool {
+		w := toWireOp(&op)
+		if size+w.Size() > r.cfg.BatchBytes {
+			flush()
+		}
+		chunk = append(chunk, w)
+		size += w.Size()
+		return err == nil
+	})
+	flush()
+	if err != nil {
+		return 0, err
+	}
+	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID}); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.fullSyncs++
+	l.mu.Unlock()
+	r.cfg.Logger.Info("full sync sent", "peer", l.addr, "seq", s0-1)
+	return s0, nil
+}
+
+// readAcks reads the peer's side of an outbound connection.
+func (r *Replicator) readAcks(l *link, fc *frameConn) error {
+	for {
+		f, err := fc.read()
+		if err != nil {
+			return fc.rejectRead(err)
+		}
+		switch f := f.(type) {
+		case *wire.Ack:
+			if f.Origin != r.cfg.NodeID || f.Seq >= r.log.Next() {
+				return fc.reject(wire.RejectBadFrame, "ack of origin %d seq %d", f.Origin, f.Seq)
+			}
+			r.mu.Lock()
+			l.mu.Lock()
+			advanced := f.Seq > l.acked
+			l.acked = max(l.acked, f.Seq)
+			l.mu.Unlock()
+			if advanced {
+				r.ackAdvancedLocked()
+			}
+			r.mu.Unlock()
+		case *wire.Pong:
+			now := r.cfg.Physical.UnixNano()
+			rtt := time.Duration(now - f.EchoNanos)
+			off := hlc.EstimateOffset(f.EchoNanos, f.PhysicalNanos, now)
+			l.mu.Lock()
+			l.rtt, l.offset = rtt, off
+			name := l.name
+			l.mu.Unlock()
+			r.cfg.Clock.ObservePeerOffset(name, off)
+		case *wire.Reject:
+			return fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
+		default:
+			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a sending link", f)
+		}
+	}
+}
+
+func toWireOp(op *store.Op) wire.Op {
+	return wire.Op{
+		Kind:     wire.Kind(op.Kind),
+		Key:      op.Key,
+		Value:    op.Value,
+		ExpireAt: op.ExpireAt,
+		HLC:      uint64(op.Version.HLC),
+		VOrigin:  op.Version.Origin,
+	}
+}
+
+func toWire(ops []store.Op, dst []wire.Op) []wire.Op {
+	for i := range ops {
+		dst = append(dst, toWireOp(&ops[i]))
+	}
+	return dst
+}
+
+func fromWireOp(op *wire.Op) store.Op {
+	return store.Op{
+		Kind:     store.Kind(op.Kind),
+		Key:      op.Key,
+		Value:    op.Value,
+		ExpireAt: op.ExpireAt,
+		Version:  store.Version{HLC: hlc.Timestamp(op.HLC), Origin: op.VOrigin},
+	}
+}

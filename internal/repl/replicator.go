@@ -1,0 +1,372 @@
+package repl
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Errors returned by the replicator.
+var (
+	// ErrInvalidConfig is wrapped by New's errors for a bad Config.
+	ErrInvalidConfig = errors.New("repl: invalid config")
+	// ErrClosed is returned by Wait after Close.
+	ErrClosed = errors.New("repl: closed")
+)
+
+// Config configures a Replicator. Zero values are defaults.
+type Config struct {
+	// Cluster names the cluster; nodes of different clusters refuse each
+	// other. Default "geocache".
+	Cluster string
+	// Region is this node's region. Default "local".
+	Region string
+	// NodeID is this node's numeric id, the origin of its writes. Required
+	// (non-zero) and unique in the cluster.
+	NodeID uint32
+	// NodeName names the node in logs and stats. Default "node-<id>".
+	NodeName string
+
+	// Store receives replicated writes. Required.
+	Store *store.Store
+	// Clock is the node's hybrid logical clock. Required.
+	Clock *hlc.Clock
+	// Physical is the physical clock used for clock-offset measurement.
+	// nil means the real clock. It should be the one Clock reads.
+	Physical hlc.PhysicalClock
+
+	// Listener accepts connections from peers. nil means the node only
+	// dials out (it then receives nothing).
+	Listener net.Listener
+	// Peers are the addresses this node dials to stream its writes.
+	Peers []string
+	// Dial connects to a peer. nil means a net.Dialer over TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	// Log bounds the replication log.
+	Log LogConfig
+	// MaxFrame bounds frames read and written, in bytes. Default
+	// wire.DefaultMaxFrame (4 MiB).
+	MaxFrame int
+	// BatchBytes is the most op bytes sent in one frame. Default 256 KiB;
+	// at most MaxFrame - wire.MaxOpsHeader.
+	BatchBytes int
+	// PingInterval is how often an idle link sends a Ping (which also
+	// measures round-trip time and clock offset). Default 1 s.
+	PingInterval time.Duration
+	// DeadTimeout closes a connection that has received nothing for this
+	// long, or cannot complete a write in this long. Default 5 s; at least
+	// twice PingInterval.
+	DeadTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the backoff between dial
+	// attempts. Defaults 50 ms and 2 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// MaxSnapshotKeys bounds the keys a receiver tracks during one full
+	// sync. Default 4 Mi; a larger snapshot is refused (the link resets).
+	MaxSnapshotKeys int
+
+	// Logger receives structured logs. nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.NodeID == 0:
+		return fmt.Errorf("%w: NodeID must be non-zero", ErrInvalidConfig)
+	case c.Store == nil:
+		return fmt.Errorf("%w: Store is required", ErrInvalidConfig)
+	case c.Clock == nil:
+		return fmt.Errorf("%w: Clock is required", ErrInvalidConfig)
+	case len(c.Cluster) > wire.MaxNameLen || len(c.Region) > wire.MaxNameLen || len(c.NodeName) > wire.MaxNameLen:
+		return fmt.Errorf("%w: cluster, region and node names are limited to %d bytes", ErrInvalidConfig, wire.MaxNameLen)
+	case c.MaxFrame < 0 || c.BatchBytes < 0 || c.PingInterval < 0 || c.DeadTimeout < 0 ||
+		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.MaxSnapshotKeys < 0:
+		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
+	}
+	if c.Cluster == "" {
+		c.Cluster = "geocache"
+	}
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	if c.NodeName == "" {
+		c.NodeName = fmt.Sprintf("node-%d", c.NodeID)
+	}
+	if c.Physical == nil {
+		c.Physical = realClock{}
+	}
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	if c.MaxFrame == 0 {
+		c.MaxFrame = wire.DefaultMaxFrame
+	}
+	if c.MaxFrame < 64<<10 {
+		return fmt.Errorf("%w: MaxFrame %d is below 64 KiB", ErrInvalidConfig, c.MaxFrame)
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = min(256<<10, c.MaxFrame-wire.MaxOpsHeader)
+	}
+	if c.BatchBytes > c.MaxFrame-wire.MaxOpsHeader {
+		return fmt.Errorf("%w: BatchBytes %d does not fit in MaxFrame %d", ErrInvalidConfig, c.BatchBytes, c.MaxFrame)
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = time.Second
+	}
+	if c.DeadTimeout == 0 {
+		c.DeadTimeout = max(5*time.Second, 2*c.PingInterval)
+	}
+	if c.DeadTimeout < 2*c.PingInterval {
+		return fmt.Errorf("%w: DeadTimeout %v is under twice PingInterval %v", ErrInvalidConfig, c.DeadTimeout, c.PingInterval)
+	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = 50 * time.Millisecond
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = 2 * time.Second
+	}
+	c.ReconnectMax = max(c.ReconnectMax, c.ReconnectMin)
+	if c.MaxSnapshotKeys == 0 {
+		c.MaxSnapshotKeys = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+type realClock struct{}
+
+func (realClock) UnixNano() int64 { return time.Now().UnixNano() }
+
+// Replicator streams this node's writes to its peers and applies theirs.
+// Publish adds a local write to the log; one goroutine per peer address
+// sends the log, one goroutine per accepted connection receives. Close stops
+// them all.
+type Replicator struct {
+	cfg         Config
+	incarnation uint64
+	log         *Log[store.Op]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the fields below. Lock order: mu before a link's or an
+	// origin's own mutex; never a store lock while holding mu.
+	mu      sync.Mutex
+	links   map[string]*link        // by dialed address
+	origins map[uint32]*originState // receive side, by origin node id
+	conns   map[net.Conn]struct{}   // every open connection, for Close
+	ackCh   chan struct{}           // closed and replaced when any ack advances
+	closed  bool
+}
+
+// New validates cfg and returns a replicator that has started nothing yet;
+// Start starts it.
+func New(cfg Config) (*Replicator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l, err := NewLog[store.Op](cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("repl: incarnation id: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Replicator{
+		cfg:         cfg,
+		incarnation: binary.BigEndian.Uint64(b[:]) | 1, // never 0
+		log:         l,
+		ctx:         ctx,
+		cancel:      cancel,
+		links:       map[string]*link{},
+		origins:     map[uint32]*originState{},
+		conns:       map[net.Conn]struct{}{},
+		ackCh:       make(chan struct{}),
+	}
+	for _, addr := range cfg.Peers {
+		if _, dup := r.links[addr]; !dup {
+			r.links[addr] = &link{addr: addr}
+		}
+	}
+	return r, nil
+}
+
+// Start begins accepting connections and dialing peers.
+func (r *Replicator) Start() {
+	if r.cfg.Listener != nil {
+		r.wg.Go(r.acceptLoop)
+	}
+	for _, l := range r.links {
+		r.wg.Go(func() { r.dialLoop(l) })
+	}
+}
+
+// Publish appends a local write to the log and wakes the senders. It
+// returns the write's sequence number, which Wait takes.
+func (r *Replicator) Publish(op store.Op) uint64 {
+	return r.log.Append(op, opSize(&op))
+}
+
+// LastSeq returns the sequence number of the latest published write (0 if
+// none).
+func (r *Replicator) LastSeq() uint64 { return r.log.Next() - 1 }
+
+func opSize(op *store.Op) int64 {
+	return int64(len(op.Key) + len(op.Value) + 48)
+}
+
+// Close stops every goroutine and closes every connection, then waits for
+// them. It is idempotent. It does not close the Listener's underlying
+// resources beyond the listener itself.
+func (r *Replicator) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	for c := range r.conns {
+		c.Close()
+	}
+	close(r.ackCh)
+	r.mu.Unlock()
+	r.cancel()
+	if r.cfg.Listener != nil {
+		r.cfg.Listener.Close()
+	}
+	r.wg.Wait()
+	return nil
+}
+
+// track registers an open connection so Close can close it; it reports
+// false (and closes conn) if the replicator is closing.
+func (r *Replicator) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		c.Close()
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *Replicator) untrack(c net.Conn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+	c.Close()
+}
+
+// ackAdvanced wakes every Wait.
+func (r *Replicator) ackAdvancedLocked() {
+	if r.closed {
+		return
+	}
+	close(r.ackCh)
+	r.ackCh = make(chan struct{})
+}
+
+// Wait blocks until the write with sequence number seq (and every earlier
+// one) has been applied in at least regions other regions, or ctx ends. It
+// returns the number of other regions that have applied it when it returns
+// (so a caller can report partial progress, like Redis's WAIT) and ctx's
+// error if it gave up.
+func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, error) {
+	for {
+		r.mu.Lock()
+		n := r.appliedRegionsLocked(seq)
+		ch := r.ackCh
+		closed := r.closed
+		r.mu.Unlock()
+		if n >= regions || seq == 0 {
+			return n, nil
+		}
+		if closed {
+			return n, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
+}
+
+// appliedRegionsLocked counts the regions other than this node's in which
+// some node has acknowledged seq.
+func (r *Replicator) appliedRegionsLocked(seq uint64) int {
+	seen := map[string]bool{}
+	for _, l := range r.links {
+		l.mu.Lock()
+		if l.region != "" && l.region != r.cfg.Region && l.acked >= seq {
+			seen[l.region] = true
+		}
+		l.mu.Unlock()
+	}
+	return len(seen)
+}
+
+// Regions returns the number of regions in the cluster as far as this node
+// knows: its own, every region a peer announced, and one for each peer
+// address never reached (which may be a region of its own).
+func (r *Replicator) Regions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{r.cfg.Region: true}
+	unknown := 0
+	for _, l := range r.links {
+		l.mu.Lock()
+		if l.region == "" {
+			unknown++
+		} else {
+			seen[l.region] = true
+		}
+		l.mu.Unlock()
+	}
+	return len(seen) + unknown
+}
+
+func (r *Replicator) hello() *wire.Hello {
+	return &wire.Hello{
+		Proto:         wire.Proto,
+		Cluster:       r.cfg.Cluster,
+		Region:        r.cfg.Region,
+		NodeName:      r.cfg.NodeName,
+		NodeID:        r.cfg.NodeID,
+		Incarnation:   r.incarnation,
+		PhysicalNanos: r.cfg.Physical.UnixNano(),
+	}
+}
+
+// checkHello validates a peer's Hello; a non-nil Reject says why it is
+// refused.
+func (r *Replicator) checkHello(h *wire.Hello) *wire.Reject {
+	switch {
+	case h.Proto != wire.Proto:
+		return &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("protocol %d; this node speaks %d", h.Proto, wire.Proto)}
+	case h.Cluster != r.cfg.Cluster:
+		return &wire.Reject{Code: wire.RejectCluster, Message: fmt.Sprintf("cluster %q; this node is in %q", h.Cluster, r.cfg.Cluster)}
+	case h.NodeID == r.cfg.NodeID || h.NodeID == 0:
+		return &wire.Reject{Code: wire.RejectDuplicateNode, Message: fmt.Sprintf("node id %d is this node's own (or zero)", h.NodeID)}
+	case h.Incarnation == 0:
+		return &wire.Reject{Code: wire.RejectBadFrame, Message: "incarnation 0"}
+	}
+	return nil
+}

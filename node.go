@@ -1,0 +1,364 @@
+package geocache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/repl"
+	"github.com/geocache/geocache/internal/store"
+)
+
+// Errors. Each method's doc lists those it returns; test with errors.Is.
+var (
+	// ErrNotFound: the key holds no live entry.
+	ErrNotFound = errors.New("geocache: not found")
+	// ErrInvalidConfig: Open refused the Config.
+	ErrInvalidConfig = errors.New("geocache: invalid config")
+	// ErrTooLarge: a key or value exceeds its limit (MaxKeyBytes,
+	// Config.MaxValueBytes, or what one shard of the memory budget holds).
+	ErrTooLarge = errors.New("geocache: key or value too large")
+	// ErrClockSkew: this node's clock is further than MaxClockOffset from
+	// most of its peers; it refuses writes until it is back in bounds.
+	ErrClockSkew = errors.New("geocache: clock out of bounds relative to peers")
+	// ErrAckTimeout: a write was applied locally but not acknowledged by
+	// enough regions before the context ended. It stays applied and keeps
+	// replicating.
+	ErrAckTimeout = errors.New("geocache: write not acknowledged by enough regions in time")
+	// ErrClosed: the node is closed.
+	ErrClosed = errors.New("geocache: node closed")
+)
+
+// Ack is how far a write must have travelled before the call returns.
+type Ack uint8
+
+const (
+	// Local acknowledges a write once it is applied on this node
+	// (microseconds); it reaches other regions about one network delay
+	// later. A write acknowledged only locally is lost if this node dies
+	// before sending it.
+	Local Ack = iota
+	// Quorum waits until a majority of regions (this one included) have
+	// applied the write: it then survives the loss of any minority of
+	// regions.
+	Quorum
+	// All waits until every known region has applied the write.
+	All
+)
+
+// String returns the level's name.
+func (a Ack) String() string {
+	switch a {
+	case Local:
+		return "local"
+	case Quorum:
+		return "quorum"
+	case All:
+		return "all"
+	}
+	return fmt.Sprintf("Ack(%d)", uint8(a))
+}
+
+// Option modifies one write.
+type Option func(*writeOpts)
+
+type writeOpts struct {
+	expiry   expiryMode
+	ttl      time.Duration
+	expireAt time.Time
+	ack      Ack
+}
+
+type expiryMode uint8
+
+const (
+	expiryDefault expiryMode = iota // Config.DefaultTTL
+	expiryNone
+	expiryTTL
+	expiryAt
+)
+
+// WithTTL makes the entry expire after d. d <= 0 stores nothing and
+// removes the key, as for an entry that has already expired.
+func WithTTL(d time.Duration) Option {
+	return func(o *writeOpts) { o.expiry, o.ttl = expiryTTL, d }
+}
+
+// WithExpireAt makes the entry expire at t, the same instant in every
+// region. A t not in the future stores nothing and removes the key.
+func WithExpireAt(t time.Time) Option {
+	return func(o *writeOpts) { o.expiry, o.expireAt = expiryAt, t }
+}
+
+// NoExpiry stores the entry without expiry, overriding Config.DefaultTTL.
+func NoExpiry() Option {
+	return func(o *writeOpts) { o.expiry = expiryNone }
+}
+
+// WithAck sets the acknowledgement level of the write (default Local).
+func WithAck(a Ack) Option {
+	return func(o *writeOpts) { o.ack = a }
+}
+
+// Node is one member of a geocache cluster, embedded in the process. All
+// methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	id    uint32
+	clock *hlc.Clock
+	store *store.Store
+	repl  *repl.Replicator
+	phys  Clock
+}
+
+// Open starts a node: its store, its clock and, if PeerAddr, Listener or
+// Peers are set, replication. It returns an error wrapping ErrInvalidConfig
+// for a bad Config, or the listen error.
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	phys := cfg.Clock
+	if phys == nil {
+		phys = wallClock{}
+	}
+	clock, err := hlc.New(hlc.Config{Physical: phys, MaxOffset: cfg.MaxClockOffset, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	st, err := store.Open(store.Config{
+		MaxBytes: cfg.MaxBytes, MaxEntries: cfg.MaxEntries, Clock: phys,
+		MaxTombstones: cfg.MaxTombstones, TombstoneHorizon: cfg.TombstoneHorizon,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, clock: clock, store: st, phys: phys}
+	ln := cfg.Listener
+	if ln == nil && cfg.PeerAddr != "" {
+		if ln, err = net.Listen("tcp", cfg.PeerAddr); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("geocache: listen for replication: %w", err)
+		}
+	}
+	n.repl, err = repl.New(repl.Config{
+		Cluster: cfg.Cluster, Region: cfg.Region, NodeID: cfg.NodeID, NodeName: cfg.NodeName,
+		Store: st, Clock: clock, Physical: phys,
+		Listener: ln, Peers: cfg.Peers, Dial: cfg.Dial,
+		Log:    repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		st.Close()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	n.repl.Start()
+	return n, nil
+}
+
+type wallClock struct{}
+
+func (wallClock) UnixNano() int64 { return time.Now().UnixNano() }
+
+// Get returns a copy of the value of key, served by this node. It returns
+// ErrNotFound if the key holds no live entry here; it never returns an
+// entry after its expiry time.
+func (n *Node) Get(key string) ([]byte, error) {
+	e, ok := n.store.Get(key)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return append([]byte(nil), e.Value...), nil
+}
+
+// Set stores value under key (copying it), versions the write, applies it
+// here and streams it to every other region. With WithAck(Quorum) or
+// WithAck(All) it then waits, within ctx, for other regions to apply it.
+// Errors: ErrTooLarge, ErrClockSkew, ErrAckTimeout (applied here, not yet
+// acknowledged), ErrClosed.
+func (n *Node) Set(ctx context.Context, key string, value []byte, opts ...Option) error {
+	o := n.options(opts)
+	if len(key) > MaxKeyBytes || len(value) > n.cfg.MaxValueBytes {
+		return fmt.Errorf("%w: key of %d bytes, value of %d (limits %d, %d)", ErrTooLarge, len(key), len(value), MaxKeyBytes, n.cfg.MaxValueBytes)
+	}
+	op := store.Op{Kind: store.KindSet, Key: key, Value: append([]byte(nil), value...), ExpireAt: n.expireAt(o)}
+	return n.write(ctx, op, o.ack)
+}
+
+// Delete removes key everywhere: a versioned delete that beats every older
+// write of key in every region. Deleting an absent key is not an error (it
+// still orders the delete after older writes in flight). Errors as Set.
+func (n *Node) Delete(ctx context.Context, key string, opts ...Option) error {
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
+	}
+	return n.write(ctx, store.Op{Kind: store.KindDelete, Key: key}, n.options(opts).ack)
+}
+
+func (n *Node) options(opts []Option) writeOpts {
+	var o writeOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// expireAt turns the options into an absolute expiry (Unix ns, 0 = none).
+func (n *Node) expireAt(o writeOpts) int64 {
+	switch o.expiry {
+	case expiryDefault:
+		if n.cfg.DefaultTTL > 0 {
+			return n.phys.UnixNano() + int64(n.cfg.DefaultTTL)
+		}
+	case expiryTTL:
+		return n.phys.UnixNano() + max(int64(o.ttl), 0)
+	case expiryAt:
+		return max(o.expireAt.UnixNano(), 1)
+	}
+	return 0
+}
+
+func (n *Node) version() (store.Version, error) {
+	ts, err := n.clock.Now()
+	if err != nil {
+		if errors.Is(err, hlc.ErrClockOutOfBounds) {
+			return store.Version{}, fmt.Errorf("%w: %w", ErrClockSkew, err)
+		}
+		return store.Version{}, err
+	}
+	return store.Version{HLC: ts, Origin: n.id}, nil
+}
+
+func (n *Node) write(ctx context.Context, op store.Op, ack Ack) error {
+	ver, err := n.version()
+	if err != nil {
+		return err
+	}
+	op.Version = ver
+	if res := n.store.Apply(op); res == store.TooLarge {
+		return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
+	}
+	seq := n.repl.Publish(op)
+	return n.await(ctx, seq, ack)
+}
+
+// await waits for the acknowledgement level of the write with sequence seq.
+func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
+	var need int
+	switch ack {
+	case Local:
+		return nil
+	case Quorum:
+		need = n.repl.Regions() / 2 // others, with this region: a majority
+	case All:
+		need = n.repl.Regions() - 1
+	default:
+		return fmt.Errorf("geocache: unknown acknowledgement level %v", ack)
+	}
+	got, err := n.repl.Wait(ctx, seq, need)
+	switch {
+	case errors.Is(err, repl.ErrClosed):
+		return ErrClosed
+	case err != nil:
+		return fmt.Errorf("%w: %d of %d other regions applied it: %w", ErrAckTimeout, got, need, err)
+	}
+	return nil
+}
+
+// Expire sets key to expire after ttl in every region (ttl <= 0 deletes
+// it), as a new versioned write of its current value. Errors: ErrNotFound,
+// and those of Set.
+func (n *Node) Expire(ctx context.Context, key string, ttl time.Duration, opts ...Option) error {
+	if ttl <= 0 {
+		if _, ok := n.store.Peek(key); !ok {
+			return ErrNotFound
+		}
+		return n.Delete(ctx, key, opts...)
+	}
+	return n.rewrite(ctx, key, n.phys.UnixNano()+int64(ttl), opts)
+}
+
+// ExpireAt sets key to expire at t in every region. Errors as Expire.
+func (n *Node) ExpireAt(ctx context.Context, key string, t time.Time, opts ...Option) error {
+	return n.rewrite(ctx, key, t.UnixNano(), opts)
+}
+
+// Persist removes the expiry of key in every region. Errors as Expire.
+func (n *Node) Persist(ctx context.Context, key string, opts ...Option) error {
+	return n.rewrite(ctx, key, 0, opts)
+}
+
+func (n *Node) rewrite(ctx context.Context, key string, expireAt int64, opts []Option) error {
+	ver, err := n.version()
+	if err != nil {
+		return err
+	}
+	op, _, ok := n.store.Rewrite(key, expireAt, ver)
+	if !ok {
+		return ErrNotFound
+	}
+	return n.await(ctx, n.repl.Publish(op), n.options(opts).ack)
+}
+
+// TTL returns the time key has left to live on this node's clock (0 if it
+// never expires), or ErrNotFound.
+func (n *Node) TTL(key string) (time.Duration, error) {
+	e, ok := n.store.Peek(key)
+	if !ok {
+		return 0, ErrNotFound
+	}
+	if e.ExpireAt == 0 {
+		return 0, nil
+	}
+	return time.Duration(e.ExpireAt - n.phys.UnixNano()), nil
+}
+
+// Item is a key's entry with its version, as Lookup returns it.
+type Item struct {
+	Value []byte
+	// HLC and Origin are the version of the write that produced the entry:
+	// the hybrid logical clock value and the node id where it was written.
+	HLC    uint64
+	Origin uint32
+	// ExpireAt is when the entry expires everywhere; zero if never.
+	ExpireAt time.Time
+}
+
+// Lookup returns key's entry with its version without making it more
+// recently used, or ErrNotFound.
+func (n *Node) Lookup(key string) (Item, error) {
+	e, ok := n.store.Peek(key)
+	if !ok {
+		return Item{}, ErrNotFound
+	}
+	it := Item{Value: append([]byte(nil), e.Value...), HLC: uint64(e.Version.HLC), Origin: e.Version.Origin}
+	if e.ExpireAt != 0 {
+		it.ExpireAt = time.Unix(0, e.ExpireAt)
+	}
+	return it, nil
+}
+
+// Wait blocks until every write made on this node so far has been applied
+// in at least regions other regions, or ctx ends, and returns how many
+// other regions have applied them (like Redis's WAIT, which counts
+// replicas). It returns ctx's error if it gave up.
+func (n *Node) Wait(ctx context.Context, regions int) (int, error) {
+	got, err := n.repl.Wait(ctx, n.repl.LastSeq(), regions)
+	if errors.Is(err, repl.ErrClosed) {
+		return got, ErrClosed
+	}
+	return got, err
+}
+
+// Close stops replication and background work and waits for every
+// goroutine the node started. It is idempotent.
+func (n *Node) Close() error {
+	n.repl.Close()
+	return n.store.Close()
+}
