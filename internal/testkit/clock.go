@@ -1,5 +1,6 @@
 // Package testkit holds test helpers shared by geocache's packages: a manual
-// clock today; the fault-injecting network and the multi-node harness later.
+// clock, and an in-memory network with user-space fault injection
+// (latency, one-way cuts, resets) for multi-node tests in one process.
 package testkit
 
 import (
