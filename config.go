@@ -64,6 +64,15 @@ type Config struct {
 	// Default 64 MiB.
 	ReplicationLogBytes int64
 
+	// PeerTimeout is how long a replication link may stay silent before it
+	// is declared down and redialed; links ping at a quarter of it.
+	// Default 4 s.
+	PeerTimeout time.Duration
+	// AntiEntropyInterval is how often each link compares what both sides
+	// hold and repairs differences, besides the rounds after reconnects
+	// and lost peers. Default 10 min; negative disables the periodic ones.
+	AntiEntropyInterval time.Duration
+
 	// Clock supplies physical time. nil means the real clock.
 	Clock Clock
 	// Logger receives the node's structured logs. nil discards them.
@@ -104,7 +113,7 @@ func (c *Config) validate() error {
 	switch {
 	case c.MaxBytes < 0 || c.MaxEntries < 0 || c.MaxValueBytes < 0 || c.MaxTombstones < 0 || c.ReplicationLogBytes < 0:
 		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
-	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0:
+	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0 || c.PeerTimeout < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
 	case c.MaxValueBytes > maxValueBytesLimit:
 		return fmt.Errorf("%w: MaxValueBytes %d exceeds %d", ErrInvalidConfig, c.MaxValueBytes, maxValueBytesLimit)
@@ -125,6 +134,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.PeerTimeout == 0 {
+		c.PeerTimeout = 4 * time.Second
+	}
+	if c.PeerTimeout < 40*time.Millisecond {
+		return fmt.Errorf("%w: PeerTimeout %v is below 40ms", ErrInvalidConfig, c.PeerTimeout)
 	}
 	if c.Codec == nil {
 		c.Codec = JSON{}

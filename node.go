@@ -148,8 +148,12 @@ func Open(cfg Config) (*Node, error) {
 		Cluster: cfg.Cluster, Region: cfg.Region, NodeID: cfg.NodeID, NodeName: cfg.NodeName,
 		Store: st, Clock: clock, Physical: phys,
 		Listener: ln, Peers: cfg.Peers, Dial: cfg.Dial,
-		Log:    repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
-		Logger: cfg.Logger,
+		Log:                 repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
+		PingInterval:        cfg.PeerTimeout / 4,
+		DeadTimeout:         cfg.PeerTimeout,
+		AntiEntropyInterval: cfg.AntiEntropyInterval,
+		ReconnectMax:        min(2*time.Second, cfg.PeerTimeout),
+		Logger:              cfg.Logger,
 	})
 	if err != nil {
 		if ln != nil {

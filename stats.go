@@ -41,6 +41,8 @@ type PeerStats struct {
 	Offset    time.Duration // peer's clock minus this node's
 	FullSyncs uint64
 	LastError string
+	Rounds    uint64 // anti-entropy rounds completed with this peer
+	Repaired  uint64 // entries this node took from the peer's repairs
 }
 
 // OriginStats describes the stream of writes received from one node.
@@ -80,6 +82,6 @@ func peerStats(l repl.LinkStats) PeerStats {
 	return PeerStats{
 		Addr: l.Addr, Node: l.Node, Region: l.Region, Connected: l.Connected, Since: l.Since,
 		Lag: l.Lag, Backlog: l.Backlog, RTT: l.RTT, Offset: l.Offset, FullSyncs: l.FullSyncs,
-		LastError: l.LastError,
+		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired,
 	}
 }

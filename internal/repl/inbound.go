@@ -132,6 +132,13 @@ func (r *Replicator) runInbound(c net.Conn) error {
 				return err
 			}
 			snap = nil
+		case *wire.Probe:
+			if f.Origin != h.NodeID {
+				return fc.reject(wire.RejectBadFrame, "probe of origin %d on the stream of %d", f.Origin, h.NodeID)
+			}
+			if err := r.answerProbe(fc, f); err != nil {
+				return err
+			}
 		case *wire.Ping:
 			if err := fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: r.cfg.Physical.UnixNano()}); err != nil {
 				return err
@@ -168,12 +175,20 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 	return o, o.gen, o.applied + 1
 }
 
+// release marks the origin disconnected unless a newer connection took
+// over. A lost origin may have delivered its last writes to some regions
+// and not others, and a restarted one never resends them, so every link
+// then runs an anti-entropy round.
 func (r *Replicator) release(o *originState, gen uint64) {
 	o.mu.Lock()
-	if o.gen == gen {
+	lost := o.gen == gen
+	if lost {
 		o.connected, o.since = false, time.Now()
 	}
 	o.mu.Unlock()
+	if lost && r.ctx.Err() == nil {
+		r.requestRepair()
+	}
 }
 
 // applyOps applies one Ops frame and returns the sequence number applied.

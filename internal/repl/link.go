@@ -33,6 +33,12 @@ type link struct {
 	fullSyncs  uint64
 	reconnects uint64
 	lastErr    string
+
+	kick         chan struct{} // wakes the writer for an anti-entropy round
+	repairWanted bool
+	lastRound    time.Time
+	rounds       uint64 // anti-entropy rounds completed
+	repaired     uint64 // entries this node took from the peer's repairs
 }
 
 func (l *link) setState(connected bool, err error) {
@@ -115,6 +121,9 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	r.ackAdvancedLocked()
 	r.mu.Unlock()
 	l.setState(true, nil)
+	l.mu.Lock()
+	l.repairWanted = true // after a disconnect, compare what both sides hold
+	l.mu.Unlock()
 	r.cfg.Logger.Info("replication link up", "peer", l.addr, "node", h.NodeName, "region", h.Region, "from_seq", next)
 
 	// The reader takes acks and pongs; it ends when the connection closes,
@@ -131,6 +140,13 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	defer ping.Stop()
 	var batch []store.Op
 	var ops []wire.Op
+	var round *probeRound
+	var probes <-chan []wire.Op // nil unless a round is running
+	defer func() {
+		if round != nil {
+			round.close()
+		}
+	}()
 	for {
 		// Send everything available before waiting: under load the next
 		// batch gathers while the previous one is being written, and an
@@ -157,8 +173,25 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 			l.mu.Unlock()
 			continue
 		}
+		if round == nil && r.roundDue(l) {
+			round = r.startProbeRound()
+			probes = round.chunks
+		}
 		select {
 		case <-wake:
+		case <-l.kick:
+		case chunk, ok := <-probes:
+			if !ok {
+				round.close()
+				round, probes = nil, nil
+				l.mu.Lock()
+				l.rounds++
+				l.mu.Unlock()
+				continue
+			}
+			if err := fc.write(&wire.Probe{Origin: r.cfg.NodeID, Ops: chunk}); err != nil {
+				return err
+			}
 		case <-ping.C:
 			if err := fc.write(&wire.Ping{SentNanos: r.cfg.Physical.UnixNano()}); err != nil {
 				return err
@@ -170,6 +203,20 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 			return nil
 		}
 	}
+}
+
+// roundDue reports whether an anti-entropy round should start on l now,
+// and if so marks it started.
+func (r *Replicator) roundDue(l *link) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// At most one round per DeadTimeout on a link: reconnects in a flapping
+	// network must not turn into back-to-back full walks of the store.
+	if !l.repairWanted || time.Since(l.lastRound) < r.cfg.DeadTimeout {
+		return false
+	}
+	l.repairWanted, l.lastRound = false, time.Now()
+	return true
 }
 
 // sendSnapshot performs a full sync: every live entry and tombstone of the
@@ -248,6 +295,8 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 			name := l.name
 			l.mu.Unlock()
 			r.cfg.Clock.ObservePeerOffset(name, off)
+		case *wire.Repair:
+			r.applyRepair(l, f)
 		case *wire.Reject:
 			return fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
 		default:

@@ -74,6 +74,10 @@ type Config struct {
 	// MaxSnapshotKeys bounds the keys a receiver tracks during one full
 	// sync. Default 4 Mi; a larger snapshot is refused (the link resets).
 	MaxSnapshotKeys int
+	// AntiEntropyInterval is how often every link runs an anti-entropy
+	// round besides those after reconnects and peer restarts. Default
+	// 10 min; negative disables the periodic rounds.
+	AntiEntropyInterval time.Duration
 
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
@@ -137,6 +141,9 @@ func (c *Config) validate() error {
 		c.ReconnectMax = 2 * time.Second
 	}
 	c.ReconnectMax = max(c.ReconnectMax, c.ReconnectMin)
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = 10 * time.Minute
+	}
 	if c.MaxSnapshotKeys == 0 {
 		c.MaxSnapshotKeys = 4 << 20
 	}
@@ -201,7 +208,7 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	for _, addr := range cfg.Peers {
 		if _, dup := r.links[addr]; !dup {
-			r.links[addr] = &link{addr: addr}
+			r.links[addr] = &link{addr: addr, kick: make(chan struct{}, 1)}
 		}
 	}
 	return r, nil
@@ -214,6 +221,9 @@ func (r *Replicator) Start() {
 	}
 	for _, l := range r.links {
 		r.wg.Go(func() { r.dialLoop(l) })
+	}
+	if r.cfg.AntiEntropyInterval > 0 {
+		r.wg.Go(func() { r.repairPeriodically(r.cfg.AntiEntropyInterval) })
 	}
 }
 

@@ -25,6 +25,8 @@ type LinkStats struct {
 	FullSyncs  uint64        // full syncs sent
 	Reconnects uint64        // connections established
 	LastError  string        // why the last connection ended
+	Rounds     uint64        // anti-entropy rounds completed
+	Repaired   uint64        // entries taken from the peer's repairs
 }
 
 // OriginStats describes the receiving side of one origin.
@@ -63,6 +65,7 @@ func (r *Replicator) Stats() Stats {
 			Connected: l.connected, Since: l.since, Acked: l.acked,
 			RTT: l.rtt, Offset: l.offset, FullSyncs: l.fullSyncs,
 			Reconnects: l.reconnects, LastError: l.lastErr,
+			Rounds: l.rounds, Repaired: l.repaired,
 		}
 		l.mu.Unlock()
 		if last > ls.Acked {

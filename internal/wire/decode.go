@@ -136,6 +136,12 @@ func decode(body []byte) (Frame, error) {
 		f = &Ping{SentNanos: int64(d.u64())}
 	case TypePong:
 		f = &Pong{EchoNanos: int64(d.u64()), PhysicalNanos: int64(d.u64())}
+	case TypeProbe:
+		origin := d.u32()
+		f = &Probe{Origin: origin, Ops: d.opList()}
+	case TypeRepair:
+		origin := d.u32()
+		f = &Repair{Origin: origin, Ops: d.opList()}
 	default:
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
 	}

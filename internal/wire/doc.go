@@ -42,6 +42,8 @@
 //	8     SnapshotEnd    Origin u32
 //	9     Ping           SentNanos i64
 //	10    Pong           EchoNanos i64 | PhysicalNanos i64
+//	11    Probe          Origin u32 | count uvarint | count × Op (values empty)
+//	12    Repair         Origin u32 | count uvarint | count × Op
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is

@@ -91,6 +91,21 @@ type SnapshotChunk struct {
 	Ops    []Op // a chunk with no ops decodes as nil
 }
 
+// Probe starts an anti-entropy exchange: Origin lists entries and
+// tombstones it holds, as ops without values (Kind, Key and version only),
+// and asks the peer for its newer versions of those keys.
+type Probe struct {
+	Origin uint32
+	Ops    []Op
+}
+
+// Repair answers a Probe with the peer's entries and tombstones that are
+// newer than the probed versions, as complete ops. Origin is the sender.
+type Repair struct {
+	Origin uint32
+	Ops    []Op
+}
+
 // SnapshotEnd ends the full sync of Origin.
 type SnapshotEnd struct {
 	Origin uint32
@@ -136,6 +151,12 @@ func (*Ping) Type() Type { return TypePing }
 
 // Type returns TypePong.
 func (*Pong) Type() Type { return TypePong }
+
+// Type returns TypeProbe.
+func (*Probe) Type() Type { return TypeProbe }
+
+// Type returns TypeRepair.
+func (*Repair) Type() Type { return TypeRepair }
 
 // Append appends the encoded frame to buf. It does not check the name
 // limits: a name longer than MaxNameLen is encoded, and the peer rejects it.
@@ -210,10 +231,23 @@ func (f *SnapshotBegin) Append(buf []byte) []byte {
 // Append appends the encoded frame to buf. Like Ops.Append, it does not check
 // limits.
 func (f *SnapshotChunk) Append(buf []byte) []byte {
-	buf = slices.Grow(buf, 4+MaxOpsHeader+opsSize(f.Ops)) // one reallocation at most
-	buf, start := begin(buf, TypeSnapshotChunk)
-	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
-	buf = appendOps(buf, f.Ops)
+	return appendOpList(buf, TypeSnapshotChunk, f.Origin, f.Ops)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *Probe) Append(buf []byte) []byte { return appendOpList(buf, TypeProbe, f.Origin, f.Ops) }
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *Repair) Append(buf []byte) []byte { return appendOpList(buf, TypeRepair, f.Origin, f.Ops) }
+
+// appendOpList encodes the frames made of an origin and a list of ops.
+func appendOpList(buf []byte, t Type, origin uint32, ops []Op) []byte {
+	buf = slices.Grow(buf, 4+MaxOpsHeader+opsSize(ops)) // one reallocation at most
+	buf, start := begin(buf, t)
+	buf = binary.BigEndian.AppendUint32(buf, origin)
+	buf = appendOps(buf, ops)
 	return finish(buf, start)
 }
 

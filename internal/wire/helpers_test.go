@@ -58,6 +58,14 @@ func samples() []sample {
 		{"Ping/extremes", &Ping{SentNanos: math.MinInt64}},
 		{"Pong/zero", &Pong{}},
 		{"Pong/extremes", &Pong{EchoNanos: math.MaxInt64, PhysicalNanos: math.MinInt64}},
+		{"Probe/empty", &Probe{Origin: 4}},
+		{"Probe/versions", &Probe{Origin: 4, Ops: []Op{
+			{Kind: KindSet, Key: "a", HLC: 5, VOrigin: 9},
+			{Kind: KindDelete, Key: "b", HLC: 6, VOrigin: 2},
+		}}},
+		{"Repair/ops", &Repair{Origin: 5, Ops: []Op{
+			{Kind: KindSet, Key: "a", Value: []byte("apple"), ExpireAt: 77, HLC: 7, VOrigin: 9},
+		}}},
 	}
 }
 

@@ -90,6 +90,8 @@ const (
 	TypeSnapshotEnd   Type = 8
 	TypePing          Type = 9
 	TypePong          Type = 10
+	TypeProbe         Type = 11
+	TypeRepair        Type = 12
 )
 
 var typeNames = [...]string{
@@ -103,6 +105,8 @@ var typeNames = [...]string{
 	TypeSnapshotEnd:   "SnapshotEnd",
 	TypePing:          "Ping",
 	TypePong:          "Pong",
+	TypeProbe:         "Probe",
+	TypeRepair:        "Repair",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -116,7 +120,7 @@ func (t Type) String() string {
 
 // Frame is one decoded or to-be-encoded frame. The concrete types are the
 // pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
-// *SnapshotChunk, *SnapshotEnd, *Ping and *Pong; ReadFrame returns one of
+// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe and *Repair; ReadFrame returns one of
 // them, so callers dispatch with a type switch.
 type Frame interface {
 	// Type returns the frame's type byte.

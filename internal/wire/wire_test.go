@@ -268,7 +268,7 @@ func TestMalformed(t *testing.T) {
 		why  string
 	}{
 		{"type 0", frameBytes(0), ErrUnknownType, ""},
-		{"type 11", frameBytes(11, 1, 2, 3), ErrUnknownType, ""},
+		{"type 13", frameBytes(13, 1, 2, 3), ErrUnknownType, ""},
 		{"type 255", frameBytes(255), ErrUnknownType, ""},
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},

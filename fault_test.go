@@ -1,0 +1,306 @@
+package geocache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+// memCluster runs one node per region on an in-memory network with
+// user-space faults: latency, one-way cuts, isolation, resets.
+type memCluster struct {
+	t     *testing.T
+	net   *testkit.Network
+	names []string
+	cfgs  []Config
+	nodes []*Node
+}
+
+func newMemCluster(t *testing.T, names []string, oneWay time.Duration, tweak func(i int, c *Config)) *memCluster {
+	t.Helper()
+	m := &memCluster{t: t, net: testkit.NewNetwork(), names: names, nodes: make([]*Node, len(names))}
+	for i, a := range names {
+		for j, b := range names {
+			if i != j {
+				m.net.SetLatency(a, b, oneWay)
+			}
+		}
+	}
+	for i, name := range names {
+		var peers []string
+		for j, p := range names {
+			if j != i {
+				peers = append(peers, p)
+			}
+		}
+		cfg := MultiRegion(name, uint32(i+1), name, peers...)
+		cfg.PeerTimeout = 400 * time.Millisecond
+		cfg.Dial = m.net.Dialer(name)
+		if tweak != nil {
+			tweak(i, &cfg)
+		}
+		m.cfgs = append(m.cfgs, cfg)
+	}
+	t.Cleanup(func() {
+		for i := range m.nodes {
+			m.stop(i)
+		}
+		m.net.Close()
+	})
+	return m
+}
+
+func (m *memCluster) start(i int) *Node {
+	m.t.Helper()
+	ln, err := m.net.Listen(m.names[i])
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	cfg := m.cfgs[i]
+	cfg.Listener = ln
+	n, err := Open(cfg)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.nodes[i] = n
+	return n
+}
+
+func (m *memCluster) startAll() {
+	for i := range m.names {
+		m.start(i)
+	}
+}
+
+func (m *memCluster) stop(i int) {
+	if m.nodes[i] != nil {
+		m.nodes[i].Close()
+		m.nodes[i] = nil
+	}
+}
+
+// converged waits until the running nodes agree on keys.
+func (m *memCluster) converged(keys []string, within time.Duration) time.Duration {
+	m.t.Helper()
+	start := time.Now()
+	for {
+		var first []string
+		same, seen := true, false
+		for _, n := range m.nodes {
+			if n == nil {
+				continue
+			}
+			d := dump(n, keys)
+			if !seen {
+				first, seen = d, true
+			} else if fmt.Sprint(d) != fmt.Sprint(first) {
+				same = false
+			}
+		}
+		if same {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			for i, n := range m.nodes {
+				if n != nil {
+					m.t.Logf("%s: %v", m.names[i], dump(n, keys))
+				}
+			}
+			m.t.Fatalf("no convergence within %v", within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lwwModel records the greatest version written to each key and what that
+// write was, to check the converged state against last-writer-wins.
+type lwwModel struct {
+	mu   sync.Mutex
+	last map[string]modelWrite
+}
+
+type modelWrite struct {
+	ver   store.Version
+	value string // "" for a delete
+}
+
+// record notes the version the writer's store holds for key right after
+// the write: the write's own version, or a newer one that overtook it, so
+// the maximum over all records is the maximum over all writes.
+func (m *lwwModel) record(n *Node, key string) {
+	var w modelWrite
+	if e, ok := n.store.Peek(key); ok {
+		w = modelWrite{ver: e.Version, value: string(e.Value)}
+	} else if tv, ok := n.store.Tombstone(key); ok {
+		w = modelWrite{ver: tv}
+	} else {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.last[key]; !ok || w.ver.Compare(cur.ver) > 0 {
+		m.last[key] = w
+	}
+}
+
+// check verifies that every node holds exactly the last write of each key:
+// its value if a set, nothing if a delete (no resurrection, I3).
+func (m *lwwModel) check(t *testing.T, nodes []*Node) {
+	t.Helper()
+	for key, w := range m.last {
+		for i, n := range nodes {
+			if n == nil {
+				continue
+			}
+			it, err := n.Lookup(key)
+			switch {
+			case w.value == "" && !errors.Is(err, ErrNotFound):
+				t.Errorf("node %d: %s = %q@%d.%d; the last write (%v) deleted it", i, key, it.Value, it.HLC, it.Origin, w.ver)
+			case w.value != "" && (err != nil || string(it.Value) != w.value):
+				t.Errorf("node %d: %s = %q (%v); want the last write %q (%v)", i, key, it.Value, err, w.value, w.ver)
+			}
+		}
+	}
+}
+
+// TestPartitionsConverge writes from every region through isolation,
+// one-way cuts and connection resets, heals, and checks convergence to the
+// last writer of every key, with no deleted key coming back (I1, I3).
+func TestPartitionsConverge(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 7))
+	names := []string{"us", "eu", "ap"}
+	// Skewed clocks: each node's physical clock is off by up to ±200ms.
+	base := testkit.NewClock(time.Now())
+	m := newMemCluster(t, names, 5*time.Millisecond, func(i int, c *Config) {
+		c.Clock = &offsetClock{base: base, offset: int64((i - 1) * 150 * int(time.Millisecond))}
+	})
+	m.startAll()
+	model := &lwwModel{last: map[string]modelWrite{}}
+	keys := keyList(40)
+	writes := func(rounds int) {
+		var wg sync.WaitGroup
+		for i, n := range m.nodes {
+			rr := rand.New(rand.NewPCG(r.Uint64(), uint64(i)))
+			wg.Go(func() {
+				for j := range rounds {
+					k := keys[rr.IntN(len(keys))]
+					var err error
+					if rr.IntN(5) == 0 {
+						err = n.Delete(context.Background(), k)
+					} else {
+						err = n.Set(context.Background(), k, fmt.Appendf(nil, "%s-%d", names[i], j))
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					model.record(n, k)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	faults := []struct {
+		name  string
+		apply func()
+	}{
+		{"isolate ap", func() { m.net.Isolate("ap") }},
+		{"cut us->eu one way", func() { m.net.Cut("us", "eu") }},
+		{"cut eu->ap and ap->us", func() { m.net.Cut("eu", "ap"); m.net.Cut("ap", "us") }},
+		{"reset every link", func() { m.net.Reset("us", "eu"); m.net.Reset("eu", "ap"); m.net.Reset("ap", "us") }},
+	}
+	for _, f := range faults {
+		t.Logf("fault: %s", f.name)
+		f.apply()
+		writes(100)
+		time.Sleep(time.Second) // long enough for links to be declared dead and redialed
+		writes(50)
+		base.Advance(time.Duration(r.IntN(50)) * time.Millisecond)
+		m.net.HealAll()
+		took := m.converged(keys, 15*time.Second)
+		t.Logf("converged %v after heal", took)
+		model.check(t, m.nodes)
+	}
+}
+
+// TestQuorumSurvivesRegionLoss: a Quorum write acknowledged while one
+// region was cut off survives the loss of its origin (I4), and the region
+// that missed it converges through anti-entropy, not only through the lost
+// origin's stream.
+func TestQuorumSurvivesRegionLoss(t *testing.T) {
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, 2*time.Millisecond, nil)
+	m.startAll()
+	ctx := context.Background()
+	us, eu, ap := m.nodes[0], m.nodes[1], m.nodes[2]
+	if err := us.Set(ctx, "k", []byte("v1"), WithAck(All)); err != nil {
+		t.Fatal(err)
+	}
+	m.net.Cut("us", "ap") // ap will miss v2
+	ctx2, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := us.Set(ctx2, "k", []byte("v2"), WithAck(Quorum)); err != nil {
+		t.Fatalf("Quorum write with one region cut off: %v", err)
+	}
+	// All cannot be met while ap is cut off.
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if err := us.Set(short, "other", []byte("x"), WithAck(All)); !errors.Is(err, ErrAckTimeout) {
+		t.Errorf("All write with a region cut off: %v; want ErrAckTimeout", err)
+	}
+	m.stop(0) // us dies with v2 delivered to eu only
+	if v, err := eu.Get("k"); err != nil || string(v) != "v2" {
+		t.Fatalf("eu after losing us: %q, %v; the quorum write is lost", v, err)
+	}
+	m.converged([]string{"k"}, 10*time.Second)
+	if v, err := ap.Get("k"); err != nil || string(v) != "v2" {
+		t.Errorf("ap after anti-entropy: %q, %v; want v2", v, err)
+	}
+	if st := ap.Stats(); st.Peers[0].Repaired+st.Peers[1].Repaired == 0 {
+		t.Errorf("ap converged without a repair? stats %+v", st.Peers)
+	}
+}
+
+// TestLatencyVisibility: with 20ms one-way latency, a write is visible in
+// another region about one one-way delay after it is acknowledged locally.
+func TestLatencyVisibility(t *testing.T) {
+	const oneWay = 20 * time.Millisecond
+	m := newMemCluster(t, []string{"us", "eu"}, oneWay, nil)
+	m.startAll()
+	us, eu := m.nodes[0], m.nodes[1]
+	eventually(t, "link up", func() bool {
+		st := us.Stats()
+		return len(st.Peers) == 1 && st.Peers[0].Connected
+	})
+	var worst time.Duration
+	for i := range 20 {
+		k := fmt.Sprint("vis", i)
+		start := time.Now()
+		if err := us.Set(context.Background(), k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := eu.Get(k); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		took := time.Since(start)
+		if took < oneWay {
+			t.Fatalf("visible after %v, faster than the %v link", took, oneWay)
+		}
+		worst = max(worst, took)
+	}
+	t.Logf("worst visibility over 20 writes: %v (one-way latency %v)", worst, oneWay)
+	if worst > 10*oneWay {
+		t.Errorf("worst visibility %v; want about one one-way delay (%v)", worst, oneWay)
+	}
+}

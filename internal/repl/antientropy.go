@@ -1,0 +1,146 @@
+package repl
+
+import (
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Anti-entropy repairs what per-origin streams cannot: a write that its
+// origin delivered to some regions but not others before it crashed (its
+// new incarnation never resends it), or anything a region missed while a
+// full sync's snapshot raced with writes. A round on a link lists every key
+// this node holds, with its version (Probe frames, sent only while the log
+// is idle), and the peer answers with its newer versions of those keys
+// (Repair frames), which this node applies like any replicated write. Both
+// directions of a pair run rounds, so every key that both hold converges.
+// Keys only the peer holds are not filled in: absence is always allowed
+// (I2), and a region that evicted a key should not get it back.
+
+// requestRepair asks every link for an anti-entropy round soon.
+func (r *Replicator) requestRepair() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.links {
+		l.mu.Lock()
+		l.repairWanted = true
+		l.mu.Unlock()
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// repairPeriodically requests a round on every link every interval.
+func (r *Replicator) repairPeriodically(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			r.requestRepair()
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// probeRound produces the Probe chunks of one round from a snapshot of the
+// store, one chunk at a time, until the store is walked or stop closes. The
+// channel is closed at the end.
+type probeRound struct {
+	chunks chan []wire.Op
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (r *Replicator) startProbeRound() *probeRound {
+	p := &probeRound{chunks: make(chan []wire.Op), stop: make(chan struct{})}
+	p.wg.Go(func() {
+		defer close(p.chunks)
+		var chunk []wire.Op
+		size := 0
+		send := func() bool {
+			if len(chunk) == 0 {
+				return true
+			}
+			select {
+			case p.chunks <- chunk:
+				chunk, size = nil, 0
+				return true
+			case <-p.stop:
+				return false
+			}
+		}
+		r.cfg.Store.Snapshot(func(op store.Op) bool {
+			op.Value = nil // versions only
+			w := toWireOp(&op)
+			if size+w.Size() > r.cfg.BatchBytes && !send() {
+				return false
+			}
+			chunk = append(chunk, w)
+			size += w.Size()
+			return true
+		})
+		send()
+	})
+	return p
+}
+
+func (p *probeRound) close() {
+	close(p.stop)
+	p.wg.Wait()
+}
+
+// answerProbe writes Repair frames with this node's newer versions of the
+// probed keys.
+func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
+	var out []wire.Op
+	size := 0
+	for i := range probe.Ops {
+		p := &probe.Ops[i]
+		pv := store.Version{HLC: hlc.Timestamp(p.HLC), Origin: p.VOrigin}
+		var op store.Op
+		if e, ok := r.cfg.Store.Peek(p.Key); ok {
+			op = store.Op{Kind: store.KindSet, Key: p.Key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}
+		} else if tv, ok := r.cfg.Store.Tombstone(p.Key); ok {
+			op = store.Op{Kind: store.KindDelete, Key: p.Key, Version: tv}
+		} else {
+			continue
+		}
+		if op.Version.Compare(pv) <= 0 {
+			continue
+		}
+		w := toWireOp(&op)
+		if size+w.Size() > r.cfg.BatchBytes && len(out) > 0 {
+			if err := fc.write(&wire.Repair{Origin: r.cfg.NodeID, Ops: out}); err != nil {
+				return err
+			}
+			out, size = out[:0], 0
+		}
+		out = append(out, w)
+		size += w.Size()
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return fc.write(&wire.Repair{Origin: r.cfg.NodeID, Ops: out})
+}
+
+// applyRepair applies a peer's answer to this node's probe.
+func (r *Replicator) applyRepair(l *link, f *wire.Repair) {
+	n := 0
+	for i := range f.Ops {
+		r.cfg.Clock.Update(hlc.Timestamp(f.Ops[i].HLC))
+		if r.cfg.Store.Apply(fromWireOp(&f.Ops[i])) == store.Applied {
+			n++
+		}
+	}
+	l.mu.Lock()
+	l.repaired += uint64(n)
+	l.mu.Unlock()
+}
