@@ -102,6 +102,12 @@ func SingleNode(maxBytes int64) Config {
 	return Config{MaxBytes: maxBytes}
 }
 
+// OneRegion returns the Config of node id in a single-region cluster: its
+// peers are the other nodes of the same region, which all hold the data.
+func OneRegion(id uint32, peerAddr string, peers ...string) Config {
+	return Config{NodeID: id, PeerAddr: peerAddr, Peers: peers}
+}
+
 // MultiRegion returns the Config of node id in region, listening for
 // replication on peerAddr and streaming its writes to peers (the
 // replication addresses of every other node, in every region).

@@ -70,6 +70,7 @@ type writeOpts struct {
 	ttl      time.Duration
 	expireAt time.Time
 	ack      Ack
+	ackSet   bool
 }
 
 type expiryMode uint8
@@ -100,7 +101,7 @@ func NoExpiry() Option {
 
 // WithAck sets the acknowledgement level of the write (default Local).
 func WithAck(a Ack) Option {
-	return func(o *writeOpts) { o.ack = a }
+	return func(o *writeOpts) { o.ack, o.ackSet = a, true }
 }
 
 // Node is one member of a geocache cluster, embedded in the process. All
@@ -187,28 +188,46 @@ func (n *Node) Get(key string) ([]byte, error) {
 // Errors: ErrTooLarge, ErrClockSkew, ErrAckTimeout (applied here, not yet
 // acknowledged), ErrClosed.
 func (n *Node) Set(ctx context.Context, key string, value []byte, opts ...Option) error {
-	o := n.options(opts)
+	return n.set(ctx, nil, key, value, opts)
+}
+
+func (n *Node) set(ctx context.Context, s *Session, key string, value []byte, opts []Option) error {
+	o := n.options(s, opts)
+	if err := n.checkSizes(key, value); err != nil {
+		return err
+	}
+	op := store.Op{Kind: store.KindSet, Key: key, Value: append([]byte(nil), value...), ExpireAt: n.expireAt(o)}
+	return n.write(ctx, s, op, o.ack)
+}
+
+func (n *Node) checkSizes(key string, value []byte) error {
 	if len(key) > MaxKeyBytes || len(value) > n.cfg.MaxValueBytes {
 		return fmt.Errorf("%w: key of %d bytes, value of %d (limits %d, %d)", ErrTooLarge, len(key), len(value), MaxKeyBytes, n.cfg.MaxValueBytes)
 	}
-	op := store.Op{Kind: store.KindSet, Key: key, Value: append([]byte(nil), value...), ExpireAt: n.expireAt(o)}
-	return n.write(ctx, op, o.ack)
+	return nil
 }
 
 // Delete removes key everywhere: a versioned delete that beats every older
 // write of key in every region. Deleting an absent key is not an error (it
 // still orders the delete after older writes in flight). Errors as Set.
 func (n *Node) Delete(ctx context.Context, key string, opts ...Option) error {
+	return n.delete(ctx, nil, key, opts)
+}
+
+func (n *Node) delete(ctx context.Context, s *Session, key string, opts []Option) error {
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	return n.write(ctx, store.Op{Kind: store.KindDelete, Key: key}, n.options(opts).ack)
+	return n.write(ctx, s, store.Op{Kind: store.KindDelete, Key: key}, n.options(s, opts).ack)
 }
 
-func (n *Node) options(opts []Option) writeOpts {
+func (n *Node) options(s *Session, opts []Option) writeOpts {
 	var o writeOpts
 	for _, f := range opts {
 		f(&o)
+	}
+	if !o.ackSet && s != nil {
+		o.ack = Ack(s.ack.Load())
 	}
 	return o
 }
@@ -239,7 +258,7 @@ func (n *Node) version() (store.Version, error) {
 	return store.Version{HLC: ts, Origin: n.id}, nil
 }
 
-func (n *Node) write(ctx context.Context, op store.Op, ack Ack) error {
+func (n *Node) write(ctx context.Context, s *Session, op store.Op, ack Ack) error {
 	ver, err := n.version()
 	if err != nil {
 		return err
@@ -248,8 +267,17 @@ func (n *Node) write(ctx context.Context, op store.Op, ack Ack) error {
 	if res := n.store.Apply(op); res == store.TooLarge {
 		return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 	}
+	return n.await(ctx, n.publish(s, op), ack)
+}
+
+// publish hands a write applied here to replication and records it in its
+// session.
+func (n *Node) publish(s *Session, op store.Op) uint64 {
 	seq := n.repl.Publish(op)
-	return n.await(ctx, seq, ack)
+	if s != nil {
+		s.noteWrite(seq)
+	}
+	return seq
 }
 
 // await waits for the acknowledgement level of the write with sequence seq.
@@ -279,35 +307,128 @@ func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
 // it), as a new versioned write of its current value. Errors: ErrNotFound,
 // and those of Set.
 func (n *Node) Expire(ctx context.Context, key string, ttl time.Duration, opts ...Option) error {
-	if ttl <= 0 {
-		if _, ok := n.store.Peek(key); !ok {
-			return ErrNotFound
-		}
-		return n.Delete(ctx, key, opts...)
-	}
-	return n.rewrite(ctx, key, n.phys.UnixNano()+int64(ttl), opts)
+	return n.expire(ctx, nil, key, n.phys.UnixNano()+int64(ttl), opts)
 }
 
-// ExpireAt sets key to expire at t in every region. Errors as Expire.
+// ExpireAt sets key to expire at t in every region (a t not in the future
+// deletes it). Errors as Expire.
 func (n *Node) ExpireAt(ctx context.Context, key string, t time.Time, opts ...Option) error {
-	return n.rewrite(ctx, key, t.UnixNano(), opts)
+	return n.expire(ctx, nil, key, t.UnixNano(), opts)
 }
 
 // Persist removes the expiry of key in every region. Errors as Expire.
 func (n *Node) Persist(ctx context.Context, key string, opts ...Option) error {
-	return n.rewrite(ctx, key, 0, opts)
+	return n.expire(ctx, nil, key, 0, opts)
 }
 
-func (n *Node) rewrite(ctx context.Context, key string, expireAt int64, opts []Option) error {
-	ver, err := n.version()
-	if err != nil {
-		return err
-	}
-	op, _, ok := n.store.Rewrite(key, expireAt, ver)
-	if !ok {
+// expire rewrites key's expiry (Unix ns; 0 = none; not after now =
+// delete) in one atomic read-modify-write.
+func (n *Node) expire(ctx context.Context, s *Session, key string, at int64, opts []Option) error {
+	_, found, err := n.update(ctx, s, key, func(cur Item, found bool) Change {
+		if !found {
+			return Change{}
+		}
+		if at != 0 && at <= n.phys.UnixNano() {
+			return Change{Action: Remove}
+		}
+		return Change{Action: Put, Value: cur.Value, expireAt: at, rawExpiry: true}
+	}, opts)
+	if err == nil && !found {
 		return ErrNotFound
 	}
-	return n.await(ctx, n.repl.Publish(op), n.options(opts).ack)
+	return err
+}
+
+// Action says what an Update callback does with the key.
+type Action uint8
+
+const (
+	// Keep leaves the key as it is; nothing is written or replicated.
+	Keep Action = iota
+	// Put stores Change.Value with Change.ExpireAt.
+	Put
+	// Remove deletes the key.
+	Remove
+)
+
+// Change is what an Update callback decides.
+type Change struct {
+	Action Action
+	// Value is the new value for Put. It may be the current value passed to
+	// the callback (to change only the expiry); otherwise it is copied.
+	Value []byte
+	// ExpireAt is the expiry for Put; the zero time means none.
+	ExpireAt time.Time
+
+	expireAt  int64 // Unix ns, used instead of ExpireAt when rawExpiry
+	rawExpiry bool
+}
+
+// Update reads key and writes what fn decides, atomically on this node:
+// no other write to key on this node comes between the read and the write.
+// The write is versioned and replicated like any other (and other regions
+// may hold concurrent writes: last-writer-wins still decides there). It is
+// the building block of conditional writes such as "set if absent".
+//
+// fn runs under the key's lock with the live entry (found is false if there
+// is none); it must be quick, must not call the node, and must not keep or
+// modify cur.Value. Update returns a copy of the entry before the change.
+// Errors as Set; Update itself returns ErrNotFound never.
+func (n *Node) Update(ctx context.Context, key string, fn func(cur Item, found bool) Change, opts ...Option) (prev Item, found bool, err error) {
+	return n.update(ctx, nil, key, fn, opts)
+}
+
+func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur Item, found bool) Change, opts []Option) (Item, bool, error) {
+	if len(key) > MaxKeyBytes {
+		return Item{}, false, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
+	}
+	ver, err := n.version()
+	if err != nil {
+		return Item{}, false, err
+	}
+	var sizeErr error
+	prevEntry, found, op, res := n.store.Update(key, ver, func(cur store.Entry, found bool) (store.Op, bool) {
+		ch := fn(itemOf(cur, false), found)
+		switch ch.Action {
+		case Put:
+			if sizeErr = n.checkSizes(key, ch.Value); sizeErr != nil {
+				return store.Op{}, false
+			}
+			v := ch.Value
+			if !found || len(v) != len(cur.Value) || (len(v) > 0 && &v[0] != &cur.Value[0]) {
+				v = append([]byte(nil), v...) // not the stored value: copy it
+			}
+			exp := ch.expireAt
+			if !ch.rawExpiry && !ch.ExpireAt.IsZero() {
+				exp = max(ch.ExpireAt.UnixNano(), 1)
+			}
+			return store.Op{Kind: store.KindSet, Value: v, ExpireAt: exp}, true
+		case Remove:
+			return store.Op{Kind: store.KindDelete}, true
+		}
+		return store.Op{}, false
+	})
+	prev := itemOf(prevEntry, true)
+	switch {
+	case sizeErr != nil:
+		return prev, found, sizeErr
+	case res == store.Invalid:
+		return prev, found, nil // the callback kept the key
+	case res == store.TooLarge:
+		return prev, found, fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
+	}
+	return prev, found, n.await(ctx, n.publish(s, op), n.options(s, opts).ack)
+}
+
+func itemOf(e store.Entry, copyValue bool) Item {
+	it := Item{Value: e.Value, HLC: uint64(e.Version.HLC), Origin: e.Version.Origin}
+	if copyValue && e.Value != nil {
+		it.Value = append([]byte(nil), e.Value...)
+	}
+	if e.ExpireAt != 0 {
+		it.ExpireAt = time.Unix(0, e.ExpireAt)
+	}
+	return it
 }
 
 // TTL returns the time key has left to live on this node's clock (0 if it
@@ -341,11 +462,7 @@ func (n *Node) Lookup(key string) (Item, error) {
 	if !ok {
 		return Item{}, ErrNotFound
 	}
-	it := Item{Value: append([]byte(nil), e.Value...), HLC: uint64(e.Version.HLC), Origin: e.Version.Origin}
-	if e.ExpireAt != 0 {
-		it.ExpireAt = time.Unix(0, e.ExpireAt)
-	}
-	return it, nil
+	return itemOf(e, true), nil
 }
 
 // Wait blocks until every write made on this node so far has been applied
@@ -365,4 +482,17 @@ func (n *Node) Wait(ctx context.Context, regions int) (int, error) {
 func (n *Node) Close() error {
 	n.repl.Close()
 	return n.store.Close()
+}
+
+// FlushLocal removes every entry and tombstone on this node only; nothing
+// is replicated. Versions of what it removes are remembered (in the ghost
+// table), so older writes still in flight are refused rather than brought
+// back.
+func (n *Node) FlushLocal() { n.store.Purge() }
+
+// Config returns the node's configuration, with defaults filled in.
+func (n *Node) Config() Config {
+	c := n.cfg
+	c.Peers = append([]string(nil), n.cfg.Peers...)
+	return c
 }

@@ -87,3 +87,48 @@ func TestReplicationOverTCP(t *testing.T) {
 		t.Fatalf("Wait = %d, %v", got, err)
 	}
 }
+
+func TestUpdateAndSession(t *testing.T) {
+	nodes := openCluster(t, "us", "eu")
+	us, eu := nodes[0], nodes[1]
+	ctx := context.Background()
+	setNX := func(cur Item, found bool) Change {
+		if found {
+			return Change{}
+		}
+		return Change{Action: Put, Value: []byte("first")}
+	}
+	if _, found, err := us.Update(ctx, "nx", setNX); found || err != nil {
+		t.Fatalf("NX on an absent key: found %v, %v", found, err)
+	}
+	prev, found, err := us.Update(ctx, "nx", setNX)
+	if !found || err != nil || string(prev.Value) != "first" {
+		t.Fatalf("NX on a present key: %q %v %v", prev.Value, found, err)
+	}
+	if err := us.Expire(ctx, "missing", time.Second); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Expire of a missing key: %v", err)
+	}
+	if err := us.Expire(ctx, "nx", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := us.TTL("nx"); ttl <= 59*time.Minute {
+		t.Errorf("TTL after Expire = %v", ttl)
+	}
+	s := us.NewSession()
+	s.SetAck(All)
+	if err := s.Set(ctx, "sess", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := eu.Get("sess"); err != nil || string(v) != "v" {
+		t.Fatalf("a session write at All is not in eu: %q %v", v, err)
+	}
+	if n, err := s.Wait(ctx, 1); err != nil || n != 1 {
+		t.Errorf("session Wait = %d, %v", n, err)
+	}
+	if err := s.Persist(ctx, "nx"); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := eu.Lookup("nx"); !it.ExpireAt.IsZero() || string(it.Value) != "first" {
+		t.Errorf("eu after Persist at All: %+v", it)
+	}
+}

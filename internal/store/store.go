@@ -127,32 +127,44 @@ func (s *Store) Apply(op Op) Result {
 	return res
 }
 
-// Rewrite is the read-modify-write behind EXPIRE and PERSIST: under the
-// key's lock it turns the live entry of key into a Set of the same value
-// with expiry expireAt (0 = none) and version ver, and applies it. It
-// returns that op (to replicate) and the result, or false if key has no
-// live entry. Reading and writing in one step matters: a separate read and
-// write would let a concurrent Set be overwritten with the old value.
-func (s *Store) Rewrite(key string, expireAt int64, ver Version) (Op, Result, bool) {
-	var op Op
-	res, present := Invalid, false
-	s.cache.Compute(key, func(old item, _ int64, found bool) (item, int64, lru.Op) {
-		if !found || (old.expireAt != 0 && old.expireAt <= s.clock.UnixNano()) {
-			return item{}, 0, lru.Keep // absent, or expired since the engine looked
+// Update is the read-modify-write behind conditional writes (SET NX, XX
+// and GET, EXPIRE and PERSIST, GETDEL): under the key's lock, fn sees the
+// key's live entry, if any, and returns the op to apply — Update gives it
+// the key and version ver — or false to leave the key alone. Update returns
+// the entry before the change and whether there was one, and the op and its
+// result (Invalid when fn declined). Reading and writing in one step
+// matters: a separate read and write would let a concurrent Set be
+// overwritten by a value computed from an older one.
+//
+// fn runs under the engine's shard lock: it must be quick and must not call
+// the store.
+func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (Op, bool)) (prev Entry, found bool, op Op, res Result) {
+	res = Invalid
+	s.cache.Compute(key, func(old item, _ int64, ok bool) (item, int64, lru.Op) {
+		live := ok && (old.expireAt == 0 || old.expireAt > s.clock.UnixNano())
+		if live {
+			prev, found = Entry{Value: old.value, Version: old.ver, ExpireAt: old.expireAt}, true
 		}
-		op = Op{Kind: KindSet, Key: key, Value: old.value, ExpireAt: expireAt, Version: ver}
-		r, what := s.applyLocked(&op, old, true)
-		res, present = r, true
+		next, write := fn(prev, found)
+		if !write {
+			return item{}, 0, lru.Keep
+		}
+		if next.Kind != KindSet && next.Kind != KindDelete {
+			return item{}, 0, lru.Keep
+		}
+		op = next
+		op.Key, op.Version = key, ver
+		r, what := s.applyLocked(&op, old, ok)
+		res = r
 		if what == lru.Store {
 			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})
-	if !present {
-		return Op{}, res, false
+	if res != Invalid {
+		s.counts[op.Kind][res].Add(1)
 	}
-	s.counts[KindSet][res].Add(1)
-	return op, res, true
+	return prev, found, op, res
 }
 
 // applyLocked decides op against the key's current state; it runs under the

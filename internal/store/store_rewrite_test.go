@@ -8,7 +8,7 @@ import (
 	"github.com/geocache/geocache/internal/testkit"
 )
 
-func TestRewrite(t *testing.T) {
+func TestUpdate(t *testing.T) {
 	clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	s, err := Open(Config{MaxEntries: 100, Clock: clock, ReclaimInterval: -1})
 	if err != nil {
@@ -16,25 +16,41 @@ func TestRewrite(t *testing.T) {
 	}
 	defer s.Close()
 	v := func(ms int64) Version { return Version{HLC: hlc.MakeTimestamp(ms, 0), Origin: 1} }
-	if _, _, ok := s.Rewrite("k", 0, v(1)); ok {
-		t.Fatal("Rewrite of an absent key reported a live entry")
+	rewrite := func(key string, exp int64, ver Version) (Op, Result, bool) {
+		_, found, op, res := s.Update(key, ver, func(cur Entry, found bool) (Op, bool) {
+			return Op{Kind: KindSet, Value: cur.Value, ExpireAt: exp}, found
+		})
+		return op, res, found
+	}
+	if _, _, ok := rewrite("k", 0, v(1)); ok {
+		t.Fatal("Update of an absent key reported a live entry")
+	}
+	if _, found, _, res := s.Update("new", v(2), func(_ Entry, found bool) (Op, bool) {
+		return Op{Kind: KindSet, Value: []byte("n")}, !found // SET NX
+	}); found || res != Applied {
+		t.Fatalf("NX on an absent key: found %v, %v", found, res)
+	}
+	if prev, found, _, res := s.Update("new", v(3), func(_ Entry, found bool) (Op, bool) {
+		return Op{Kind: KindSet, Value: []byte("m")}, !found
+	}); !found || res != Invalid || string(prev.Value) != "n" {
+		t.Fatalf("NX on a present key: prev %q, found %v, %v", prev.Value, found, res)
 	}
 	s.Apply(Op{Kind: KindSet, Key: "k", Value: []byte("v"), Version: v(10)})
 	exp := clock.UnixNano() + int64(time.Second)
-	op, res, ok := s.Rewrite("k", exp, v(20))
+	op, res, ok := rewrite("k", exp, v(20))
 	if !ok || res != Applied || string(op.Value) != "v" || op.ExpireAt != exp || op.Version != v(20) {
-		t.Fatalf("Rewrite = %+v, %v, %v", op, res, ok)
+		t.Fatalf("Update = %+v, %v, %v", op, res, ok)
 	}
 	e, _ := s.Peek("k")
 	if e.ExpireAt != exp || e.Version != v(20) || string(e.Value) != "v" {
-		t.Fatalf("after Rewrite: %+v", e)
+		t.Fatalf("after Update: %+v", e)
 	}
 	// A rewrite older than the entry is stale and changes nothing.
-	if _, res, _ := s.Rewrite("k", 0, v(15)); res != Stale {
-		t.Errorf("older Rewrite: %v; want Stale", res)
+	if _, res, _ := rewrite("k", 0, v(15)); res != Stale {
+		t.Errorf("older Update: %v; want Stale", res)
 	}
 	clock.Advance(time.Second)
-	if _, _, ok := s.Rewrite("k", 0, v(30)); ok {
-		t.Error("Rewrite brought back an expired entry")
+	if _, _, ok := rewrite("k", 0, v(30)); ok {
+		t.Error("Update brought back an expired entry")
 	}
 }
