@@ -3,29 +3,35 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 const usage = `usage: geocache <command> [flags]
 
 commands:
-  demo    run a short narrated tour of the cache on this machine
+  demo    start three regions on this machine, narrate a tour, keep serving
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
 	case "demo":
-		if err := demo(args[1:], stdout); err != nil {
+		if err := demo(ctx, args[1:], stdout); err != nil {
 			fmt.Fprintln(stderr, "geocache demo:", err)
 			return 1
 		}

@@ -2,16 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
 
 func TestDemo(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"demo", "-ttl", "20ms"}, &out, &errOut); code != 0 {
-		t.Fatalf("demo exited %d: %s", code, errOut.String())
+	args := []string{"demo", "-latency", "5ms", "-ttl", "300ms", "-duration", "1ms"}
+	if code := run(context.Background(), args, &out, &errOut); code != 0 {
+		t.Fatalf("demo exited %d: %s\n%s", code, errOut.String(), out.String())
 	}
-	for _, want := range []string{"get a  -> 123", "get b  -> <nil>", "present=false", "gone after"} {
+	for _, want := range []string{"visible after", "item:0000 kept", "item:0000 evicted", "gone", "holds 100 of 100", "acknowledged by a majority", "stopping"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
@@ -20,7 +22,7 @@ func TestDemo(t *testing.T) {
 
 func TestUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"nope"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
+	if code := run(context.Background(), []string{"nope"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
 		t.Errorf("unknown command: exit %d, stderr %q", code, errOut.String())
 	}
 }
