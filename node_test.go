@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -130,5 +131,45 @@ func TestUpdateAndSession(t *testing.T) {
 	}
 	if it, _ := eu.Lookup("nx"); !it.ExpireAt.IsZero() || string(it.Value) != "first" {
 		t.Errorf("eu after Persist at All: %+v", it)
+	}
+}
+
+// TestCloseStopsGoroutines: a replicating node's Close stops every goroutine
+// it started (accept loop, senders, receivers, ack readers, timers).
+func TestCloseStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		addrs, ls := freeAddrs(t, 3)
+		var nodes []*Node
+		for i := range 3 {
+			var peers []string
+			for j, a := range addrs {
+				if j != i {
+					peers = append(peers, a)
+				}
+			}
+			cfg := MultiRegion(fmt.Sprint("r", i), uint32(i+1), addrs[i], peers...)
+			cfg.Listener = ls[i]
+			n, err := Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes = append(nodes, n)
+		}
+		if err := nodes[0].Set(context.Background(), "k", []byte("v"), WithAck(All)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			n.Close()
+			n.Close() // idempotent
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
