@@ -67,6 +67,9 @@ type snapshotState struct {
 	keys map[string]struct{}
 }
 
+// maxUnackedFrames bounds how many received frames one ack may cover.
+const maxUnackedFrames = 16
+
 var errSuperseded = errors.New("repl: a newer connection from the same origin took over")
 
 // runInbound serves one connection from a peer that streams its log here.
@@ -89,7 +92,17 @@ func (r *Replicator) runInbound(c net.Conn) error {
 		return err
 	}
 	var snap *snapshotState
+	unacked := 0 // Ops frames applied and not yet acknowledged
+	var pending uint64
 	for {
+		// Before waiting for more, acknowledge what is applied: an ack is
+		// only ever deferred while more received bytes are waiting.
+		if unacked > 0 && fc.r.Buffered() == 0 {
+			unacked = 0
+			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: pending}); err != nil {
+				return err
+			}
+		}
 		f, err := fc.read()
 		if err != nil {
 			return fc.rejectRead(err)
@@ -103,6 +116,14 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			if err != nil {
 				return fc.reject(wire.RejectBadFrame, "%v", err)
 			}
+			// Acknowledge once the frames already received are applied: a
+			// burst of frames gets one ack, an isolated frame its own at once.
+			if fc.r.Buffered() > 0 && unacked < maxUnackedFrames {
+				unacked++
+				pending = applied
+				continue
+			}
+			unacked = 0
 			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
 				return err
 			}
