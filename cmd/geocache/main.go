@@ -1,5 +1,6 @@
-// Command geocache is geocache's one binary. Today it has one subcommand,
-// demo; serve, status and bench follow as the server and replication land.
+// Command geocache is geocache's one binary: serve runs a node that speaks
+// the Redis protocol, demo narrates a three-region tour on this machine,
+// version prints the build. status and bench follow.
 package main
 
 import (
@@ -8,13 +9,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
 const usage = `usage: geocache <command> [flags]
 
 commands:
+  serve   run a node: Redis protocol (RESP), replication, metrics ('geocache serve -h')
   demo    start three regions on this machine, narrate a tour, keep serving
+  version print the version
 `
 
 func main() {
@@ -30,6 +35,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "geocache", version())
+		return 0
 	case "demo":
 		if err := demo(ctx, args[1:], stdout); err != nil {
 			fmt.Fprintln(stderr, "geocache demo:", err)
@@ -42,4 +52,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "geocache: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// version is the module version of the binary (a tag for go install
+// ...@version, "(devel)" for a local build) with the VCS revision when
+// recorded, and the Go version.
+func version() string {
+	v := "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v + " " + runtime.Version()
+	}
+	if bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+dirty"
+		}
+	}
+	return v + " " + bi.GoVersion
 }

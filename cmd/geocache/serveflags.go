@@ -1,0 +1,407 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envPrefix prefixes the environment variable of every serve flag:
+// --max-memory is GEOCACHE_MAX_MEMORY.
+const envPrefix = "GEOCACHE_"
+
+// errUsage marks a bad command line or environment: exit status 2.
+var errUsage = errors.New("usage error")
+
+// serveConfig is what geocache serve runs with, after flags and environment.
+type serveConfig struct {
+	region, name, cluster string
+	node                  uint32
+	addr, peerAddr        string
+	peers                 []string
+	maxMemory             int64
+	maxEntries            int
+	defaultTTL            time.Duration
+	requirePass           string
+	maxClients            int
+	idleTimeout           time.Duration
+	adminAddr             string
+	logLevel              slog.Level
+	logFormat             string
+	clockOffset           time.Duration
+
+	unknownEnv []string // GEOCACHE_* variables that name no flag (warned about)
+}
+
+// Defaults of geocache serve. A single node needs no flags.
+const (
+	defaultAddr       = "127.0.0.1:6380"
+	defaultPeerAddr   = "127.0.0.1:7380"
+	defaultMaxMemory  = 64 << 20
+	defaultMaxClients = 10000
+)
+
+// newServeFlags returns the flag set of geocache serve bound to c, which
+// holds the defaults.
+func newServeFlags(c *serveConfig) *flag.FlagSet {
+	*c = serveConfig{
+		region: "local", node: 1, addr: defaultAddr, peerAddr: defaultPeerAddr,
+		maxMemory: defaultMaxMemory, maxClients: defaultMaxClients,
+		logLevel: slog.LevelInfo, logFormat: "text",
+	}
+	fs := flag.NewFlagSet("geocache serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and usage are printed by serveCmd
+	fs.Var(nameValue{&c.region, false}, "region", "this node's region, e.g. eu-west")
+	fs.Var((*uint32Value)(&c.node), "node", "numeric node id, 1 or more; must be unique in the cluster and stable for the node")
+	fs.Var(nameValue{&c.name, true}, "name", `node name in logs and metrics (default "<region>-<node>")`)
+	fs.Var(nameValue{&c.cluster, true}, "cluster", `cluster name; nodes of different clusters refuse to replicate (default "geocache")`)
+	fs.StringVar(&c.addr, "addr", c.addr, "RESP (Redis protocol) listen address")
+	fs.StringVar(&c.peerAddr, "peer-addr", c.peerAddr, "replication listen address (empty: do not listen; allowed only without --peers)")
+	fs.Var((*listValue)(&c.peers), "peers", "comma-separated replication addresses of the other nodes, in every region")
+	fs.Var((*sizeValue)(&c.maxMemory), "max-memory", "memory budget of the entries: bytes, or with a unit B, KB, MB, GB, TB (powers of 1024; KiB, MiB, GiB, TiB too)")
+	fs.IntVar(&c.maxEntries, "max-entries", 0, "bound on the number of entries (0: none)")
+	fs.DurationVar(&c.defaultTTL, "default-ttl", 0, "time to live of writes without one, e.g. 10m (0: never expire)")
+	fs.StringVar(&c.requirePass, "requirepass", "", "password clients must AUTH with (prefer the environment variable: flags show in ps)")
+	fs.IntVar(&c.maxClients, "max-clients", c.maxClients, "most RESP connections open at once; more are refused")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close RESP connections idle this long (0: never)")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "HTTP listen address of /healthz, /readyz and /metrics, e.g. 127.0.0.1:9380 (empty: off)")
+	fs.Var((*levelValue)(&c.logLevel), "log-level", "log level: debug, info, warn or error")
+	fs.Var(enumValue{&c.logFormat, []string{"text", "json"}}, "log-format", "log format: text or json")
+	fs.DurationVar(&c.clockOffset, "clock-offset", 0, "TESTING ONLY: added to the node's physical clock, to inject clock skew")
+	return fs
+}
+
+// parseServeConfig reads the flags in args and, for each flag not given
+// there, the environment variable GEOCACHE_<FLAG> from environ ("KEY=value"
+// entries). An empty variable counts as unset. Errors wrap errUsage, or are
+// flag.ErrHelp.
+func parseServeConfig(args, environ []string) (serveConfig, *flag.FlagSet, error) {
+	var c serveConfig
+	fs := newServeFlags(&c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, fs, err
+		}
+		return c, fs, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fs, fmt.Errorf("%w: unexpected argument %q (serve takes only flags)", errUsage, fs.Arg(0))
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, envPrefix) && v != "" {
+			env[k] = v
+		}
+	}
+	onCmdLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCmdLine[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v, ok := env[name]
+		delete(env, name)
+		if !ok || onCmdLine[f.Name] || err != nil {
+			return // the flag wins over the environment
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%w: invalid value %q for %s: %w", errUsage, v, name, e)
+		}
+	})
+	if err != nil {
+		return c, fs, err
+	}
+	for k := range env {
+		c.unknownEnv = append(c.unknownEnv, k)
+	}
+	slices.Sort(c.unknownEnv)
+	return c, fs, c.validate()
+}
+
+// envName is the environment variable of flag name.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// validate checks what the flag values alone cannot: ranges and how flags
+// fit together. geocache.Open checks the rest.
+func (c *serveConfig) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+	}
+	if err := checkAddr(c.addr, false); err != nil {
+		return bad("--addr: %v", err)
+	}
+	if c.peerAddr != "" {
+		if err := checkAddr(c.peerAddr, false); err != nil {
+			return bad("--peer-addr: %v", err)
+		}
+	} else if len(c.peers) > 0 {
+		return bad("--peers needs --peer-addr: a node that sends its writes but receives no one else's would diverge")
+	}
+	if c.adminAddr != "" {
+		if err := checkAddr(c.adminAddr, false); err != nil {
+			return bad("--admin-addr: %v", err)
+		}
+	}
+	seen := map[string]string{}
+	for _, a := range []struct{ flag, addr string }{{"--addr", c.addr}, {"--peer-addr", c.peerAddr}, {"--admin-addr", c.adminAddr}} {
+		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
+			continue
+		}
+		if other, dup := seen[a.addr]; dup {
+			return bad("%s and %s are both %s", other, a.flag, a.addr)
+		}
+		seen[a.addr] = a.flag
+	}
+	for i, p := range c.peers {
+		if err := checkAddr(p, true); err != nil {
+			return bad("--peers: %v", err)
+		}
+		if p == c.peerAddr {
+			return bad("--peers: %s is this node's own --peer-addr", p)
+		}
+		if slices.Contains(c.peers[:i], p) {
+			return bad("--peers: %s is listed twice", p)
+		}
+	}
+	switch {
+	case c.maxEntries < 0:
+		return bad("--max-entries must not be negative")
+	case c.defaultTTL < 0:
+		return bad("--default-ttl must not be negative")
+	case c.maxClients < 1:
+		return bad("--max-clients must be at least 1")
+	case c.idleTimeout < 0:
+		return bad("--idle-timeout must not be negative")
+	}
+	return nil
+}
+
+// checkAddr checks a host:port listen or dial address. A dial address
+// needs a host and a non-zero port.
+func checkAddr(addr string, dial bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if dial && (host == "" || n == 0) {
+		return fmt.Errorf("%q needs a host and a port other than 0", addr)
+	}
+	if strings.ContainsAny(host, " \t,") {
+		return fmt.Errorf("%q: bad host %q", addr, host)
+	}
+	return nil
+}
+
+// sizeUnits are the units parseSize accepts, lower case. Every one is a
+// power of 1024: a memory budget is counted in binary units, as Redis's
+// maxmemory "mb" and "gb" are.
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+	"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+}
+
+// parseSize parses a byte size: a whole number with an optional unit of
+// sizeUnits, case-insensitive, optionally separated by spaces ("256MB",
+// "1GiB", "512mb", "1 g", "1048576"). Fractions, signs and anything else
+// are errors.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && '0' <= t[i] && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q must start with a whole number of bytes, e.g. 256MB", s)
+	}
+	unit := strings.TrimLeft(t[i:], " ")
+	if strings.HasPrefix(unit, ".") || strings.HasPrefix(unit, ",") {
+		return 0, fmt.Errorf("size %q: only whole numbers (write 1536MB, not 1.5GB)", s)
+	}
+	mult, ok := sizeUnits[strings.ToLower(unit)]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit %q (use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB: all powers of 1024)", s, unit)
+	}
+	n, err := strconv.ParseUint(t[:i], 10, 63)
+	if err != nil || n > uint64(math.MaxInt64/mult) {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(n) * mult, nil
+}
+
+// formatSize writes n in the largest unit that divides it exactly.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		name string
+		mult int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// sizeValue is a flag of a positive byte size.
+type sizeValue int64
+
+func (v *sizeValue) String() string { return formatSize(int64(*v)) }
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	if n < 1 {
+		return errors.New("must be at least 1 byte")
+	}
+	*v = sizeValue(n)
+	return nil
+}
+
+// uint32Value is a flag of a number from 1 to 2^32-1.
+type uint32Value uint32
+
+func (v *uint32Value) String() string { return strconv.FormatUint(uint64(*v), 10) }
+
+func (v *uint32Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		return fmt.Errorf("must be a whole number from 1 to %d", uint32(math.MaxUint32))
+	}
+	*v = uint32Value(n)
+	return nil
+}
+
+// nameValue is a flag of a region, node or cluster name: 1 to 64 letters,
+// digits, '.', '_' or '-' (empty too if optional).
+type nameValue struct {
+	p        *string
+	optional bool
+}
+
+func (v nameValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v nameValue) Set(s string) error {
+	if s == "" && v.optional {
+		*v.p = s
+		return nil
+	}
+	if len(s) == 0 || len(s) > 64 {
+		return errors.New("must be 1 to 64 characters")
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%q: only letters, digits, '.', '_' and '-' are allowed", s)
+		}
+	}
+	*v.p = s
+	return nil
+}
+
+// listValue is a flag of comma-separated addresses; repeating the flag
+// adds to the list.
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+func (v *listValue) Set(s string) error {
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return fmt.Errorf("%q has an empty entry", s)
+		}
+		*v = append(*v, p)
+	}
+	return nil
+}
+
+// levelValue is a flag of a log level.
+type levelValue slog.Level
+
+func (v *levelValue) String() string { return strings.ToLower(slog.Level(*v).String()) }
+
+func (v *levelValue) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "debug":
+		*v = levelValue(slog.LevelDebug)
+	case "info":
+		*v = levelValue(slog.LevelInfo)
+	case "warn", "warning":
+		*v = levelValue(slog.LevelWarn)
+	case "error":
+		*v = levelValue(slog.LevelError)
+	default:
+		return errors.New("must be debug, info, warn or error")
+	}
+	return nil
+}
+
+// enumValue is a flag of one of a few words.
+type enumValue struct {
+	p     *string
+	words []string
+}
+
+func (v enumValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v enumValue) Set(s string) error {
+	s = strings.ToLower(s)
+	if !slices.Contains(v.words, s) {
+		return fmt.Errorf("must be %s", strings.Join(v.words, " or "))
+	}
+	*v.p = s
+	return nil
+}
+
+// serveUsage writes the help of geocache serve, with the environment
+// variable of every flag.
+func serveUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `usage: geocache serve [flags]
+
+Runs one geocache node: a Redis-protocol (RESP) server on --addr, replication
+with --peers on --peer-addr, and, with --admin-addr, HTTP /healthz, /readyz and
+/metrics. A single node needs no flags. A multi-region node needs --region,
+--node (unique), --peers and routable --addr and --peer-addr.
+
+Every flag can also be set with the environment variable shown; a flag on the
+command line wins, and an empty variable counts as unset.
+
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%-14s %-24s %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+	})
+	fmt.Fprint(w, `
+SIGINT or SIGTERM stops the node gracefully (exit 0); a second signal exits at once.
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad flag or variable.
+`)
+}

@@ -1,0 +1,51 @@
+// Package admin is the HTTP side of a geocache server: health, readiness
+// and Prometheus metrics for one node.
+//
+// # Endpoints
+//
+//   - GET /healthz answers 200 "ok" for as long as the process serves HTTP.
+//     It says the process is alive, nothing more: restart it if this fails.
+//   - GET /readyz answers 200 once the server has called SetReady(true)
+//     (geocache serve does so when its RESP listener is up) and 503 before
+//     that and from the start of a shutdown. The body lists the node and the
+//     state of every replication peer (connected, round trip, lag, last
+//     error). A peer that is down never makes a node unready: every region
+//     accepts reads and writes on its own and catches up when the link heals
+//     (DESIGN R2), so taking a region out of its load balancer because
+//     another region is unreachable would turn a partition into an outage.
+//     Alert on geocache_peer_connected instead.
+//   - GET /metrics serves the Prometheus text format from a private
+//     registry (never the process-global default one): the node's figures,
+//     the RESP server's, and the Go runtime and process collectors. The
+//     figures are read at scrape time, so a scrape costs one Node.Stats call
+//     and nothing runs between scrapes.
+//
+// # Metrics
+//
+// Node: geocache_node_info{node,node_id,region} (always 1),
+// geocache_entries, geocache_memory_bytes, geocache_memory_max_bytes,
+// geocache_max_entries, geocache_tombstones, geocache_hits_total,
+// geocache_misses_total, geocache_evictions_total,
+// geocache_expirations_total, geocache_replication_log_records,
+// geocache_replication_log_bytes, geocache_replication_last_seq.
+//
+// Per replication peer, labelled peer (the address dialed) and region (the
+// peer's region, empty until its first handshake): geocache_peer_connected,
+// geocache_peer_lag_writes, geocache_peer_backlog_bytes,
+// geocache_peer_rtt_seconds, geocache_peer_clock_offset_seconds,
+// geocache_peer_full_syncs_total, geocache_peer_antientropy_rounds_total,
+// geocache_peer_repaired_total.
+//
+// Per origin whose writes this node receives, labelled origin (its node
+// name) and region: geocache_origin_connected, geocache_origin_applied_seq,
+// geocache_origin_ops_total, geocache_origin_stale_total,
+// geocache_origin_full_syncs_total.
+//
+// RESP server: geocache_resp_clients, geocache_resp_connections_total,
+// geocache_resp_commands_total, geocache_resp_errors_total,
+// geocache_resp_rejected_total.
+//
+// The package depends on the node and the RESP server only through
+// [NodeStats] and a function returning [RESPStats], so it neither imports
+// the RESP package nor needs a live server in its tests.
+package admin

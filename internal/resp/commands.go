@@ -1,0 +1,194 @@
+package resp
+
+import (
+	"strings"
+)
+
+// command is one entry of the command table.
+type command struct {
+	name  string // lower case, as Redis reports it
+	arity int    // Redis's convention: n exactly n arguments (name included), -n at least n
+	flags []string
+	// first and last key positions and step, as COMMAND reports them
+	firstKey, lastKey, step int
+	group                   string
+	since                   string
+	summary                 string
+	noAuth                  bool // allowed before AUTH
+	fn                      func(c *conn, args [][]byte)
+}
+
+// commandList is the table of commands, in COMMAND's order. It is a
+// function, not a variable, because handlers such as COMMAND read the
+// table themselves.
+func commandList() []*command {
+	return []*command{
+		// connection
+		{name: "ping", arity: -1, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", fn: cmdPing},
+		{name: "echo", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the given string.", fn: cmdEcho},
+		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, fn: cmdQuit},
+		{name: "hello", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "6.0.0", summary: "Handshakes with the server: protocol version, authentication, client name.", noAuth: true, fn: cmdHello},
+		{name: "auth", arity: -2, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
+		{name: "select", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Changes the selected database: only 0 exists.", fn: cmdSelect},
+		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient},
+		// strings and keys
+		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Returns the string value of a key.", fn: cmdGet},
+		{name: "set", arity: -3, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Sets the string value of a key, with NX|XX, GET, EX|PX|EXAT|PXAT|KEEPTTL.", fn: cmdSet},
+		{name: "setex", arity: 4, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.0.0", summary: "Sets the value and the expiration in seconds of a key.", fn: cmdSetex},
+		{name: "psetex", arity: 4, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.6.0", summary: "Sets the value and the expiration in milliseconds of a key.", fn: cmdPsetex},
+		{name: "setnx", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Sets the value of a key only when the key does not exist.", fn: cmdSetnx},
+		{name: "getdel", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "6.2.0", summary: "Returns the value of a key and deletes it (everywhere).", fn: cmdGetdel},
+		{name: "getex", arity: -2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "6.2.0", summary: "Returns the value of a key, changing its expiration with EX|PX|EXAT|PXAT|PERSIST.", fn: cmdGetex},
+		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: -1, step: 1, group: "string", since: "1.0.0", summary: "Returns the values of the keys.", fn: cmdMget},
+		{name: "mset", arity: -3, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: -1, step: 2, group: "string", since: "1.0.1", summary: "Sets the values of keys (each key is its own replicated write).", fn: cmdMset},
+		{name: "del", arity: -2, flags: []string{"write"}, firstKey: 1, lastKey: -1, step: 1, group: "generic", since: "1.0.0", summary: "Deletes keys everywhere; returns how many existed here.", fn: cmdDel},
+		{name: "unlink", arity: -2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: -1, step: 1, group: "generic", since: "4.0.0", summary: "Deletes keys everywhere, as DEL.", fn: cmdDel},
+		{name: "exists", arity: -2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: -1, step: 1, group: "generic", since: "1.0.0", summary: "Counts the given keys that exist (repeats count again).", fn: cmdExists},
+		{name: "type", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "1.0.0", summary: "Returns the type of a key: string or none.", fn: cmdType},
+		{name: "expire", arity: -3, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "1.0.0", summary: "Sets a key's time to live in seconds, with NX|XX|GT|LT.", fn: cmdExpire},
+		{name: "pexpire", arity: -3, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.6.0", summary: "Sets a key's time to live in milliseconds, with NX|XX|GT|LT.", fn: cmdExpire},
+		{name: "expireat", arity: -3, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "1.2.0", summary: "Sets a key's expiration to a Unix time in seconds, with NX|XX|GT|LT.", fn: cmdExpire},
+		{name: "pexpireat", arity: -3, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.6.0", summary: "Sets a key's expiration to a Unix time in milliseconds, with NX|XX|GT|LT.", fn: cmdExpire},
+		{name: "ttl", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "1.0.0", summary: "Returns a key's time to live in seconds (-2 missing, -1 no expiry).", fn: cmdTTL},
+		{name: "pttl", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.6.0", summary: "Returns a key's time to live in milliseconds (-2 missing, -1 no expiry).", fn: cmdTTL},
+		{name: "persist", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.2.0", summary: "Removes a key's expiration.", fn: cmdPersist},
+		// server
+		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, group: "server", since: "1.0.0", summary: "Returns the number of keys on this node.", fn: cmdDbsize},
+		{name: "flushall", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only; not replicated.", fn: cmdFlushall},
+		{name: "flushdb", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only, as FLUSHALL.", fn: cmdFlushall},
+		{name: "info", arity: -1, flags: []string{"stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, stats, keyspace, replication.", fn: cmdInfo},
+		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET is not supported).", fn: cmdConfig},
+		{name: "command", arity: -1, flags: []string{"stale"}, group: "server", since: "2.8.13", summary: "Returns detailed information about commands (COUNT, DOCS, INFO, LIST).", fn: cmdCommand},
+		{name: "wait", arity: 3, flags: []string{}, group: "generic", since: "3.0.0", summary: "Blocks until this connection's writes are applied in numregions other regions, or the timeout in ms (0 = forever).", fn: cmdWait},
+		// geocache
+		{name: "geocache", arity: -2, flags: []string{"stale"}, group: "geocache", since: "0.1.0", summary: "geocache's own commands: REGIONS, ACK, VERSION, HELP.", fn: cmdGeocache},
+	}
+}
+
+var (
+	commands   []*command
+	commandMap map[string]*command
+)
+
+func init() {
+	commands = commandList()
+	commandMap = make(map[string]*command, len(commands))
+	for _, cmd := range commands {
+		commandMap[cmd.name] = cmd
+	}
+}
+
+const maxCommandName = 32
+
+// lookupCommand finds the command named by name, in any case, without
+// allocating.
+func lookupCommand(name []byte) *command {
+	if len(name) > maxCommandName {
+		return nil
+	}
+	var lower [maxCommandName]byte
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return commandMap[string(lower[:len(name)])]
+}
+
+func (cmd *command) arityOK(n int) bool {
+	if cmd.arity >= 0 {
+		return n == cmd.arity
+	}
+	return n >= -cmd.arity
+}
+
+// exec runs one command, with Redis's order of checks: unknown command,
+// then arity, then authentication.
+func (c *conn) exec(args [][]byte) {
+	cmd := lookupCommand(args[0])
+	if cmd == nil {
+		c.unknownCommand(args)
+		return
+	}
+	if !cmd.arityOK(len(args)) {
+		c.wrongArity(cmd.name)
+		return
+	}
+	if !c.authed && !cmd.noAuth {
+		c.replyError("NOAUTH Authentication required.")
+		return
+	}
+	c.s.commands.Add(1)
+	c.noteCommand(cmd.name)
+	cmd.fn(c, args)
+}
+
+// noteCommand records the last command for CLIENT LIST.
+func (c *conn) noteCommand(name string) {
+	c.mu.Lock()
+	c.lastCmd = name
+	c.mu.Unlock()
+}
+
+func (c *conn) wrongArity(name string) {
+	c.replyError("ERR wrong number of arguments for '" + name + "' command")
+}
+
+// unknownCommand words the error as Redis does: the name as sent and up to
+// 128 bytes of its arguments.
+func (c *conn) unknownCommand(args [][]byte) {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.Write(truncate(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	n := 0
+	for _, a := range args[1:] {
+		if n >= 128 {
+			break
+		}
+		a = truncate(a, 128-n)
+		b.WriteByte('\'')
+		b.Write(a)
+		b.WriteString("' ")
+		n += len(a) + 3
+	}
+	c.replyError(b.String())
+}
+
+func (c *conn) unknownSubcommand(cmd string, sub []byte) {
+	c.replyError("ERR unknown subcommand '" + string(truncate(sub, 128)) + "'. Try " + strings.ToUpper(cmd) + " HELP.")
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// equalFold reports whether b equals the lower-case ASCII word s in any
+// case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// helpReply writes a HELP reply: lines of text as simple strings.
+func (c *conn) helpReply(lines []string) {
+	c.replyArray(len(lines))
+	for _, l := range lines {
+		c.replySimple(l)
+	}
+}

@@ -1,0 +1,145 @@
+// Package resp is the Redis-protocol (RESP) front end of a geocache Node:
+// any Redis client — redis-cli, go-redis, ioredis, redis-py — talks to a
+// geocache node through it.
+//
+//	s, err := resp.New(resp.Config{Node: node, RequirePass: pass})
+//	go s.Serve(ln)    // returns nil after Close
+//	...
+//	s.Close()         // closes every client and waits for them
+//
+// Each connection has its own geocache.Session, so WAIT waits for that
+// connection's writes and GEOCACHE ACK sets that connection's
+// acknowledgement level. A connection speaks RESP2 until HELLO 3 switches
+// it to RESP3 (nulls, maps, sets and verbatim strings); HELLO 2 switches
+// back. Requests may be pipelined, inline ("PING\r\n", with Redis's
+// quoting) or multibulk; keys and values are binary-safe.
+//
+// # Commands
+//
+// Connection: PING [msg], ECHO, QUIT, HELLO [2|3 [AUTH user pass]
+// [SETNAME name]], AUTH [user] pass, SELECT 0, CLIENT ID | SETNAME |
+// GETNAME | SETINFO | INFO | LIST | HELP.
+//
+// Keys: GET, SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL], SETEX,
+// PSETEX, SETNX, GETDEL, GETEX [EX|PX|EXAT|PXAT|PERSIST], MGET, MSET, DEL,
+// UNLINK, EXISTS, TYPE, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (with Redis
+// 7's NX|XX|GT|LT: no expiry counts as an infinite TTL), TTL, PTTL,
+// PERSIST.
+//
+// Server: DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
+// (server, clients, memory, stats, replication, keyspace), CONFIG GET
+// pattern ..., COMMAND [COUNT | LIST | INFO | DOCS], WAIT numregions
+// timeout.
+//
+// geocache's own: GEOCACHE REGIONS (this node and every replication peer:
+// region, node, link state, lag in writes, backlog bytes, RTT, clock
+// offset), GEOCACHE ACK [LOCAL|QUORUM|ALL [timeout-ms]], GEOCACHE VERSION
+// key ([hlc, origin node id, expire-at Unix ms or -1], nil if missing),
+// GEOCACHE HELP.
+//
+// Replies and error messages follow Redis 7 (the package's command script
+// test runs against a real Redis too): "-ERR wrong number of arguments for
+// 'get' command", "-ERR unknown command 'foo', with args beginning with:
+// 'a' ", "-ERR syntax error", "-ERR value is not an integer or out of
+// range", "-ERR invalid expire time in 'set' command", "-NOAUTH
+// Authentication required.", "-WRONGPASS invalid username-password pair or
+// user is disabled.", "-NOPROTO unsupported protocol version". Commands
+// not listed (INCR, MULTI, SUBSCRIBE, the non-string types ...) are
+// unknown commands.
+//
+// # Where geocache differs from Redis
+//
+//   - Writes are versioned and replicated to every region, last writer
+//     wins. Conditional writes (SET NX|XX|GET|KEEPTTL, SETNX, GETDEL, GETEX
+//     with an option, the EXPIRE conditions, PERSIST) are atomic on this
+//     node (one Session.Update under the key's lock); another region may
+//     hold a concurrent write, which last-writer-wins then decides.
+//   - FLUSHALL and FLUSHDB remove the keys of THIS node only; they are not
+//     replicated (geocache's Node.FlushLocal). Run them in every region to
+//     empty the cache everywhere.
+//   - DEL, UNLINK and GETDEL replicate the delete even for a key absent
+//     here — another region may hold it, and a cache invalidation must
+//     reach it there; they count (or return) what existed here.
+//   - MSET writes each pair as its own replicated write: other clients may
+//     see some pairs before the others. Sizes are checked first, so a pair
+//     the node would refuse leaves nothing written.
+//   - WAIT numregions timeout counts regions, not replicas: it blocks until
+//     this connection's writes so far are applied in numregions other
+//     regions, or for timeout ms (0: without limit), and returns how many
+//     other regions have applied them. A client that disconnects while
+//     blocked is dropped at once.
+//   - GEOCACHE ACK QUORUM|ALL makes the connection's writes (and each
+//     multi-key command's last write, which covers the ones before it)
+//     wait for a majority of regions or all of them. A write not
+//     acknowledged within the connection's ack timeout — 5 s unless GEOCACHE
+//     ACK gave another — answers "-TIMEOUT write applied locally, not
+//     acknowledged by enough regions within 5s (...)": it stays applied here
+//     and keeps replicating.
+//   - SELECT accepts only database 0 ("-ERR DB index is out of range").
+//   - CONFIG GET reports maxmemory, maxmemory-policy (allkeys-lru),
+//     maxclients, timeout, requirepass, proto-max-bulk-len,
+//     client-query-buffer-limit, databases, save, appendonly and
+//     geocache-* settings. It never reveals the password: requirepass reads
+//     "(hidden)" when one is set (Redis shows it). CONFIG SET, RESETSTAT and
+//     REWRITE answer an error: settings are fixed at start.
+//   - AUTH knows one user, "default", whose password is RequirePass.
+//   - Writes without an expiry take the node's DefaultTTL (0: none).
+//     Expiry times past the year 2262 (what Unix nanoseconds hold) are
+//     "-ERR invalid expire time", where Redis accepts them.
+//   - DBSIZE counts the entries held here, including expired ones not yet
+//     reclaimed (as Redis does).
+//   - A bulk argument must be followed by CRLF (Redis skips any two
+//     bytes), and a NUL byte in an inline request is an ordinary byte
+//     (Redis ends the line there).
+//   - Node errors: a key or value over the node's limits answers "-ERR key
+//     or value too large: ..." (the connection stays open); a node whose
+//     clock is out of bounds relative to its peers answers writes with
+//     "-TRYAGAIN ...".
+//   - HELLO and INFO report redis_version 7.2.0, with geocache's own version
+//     and region beside it.
+//
+// # Limits (DESIGN I6, I7)
+//
+// Every limit has a default, and a request over one is answered with an
+// error and the connection is closed, as Redis does for protocol errors;
+// the server goes on serving every other client, and nothing is stored
+// from the refused request. Lengths are checked as soon as their header
+// arrives, before the bytes they announce, so "$999999999999" costs
+// nothing.
+//
+//	MaxClients       10,000            "-ERR max number of clients reached", then close (at accept)
+//	MaxRequestBytes  64 MiB            "-ERR Protocol error: request over the limit of N bytes", close
+//	MaxArgs          1,048,576         "-ERR Protocol error: too many arguments: N (limit M)", close
+//	MaxBulkBytes     node's MaxValueBytes + 1 KiB
+//	                                   "-ERR Protocol error: argument of N bytes is over the limit of M", close
+//	inline line      64 KiB (Redis's)  "-ERR Protocol error: too big inline request", close
+//	UnauthLimit      16 KiB            "-ERR Protocol error: unauthenticated client sent more than N bytes; AUTH first", close
+//	IdleTimeout      0 (never)         the connection is closed silently, as Redis's "timeout"
+//
+// UnauthLimit counts every byte a client sends before it authenticates
+// (its failed AUTH attempts included) when RequirePass is set. Before
+// AUTH, only AUTH, HELLO (with AUTH ...) and QUIT run; every other
+// command answers "-NOAUTH Authentication required." (checked after
+// unknown-command and arity errors, in Redis's order). Malformed requests
+// ("*x", "$-2", a missing '$' or CRLF, unbalanced quotes) answer "-ERR
+// Protocol error: ..." and close; replies to the commands before them in
+// the same pipeline are sent first. Replies are flushed in pieces, so a
+// long reply (MGET of many large values) never needs a buffer of its size.
+//
+// The listener's address is the caller's business (geocache serve binds
+// to loopback by default).
+//
+// # Why not a RESP server library
+//
+// The suggested library, github.com/tidwall/redcon (v1.6.4), was checked
+// and not used: its server reads requests without any bound (a client
+// that announces "$999999999999" and streams data grows the buffer until
+// the process runs out of memory; "*999999999999\r\n" spins a core in its
+// parse loop), its standalone parser ReadNextCommand panics on
+// "*1\r\n$-2\r\n", its Close does not wait for connection goroutines, and
+// it allocates a copy of every command and its argument slice (GET and SET
+// could not stay allocation-free). The request reader here (reader.go) is
+// small, bounded, incremental, allocation-free once warm, and fuzzed
+// (FuzzReader); replies use append-style encoders for RESP2 and RESP3
+// (reply.go).
+package resp

@@ -1,0 +1,141 @@
+package resp
+
+import (
+	"strings"
+	"time"
+
+	"github.com/geocache/geocache"
+)
+
+// GEOCACHE <subcommand>: geocache's own commands.
+
+var geocacheHelp = []string{
+	"GEOCACHE <subcommand> [<arg> ...]. Subcommands are:",
+	"REGIONS",
+	"    Return this node and every replication peer: region, node, link state, lag in writes, backlog bytes, RTT.",
+	"ACK [LOCAL|QUORUM|ALL [<timeout-ms>]]",
+	"    Return, or set, how far this connection's writes travel before they are answered:",
+	"    LOCAL (applied here), QUORUM (a majority of regions), ALL (every region).",
+	"    A write not acknowledged within the timeout (default 5000 ms) answers -TIMEOUT; it stays applied.",
+	"VERSION <key>",
+	"    Return the version of key's entry here: [hlc, origin node id, expire-at ms or -1], or nil.",
+	"HELP",
+	"    Print this help.",
+}
+
+func cmdGeocache(c *conn, args [][]byte) {
+	sub := args[1]
+	switch {
+	case equalFold(sub, "regions"):
+		if len(args) != 2 {
+			c.wrongArity("geocache|regions")
+			return
+		}
+		c.regions()
+	case equalFold(sub, "ack"):
+		if len(args) > 4 {
+			c.wrongArity("geocache|ack")
+			return
+		}
+		c.ack(args[2:])
+	case equalFold(sub, "version"):
+		if len(args) != 3 {
+			c.wrongArity("geocache|version")
+			return
+		}
+		it, err := c.s.node.Lookup(peekKey(args[2]))
+		if err != nil {
+			c.replyNullArray()
+			return
+		}
+		exp := int64(-1)
+		if !it.ExpireAt.IsZero() {
+			exp = it.ExpireAt.UnixMilli()
+		}
+		c.replyArray(3)
+		c.replyInt(int64(it.HLC))
+		c.replyInt(int64(it.Origin))
+		c.replyInt(exp)
+	case equalFold(sub, "help"):
+		c.helpReply(geocacheHelp)
+	default:
+		c.unknownSubcommand("geocache", sub)
+	}
+}
+
+func (c *conn) ack(args [][]byte) {
+	if len(args) == 0 {
+		c.replySimple(strings.ToUpper(c.sess.Ack().String()))
+		return
+	}
+	var level geocache.Ack
+	switch {
+	case equalFold(args[0], "local"):
+		level = geocache.Local
+	case equalFold(args[0], "quorum"):
+		level = geocache.Quorum
+	case equalFold(args[0], "all"):
+		level = geocache.All
+	default:
+		c.replyError("ERR unknown acknowledgement level '" + string(truncate(args[0], 128)) + "': LOCAL, QUORUM or ALL")
+		return
+	}
+	timeout := DefaultAckTimeout
+	if len(args) == 2 {
+		n, ok := parseInt(args[1])
+		if !ok || n <= 0 || n > int64(24*time.Hour/time.Millisecond) {
+			c.replyError("ERR timeout must be a positive number of milliseconds, at most a day")
+			return
+		}
+		timeout = time.Duration(n) * time.Millisecond
+	}
+	c.sess.SetAck(level)
+	c.ackTimeout = timeout
+	c.replyOK()
+}
+
+// regions writes GEOCACHE REGIONS: this node first, then one entry per
+// replication peer (a peer never reached has an empty region and node).
+func (c *conn) regions() {
+	v := c.s.regionView()
+	st := v.st
+	c.replyArray(1 + len(st.Peers))
+	c.replyMap(4)
+	c.replyBulkString("region")
+	c.replyBulkString(st.Region)
+	c.replyBulkString("node")
+	c.replyBulkString(st.Node)
+	c.replyBulkString("node_id")
+	c.replyInt(int64(st.NodeID))
+	c.replyBulkString("state")
+	c.replyBulkString("self")
+	for _, p := range st.Peers {
+		state := "disconnected"
+		if p.Connected {
+			state = "connected"
+		}
+		c.replyMap(11)
+		c.replyBulkString("region")
+		c.replyBulkString(p.Region)
+		c.replyBulkString("node")
+		c.replyBulkString(p.Node)
+		c.replyBulkString("addr")
+		c.replyBulkString(p.Addr)
+		c.replyBulkString("state")
+		c.replyBulkString(state)
+		c.replyBulkString("since_ms")
+		c.replyInt(p.Since.UnixMilli())
+		c.replyBulkString("lag")
+		c.replyInt(int64(p.Lag))
+		c.replyBulkString("backlog_bytes")
+		c.replyInt(p.Backlog)
+		c.replyBulkString("rtt_us")
+		c.replyInt(p.RTT.Microseconds())
+		c.replyBulkString("offset_us")
+		c.replyInt(p.Offset.Microseconds())
+		c.replyBulkString("full_syncs")
+		c.replyInt(int64(p.FullSyncs))
+		c.replyBulkString("last_error")
+		c.replyBulkString(p.LastError)
+	}
+}

@@ -1,0 +1,111 @@
+package resp
+
+// globMatch reports whether s matches the glob pattern p, ignoring ASCII
+// case, with Redis's stringmatch syntax: * (any run), ? (any byte),
+// [abc], [^abc], [a-z] (classes), and \x (x itself). It runs in
+// O(len(p)·len(s)) time whatever the pattern — one star is backtracked at a
+// time — where Redis's recursive matcher can take exponential time.
+func globMatch(p []byte, s string) bool {
+	pi, si := 0, 0
+	starP, starS := -1, 0
+	for si < len(s) {
+		if pi < len(p) {
+			switch p[pi] {
+			case '*':
+				for pi < len(p) && p[pi] == '*' {
+					pi++
+				}
+				if pi == len(p) {
+					return true
+				}
+				starP, starS = pi, si
+				continue
+			case '?':
+				pi++
+				si++
+				continue
+			case '[':
+				if next, ok := matchClass(p, pi, s[si]); ok {
+					pi = next
+					si++
+					continue
+				}
+			case '\\':
+				if pi+1 < len(p) {
+					if foldEq(p[pi+1], s[si]) {
+						pi += 2
+						si++
+						continue
+					}
+				} else if s[si] == '\\' {
+					pi++
+					si++
+					continue
+				}
+			default:
+				if foldEq(p[pi], s[si]) {
+					pi++
+					si++
+					continue
+				}
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		starS++
+		pi, si = starP, starS
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// matchClass matches c against the class starting at p[at] == '[' and
+// returns the index after it. An unclosed class runs to the end of p, as in
+// Redis.
+func matchClass(p []byte, at int, c byte) (next int, ok bool) {
+	i := at + 1
+	not := i < len(p) && p[i] == '^'
+	if not {
+		i++
+	}
+	match := false
+	for i < len(p) && p[i] != ']' {
+		switch {
+		case p[i] == '\\' && i+1 < len(p):
+			i++
+			if foldEq(p[i], c) {
+				match = true
+			}
+		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
+			lo, hi := lower(p[i]), lower(p[i+2])
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			if lc := lower(c); lc >= lo && lc <= hi {
+				match = true
+			}
+			i += 2
+		default:
+			if foldEq(p[i], c) {
+				match = true
+			}
+		}
+		i++
+	}
+	if i < len(p) {
+		i++ // past ']'
+	}
+	return i, match != not
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func foldEq(a, b byte) bool { return lower(a) == lower(b) }

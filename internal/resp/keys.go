@@ -1,0 +1,579 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/geocache/geocache"
+)
+
+// Key and string commands. Plain reads and writes call the node directly;
+// every conditional write (NX, XX, GET, KEEPTTL, GETDEL, GETEX, the EXPIRE
+// conditions, SETNX, PERSIST) is one Session.Update, so the condition and
+// the write are atomic on this node.
+
+// peekKey views a key argument as a string without copying it. It is only
+// for node calls that do not keep the key (Get, TTL, Lookup: they hash it
+// and compare it, and report removals with the stored key): the bytes are
+// the connection's read buffer, which the next request overwrites. Writes
+// keep their key and get a copy (string(key)).
+func peekKey(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+const (
+	errNotInteger   = "ERR value is not an integer or out of range"
+	errSyntax       = "ERR syntax error"
+	nsPerMs         = int64(time.Millisecond)
+	maxUnixMs       = math.MaxInt64 / nsPerMs // the last millisecond an expiry in Unix ns can hold (year 2262)
+	expireSeconds   = 's'
+	expireMillis    = 'm'
+	expireAtSeconds = 'S'
+	expireAtMillis  = 'M'
+)
+
+// parseInt parses an integer argument as Redis's string2ll: an optional
+// '-', digits without leading zeros, no '+' or spaces, within int64.
+func parseInt(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg, b = true, b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 || (b[0] == '0' && (len(b) > 1 || neg)) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0') // 19 digits fit in a uint64
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return -int64(n-1) - 1, true
+	case !neg && n <= math.MaxInt64:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+func (s *Server) nowMs() int64 { return s.now() / nsPerMs }
+
+// expiryOf turns an expiry argument into an absolute Unix time in ns, as
+// Redis's getExpireMillisecondsOrReply (SET, SETEX, GETEX ...): the value
+// must be a positive integer whose absolute time in milliseconds fits.
+// On failure it has replied and returns false.
+func (c *conn) expiryOf(arg []byte, kind byte, cmdName string) (int64, bool) {
+	v, ok := parseInt(arg)
+	if !ok {
+		c.replyError(errNotInteger)
+		return 0, false
+	}
+	if v <= 0 || ((kind == expireSeconds || kind == expireAtSeconds) && v > math.MaxInt64/1000) {
+		c.replyError("ERR invalid expire time in '" + cmdName + "' command")
+		return 0, false
+	}
+	if kind == expireSeconds || kind == expireAtSeconds {
+		v *= 1000
+	}
+	if kind == expireSeconds || kind == expireMillis {
+		now := c.s.nowMs()
+		if v > math.MaxInt64-now {
+			c.replyError("ERR invalid expire time in '" + cmdName + "' command")
+			return 0, false
+		}
+		v += now
+	}
+	if v > maxUnixMs {
+		c.replyError("ERR invalid expire time in '" + cmdName + "' command")
+		return 0, false
+	}
+	return v * nsPerMs, true
+}
+
+// defaultExpiry is the expiry of a write without one: the node's
+// DefaultTTL, if any.
+func (c *conn) defaultExpiry() time.Time {
+	if d := c.s.nodeCfg.DefaultTTL; d > 0 {
+		return time.Unix(0, c.s.now()+int64(d))
+	}
+	return time.Time{}
+}
+
+func noCancel() {}
+
+// writeCtx returns the context of a write: the server's for Local
+// acknowledgement; bounded by the connection's ack timeout otherwise.
+func (c *conn) writeCtx() (context.Context, context.CancelFunc) {
+	if c.sess.Ack() == geocache.Local {
+		return c.s.ctx, noCancel
+	}
+	c.flush() // the replies before a write that may wait go out now
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.ackTimeout)
+	c.s.blocked.Add(1)
+	return ctx, func() {
+		c.s.blocked.Add(-1)
+		cancel()
+	}
+}
+
+// replyWriteError answers a failed write.
+func (c *conn) replyWriteError(err error) {
+	switch {
+	case errors.Is(err, geocache.ErrAckTimeout):
+		c.replyError("TIMEOUT write applied locally, not acknowledged by enough regions within " + c.ackTimeout.String() + " (" + strings.TrimPrefix(err.Error(), geocache.ErrAckTimeout.Error()+": ") + ")")
+	case errors.Is(err, geocache.ErrTooLarge):
+		c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: ")) // "key or value too large: ..."
+	case errors.Is(err, geocache.ErrClockSkew):
+		c.replyError("TRYAGAIN this node's clock is out of bounds relative to its peers; it refuses writes until it is back in bounds")
+	case errors.Is(err, geocache.ErrClosed), c.s.ctx.Err() != nil:
+		c.replyError("ERR server is shutting down")
+	default:
+		c.replyError("ERR " + err.Error())
+	}
+}
+
+func cmdGet(c *conn, args [][]byte) {
+	v, err := c.s.node.Get(peekKey(args[1]))
+	if err != nil {
+		c.replyNull()
+		return
+	}
+	c.replyBulk(v)
+}
+
+// strOpts are the options of SET and GETEX, parsed as Redis's
+// parseExtendedStringArgumentsOrReply.
+type strOpts struct {
+	nx, xx, get, keepTTL, persist bool
+	expKind                       byte // 0 or one of the expire* kinds
+	expArg                        []byte
+}
+
+func parseStrOpts(args [][]byte, isSet bool) (o strOpts, ok bool) {
+	for j := 0; j < len(args); j++ {
+		a, next := args[j], j+1 < len(args)
+		kind := byte(0)
+		switch {
+		case isSet && equalFold(a, "nx") && !o.xx:
+			o.nx = true
+		case isSet && equalFold(a, "xx") && !o.nx:
+			o.xx = true
+		case isSet && equalFold(a, "get"):
+			o.get = true
+		case isSet && equalFold(a, "keepttl") && !o.persist && o.expKind == 0:
+			o.keepTTL = true
+		case !isSet && equalFold(a, "persist") && !o.keepTTL && o.expKind == 0:
+			o.persist = true
+		case equalFold(a, "ex"):
+			kind = expireSeconds
+		case equalFold(a, "px"):
+			kind = expireMillis
+		case equalFold(a, "exat"):
+			kind = expireAtSeconds
+		case equalFold(a, "pxat"):
+			kind = expireAtMillis
+		default:
+			return o, false
+		}
+		if kind != 0 {
+			if o.keepTTL || o.persist || (o.expKind != 0 && o.expKind != kind) || !next {
+				return o, false
+			}
+			o.expKind, o.expArg = kind, args[j+1]
+			j++
+		}
+	}
+	return o, true
+}
+
+func cmdSet(c *conn, args [][]byte) {
+	if len(args) == 3 {
+		c.set(args[1], args[2], 0)
+		return
+	}
+	o, ok := parseStrOpts(args[3:], true)
+	if !ok {
+		c.replyError(errSyntax)
+		return
+	}
+	var at int64
+	if o.expKind != 0 {
+		if at, ok = c.expiryOf(o.expArg, o.expKind, "set"); !ok {
+			return
+		}
+	}
+	if !o.nx && !o.xx && !o.get && !o.keepTTL {
+		c.set(args[1], args[2], at)
+		return
+	}
+	val := args[2]
+	applied := false
+	ctx, cancel := c.writeCtx()
+	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if (o.nx && found) || (o.xx && !found) {
+			return geocache.Change{}
+		}
+		applied = true
+		ch := geocache.Change{Action: geocache.Put, Value: val}
+		switch {
+		case at != 0:
+			ch.ExpireAt = time.Unix(0, at)
+		case o.keepTTL && found:
+			ch.ExpireAt = cur.ExpireAt
+		default:
+			ch.ExpireAt = c.defaultExpiry()
+		}
+		return ch
+	})
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case o.get && found:
+		c.replyBulk(prev.Value)
+	case o.get || !applied:
+		c.replyNull()
+	default:
+		c.replyOK()
+	}
+}
+
+// set is the unconditional SET: at is the absolute expiry in Unix ns, 0
+// for the node's default.
+func (c *conn) set(key, val []byte, at int64) {
+	ctx, cancel := c.writeCtx()
+	var err error
+	if at == 0 {
+		err = c.sess.Set(ctx, string(key), val)
+	} else {
+		err = c.sess.Set(ctx, string(key), val, geocache.WithExpireAt(time.Unix(0, at)))
+	}
+	cancel()
+	if err != nil {
+		c.replyWriteError(err)
+		return
+	}
+	c.replyOK()
+}
+
+func cmdSetex(c *conn, args [][]byte) {
+	if at, ok := c.expiryOf(args[2], expireSeconds, "setex"); ok {
+		c.set(args[1], args[3], at)
+	}
+}
+
+func cmdPsetex(c *conn, args [][]byte) {
+	if at, ok := c.expiryOf(args[2], expireMillis, "psetex"); ok {
+		c.set(args[1], args[3], at)
+	}
+}
+
+func cmdSetnx(c *conn, args [][]byte) {
+	val := args[2]
+	ctx, cancel := c.writeCtx()
+	_, found, err := c.sess.Update(ctx, string(args[1]), func(_ geocache.Item, found bool) geocache.Change {
+		if found {
+			return geocache.Change{}
+		}
+		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.defaultExpiry()}
+	})
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case found:
+		c.replyInt(0)
+	default:
+		c.replyInt(1)
+	}
+}
+
+// removeAlways deletes a key whether or not it exists here: another region
+// may hold it, and a cache invalidation must reach it there.
+func removeAlways(geocache.Item, bool) geocache.Change {
+	return geocache.Change{Action: geocache.Remove}
+}
+
+func cmdGetdel(c *conn, args [][]byte) {
+	ctx, cancel := c.writeCtx()
+	prev, found, err := c.sess.Update(ctx, string(args[1]), removeAlways)
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case found:
+		c.replyBulk(prev.Value)
+	default:
+		c.replyNull()
+	}
+}
+
+func cmdGetex(c *conn, args [][]byte) {
+	o, ok := parseStrOpts(args[2:], false)
+	if !ok {
+		c.replyError(errSyntax)
+		return
+	}
+	var at int64
+	if o.expKind != 0 {
+		if at, ok = c.expiryOf(o.expArg, o.expKind, "getex"); !ok {
+			return
+		}
+	}
+	if at == 0 && !o.persist {
+		cmdGet(c, args)
+		return
+	}
+	nowNs := c.s.now()
+	ctx, cancel := c.writeCtx()
+	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		switch {
+		case !found:
+			return geocache.Change{}
+		case o.persist:
+			if cur.ExpireAt.IsZero() {
+				return geocache.Change{}
+			}
+			return geocache.Change{Action: geocache.Put, Value: cur.Value}
+		case at <= nowNs:
+			return geocache.Change{Action: geocache.Remove}
+		}
+		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at)}
+	})
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case found:
+		c.replyBulk(prev.Value)
+	default:
+		c.replyNull()
+	}
+}
+
+func cmdMget(c *conn, args [][]byte) {
+	c.replyArray(len(args) - 1)
+	for _, k := range args[1:] {
+		if v, err := c.s.node.Get(peekKey(k)); err == nil {
+			c.replyBulk(v)
+		} else {
+			c.replyNull()
+		}
+		c.flushIfFull()
+	}
+}
+
+// localAck makes one write of a multi-key command return after the local
+// apply; the command's last write then waits for the connection's level.
+// Each origin's writes reach a region in order, so the last write's
+// acknowledgement covers the ones before it.
+var localAck = geocache.WithAck(geocache.Local)
+
+func cmdMset(c *conn, args [][]byte) {
+	if len(args)%2 == 0 {
+		c.wrongArity("mset")
+		return
+	}
+	// Check every size first, so that a pair the node would refuse does
+	// not leave the pairs before it written.
+	for i := 1; i < len(args); i += 2 {
+		if len(args[i]) > geocache.MaxKeyBytes || len(args[i+1]) > c.s.nodeCfg.MaxValueBytes {
+			c.replyError("ERR key or value too large: key of " + strconv.Itoa(len(args[i])) + " bytes, value of " + strconv.Itoa(len(args[i+1])) +
+				" (limits " + strconv.Itoa(geocache.MaxKeyBytes) + ", " + strconv.Itoa(c.s.nodeCfg.MaxValueBytes) + "); nothing was written")
+			return
+		}
+	}
+	ctx, cancel := c.writeCtx()
+	defer cancel()
+	for i := 1; i < len(args); i += 2 {
+		var err error
+		if i+2 < len(args) {
+			err = c.sess.Set(ctx, string(args[i]), args[i+1], localAck)
+		} else {
+			err = c.sess.Set(ctx, string(args[i]), args[i+1])
+		}
+		if err != nil {
+			c.replyWriteError(err)
+			return
+		}
+	}
+	c.replyOK()
+}
+
+func cmdDel(c *conn, args [][]byte) {
+	ctx, cancel := c.writeCtx()
+	defer cancel()
+	n := 0
+	for i := 1; i < len(args); i++ {
+		var found bool
+		var err error
+		if i+1 < len(args) {
+			_, found, err = c.sess.Update(ctx, string(args[i]), removeAlways, localAck)
+		} else {
+			_, found, err = c.sess.Update(ctx, string(args[i]), removeAlways)
+		}
+		if err != nil {
+			c.replyWriteError(err)
+			return
+		}
+		if found {
+			n++
+		}
+	}
+	c.replyInt(int64(n))
+}
+
+func cmdExists(c *conn, args [][]byte) {
+	n := 0
+	for _, k := range args[1:] {
+		if _, err := c.s.node.TTL(peekKey(k)); err == nil {
+			n++
+		}
+	}
+	c.replyInt(int64(n))
+}
+
+func cmdType(c *conn, args [][]byte) {
+	if _, err := c.s.node.TTL(peekKey(args[1])); err == nil {
+		c.replySimple("string")
+	} else {
+		c.replySimple("none")
+	}
+}
+
+// cmdExpire is EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with Redis 7's
+// NX|XX|GT|LT: a key without expiry counts as an infinite time to live, so
+// GT never applies to it and LT always does. A time not in the future
+// deletes the key (and answers 1).
+func cmdExpire(c *conn, args [][]byte) {
+	name := "expire"
+	switch len(args[0]) {
+	case 7:
+		name = "pexpire"
+	case 8:
+		name = "expireat"
+	case 9:
+		name = "pexpireat"
+	}
+	var nx, xx, gt, lt bool
+	for _, a := range args[3:] {
+		switch {
+		case equalFold(a, "nx"):
+			nx = true
+		case equalFold(a, "xx"):
+			xx = true
+		case equalFold(a, "gt"):
+			gt = true
+		case equalFold(a, "lt"):
+			lt = true
+		default:
+			c.replyError("ERR Unsupported option " + string(a))
+			return
+		}
+	}
+	if nx && (xx || gt || lt) {
+		c.replyError("ERR NX and XX, GT or LT options at the same time are not compatible")
+		return
+	}
+	if gt && lt {
+		c.replyError("ERR GT and LT options at the same time are not compatible")
+		return
+	}
+	when, ok := parseInt(args[2])
+	if !ok {
+		c.replyError(errNotInteger)
+		return
+	}
+	invalid := "ERR invalid expire time in '" + name + "' command"
+	if name == "expire" || name == "expireat" {
+		if when > math.MaxInt64/1000 || when < math.MinInt64/1000 {
+			c.replyError(invalid)
+			return
+		}
+		when *= 1000
+	}
+	now := c.s.nowMs()
+	if name == "expire" || name == "pexpire" {
+		if when > math.MaxInt64-now {
+			c.replyError(invalid)
+			return
+		}
+		when += now
+	}
+	if when > maxUnixMs {
+		c.replyError(invalid)
+		return
+	}
+	at := when * nsPerMs // may be negative: a time in the past
+	done := false
+	ctx, cancel := c.writeCtx()
+	_, _, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if !found {
+			return geocache.Change{}
+		}
+		hasTTL := !cur.ExpireAt.IsZero()
+		curAt := cur.ExpireAt.UnixNano()
+		switch {
+		case nx && hasTTL, xx && !hasTTL, gt && (!hasTTL || at <= curAt), lt && hasTTL && at >= curAt:
+			return geocache.Change{}
+		}
+		done = true
+		if when <= now {
+			return geocache.Change{Action: geocache.Remove}
+		}
+		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at)}
+	})
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case done:
+		c.replyInt(1)
+	default:
+		c.replyInt(0)
+	}
+}
+
+func cmdTTL(c *conn, args [][]byte) {
+	d, err := c.s.node.TTL(peekKey(args[1]))
+	switch {
+	case err != nil:
+		c.replyInt(-2)
+	case d == 0:
+		c.replyInt(-1)
+	default:
+		ms := (int64(d) + nsPerMs/2) / nsPerMs
+		if len(args[0]) == 3 { // TTL, not PTTL
+			ms = (ms + 500) / 1000
+		}
+		c.replyInt(ms)
+	}
+}
+
+func cmdPersist(c *conn, args [][]byte) {
+	done := false
+	ctx, cancel := c.writeCtx()
+	_, _, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if !found || cur.ExpireAt.IsZero() {
+			return geocache.Change{}
+		}
+		done = true
+		return geocache.Change{Action: geocache.Put, Value: cur.Value}
+	})
+	cancel()
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case done:
+		c.replyInt(1)
+	default:
+		c.replyInt(0)
+	}
+}

@@ -1,0 +1,298 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/geocache/geocache"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxClients      = 10_000
+	DefaultMaxRequestBytes = 64 << 20
+	DefaultMaxArgs         = 1 << 20
+	DefaultUnauthLimit     = 16 << 10
+	// DefaultAckTimeout bounds how long a write waits for the acknowledgement
+	// level set by GEOCACHE ACK before it answers -TIMEOUT; a connection can
+	// choose another bound with GEOCACHE ACK <level> <timeout-ms>.
+	DefaultAckTimeout = 5 * time.Second
+)
+
+// ErrInvalidConfig is returned (wrapped) by New for a Config it refuses.
+var ErrInvalidConfig = errors.New("resp: invalid config")
+
+// Config configures a Server. The zero value of every field but Node is a
+// sensible default.
+type Config struct {
+	// Node is the geocache node the server fronts. Required.
+	Node *geocache.Node
+	// RequirePass, if not empty, is the password of the "default" user:
+	// clients must AUTH (or HELLO ... AUTH) before any other command.
+	RequirePass string
+	// MaxClients bounds the clients connected at once. Beyond it a new
+	// connection is answered "-ERR max number of clients reached" and
+	// closed. Default 10,000.
+	MaxClients int
+	// MaxRequestBytes bounds one request (a whole command, headers
+	// included), in bytes. Default 64 MiB.
+	MaxRequestBytes int
+	// MaxArgs bounds the arguments of one command (its name included).
+	// Default 1,048,576.
+	MaxArgs int
+	// MaxBulkBytes bounds a single argument, in bytes. Default the node's
+	// MaxValueBytes + 1 KiB: larger values are refused before they are
+	// read; values between the node's limit and this one are read and then
+	// answered with a clear error by the node.
+	MaxBulkBytes int
+	// IdleTimeout closes a client that has sent nothing (or has not read
+	// its replies) for this long. 0 means never, like Redis's "timeout 0".
+	// A client blocked in WAIT is not idle.
+	IdleTimeout time.Duration
+	// UnauthLimit bounds the bytes a client may send before it
+	// authenticates, when RequirePass is set; past it the connection is
+	// answered with an error and closed. Default 16 KiB.
+	UnauthLimit int
+	// Logger receives the server's logs: limit hits at Warn (at most one
+	// line per 10 s; Stats counts them all), protocol errors and client
+	// connections ending at Debug. nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Node == nil:
+		return fmt.Errorf("%w: Node is required", ErrInvalidConfig)
+	case c.MaxClients < 0 || c.MaxRequestBytes < 0 || c.MaxArgs < 0 || c.MaxBulkBytes < 0 || c.UnauthLimit < 0:
+		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("%w: IdleTimeout must not be negative", ErrInvalidConfig)
+	case c.MaxRequestBytes > 1<<31:
+		return fmt.Errorf("%w: MaxRequestBytes %d is over 2 GiB", ErrInvalidConfig, c.MaxRequestBytes)
+	}
+	if c.MaxClients == 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxArgs == 0 {
+		c.MaxArgs = DefaultMaxArgs
+	}
+	if c.MaxBulkBytes == 0 {
+		c.MaxBulkBytes = c.Node.Config().MaxValueBytes + 1<<10
+	}
+	if c.UnauthLimit == 0 {
+		c.UnauthLimit = DefaultUnauthLimit
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Stats are a server's counters.
+type Stats struct {
+	Clients     int    // clients connected now
+	Connections uint64 // connections accepted since New
+	Commands    uint64 // commands executed (those refused before running — unknown, wrong arity, NOAUTH — are not)
+	Errors      uint64 // error replies sent
+	Rejected    uint64 // limit hits: connections refused at MaxClients, and connections closed for a request over a limit or an unauthenticated client over UnauthLimit
+}
+
+// Server serves the Redis protocol for one geocache node. Create it with
+// New, run it with Serve, stop it with Close. Its methods are safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	node    *geocache.Node
+	nodeCfg geocache.Config
+	now     func() int64 // the node's clock, Unix ns
+	started time.Time
+
+	// ctx ends when the server closes; every blocking node call runs under
+	// it, so Close unblocks WAIT and acknowledged writes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // Serve loops and connection goroutines
+
+	nextID        atomic.Int64
+	clients       atomic.Int64
+	blocked       atomic.Int64 // clients blocked in WAIT or an acknowledged write
+	connections   atomic.Uint64
+	commands      atomic.Uint64
+	errors        atomic.Uint64
+	rejectedConns atomic.Uint64 // connections refused at MaxClients
+	rejectedReqs  atomic.Uint64 // connections closed for a request over a limit
+	lastLimitLog  atomic.Int64  // Unix ns of the last limit-hit log line
+}
+
+// limitLogEvery spaces the log lines about limit hits, so that a flood of
+// bad clients cannot flood the log.
+const limitLogEvery = 10 * time.Second
+
+// logLimit logs a limit hit at Warn level, at most once per limitLogEvery;
+// Stats and INFO count every hit.
+func (s *Server) logLimit(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastLimitLog.Load()
+	if now-last < int64(limitLogEvery) || !s.lastLimitLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.cfg.Logger.Warn(msg, append(args, "rejected_total", s.rejectedConns.Load()+s.rejectedReqs.Load())...)
+}
+
+// New validates cfg and returns a server for cfg.Node. It returns an error
+// wrapping ErrInvalidConfig for a bad Config.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	nc := cfg.Node.Config()
+	now := func() int64 { return time.Now().UnixNano() }
+	if nc.Clock != nil {
+		now = nc.Clock.UnixNano
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg, node: cfg.Node, nodeCfg: nc, now: now, started: time.Now(),
+		ctx: ctx, cancel: cancel,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}, nil
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until Close; it then returns nil. It closes ln when it returns. It
+// returns the listener's error if ln fails for another reason. Serve may
+// run on several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does, rather than spin or give up.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.cfg.Logger.Warn("resp: accept failed; retrying", "err", err, "in", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
+		}
+		delay = 0
+		s.accept(nc)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+var errMaxClients = []byte("-ERR max number of clients reached\r\n")
+
+func (s *Server) accept(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.cfg.MaxClients {
+		s.mu.Unlock()
+		s.rejectedConns.Add(1)
+		s.logLimit("resp: max number of clients reached; connection refused", "remote", nc.RemoteAddr(), "maxclients", s.cfg.MaxClients)
+		// A fresh socket's send buffer takes these bytes at once; the
+		// deadline only guards the accept loop against a pathological one.
+		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		nc.Write(errMaxClients)
+		nc.Close()
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.clients.Add(1)
+	s.connections.Add(1)
+	go c.serve()
+}
+
+// dropConn is the last thing a connection's goroutine does.
+func (s *Server) dropConn(c *conn) {
+	c.nc.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.clients.Add(-1)
+	s.wg.Done()
+}
+
+// Close stops accepting connections, closes every client connection
+// (unblocking those in WAIT or waiting for an acknowledgement), and waits
+// for every goroutine the server started. It does not close the node. It is
+// idempotent and returns nil.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		s.cancel()
+		for ln := range s.listeners {
+			ln.Close()
+		}
+		for c := range s.conns {
+			c.nc.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Clients:     int(s.clients.Load()),
+		Connections: s.connections.Load(),
+		Commands:    s.commands.Load(),
+		Errors:      s.errors.Load(),
+		Rejected:    s.rejectedConns.Load() + s.rejectedReqs.Load(),
+	}
+}
