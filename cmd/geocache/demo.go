@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/resp"
 )
 
 var demoRegions = []string{"us-east", "eu-west", "ap-south"}
@@ -18,12 +19,17 @@ var demoRegions = []string{"us-east", "eu-west", "ap-south"}
 // demoCluster is three regions of real nodes on loopback, linked through
 // latency proxies.
 type demoCluster struct {
-	nodes []*geocache.Node
-	wan   *wan
-	repl  []string // replication listen addresses
+	nodes   []*geocache.Node
+	servers []*resp.Server
+	wan     *wan
+	repl    []string // replication listen addresses
+	resp    []string // Redis-protocol addresses
+	done    sync.WaitGroup
 }
 
-func startDemoCluster(latency time.Duration, maxEntries int) (*demoCluster, error) {
+// startDemoCluster starts the regions; each serves the Redis protocol on
+// basePort+i (any free port if basePort is 0).
+func startDemoCluster(latency time.Duration, maxEntries, basePort int) (*demoCluster, error) {
 	c := &demoCluster{}
 	var lns []net.Listener
 	for range demoRegions {
@@ -66,10 +72,34 @@ func startDemoCluster(latency time.Duration, maxEntries int) (*demoCluster, erro
 		}
 		c.nodes = append(c.nodes, n)
 	}
+	for i, n := range c.nodes {
+		addr := "127.0.0.1:0"
+		if basePort > 0 {
+			addr = fmt.Sprintf("127.0.0.1:%d", basePort+i)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("listen for Redis clients of %s: %w (try -base-port 0 for free ports)", demoRegions[i], err)
+		}
+		srv, err := resp.New(resp.Config{Node: n})
+		if err != nil {
+			ln.Close()
+			c.close()
+			return nil, err
+		}
+		c.servers = append(c.servers, srv)
+		c.resp = append(c.resp, ln.Addr().String())
+		c.done.Go(func() { srv.Serve(ln) })
+	}
 	return c, nil
 }
 
 func (c *demoCluster) close() {
+	for _, s := range c.servers {
+		s.Close()
+	}
+	c.done.Wait()
 	for _, n := range c.nodes {
 		n.Close()
 	}
@@ -121,17 +151,18 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	latency := fs.Duration("latency", 40*time.Millisecond, "simulated one-way WAN latency between regions")
 	ttl := fs.Duration("ttl", 2*time.Second, "time to live of the expiring entry")
 	duration := fs.Duration("duration", 0, "how long to keep serving after the tour; 0 means until Ctrl-C")
+	basePort := fs.Int("base-port", 6380, "Redis-protocol port of the first region (the others follow); 0 picks free ports")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *latency < 0 || *ttl <= 0 || *duration < 0 {
-		return errors.New("-latency and -duration must not be negative, -ttl must be positive")
+	if *latency < 0 || *ttl <= 0 || *duration < 0 || *basePort < 0 || *basePort > 65533 {
+		return errors.New("-latency and -duration must not be negative, -ttl must be positive, -base-port must be a port")
 	}
 	const capacity = 1000
 	p := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
 	p("geocache demo: three regions on this machine, %v one-way latency between them", *latency)
-	c, err := startDemoCluster(*latency, capacity)
+	c, err := startDemoCluster(*latency, capacity, *basePort)
 	if err != nil {
 		return err
 	}
@@ -142,7 +173,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	for i, r := range demoRegions {
-		p("  %-9s replication %s", r, c.repl[i])
+		p("  %-9s redis %-16s replication %s", r, c.resp[i], c.repl[i])
 	}
 	us, eu, ap := c.nodes[0], c.nodes[1], c.nodes[2]
 
@@ -264,6 +295,12 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	p("   ap-south  SET config:v      acknowledged by a majority after %s (one round trip)", ms(time.Since(start)))
 
 	p("")
+	p("Try it with any Redis client:")
+	for i, r := range demoRegions {
+		host, port, _ := net.SplitHostPort(c.resp[i])
+		p("  %-9s redis-cli -h %s -p %s", r, host, port)
+	}
+	p("  e.g. SET in one region, GET in another; GEOCACHE REGIONS shows the links; GEOCACHE VERSION key the version.")
 	if *duration > 0 {
 		p("Regions keep serving for %v.", *duration)
 	} else {
