@@ -496,3 +496,11 @@ func (n *Node) Config() Config {
 	c.Peers = append([]string(nil), n.cfg.Peers...)
 	return c
 }
+
+// Tombstone returns the version of key's delete if this node remembers it
+// (deletes are remembered up to Config.MaxTombstones and
+// TombstoneHorizon), for diagnostics and consistency checkers.
+func (n *Node) Tombstone(key string) (hlc uint64, origin uint32, ok bool) {
+	v, ok := n.store.Tombstone(key)
+	return uint64(v.HLC), v.Origin, ok
+}

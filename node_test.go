@@ -173,3 +173,22 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestTombstoneAccessor(t *testing.T) {
+	n, err := Open(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx := context.Background()
+	n.Set(ctx, "k", []byte("v"))
+	it, _ := n.Lookup("k")
+	if _, _, ok := n.Tombstone("k"); ok {
+		t.Fatal("a live key reports a tombstone")
+	}
+	n.Delete(ctx, "k")
+	hlc, origin, ok := n.Tombstone("k")
+	if !ok || hlc <= it.HLC || origin != 1 {
+		t.Fatalf("Tombstone = %d, %d, %v; want a version after %d from node 1", hlc, origin, ok, it.HLC)
+	}
+}
