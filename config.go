@@ -126,6 +126,9 @@ func (c *Config) validate() error {
 	case len(c.Peers) > 0 && c.NodeID == 0:
 		return fmt.Errorf("%w: NodeID is required with Peers", ErrInvalidConfig)
 	}
+	if c.Cluster == "" {
+		c.Cluster = "geocache"
+	}
 	if c.NodeID == 0 {
 		c.NodeID = 1
 	}

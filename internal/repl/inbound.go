@@ -23,6 +23,11 @@ type originState struct {
 	gen         uint64 // bumped by each new connection; older ones stop
 	incarnation uint64
 	applied     uint64 // last sequence number applied
+	// synced is false until this node has completed a full sync from the
+	// origin: a node that has never synced (it just started, empty) asks for
+	// one, which refills it with everything the origin holds — including
+	// its own writes from before a crash, which no log would send back.
+	synced bool
 	name        string
 	region      string
 	connected   bool
@@ -146,7 +151,7 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			if f.Origin != h.NodeID || snap == nil {
 				return fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
 			}
-			if err := r.finishSnapshot(o, gen, snap); err != nil {
+			if err := r.finishSnapshot(o, gen, snap, f.Ghosts); err != nil {
 				return err
 			}
 			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: snap.seq}); err != nil {
@@ -175,7 +180,8 @@ func (r *Replicator) runInbound(c net.Conn) error {
 // takeOver makes this connection the one that applies h's origin, and
 // returns where the origin should resume: after the last op applied here,
 // for the same incarnation; from the start for a new one (a restarted
-// origin's log starts at 1 again).
+// origin's log starts at 1 again); or 0, asking for a full sync, if this
+// node has never synced with the origin.
 func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 	r.mu.Lock()
 	o := r.origins[h.NodeID]
@@ -193,6 +199,9 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 	}
 	o.name, o.region = h.NodeName, h.Region
 	o.connected, o.since = true, time.Now()
+	if !o.synced {
+		return o, o.gen, 0
+	}
 	return o, o.gen, o.applied + 1
 }
 
@@ -258,22 +267,28 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 	return nil
 }
 
-// finishSnapshot drops what the snapshot cannot vouch for: every entry it
-// did not contain whose version is not newer than the snapshot. Such an
-// entry may have been overwritten or deleted by a write of the origin that
-// this node missed and whose trace the origin no longer holds (evicted,
-// tombstone expired). Dropping costs a miss, never correctness (I2).
-func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotState) error {
+// finishSnapshot drops what the snapshot cannot vouch for: an entry the
+// snapshot did not contain, not newer than the snapshot, whose key the
+// sender's ghost table says may have had a newer version that left the
+// sender (evicted, expired, a dropped tombstone). Such an entry may have
+// been overwritten or deleted by a write this node missed and the sender no
+// longer holds. Entries the sender simply never had (written elsewhere and
+// not yet arrived there) are kept. Dropping costs a miss, never
+// correctness (I2); without a ghost table every unvouched entry goes.
+func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotState, ghosts []uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != gen {
 		return errSuperseded
 	}
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
-		_, in := snap.keys[key]
-		return in || v.HLC > snap.hlc
+		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
+			return true
+		}
+		return !store.GhostCovers(ghosts, key, v.HLC)
 	})
 	o.applied = snap.seq
+	o.synced = true
 	o.fullSyncs++
 	o.dropped += uint64(n)
 	r.cfg.Logger.Info("full sync received", "origin", o.name, "seq", snap.seq, "entries", len(snap.keys), "dropped", n)

@@ -107,7 +107,9 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
+	// NextSeq 0 asks for a full sync (the receiver has never synced).
 	next := max(resume.NextSeq, 1)
+	needSnapshot := resume.NextSeq == 0
 	if resume.Origin != r.cfg.NodeID || next > r.log.Next() {
 		return fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
@@ -155,7 +157,8 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 		var n uint64
 		var err error
 		batch, n, err = r.log.Read(next, int64(r.cfg.BatchBytes), batch[:0])
-		if errors.Is(err, ErrTruncated) {
+		if errors.Is(err, ErrTruncated) || needSnapshot {
+			needSnapshot = false
 			if next, err = r.sendSnapshot(l, fc); err != nil {
 				return err
 			}
@@ -255,7 +258,9 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID}); err != nil {
+	// The ghost table, read after the walk, covers every version that left
+	// this store before or during it.
+	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID, Ghosts: r.cfg.Store.Ghosts()}); err != nil {
 		return 0, err
 	}
 	l.mu.Lock()

@@ -20,7 +20,7 @@ const (
 // Upper limits that keep the tables' indices and memory sane.
 const (
 	maxTombstonesLimit = math.MaxInt32 - 1
-	maxGhostSlots      = 1 << 30
+	maxGhostSlots      = 1 << 18 // 2 MiB: the table travels in one replication frame
 )
 
 // ErrInvalidConfig is wrapped by every error Open returns for a bad Config.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"hash/maphash"
 	"sync/atomic"
 
 	"github.com/geocache/geocache/internal/hlc"
@@ -20,19 +19,46 @@ import (
 type ghostTable struct {
 	slots []atomic.Uint64
 	mask  uint64
-	seed  maphash.Seed
 }
 
 func newGhostTable(n int) *ghostTable {
-	return &ghostTable{
-		slots: make([]atomic.Uint64, n),
-		mask:  uint64(n - 1),
-		seed:  maphash.MakeSeed(),
-	}
+	return &ghostTable{slots: make([]atomic.Uint64, n), mask: uint64(n - 1)}
 }
 
 func (g *ghostTable) slot(key string) *atomic.Uint64 {
-	return &g.slots[maphash.String(g.seed, key)&g.mask]
+	return &g.slots[ghostHash(key)&g.mask]
+}
+
+// ghostHash is FNV-1a: the same on every node, so that a node can read
+// another's ghost table (sent with a full sync).
+func ghostHash(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// GhostCovers reports whether ghosts — a ghost table as Store.Ghosts
+// returns it, possibly another node's — says a version of key with HLC ts
+// may have been superseded by one that left that store. An empty or
+// malformed table covers everything (the caller cannot rule anything out).
+func GhostCovers(ghosts []uint64, key string, ts hlc.Timestamp) bool {
+	n := uint64(len(ghosts))
+	if n == 0 || n&(n-1) != 0 {
+		return true
+	}
+	return uint64(ts) <= ghosts[ghostHash(key)&(n-1)]
+}
+
+// Ghosts returns a copy of the ghost table, for a full sync.
+func (s *Store) Ghosts() []uint64 {
+	out := make([]uint64, len(s.ghosts.slots))
+	for i := range out {
+		out[i] = s.ghosts.slots[i].Load()
+	}
+	return out
 }
 
 // record raises key's slot to at least ts.

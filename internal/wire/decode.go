@@ -131,7 +131,8 @@ func decode(body []byte) (Frame, error) {
 		origin := d.u32()
 		f = &SnapshotChunk{Origin: origin, Ops: d.opList()}
 	case TypeSnapshotEnd:
-		f = &SnapshotEnd{Origin: d.u32()}
+		origin := d.u32()
+		f = &SnapshotEnd{Origin: origin, Ghosts: d.u64List()}
 	case TypePing:
 		f = &Ping{SentNanos: int64(d.u64())}
 	case TypePong:
@@ -289,6 +290,24 @@ func (d *decoder) ops() *Ops {
 		d.fail("sequence numbers overflow")
 	}
 	return &f
+}
+
+// u64List reads a count and that many u64s, checking the count against
+// the remaining payload before allocating.
+func (d *decoder) u64List() []uint64 {
+	n := d.uvarint()
+	if d.err != "" || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.p)/8) {
+		d.fail("count exceeds payload")
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = d.u64()
+	}
+	return out
 }
 
 // opList reads an op count and that many ops. The count is checked against

@@ -39,7 +39,7 @@
 //	5     Ack            Origin u32 | Seq uvarint
 //	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64
 //	7     SnapshotChunk  Origin u32 | count uvarint | count × Op
-//	8     SnapshotEnd    Origin u32
+//	8     SnapshotEnd    Origin u32 | count uvarint | count × u64 (ghost slots)
 //	9     Ping           SentNanos i64
 //	10    Pong           EchoNanos i64 | PhysicalNanos i64
 //	11    Probe          Origin u32 | count uvarint | count × Op (values empty)

@@ -106,9 +106,14 @@ type Repair struct {
 	Ops    []Op
 }
 
-// SnapshotEnd ends the full sync of Origin.
+// SnapshotEnd ends the full sync of Origin. Ghosts is the sender's ghost
+// table at the end of the snapshot (a power-of-two number of slots, each the
+// largest HLC of the versions that left the sender's store for keys hashing
+// there), so the receiver can tell which of its entries the sender may have
+// superseded; empty means the sender sent none.
 type SnapshotEnd struct {
 	Origin uint32
+	Ghosts []uint64
 }
 
 // Ping asks the peer for a Pong, to measure round-trip time and clock offset.
@@ -253,8 +258,13 @@ func appendOpList(buf []byte, t Type, origin uint32, ops []Op) []byte {
 
 // Append appends the encoded frame to buf.
 func (f *SnapshotEnd) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+1+4+binaryMaxVarintLen64+8*len(f.Ghosts))
 	buf, start := begin(buf, TypeSnapshotEnd)
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Ghosts)))
+	for _, g := range f.Ghosts {
+		buf = binary.BigEndian.AppendUint64(buf, g)
+	}
 	return finish(buf, start)
 }
 

@@ -54,6 +54,7 @@ func samples() []sample {
 		}}},
 		{"SnapshotEnd/zero", &SnapshotEnd{}},
 		{"SnapshotEnd/max", &SnapshotEnd{Origin: math.MaxUint32}},
+		{"SnapshotEnd/ghosts", &SnapshotEnd{Origin: 2, Ghosts: []uint64{0, 7, math.MaxUint64, 1}}},
 		{"Ping/zero", &Ping{}},
 		{"Ping/extremes", &Ping{SentNanos: math.MinInt64}},
 		{"Pong/zero", &Pong{}},
