@@ -27,14 +27,14 @@ type originState struct {
 	// origin: a node that has never synced (it just started, empty) asks for
 	// one, which refills it with everything the origin holds — including
 	// its own writes from before a crash, which no log would send back.
-	synced bool
-	name        string
-	region      string
-	connected   bool
-	since       time.Time
-	results     [store.Invalid + 1]uint64 // Apply results of its ops
-	fullSyncs   uint64
-	dropped     uint64 // entries dropped after full syncs
+	synced    bool
+	name      string
+	region    string
+	connected bool
+	since     time.Time
+	results   [store.Invalid + 1]uint64 // Apply results of its ops
+	fullSyncs uint64
+	dropped   uint64 // entries dropped after full syncs
 }
 
 // acceptLoop accepts peer connections until Close.
