@@ -304,3 +304,24 @@ func TestLatencyVisibility(t *testing.T) {
 		t.Errorf("worst visibility %v; want about one one-way delay (%v)", worst, oneWay)
 	}
 }
+
+// TestAsymmetricDelayIsNotClockSkew is the regression test for nodes on one
+// clock refusing writes with ErrClockSkew because a one-way delay made the
+// midpoint offset estimate exceed MaxClockOffset: the estimate is judged by
+// the smallest offset its round trip allows.
+func TestAsymmetricDelayIsNotClockSkew(t *testing.T) {
+	m := newMemCluster(t, []string{"us", "eu"}, 0, func(i int, c *Config) {
+		c.MaxClockOffset = 100 * time.Millisecond
+	})
+	m.net.SetLatency("us", "eu", 300*time.Millisecond) // eu->us stays 0
+	m.startAll()
+	us := m.nodes[0]
+	eventually(t, "a round trip measured", func() bool {
+		st := us.Stats()
+		return len(st.Peers) == 1 && st.Peers[0].RTT > 250*time.Millisecond
+	})
+	time.Sleep(300 * time.Millisecond) // a few more pings
+	if err := us.Set(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatalf("Set with asymmetric delay on one clock: %v (peer offset %v)", err, us.Stats().Peers[0].Offset)
+	}
+}

@@ -97,6 +97,7 @@ func (r *Replicator) runInbound(c net.Conn) error {
 		return err
 	}
 	var snap *snapshotState
+	lastWrite := time.Now()
 	unacked := 0 // Ops frames applied and not yet acknowledged
 	var pending uint64
 	for {
@@ -146,6 +147,17 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			}
 			if err := r.applySnapshotChunk(o, gen, snap, f.Ops); err != nil {
 				return err
+			}
+			// A long snapshot must not look like a silent peer to the
+			// sender: keep its reader alive with a repeat of the last ack.
+			if time.Since(lastWrite) > r.cfg.PingInterval {
+				o.mu.Lock()
+				applied := o.applied
+				o.mu.Unlock()
+				if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
+					return err
+				}
+				lastWrite = time.Now()
 			}
 		case *wire.SnapshotEnd:
 			if f.Origin != h.NodeID || snap == nil {

@@ -134,7 +134,15 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer conn.Close()
-	wg.Go(func() { readErr <- r.readAcks(l, fc) })
+	wg.Go(func() {
+		err := r.readAcks(l, fc)
+		// A reader that stops (the peer went silent, or broke the
+		// protocol) takes the connection down with it, so that a sender
+		// busy writing does not go on streaming to a link whose acks
+		// nobody reads.
+		conn.Close()
+		readErr <- err
+	})
 
 	wake, unsubscribe := r.log.Subscribe()
 	defer unsubscribe()
@@ -165,6 +173,17 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 			continue
 		}
 		if len(batch) > 0 {
+			// A busy link still pings (RTT, clock offset, liveness) and
+			// notices a failed reader.
+			select {
+			case <-ping.C:
+				if err := fc.write(&wire.Ping{SentNanos: r.cfg.Physical.UnixNano()}); err != nil {
+					return err
+				}
+			case err := <-readErr:
+				return err
+			default:
+			}
 			ops = toWire(batch, ops[:0])
 			if err := fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: next, Ops: ops}); err != nil {
 				return err
@@ -299,7 +318,10 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 			l.rtt, l.offset = rtt, off
 			name := l.name
 			l.mu.Unlock()
-			r.cfg.Clock.ObservePeerOffset(name, off)
+			// The midpoint estimate is off by up to half the round trip
+			// (asymmetric delay: a Ping queued behind a burst of data), so
+			// judge the peer by the smallest offset consistent with it.
+			r.cfg.Clock.ObservePeerOffset(name, towardZero(off, rtt/2))
 		case *wire.Repair:
 			r.applyRepair(l, f)
 		case *wire.Reject:
@@ -308,6 +330,17 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a sending link", f)
 		}
 	}
+}
+
+// towardZero shrinks |d| by slack, stopping at zero.
+func towardZero(d, slack time.Duration) time.Duration {
+	switch {
+	case d > slack:
+		return d - slack
+	case d < -slack:
+		return d + slack
+	}
+	return 0
 }
 
 func toWireOp(op *store.Op) wire.Op {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
@@ -237,9 +238,13 @@ func (r *Replicator) Publish(op store.Op) uint64 {
 // none).
 func (r *Replicator) LastSeq() uint64 { return r.log.Next() - 1 }
 
+// opSize is what a log record costs: its key and value and the record's
+// own slot in the log's ring.
 func opSize(op *store.Op) int64 {
-	return int64(len(op.Key) + len(op.Value) + 48)
+	return int64(len(op.Key)+len(op.Value)) + logRecordSize
 }
+
+var logRecordSize = int64(unsafe.Sizeof(logRecord[store.Op]{}))
 
 // Close stops every goroutine and closes every connection, then waits for
 // them. It is idempotent. It does not close the Listener's underlying
