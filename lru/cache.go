@@ -495,11 +495,16 @@ func (c *Cache[K, V]) changeExpiry(key K, expireAt int64) bool {
 // Len returns the number of entries, including expired ones not yet
 // reclaimed.
 func (c *Cache[K, V]) Len() int {
-	n := 0
+	return int(c.sumShards(func(s *shard[K, V]) int64 { return int64(s.len) }))
+}
+
+// sumShards adds up f over the shards, each under its lock.
+func (c *Cache[K, V]) sumShards(f func(*shard[K, V]) int64) int64 {
+	var n int64
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += s.len
+		n += f(s)
 		s.mu.Unlock()
 	}
 	return n
@@ -508,14 +513,7 @@ func (c *Cache[K, V]) Len() int {
 // Bytes returns the memory charged to the entries: the sum of their sizes
 // and the engine's per-entry overhead.
 func (c *Cache[K, V]) Bytes() int64 {
-	var n int64
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += s.bytes
-		s.mu.Unlock()
-	}
-	return n
+	return c.sumShards(func(s *shard[K, V]) int64 { return s.bytes })
 }
 
 // Stats returns the cumulative counters.

@@ -295,6 +295,19 @@ func cmdSetnx(c *conn, args [][]byte) {
 	}
 }
 
+// replyPrevious answers with the value a conditional write replaced, or
+// with the write's error.
+func (c *conn) replyPrevious(prev geocache.Item, found bool, err error) {
+	switch {
+	case err != nil:
+		c.replyWriteError(err)
+	case found:
+		c.replyBulk(prev.Value)
+	default:
+		c.replyNull()
+	}
+}
+
 // removeAlways deletes a key whether or not it exists here: another region
 // may hold it, and a cache invalidation must reach it there.
 func removeAlways(geocache.Item, bool) geocache.Change {
@@ -305,14 +318,7 @@ func cmdGetdel(c *conn, args [][]byte) {
 	ctx, cancel := c.writeCtx()
 	prev, found, err := c.sess.Update(ctx, string(args[1]), removeAlways)
 	cancel()
-	switch {
-	case err != nil:
-		c.replyWriteError(err)
-	case found:
-		c.replyBulk(prev.Value)
-	default:
-		c.replyNull()
-	}
+	c.replyPrevious(prev, found, err)
 }
 
 func cmdGetex(c *conn, args [][]byte) {
@@ -348,14 +354,7 @@ func cmdGetex(c *conn, args [][]byte) {
 		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at)}
 	})
 	cancel()
-	switch {
-	case err != nil:
-		c.replyWriteError(err)
-	case found:
-		c.replyBulk(prev.Value)
-	default:
-		c.replyNull()
-	}
+	c.replyPrevious(prev, found, err)
 }
 
 func cmdMget(c *conn, args [][]byte) {
