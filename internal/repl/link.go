@@ -116,6 +116,9 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	}
 	r.mu.Lock()
 	l.mu.Lock()
+	if l.nodeID != h.NodeID {
+		l.acked = 0 // another node answers at this address: its acks start over
+	}
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.acked = max(l.acked, next-1)
 	l.sent = next
