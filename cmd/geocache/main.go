@@ -40,6 +40,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, "geocache", version())
 		return 0
+	case "chaos":
+		return chaosCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		if err := demo(ctx, args[1:], stdout); err != nil {
 			fmt.Fprintln(stderr, "geocache demo:", err)

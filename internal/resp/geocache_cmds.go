@@ -18,7 +18,8 @@ var geocacheHelp = []string{
 	"    LOCAL (applied here), QUORUM (a majority of regions), ALL (every region).",
 	"    A write not acknowledged within the timeout (default 5000 ms) answers -TIMEOUT; it stays applied.",
 	"VERSION <key>",
-	"    Return the version of key's entry here: [hlc, origin node id, expire-at ms or -1], or nil.",
+	"    Return the version of key's entry here: [hlc, origin node id, expire-at ms or -1];",
+	"    for a delete this node remembers, [hlc, origin node id, -1, \"deleted\"]; else nil.",
 	"HELP",
 	"    Print this help.",
 }
@@ -43,8 +44,21 @@ func cmdGeocache(c *conn, args [][]byte) {
 			c.wrongArity("geocache|version")
 			return
 		}
-		it, err := c.s.node.Lookup(peekKey(args[2]))
+		key := peekKey(args[2])
+		it, err := c.s.node.Lookup(key)
 		if err != nil {
+			// A remembered delete (a tombstone) has a version too: the
+			// extra fourth element "deleted" tells it from an entry, so
+			// that a consistency checker can compare what every node holds
+			// (internal/chaos). A key with neither is nil.
+			if hlc, origin, ok := c.s.node.Tombstone(key); ok {
+				c.replyArray(4)
+				c.replyInt(int64(hlc))
+				c.replyInt(int64(origin))
+				c.replyInt(-1)
+				c.replyBulkString("deleted")
+				return
+			}
 			c.replyNullArray()
 			return
 		}

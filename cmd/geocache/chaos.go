@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/geocache/geocache/internal/chaos"
+)
+
+const chaosUsage = `usage: geocache chaos [flags]
+
+Runs a chaos test on this machine: --regions × --nodes processes of this
+binary ('geocache serve') on loopback, every replication link through its own
+user-space TCP proxy, concurrent clients writing and reading, and faults
+(partitions, latency spikes, kill -9, SIGSTOP, clock skew) chosen by --seed.
+It then heals everything, waits until the nodes agree, dumps them and checks
+the history: convergence (I1), no resurrected delete (I3), no lost Quorum
+write (I4), no read after expiry (I5), no phantom value, monotonic clocks,
+read-your-writes. The same seed replays the same schedule.
+
+It writes report.json, summary.txt, history.json.gz (the record: every
+operation, fault and the final dump; --recheck reads it) and the nodes' logs
+into --out and prints the summary. Exit status: 0 if every check passed, 1 on a violation or an
+error, 2 on a bad flag.
+
+Example: geocache chaos --duration 5m --seed 42
+
+`
+
+// chaosFlags are the settings of geocache chaos.
+type chaosFlags struct {
+	cfg     chaos.Config
+	out     string
+	recheck string
+	seed    int64
+	set     bool // --seed given
+}
+
+func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
+	var f chaosFlags
+	fs := flag.NewFlagSet("geocache chaos", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Int64Var(&f.seed, "seed", 0, "seed of the schedule and the clients (default: from the time; printed)")
+	fs.DurationVar(&f.cfg.Duration, "duration", time.Minute, "how long clients write and faults are injected (healing and checks come after)")
+	fs.IntVar(&f.cfg.Regions, "regions", 3, "number of regions")
+	fs.IntVar(&f.cfg.NodesPerRegion, "nodes", 1, "nodes per region")
+	fs.IntVar(&f.cfg.WritersPerNode, "writers", 2, "writer clients per node")
+	fs.DurationVar(&f.cfg.Latency, "latency", 10*time.Millisecond, "one-way latency between regions (0: none)")
+	fs.DurationVar(&f.cfg.ThinkTime, "think", 10*time.Millisecond, "mean pause of a writer between operations")
+	fs.DurationVar(&f.cfg.MaxOffset, "max-offset", 400*time.Millisecond, "largest injected clock offset (at most 400ms)")
+	fs.DurationVar(&f.cfg.ConvergeTimeout, "converge-timeout", 30*time.Second, "how long to wait for convergence after healing")
+	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
+	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
+	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: this one)")
+	fs.StringVar(&f.recheck, "recheck", "", "check the record of an earlier run in this directory again (history.json.gz) instead of running; writes recheck.json there")
+	if err := fs.Parse(args); err != nil {
+		return f, fs, err
+	}
+	if fs.NArg() > 0 {
+		return f, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set = f.set || fl.Name == "seed" })
+	switch *faults {
+	case "none":
+		f.cfg.Schedule = &chaos.Schedule{}
+	default:
+		for k := range strings.SplitSeq(*faults, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				f.cfg.Faults = append(f.cfg.Faults, k)
+			}
+		}
+	}
+	if f.cfg.Latency == 0 {
+		f.cfg.Latency = -1 // the package's "none"
+	}
+	if f.cfg.ThinkTime == 0 {
+		f.cfg.ThinkTime = -1
+	}
+	return f, fs, nil
+}
+
+// chaosCmd runs geocache chaos and returns the exit status.
+func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, fs, err := parseChaosFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, chaosUsage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "geocache chaos: %v\nRun 'geocache chaos -h' for the flags.\n", err)
+		return 2
+	}
+	if f.recheck != "" {
+		rep, err := chaos.Recheck(f.recheck)
+		if err != nil {
+			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+			return 1
+		}
+		fmt.Fprint(stdout, rep.Summary())
+		js, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(filepath.Join(f.recheck, "recheck.json"), js, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		}
+		if !rep.Pass {
+			return 1
+		}
+		return 0
+	}
+	if !f.set {
+		f.seed = time.Now().UnixNano() % 1_000_000_000
+	}
+	f.cfg.Seed = f.seed
+	if f.cfg.Bin == "" {
+		if f.cfg.Bin, err = os.Executable(); err != nil {
+			fmt.Fprintf(stderr, "geocache chaos: cannot find this binary (use --bin): %v\n", err)
+			return 1
+		}
+	}
+	if f.out == "" {
+		if f.out, err = os.MkdirTemp("", fmt.Sprintf("geocache-chaos-%d-", f.seed)); err != nil {
+			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+			return 1
+		}
+	} else if err := os.MkdirAll(f.out, 0o755); err != nil {
+		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		return 1
+	}
+	f.cfg.Dir = f.out
+	fmt.Fprintf(stdout, "geocache chaos: seed %d (replay with --seed %d); output in %s\n", f.seed, f.seed, f.out)
+	logf, err := os.Create(filepath.Join(f.out, "chaos.log"))
+	if err != nil {
+		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		return 1
+	}
+	defer logf.Close()
+	f.cfg.Logf = func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		fmt.Fprintf(logf, "%s %s\n", time.Now().Format("15:04:05.000"), line)
+		if !strings.Contains(line, "\n") && strings.HasPrefix(line, "chaos: ") {
+			fmt.Fprintln(stderr, line)
+		}
+	}
+	rep, err := chaos.Run(ctx, f.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "geocache chaos: seed %d: %v\n", f.seed, err)
+		return 1
+	}
+	if err := rep.WriteFiles(f.out); err != nil {
+		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+	}
+	fmt.Fprint(stdout, rep.Summary())
+	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(f.out, "report.json"))
+	if !rep.Pass {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/chaos"
+)
+
+func TestChaosFlags(t *testing.T) {
+	f, _, err := parseChaosFlags([]string{"--duration", "5m", "--seed", "42", "--regions", "5", "--nodes", "2",
+		"--faults", "kill, pause,isolate", "--latency", "0", "--out", "/tmp/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.cfg
+	if !f.set || f.seed != 42 || c.Duration != 5*time.Minute || c.Regions != 5 || c.NodesPerRegion != 2 ||
+		!slices.Equal(c.Faults, []string{"kill", "pause", "isolate"}) || c.Latency >= 0 || f.out != "/tmp/x" {
+		t.Errorf("parsed %+v", f)
+	}
+	f, _, err = parseChaosFlags([]string{"--faults", "none"})
+	if err != nil || f.set || f.cfg.Schedule == nil || len(f.cfg.Schedule.Faults) != 0 || f.cfg.Duration != time.Minute {
+		t.Errorf("--faults none: %+v, %v", f, err)
+	}
+}
+
+func TestChaosCommandErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"-h"}, 0, "geocache chaos --duration 5m --seed 42"},
+		{[]string{"--duration", "soon"}, 2, "invalid value"},
+		{[]string{"stray"}, 2, "unexpected argument"},
+		{[]string{"--faults", "meteor", "--duration", "1s", "--out", t.TempDir()}, 1, `unknown fault kind "meteor"`},
+		{[]string{"--recheck", t.TempDir()}, 1, "history.json.gz"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"chaos"}, tt.args...), &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
+			t.Errorf("chaos %q: exit %d, want %d; output %q lacks %q", tt.args, code, tt.code, stdout.String()+stderr.String(), tt.out)
+		}
+	}
+}
+
+// The usage's fault list is the package's.
+func TestChaosFaultsDefault(t *testing.T) {
+	f, _, err := parseChaosFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.cfg.Faults, chaos.AllFaults) {
+		t.Errorf("default faults %v, want %v", f.cfg.Faults, chaos.AllFaults)
+	}
+}

@@ -1,0 +1,142 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The binary is built once per test process (without -race: the race
+// detector instruments the harness, not the servers).
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func geocacheBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the geocache binary and runs a cluster")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the binary with")
+	}
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "geocache-chaos-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "geocache")
+		cmd := exec.Command(gobin, "build", "-o", binPath, "../../cmd/geocache")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// runChaos runs cfg with the test's binary and directory and returns the
+// report; a harness error fails the test.
+func runChaos(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	cfg.Bin = geocacheBinary(t)
+	cfg.Dir = t.TempDir()
+	if d := os.Getenv("GEOCACHE_CHAOS_DIR"); d != "" {
+		// Keep the logs, report and record of the run there.
+		cfg.Dir = filepath.Join(d, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), cfg.Seed))
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Logf = func(format string, args ...any) { t.Logf(format, args...) }
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("seed %d: %v (node logs in %s)", cfg.Seed, err, cfg.Dir)
+	}
+	t.Logf("seed %d:\n%s", cfg.Seed, rep.Summary())
+	if err := rep.WriteFiles(cfg.Dir); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Recheck(cfg.Dir)
+	if err != nil {
+		t.Fatalf("recheck: %v", err)
+	}
+	if again.Pass != rep.Pass || mixString(again.Counts) != mixString(rep.Counts) || mixString(again.Checked) != mixString(rep.Checked) {
+		t.Errorf("the saved record checks differently: %v %v, then %v %v", rep.Counts, rep.Checked, again.Counts, again.Checked)
+	}
+	for _, ev := range rep.Events {
+		if ev.Err != "" {
+			t.Errorf("seed %d: injecting %s: %s", cfg.Seed, ev.Fault, ev.Err)
+		}
+	}
+	if rep.Ops.OwnVersions == 0 || rep.Ops.QuorumAcked == 0 || rep.Checked[CheckRYW] == 0 {
+		t.Errorf("seed %d: the run checked little: %d own versions, %d Quorum writes acknowledged, %d reads checked for read-your-writes",
+			cfg.Seed, rep.Ops.OwnVersions, rep.Ops.QuorumAcked, rep.Checked[CheckRYW])
+	}
+	return rep
+}
+
+// TestChaosShort is the chaos run of the test suite: a fixed schedule with
+// every fault kind, then a random seed (GEOCACHE_CHAOS_SEED to replay one).
+// It asserts the invariants, never timings.
+func TestChaosShort(t *testing.T) {
+	t.Run("fixed", func(t *testing.T) {
+		rep := runChaos(t, Config{Seed: 1, Duration: 20 * time.Second, Schedule: FixedSchedule()})
+		if !rep.Pass {
+			t.Errorf("fixed schedule (seed 1): violations:\n%s", rep.Summary())
+		}
+		if got := len(rep.Events); got != len(FixedSchedule().Faults) {
+			t.Errorf("%d faults injected, want %d", got, len(FixedSchedule().Faults))
+		}
+	})
+	t.Run("random", func(t *testing.T) {
+		seed := time.Now().UnixNano() % 1_000_000
+		if s := os.Getenv("GEOCACHE_CHAOS_SEED"); s != "" {
+			var err error
+			if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
+				t.Fatalf("GEOCACHE_CHAOS_SEED=%q: %v", s, err)
+			}
+		}
+		t.Logf("random chaos seed %d (replay: GEOCACHE_CHAOS_SEED=%d go test ./internal/chaos -run TestChaosShort/random, or go run ./cmd/geocache chaos --duration 20s --seed %d)", seed, seed, seed)
+		fmt.Fprintf(os.Stderr, "chaos: TestChaosShort/random uses seed %d\n", seed)
+		rep := runChaos(t, Config{Seed: seed, Duration: 20 * time.Second})
+		if !rep.Pass {
+			t.Errorf("random seed %d: violations (replay with GEOCACHE_CHAOS_SEED=%d):\n%s", seed, seed, rep.Summary())
+		}
+	})
+}
+
+// TestChaosCatchesDataLoss checks that the checker fails a run in which a
+// node loses data the system did not lose by itself: FLUSHALL on one node
+// (not replicated) twice while its clients read their writes.
+func TestChaosCatchesDataLoss(t *testing.T) {
+	rep := runChaos(t, Config{Seed: 7, Duration: 8 * time.Second, Schedule: &Schedule{Faults: []Fault{
+		{Kind: FaultFlush, At: 3 * time.Second, Node: 0},
+		{Kind: FaultFlush, At: 5 * time.Second, Node: 0},
+	}}})
+	if rep.Pass || rep.Counts[CheckRYW] == 0 {
+		t.Errorf("FLUSHALL on a node went unnoticed (%d read-your-writes violations):\n%s", rep.Counts[CheckRYW], rep.Summary())
+	}
+}

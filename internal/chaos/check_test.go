@@ -1,0 +1,391 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Synthetic histories: each check must pass a correct history and fail
+// the history that breaks it.
+
+const t0 = int64(1_800_000_000_000) * ms // a fixed real time (Unix ns)
+
+// at is t0 plus d.
+func at(d time.Duration) int64 { return t0 + int64(d) }
+
+// ver is a version written at t0+wall by node origin.
+func ver(wall time.Duration, origin uint32) Version {
+	return Version{HLC: uint64((t0+int64(wall))/ms) << 16, Origin: origin, ExpireAt: -1}
+}
+
+// hist builds a check input of three regions of one node each.
+type hist struct {
+	in *checkInput
+}
+
+func newHist() *hist {
+	in := &checkInput{Regions: 3, Start: t0, End: at(time.Minute)}
+	for r := range 3 {
+		in.Nodes = append(in.Nodes, nodeInfo{Region: r, Incs: []incarnation{{Start: t0 - int64(time.Second)}}})
+	}
+	return &hist{in: in}
+}
+
+// op appends an op on node n from start to end and returns it.
+func (h *hist) op(n int, kind, key string, start, end time.Duration) *Op {
+	h.in.Ops = append(h.in.Ops, Op{ID: len(h.in.Ops), Node: n, Kind: kind, Key: key, Invoke: at(start), Complete: at(end), Status: StatusOK})
+	return &h.in.Ops[len(h.in.Ops)-1]
+}
+
+// set appends an acknowledged set with its own version (written at start).
+func (h *hist) set(n int, key, value string, start time.Duration, ttl time.Duration) *Op {
+	o := h.op(n, KindSet, key, start, start+time.Millisecond)
+	o.Value, o.TTL = value, ttl
+	v := ver(start, uint32(n+1))
+	if ttl > 0 {
+		v.ExpireAt = (at(start) + int64(ttl)) / ms
+	}
+	o.Ver, o.Own = &v, true
+	return o
+}
+
+func (h *hist) del(n int, key string, start time.Duration) *Op {
+	o := h.op(n, KindDel, key, start, start+time.Millisecond)
+	v := ver(start, uint32(n+1))
+	v.Deleted = true
+	o.Ver, o.Own = &v, true
+	return o
+}
+
+func (h *hist) get(n int, key string, start time.Duration, value string, found bool) *Op {
+	o := h.op(n, KindGet, key, start, start+time.Millisecond)
+	o.Value, o.Found = value, found
+	return o
+}
+
+// final sets the dump: for each key, what each node holds (nil: nothing).
+func (h *hist) final(dump map[string][3]*KeyState) {
+	f := &final{HealAt: at(50 * time.Second), ConvergedAt: at(51 * time.Second), DumpAt: []int64{at(55 * time.Second), at(55 * time.Second), at(55 * time.Second)}}
+	for k := range dump {
+		f.Keys = append(f.Keys, k)
+	}
+	f.Dump = make([][]KeyState, 3)
+	for n := range 3 {
+		for _, k := range f.Keys {
+			st := KeyState{}
+			if s := dump[k][n]; s != nil {
+				st = *s
+			}
+			f.Dump[n] = append(f.Dump[n], st)
+		}
+	}
+	h.in.Final = f
+}
+
+func live(op *Op) *KeyState {
+	return &KeyState{Ver: op.Ver, Value: op.Value, HasValue: true}
+}
+
+func tomb(op *Op) *KeyState { return &KeyState{Ver: op.Ver} }
+
+// expect runs the checker and compares the violations by check name.
+func (h *hist) expect(t *testing.T, want ...string) *CheckResult {
+	t.Helper()
+	res := Check(h.in)
+	got := map[string]int{}
+	for _, v := range res.Violations {
+		got[v.Check]++
+	}
+	for _, w := range want {
+		if got[w] == 0 {
+			t.Errorf("no %s violation; got %v", w, describe(res))
+		}
+		delete(got, w)
+	}
+	if len(got) > 0 {
+		t.Errorf("unexpected violations %v:\n%s", got, describe(res))
+	}
+	return res
+}
+
+func describe(res *CheckResult) string {
+	var b strings.Builder
+	for _, v := range res.Violations {
+		b.WriteString(v.Check + ": " + v.Detail + "\n")
+		for _, h := range v.History {
+			b.WriteString("    " + h + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestCheckCleanHistory(t *testing.T) {
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	h.get(1, "a", 2*time.Second, "a|1", true)
+	s2 := h.set(1, "a", "a|2", 3*time.Second, 0)
+	h.get(1, "a", 4*time.Second, "a|2", true)
+	d := h.del(2, "b", 5*time.Second)
+	h.get(2, "b", 6*time.Second, "", false)
+	_ = s1
+	h.final(map[string][3]*KeyState{"a": {live(s2), live(s2), nil}, "b": {tomb(d), nil, tomb(d)}})
+	res := h.expect(t)
+	if res.Checked[CheckConvergence] != 2 || res.Checked[CheckRYW] == 0 || res.Checked[CheckPhantom] == 0 {
+		t.Errorf("checked %v: some check did not look", res.Checked)
+	}
+}
+
+func TestCheckConvergence(t *testing.T) {
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	s2 := h.set(1, "a", "a|2", 2*time.Second, 0)
+	h.final(map[string][3]*KeyState{"a": {live(s2), live(s2), live(s1)}})
+	h.expect(t, CheckConvergence)
+
+	// Same version, different values.
+	h = newHist()
+	s1 = h.set(0, "a", "a|1", time.Second, 0)
+	other := *live(s1)
+	other.Value = "a|1"
+	h.set(0, "a", "a|x", 500*time.Millisecond, 0) // another value of the key, older
+	other.Value = "a|x"
+	h.final(map[string][3]*KeyState{"a": {live(s1), &other, nil}})
+	h.expect(t, CheckConvergence, CheckValueVersion)
+}
+
+func TestCheckResurrection(t *testing.T) {
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	d := h.del(1, "a", 2*time.Second)
+	h.final(map[string][3]*KeyState{"a": {tomb(d), nil, live(s1)}})
+	h.expect(t, CheckConvergence, CheckResurrection)
+
+	// The same end state, but the delete's node was killed after
+	// acknowledging it Local: the delete may be lost with it. Counted, not
+	// failed.
+	h = newHist()
+	s1 = h.set(0, "a", "a|1", time.Second, 0)
+	h.del(1, "a", 2*time.Second)
+	h.in.Nodes[1].Incs[0].Stop, h.in.Nodes[1].Incs[0].How = at(3*time.Second), "kill"
+	h.in.Nodes[1].Incs = append(h.in.Nodes[1].Incs, incarnation{Start: at(4 * time.Second)})
+	h.final(map[string][3]*KeyState{"a": {live(s1), nil, live(s1)}})
+	res := h.expect(t)
+	if res.NLostLocal != 1 {
+		t.Errorf("lost Local writes %d, want 1 (the delete)", res.NLostLocal)
+	}
+}
+
+func TestCheckOlderAfterExpiry(t *testing.T) {
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	h.set(1, "a", "a|2", 2*time.Second, time.Second) // newer, expired by the end
+	h.final(map[string][3]*KeyState{"a": {live(s1), nil, nil}})
+	h.expect(t, CheckAfterExpiry)
+}
+
+func TestCheckBehind(t *testing.T) {
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	h.set(1, "a", "a|2", 2*time.Second, 0) // its node stayed up: it must arrive
+	h.final(map[string][3]*KeyState{"a": {live(s1), nil, nil}})
+	h.expect(t, CheckBehind, CheckLostWrite)
+}
+
+func TestCheckLostQuorumWrite(t *testing.T) {
+	h := newHist()
+	q := h.set(0, "a", "a|1", time.Second, 0)
+	q.Quorum = true
+	h.in.Nodes[0].Incs[0].Stop, h.in.Nodes[0].Incs[0].How = at(2*time.Second), "kill"
+	h.in.Nodes[0].Incs = append(h.in.Nodes[0].Incs, incarnation{Start: at(3 * time.Second)})
+	h.final(map[string][3]*KeyState{"a": {nil, nil, nil}})
+	h.expect(t, CheckLostQuorum)
+
+	// Two regions lost processes since: I4 does not cover it.
+	h.in.Nodes[1].Incs[0].Stop, h.in.Nodes[1].Incs[0].How = at(4*time.Second), "kill"
+	h.in.Nodes[1].Incs = append(h.in.Nodes[1].Incs, incarnation{Start: at(5 * time.Second)})
+	res := h.expect(t)
+	if res.Quorum.Uncovered != 1 {
+		t.Errorf("uncovered %d, want 1", res.Quorum.Uncovered)
+	}
+
+	// The second region lost its process only after the first had
+	// refilled: the write must have survived in the first.
+	h.in.Nodes[1].Incs[0].Stop = at(10 * time.Second)
+	h.in.Nodes[1].Incs[1].Start = at(11 * time.Second)
+	h.expect(t, CheckLostQuorum)
+
+	// ... unless the first could not refill: it was isolated meanwhile.
+	h.in.Events = []FaultEvent{{Fault: Fault{Kind: FaultIsolate, Region: 0}, Start: at(2500 * time.Millisecond), End: at(12 * time.Second)}}
+	res = h.expect(t)
+	if res.Quorum.Uncovered != 1 {
+		t.Errorf("uncovered %d, want 1", res.Quorum.Uncovered)
+	}
+
+	// A newer write of unknown outcome may have replaced it.
+	h = newHist()
+	q = h.set(0, "a", "a|1", time.Second, 0)
+	q.Quorum = true
+	u := h.op(2, KindDel, "a", 2*time.Second, 3*time.Second)
+	u.Status = StatusUnknown
+	h.final(map[string][3]*KeyState{"a": {nil, nil, nil}})
+	res = h.expect(t)
+	if res.Quorum.Superseded != 1 {
+		t.Errorf("superseded %d, want 1", res.Quorum.Superseded)
+	}
+}
+
+func TestCheckExpiredRead(t *testing.T) {
+	h := newHist()
+	h.set(0, "a", "a|1", time.Second, time.Second) // expires at about 2.001s
+	h.get(1, "a", 1500*time.Millisecond, "a|1", true)
+	h.get(1, "a", 2100*time.Millisecond, "a|1", true)
+	res := h.expect(t, CheckExpiredRead)
+	if res.Counts[CheckExpiredRead] != 1 {
+		t.Errorf("%d expired reads, want 1:\n%s", res.Counts[CheckExpiredRead], describe(res))
+	}
+
+	// A node whose clock is 200ms behind serves it 200ms longer.
+	h = newHist()
+	h.in.Nodes[1].Incs[0].Offset = -200 * time.Millisecond
+	h.set(0, "a", "a|1", time.Second, time.Second)
+	h.get(1, "a", 2100*time.Millisecond, "a|1", true)
+	h.expect(t)
+
+	// A PEXPIRE of the value after the set extends it.
+	h = newHist()
+	h.set(0, "a", "a|1", time.Second, time.Second)
+	e := h.op(0, KindPExpire, "a", 1500*time.Millisecond, 1501*time.Millisecond)
+	e.TTL = 5 * time.Second
+	h.get(0, "a", 3*time.Second, "a|1", true)
+	h.expect(t)
+}
+
+func TestCheckPhantom(t *testing.T) {
+	h := newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	h.get(0, "a", 2*time.Second, "b|7", true)
+	f := h.op(0, KindSet, "a", 3*time.Second, 3*time.Second+1)
+	f.Value, f.Status, f.Err = "a|9", StatusFail, "TRYAGAIN clock"
+	h.get(0, "a", 4*time.Second, "a|9", true)
+	res := h.expect(t, CheckPhantom)
+	if res.Counts[CheckPhantom] != 2 {
+		t.Errorf("%d phantoms, want 2", res.Counts[CheckPhantom])
+	}
+}
+
+func TestCheckHLC(t *testing.T) {
+	h := newHist()
+	a := h.set(0, "a", "a|1", time.Second, 0)
+	b := h.set(0, "b", "b|1", 2*time.Second, 0)
+	*b.Ver = *a.Ver // not newer than a write that completed before it started
+	b.Ver.HLC--
+	h.expect(t, CheckHLC, CheckHLCClock) // b is also behind the node's clock
+
+	// A restarted process may start below its predecessor: counted only.
+	h = newHist()
+	h.set(0, "a", "a|1", 2400*time.Millisecond, 0)
+	h.in.Nodes[0].Incs[0].Stop, h.in.Nodes[0].Incs[0].How = at(2420*time.Millisecond), "term"
+	h.in.Nodes[0].Incs = append(h.in.Nodes[0].Incs, incarnation{Start: at(2430 * time.Millisecond), Offset: -400 * time.Millisecond})
+	c := h.set(0, "c", "c|1", 2450*time.Millisecond, 0)
+	c.Inc0, c.Inc1 = 1, 1
+	c.Ver.HLC = uint64((at(2050*time.Millisecond))/ms) << 16 // its clock: 400ms behind
+	res := h.expect(t)
+	if res.HLCRestart.Regressions != 1 {
+		t.Errorf("restart regressions %d, want 1", res.HLCRestart.Regressions)
+	}
+}
+
+func TestCheckReadYourWrites(t *testing.T) {
+	h := newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	h.set(0, "a", "a|2", 2*time.Second, 0)
+	h.get(0, "a", 3*time.Second, "a|1", true) // older than what the node reported
+	h.expect(t, CheckRYW)
+
+	h = newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	h.get(0, "a", 2*time.Second, "", false) // gone, not expired, nothing newer
+	h.expect(t, CheckRYW)
+
+	// Gone because a delete from another region started before the read.
+	h = newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	h.del(1, "a", 1500*time.Millisecond)
+	h.get(0, "a", 2*time.Second, "", false)
+	h.expect(t)
+
+	// A read after a delete returning the value it deleted.
+	h = newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	h.del(0, "a", 2*time.Second)
+	h.get(0, "a", 3*time.Second, "a|1", true)
+	h.expect(t, CheckResurrection)
+
+	// Another process of the node (a restart in between) owes nothing.
+	h = newHist()
+	h.set(0, "a", "a|1", time.Second, 0)
+	g := h.get(0, "a", 3*time.Second, "", false)
+	g.Inc0, g.Inc1 = 1, 1
+	h.in.Nodes[0].Incs[0].Stop, h.in.Nodes[0].Incs[0].How = at(2*time.Second), "kill"
+	h.in.Nodes[0].Incs = append(h.in.Nodes[0].Incs, incarnation{Start: at(2500 * time.Millisecond)})
+	h.expect(t)
+}
+
+func TestCheckCrash(t *testing.T) {
+	h := newHist()
+	h.in.Nodes[2].Crashes = []string{"node 3 exited on its own: signal: segmentation fault"}
+	h.expect(t, CheckCrash)
+}
+
+func TestCheckVisibility(t *testing.T) {
+	h := newHist()
+	for i := range 100 {
+		t1 := at(time.Duration(i) * 100 * time.Millisecond)
+		h.in.Probes = append(h.in.Probes, &probe{Key: "p", Node: i % 3, T0: t1, Seen: map[int]int64{
+			0: t1 + int64(10*time.Millisecond), 1: t1 + int64(11*time.Millisecond), 2: t1 + int64(time.Duration(12+i/50)*time.Millisecond)}})
+	}
+	h.in.Events = []FaultEvent{{Fault: Fault{Kind: FaultIsolate}, Start: at(8 * time.Second), End: at(9 * time.Second)}}
+	res := h.expect(t)
+	v := res.Visibility
+	if v.All.N != 100 || v.Quiet.N >= 100 || v.Quiet.N == 0 || v.All.Max < 12 || v.All.Max > 14 {
+		t.Errorf("visibility %+v", v)
+	}
+}
+
+func TestScheduleReplay(t *testing.T) {
+	c := Config{Seed: 42, Duration: 5 * time.Minute}
+	a, b := Generate(c), Generate(c)
+	if a.String() != b.String() {
+		t.Fatalf("the same seed gave two schedules:\n%s\n%s", a, b)
+	}
+	c.Seed = 43
+	if Generate(c).String() == a.String() {
+		t.Error("seeds 42 and 43 gave the same schedule")
+	}
+	if len(a.Faults) < 20 {
+		t.Errorf("5 minutes of seed 42 have only %d faults", len(a.Faults))
+	}
+	c.Seed = 42
+	cc, err := c.withDefaults(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.validate(cc); err != nil {
+		t.Errorf("generated schedule is invalid: %v", err)
+	}
+	if err := FixedSchedule().validate(Config{Regions: 3, NodesPerRegion: 1, Duration: 20 * time.Second, MaxOffset: 400 * time.Millisecond}); err != nil {
+		t.Errorf("fixed schedule: %v", err)
+	}
+	for regions := 1; regions <= 5; regions++ {
+		s := Generate(Config{Seed: 5, Regions: regions, NodesPerRegion: 2, Duration: time.Minute})
+		cc, _ := Config{Regions: regions, NodesPerRegion: 2, Duration: time.Minute}.withDefaults(false)
+		if err := s.validate(cc); err != nil || len(s.Faults) == 0 {
+			t.Errorf("%d regions: %d faults, %v", regions, len(s.Faults), err)
+		}
+	}
+	bad := Schedule{Faults: []Fault{{Kind: FaultKill, At: time.Second, For: 2 * time.Second, Node: 0}, {Kind: FaultPause, At: 2 * time.Second, For: time.Second, Node: 0}}}
+	if err := bad.validate(cc); err == nil {
+		t.Error("overlapping process faults of one node accepted")
+	}
+}

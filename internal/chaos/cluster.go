@@ -1,0 +1,481 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// incarnation is one process of a node, from its start to its stop (real
+// times in ns; Stop 0 while it runs).
+type incarnation struct {
+	Offset      time.Duration `json:"offset_ns"`
+	Start, Stop int64         // ns
+	How         string        // how it stopped: kill, term, final, crash
+	ExitCode    int           // of the process (-1: killed by a signal)
+}
+
+// node is one geocache serve process, restarted with the same flags and
+// ports.
+type node struct {
+	idx, region int
+	id          uint32
+	addr        string // RESP
+	peerAddr    string
+	peers       []string // proxies to every other node
+	log         *os.File
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has been waited for
+	expected bool          // the harness stopped it
+	starting bool          // started, not yet ready: an exit is a failed start, not a crash
+	paused   bool
+	incs     []incarnation
+	crashes  []string // exits the harness did not cause
+}
+
+// cluster is the nodes and the proxies between them.
+type cluster struct {
+	cfg     Config
+	clock   *runClock
+	nodes   []*node
+	srv     *toxiproxy.ApiServer
+	proxies map[[2]int]*toxiproxy.Proxy // [from node, to node]
+
+	mu    sync.Mutex
+	cuts  map[[2]int]int // proxy -> how many faults cut it
+	spawn chan func()    // runs on one locked OS thread: see spawner
+	done  chan struct{}
+}
+
+// runClock gives real times in ns that never step back (wall time at the
+// start plus monotonic time since), comparable with the nodes' clocks.
+type runClock struct {
+	start time.Time
+	base  int64
+}
+
+func newRunClock() *runClock {
+	now := time.Now()
+	return &runClock{start: now, base: now.UnixNano()}
+}
+
+func (c *runClock) now() int64 { return c.base + int64(time.Since(c.start)) }
+
+// since is the time of t since the start of the run.
+func (c *runClock) since(t int64) time.Duration { return time.Duration(t - c.base) }
+
+// freePorts returns n loopback addresses that were free a moment ago, on
+// ports below the kernel's ephemeral range: a node keeps its ports across
+// restarts, and while it is down an outgoing connection (whose local port
+// comes from the ephemeral range, as do the ports of listeners on port 0)
+// could otherwise take its port.
+func freePorts(n int) ([]string, error) {
+	lo, hi := 20000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if first, err := strconv.Atoi(f[0]); err == nil && first > 2048 {
+				hi = first
+				lo = max(1024, hi-12768)
+			}
+		}
+	}
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var addrs []string
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 1000 {
+			return nil, errors.New("no free loopback port below the ephemeral range")
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo)))
+		if err != nil {
+			continue
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
+}
+
+func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluster, err error) {
+	c := &cluster{
+		cfg: cfg, clock: clock, proxies: map[[2]int]*toxiproxy.Proxy{}, cuts: map[[2]int]int{},
+		spawn: make(chan func()), done: make(chan struct{}),
+	}
+	go c.spawner()
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	n := cfg.nodes()
+	addrs, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c.srv = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	c.srv.Metrics.ProxyMetrics = collectors.NewProxyMetricCollectors()
+	for i := range n {
+		nd := &node{idx: i, region: cfg.regionOf(i), id: uint32(i + 1), addr: addrs[2*i], peerAddr: addrs[2*i+1]}
+		c.nodes = append(c.nodes, nd)
+	}
+	for i := range n {
+		for j := range n {
+			if i == j {
+				continue
+			}
+			p := toxiproxy.NewProxy(c.srv, fmt.Sprintf("%d-%d", i, j), "127.0.0.1:0", c.nodes[j].peerAddr)
+			if err := p.Start(); err != nil {
+				return nil, fmt.Errorf("start proxy %d->%d: %w", i, j, err)
+			}
+			c.proxies[[2]int{i, j}] = p
+			c.nodes[i].peers = append(c.nodes[i].peers, p.Listen)
+			if cfg.Latency > 0 && cfg.regionOf(i) != cfg.regionOf(j) {
+				for _, stream := range []string{"upstream", "downstream"} {
+					if err := addLatency(p, "wan-"+stream, stream, cfg.Latency); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	for i, nd := range c.nodes {
+		f, err := os.OpenFile(filepath.Join(cfg.Dir, fmt.Sprintf("node-%d.log", nd.id)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		nd.log = f
+		var off time.Duration
+		if i < len(offsets) {
+			off = offsets[i]
+		}
+		if err := c.start(nd, off); err != nil {
+			return nil, err
+		}
+	}
+	for _, nd := range c.nodes {
+		if err := c.waitReady(nd, 15*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// spawner starts every process from one OS thread that lives as long as the
+// cluster: Pdeathsig kills a child when the thread that started it exits,
+// and the Go runtime may end threads; this one it never ends.
+func (c *cluster) spawner() {
+	runtime.LockOSThread()
+	for {
+		select {
+		case f := <-c.spawn:
+			f()
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func addLatency(p *toxiproxy.Proxy, name, stream string, d time.Duration) error {
+	js := fmt.Sprintf(`{"name":%q,"type":"latency","stream":%q,"attributes":{"latency":%d}}`, name, stream, d.Milliseconds())
+	if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+		return fmt.Errorf("latency toxic %s on %s: %w", name, p.Name, err)
+	}
+	return nil
+}
+
+func (c *cluster) args(nd *node, offset time.Duration) []string {
+	a := []string{"serve",
+		"--region", regionName(nd.region), "--node", fmt.Sprint(nd.id),
+		"--addr", nd.addr, "--peer-addr", nd.peerAddr,
+		"--max-memory", c.cfg.MaxMemory, "--log-level", "info",
+	}
+	if len(nd.peers) > 0 {
+		a = append(a, "--peers", strings.Join(nd.peers, ","))
+	}
+	if offset != 0 {
+		a = append(a, "--clock-offset", offset.String())
+	}
+	return a
+}
+
+// start starts a new incarnation of nd with the given clock offset.
+func (c *cluster) start(nd *node, offset time.Duration) error {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd != nil {
+		return fmt.Errorf("node %d is already running", nd.id)
+	}
+	cmd := exec.Command(c.cfg.Bin, c.args(nd, offset)...)
+	cmd.Stdout, cmd.Stderr = nd.log, nd.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	fmt.Fprintf(nd.log, "=== chaos: start %s %s\n", c.cfg.Bin, strings.Join(cmd.Args[1:], " "))
+	errc := make(chan error, 1)
+	select {
+	case c.spawn <- func() { errc <- cmd.Start() }:
+	case <-c.done:
+		return errors.New("cluster closed")
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("start node %d: %w", nd.id, err)
+	}
+	nd.cmd, nd.expected, nd.paused, nd.starting = cmd, false, false, true
+	nd.exited = make(chan struct{})
+	nd.incs = append(nd.incs, incarnation{Offset: offset, Start: c.clock.now()})
+	inc := len(nd.incs) - 1
+	exited := nd.exited
+	go func() {
+		err := cmd.Wait()
+		nd.mu.Lock()
+		defer nd.mu.Unlock()
+		nd.incs[inc].ExitCode = cmd.ProcessState.ExitCode()
+		switch {
+		case nd.starting:
+			nd.incs[inc].Stop, nd.incs[inc].How = c.clock.now(), "failed-start"
+		case !nd.expected:
+			msg := fmt.Sprintf("node %d (incarnation %d) exited on its own at %.1fs: %v", nd.id, inc, c.clock.since(c.clock.now()).Seconds(), err)
+			nd.crashes = append(nd.crashes, msg)
+			nd.incs[inc].Stop, nd.incs[inc].How = c.clock.now(), "crash"
+		}
+		nd.cmd = nil
+		close(exited)
+	}()
+	return nil
+}
+
+// waitReady waits until nd answers PING.
+func (c *cluster) waitReady(nd *node, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := ping(nd.addr); err == nil {
+			nd.mu.Lock()
+			nd.starting = false
+			nd.mu.Unlock()
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("node %d did not answer on %s within %v: %w", nd.id, nd.addr, timeout, err)
+		}
+		nd.mu.Lock()
+		exited := nd.cmd == nil
+		nd.mu.Unlock()
+		if exited {
+			return fmt.Errorf("node %d exited while starting (see %s)", nd.id, nd.log.Name())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n"); err != nil {
+		return err
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	if string(buf) != "+PONG\r\n" {
+		return fmt.Errorf("PING answered %q", buf)
+	}
+	return nil
+}
+
+// stop stops nd's process with sig (SIGKILL or SIGTERM) and waits for it
+// to exit (SIGKILL after 20s if SIGTERM did not do it). how is recorded.
+func (c *cluster) stop(nd *node, sig syscall.Signal, how string) error {
+	nd.mu.Lock()
+	if nd.cmd == nil {
+		nd.mu.Unlock()
+		return fmt.Errorf("node %d is not running", nd.id)
+	}
+	nd.expected = true
+	inc := &nd.incs[len(nd.incs)-1]
+	inc.Stop, inc.How = c.clock.now(), how
+	p, exited, paused := nd.cmd.Process, nd.exited, nd.paused
+	nd.mu.Unlock()
+	p.Signal(sig)
+	if paused && sig != syscall.SIGKILL {
+		p.Signal(syscall.SIGCONT)
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		p.Kill()
+		<-exited
+		return fmt.Errorf("node %d did not exit within 20s of %v (killed)", nd.id, sig)
+	}
+	return nil
+}
+
+func (c *cluster) signal(nd *node, sig syscall.Signal) error {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd == nil {
+		return fmt.Errorf("node %d is not running", nd.id)
+	}
+	switch sig {
+	case syscall.SIGSTOP:
+		nd.paused = true
+	case syscall.SIGCONT:
+		nd.paused = false
+	}
+	return nd.cmd.Process.Signal(sig)
+}
+
+// running reports whether nd has a live process.
+func (nd *node) running() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.cmd != nil
+}
+
+// offset is the clock offset of nd's current (or last) incarnation.
+func (nd *node) offset() time.Duration {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.incs[len(nd.incs)-1].Offset
+}
+
+// links returns the proxies that carry bytes between the two sets of nodes
+// (both directions of every connection between them).
+func (c *cluster) linksBetween(a, b func(int) bool) [][2]int {
+	var out [][2]int
+	for k := range c.proxies {
+		if (a(k[0]) && b(k[1])) || (b(k[0]) && a(k[1])) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// cut stops the proxies (connections reset, new ones refused) until every
+// fault that cut them uncuts them.
+func (c *cluster) cut(keys [][2]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.cuts[k]++
+		if c.cuts[k] == 1 {
+			c.proxies[k].Stop()
+		}
+	}
+}
+
+func (c *cluster) uncut(keys [][2]int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, k := range keys {
+		if c.cuts[k] == 0 {
+			continue
+		}
+		c.cuts[k]--
+		if c.cuts[k] == 0 {
+			if err := c.proxies[k].Start(); err != nil {
+				errs = append(errs, fmt.Errorf("restart proxy %v: %w", k, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// spike adds latency named name to the given proxy streams.
+func (c *cluster) spike(name string, streams []proxyStream, d time.Duration) error {
+	for _, s := range streams {
+		if err := addLatency(c.proxies[s.key], name+"-"+s.stream, s.stream, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cluster) unspike(name string, streams []proxyStream) error {
+	var errs []error
+	for _, s := range streams {
+		if err := c.proxies[s.key].Toxics.RemoveToxic(context.Background(), name+"-"+s.stream); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s from %v: %w", name, s.key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// proxyStream is one direction of one proxy.
+type proxyStream struct {
+	key    [2]int
+	stream string // upstream: bytes from key[0] to key[1]; downstream: back
+}
+
+// streamsFrom returns the proxy streams that carry bytes from region a to
+// region b: a's connections to b upstream, and b's connections to a
+// downstream.
+func (c *cluster) streamsFrom(a, b int) []proxyStream {
+	var out []proxyStream
+	for k := range c.proxies {
+		ra, rb := c.cfg.regionOf(k[0]), c.cfg.regionOf(k[1])
+		switch {
+		case ra == a && rb == b:
+			out = append(out, proxyStream{k, "upstream"})
+		case ra == b && rb == a:
+			out = append(out, proxyStream{k, "downstream"})
+		}
+	}
+	return out
+}
+
+// close stops every process (SIGKILL after SIGCONT) and proxy and waits.
+func (c *cluster) close() {
+	for _, nd := range c.nodes {
+		nd.mu.Lock()
+		cmd, exited := nd.cmd, nd.exited
+		if cmd != nil {
+			nd.expected = true
+			if inc := &nd.incs[len(nd.incs)-1]; inc.Stop == 0 {
+				inc.Stop, inc.How = c.clock.now(), "final"
+			}
+		}
+		nd.mu.Unlock()
+		if cmd != nil {
+			cmd.Process.Signal(syscall.SIGCONT)
+			cmd.Process.Kill()
+			<-exited
+		}
+		if nd.log != nil {
+			nd.log.Close()
+		}
+	}
+	for _, p := range c.proxies {
+		p.Stop()
+	}
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+}

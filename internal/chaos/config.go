@@ -1,0 +1,187 @@
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config describes one chaos run. The zero value of every field but Bin
+// and Dir means its default.
+type Config struct {
+	// Bin is the geocache binary to run (`Bin serve ...`). Required.
+	Bin string
+	// Dir receives the nodes' logs (and is where Run's caller may write the
+	// report). Required; it must exist.
+	Dir string
+
+	// Seed decides the fault schedule, the initial clock offsets and every
+	// client's operations.
+	Seed int64
+	// Regions and NodesPerRegion: 3 and 1 by default.
+	Regions, NodesPerRegion int
+	// Duration is how long the clients write and faults are injected
+	// (default 60s); healing and the final checks come after.
+	Duration time.Duration
+	// Latency is the one-way latency of every link between two regions
+	// (default 10ms; negative: none).
+	Latency time.Duration
+	// WritersPerNode is how many writer clients each node serves (default 2).
+	WritersPerNode int
+	// OwnKeys is how many keys each writer writes alone (default 16);
+	// SharedKeys is how many keys every node writes (default 16).
+	OwnKeys, SharedKeys int
+	// ThinkTime is the mean pause of a writer between operations
+	// (default 10ms; negative: none).
+	ThinkTime time.Duration
+	// QuorumFraction is the share of writes sent on the writer's QUORUM
+	// connection (default 0.15; negative: none).
+	QuorumFraction float64
+	// ProbeInterval is the time between visibility probes (default 200ms).
+	ProbeInterval time.Duration
+
+	// Faults lists the fault kinds the random schedule may use (default
+	// AllFaults). Ignored when Schedule is set.
+	Faults []string
+	// MaxOffset bounds the injected clock offsets (default 400ms).
+	MaxOffset time.Duration
+	// Schedule, if not nil, is used instead of the random schedule of Seed
+	// (the clients' operations still come from Seed).
+	Schedule *Schedule
+
+	// ConvergeTimeout bounds the wait for convergence after healing
+	// (default 30s).
+	ConvergeTimeout time.Duration
+	// MaxMemory is each node's --max-memory (default 1GB: nothing is
+	// evicted, so that every missing write is a finding).
+	MaxMemory string
+
+	// Logf, if set, receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// Fault kinds.
+const (
+	FaultIsolate = "isolate" // every link to and from one region is cut
+	FaultOneWay  = "oneway"  // the links from one region to another are cut (the other way stays up)
+	FaultPartial = "partial" // the links between two regions are cut both ways; a third still reaches both
+	FaultSplit   = "split"   // the regions are split into a minority and a majority
+	FaultLatency = "latency" // 50–500ms more one-way latency between two regions
+	FaultKill    = "kill"    // kill -9 a node; restart it later with the same flags and ports
+	FaultPause   = "pause"   // SIGSTOP a node; SIGCONT it later
+	FaultSkew    = "skew"    // restart a node (SIGTERM) with a new --clock-offset
+
+	// FaultFlush empties one node with FLUSHALL (not replicated): data
+	// loss the system does not cause by itself, which the checker must
+	// report (read-your-writes). Only for testing the checker: not in
+	// AllFaults.
+	FaultFlush = "flush"
+)
+
+// AllFaults is every fault kind.
+var AllFaults = []string{FaultIsolate, FaultOneWay, FaultPartial, FaultSplit, FaultLatency, FaultKill, FaultPause, FaultSkew}
+
+// withDefaults fills in the defaults and checks the settings (Bin and Dir
+// too if needBinDir).
+func (c Config) withDefaults(needBinDir bool) (Config, error) {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.Regions, 3)
+	def(&c.NodesPerRegion, 1)
+	def(&c.WritersPerNode, 2)
+	def(&c.OwnKeys, 16)
+	def(&c.SharedKeys, 16)
+	defD(&c.Duration, time.Minute)
+	defD(&c.Latency, 10*time.Millisecond)
+	defD(&c.ThinkTime, 10*time.Millisecond)
+	defD(&c.ProbeInterval, 200*time.Millisecond)
+	defD(&c.MaxOffset, 400*time.Millisecond)
+	defD(&c.ConvergeTimeout, 30*time.Second)
+	if c.Latency < 0 {
+		c.Latency = 0
+	}
+	if c.ThinkTime < 0 {
+		c.ThinkTime = 0
+	}
+	if c.QuorumFraction == 0 {
+		c.QuorumFraction = 0.15
+	}
+	if c.QuorumFraction < 0 {
+		c.QuorumFraction = 0
+	}
+	if c.MaxMemory == "" {
+		c.MaxMemory = "1GB"
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = AllFaults
+	}
+	for _, f := range c.Faults {
+		if !isFault(f) {
+			return c, fmt.Errorf("chaos: unknown fault kind %q (known: %v)", f, AllFaults)
+		}
+	}
+	switch {
+	case c.Regions < 1 || c.Regions > 9:
+		return c, fmt.Errorf("chaos: %d regions: 1 to 9", c.Regions)
+	case c.NodesPerRegion < 1 || c.NodesPerRegion > 5:
+		return c, fmt.Errorf("chaos: %d nodes per region: 1 to 5", c.NodesPerRegion)
+	case c.WritersPerNode < 1 || c.WritersPerNode > 16:
+		return c, fmt.Errorf("chaos: %d writers per node: 1 to 16", c.WritersPerNode)
+	case c.Duration < time.Second || c.Duration > 24*time.Hour:
+		return c, fmt.Errorf("chaos: duration %v: 1s to 24h", c.Duration)
+	case c.MaxOffset > 400*time.Millisecond:
+		return c, fmt.Errorf("chaos: max clock offset %v: at most 400ms (the node refuses writes at 500ms)", c.MaxOffset)
+	case c.OwnKeys < 1 || c.SharedKeys < 0:
+		return c, errors.New("chaos: OwnKeys must be at least 1 and SharedKeys not negative")
+	}
+	if c.Schedule != nil {
+		if err := c.Schedule.validate(c); err != nil {
+			return c, err
+		}
+	}
+	switch {
+	case needBinDir && c.Bin == "":
+		return c, errors.New("chaos: Config.Bin (the geocache binary) is required")
+	case needBinDir && c.Dir == "":
+		return c, errors.New("chaos: Config.Dir is required")
+	}
+	return c, nil
+}
+
+func isFault(kind string) bool {
+	for _, f := range AllFaults {
+		if f == kind {
+			return true
+		}
+	}
+	return kind == FaultFlush
+}
+
+func (c Config) nodes() int { return c.Regions * c.NodesPerRegion }
+
+// regionOf is the region of node index i.
+func (c Config) regionOf(i int) int { return i / c.NodesPerRegion }
+
+func (c Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+// regionNames are the names of the first regions; more are "r<i>".
+var regionNames = []string{"us", "eu", "ap", "sa", "af", "me", "oc", "ca", "in"}
+
+func regionName(i int) string {
+	if i < len(regionNames) {
+		return regionNames[i]
+	}
+	return fmt.Sprintf("r%d", i)
+}

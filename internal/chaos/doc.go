@@ -1,0 +1,36 @@
+// Package chaos runs a cluster of real `geocache serve` processes on
+// loopback under injected faults, records what concurrent clients did and
+// saw, and checks the recorded history and the final state against the
+// invariants of DESIGN.md (I1 convergence, I3 no resurrection, I4 no lost
+// acknowledged writes, I5 exact expiry) and a few more properties (no
+// phantom values, monotonic clocks, read-your-writes on one node).
+//
+// One run (Run):
+//
+//  1. starts Regions × NodesPerRegion processes of the geocache binary
+//     (Config.Bin); every replication link from node i to node j goes
+//     through its own user-space TCP proxy (toxiproxy, as a library), so
+//     node i's --peers lists the proxies for i→j. Links between regions
+//     carry Config.Latency of one-way latency;
+//  2. runs writer clients (go-redis, one connection each, plus one with
+//     GEOCACHE ACK QUORUM) that write unique values — SET with and without
+//     PX, DEL, PEXPIRE, PERSIST — and read, recording for every operation
+//     its invoke and completion times, its result and the version that
+//     GEOCACHE VERSION reports right after it on the same connection; a
+//     prober writes keys that watchers in every region poll, to measure
+//     replication visibility;
+//  3. meanwhile applies the fault schedule: partitions (a region isolated,
+//     one-way cuts, a pair of regions cut apart, a minority split),
+//     latency spikes, kill -9 and restart, SIGSTOP/SIGCONT pauses, and
+//     clock skew through --clock-offset (a restart with a new offset);
+//  4. heals everything, restarts what is down, waits until every node holds
+//     the same version of every key it holds, and dumps every node (GEOCACHE
+//     VERSION and GET over every key written);
+//  5. checks (Check) and returns a Report, with every violation, the
+//     convergence time, visibility quantiles and the Local writes lost with
+//     a killed node.
+//
+// Everything is derived from Config.Seed: the fault schedule, the initial
+// clock offsets and every client's sequence of operations, so a run is
+// replayed from its seed (the timing of a real cluster is not).
+package chaos

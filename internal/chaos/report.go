@@ -1,0 +1,310 @@
+package chaos
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a run, written as JSON by WriteFiles.
+type Report struct {
+	Seed           int64          `json:"seed"`
+	Regions        int            `json:"regions"`
+	NodesPerRegion int            `json:"nodes_per_region"`
+	Duration       string         `json:"duration"`
+	Latency        string         `json:"latency"`
+	Schedule       Schedule       `json:"schedule"`
+	ScheduleText   []string       `json:"schedule_text"`
+	FaultMix       map[string]int `json:"fault_mix"`
+	Events         []FaultEvent   `json:"events"`
+
+	Ops OpCounts `json:"ops"`
+
+	// Convergence: ms from the heal to all links up, and to the first of
+	// the dumps (a second apart) on which every node agreed; -1: never.
+	LinksUpMS      float64           `json:"links_up_ms"`
+	ConvergedMS    float64           `json:"converged_ms"`
+	ConvergeGoalMS float64           `json:"converge_goal_ms"`
+	Timeline       []divergencePoint `json:"timeline"`
+	Keys           int               `json:"keys"`
+
+	CheckResult
+	Nodes []NodeReport `json:"nodes"`
+	Pass  bool         `json:"pass"`
+
+	saved *savedRun // the record the report was checked from
+}
+
+// savedRun is the record of a run, enough to check it again (Recheck).
+type savedRun struct {
+	Seed           int64         `json:"seed"`
+	Regions        int           `json:"regions"`
+	NodesPerRegion int           `json:"nodes_per_region"`
+	Duration       time.Duration `json:"duration_ns"`
+	Latency        time.Duration `json:"latency_ns"`
+	Schedule       Schedule      `json:"schedule"`
+	Input          *checkInput   `json:"input"`
+}
+
+// OpCounts summarises the history.
+type OpCounts struct {
+	Total       int            `json:"total"`
+	ByKind      map[string]int `json:"by_kind"`
+	ByStatus    map[string]int `json:"by_status"`
+	Quorum      int            `json:"quorum"`
+	QuorumAcked int            `json:"quorum_acked"`
+	Refused     int            `json:"refused_tryagain"` // -TRYAGAIN: clock out of bounds
+	OwnVersions int            `json:"own_versions"`     // writes whose own version is known
+	Probes      int            `json:"probes"`
+}
+
+// NodeReport is one node at the end.
+type NodeReport struct {
+	ID           uint32        `json:"id"`
+	Region       string        `json:"region"`
+	Incarnations []incarnation `json:"incarnations"`
+	Crashes      []string      `json:"crashes,omitempty"`
+	Evicted      int64         `json:"evicted"`
+	FullSyncs    int64         `json:"full_syncs"`
+	DumpErrors   []string      `json:"dump_errors,omitempty"`
+}
+
+// checkInput gathers the record of the run.
+func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
+	in := &checkInput{Regions: h.cfg.Regions, Start: start, End: end, Final: fin, ConvergeGoal: 10 * time.Second}
+	for _, w := range h.writers {
+		in.Ops = append(in.Ops, w.ops...)
+	}
+	in.Ops = append(in.Ops, h.prober.ops...)
+	slices.SortStableFunc(in.Ops, func(a, b Op) int { return cmpInt64(a.Invoke, b.Invoke) })
+	for i := range in.Ops {
+		in.Ops[i].ID = i
+	}
+	for _, nd := range h.cl.nodes {
+		nd.mu.Lock()
+		in.Nodes = append(in.Nodes, nodeInfo{Region: nd.region, Incs: slices.Clone(nd.incs), Crashes: slices.Clone(nd.crashes)})
+		nd.mu.Unlock()
+	}
+	h.mu.Lock()
+	for _, ev := range h.events {
+		in.Events = append(in.Events, *ev)
+	}
+	h.mu.Unlock()
+	in.Probes = h.prober.done
+	return in
+}
+
+func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *Report {
+	r := &Report{
+		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
+			Duration: cfg.Duration, Latency: cfg.Latency, Schedule: sched, Input: in},
+		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
+		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(),
+		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
+		CheckResult:    *res,
+		ConvergeGoalMS: float64(in.ConvergeGoal) / 1e6,
+		LinksUpMS:      -1, ConvergedMS: -1,
+	}
+	for _, f := range sched.Faults {
+		r.ScheduleText = append(r.ScheduleText, f.String())
+	}
+	r.Ops.ByKind, r.Ops.ByStatus = map[string]int{}, map[string]int{}
+	for i := range in.Ops {
+		op := &in.Ops[i]
+		r.Ops.Total++
+		r.Ops.ByKind[op.Kind]++
+		r.Ops.ByStatus[op.Status]++
+		if op.Client < 0 {
+			r.Ops.Probes++
+		}
+		if op.Quorum {
+			r.Ops.Quorum++
+			if op.Status == StatusOK {
+				r.Ops.QuorumAcked++
+			}
+		}
+		if strings.HasPrefix(op.Err, "TRYAGAIN") {
+			r.Ops.Refused++
+		}
+		if _, ok := op.known(); ok {
+			r.Ops.OwnVersions++
+		}
+	}
+	if f := in.Final; f != nil {
+		r.Keys = len(f.Keys)
+		r.Timeline = f.Timeline
+		if f.LinksAt != 0 {
+			r.LinksUpMS = float64(f.LinksAt-f.HealAt) / 1e6
+		}
+		if f.ConvergedAt != 0 {
+			r.ConvergedMS = float64(f.ConvergedAt-f.HealAt) / 1e6
+		}
+	}
+	for i, n := range in.Nodes {
+		nr := NodeReport{ID: uint32(i + 1), Region: regionName(n.Region), Incarnations: n.Incs, Crashes: n.Crashes}
+		if f := in.Final; f != nil && i < len(f.Evicted) {
+			nr.Evicted, nr.FullSyncs = f.Evicted[i], f.FullSyncs[i]
+			prefix := fmt.Sprintf("node %d:", i+1)
+			for _, e := range f.DumpErr {
+				if strings.HasPrefix(e, prefix) {
+					nr.DumpErrors = append(nr.DumpErrors, e)
+				}
+			}
+		}
+		r.Nodes = append(r.Nodes, nr)
+	}
+	// A node that could not be dumped hides what it holds: not a pass.
+	r.Pass = len(r.Violations) == 0 && r.ConvergedMS >= 0 && (in.Final == nil || len(in.Final.DumpErr) == 0)
+	return r
+}
+
+// Summary is the report for a human.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(&b, "chaos run seed %d: %s\n", r.Seed, verdict)
+	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s), %s of faults and writes, %s one-way latency between regions\n",
+		r.Regions, r.NodesPerRegion, r.Duration, r.Latency)
+	fmt.Fprintf(&b, "  faults: %s\n", mixString(r.FaultMix))
+	fmt.Fprintf(&b, "  initial clock offsets: %v\n", r.Schedule.Offsets)
+	for _, ev := range r.Events {
+		mark := ""
+		if ev.Healed {
+			mark = " (healed at the end)"
+		}
+		if ev.Err != "" {
+			mark += " ERROR: " + ev.Err
+		}
+		fmt.Fprintf(&b, "    %s%s\n", ev.Fault, mark)
+	}
+	fmt.Fprintf(&b, "  ops: %d (%s); statuses %s; Quorum %d (%d acknowledged); refused with TRYAGAIN %d; own versions known %d\n",
+		r.Ops.Total, mixString(r.Ops.ByKind), mixString(r.Ops.ByStatus), r.Ops.Quorum, r.Ops.QuorumAcked, r.Ops.Refused, r.Ops.OwnVersions)
+	conv := "NEVER"
+	if r.ConvergedMS >= 0 {
+		conv = fmt.Sprintf("%.0f ms", r.ConvergedMS)
+		if r.ConvergedMS > r.ConvergeGoalMS {
+			conv += fmt.Sprintf(" (over the %.0f ms goal)", r.ConvergeGoalMS)
+		}
+	}
+	fmt.Fprintf(&b, "  after heal: links up in %.0f ms, converged in %s over %d keys\n", r.LinksUpMS, conv, r.Keys)
+	v := r.Visibility
+	fmt.Fprintf(&b, "  visibility in every region: quiet n=%d p50 %.1f ms p90 %.1f ms p99 %.1f ms max %.1f ms; all n=%d p50 %.1f p99 %.1f max %.1f; not visible within 10s: %d (%d quiet)\n",
+		v.Quiet.N, v.Quiet.P50, v.Quiet.P90, v.Quiet.P99, v.Quiet.Max, v.All.N, v.All.P50, v.All.P99, v.All.Max, v.NotVisible, v.NotVisibleQuiet)
+	q := r.Quorum
+	fmt.Fprintf(&b, "  Quorum sets: %d acknowledged, %d checked (I4), %d not covered (a majority of regions may have lost it at once), %d absent but maybe superseded or expired, %d on a minority of regions at the end\n",
+		q.Acked, q.Checked, q.Uncovered, q.Superseded, q.UnderReplicated)
+	fmt.Fprintf(&b, "  Local writes lost with a stopped node: %d provably, %d more on no node with no newer version seen (a write of unknown outcome may have replaced them)\n", r.NLostLocal, r.NLostLocalMaybe)
+	for _, l := range r.LostLocal {
+		fmt.Fprintf(&b, "    %s\n", l)
+	}
+	fmt.Fprintf(&b, "  writes refused for clock skew (-TRYAGAIN): %d, of which not explained by the injected offsets: %d\n",
+		r.Refusals.Total, r.Refusals.Unjustified)
+	fmt.Fprintf(&b, "  restarted nodes' writes versioned below their previous process's: %d (at most %.0f ms behind)\n",
+		r.HLCRestart.Regressions, r.HLCRestart.MaxBehindMS)
+	fmt.Fprintf(&b, "  checked: %s\n", mixString(r.Checked))
+	for _, n := range r.Nodes {
+		fmt.Fprintf(&b, "  node %d (%s): %d process(es), evicted %d, full syncs %d", n.ID, n.Region, len(n.Incarnations), n.Evicted, n.FullSyncs)
+		var exits []string
+		for _, inc := range n.Incarnations {
+			exits = append(exits, fmt.Sprintf("%s/%v", inc.How, inc.ExitCode))
+		}
+		fmt.Fprintf(&b, ", stops %s\n", strings.Join(exits, " "))
+		for _, c := range n.Crashes {
+			fmt.Fprintf(&b, "    CRASH %s\n", c)
+		}
+		for _, e := range n.DumpErrors {
+			fmt.Fprintf(&b, "    dump error %s\n", e)
+		}
+	}
+	if len(r.Violations) == 0 {
+		fmt.Fprintf(&b, "  violations: none\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "  VIOLATIONS: %s\n", mixString(r.Counts))
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  - [%s] key %q: %s\n", v.Check, v.Key, v.Detail)
+		for _, h := range v.History {
+			fmt.Fprintf(&b, "        %s\n", h)
+		}
+	}
+	return b.String()
+}
+
+func mixString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteFiles writes report.json, summary.txt and the run's record,
+// history.json.gz (every operation, fault, probe and the final dump: what
+// Recheck reads), into dir.
+func (r *Report) WriteFiles(dir string) error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), js, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(r.Summary()), 0o644); err != nil {
+		return err
+	}
+	if r.saved == nil {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, "history.json.gz"))
+	if err != nil {
+		return err
+	}
+	zw := gzip.NewWriter(f)
+	err = json.NewEncoder(zw).Encode(r.saved)
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Recheck checks the record a run left in dir (history.json.gz) again,
+// with this version of the checker.
+func Recheck(dir string) (*Report, error) {
+	f, err := os.Open(filepath.Join(dir, "history.json.gz"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	var s savedRun
+	if err := json.NewDecoder(zr).Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	if s.Input == nil {
+		return nil, fmt.Errorf("%s: no record", f.Name())
+	}
+	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency}
+	return buildReport(cfg, s.Schedule, s.Input, Check(s.Input)), nil
+}
