@@ -12,10 +12,10 @@ import (
 // Checks, by the name a Violation carries.
 const (
 	CheckConvergence  = "I1-convergence"        // after heal, two nodes hold different versions of a key
-	CheckBehind       = "I1-behind"             // a node holds a version older than an acknowledged write whose origin stayed up
+	CheckBehind       = "I1-behind"             // a node holds a version older than a durable acknowledged write
 	CheckResurrection = "I3-resurrection"       // a node holds a version older than an acknowledged delete
 	CheckAfterExpiry  = "I3-older-after-expiry" // a node holds a version older than an acknowledged write that has expired
-	CheckLostQuorum   = "I4-lost-quorum-write"  // a Quorum-acknowledged set is nowhere, though a majority of regions survived
+	CheckLostQuorum   = "I4-lost-quorum-write"  // a Quorum-acknowledged set is nowhere, though no majority of regions was lost at once
 	CheckLostWrite    = "lost-write"            // a Local-acknowledged set is nowhere, though its origin never stopped
 	CheckExpiredRead  = "I5-read-after-expiry"  // a read returned a value after its expiry on the serving node's clock
 	CheckPhantom      = "phantom-value"         // a read (or the dump) returned a value never written to that key
@@ -679,7 +679,7 @@ func (c *checker) lostWrites() {
 			switch {
 			case quorum:
 				c.fail(Violation{Check: CheckLostQuorum, Key: key, Ops: []int{op.ID},
-					Detail: fmt.Sprintf("Quorum-acknowledged %s (op #%d, version %s) is on no node; at most a minority of regions had a process stopped since%s", op.Kind, op.ID, v, c.dumpLine(k))})
+					Detail: fmt.Sprintf("Quorum-acknowledged %s (op #%d, version %s) is on no node, though no majority of regions was lost at once since%s", op.Kind, op.ID, v, c.dumpLine(k))})
 			case durable && op.Status == StatusOK:
 				c.fail(Violation{Check: CheckLostWrite, Key: key, Ops: []int{op.ID},
 					Detail: fmt.Sprintf("acknowledged %s (op #%d, version %s) is on no node, and its origin node %d never stopped%s", op.Kind, op.ID, v, op.Node+1, c.dumpLine(k))})
