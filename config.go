@@ -54,10 +54,12 @@ type Config struct {
 	// a node whose clock is further than this from most of its peers
 	// refuses writes (ErrClockSkew). Default 500 ms.
 	MaxClockOffset time.Duration
-	// MaxTombstones bounds the deletes remembered exactly. Default 100,000.
+	// MaxTombstones bounds the deletes remembered exactly (a delete, or an
+	// entry that expired: its version is kept so that regions still holding
+	// an older version learn it). Default 100,000.
 	MaxTombstones int
-	// TombstoneHorizon is how long deletes are remembered exactly.
-	// Default 1 h.
+	// TombstoneHorizon is how long deletes are remembered exactly, counted
+	// from the delete (or from the expiry). Default 1 h.
 	TombstoneHorizon time.Duration
 	// ReplicationLogBytes bounds the log of this node's writes kept for
 	// peers that are behind; a peer further behind gets a full sync.

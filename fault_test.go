@@ -269,6 +269,48 @@ func TestQuorumSurvivesRegionLoss(t *testing.T) {
 	}
 }
 
+// TestExpiredQuorumWriteReachesRegionThatMissedIt pins chaos seed 1006: a
+// Quorum write with a TTL reaches eu and ap but not us, and its origin dies.
+// Once it has expired, eu and ap hold no value, and us must not keep serving
+// the older value forever: the expired write's tombstone reaches us through
+// anti-entropy and removes it.
+func TestExpiredQuorumWriteReachesRegionThatMissedIt(t *testing.T) {
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, 2*time.Millisecond, func(_ int, c *Config) {
+		c.AntiEntropyInterval = 200 * time.Millisecond
+	})
+	m.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	us, eu, ap := m.nodes[0], m.nodes[1], m.nodes[2]
+	if err := eu.Set(ctx, "k", []byte("v1"), WithAck(All)); err != nil {
+		t.Fatal(err)
+	}
+	m.net.Cut("eu", "us") // us will miss v2
+	const ttl = 300 * time.Millisecond
+	if err := eu.Set(ctx, "k", []byte("v2"), WithTTL(ttl), WithAck(Quorum)); err != nil {
+		t.Fatalf("Quorum write with us cut off: %v", err)
+	}
+	m.stop(1) // eu dies with v2 delivered to ap only
+	if v, err := ap.Get("k"); err != nil || string(v) != "v2" {
+		t.Fatalf("ap: %q, %v; want v2", v, err)
+	}
+	time.Sleep(ttl)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := us.Get("k")
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("us still serves %q, %v after the newer write expired everywhere else", v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := ap.Get("k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ap after expiry: %v", err)
+	}
+}
+
 // TestLatencyVisibility: with 20ms one-way latency, a write is visible in
 // another region about one one-way delay after it is acknowledged locally.
 func TestLatencyVisibility(t *testing.T) {

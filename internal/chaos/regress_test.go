@@ -37,7 +37,6 @@ func TestRegressHLCAcrossRestart(t *testing.T) {
 // version older than an acknowledged write (I4; here one that expired:
 // I3-older-after-expiry).
 func TestRegressExpiredQuorumWriteResurrects(t *testing.T) {
-	t.Skip("bug: an acknowledged expiring write whose origin dies is lost in a region that missed it: the older value outlives its expiry")
 	rep := runChaos(t, Config{Seed: 1006, Duration: 7 * time.Second, Schedule: &Schedule{Faults: []Fault{
 		{Kind: FaultIsolate, At: 3 * time.Second, For: 3900 * time.Millisecond, Region: 0},
 		{Kind: FaultKill, At: 5 * time.Second, For: 1900 * time.Millisecond, Node: 1},

@@ -75,7 +75,6 @@ func TestConcurrentConvergence(t *testing.T) {
 					})
 					s.Stats()
 					s.DropUnvouched(func(string, Version) bool { return true })
-					s.CollectTombstones(0)
 					s.Reclaim()
 				}
 			}

@@ -25,13 +25,14 @@
 //
 // # Tombstones and ghosts
 //
-// Tombstones are exact and bounded: by MaxTombstones (the oldest version
-// goes first) and by TombstoneHorizon (a tombstone whose version's wall time
-// is older than that goes), and CollectTombstones drops those every region
-// has acknowledged. Every version that leaves the store without a newer
-// exact record taking its place (an evicted or expired entry, a dropped
-// tombstone, an entry removed by DropUnvouched, Purge or a too-large write)
-// goes to the ghost table: a fixed array of slots indexed by a hash of the
+// Tombstones are exact and bounded: by MaxTombstones (the oldest goes
+// first) and by TombstoneHorizon (a tombstone goes that long after its
+// delete's wall time, or after the expiry of an expired Set). An entry that
+// expires leaves a tombstone of its version, not just a ghost, so that
+// anti-entropy and full syncs can remove an older version another region
+// still holds. Every version that leaves the store without an exact record
+// taking its place (an evicted entry, a dropped tombstone, an entry removed
+// by DropUnvouched, Purge or a too-large write) goes to the ghost table: a fixed array of slots indexed by a hash of the
 // key, each holding the largest HLC that left for any key hashing there. An
 // op for a key with neither a live entry nor a tombstone is Refused if its
 // HLC is not above the key's slot. Keys share slots, so this may refuse a
@@ -45,8 +46,7 @@
 //
 // Apply runs inside lru's Compute, under the key's shard lock, and takes
 // the tombstone lock inside it when it needs the key's tombstone. Nothing
-// takes a shard lock while holding the tombstone lock: CollectTombstones,
-// Reclaim, Purge, Tombstones and Snapshot's tombstone pass take only the
+// takes a shard lock while holding the tombstone lock: Reclaim, Purge, Tombstones and Snapshot's tombstone pass take only the
 // tombstone lock. Ghost slots are atomics and take no lock.
 //
 // Two rules make the ghost check airtight. A ghost is recorded before its

@@ -44,10 +44,11 @@ func Example() {
 	// false
 }
 
-// The classic ghost case: a newer write with a short TTL expires and is
-// reclaimed; then an older write without TTL arrives late. Its ghost refuses
-// it, rather than letting the old value back in.
-func ExampleStore_Apply_ghost() {
+// The classic case of a late write: a newer write with a short TTL expires
+// and is reclaimed; then an older write without TTL arrives late. The
+// expired write left a tombstone of its version, which keeps the older
+// value out (and which anti-entropy sends to regions that still hold it).
+func ExampleStore_Apply_expired() {
 	clock := testkit.NewClock(start)
 	s, _ := store.Open(store.Config{Clock: clock, ReclaimInterval: -1})
 	defer s.Close()
@@ -59,11 +60,26 @@ func ExampleStore_Apply_ghost() {
 	fmt.Println(s.Apply(newer))
 	clock.Advance(2 * time.Second)
 	s.Reclaim()
-	fmt.Println(s.Len())
+	fmt.Println(s.Len(), s.Tombstones())
 	fmt.Println(s.Apply(older))
 	// Output:
 	// applied
-	// 0
+	// 0 1
+	// stale
+}
+
+// An evicted entry leaves only a ghost: its version in a slot of a hashed
+// table, which refuses older writes of every key in the slot.
+func ExampleStore_Apply_ghost() {
+	s, _ := store.Open(store.Config{Clock: testkit.NewClock(start), MaxEntries: 1, Shards: 1, ReclaimInterval: -1})
+	defer s.Close()
+
+	fmt.Println(s.Apply(store.Op{Kind: store.KindSet, Key: "k", Value: []byte("new"), Version: version(2, 1)}))
+	fmt.Println(s.Apply(store.Op{Kind: store.KindSet, Key: "other", Value: []byte("x"), Version: version(3, 1)}))
+	fmt.Println(s.Apply(store.Op{Kind: store.KindSet, Key: "k", Value: []byte("old"), Version: version(1, 2)}))
+	// Output:
+	// applied
+	// applied
 	// refused
 }
 

@@ -5,7 +5,6 @@ import (
 	"math"
 	"sync/atomic"
 
-	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/lru"
 )
 
@@ -71,10 +70,11 @@ func Open(cfg Config) (*Store, error) {
 
 func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it.value)) }
 
-// onEvictLocked records the ghost of every entry the engine removes, while
-// the engine still holds the shard lock.
+// onEvictLocked records what is left of every entry the engine removes,
+// while the engine still holds the shard lock: an exact tombstone for an
+// expired entry, a ghost for an evicted one.
 //
-// Why under the lock: if the ghost were recorded after the lock is released
+// Why under the lock: if the record were made after the lock is released
 // (as an ordinary OnEvict callback would), this interleaving resurrects old
 // data:
 //
@@ -83,8 +83,15 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 //	    still below 5, so v3 is stored: an older value is back (I3)
 //	G1: records ghost(k0) = 5, too late
 //
-// Recorded under the lock, the ghost is in place before any Apply on k0
+// Recorded under the lock, the record is in place before any Apply on k0
 // (which needs the same lock) can find k0 absent.
+//
+// Why an expired entry leaves a tombstone: its version is the key's state
+// everywhere it expired, and other regions may still hold an older version
+// that the expired write never reached (its origin died first). A ghost
+// would only refuse that older version here; a tombstone also answers it
+// in anti-entropy and full syncs, so the older version is removed there
+// too (I3). The tombstone's horizon counts from the expiry.
 //
 // The engine's Deleted removals are the store's own doing, and each already
 // leaves an exact or newer record: a Delete or an expired Set removes the
@@ -94,10 +101,15 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 // its slot, which would make the final state depend on arrival order even
 // when nothing was evicted. Purge is the exception, flagged by purging.
 func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
-	if reason == lru.Deleted && s.purging.Load() == 0 {
-		return
+	switch {
+	case reason == lru.Deleted && s.purging.Load() == 0:
+	case reason == lru.Expired:
+		s.tombs.mu.Lock()
+		s.tombs.putLocked(key, it.ver, it.expireAt)
+		s.tombs.mu.Unlock()
+	default:
+		s.ghosts.record(key, it.ver.HLC)
 	}
-	s.ghosts.record(key, it.ver.HLC)
 }
 
 // Apply merges op into the store, for local and replicated writes alike,
@@ -179,8 +191,10 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 	leave := lru.Keep // what to do with the key's entry if op is not stored
 	if found && old.expireAt != 0 && old.expireAt <= now {
 		// It expired between the engine's reading and ours: it is absent,
-		// after its ghost is recorded, as when the engine removes it.
-		s.ghosts.record(op.Key, old.ver.HLC)
+		// after its tombstone is written, as when the engine removes it.
+		s.tombs.mu.Lock()
+		s.tombs.putLocked(op.Key, old.ver, old.expireAt)
+		s.tombs.mu.Unlock()
 		found = false
 		leave = lru.Remove
 	}
@@ -192,7 +206,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 		switch {
 		case op.Kind == KindDelete || expiredSet:
 			s.tombs.mu.Lock()
-			s.tombs.putLocked(op.Key, op.Version)
+			s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
 			s.tombs.pruneLocked(now, pruneBudget)
 			s.tombs.mu.Unlock()
 			if expiredSet {
@@ -219,10 +233,10 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 	case !hasTomb && s.ghosts.covers(op.Key, op.Version.HLC):
 		return Refused, leave
 	case op.Kind == KindDelete:
-		s.tombs.putLocked(op.Key, op.Version)
+		s.tombs.putLocked(op.Key, op.Version, 0)
 		return Applied, leave
 	case expiredSet:
-		s.tombs.putLocked(op.Key, op.Version)
+		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
 		return AlreadyExpired, leave
 	case s.tooLarge(op):
 		// The ghost of op's version covers the tombstone's older one; the
@@ -321,15 +335,6 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 		})
 	}
 	return n
-}
-
-// CollectTombstones moves every tombstone whose version HLC is below the
-// given timestamp to the ghost table and returns how many it moved. The
-// replication layer calls it once every region has acknowledged past below.
-func (s *Store) CollectTombstones(below hlc.Timestamp) int {
-	s.tombs.mu.Lock()
-	defer s.tombs.mu.Unlock()
-	return s.tombs.collectLocked(below)
 }
 
 // Reclaim removes expired entries (a bounded step of the lru engine) and

@@ -189,12 +189,6 @@ func TestNoResurrection(t *testing.T) {
 			apply(t, s, del("a", v(6)), Applied)
 			apply(t, s, del("b", v(7)), Applied)
 		}, Refused},
-		{"CollectTombstones", nil, func(t *testing.T, s *Store, _ *testkit.Clock) {
-			apply(t, s, del("k", v(5)), Applied)
-			if n := s.CollectTombstones(v(6).HLC); n != 1 {
-				t.Fatalf("CollectTombstones = %d, want 1", n)
-			}
-		}, Refused},
 		{"eviction", func(c *Config) { c.MaxEntries = 2 }, func(t *testing.T, s *Store, _ *testkit.Clock) {
 			apply(t, s, set("k", "new", v(5)), Applied)
 			apply(t, s, set("a", "x", v(1)), Applied)
@@ -234,6 +228,16 @@ func TestNoResurrection(t *testing.T) {
 			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()+int64(time.Second)), Applied)
 			clock.Advance(3 * time.Second)
 			s.Reclaim()
+		}, Stale},
+		{"expired, its tombstone past the horizon", nil, func(t *testing.T, s *Store, clock *testkit.Clock) {
+			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()+int64(time.Second)), Applied)
+			clock.Advance(3 * time.Second)
+			s.Reclaim()
+			clock.Advance(time.Hour)
+			s.Reclaim()
+			if s.Tombstones() != 0 {
+				t.Fatalf("%d tombstones past the horizon", s.Tombstones())
+			}
 		}, Refused},
 	}
 	for _, tt := range tests {
@@ -267,34 +271,55 @@ func TestNoResurrection(t *testing.T) {
 
 // TestClassicGhost is the case of DESIGN §3: a newer write with a short TTL
 // expires and is reclaimed, then an older write without TTL arrives late.
+// However the entry left, the older write is kept out: by the tombstone an
+// expired entry leaves, or by the ghost of an evicted one.
 func TestClassicGhost(t *testing.T) {
 	tests := []struct {
 		name    string
 		reclaim func(s *Store)
+		want    Result
 	}{
-		{"reclaimed by Reclaim", func(s *Store) { s.Reclaim() }},
-		{"removed by a Get", func(s *Store) { s.Get("k") }},
-		{"removed by a Peek", func(s *Store) { s.Peek("k") }},
-		{"found expired by the Apply itself", func(*Store) {}},
+		{"reclaimed by Reclaim", func(s *Store) { s.Reclaim() }, Stale},
+		{"removed by a Get", func(s *Store) { s.Get("k") }, Stale},
+		{"removed by a Peek", func(s *Store) { s.Peek("k") }, Stale},
+		{"found expired by the Apply itself", func(*Store) {}, Stale},
 		{"evicted by later writes", func(s *Store) {
+			// The reclaim steps of the writes remove k as expired first.
 			for i, k := range keysOf(2000) {
 				s.Apply(set("fill"+k, "x", v(int64(10+i))))
 			}
-		}},
+		}, Stale},
+		{"tombstone pushed out by later deletes", func(s *Store) {
+			// The bound drops the tombstone whose horizon started first:
+			// k's started at its expiry, 1 s after epoch.
+			s.Reclaim()
+			for i, k := range keysOf(20) {
+				s.Apply(del("del"+k, v(int64(1500+i))))
+			}
+		}, Refused},
+		{"earlier deletes pushed out first", func(s *Store) {
+			s.Reclaim()
+			for i, k := range keysOf(20) {
+				s.Apply(del("del"+k, v(int64(10+i))))
+			}
+		}, Stale},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, clock := newStore(t)
+			clock := testkit.NewClock(epoch)
+			cfg := testConfig(clock)
+			cfg.MaxTombstones = 10
+			s := open(t, cfg)
 			apply(t, s, setExp("k", "new", v(5), clock.UnixNano()+int64(time.Second)), Applied)
 			clock.Advance(2 * time.Second)
 			tt.reclaim(s)
 			before := s.Stats().GhostRefusals
-			apply(t, s, set("k", "old", v(3)), Refused)
+			apply(t, s, set("k", "old", v(3)), tt.want)
 			if e, ok := s.Get("k"); ok {
 				t.Fatalf("Get(k) = %q: the older write came back", e.Value)
 			}
-			if n := s.Stats().GhostRefusals - before; n != 1 {
-				t.Errorf("GhostRefusals grew by %d, want 1", n)
+			if n, want := s.Stats().GhostRefusals-before, map[bool]uint64{true: 1}[tt.want == Refused]; n != want {
+				t.Errorf("GhostRefusals grew by %d, want %d", n, want)
 			}
 		})
 	}
@@ -427,7 +452,8 @@ func TestStats(t *testing.T) {
 	apply(t, s, del("a", v(3)), Stale)
 	apply(t, s, del("c", v(1)), Applied)
 	apply(t, s, Op{Key: "x"}, Invalid)
-	s.CollectTombstones(v(2).HLC) // b and c
+	clock.Advance(time.Hour + 2*time.Millisecond) // b and c past the horizon, not a
+	s.Reclaim()
 	apply(t, s, del("c", v(1)), Refused)
 	apply(t, s, set("d", "12", v(1)), Applied)
 	s.Get("d")
@@ -548,8 +574,8 @@ func (c *scriptClock) UnixNano() int64 {
 
 // TestExpiredBetweenClockReads pins the window between the engine's clock
 // reading (before it locks the shard) and the store's (under the lock): an
-// entry live at the first and expired at the second must leave its ghost
-// like any expired entry, or the older write it hides gets in.
+// entry live at the first and expired at the second must leave its
+// tombstone like any expired entry, or the older write it hides gets in.
 func TestExpiredBetweenClockReads(t *testing.T) {
 	start := epoch.UnixNano()
 	exp := start + int64(time.Second)
@@ -563,7 +589,7 @@ func TestExpiredBetweenClockReads(t *testing.T) {
 	clock.script = []int64{exp - 1, exp} // the engine's reading, then the store's
 	clock.rest = exp
 	clock.mu.Unlock()
-	apply(t, s, set("k", "old", v(3)), Refused)
+	apply(t, s, set("k", "old", v(3)), Stale)
 	if e, ok := s.Get("k"); ok {
 		t.Fatalf("Get(k) = %q@%v: the older write got in", e.Value, e.Version)
 	}

@@ -4,22 +4,25 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"github.com/geocache/geocache/internal/hlc"
 )
 
 // tombstones is the exact, bounded table of deleted keys: (key, version)
-// for every key whose latest known state is "no value" (a Delete, or a Set
-// that had already expired when it arrived). A key never has both a live
-// entry and a tombstone: a newer Set removes the tombstone, a newer Delete
-// removes the entry.
+// for every key whose latest known state is "no value" (a Delete, a Set
+// that had already expired when it arrived, or an entry that expired here).
+// A key never has both a live entry and a tombstone: a newer Set removes the
+// tombstone, a newer Delete removes the entry.
+//
+// Each tombstone has a start: the wall time (Unix ns) from which the horizon
+// counts — its version's wall time for a delete, the expiry time for an
+// expired Set (which lived, and could be overwritten by older writes in
+// flight, until then).
 //
 // Layout: tombstones live in a slab whose positions stay put while they
 // live (so Snapshot can walk the slab in chunks, unlocking in between, and
 // still see every tombstone that lives throughout exactly once); a map finds
 // a key's slab position; a binary min-heap of slab positions, ordered by
-// version, finds the oldest tombstone in O(1) for the horizon, the size
-// bound and CollectTombstones, and removes any tombstone in O(log n).
+// start, finds the oldest tombstone in O(1) for the horizon and the size
+// bound, and removes any tombstone in O(log n).
 type tombstones struct {
 	// mu guards all fields below. Lock order: an lru shard lock, then mu;
 	// never the other way round (see doc.go).
@@ -36,9 +39,10 @@ type tombstones struct {
 }
 
 type tomb struct {
-	key string
-	ver Version
-	pos int32 // position in heap, or -1 if this slab slot is free
+	key   string
+	ver   Version
+	start int64 // Unix ns the horizon counts from
+	pos   int32 // position in heap, or -1 if this slab slot is free
 	// nextFree links free slab slots.
 	nextFree int32
 }
@@ -57,12 +61,17 @@ func (t *tombstones) getLocked(key string) (Version, bool) {
 }
 
 // putLocked sets key's tombstone to ver, which the caller has checked is
-// newer than any tombstone key has, and then drops the oldest tombstones
-// into the ghost table while the table is over its bound.
-func (t *tombstones) putLocked(key string, ver Version) {
+// newer than any tombstone key has, with the horizon counting from
+// expireAt (Unix ns) if that is later than ver's wall time, and then drops
+// the oldest tombstones into the ghost table while the table is over its
+// bound.
+func (t *tombstones) putLocked(key string, ver Version, expireAt int64) {
+	start := tombStart(ver, expireAt)
 	if i, ok := t.index[key]; ok {
-		t.slab[i].ver = ver
-		t.down(int(t.slab[i].pos)) // newer is larger: it can only sink
+		t.slab[i].ver, t.slab[i].start = ver, start
+		p := int(t.slab[i].pos)
+		t.down(p)
+		t.up(p)
 		return
 	}
 	i := t.free
@@ -72,7 +81,7 @@ func (t *tombstones) putLocked(key string, ver Version) {
 		i = int32(len(t.slab))
 		t.slab = append(t.slab, tomb{})
 	}
-	t.slab[i] = tomb{key: key, ver: ver, pos: int32(len(t.heap))}
+	t.slab[i] = tomb{key: key, ver: ver, start: start, pos: int32(len(t.heap))}
 	t.index[key] = i
 	t.heap = append(t.heap, i)
 	t.up(len(t.heap) - 1)
@@ -115,30 +124,22 @@ func (t *tombstones) deleteLocked(i int32) {
 	t.free = i
 }
 
+// tombStart is the wall time (Unix ns) a tombstone's horizon counts from:
+// the later of ver's wall time and expireAt (0 for a delete).
+func tombStart(ver Version, expireAt int64) int64 {
+	const nsPerMs = int64(time.Millisecond)
+	start := int64(math.MaxInt64) // a version far in the future never ages
+	if ms := ver.HLC.WallMillis(); ms <= math.MaxInt64/nsPerMs {
+		start = ms * nsPerMs
+	}
+	return max(start, expireAt)
+}
+
 // pruneLocked drops up to budget tombstones older than the horizon at now
 // (Unix nanoseconds) and returns how many it dropped.
 func (t *tombstones) pruneLocked(now int64, budget int) int {
 	n := 0
-	for n < budget && len(t.heap) > 0 && t.pastHorizon(t.slab[t.heap[0]].ver, now) {
-		t.dropLocked(t.heap[0])
-		n++
-	}
-	return n
-}
-
-func (t *tombstones) pastHorizon(v Version, now int64) bool {
-	ms := v.HLC.WallMillis()
-	const nsPerMs = int64(time.Millisecond)
-	if ms > math.MaxInt64/nsPerMs {
-		return false // far in the future
-	}
-	return now-ms*nsPerMs > t.horizon
-}
-
-// collectLocked drops every tombstone whose version HLC is below the bound.
-func (t *tombstones) collectLocked(below hlc.Timestamp) int {
-	n := 0
-	for len(t.heap) > 0 && t.slab[t.heap[0]].ver.HLC < below {
+	for n < budget && len(t.heap) > 0 && now-t.slab[t.heap[0]].start > t.horizon {
 		t.dropLocked(t.heap[0])
 		n++
 	}
@@ -174,7 +175,11 @@ func (t *tombstones) copyLocked(start int, buf []Op) ([]Op, int) {
 }
 
 func (t *tombstones) less(a, b int) bool {
-	return t.slab[t.heap[a]].ver.Compare(t.slab[t.heap[b]].ver) < 0
+	x, y := &t.slab[t.heap[a]], &t.slab[t.heap[b]]
+	if x.start != y.start {
+		return x.start < y.start
+	}
+	return x.ver.Compare(y.ver) < 0
 }
 
 func (t *tombstones) swap(a, b int) {
