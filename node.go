@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/geocache/geocache/internal/hlc"
@@ -30,6 +31,10 @@ var (
 	ErrAckTimeout = errors.New("geocache: write not acknowledged by enough regions in time")
 	// ErrClosed: the node is closed.
 	ErrClosed = errors.New("geocache: node closed")
+	// ErrStarting wraps the context's error of a write that ended while
+	// the node was still merging its peers' clocks after Open (see
+	// Node.Ready).
+	ErrStarting = errors.New("geocache: node starting: waiting for the peers' clocks")
 )
 
 // Ack is how far a write must have travelled before the call returns.
@@ -113,6 +118,13 @@ type Node struct {
 	store *store.Store
 	repl  *repl.Replicator
 	phys  Clock
+
+	// ready is closed once writes no longer wait for the peers' clocks
+	// (see Ready); readyTimer and readyWait end with Close.
+	ready      chan struct{}
+	readyOnce  sync.Once
+	readyTimer *time.Timer
+	readyWait  sync.WaitGroup
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -164,8 +176,33 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	n.repl.Start()
+	n.ready = make(chan struct{})
+	if len(cfg.Peers) == 0 {
+		n.markReady()
+	} else {
+		n.readyTimer = time.AfterFunc(2*clock.MaxOffset(), n.markReady)
+		n.readyWait.Go(func() {
+			<-n.repl.ClockMerged() // closed by repl.Close at the latest
+			n.markReady()
+		})
+	}
 	return n, nil
 }
+
+func (n *Node) markReady() { n.readyOnce.Do(func() { close(n.ready) }) }
+
+// Ready is closed once the node versions writes without waiting. A node
+// with peers starts by merging their clocks (each peer's answer to its
+// first connection carries the peer's hybrid logical clock, which is past
+// every write the peer received from this node's earlier processes), so
+// that a node restarted with its clock behind never versions a write below
+// one it made before the restart: such a write would lose, everywhere, to
+// the older one. Writes made before then wait: until every peer has
+// answered, or 2 × MaxClockOffset after Open when some cannot be reached
+// (by then the node's clock is past the versions its earlier process can
+// have issued, if clocks keep within MaxClockOffset), or until the write's
+// context ends. Reads never wait. A node without peers is ready at once.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 type wallClock struct{}
 
@@ -247,7 +284,16 @@ func (n *Node) expireAt(o writeOpts) int64 {
 	return 0
 }
 
-func (n *Node) version() (store.Version, error) {
+func (n *Node) version(ctx context.Context) (store.Version, error) {
+	select {
+	case <-n.ready:
+	default:
+		select {
+		case <-n.ready:
+		case <-ctx.Done():
+			return store.Version{}, fmt.Errorf("%w: %w", ErrStarting, ctx.Err())
+		}
+	}
 	ts, err := n.clock.Now()
 	if err != nil {
 		if errors.Is(err, hlc.ErrClockOutOfBounds) {
@@ -259,7 +305,7 @@ func (n *Node) version() (store.Version, error) {
 }
 
 func (n *Node) write(ctx context.Context, s *Session, op store.Op, ack Ack) error {
-	ver, err := n.version()
+	ver, err := n.version(ctx)
 	if err != nil {
 		return err
 	}
@@ -382,7 +428,7 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	if len(key) > MaxKeyBytes {
 		return Item{}, false, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	ver, err := n.version()
+	ver, err := n.version(ctx)
 	if err != nil {
 		return Item{}, false, err
 	}
@@ -480,7 +526,11 @@ func (n *Node) Wait(ctx context.Context, regions int) (int, error) {
 // Close stops replication and background work and waits for every
 // goroutine the node started. It is idempotent.
 func (n *Node) Close() error {
+	if n.readyTimer != nil {
+		n.readyTimer.Stop()
+	}
 	n.repl.Close()
+	n.readyWait.Wait()
 	return n.store.Close()
 }
 

@@ -155,9 +155,21 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	var b strings.Builder
-	if s.ready.Load() {
+	nodeReady := true
+	if r, ok := s.cfg.Node.(nodeReadiness); ok {
+		select {
+		case <-r.Ready():
+		default:
+			nodeReady = false
+		}
+	}
+	switch {
+	case s.ready.Load() && nodeReady:
 		b.WriteString("ready\n")
-	} else {
+	case s.ready.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b.WriteString("not ready: merging the peers' clocks before taking writes\n")
+	default:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		b.WriteString("not ready\n")
 	}

@@ -21,6 +21,13 @@ type nodeLimits interface {
 	Config() geocache.Config
 }
 
+// nodeReadiness is the optional part of a NodeStats that readiness waits
+// for: *geocache.Node's Ready, closed once it versions writes without
+// waiting for its peers' clocks.
+type nodeReadiness interface {
+	Ready() <-chan struct{}
+}
+
 // RESPStats are the RESP server's figures at one instant.
 type RESPStats struct {
 	Clients     int    // connections open now

@@ -6,8 +6,11 @@
 //   - GET /healthz answers 200 "ok" for as long as the process serves HTTP.
 //     It says the process is alive, nothing more: restart it if this fails.
 //   - GET /readyz answers 200 once the server has called SetReady(true)
-//     (geocache serve does so when its RESP listener is up) and 503 before
-//     that and from the start of a shutdown. The body lists the node and the
+//     (geocache serve does so when its RESP listener is up) and the node is
+//     Ready (right after a start it first merges its peers' clocks: every
+//     peer answers within a round trip, and a node that cannot reach them
+//     all waits out 2 × the maximum clock offset, 1 s by default), and 503
+//     before that and from the start of a shutdown. The body lists the node and the
 //     state of every replication peer (connected, round trip, lag, last
 //     error). A peer that is down never makes a node unready: every region
 //     accepts reads and writes on its own and catches up when the link heals

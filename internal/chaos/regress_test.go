@@ -16,7 +16,6 @@ import (
 // accepts writes at once), so a client's write after the restart loses, in
 // every region, to the same client's earlier write of the key.
 func TestRegressHLCAcrossRestart(t *testing.T) {
-	t.Skip("bug: a restarted node versions writes below its previous process's (HLC not kept or waited out across a restart)")
 	rep := runChaos(t, Config{Seed: 11, Duration: 8 * time.Second, Schedule: &Schedule{
 		Offsets: []time.Duration{400 * time.Millisecond, 0, 0},
 		Faults:  []Fault{{Kind: FaultSkew, At: 3 * time.Second, Node: 0, Offset: -400 * time.Millisecond}},

@@ -176,6 +176,14 @@ func (c *Clock) Now() (Timestamp, error) {
 	return ts, nil
 }
 
+// Last returns the latest timestamp this clock issued or merged, without
+// recording an event.
+func (c *Clock) Last() Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
 // Update records the receipt of a message stamped remote and returns the new
 // local timestamp. It is strictly greater than remote and than every
 // timestamp this clock issued or merged before, except that it saturates at

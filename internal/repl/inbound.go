@@ -93,7 +93,7 @@ func (r *Replicator) runInbound(c net.Conn) error {
 	}
 	o, gen, next := r.takeOver(h)
 	defer r.release(o, gen)
-	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next}); err != nil {
+	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())}); err != nil {
 		return err
 	}
 	var snap *snapshotState

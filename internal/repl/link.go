@@ -34,6 +34,8 @@ type link struct {
 	reconnects uint64
 	lastErr    string
 
+	clockMerged bool // the peer's clock was merged once; guarded by Replicator.mu
+
 	kick         chan struct{} // wakes the writer for an anti-entropy round
 	repairWanted bool
 	lastRound    time.Time
@@ -114,6 +116,7 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 		return fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
 	}
+	r.mergePeerClock(l, resume.HLC)
 	r.mu.Lock()
 	l.mu.Lock()
 	if l.nodeID != h.NodeID {

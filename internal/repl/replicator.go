@@ -179,6 +179,11 @@ type Replicator struct {
 	conns   map[net.Conn]struct{}   // every open connection, for Close
 	ackCh   chan struct{}           // closed and replaced when any ack advances
 	closed  bool
+
+	// unmerged counts the links whose peer's clock has not been merged
+	// yet; clockMerged is closed when it reaches 0.
+	unmerged    int
+	clockMerged chan struct{}
 }
 
 // New validates cfg and returns a replicator that has started nothing yet;
@@ -206,13 +211,43 @@ func New(cfg Config) (*Replicator, error) {
 		origins:     map[uint32]*originState{},
 		conns:       map[net.Conn]struct{}{},
 		ackCh:       make(chan struct{}),
+		clockMerged: make(chan struct{}),
 	}
 	for _, addr := range cfg.Peers {
 		if _, dup := r.links[addr]; !dup {
 			r.links[addr] = &link{addr: addr, kick: make(chan struct{}, 1)}
 		}
 	}
+	r.unmerged = len(r.links)
+	if r.unmerged == 0 {
+		close(r.clockMerged)
+	}
 	return r, nil
+}
+
+// ClockMerged is closed once this node has merged the clock of every
+// configured peer (the HLC in its Resume), which is at least the version of
+// every write the peer received from this node's earlier incarnations, or
+// when the replicator closes. A
+// restarted node whose clock is behind versions it issued before must not
+// version writes until then, or they would lose to its own older writes
+// (the node layer waits for it, within a bound).
+func (r *Replicator) ClockMerged() <-chan struct{} { return r.clockMerged }
+
+// mergePeerClock merges the HLC of a peer's Resume, once per link counting
+// toward ClockMerged.
+func (r *Replicator) mergePeerClock(l *link, ts uint64) {
+	r.cfg.Clock.Update(hlc.Timestamp(ts))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l.clockMerged || r.unmerged == 0 {
+		return
+	}
+	l.clockMerged = true
+	r.unmerged--
+	if r.unmerged == 0 {
+		close(r.clockMerged)
+	}
 }
 
 // Start begins accepting connections and dialing peers.
@@ -256,6 +291,10 @@ func (r *Replicator) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.unmerged > 0 {
+		r.unmerged = 0
+		close(r.clockMerged) // nobody waits for a closed replicator
+	}
 	for c := range r.conns {
 		c.Close()
 	}

@@ -62,7 +62,7 @@ func TestDecodeAllocs(t *testing.T) {
 		{"Ops empty", &Ops{Origin: 1}, 1},
 		{"SnapshotChunk 64 sets", &SnapshotChunk{Origin: 1, Ops: opsFrame(64, 16, 100).Ops}, 2 + 64 + 64},
 		{"Ack", &Ack{Origin: 1, Seq: 1 << 40}, 1},
-		{"Resume", &Resume{Origin: 1, NextSeq: 1 << 40}, 1},
+		{"Resume", &Resume{Origin: 1, NextSeq: 1 << 40, HLC: 1 << 50}, 1},
 		{"Ping", &Ping{SentNanos: 1}, 1},
 		{"Pong", &Pong{EchoNanos: 1, PhysicalNanos: 2}, 1},
 		{"Hello", &Hello{Proto: Proto, Cluster: "prod", Region: "eu-west", NodeName: "cache-1", NodeID: 1}, 4},

@@ -120,7 +120,7 @@ func decode(body []byte) (Frame, error) {
 	case TypeReject:
 		f = &Reject{Code: RejectCode(d.u16()), Message: d.str(MaxMessageLen, "message")}
 	case TypeResume:
-		f = &Resume{Origin: d.u32(), NextSeq: d.uvarint()}
+		f = &Resume{Origin: d.u32(), NextSeq: d.uvarint(), HLC: d.u64()}
 	case TypeOps:
 		f = d.ops()
 	case TypeAck:

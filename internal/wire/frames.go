@@ -34,10 +34,14 @@ type Reject struct {
 }
 
 // Resume tells the node Origin to stream its log to the sender starting at
-// sequence number NextSeq (the first one the sender has not applied).
+// sequence number NextSeq (the first one the sender has not applied), and
+// carries the sender's hybrid logical clock: at least the version of every
+// write it has received, from Origin's earlier incarnations too, so that a
+// restarted Origin merges it before versioning new writes.
 type Resume struct {
 	Origin  uint32
 	NextSeq uint64
+	HLC     uint64
 }
 
 // Op is one replicated operation. Its version is (HLC, VOrigin); VOrigin may
@@ -200,6 +204,7 @@ func (f *Resume) Append(buf []byte) []byte {
 	buf, start := begin(buf, TypeResume)
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.NextSeq)
+	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
 	return finish(buf, start)
 }
 

@@ -32,7 +32,7 @@ func samples() []sample {
 		{"Reject/typical", &Reject{Code: RejectCluster, Message: `cluster "prod" != "dev"`}},
 		{"Reject/max", &Reject{Code: math.MaxUint16, Message: strings.Repeat("m", MaxMessageLen)}},
 		{"Resume/zero", &Resume{}},
-		{"Resume/max", &Resume{Origin: math.MaxUint32, NextSeq: math.MaxUint64}},
+		{"Resume/max", &Resume{Origin: math.MaxUint32, NextSeq: math.MaxUint64, HLC: math.MaxUint64}},
 		{"Ops/empty", &Ops{}},
 		{"Ops/one set", &Ops{Origin: 1, FirstSeq: 1, Ops: []Op{{Kind: KindSet, Key: "a", Value: []byte("1"), HLC: 1 << 20, VOrigin: 1}}}},
 		{"Ops/mixed", &Ops{Origin: 42, FirstSeq: 1000, Ops: []Op{

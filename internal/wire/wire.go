@@ -9,7 +9,9 @@ import (
 // in [Hello.Proto]; the layout of Hello itself never changes between versions,
 // so a peer of any version can decode it and answer a mismatch with
 // [RejectProtocol].
-const Proto = 1
+//
+// Version 2: Resume carries the receiver's HLC.
+const Proto = 2
 
 // Limits. See the package documentation for how they bound decoding.
 const (

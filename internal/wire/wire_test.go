@@ -275,7 +275,7 @@ func TestMalformed(t *testing.T) {
 		{"Hello region longer than payload", frameBytes(TypeHello, cat([]byte{0, 1}, uv(0), uv(200), []byte("eu"))...), ErrMalformed, "region length exceeds payload"},
 		{"Reject message over limit", frameBytes(TypeReject, cat([]byte{0, 1}, uv(MaxMessageLen+1), make([]byte, MaxMessageLen+1))...), ErrMalformed, "message too long"},
 		{"Reject message length 2^63", frameBytes(TypeReject, cat([]byte{0, 1}, uv(1<<63))...), ErrMalformed, "message length exceeds payload"},
-		{"Resume varint overflow", frameBytes(TypeResume, cat(u32(1), bytes.Repeat([]byte{0xff}, 10), []byte{1})...), ErrMalformed, "varint overflows"},
+		{"Resume varint overflow", frameBytes(TypeResume, cat(u32(1), bytes.Repeat([]byte{0xff}, 10), []byte{1}, u64(0))...), ErrMalformed, "varint overflows"},
 		{"Resume truncated varint", frameBytes(TypeResume, cat(u32(1), []byte{0x80, 0x80})...), ErrMalformed, "truncated varint"},
 		{"Ack non-shortest varint", frameBytes(TypeAck, cat(u32(1), []byte{0x81, 0x00})...), ErrMalformed, "shortest form"},
 		{"Ack non-shortest zero", frameBytes(TypeAck, cat(u32(1), []byte{0x80, 0x00})...), ErrMalformed, "shortest form"},
