@@ -534,6 +534,14 @@ func (n *Node) Close() error {
 	return n.store.Close()
 }
 
+// Drain waits until every peer connected now has applied every write made
+// on this node before the call, or ctx ends (it then returns ctx's error).
+// Call it before Close for a graceful shutdown, once no more writes come:
+// writes still in the replication log when Close runs are lost for the
+// other regions (unless anti-entropy from a region that has them repairs
+// it). Peers that are down are not waited for.
+func (n *Node) Drain(ctx context.Context) error { return n.repl.Drain(ctx) }
+
 // FlushLocal removes every entry and tombstone on this node only; nothing
 // is replicated. Versions of what it removes are remembered (in the ghost
 // table), so older writes still in flight are refused rather than brought

@@ -26,6 +26,10 @@ import (
 // waiting).
 const shutdownTimeout = 15 * time.Second
 
+// drainTimeout bounds how long a graceful shutdown waits for connected
+// peers to acknowledge this node's last writes.
+const drainTimeout = 5 * time.Second
+
 // forceExit ends the process at once: on a second signal, or when a
 // shutdown takes longer than shutdownTimeout.
 var forceExit = os.Exit
@@ -137,6 +141,7 @@ type server struct {
 	admin     *admin.Server // nil if --admin-addr is empty
 	respDone  chan error    // Serve's result; nil once received
 	adminDone chan error    // nil if no admin, or once received
+	log       *slog.Logger
 }
 
 // respServer is the RESP server with its figures in the admin package's
@@ -202,7 +207,7 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	cleanup = append(cleanup, func() { respLn.Close() })
 
-	s := &server{node: node, resp: rs, respDone: make(chan error, 1)}
+	s := &server{node: node, resp: rs, respDone: make(chan error, 1), log: log}
 	var adminLn net.Listener
 	if cfg.adminAddr != "" {
 		s.admin, err = admin.New(admin.Config{Node: node, RESP: rs.Stats, Logger: log.With("component", "admin")})
@@ -235,8 +240,9 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 
 // stop shuts down in order: readiness off (load balancers stop sending
 // clients), RESP server closed (no new clients, open ones disconnected),
-// node closed (replication stops once its goroutines end), admin server
-// closed last so that health stays observable until the end.
+// replication drained (connected peers acknowledge the last writes, within
+// drainTimeout), node closed (replication stops once its goroutines end),
+// admin server closed last so that health stays observable until the end.
 func (s *server) stop() error {
 	var errs []error
 	if s.admin != nil {
@@ -250,6 +256,11 @@ func (s *server) stop() error {
 			errs = append(errs, fmt.Errorf("RESP server: %w", err))
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if err := s.node.Drain(ctx); err != nil && s.log != nil {
+		s.log.Warn("replication not drained: connected peers had not acknowledged every write", "timeout", drainTimeout)
+	}
+	cancel()
 	if err := s.node.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
 	}

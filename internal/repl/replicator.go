@@ -363,6 +363,40 @@ func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, er
 	}
 }
 
+// Drain waits until every peer connected now has acknowledged every write
+// published before the call, so that a node shutting down gracefully hands
+// its last writes over instead of losing them. A link that is down (or goes
+// down meanwhile) is not waited for: its peer catches up from the other
+// regions' anti-entropy, or not at all. It returns ctx's error if it gave
+// up, nil once drained or closed.
+func (r *Replicator) Drain(ctx context.Context) error {
+	target := r.LastSeq()
+	recheck := time.NewTicker(50 * time.Millisecond) // a link that drops does not signal ackCh
+	defer recheck.Stop()
+	for {
+		r.mu.Lock()
+		done := true
+		for _, l := range r.links {
+			l.mu.Lock()
+			if l.connected && l.acked < target {
+				done = false
+			}
+			l.mu.Unlock()
+		}
+		ch, closed := r.ackCh, r.closed
+		r.mu.Unlock()
+		if done || closed {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-recheck.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // appliedRegionsLocked counts the regions other than this node's in which
 // some node has acknowledged seq.
 func (r *Replicator) appliedRegionsLocked(seq uint64) int {

@@ -115,3 +115,33 @@ func TestReadyOnceEveryPeerAnswered(t *testing.T) {
 		t.Error("Ready still open after Close")
 	}
 }
+
+// TestDrainHandsOverLastWrites: writes acknowledged locally just before a
+// graceful shutdown reach the peers when Drain runs before Close; a peer
+// that is down is not waited for.
+func TestDrainHandsOverLastWrites(t *testing.T) {
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, 30*time.Millisecond, nil)
+	m.startAll()
+	us, eu := m.nodes[0], m.nodes[1]
+	for _, n := range m.nodes {
+		<-n.Ready()
+	}
+	m.stop(2) // ap is down: Drain must not wait for it
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	keys := keyList(200)
+	for _, k := range keys {
+		if err := us.Set(ctx, k, []byte("last")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := us.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	m.stop(0)
+	for _, k := range keys {
+		if v, err := eu.Get(k); err != nil || string(v) != "last" {
+			t.Fatalf("eu lost %s after a drained shutdown: %q, %v", k, v, err)
+		}
+	}
+}
