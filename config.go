@@ -52,11 +52,14 @@ type Config struct {
 	DefaultTTL time.Duration
 	// MaxClockOffset is the largest clock offset tolerated between nodes;
 	// a node whose clock is further than this from most of its peers
-	// refuses writes (ErrClockSkew). Default 500 ms.
+	// refuses writes (ErrClockSkew), and a node that cannot reach its peers
+	// at start waits 2 × this before it takes writes (see Node.Ready).
+	// Default 500 ms, at most 1 min.
 	MaxClockOffset time.Duration
-	// MaxTombstones bounds the deletes remembered exactly (a delete, or an
-	// entry that expired: its version is kept so that regions still holding
-	// an older version learn it). Default 100,000.
+	// MaxTombstones bounds the deletes remembered exactly, and separately
+	// the expiries remembered exactly (an entry that expired keeps its
+	// version, so that regions still holding an older version learn of it).
+	// Default 100,000 of each.
 	MaxTombstones int
 	// TombstoneHorizon is how long deletes are remembered exactly, counted
 	// from the delete (or from the expiry). Default 1 h.

@@ -95,18 +95,18 @@ func TestStartWithoutPeersWaitsOutClockOffset(t *testing.T) {
 // soon as each has answered, long before 2 × MaxClockOffset.
 func TestReadyOnceEveryPeerAnswered(t *testing.T) {
 	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
-		c.MaxClockOffset = time.Hour
+		c.MaxClockOffset = time.Minute
 	})
 	m.startAll()
 	for i, n := range m.nodes {
 		select {
 		case <-n.Ready():
 		case <-time.After(10 * time.Second):
-			t.Fatalf("%s not ready 10 s after its peers started (MaxClockOffset 1 h)", m.names[i])
+			t.Fatalf("%s not ready 10 s after its peers started (MaxClockOffset 1 min)", m.names[i])
 		}
 	}
 	// Close ends the wait of a node that never heard from its peers.
-	lone := newMemCluster(t, []string{"x", "y"}, time.Millisecond, func(_ int, c *Config) { c.MaxClockOffset = time.Hour })
+	lone := newMemCluster(t, []string{"x", "y"}, time.Millisecond, func(_ int, c *Config) { c.MaxClockOffset = time.Minute })
 	x := lone.start(0)
 	lone.stop(0)
 	select {

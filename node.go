@@ -180,7 +180,9 @@ func Open(cfg Config) (*Node, error) {
 	if len(cfg.Peers) == 0 {
 		n.markReady()
 	} else {
-		n.readyTimer = time.AfterFunc(2*clock.MaxOffset(), n.markReady)
+		// One millisecond more: a version of the old process may share its
+		// last millisecond, with a logical counter above 0.
+		n.readyTimer = time.AfterFunc(2*clock.MaxOffset()+time.Millisecond, n.markReady)
 		n.readyWait.Go(func() {
 			<-n.repl.ClockMerged() // closed by repl.Close at the latest
 			n.markReady()
@@ -539,8 +541,16 @@ func (n *Node) Close() error {
 // Call it before Close for a graceful shutdown, once no more writes come:
 // writes still in the replication log when Close runs are lost for the
 // other regions (unless anti-entropy from a region that has them repairs
-// it). Peers that are down are not waited for.
-func (n *Node) Drain(ctx context.Context) error { return n.repl.Drain(ctx) }
+// it). Peers that are down are not waited for. It returns ErrClosed after
+// Close.
+func (n *Node) Drain(ctx context.Context) error {
+	if err := n.repl.Drain(ctx); errors.Is(err, repl.ErrClosed) {
+		return ErrClosed
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
 
 // FlushLocal removes every entry and tombstone on this node only; nothing
 // is replicated. Versions of what it removes are remembered (in the ghost
@@ -555,9 +565,9 @@ func (n *Node) Config() Config {
 	return c
 }
 
-// Tombstone returns the version of key's delete if this node remembers it
-// (deletes are remembered up to Config.MaxTombstones and
-// TombstoneHorizon), for diagnostics and consistency checkers.
+// Tombstone returns the version of key's delete, or of the write whose
+// expiry removed it, if this node remembers it (up to Config.MaxTombstones
+// of each and TombstoneHorizon), for diagnostics and consistency checkers.
 func (n *Node) Tombstone(key string) (hlc uint64, origin uint32, ok bool) {
 	v, ok := n.store.Tombstone(key)
 	return uint64(v.HLC), v.Origin, ok

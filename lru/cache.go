@@ -588,7 +588,15 @@ func (c *Cache[K, V]) Resize(maxEntries int, maxBytes int64) error {
 // shard, shard after shard; with one shard the order is exact overall. It
 // copies one shard at a time and yields without holding a lock, so the loop
 // body may call the cache; it sees each shard as of when it was copied.
-func (c *Cache[K, V]) All() iter.Seq2[K, V] {
+func (c *Cache[K, V]) All() iter.Seq2[K, V] { return c.all(false) }
+
+// AllIncludingExpired is All, but also yields the entries that have expired
+// and not been reclaimed yet (which no read returns). A caller that copies
+// the cache's state elsewhere uses it to learn of expiries the background
+// sweep has not reached.
+func (c *Cache[K, V]) AllIncludingExpired() iter.Seq2[K, V] { return c.all(true) }
+
+func (c *Cache[K, V]) all(expired bool) iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
 		for i := range c.shards {
 			s := &c.shards[i]
@@ -597,7 +605,7 @@ func (c *Cache[K, V]) All() iter.Seq2[K, V] {
 			snap := make([]dropped[K, V], 0, s.len)
 			for idx := s.entries[0].next; idx != 0; idx = s.entries[idx].next {
 				e := &s.entries[idx]
-				if e.expireAt == 0 || e.expireAt > now {
+				if expired || e.expireAt == 0 || e.expireAt > now {
 					snap = append(snap, dropped[K, V]{key: e.key, value: e.value})
 				}
 			}

@@ -487,3 +487,30 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestAllIncludingExpired: All skips entries that have expired and are not
+// reclaimed yet; AllIncludingExpired yields them too, and neither removes
+// them.
+func TestAllIncludingExpired(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	c := newCache(t, Config[string, int]{MaxEntries: 10, Shards: 1, Clock: clock, ReclaimInterval: -1})
+	c.Set("forever", 1)
+	c.SetWithTTL("short", 2, time.Second)
+	clock.Advance(time.Second)
+	collect := func(seq func(func(string, int) bool)) []string {
+		var keys []string
+		for k := range seq {
+			keys = append(keys, k)
+		}
+		return keys
+	}
+	if got := collect(c.All()); !slices.Equal(got, []string{"forever"}) {
+		t.Errorf("All = %v, want [forever]", got)
+	}
+	if got := collect(c.AllIncludingExpired()); !slices.Equal(got, []string{"short", "forever"}) {
+		t.Errorf("AllIncludingExpired = %v, want [short forever]", got)
+	}
+	if c.Len() != 2 {
+		t.Errorf("Len = %d after iterating, want 2 (nothing reclaimed)", c.Len())
+	}
+}

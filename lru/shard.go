@@ -335,7 +335,11 @@ func (s *shard[K, V]) storeLocked(idx, tag uint32, key K, value V, size uint32, 
 	s.evictLocked(cost, 1, 0, now, drops)
 	if len(s.entries) > maxIndex-1 && s.free == 0 {
 		// The arena cannot grow: make room by eviction.
-		s.removeLocked(s.entries[0].prev, Evicted, drops)
+		tail, reason := s.entries[0].prev, Evicted
+		if exp := s.entries[tail].expireAt; exp != 0 && exp <= now {
+			reason = Expired
+		}
+		s.removeLocked(tail, reason, drops)
 	}
 	idx = s.allocLocked()
 	e := &s.entries[idx]

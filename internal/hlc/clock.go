@@ -64,10 +64,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// MaxMaxOffset is the largest MaxOffset accepted: clocks further apart than
+// this are broken, not skewed, and a restarted node waits 2 × MaxOffset
+// before it takes writes when it cannot reach its peers.
+const MaxMaxOffset = time.Minute
+
 // validate checks cfg and returns it with defaults filled in.
 func (cfg Config) validate() (Config, error) {
-	if cfg.MaxOffset < 0 {
-		return cfg, fmt.Errorf("%w: MaxOffset %v is negative", ErrInvalidConfig, cfg.MaxOffset)
+	if cfg.MaxOffset < 0 || cfg.MaxOffset > MaxMaxOffset {
+		return cfg, fmt.Errorf("%w: MaxOffset %v is outside [0, %v]", ErrInvalidConfig, cfg.MaxOffset, MaxMaxOffset)
 	}
 	if cfg.MaxOffset == 0 {
 		cfg.MaxOffset = DefaultMaxOffset

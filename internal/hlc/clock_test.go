@@ -23,6 +23,8 @@ func TestNewConfig(t *testing.T) {
 		{"explicit max offset", hlc.Config{MaxOffset: 250 * time.Millisecond}, nil, 250 * time.Millisecond},
 		{"negative max offset", hlc.Config{MaxOffset: -time.Nanosecond}, hlc.ErrInvalidConfig, 0},
 		{"very negative max offset", hlc.Config{MaxOffset: math.MinInt64}, hlc.ErrInvalidConfig, 0},
+		{"largest max offset", hlc.Config{MaxOffset: hlc.MaxMaxOffset}, nil, hlc.MaxMaxOffset},
+		{"max offset over the limit", hlc.Config{MaxOffset: hlc.MaxMaxOffset + 1}, hlc.ErrInvalidConfig, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

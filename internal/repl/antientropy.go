@@ -107,8 +107,8 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		var op store.Op
 		if e, ok := r.cfg.Store.Peek(p.Key); ok {
 			op = store.Op{Kind: store.KindSet, Key: p.Key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}
-		} else if tv, ok := r.cfg.Store.Tombstone(p.Key); ok {
-			op = store.Op{Kind: store.KindDelete, Key: p.Key, Version: tv}
+		} else if t, ok := r.cfg.Store.TombstoneOp(p.Key); ok {
+			op = t
 		} else {
 			continue
 		}

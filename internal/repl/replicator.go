@@ -368,7 +368,7 @@ func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, er
 // its last writes over instead of losing them. A link that is down (or goes
 // down meanwhile) is not waited for: its peer catches up from the other
 // regions' anti-entropy, or not at all. It returns ctx's error if it gave
-// up, nil once drained or closed.
+// up, ErrClosed if the replicator closed first, nil once drained.
 func (r *Replicator) Drain(ctx context.Context) error {
 	target := r.LastSeq()
 	recheck := time.NewTicker(50 * time.Millisecond) // a link that drops does not signal ackCh
@@ -385,8 +385,11 @@ func (r *Replicator) Drain(ctx context.Context) error {
 		}
 		ch, closed := r.ackCh, r.closed
 		r.mu.Unlock()
-		if done || closed {
+		switch {
+		case done:
 			return nil
+		case closed:
+			return ErrClosed
 		}
 		select {
 		case <-ch:

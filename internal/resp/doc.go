@@ -34,8 +34,9 @@
 // geocache's own: GEOCACHE REGIONS (this node and every replication peer:
 // region, node, link state, lag in writes, backlog bytes, RTT, clock
 // offset), GEOCACHE ACK [LOCAL|QUORUM|ALL [timeout-ms]], GEOCACHE VERSION
-// key ([hlc, origin node id, expire-at Unix ms or -1], nil if missing),
-// GEOCACHE HELP.
+// key ([hlc, origin node id, expire-at Unix ms or -1] for a live entry;
+// [hlc, origin node id, -1, "deleted"] for a delete or an expiry the node
+// remembers as a tombstone; nil if neither), GEOCACHE HELP.
 //
 // Replies and error messages follow Redis 7 (the package's command script
 // test runs against a real Redis too): "-ERR wrong number of arguments for

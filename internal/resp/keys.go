@@ -130,6 +130,8 @@ func (c *conn) replyWriteError(err error) {
 		c.replyError("TIMEOUT write applied locally, not acknowledged by enough regions within " + c.ackTimeout.String() + " (" + strings.TrimPrefix(err.Error(), geocache.ErrAckTimeout.Error()+": ") + ")")
 	case errors.Is(err, geocache.ErrTooLarge):
 		c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: ")) // "key or value too large: ..."
+	case errors.Is(err, geocache.ErrStarting):
+		c.replyError("TRYAGAIN this node is starting: it takes writes once it has merged its peers' clocks")
 	case errors.Is(err, geocache.ErrClockSkew):
 		c.replyError("TRYAGAIN this node's clock is out of bounds relative to its peers; it refuses writes until it is back in bounds")
 	case errors.Is(err, geocache.ErrClosed), c.s.ctx.Err() != nil:

@@ -50,14 +50,16 @@ type Config struct {
 	// that one.
 	Clock lru.Clock
 
-	// MaxTombstones bounds the tombstone table. When it is full, the oldest
-	// tombstone (by version) moves to the ghost table. 0 means
+	// MaxTombstones bounds each of the two tombstone tables: deletes, and
+	// expiries. When one is full, its oldest tombstone (by the time its
+	// horizon started) moves to the ghost table. 0 means
 	// DefaultMaxTombstones.
 	MaxTombstones int
 
-	// TombstoneHorizon is how long a tombstone is kept: one whose version's
-	// HLC wall time is older than this (by Clock) moves to the ghost table.
-	// 0 means DefaultTombstoneHorizon.
+	// TombstoneHorizon is how long a tombstone is kept: one whose start (its
+	// version's wall time for a delete, the expiry time for an expiry) is
+	// older than this (by Clock) moves to the ghost table. 0 means
+	// DefaultTombstoneHorizon.
 	TombstoneHorizon time.Duration
 
 	// GhostSlots is the size of the ghost table, a power of two. 0 means

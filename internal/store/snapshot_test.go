@@ -39,10 +39,10 @@ func TestSnapshot(t *testing.T) {
 	fillRandom(t, s, keys)
 	clock.Advance(2 * time.Second) // the short TTLs pass, unreclaimed
 
-	// An expired entry not yet reclaimed is in neither pass: not live, and
-	// its tombstone is written only when the engine removes it (below, by
-	// Peek). Tombstone does not reclaim, so tombBefore is the state the
-	// snapshot saw.
+	// An expired entry not yet reclaimed is reported as the expired Set it
+	// is (not live: its ExpireAt has passed), and leaves a tombstone of its
+	// version when removed (below, by Peek). Tombstone does not reclaim, so
+	// tombBefore is the state the snapshot saw.
 	tombBefore := make(map[string]Version)
 	for _, k := range keys {
 		if tv, ok := s.Tombstone(k); ok {
@@ -60,6 +60,7 @@ func TestSnapshot(t *testing.T) {
 			t.Fatalf("op %d: a live entry after a tombstone", i)
 		}
 	}
+	now := clock.UnixNano()
 	live, tombs, expired := 0, 0, 0
 	for _, k := range keys {
 		op, reported := seen[k]
@@ -77,34 +78,49 @@ func TestSnapshot(t *testing.T) {
 				t.Fatalf("tombstone %q %v reported as %v, %s", k, tv, reported, fmtOp(op))
 			}
 		case reported:
-			t.Fatalf("absent %q reported as %s", k, fmtOp(op))
-		default:
-			// Expired, removed by the Peek: it left a tombstone.
-			if _, ok := s.Tombstone(k); ok {
-				expired++
+			// Expired, removed by the Peek: reported as the expired Set,
+			// it left a tombstone of the same version.
+			tv, ok := s.Tombstone(k)
+			if op.Kind != KindSet || op.ExpireAt == 0 || op.ExpireAt > now || !ok || tv != op.Version {
+				t.Fatalf("absent %q reported as %s (tombstone now %v, %v)", k, fmtOp(op), tv, ok)
 			}
+			expired++
 		}
 	}
-	if live == 0 || tombs <= snapshotChunk || expired == 0 || live+tombs == len(keys) {
+	if live == 0 || tombs <= snapshotChunk || expired == 0 {
 		t.Fatalf("weak test: %d live, %d tombstones, %d expired, %d keys", live, tombs, expired, len(keys))
 	}
 
-	// Applying the snapshot to an empty store reproduces the state, but for
-	// the tombstones of the expired entries, written after it.
+	// Applying the snapshot to an empty store reproduces the state, the
+	// expiries' tombstones included.
 	replica := open(t, cfg)
 	for _, op := range ops {
-		if r := replica.Apply(op); r != Applied {
-			t.Fatalf("Apply(%s) to an empty store = %v", fmtOp(op), r)
+		want := Applied
+		if op.Kind == KindSet && op.ExpireAt != 0 && op.ExpireAt <= now {
+			want = AlreadyExpired
+		}
+		if r := replica.Apply(op); r != want {
+			t.Fatalf("Apply(%s) to an empty store = %v, want %v", fmtOp(op), r, want)
 		}
 	}
-	want := stateOf(s, keys)
-	for i, k := range keys {
-		if _, ok := tombBefore[k]; !ok && want[i].Tomb {
-			want[i].Tomb, want[i].TombVer = false, Version{}
-		}
-	}
-	if d := diffStates(keys, stateOf(replica, keys), want); d != "" {
+	if d := diffStates(keys, stateOf(replica, keys), stateOf(s, keys)); d != "" {
 		t.Fatalf("the copy differs:%s", d)
+	}
+	// And so does applying the copy's own snapshot, whose expiries' tombstones
+	// are Deletes carrying the expiry time.
+	third := open(t, cfg)
+	for _, op := range snapshotOps(replica) {
+		third.Apply(op)
+	}
+	if d := diffStates(keys, stateOf(third, keys), stateOf(s, keys)); d != "" {
+		t.Fatalf("the copy of the copy differs:%s", d)
+	}
+	for _, k := range keys {
+		a, okA := s.TombstoneOp(k)
+		b, okB := third.TombstoneOp(k)
+		if okA != okB || a.Version != b.Version || a.ExpireAt != b.ExpireAt {
+			t.Fatalf("tombstone of %q: %s here, %s in the copy of the copy", k, fmtOp(a), fmtOp(b))
+		}
 	}
 }
 

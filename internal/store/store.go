@@ -233,7 +233,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 	case !hasTomb && s.ghosts.covers(op.Key, op.Version.HLC):
 		return Refused, leave
 	case op.Kind == KindDelete:
-		s.tombs.putLocked(op.Key, op.Version, 0)
+		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
 		return Applied, leave
 	case expiredSet:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
@@ -282,9 +282,23 @@ func (s *Store) Tombstone(key string) (Version, bool) {
 	return s.tombs.getLocked(key)
 }
 
-// Snapshot calls yield with every live entry as a KindSet op, then every
+// TombstoneOp returns key's tombstone as the Delete op that reproduces it
+// in another store (with the expiry's time in ExpireAt if an expiry left
+// it), if key has one.
+func (s *Store) TombstoneOp(key string) (Op, bool) {
+	s.tombs.mu.Lock()
+	defer s.tombs.mu.Unlock()
+	return s.tombs.opLocked(key)
+}
+
+// Snapshot calls yield with every entry as a KindSet op, then every
 // tombstone as a KindDelete op, until yield returns false. Applying them to
-// an empty store reproduces this one's entries and tombstones. It copies
+// an empty store reproduces this one's entries and tombstones. Entries that
+// have expired but are not reclaimed yet are included, with their past
+// ExpireAt: applied elsewhere they leave the expiry's tombstone, as they
+// will here once reclaimed (otherwise a receiver would learn of the expiry
+// from neither pass if it were reclaimed into a tombstone slot the walk had
+// passed). It copies
 // one lru shard, or one chunk of tombstones, at a time and never holds a
 // lock while calling yield, so yield may call the store. Writes made during
 // the walk may or may not be seen, and a key that changes between a live
@@ -292,7 +306,7 @@ func (s *Store) Tombstone(key string) (Version, bool) {
 // entry and tombstone that lives throughout is seen exactly once. Values are
 // shared with the store and must not be modified.
 func (s *Store) Snapshot(yield func(Op) bool) {
-	for key, it := range s.cache.All() {
+	for key, it := range s.cache.AllIncludingExpired() {
 		if !yield(Op{Kind: KindSet, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.ver}) {
 			return
 		}
@@ -373,7 +387,7 @@ func (s *Store) Bytes() int64 { return s.cache.Bytes() }
 func (s *Store) Tombstones() int {
 	s.tombs.mu.Lock()
 	defer s.tombs.mu.Unlock()
-	return len(s.tombs.heap)
+	return s.tombs.lenLocked()
 }
 
 // Close stops the lru engine's background sweep and waits for it. It is
@@ -422,8 +436,8 @@ func (s *Store) Stats() Stats {
 	st.Entries = s.cache.Len()
 	st.Bytes = s.cache.Bytes()
 	s.tombs.mu.Lock()
-	st.Tombstones = len(s.tombs.heap)
-	st.TombstonesDropped = s.tombs.dropped
+	st.Tombstones = s.tombs.lenLocked()
+	st.TombstonesDropped = s.tombs.droppedLocked()
 	s.tombs.mu.Unlock()
 	return st
 }

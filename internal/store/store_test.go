@@ -51,8 +51,10 @@ func TestDefaults(t *testing.T) {
 	if got := len(s.ghosts.slots); got != DefaultGhostSlots {
 		t.Errorf("ghost slots = %d, want %d", got, DefaultGhostSlots)
 	}
-	if s.tombs.max != DefaultMaxTombstones || s.tombs.horizon != int64(DefaultTombstoneHorizon) {
-		t.Errorf("tombstones max %d horizon %v, want %d %v", s.tombs.max, time.Duration(s.tombs.horizon), DefaultMaxTombstones, DefaultTombstoneHorizon)
+	for _, tt := range s.tombs.tables {
+		if tt.max != DefaultMaxTombstones || tt.horizon != int64(DefaultTombstoneHorizon) {
+			t.Errorf("tombstones max %d horizon %v, want %d %v", tt.max, time.Duration(tt.horizon), DefaultMaxTombstones, DefaultTombstoneHorizon)
+		}
 	}
 	// The real clock: a write expiring in an hour is live, one an hour ago is not.
 	now := time.Now()
@@ -289,18 +291,24 @@ func TestClassicGhost(t *testing.T) {
 				s.Apply(set("fill"+k, "x", v(int64(10+i))))
 			}
 		}, Stale},
-		{"tombstone pushed out by later deletes", func(s *Store) {
+		{"tombstone pushed out by later expiries", func(s *Store) {
 			// The bound drops the tombstone whose horizon started first:
 			// k's started at its expiry, 1 s after epoch.
 			s.Reclaim()
 			for i, k := range keysOf(20) {
-				s.Apply(del("del"+k, v(int64(1500+i))))
+				s.Apply(setExp("exp"+k, "x", v(int64(1500+i)), epoch.UnixNano()+int64(1500+i)*int64(time.Millisecond)))
 			}
 		}, Refused},
-		{"earlier deletes pushed out first", func(s *Store) {
+		{"earlier expiries pushed out first", func(s *Store) {
 			s.Reclaim()
 			for i, k := range keysOf(20) {
-				s.Apply(del("del"+k, v(int64(10+i))))
+				s.Apply(setExp("exp"+k, "x", v(int64(10+i)), epoch.UnixNano()+int64(10+i)*int64(time.Millisecond)))
+			}
+		}, Stale},
+		{"deletes do not push out expiries", func(s *Store) {
+			s.Reclaim()
+			for i, k := range keysOf(20) {
+				s.Apply(del("del"+k, v(int64(1500+i))))
 			}
 		}, Stale},
 	}
@@ -354,8 +362,13 @@ func TestExpiryIsExact(t *testing.T) {
 		t.Fatalf("Snapshot 1ns before expiry has %d ops, want 1", n)
 	}
 	clock.Set(time.Unix(0, exp))
-	if n := len(snapshotOps(s)); n != 0 {
-		t.Fatalf("Snapshot at expiry has %d ops, want 0", n)
+	// At expiry the snapshot still carries the entry, not reclaimed yet, as
+	// an expired Set: a receiver keeps the expiry's tombstone, never a value.
+	if ops := snapshotOps(s); len(ops) != 1 || ops[0].ExpireAt != exp {
+		t.Fatalf("Snapshot at expiry = %v, want the expired Set", ops)
+	}
+	if r := open(t, testConfig(clock)).Apply(snapshotOps(s)[0]); r != AlreadyExpired {
+		t.Fatalf("the expired Set applied elsewhere: %v, want AlreadyExpired", r)
 	}
 	for name, read := range map[string]func(string) (Entry, bool){"Peek": s.Peek, "Get": s.Get} {
 		if e, ok := read("k"); ok {
