@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/geocache/geocache/internal/store"
 )
 
 // Clock supplies physical time to a node: its expiry decisions and the
@@ -62,7 +64,9 @@ type Config struct {
 	// Default 100,000 of each.
 	MaxTombstones int
 	// TombstoneHorizon is how long deletes are remembered exactly, counted
-	// from the delete (or from the expiry). Default 1 h.
+	// from the delete (or from the expiry). A node that could not hear from
+	// a peer for longer takes a full sync from it when the link returns,
+	// dropping what it can no longer vouch for. Default 1 h.
 	TombstoneHorizon time.Duration
 	// ReplicationLogBytes bounds the log of this node's writes kept for
 	// peers that are behind; a peer further behind gets a full sync.
@@ -75,7 +79,11 @@ type Config struct {
 	PeerTimeout time.Duration
 	// AntiEntropyInterval is how often each link compares what both sides
 	// hold and repairs differences, besides the rounds after reconnects
-	// and lost peers. Default 10 min; negative disables the periodic ones.
+	// and lost peers. Default the smaller of 10 min and a quarter of
+	// TombstoneHorizon; at most half of TombstoneHorizon (a delete whose
+	// origin is lost reaches a region that missed it only through
+	// anti-entropy, while its tombstone lives); negative disables the
+	// periodic rounds.
 	AntiEntropyInterval time.Duration
 
 	// Clock supplies physical time. nil means the real clock.
@@ -151,6 +159,16 @@ func (c *Config) validate() error {
 	}
 	if c.PeerTimeout == 0 {
 		c.PeerTimeout = 4 * time.Second
+	}
+	if c.TombstoneHorizon == 0 {
+		c.TombstoneHorizon = store.DefaultTombstoneHorizon
+	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = min(10*time.Minute, c.TombstoneHorizon/4)
+	}
+	if c.AntiEntropyInterval > c.TombstoneHorizon/2 {
+		return fmt.Errorf("%w: AntiEntropyInterval %v exceeds half the TombstoneHorizon %v: a delete whose origin is lost would reach a region that missed it only after its tombstones are gone",
+			ErrInvalidConfig, c.AntiEntropyInterval, c.TombstoneHorizon)
 	}
 	if c.PeerTimeout < 40*time.Millisecond {
 		return fmt.Errorf("%w: PeerTimeout %v is below 40ms", ErrInvalidConfig, c.PeerTimeout)

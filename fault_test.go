@@ -311,6 +311,60 @@ func TestExpiredQuorumWriteReachesRegionThatMissedIt(t *testing.T) {
 	}
 }
 
+// TestPartitionLongerThanHorizon: ap is cut off while us deletes a key and
+// dies, and stays away longer than the tombstone horizon, so no tombstone
+// of the delete is left anywhere when it returns (eu keeps only a ghost).
+// ap must not keep serving the deleted value (I3): a link away longer than
+// the horizon comes back with a full sync, whose drop rule removes it.
+func TestPartitionLongerThanHorizon(t *testing.T) {
+	const horizon = 600 * time.Millisecond
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
+		c.TombstoneHorizon = horizon
+		c.AntiEntropyInterval = horizon / 4
+	})
+	m.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	us, eu, ap := m.nodes[0], m.nodes[1], m.nodes[2]
+	if err := us.Set(ctx, "k", []byte("old"), WithAck(All)); err != nil {
+		t.Fatal(err)
+	}
+	m.net.Isolate("ap")
+	if err := us.Delete(ctx, "k", WithAck(Quorum)); err != nil {
+		t.Fatalf("Quorum delete with ap cut off: %v", err)
+	}
+	m.stop(0) // the delete's origin dies: its log goes with it
+	if _, _, ok := eu.Tombstone("k"); !ok {
+		t.Fatal("eu has no tombstone of the delete")
+	}
+	time.Sleep(horizon + 200*time.Millisecond)
+	m.net.HealAll()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := ap.Get("k")
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ap still serves the value deleted while it was away longer than the horizon: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * horizon / 4) // an anti-entropy round more: nothing brings it back
+	for i, n := range []*Node{eu, ap} {
+		if v, err := n.Get("k"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s serves %q, %v after the heal", m.names[i+1], v, err)
+		}
+	}
+	dropped := uint64(0)
+	for _, o := range ap.Stats().Origins {
+		dropped += o.Dropped
+	}
+	if dropped == 0 {
+		t.Error("ap dropped nothing after its full syncs; what removed the value?")
+	}
+}
+
 // TestLatencyVisibility: with 20ms one-way latency, a write is visible in
 // another region about one one-way delay after it is acknowledged locally.
 func TestLatencyVisibility(t *testing.T) {

@@ -165,6 +165,7 @@ func Open(cfg Config) (*Node, error) {
 		PingInterval:        cfg.PeerTimeout / 4,
 		DeadTimeout:         cfg.PeerTimeout,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
+		TombstoneHorizon:    cfg.TombstoneHorizon,
 		ReconnectMax:        min(2*time.Second, cfg.PeerTimeout),
 		Logger:              cfg.Logger,
 	})

@@ -54,6 +54,7 @@ type OriginStats struct {
 	Ops       uint64 // writes received
 	Stale     uint64 // writes older than what this node held
 	FullSyncs uint64
+	Dropped   uint64 // entries dropped after its full syncs (not vouched for)
 }
 
 // Stats returns the node's current figures.
@@ -72,7 +73,7 @@ func (n *Node) Stats() Stats {
 	for _, o := range rs.Origins {
 		st.Origins = append(st.Origins, OriginStats{
 			Node: o.Node, Region: o.Region, Connected: o.Connected, Applied: o.Applied,
-			Ops: o.Ops, Stale: o.Stale, FullSyncs: o.FullSyncs,
+			Ops: o.Ops, Stale: o.Stale, FullSyncs: o.FullSyncs, Dropped: o.Dropped,
 		})
 	}
 	return st

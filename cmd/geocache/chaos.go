@@ -57,6 +57,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.DurationVar(&f.cfg.ThinkTime, "think", 10*time.Millisecond, "mean pause of a writer between operations")
 	fs.DurationVar(&f.cfg.MaxOffset, "max-offset", 400*time.Millisecond, "largest injected clock offset (at most 400ms)")
 	fs.DurationVar(&f.cfg.ConvergeTimeout, "converge-timeout", 30*time.Second, "how long to wait for convergence after healing")
+	fs.DurationVar(&f.cfg.TombstoneHorizon, "tombstone-horizon", 3*time.Second, "the nodes' --tombstone-horizon; the longer cuts outlast the default (0: the nodes' default, 1h)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
 	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
 	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: this one)")
@@ -83,6 +84,9 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	}
 	if f.cfg.ThinkTime == 0 {
 		f.cfg.ThinkTime = -1
+	}
+	if f.cfg.TombstoneHorizon == 0 {
+		f.cfg.TombstoneHorizon = -1 // the package's "node default"
 	}
 	return f, fs, nil
 }

@@ -99,7 +99,8 @@ func FuzzServeConfig(f *testing.F) {
 			t.Fatalf("accepted config does not validate: %v", err)
 		}
 		switch {
-		case c.node == 0, c.maxMemory < 1, c.maxClients < 1, c.maxEntries < 0, c.defaultTTL < 0, c.idleTimeout < 0:
+		case c.node == 0, c.maxMemory < 1, c.maxClients < 1, c.maxEntries < 0, c.defaultTTL < 0, c.idleTimeout < 0,
+			c.tombstoneHorizon < 0, c.antiEntropyInterval < 0, c.maxTombstones < 0:
 			t.Fatalf("accepted config out of range: %+v", c)
 		case len(c.region) == 0 || len(c.region) > 64 || !utf8.ValidString(c.region):
 			t.Fatalf("accepted region %q", c.region)
@@ -146,6 +147,8 @@ func renderServeFlags(c serveConfig) []string {
 		"--max-clients", strconv.Itoa(c.maxClients), "--idle-timeout", c.idleTimeout.String(),
 		"--admin-addr", c.adminAddr, "--log-level", strings.ToLower(c.logLevel.String()),
 		"--log-format", c.logFormat, "--clock-offset", c.clockOffset.String(),
+		"--tombstone-horizon", c.tombstoneHorizon.String(), "--anti-entropy-interval", c.antiEntropyInterval.String(),
+		"--max-tombstones", strconv.Itoa(c.maxTombstones),
 	}
 	if len(c.peers) > 0 {
 		a = append(a, "--peers", strings.Join(c.peers, ","))

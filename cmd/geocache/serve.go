@@ -172,7 +172,9 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		Cluster: cfg.cluster, Region: cfg.region, NodeID: cfg.node, NodeName: cfg.name,
 		Peers:    cfg.peers,
 		MaxBytes: cfg.maxMemory, MaxEntries: cfg.maxEntries, DefaultTTL: cfg.defaultTTL,
-		Logger: log.With("component", "node"),
+		TombstoneHorizon: cfg.tombstoneHorizon, AntiEntropyInterval: cfg.antiEntropyInterval,
+		MaxTombstones: cfg.maxTombstones,
+		Logger:        log.With("component", "node"),
 	}
 	if cfg.clockOffset != 0 {
 		ncfg.Clock = offsetClock(cfg.clockOffset)

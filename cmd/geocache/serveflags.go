@@ -37,6 +37,9 @@ type serveConfig struct {
 	logLevel              slog.Level
 	logFormat             string
 	clockOffset           time.Duration
+	tombstoneHorizon      time.Duration
+	antiEntropyInterval   time.Duration
+	maxTombstones         int
 
 	unknownEnv []string // GEOCACHE_* variables that name no flag (warned about)
 }
@@ -75,6 +78,9 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "HTTP listen address of /healthz, /readyz and /metrics, e.g. 127.0.0.1:9380 (empty: off)")
 	fs.Var((*levelValue)(&c.logLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(enumValue{&c.logFormat, []string{"text", "json"}}, "log-format", "log format: text or json")
+	fs.DurationVar(&c.tombstoneHorizon, "tombstone-horizon", 0, "how long deletes and expiries are remembered exactly; a peer unreachable for longer is fully resynced (0: 1h)")
+	fs.DurationVar(&c.antiEntropyInterval, "anti-entropy-interval", 0, "period of the anti-entropy rounds on every link, at most half the tombstone horizon (0: the smaller of 10m and a quarter of the horizon)")
+	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: 100000 each)")
 	fs.DurationVar(&c.clockOffset, "clock-offset", 0, "TESTING ONLY: added to the node's physical clock, to inject clock skew")
 	return fs
 }
@@ -181,6 +187,19 @@ func (c *serveConfig) validate() error {
 		return bad("--max-clients must be at least 1")
 	case c.idleTimeout < 0:
 		return bad("--idle-timeout must not be negative")
+	case c.tombstoneHorizon < 0:
+		return bad("--tombstone-horizon must not be negative")
+	case c.antiEntropyInterval < 0:
+		return bad("--anti-entropy-interval must not be negative")
+	case c.maxTombstones < 0 || c.maxTombstones > math.MaxInt32-1:
+		return bad("--max-tombstones must be from 0 to %d", math.MaxInt32-1)
+	}
+	horizon := c.tombstoneHorizon
+	if horizon == 0 {
+		horizon = time.Hour
+	}
+	if c.antiEntropyInterval > horizon/2 {
+		return bad("--anti-entropy-interval %v is more than half the tombstone horizon %v: a delete whose origin is lost would reach a region that missed it only after its tombstones are gone", c.antiEntropyInterval, horizon)
 	}
 	return nil
 }

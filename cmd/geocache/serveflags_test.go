@@ -266,8 +266,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 17 {
-		t.Errorf("%d flags, want 17 (update the flag table in the docs when adding one)", n)
+	if n != 20 {
+		t.Errorf("%d flags, want 20 (update docs/operations.md when adding one)", n)
 	}
 	if envName("max-memory") != "GEOCACHE_MAX_MEMORY" || envName("requirepass") != "GEOCACHE_REQUIREPASS" {
 		t.Error("envName does not map --max-memory to GEOCACHE_MAX_MEMORY")

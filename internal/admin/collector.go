@@ -86,6 +86,7 @@ var (
 	descOriginOps       = desc("origin_ops_total", "Writes received from the origin.", originLabels...)
 	descOriginStale     = desc("origin_stale_total", "Writes from the origin older than what this node held (ignored).", originLabels...)
 	descOriginFullSyncs = desc("origin_full_syncs_total", "Full syncs received from the origin.", originLabels...)
+	descOriginDropped   = desc("origin_full_sync_dropped_total", "Entries dropped after full syncs from the origin: this node could no longer vouch for them.", originLabels...)
 
 	descRESPClients     = desc("resp_clients", "RESP connections open now.")
 	descRESPConnections = desc("resp_connections_total", "RESP connections accepted.")
@@ -100,7 +101,7 @@ var (
 		descHits, descMisses, descEvictions, descExpirations, descLogRecords, descLogBytes, descLastSeq,
 		descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired,
-		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs,
+		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected,
@@ -177,6 +178,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOriginOps, o.Ops, k[:]...)
 		counter(descOriginStale, o.Stale, k[:]...)
 		counter(descOriginFullSyncs, o.FullSyncs, k[:]...)
+		counter(descOriginDropped, o.Dropped, k[:]...)
 	}
 
 	if c.resp != nil {

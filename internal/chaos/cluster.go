@@ -218,6 +218,9 @@ func (c *cluster) args(nd *node, offset time.Duration) []string {
 	if offset != 0 {
 		a = append(a, "--clock-offset", offset.String())
 	}
+	if h := c.cfg.TombstoneHorizon; h > 0 {
+		a = append(a, "--tombstone-horizon", h.String())
+	}
 	return a
 }
 

@@ -55,6 +55,11 @@ type Config struct {
 	// MaxMemory is each node's --max-memory (default 1GB: nothing is
 	// evicted, so that every missing write is a finding).
 	MaxMemory string
+	// TombstoneHorizon is each node's --tombstone-horizon (default 3s, so
+	// that the longer cuts outlast it and the runs check that no delete
+	// comes back after a partition longer than the horizon; negative: the
+	// node's own default, 1h).
+	TombstoneHorizon time.Duration
 
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
@@ -105,6 +110,10 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	defD(&c.ProbeInterval, 200*time.Millisecond)
 	defD(&c.MaxOffset, 400*time.Millisecond)
 	defD(&c.ConvergeTimeout, 30*time.Second)
+	defD(&c.TombstoneHorizon, 3*time.Second)
+	if c.TombstoneHorizon < 0 {
+		c.TombstoneHorizon = 0
+	}
 	if c.Latency < 0 {
 		c.Latency = 0
 	}

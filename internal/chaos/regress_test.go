@@ -44,3 +44,22 @@ func TestRegressExpiredQuorumWriteResurrects(t *testing.T) {
 		t.Errorf("violations:\n%s", rep.Summary())
 	}
 }
+
+// TestChaosPartitionOutlastsHorizon: us is cut off for longer than the
+// tombstone horizon (2 s) while eu's clients delete and set keys, and eu is
+// killed before us is back, so the tombstones of eu's deletes that only ap
+// received are gone by the heal (ap keeps ghosts). No node may then hold a
+// value older than a delete (I3): us, away longer than the horizon, takes
+// full syncs whose drop rule removes what it can no longer vouch for.
+func TestChaosPartitionOutlastsHorizon(t *testing.T) {
+	rep := runChaos(t, Config{Seed: 21, Duration: 10 * time.Second, TombstoneHorizon: 2 * time.Second, Schedule: &Schedule{Faults: []Fault{
+		{Kind: FaultIsolate, At: 2 * time.Second, For: 6 * time.Second, Region: 0},
+		{Kind: FaultKill, At: 5 * time.Second, For: 5 * time.Second, Node: 1},
+	}}})
+	if !rep.Pass {
+		t.Errorf("violations:\n%s", rep.Summary())
+	}
+	if rep.OutlastHorizon != 1 {
+		t.Errorf("%d cuts outlasted the horizon, want 1", rep.OutlastHorizon)
+	}
+}

@@ -13,11 +13,15 @@ import (
 
 // Report is the outcome of a run, written as JSON by WriteFiles.
 type Report struct {
-	Seed           int64          `json:"seed"`
-	Regions        int            `json:"regions"`
-	NodesPerRegion int            `json:"nodes_per_region"`
-	Duration       string         `json:"duration"`
-	Latency        string         `json:"latency"`
+	Seed           int64  `json:"seed"`
+	Regions        int    `json:"regions"`
+	NodesPerRegion int    `json:"nodes_per_region"`
+	Duration       string `json:"duration"`
+	Latency        string `json:"latency"`
+	Horizon        string `json:"tombstone_horizon"`
+	// OutlastHorizon counts the cuts (isolate, oneway, partial, split) that
+	// lasted longer than the tombstone horizon.
+	OutlastHorizon int            `json:"cuts_outlasting_horizon"`
 	Schedule       Schedule       `json:"schedule"`
 	ScheduleText   []string       `json:"schedule_text"`
 	FaultMix       map[string]int `json:"fault_mix"`
@@ -47,6 +51,7 @@ type savedRun struct {
 	NodesPerRegion int           `json:"nodes_per_region"`
 	Duration       time.Duration `json:"duration_ns"`
 	Latency        time.Duration `json:"latency_ns"`
+	Horizon        time.Duration `json:"tombstone_horizon_ns"`
 	Schedule       Schedule      `json:"schedule"`
 	Input          *checkInput   `json:"input"`
 }
@@ -102,9 +107,9 @@ func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *Report {
 	r := &Report{
 		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
-			Duration: cfg.Duration, Latency: cfg.Latency, Schedule: sched, Input: in},
+			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, Schedule: sched, Input: in},
 		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
-		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(),
+		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(), Horizon: "1h (the node default)",
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
 		CheckResult:    *res,
 		ConvergeGoalMS: float64(in.ConvergeGoal) / 1e6,
@@ -112,6 +117,15 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 	}
 	for _, f := range sched.Faults {
 		r.ScheduleText = append(r.ScheduleText, f.String())
+		switch f.Kind {
+		case FaultIsolate, FaultOneWay, FaultPartial, FaultSplit:
+			if cfg.TombstoneHorizon > 0 && f.For > cfg.TombstoneHorizon {
+				r.OutlastHorizon++
+			}
+		}
+	}
+	if cfg.TombstoneHorizon > 0 {
+		r.Horizon = cfg.TombstoneHorizon.String()
 	}
 	r.Ops.ByKind, r.Ops.ByStatus = map[string]int{}, map[string]int{}
 	for i := range in.Ops {
@@ -173,7 +187,7 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "chaos run seed %d: %s\n", r.Seed, verdict)
 	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s), %s of faults and writes, %s one-way latency between regions\n",
 		r.Regions, r.NodesPerRegion, r.Duration, r.Latency)
-	fmt.Fprintf(&b, "  faults: %s\n", mixString(r.FaultMix))
+	fmt.Fprintf(&b, "  faults: %s; tombstone horizon %s, outlasted by %d cut(s)\n", mixString(r.FaultMix), r.Horizon, r.OutlastHorizon)
 	fmt.Fprintf(&b, "  initial clock offsets: %v\n", r.Schedule.Offsets)
 	for _, ev := range r.Events {
 		mark := ""
@@ -305,6 +319,6 @@ func Recheck(dir string) (*Report, error) {
 	if s.Input == nil {
 		return nil, fmt.Errorf("%s: no record", f.Name())
 	}
-	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency}
+	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon}
 	return buildReport(cfg, s.Schedule, s.Input, Check(s.Input)), nil
 }

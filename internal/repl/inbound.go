@@ -32,6 +32,9 @@ type originState struct {
 	region    string
 	connected bool
 	since     time.Time
+	// heard is when the last connection from the origin last delivered a
+	// frame: the start of an absence.
+	heard     time.Time
 	results   [store.Invalid + 1]uint64 // Apply results of its ops
 	fullSyncs uint64
 	dropped   uint64 // entries dropped after full syncs
@@ -92,7 +95,8 @@ func (r *Replicator) runInbound(c net.Conn) error {
 		return err
 	}
 	o, gen, next := r.takeOver(h)
-	defer r.release(o, gen)
+	heard := time.Now()
+	defer func() { r.release(o, gen, heard) }()
 	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())}); err != nil {
 		return err
 	}
@@ -113,6 +117,7 @@ func (r *Replicator) runInbound(c net.Conn) error {
 		if err != nil {
 			return fc.rejectRead(err)
 		}
+		heard = time.Now()
 		switch f := f.(type) {
 		case *wire.Ops:
 			if f.Origin != h.NodeID {
@@ -209,6 +214,14 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 		o.incarnation = h.Incarnation
 		o.applied = 0
 	}
+	// Away longer than the tombstone horizon: deletes this node missed may
+	// have left no tombstone anywhere, so no stream or anti-entropy round
+	// would bring them; a full sync's drop rule removes what they deleted.
+	if horizon := r.cfg.TombstoneHorizon; horizon > 0 && o.synced && !o.connected && time.Since(o.heard) > horizon {
+		o.synced = false
+		r.cfg.Logger.Info("origin away longer than the tombstone horizon: asking for a full sync",
+			"origin", h.NodeName, "away", time.Since(o.heard).Round(time.Millisecond), "horizon", horizon)
+	}
 	o.name, o.region = h.NodeName, h.Region
 	o.connected, o.since = true, time.Now()
 	if !o.synced {
@@ -221,11 +234,11 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 // over. A lost origin may have delivered its last writes to some regions
 // and not others, and a restarted one never resends them, so every link
 // then runs an anti-entropy round.
-func (r *Replicator) release(o *originState, gen uint64) {
+func (r *Replicator) release(o *originState, gen uint64, heard time.Time) {
 	o.mu.Lock()
 	lost := o.gen == gen
 	if lost {
-		o.connected, o.since = false, time.Now()
+		o.connected, o.since, o.heard = false, time.Now(), heard
 	}
 	o.mu.Unlock()
 	if lost && r.ctx.Err() == nil {

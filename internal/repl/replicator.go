@@ -79,6 +79,12 @@ type Config struct {
 	// round besides those after reconnects and peer restarts. Default
 	// 10 min; negative disables the periodic rounds.
 	AntiEntropyInterval time.Duration
+	// TombstoneHorizon is how long the store keeps tombstones. An origin
+	// that has been unreachable for longer is sent for a full sync when it
+	// comes back, whose drop rule removes what this node can no longer
+	// vouch for (deletes it missed whose tombstones are gone everywhere:
+	// DESIGN I2, I3). 0 never forces one.
+	TombstoneHorizon time.Duration
 
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
