@@ -124,6 +124,9 @@ type Clock struct {
 	// entries whose |offset| > maxOffset. len(peers) <= MaxPeers.
 	peers    map[string]time.Duration
 	farPeers int
+	// expected is the number of peers the node has (ExpectPeers): the
+	// majority is of those, not only of the peers measured so far.
+	expected int
 	// loggedAhead and lastAheadLog (physical nanoseconds) rate-limit the
 	// remote-ahead log; suppressedAhead counts the records skipped since.
 	loggedAhead     bool

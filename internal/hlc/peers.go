@@ -26,8 +26,9 @@ func EstimateOffset(sendLocal, peerPhysical, recvLocal int64) time.Duration {
 // ObservePeerOffset records offset as the latest measured offset of peer's
 // physical clock relative to ours (positive when the peer is ahead), as
 // computed by EstimateOffset. A peer is out of bounds when |offset| exceeds
-// MaxOffset; while a strict majority of the tracked peers is, Now refuses
-// with ErrClockOutOfBounds. At most MaxPeers peers are tracked; a new peer
+// MaxOffset; while a strict majority of the peers is (of the tracked ones,
+// or of ExpectPeers's number if larger), Now refuses with
+// ErrClockOutOfBounds. At most MaxPeers peers are tracked; a new peer
 // beyond that is ignored and counted in Stats.PeersRejected.
 func (c *Clock) ObservePeerOffset(peer string, offset time.Duration) {
 	c.mu.Lock()
@@ -47,6 +48,18 @@ func (c *Clock) ObservePeerOffset(peer string, offset time.Duration) {
 	if c.isFar(offset) {
 		c.farPeers++
 	}
+	c.logTransitionAndUnlock(before)
+}
+
+// ExpectPeers tells the clock how many peers the node has, measured or
+// not. A strict majority of them (or of the tracked peers, if more) must be
+// out of bounds for Now to refuse: right after a start or a partition only
+// some peers have been measured, and one far peer out of one measured would
+// otherwise stop writes that most of the cluster would accept.
+func (c *Clock) ExpectPeers(n int) {
+	c.mu.Lock()
+	before := c.outOfBoundsLocked()
+	c.expected = max(n, 0)
 	c.logTransitionAndUnlock(before)
 }
 
@@ -79,10 +92,10 @@ func (c *Clock) isFar(offset time.Duration) bool {
 	return offset > c.maxOffset || offset < -c.maxOffset
 }
 
-// outOfBoundsLocked reports whether a strict majority of the tracked peers is
-// out of bounds.
+// outOfBoundsLocked reports whether a strict majority of the peers (the
+// tracked ones, or the expected number if larger) is out of bounds.
 func (c *Clock) outOfBoundsLocked() bool {
-	return 2*c.farPeers > len(c.peers)
+	return 2*c.farPeers > max(len(c.peers), c.expected)
 }
 
 // logTransitionAndUnlock releases c.mu and then logs if the out-of-bounds

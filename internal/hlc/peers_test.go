@@ -37,10 +37,12 @@ type peerOp struct {
 	forget bool
 	peer   string
 	offset time.Duration
+	expect int // > 0: ExpectPeers(expect) instead
 }
 
 func observe(peer string, offset time.Duration) peerOp { return peerOp{peer: peer, offset: offset} }
 func forget(peer string) peerOp                        { return peerOp{forget: true, peer: peer} }
+func expect(n int) peerOp                              { return peerOp{expect: n} }
 
 func TestOutOfBounds(t *testing.T) {
 	const maxOff = 500 * time.Millisecond
@@ -66,14 +68,25 @@ func TestOutOfBounds(t *testing.T) {
 		{"forgetting a far peer", []peerOp{observe("a", far), observe("b", far), observe("c", near), forget("a")}, true, 1},
 		{"forgetting an unknown peer", []peerOp{observe("a", near), forget("zz")}, true, 0},
 		{"forget all", []peerOp{observe("a", far), forget("a")}, true, 0},
+		// Chaos seed 1001: a node restarted just before a partition had
+		// measured one of its two peers, which was far; the other, near,
+		// was measured only later. One far of two peers is no majority.
+		{"one far of two expected", []peerOp{expect(2), observe("a", far)}, true, 1},
+		{"two far of two expected", []peerOp{expect(2), observe("a", far), observe("b", -far)}, false, 2},
+		{"two far of three expected", []peerOp{expect(3), observe("a", far), observe("b", far)}, false, 2},
+		{"more tracked than expected", []peerOp{expect(1), observe("a", far), observe("b", near), observe("c", near)}, true, 1},
+		{"expecting more later", []peerOp{observe("a", far), expect(3)}, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := newClock(t, hlc.Config{MaxOffset: maxOff})
 			for _, op := range tt.ops {
-				if op.forget {
+				switch {
+				case op.expect > 0:
+					c.ExpectPeers(op.expect)
+				case op.forget:
 					c.ForgetPeer(op.peer)
-				} else {
+				default:
 					c.ObservePeerOffset(op.peer, op.offset)
 				}
 			}

@@ -225,6 +225,7 @@ func New(cfg Config) (*Replicator, error) {
 		}
 	}
 	r.unmerged = len(r.links)
+	cfg.Clock.ExpectPeers(len(r.links))
 	if r.unmerged == 0 {
 		close(r.clockMerged)
 	}
