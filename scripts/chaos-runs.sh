@@ -12,11 +12,12 @@ seeds=("$@")
 if [ ${#seeds[@]} -eq 0 ]; then seeds=($(seq 1001 1010)); fi
 mkdir -p "$out"
 bin="$out/geocache"
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo "+changes")
 go build -o "$bin" ./cmd/geocache
 status=0
 : > "$out/summary.txt"
 for seed in "${seeds[@]}"; do
-	echo "== seed $seed, $duration, $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)" | tee -a "$out/summary.txt"
+	echo "== seed $seed, $duration, $(date -u +%FT%TZ), binary built from $commit" | tee -a "$out/summary.txt"
 	if ! "$bin" chaos --duration "$duration" --seed "$seed" --out "$out/seed-$seed" >> "$out/summary.txt" 2>&1; then
 		status=1
 	fi
