@@ -366,3 +366,27 @@ func TestServeAndClose(t *testing.T) {
 	}
 	ln2.Close()
 }
+
+// A node that has not merged its peers' clocks yet (after a start, with its
+// only peer unreachable) is not ready: its writes would wait.
+func TestReadyzWaitsForPeerClocks(t *testing.T) {
+	mem := testkit.NewNetwork()
+	t.Cleanup(func() { mem.Close() })
+	ln, err := mem.Listen("eu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := openNode(t, geocache.Config{
+		Region: "eu", NodeID: 1, Peers: []string{"us"}, MaxClockOffset: 150 * time.Millisecond,
+		Listener: ln, Dial: mem.Dialer("eu"), PeerTimeout: 200 * time.Millisecond,
+	})
+	s := newServer(t, admin.Config{Node: n})
+	s.SetReady(true)
+	if code, body := get(t, s.Handler(), http.MethodGet, "/readyz"); code != 503 || !strings.Contains(body, "merging the peers' clocks") {
+		t.Errorf("/readyz right after a start with the peer down: %d\n%s", code, body)
+	}
+	<-n.Ready() // 2 × MaxClockOffset
+	if code, body := get(t, s.Handler(), http.MethodGet, "/readyz"); code != 200 {
+		t.Errorf("/readyz once the node waited out the clock offset: %d\n%s", code, body)
+	}
+}
