@@ -365,6 +365,68 @@ func TestPartitionLongerThanHorizon(t *testing.T) {
 	}
 }
 
+// TestRefillIgnoresStaleRegion: eu restarts empty while us, cut off for
+// longer than the tombstone horizon, still holds a value ap deleted (the
+// CI run of chaos seed 1006 with a 3 s horizon). eu refills from ap first —
+// no entry, no tombstone left, only a ghost — and then from us, whose
+// snapshot offers the deleted value. eu must refuse it: the ghost table it
+// received with ap's snapshot covers it (merged into its own).
+func TestRefillIgnoresStaleRegion(t *testing.T) {
+	const horizon = 600 * time.Millisecond
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
+		c.TombstoneHorizon = horizon
+		c.AntiEntropyInterval = horizon / 4
+	})
+	m.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ap := m.nodes[2]
+	if err := ap.Set(ctx, "k", []byte("old"), WithAck(All)); err != nil {
+		t.Fatal(err)
+	}
+	m.net.Isolate("us")
+	if err := ap.Delete(ctx, "k", WithAck(Quorum)); err != nil {
+		t.Fatalf("Quorum delete with us cut off: %v", err)
+	}
+	time.Sleep(horizon + 200*time.Millisecond) // the tombstones are past the horizon
+	m.stop(1)
+	eu := m.start(1) // empty; refills from ap (us is still cut off)
+	waitUntil(t, "eu synced from ap", func() bool {
+		for _, o := range eu.Stats().Origins {
+			if o.Region == "ap" && o.FullSyncs > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	m.net.HealAll() // eu now refills from us too
+	waitUntil(t, "eu synced from us", func() bool {
+		for _, o := range eu.Stats().Origins {
+			if o.Region == "us" && o.FullSyncs > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(horizon) // anti-entropy rounds
+	for i, n := range m.nodes {
+		if v, err := n.Get("k"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s serves %q, %v: the deleted value is back", m.names[i], v, err)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestLatencyVisibility: with 20ms one-way latency, a write is visible in
 // another region about one one-way delay after it is acknowledged locally.
 func TestLatencyVisibility(t *testing.T) {

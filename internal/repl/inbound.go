@@ -306,6 +306,10 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	if o.gen != gen {
 		return errSuperseded
 	}
+	// The sender's ghosts first: a version another peer's snapshot brings
+	// after this point is refused if the sender's table covers it, and one
+	// that came before is dropped below.
+	r.cfg.Store.MergeGhosts(ghosts)
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
 		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
 			return true

@@ -61,6 +61,51 @@ func (s *Store) Ghosts() []uint64 {
 	return out
 }
 
+// MergeGhosts raises this store's ghost slots to cover everything another
+// node's ghost table (as Ghosts returns it, sent with a full sync) covers:
+// afterwards a write the sender's table would refuse is refused here too.
+// A table of another size is folded conservatively (each slot here takes
+// the largest of the sender's slots its keys may map to); an empty or
+// malformed table is ignored. It reports whether it merged.
+//
+// Why: a node refilling from several peers must not take from one of them
+// a version that another's ghost table says was superseded — the first
+// peer may have been cut off while the write that superseded it was made,
+// and the second, having dropped that write's tombstone past the horizon,
+// has only the ghost left to say so.
+func (s *Store) MergeGhosts(ghosts []uint64) bool {
+	m, n := len(ghosts), len(s.ghosts.slots)
+	if m == 0 || m&(m-1) != 0 {
+		return false
+	}
+	raise := func(j int, v uint64) {
+		if v != 0 {
+			s.ghosts.raise(j, v)
+		}
+	}
+	if m >= n {
+		for i, v := range ghosts {
+			raise(i&(n-1), v)
+		}
+	} else {
+		for j := range n {
+			raise(j, ghosts[j&(m-1)])
+		}
+	}
+	return true
+}
+
+// raise raises slot j to at least v.
+func (g *ghostTable) raise(j int, v uint64) {
+	p := &g.slots[j]
+	for {
+		old := p.Load()
+		if old >= v || p.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
 // record raises key's slot to at least ts.
 func (g *ghostTable) record(key string, ts hlc.Timestamp) {
 	p := g.slot(key)

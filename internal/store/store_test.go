@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -627,4 +628,32 @@ func TestClockNeverGoesBack(t *testing.T) {
 	if _, ok := s.Tombstone("b"); !ok {
 		t.Fatal("the already expired Set left no tombstone")
 	}
+}
+
+// TestMergeGhosts: after merging another node's ghost table, a write that
+// table covers is refused here too, whatever the two tables' sizes; an
+// empty or malformed table merges nothing.
+func TestMergeGhosts(t *testing.T) {
+	for _, senderSlots := range []int{1, 256, 1024, 4096} {
+		t.Run(strconv.Itoa(senderSlots), func(t *testing.T) {
+			clock := testkit.NewClock(epoch)
+			cfg := testConfig(clock) // 1024 ghost slots
+			sender := open(t, func() Config { c := cfg; c.GhostSlots = senderSlots; c.MaxEntries = 1; return c }())
+			apply(t, sender, set("k", "v", v(5)), Applied)
+			apply(t, sender, set("other", "x", v(6)), Applied) // evicts k: ghost 5
+			s := open(t, cfg)
+			if !s.MergeGhosts(sender.Ghosts()) {
+				t.Fatal("MergeGhosts refused a well-formed table")
+			}
+			apply(t, s, set("k", "old", v(4)), Refused)
+			apply(t, s, set("k", "new", v(7)), Applied)
+		})
+	}
+	s, _ := newStore(t)
+	for _, bad := range [][]uint64{nil, {1, 2, 3}} {
+		if s.MergeGhosts(bad) {
+			t.Errorf("MergeGhosts(%v) merged", bad)
+		}
+	}
+	apply(t, s, set("k", "v", v(1)), Applied)
 }
