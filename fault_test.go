@@ -295,17 +295,10 @@ func TestExpiredQuorumWriteReachesRegionThatMissedIt(t *testing.T) {
 		t.Fatalf("ap: %q, %v; want v2", v, err)
 	}
 	time.Sleep(ttl)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v, err := us.Get("k")
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("us still serves %q, %v after the newer write expired everywhere else", v, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, "us no longer serves the value the expired write replaced", func() bool {
+		_, err := us.Get("k")
+		return errors.Is(err, ErrNotFound)
+	})
 	if _, err := ap.Get("k"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ap after expiry: %v", err)
 	}
@@ -339,17 +332,10 @@ func TestPartitionLongerThanHorizon(t *testing.T) {
 	}
 	time.Sleep(horizon + 200*time.Millisecond)
 	m.net.HealAll()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitUntil(t, "ap no longer serves the value deleted while it was away longer than the horizon", func() bool {
 		_, err := ap.Get("k")
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ap still serves the value deleted while it was away longer than the horizon: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.Is(err, ErrNotFound)
+	})
 	time.Sleep(3 * horizon / 4) // an anti-entropy round more: nothing brings it back
 	for i, n := range []*Node{eu, ap} {
 		if v, err := n.Get("k"); !errors.Is(err, ErrNotFound) {
