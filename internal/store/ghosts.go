@@ -78,18 +78,13 @@ func (s *Store) MergeGhosts(ghosts []uint64) bool {
 	if m == 0 || m&(m-1) != 0 {
 		return false
 	}
-	raise := func(j int, v uint64) {
-		if v != 0 {
-			s.ghosts.raise(j, v)
-		}
-	}
 	if m >= n {
 		for i, v := range ghosts {
-			raise(i&(n-1), v)
+			s.ghosts.raise(i&(n-1), v)
 		}
 	} else {
 		for j := range n {
-			raise(j, ghosts[j&(m-1)])
+			s.ghosts.raise(j, ghosts[j&(m-1)])
 		}
 	}
 	return true
@@ -108,13 +103,7 @@ func (g *ghostTable) raise(j int, v uint64) {
 
 // record raises key's slot to at least ts.
 func (g *ghostTable) record(key string, ts hlc.Timestamp) {
-	p := g.slot(key)
-	for {
-		old := p.Load()
-		if old >= uint64(ts) || p.CompareAndSwap(old, uint64(ts)) {
-			return
-		}
-	}
+	g.raise(int(ghostHash(key)&g.mask), uint64(ts))
 }
 
 // covers reports whether a version of key with HLC ts may be older than (or
