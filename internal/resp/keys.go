@@ -195,21 +195,32 @@ func parseStrOpts(args [][]byte, isSet bool) (o strOpts, ok bool) {
 	return o, true
 }
 
+// strOptsAndExpiry parses the options of SET (isSet) or GETEX and the
+// absolute expiry they ask for (0: none), answering the error itself when
+// they are bad.
+func (c *conn) strOptsAndExpiry(args [][]byte, isSet bool, cmd string) (strOpts, int64, bool) {
+	o, ok := parseStrOpts(args, isSet)
+	if !ok {
+		c.replyError(errSyntax)
+		return o, 0, false
+	}
+	var at int64
+	if o.expKind != 0 {
+		if at, ok = c.expiryOf(o.expArg, o.expKind, cmd); !ok {
+			return o, 0, false
+		}
+	}
+	return o, at, true
+}
+
 func cmdSet(c *conn, args [][]byte) {
 	if len(args) == 3 {
 		c.set(args[1], args[2], 0)
 		return
 	}
-	o, ok := parseStrOpts(args[3:], true)
+	o, at, ok := c.strOptsAndExpiry(args[3:], true, "set")
 	if !ok {
-		c.replyError(errSyntax)
 		return
-	}
-	var at int64
-	if o.expKind != 0 {
-		if at, ok = c.expiryOf(o.expArg, o.expKind, "set"); !ok {
-			return
-		}
 	}
 	if !o.nx && !o.xx && !o.get && !o.keepTTL {
 		c.set(args[1], args[2], at)
@@ -324,16 +335,9 @@ func cmdGetdel(c *conn, args [][]byte) {
 }
 
 func cmdGetex(c *conn, args [][]byte) {
-	o, ok := parseStrOpts(args[2:], false)
+	o, at, ok := c.strOptsAndExpiry(args[2:], false, "getex")
 	if !ok {
-		c.replyError(errSyntax)
 		return
-	}
-	var at int64
-	if o.expKind != 0 {
-		if at, ok = c.expiryOf(o.expArg, o.expKind, "getex"); !ok {
-			return
-		}
 	}
 	if at == 0 && !o.persist {
 		cmdGet(c, args)
