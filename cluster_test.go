@@ -90,7 +90,7 @@ func dump(n *Node, keys []string) []string {
 // converged waits until every running node holds the same entries for keys.
 func (c *cluster) converged(keys []string) {
 	c.t.Helper()
-	eventually(c.t, "convergence", func() bool {
+	testkit.Eventually(c.t, "convergence", func() bool {
 		var first []string
 		for i, n := range c.nodes {
 			if n == nil {
@@ -157,7 +157,7 @@ func TestRestartRefills(t *testing.T) {
 	c.converged(keys)
 	c.stop(1)
 	c.start(1)
-	eventually(t, "refill", func() bool { return len(dump(c.nodes[1], keys)) == len(keys) })
+	testkit.Eventually(t, "refill", func() bool { return len(dump(c.nodes[1], keys)) == len(keys) })
 	if err := c.nodes[1].Set(context.Background(), "after", []byte("restart"), WithAck(All)); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestLogOverflowFullSync(t *testing.T) {
 		t.Fatalf("log holds %d bytes; bound is %d", st.LogBytes, 16<<10)
 	}
 	c.start(1)
-	eventually(t, "full sync and catch-up", func() bool {
+	testkit.Eventually(t, "full sync and catch-up", func() bool {
 		st := c.nodes[0].Stats()
 		return len(st.Peers) == 1 && st.Peers[0].FullSyncs > 0 && st.Peers[0].Lag == 0 && st.Peers[0].Connected
 	})
@@ -244,7 +244,7 @@ func TestClockSkewRefusesWrites(t *testing.T) {
 		}
 	})
 	c.startAll()
-	eventually(t, "the skewed node to notice", func() bool {
+	testkit.Eventually(t, "the skewed node to notice", func() bool {
 		err := c.nodes[2].Set(context.Background(), "x", []byte("y"))
 		return errors.Is(err, ErrClockSkew)
 	})

@@ -295,7 +295,7 @@ func TestExpiredQuorumWriteReachesRegionThatMissedIt(t *testing.T) {
 		t.Fatalf("ap: %q, %v; want v2", v, err)
 	}
 	time.Sleep(ttl)
-	waitUntil(t, "us no longer serves the value the expired write replaced", func() bool {
+	testkit.Eventually(t, "us no longer serves the value the expired write replaced", func() bool {
 		_, err := us.Get("k")
 		return errors.Is(err, ErrNotFound)
 	})
@@ -304,18 +304,27 @@ func TestExpiredQuorumWriteReachesRegionThatMissedIt(t *testing.T) {
 	}
 }
 
+// horizon is the short tombstone horizon of newHorizonCluster.
+const horizon = 600 * time.Millisecond
+
+// newHorizonCluster starts us, eu and ap with a short tombstone horizon and
+// anti-entropy at a quarter of it.
+func newHorizonCluster(t *testing.T) *memCluster {
+	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
+		c.TombstoneHorizon = horizon
+		c.AntiEntropyInterval = horizon / 4
+	})
+	m.startAll()
+	return m
+}
+
 // TestPartitionLongerThanHorizon: ap is cut off while us deletes a key and
 // dies, and stays away longer than the tombstone horizon, so no tombstone
 // of the delete is left anywhere when it returns (eu keeps only a ghost).
 // ap must not keep serving the deleted value (I3): a link away longer than
 // the horizon comes back with a full sync, whose drop rule removes it.
 func TestPartitionLongerThanHorizon(t *testing.T) {
-	const horizon = 600 * time.Millisecond
-	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
-		c.TombstoneHorizon = horizon
-		c.AntiEntropyInterval = horizon / 4
-	})
-	m.startAll()
+	m := newHorizonCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	us, eu, ap := m.nodes[0], m.nodes[1], m.nodes[2]
@@ -332,7 +341,7 @@ func TestPartitionLongerThanHorizon(t *testing.T) {
 	}
 	time.Sleep(horizon + 200*time.Millisecond)
 	m.net.HealAll()
-	waitUntil(t, "ap no longer serves the value deleted while it was away longer than the horizon", func() bool {
+	testkit.Eventually(t, "ap no longer serves the value deleted while it was away longer than the horizon", func() bool {
 		_, err := ap.Get("k")
 		return errors.Is(err, ErrNotFound)
 	})
@@ -358,12 +367,7 @@ func TestPartitionLongerThanHorizon(t *testing.T) {
 // snapshot offers the deleted value. eu must refuse it: the ghost table it
 // received with ap's snapshot covers it (merged into its own).
 func TestRefillIgnoresStaleRegion(t *testing.T) {
-	const horizon = 600 * time.Millisecond
-	m := newMemCluster(t, []string{"us", "eu", "ap"}, time.Millisecond, func(_ int, c *Config) {
-		c.TombstoneHorizon = horizon
-		c.AntiEntropyInterval = horizon / 4
-	})
-	m.startAll()
+	m := newHorizonCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ap := m.nodes[2]
@@ -377,39 +381,24 @@ func TestRefillIgnoresStaleRegion(t *testing.T) {
 	time.Sleep(horizon + 200*time.Millisecond) // the tombstones are past the horizon
 	m.stop(1)
 	eu := m.start(1) // empty; refills from ap (us is still cut off)
-	waitUntil(t, "eu synced from ap", func() bool {
-		for _, o := range eu.Stats().Origins {
-			if o.Region == "ap" && o.FullSyncs > 0 {
-				return true
+	syncedFrom := func(region string) func() bool {
+		return func() bool {
+			for _, o := range eu.Stats().Origins {
+				if o.Region == region && o.FullSyncs > 0 {
+					return true
+				}
 			}
+			return false
 		}
-		return false
-	})
+	}
+	testkit.Eventually(t, "eu synced from ap", syncedFrom("ap"))
 	m.net.HealAll() // eu now refills from us too
-	waitUntil(t, "eu synced from us", func() bool {
-		for _, o := range eu.Stats().Origins {
-			if o.Region == "us" && o.FullSyncs > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	testkit.Eventually(t, "eu synced from us", syncedFrom("us"))
 	time.Sleep(horizon) // anti-entropy rounds
 	for i, n := range m.nodes {
 		if v, err := n.Get("k"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s serves %q, %v: the deleted value is back", m.names[i], v, err)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -420,7 +409,7 @@ func TestLatencyVisibility(t *testing.T) {
 	m := newMemCluster(t, []string{"us", "eu"}, oneWay, nil)
 	m.startAll()
 	us, eu := m.nodes[0], m.nodes[1]
-	eventually(t, "link up", func() bool {
+	testkit.Eventually(t, "link up", func() bool {
 		st := us.Stats()
 		return len(st.Peers) == 1 && st.Peers[0].Connected
 	})
@@ -460,7 +449,7 @@ func TestAsymmetricDelayIsNotClockSkew(t *testing.T) {
 	m.net.SetLatency("us", "eu", 300*time.Millisecond) // eu->us stays 0
 	m.startAll()
 	us := m.nodes[0]
-	eventually(t, "a round trip measured", func() bool {
+	testkit.Eventually(t, "a round trip measured", func() bool {
 		st := us.Stats()
 		return len(st.Peers) == 1 && st.Peers[0].RTT > 250*time.Millisecond
 	})

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 // freeAddrs reserves n loopback addresses.
@@ -49,17 +51,6 @@ func openCluster(t *testing.T, regions ...string) []*Node {
 	return nodes
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestReplicationOverTCP(t *testing.T) {
 	nodes := openCluster(t, "us-east", "eu-west", "ap-south")
 	ctx := context.Background()
@@ -67,7 +58,7 @@ func TestReplicationOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
-		eventually(t, fmt.Sprintf("node %d to see the write", i), func() bool {
+		testkit.Eventually(t, fmt.Sprintf("node %d to see the write", i), func() bool {
 			v, err := n.Get("greeting")
 			return err == nil && string(v) == "hello"
 		})

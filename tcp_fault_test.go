@@ -10,6 +10,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/geocache/geocache/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -120,7 +121,7 @@ func TestTCPThroughProxies(t *testing.T) {
 	}
 	us, eu, ap := p.nodes[0], p.nodes[1], p.nodes[2]
 	ctx := context.Background()
-	eventually(t, "links up", func() bool {
+	testkit.Eventually(t, "links up", func() bool {
 		for _, n := range p.nodes {
 			for _, ps := range n.Stats().Peers {
 				if !ps.Connected {
@@ -134,7 +135,7 @@ func TestTCPThroughProxies(t *testing.T) {
 	if err := us.Set(ctx, "a", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eu to see a", func() bool { _, err := eu.Get("a"); return err == nil })
+	testkit.Eventually(t, "eu to see a", func() bool { _, err := eu.Get("a"); return err == nil })
 	if took := time.Since(start); took < oneWay {
 		t.Errorf("visible in eu after %v, under the %v one-way latency", took, oneWay)
 	} else {
@@ -148,7 +149,7 @@ func TestTCPThroughProxies(t *testing.T) {
 	if took := time.Since(start); took < 2*oneWay {
 		t.Errorf("All acknowledged after %v, under a round trip", took)
 	}
-	eventually(t, "a ping to measure the RTT", func() bool { return us.Stats().Peers[0].RTT > 0 })
+	testkit.Eventually(t, "a ping to measure the RTT", func() bool { return us.Stats().Peers[0].RTT > 0 })
 	if rtt := us.Stats().Peers[0].RTT; rtt < 2*oneWay {
 		t.Errorf("measured RTT %v, under twice the one-way latency", rtt)
 	}
@@ -170,7 +171,7 @@ func TestTCPThroughProxies(t *testing.T) {
 	}
 	p.heal()
 	start = time.Now()
-	eventually(t, "convergence after heal", func() bool {
+	testkit.Eventually(t, "convergence after heal", func() bool {
 		a, b, c := dump(us, append(keys, "a", "b")), dump(eu, append(keys, "a", "b")), dump(ap, append(keys, "a", "b"))
 		return fmt.Sprint(a) == fmt.Sprint(b) && fmt.Sprint(b) == fmt.Sprint(c)
 	})

@@ -236,11 +236,11 @@ func TestPeerAndOriginMetrics(t *testing.T) {
 	euAdmin := newServer(t, admin.Config{Node: eu})
 	usAdmin := newServer(t, admin.Config{Node: us})
 
-	waitFor(t, "eu's link to us connected", func() bool {
+	testkit.Eventually(t, "eu's link to us connected", func() bool {
 		c, _ := value(scrape(t, euAdmin.Handler()), "geocache_peer_connected", "peer", "us", "region", "us")
 		return c == 1
 	})
-	waitFor(t, "us applied eu's write", func() bool {
+	testkit.Eventually(t, "us applied eu's write", func() bool {
 		mfs := scrape(t, usAdmin.Handler())
 		ops, _ := value(mfs, "geocache_origin_ops_total", "origin", "eu-1", "region", "eu")
 		seq, _ := value(mfs, "geocache_origin_applied_seq", "origin", "eu-1", "region", "eu")
@@ -272,24 +272,12 @@ func TestPeerAndOriginMetrics(t *testing.T) {
 	}
 	mem.Isolate("us")
 	mem.Reset("eu", "us")
-	waitFor(t, "eu sees its link to us down", func() bool {
+	testkit.Eventually(t, "eu sees its link to us down", func() bool {
 		_, body := get(t, euAdmin.Handler(), http.MethodGet, "/readyz")
 		return strings.Contains(body, "peer us region us down")
 	})
 	if code, body := get(t, euAdmin.Handler(), http.MethodGet, "/readyz"); code != 200 || !strings.HasPrefix(body, "ready\n") {
 		t.Errorf("/readyz with a peer down must stay ready: %d\n%s", code, body)
-	}
-}
-
-// waitFor polls cond (replication is asynchronous) and fails after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -254,16 +254,4 @@ func (r *rawConn) do(args ...string) string {
 	return r.reply()
 }
 
-// eventually polls cond every 5 ms for up to 10 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 var bg = context.Background()

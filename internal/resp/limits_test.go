@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
@@ -62,7 +63,7 @@ func TestMaxClients(t *testing.T) {
 		t.Errorf("stats %+v; want 1 rejected, 2 clients, 2 connections", st)
 	}
 	a.nc.Close()
-	eventually(t, "a slot to free up", func() bool { return s.Stats().Clients == 1 })
+	testkit.Eventually(t, "a slot to free up", func() bool { return s.Stats().Clients == 1 })
 	healthy(t, addr)
 	if got := b.do("INFO", "stats"); !strings.Contains(got, `rejected_connections:1\r\n`) {
 		t.Errorf("INFO stats: %s", got)

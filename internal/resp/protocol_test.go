@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geocache/geocache/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -172,7 +173,7 @@ func TestBadInput(t *testing.T) {
 	if got := r.do("PING"); got != "+PONG" {
 		t.Errorf("PING after an unknown inline command: %s", got)
 	}
-	eventually(t, "the bad clients to be gone", func() bool { return s.Stats().Clients == 2 })
+	testkit.Eventually(t, "the bad clients to be gone", func() bool { return s.Stats().Clients == 2 })
 }
 
 // TestRandomBytes feeds seeded random bytes — noise, and noise spliced into
@@ -216,7 +217,7 @@ func TestRandomBytes(t *testing.T) {
 		t.Fatalf("data after random input: %s (seed %d)", got, seed)
 	}
 	healthy(t, addr)
-	eventually(t, "the random clients to be gone", func() bool { return s.Stats().Clients == 1 })
+	testkit.Eventually(t, "the random clients to be gone", func() bool { return s.Stats().Clients == 1 })
 }
 
 func readUntilClosed(nc net.Conn) ([]byte, error) {
@@ -233,9 +234,9 @@ func TestWaitClientGone(t *testing.T) {
 	r := dialRaw(t, addr)
 	r.send(cmd("SET", "k", "v") + cmd("WAIT", "5", "0") + cmd("PING"))
 	r.expect("+OK\r\n")
-	eventually(t, "the client to block", func() bool { return s.blocked.Load() == 1 })
+	testkit.Eventually(t, "the client to block", func() bool { return s.blocked.Load() == 1 })
 	r.nc.Close()
-	eventually(t, "the blocked client to be dropped", func() bool { return s.Stats().Clients == 0 && s.blocked.Load() == 0 })
+	testkit.Eventually(t, "the blocked client to be dropped", func() bool { return s.Stats().Clients == 0 && s.blocked.Load() == 0 })
 }
 
 // TestWaitKeepsPipelinedCommands: commands sent behind a blocking WAIT run
@@ -264,7 +265,7 @@ func TestCloseUnblocksClients(t *testing.T) {
 	if idle.do("PING") != "+PONG" {
 		t.Fatal("PING")
 	}
-	eventually(t, "the client to block", func() bool { return s.blocked.Load() == 1 })
+	testkit.Eventually(t, "the client to block", func() bool { return s.blocked.Load() == 1 })
 	done := make(chan struct{})
 	go func() { s.Close(); close(done) }()
 	select {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -62,7 +63,7 @@ func twoRegions(t *testing.T) (us, eu *geocache.Node, cus, ceu *redis.Client) {
 func linksUp(t *testing.T, nodes []*geocache.Node) {
 	t.Helper()
 	for _, n := range nodes {
-		eventually(t, "links up", func() bool {
+		testkit.Eventually(t, "links up", func() bool {
 			st := n.Stats()
 			for _, p := range st.Peers {
 				if !p.Connected || p.Region == "" {
@@ -79,7 +80,7 @@ func TestReplicationThroughRESP(t *testing.T) {
 	if err := cus.Set(bg, "greeting", "hello", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eu to see us's write", func() bool { return ceu.Get(bg, "greeting").Val() == "hello" })
+	testkit.Eventually(t, "eu to see us's write", func() bool { return ceu.Get(bg, "greeting").Val() == "hello" })
 	vus := cus.Do(bg, "GEOCACHE", "VERSION", "greeting").Val()
 	veu := ceu.Do(bg, "GEOCACHE", "VERSION", "greeting").Val()
 	if vus == nil || len(vus.([]any)) != 3 || vus.([]any)[1] != int64(1) {
@@ -91,13 +92,13 @@ func TestReplicationThroughRESP(t *testing.T) {
 	if err := ceu.Del(bg, "greeting").Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "us to see eu's delete", func() bool { return errors.Is(cus.Get(bg, "greeting").Err(), redis.Nil) })
+	testkit.Eventually(t, "us to see eu's delete", func() bool { return errors.Is(cus.Get(bg, "greeting").Err(), redis.Nil) })
 
 	// SET ... EX replicates its absolute expiry.
 	if err := cus.Set(bg, "ttl", "v", time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eu to see the expiring write", func() bool { return ceu.Exists(bg, "ttl").Val() == 1 })
+	testkit.Eventually(t, "eu to see the expiring write", func() bool { return ceu.Exists(bg, "ttl").Val() == 1 })
 	if a, b := cus.Do(bg, "GEOCACHE", "VERSION", "ttl").Val(), ceu.Do(bg, "GEOCACHE", "VERSION", "ttl").Val(); !equalAny(a, b) {
 		t.Errorf("versions of an expiring key differ: us %v, eu %v", a, b)
 	}
@@ -220,7 +221,7 @@ func TestWaitCountsRegions(t *testing.T) {
 func TestAckTimeout(t *testing.T) {
 	us, eu, cus, _ := twoRegions(t)
 	eu.Close()
-	eventually(t, "us to see eu down", func() bool { return !us.Stats().Peers[0].Connected })
+	testkit.Eventually(t, "us to see eu down", func() bool { return !us.Stats().Peers[0].Connected })
 	conn := cus.Conn()
 	defer conn.Close()
 	if err := conn.Do(bg, "GEOCACHE", "ACK", "ALL", "150").Err(); err != nil {

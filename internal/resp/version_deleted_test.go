@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -75,11 +76,11 @@ func TestVersionOfReplicatedDelete(t *testing.T) {
 	if err := cus.Set(bg, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eu to see the write", func() bool { return ceu.Get(bg, "k").Val() == "v" })
+	testkit.Eventually(t, "eu to see the write", func() bool { return ceu.Get(bg, "k").Val() == "v" })
 	if err := ceu.Del(bg, "k").Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "us to see the delete", func() bool { return errors.Is(cus.Get(bg, "k").Err(), redis.Nil) })
+	testkit.Eventually(t, "us to see the delete", func() bool { return errors.Is(cus.Get(bg, "k").Err(), redis.Nil) })
 	vus, err := cus.Do(bg, "GEOCACHE", "VERSION", "k").Slice()
 	if err != nil {
 		t.Fatal(err)

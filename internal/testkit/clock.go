@@ -1,6 +1,7 @@
 // Package testkit holds test helpers shared by geocache's packages: a manual
-// clock, and an in-memory network with user-space fault injection
-// (latency, one-way cuts, resets) for multi-node tests in one process.
+// clock, an in-memory network with user-space fault injection (latency,
+// one-way cuts, resets) for multi-node tests in one process, and
+// Eventually for conditions that become true asynchronously.
 package testkit
 
 import (
