@@ -139,7 +139,7 @@ func (r *rawConn) send(s string) {
 // expect reads exactly len(want) bytes and compares them.
 func (r *rawConn) expect(want string) {
 	r.t.Helper()
-	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.nc.SetReadDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
 	got := make([]byte, len(want))
 	n, err := io.ReadFull(r.br, got)
 	if err != nil || string(got) != want {
@@ -151,7 +151,7 @@ func (r *rawConn) expect(want string) {
 // came before the close.
 func (r *rawConn) expectClosed(want string) {
 	r.t.Helper()
-	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.nc.SetReadDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
 	got, err := io.ReadAll(r.br)
 	if err != nil && !isReset(err) {
 		r.t.Fatalf("read until close: %q, %v; want %q then EOF", got, err, want)
@@ -169,7 +169,7 @@ func isReset(err error) bool {
 // :1, "bulk", nil, [a b], {k: v}.
 func (r *rawConn) reply() string {
 	r.t.Helper()
-	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.nc.SetReadDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
 	s, err := readReply(r.br)
 	if err != nil {
 		r.t.Fatalf("read reply: %v", err)

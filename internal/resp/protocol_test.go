@@ -381,3 +381,51 @@ func TestClientInfoAndList(t *testing.T) {
 		t.Errorf("CLIENT LIST: %s", list)
 	}
 }
+
+// TestManyArgumentsAnsweredInOrder pins the bug where a command of 1,707 or
+// more arguments was dropped unanswered (the reader let go of its argument
+// slice before returning it), so that every later reply of a pipeline
+// answered the wrong command. Each size is sent in a pipeline between two
+// commands whose replies must follow the big command's own, in order.
+func TestManyArgumentsAnsweredInOrder(t *testing.T) {
+	const limit = 200_000
+	_, addr := startServer(t, Config{MaxArgs: limit})
+	r := dialRaw(t, addr)
+	for _, n := range []int{1706, 1707, 2049, 100_000, limit - 1} {
+		pairs := n / 2 // MSET k v ... takes 1 + 2 × pairs arguments
+		args := make([]string, 0, 1+2*pairs)
+		args = append(args, "MSET")
+		for i := range pairs {
+			args = append(args, "k"+strconv.Itoa(i), "v"+strconv.Itoa(n))
+		}
+		exists := make([]string, 0, n)
+		exists = append(exists, "EXISTS")
+		for i := range n - 1 {
+			exists = append(exists, "k"+strconv.Itoa(i%(pairs+1)))
+		}
+		req := cmd(args...) + cmd("GET", "k1") + cmd("PING") + cmd(exists...) + cmd("ECHO", "last")
+		go func() { r.nc.Write([]byte(req)) }()
+		want := "+OK\r\n" + // MSET
+			"$" + strconv.Itoa(len("v"+strconv.Itoa(n))) + "\r\nv" + strconv.Itoa(n) + "\r\n" + // GET k1
+			"+PONG\r\n" +
+			":" + strconv.Itoa(n-1-(n-1)/(pairs+1)) + "\r\n" + // EXISTS counts every present key it names; k<pairs> is absent
+			"$4\r\nlast\r\n"
+		r.expect(want)
+	}
+}
+
+// TestArgumentLimitIsExact: a command of exactly MaxArgs arguments is
+// served; one more is refused with the protocol error.
+func TestArgumentLimitIsExact(t *testing.T) {
+	const limit = 3000
+	_, addr := startServer(t, Config{MaxArgs: limit})
+	r := dialRaw(t, addr)
+	args := []string{"DEL"}
+	for i := range limit - 1 {
+		args = append(args, "x"+strconv.Itoa(i))
+	}
+	r.send(cmd(args...) + cmd("PING"))
+	r.expect(":0\r\n+PONG\r\n")
+	r.send(cmd(append(args, "one-more")...))
+	r.expectClosed("-ERR Protocol error: too many arguments: 3001 (limit 3000)\r\n")
+}

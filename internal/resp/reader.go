@@ -154,9 +154,13 @@ func (r *reader) next(b []byte, limit int) (args [][]byte, n int, err error) {
 	for i := 0; i < len(r.offs); i += 2 {
 		r.argv = append(r.argv, b[r.offs[i]:r.offs[i+1]:r.offs[i+1]])
 	}
-	n = r.pos
+	// Take the result before reset: reset may let go of an argv grown past
+	// the working size, and must not take this command's arguments with it
+	// (it once did, for 1,707 arguments and more: the command vanished
+	// unanswered and every later reply of the pipeline was off by one).
+	args, n = r.argv, r.pos
 	r.reset()
-	return r.argv, n, nil
+	return args, n, nil
 }
 
 // need returns how many bytes from the command's start the reader needs
