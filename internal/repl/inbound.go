@@ -168,6 +168,9 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			if f.Origin != h.NodeID || snap == nil {
 				return fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
 			}
+			if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
+				return fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+			}
 			if err := r.finishSnapshot(o, gen, snap, f.Ghosts); err != nil {
 				return err
 			}
@@ -294,22 +297,26 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 
 // finishSnapshot drops what the snapshot cannot vouch for: an entry the
 // snapshot did not contain, not newer than the snapshot, whose key the
-// sender's ghost table says may have had a newer version that left the
-// sender (evicted, expired, a dropped tombstone). Such an entry may have
-// been overwritten or deleted by a write this node missed and the sender no
-// longer holds. Entries the sender simply never had (written elsewhere and
-// not yet arrived there) are kept. Dropping costs a miss, never
-// correctness (I2); without a ghost table every unvouched entry goes.
+// sender's tombstone ghosts say a delete or an expiry may have superseded
+// (its exact tombstone is gone from the sender, past the horizon or over
+// the bound). Such an entry may have been deleted by a write this node
+// missed, and nothing else would ever tell it so (I3). An entry the
+// sender does not hold for any other reason is kept: written elsewhere
+// and not arrived there yet, or evicted or flushed there — eviction and
+// FLUSHALL are local, and a refilling node takes every live entry some
+// peer holds unless a delete or expiry supersedes it. Dropping costs a
+// miss, never a stale hit (I2). The frame's handler refuses a malformed
+// table before this runs.
 func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotState, ghosts []uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != gen {
 		return errSuperseded
 	}
-	// The sender's ghosts first: a version another peer's snapshot brings
-	// after this point is refused if the sender's table covers it, and one
-	// that came before is dropped below.
-	r.cfg.Store.MergeGhosts(ghosts)
+	// The sender's tombstone ghosts first: a version another peer's
+	// snapshot brings after this point is refused if the sender's table
+	// covers it, and one that came before is dropped below.
+	r.cfg.Store.MergeTombstoneGhosts(ghosts)
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
 		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
 			return true

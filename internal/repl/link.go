@@ -283,9 +283,10 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The ghost table, read after the walk, covers every version that left
-	// this store before or during it.
-	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID, Ghosts: r.cfg.Store.Ghosts()}); err != nil {
+	// The tombstone-ghost table, read after the walk, covers every delete
+	// and expiry whose tombstone left this store before or during it. The
+	// ghosts of evictions and flushes stay here: they are local.
+	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID, Ghosts: r.cfg.Store.TombstoneGhosts()}); err != nil {
 		return 0, err
 	}
 	l.mu.Lock()

@@ -52,17 +52,18 @@ type Config struct {
 
 	// MaxTombstones bounds each of the two tombstone tables: deletes, and
 	// expiries. When one is full, its oldest tombstone (by the time its
-	// horizon started) moves to the ghost table. 0 means
+	// horizon started) moves to the tombstone-ghost table. 0 means
 	// DefaultMaxTombstones.
 	MaxTombstones int
 
 	// TombstoneHorizon is how long a tombstone is kept: one whose start (its
 	// version's wall time for a delete, the expiry time for an expiry) is
-	// older than this (by Clock) moves to the ghost table. 0 means
+	// older than this (by Clock) moves to the tombstone-ghost table. 0 means
 	// DefaultTombstoneHorizon.
 	TombstoneHorizon time.Duration
 
-	// GhostSlots is the size of the ghost table, a power of two. 0 means
+	// GhostSlots is the size of each of the two ghost tables (local and
+	// tombstone), a power of two. 0 means
 	// DefaultGhostSlots. Each slot costs 8 bytes; fewer slots refuse more
 	// legitimate writes of keys that share a slot with a departed key.
 	GhostSlots int

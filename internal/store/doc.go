@@ -31,12 +31,18 @@
 // expires leaves a tombstone of its version, not just a ghost, so that
 // anti-entropy and full syncs can remove an older version another region
 // still holds. Every version that leaves the store without an exact record
-// taking its place (an evicted entry, a dropped tombstone, an entry removed
-// by DropUnvouched, Purge or a too-large write) goes to the ghost table: a fixed array of slots indexed by a hash of the
-// key, each holding the largest HLC that left for any key hashing there. An
-// op for a key with neither a live entry nor a tombstone is Refused if its
-// HLC is not above the key's slot. Keys share slots, so this may refuse a
-// legitimate write (a miss), never admit an older one.
+// taking its place goes to a ghost table: a fixed array of slots indexed by
+// a hash of the key, each holding the largest HLC that left for any key
+// hashing there. There are two. Local departures (an evicted entry, an
+// entry removed by DropUnvouched, Purge or a too-large write) go to the
+// local ghosts, which never leave the node: eviction and flushes are
+// local. Dropped tombstones (deletes and expiries past the horizon, over
+// the bound, or purged) go to the tombstone ghosts, which travel with full
+// syncs (TombstoneGhosts, MergeTombstoneGhosts), since they record that a
+// write superseded what they cover. An op for a key with neither a live
+// entry nor a tombstone is Refused if its HLC is not above the key's slot
+// in either table. Keys share slots, so this may refuse a legitimate write
+// (a miss), never admit an older one.
 //
 // # Locks
 //

@@ -7,10 +7,13 @@ import (
 )
 
 // ghostTable remembers, per hash slot, the largest HLC of any version that
-// left the store without an exact record staying behind: evicted or expired
-// entries, dropped tombstones, entries removed by DropUnvouched, Purge or a
-// too-large write. It is lossy (keys share slots) but conservative: a slot
-// only ever grows, so a write refused because of it is at worst a miss.
+// left the store without an exact record staying behind. A store has two:
+// one for local departures (evicted entries, entries removed by
+// DropUnvouched, Purge or a too-large write), which never leaves the node,
+// and one for dropped tombstones (deletes and expiries past the horizon or
+// over the bound), which travels with full syncs. It is lossy (keys share
+// slots) but conservative: a slot only ever grows, so a write refused
+// because of it is at worst a miss.
 //
 // Slots are atomics and need no lock: recording takes the max with a CAS
 // loop, and both recording and checking happen under the lock that also
@@ -40,51 +43,58 @@ func ghostHash(key string) uint64 {
 	return h
 }
 
-// GhostCovers reports whether ghosts — a ghost table as Store.Ghosts
+// GhostCovers reports whether ghosts — a table as Store.TombstoneGhosts
 // returns it, possibly another node's — says a version of key with HLC ts
-// may have been superseded by one that left that store. An empty or
-// malformed table covers everything (the caller cannot rule anything out).
+// may have been superseded by a delete or an expiry whose tombstone left
+// that store. An empty or malformed table (its size not a power of two)
+// covers nothing: a table proves supersession, and one that cannot be read
+// proves none (the caller refuses it before asking).
 func GhostCovers(ghosts []uint64, key string, ts hlc.Timestamp) bool {
 	n := uint64(len(ghosts))
 	if n == 0 || n&(n-1) != 0 {
-		return true
+		return false
 	}
 	return uint64(ts) <= ghosts[ghostHash(key)&(n-1)]
 }
 
-// Ghosts returns a copy of the ghost table, for a full sync.
-func (s *Store) Ghosts() []uint64 {
-	out := make([]uint64, len(s.ghosts.slots))
+// TombstoneGhosts returns a copy of the tombstone-ghost table (what is left
+// of deletes and expiries whose exact tombstones are gone), for a full
+// sync. The local ghosts of evictions and flushes are not in it: they say
+// nothing about the key in another region, and a peer that dropped its own
+// copy because this node evicted one would lose data only this node let go
+// of.
+func (s *Store) TombstoneGhosts() []uint64 {
+	out := make([]uint64, len(s.tombGhosts.slots))
 	for i := range out {
-		out[i] = s.ghosts.slots[i].Load()
+		out[i] = s.tombGhosts.slots[i].Load()
 	}
 	return out
 }
 
-// MergeGhosts raises this store's ghost slots to cover everything another
-// node's ghost table (as Ghosts returns it, sent with a full sync) covers:
-// afterwards a write the sender's table would refuse is refused here too.
-// A table of another size is folded conservatively (each slot here takes
-// the largest of the sender's slots its keys may map to); an empty or
-// malformed table is ignored. It reports whether it merged.
+// MergeTombstoneGhosts raises this store's tombstone-ghost slots to cover
+// everything another node's table (as TombstoneGhosts returns it, sent
+// with a full sync) covers: afterwards a write the sender's table would
+// refuse is refused here too, and this node passes the knowledge on in its
+// own full syncs. A table of another size is folded conservatively (each
+// slot here takes the largest of the sender's slots its keys may map to);
+// an empty or malformed table is ignored. It reports whether it merged.
 //
 // Why: a node refilling from several peers must not take from one of them
-// a version that another's ghost table says was superseded — the first
-// peer may have been cut off while the write that superseded it was made,
-// and the second, having dropped that write's tombstone past the horizon,
-// has only the ghost left to say so.
-func (s *Store) MergeGhosts(ghosts []uint64) bool {
-	m, n := len(ghosts), len(s.ghosts.slots)
+// a version that another says was deleted — the first peer may have been
+// cut off while the delete was made, and the second, having dropped the
+// delete's tombstone past the horizon, has only the ghost left to say so.
+func (s *Store) MergeTombstoneGhosts(ghosts []uint64) bool {
+	m, n := len(ghosts), len(s.tombGhosts.slots)
 	if m == 0 || m&(m-1) != 0 {
 		return false
 	}
 	if m >= n {
 		for i, v := range ghosts {
-			s.ghosts.raise(i&(n-1), v)
+			s.tombGhosts.raise(i&(n-1), v)
 		}
 	} else {
 		for j := range n {
-			s.ghosts.raise(j, ghosts[j&(m-1)])
+			s.tombGhosts.raise(j, ghosts[j&(m-1)])
 		}
 	}
 	return true

@@ -28,13 +28,23 @@ type item struct {
 }
 
 // Store is a versioned key-value store on the lru engine: last-writer-wins
-// by Version, tombstones for deletes and ghosts for versions that left. All
-// methods are safe for concurrent use.
+// by Version, tombstones for deletes and expiries, and ghosts for versions
+// that left without an exact record. All methods are safe for concurrent
+// use.
 type Store struct {
-	clock  lru.Clock
-	cache  *lru.Cache[string, item]
-	tombs  *tombstones
+	clock lru.Clock
+	cache *lru.Cache[string, item]
+	tombs *tombstones
+	// ghosts holds this node's local departures: evicted entries, Purge,
+	// DropUnvouched, too-large writes. They refuse late older writes here
+	// and never leave the node: that this region evicted or flushed a key
+	// says nothing about the key elsewhere.
 	ghosts *ghostTable
+	// tombGhosts holds what is left of tombstones that left the exact
+	// tables (past the horizon, over the bound, purged): knowledge that a
+	// delete or an expiry superseded the versions it covers. It refuses
+	// here too, and it travels with full syncs (TombstoneGhosts).
+	tombGhosts *ghostTable
 
 	// purging is non-zero while Purge runs, so that the eviction hook
 	// records ghosts for the engine's Deleted removals (see onEvictLocked).
@@ -51,8 +61,8 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{clock: cfg.Clock, ghosts: newGhostTable(cfg.GhostSlots)}
-	s.tombs = newTombstones(cfg.MaxTombstones, int64(cfg.TombstoneHorizon), s.ghosts)
+	s := &Store{clock: cfg.Clock, ghosts: newGhostTable(cfg.GhostSlots), tombGhosts: newGhostTable(cfg.GhostSlots)}
+	s.tombs = newTombstones(cfg.MaxTombstones, int64(cfg.TombstoneHorizon), s.tombGhosts)
 	s.cache, err = lru.New(lru.Config[string, item]{
 		MaxEntries:      cfg.MaxEntries,
 		MaxBytes:        cfg.MaxBytes,
@@ -119,8 +129,8 @@ func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
 // An op takes effect only if its version is strictly newer than the key's
 // live entry or tombstone, so applying the same ops in any order, any number
 // of times, gives the same state (as long as nothing is evicted). For a key
-// with neither, the ghost table decides: an op whose HLC is not above the
-// key's ghost slot is Refused.
+// with neither, the ghost tables decide: an op whose HLC is not above the
+// key's slot in either is Refused.
 func (s *Store) Apply(op Op) Result {
 	if op.Kind != KindSet && op.Kind != KindDelete {
 		s.counts[0][Invalid].Add(1)
@@ -220,7 +230,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 		return Applied, lru.Store // a live key has no tombstone to remove
 	}
 
-	// The key is absent: its tombstone, else its ghost, decides. Both are
+	// The key is absent: its tombstone, else its ghosts, decide. All are
 	// read under the tombstone lock, under which a dropped tombstone's ghost
 	// is recorded before the tombstone goes.
 	s.tombs.mu.Lock()
@@ -230,7 +240,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
 	switch {
 	case hasTomb && op.Version.Compare(tv) <= 0:
 		return Stale, leave
-	case !hasTomb && s.ghosts.covers(op.Key, op.Version.HLC):
+	case !hasTomb && (s.ghosts.covers(op.Key, op.Version.HLC) || s.tombGhosts.covers(op.Key, op.Version.HLC)):
 		return Refused, leave
 	case op.Kind == KindDelete:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
@@ -411,7 +421,7 @@ type Stats struct {
 	Bytes      int64 // as Bytes
 	Tombstones int   // tombstones held
 
-	TombstonesDropped uint64 // tombstones moved to the ghost table
+	TombstonesDropped uint64 // tombstones moved to the tombstone-ghost table
 	Hits, Misses      uint64 // Get and Peek
 	Evictions         uint64 // entries evicted for room
 	Expirations       uint64 // expired entries reclaimed

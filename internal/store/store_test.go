@@ -630,30 +630,74 @@ func TestClockNeverGoesBack(t *testing.T) {
 	}
 }
 
-// TestMergeGhosts: after merging another node's ghost table, a write that
-// table covers is refused here too, whatever the two tables' sizes; an
-// empty or malformed table merges nothing.
-func TestMergeGhosts(t *testing.T) {
+// TestMergeTombstoneGhosts: after merging another node's tombstone-ghost
+// table, a write that table covers is refused here too, whatever the two
+// tables' sizes; an empty or malformed table merges nothing.
+func TestMergeTombstoneGhosts(t *testing.T) {
 	for _, senderSlots := range []int{1, 256, 1024, 4096} {
 		t.Run(strconv.Itoa(senderSlots), func(t *testing.T) {
 			clock := testkit.NewClock(epoch)
 			cfg := testConfig(clock) // 1024 ghost slots
-			sender := open(t, func() Config { c := cfg; c.GhostSlots = senderSlots; c.MaxEntries = 1; return c }())
-			apply(t, sender, set("k", "v", v(5)), Applied)
-			apply(t, sender, set("other", "x", v(6)), Applied) // evicts k: ghost 5
+			sender := open(t, func() Config { c := cfg; c.GhostSlots = senderSlots; c.MaxTombstones = 1; return c }())
+			apply(t, sender, del("k", v(5)), Applied)
+			apply(t, sender, del("other", v(6)), Applied) // over the bound: k's tombstone leaves, its ghost is 5
+			if _, ok := sender.Tombstone("k"); ok {
+				t.Fatal("k's tombstone is still exact; the test needs it dropped")
+			}
 			s := open(t, cfg)
-			if !s.MergeGhosts(sender.Ghosts()) {
-				t.Fatal("MergeGhosts refused a well-formed table")
+			if !s.MergeTombstoneGhosts(sender.TombstoneGhosts()) {
+				t.Fatal("MergeTombstoneGhosts refused a well-formed table")
 			}
 			apply(t, s, set("k", "old", v(4)), Refused)
 			apply(t, s, set("k", "new", v(7)), Applied)
+			// The merged knowledge travels on in this store's own table.
+			if !GhostCovers(s.TombstoneGhosts(), "k", v(5).HLC) {
+				t.Error("the merged ghost is not in this store's TombstoneGhosts")
+			}
 		})
 	}
 	s, _ := newStore(t)
 	for _, bad := range [][]uint64{nil, {1, 2, 3}} {
-		if s.MergeGhosts(bad) {
-			t.Errorf("MergeGhosts(%v) merged", bad)
+		if s.MergeTombstoneGhosts(bad) {
+			t.Errorf("MergeTombstoneGhosts(%v) merged", bad)
+		}
+		if GhostCovers(bad, "k", 1) {
+			t.Errorf("GhostCovers(%v) covers a version: a table that cannot be read proves nothing", bad)
 		}
 	}
 	apply(t, s, set("k", "v", v(1)), Applied)
+}
+
+// TestLocalGhostsDoNotTravel pins the bug where a region's evictions and
+// FLUSHALL erased data in the others: ghosts of evicted, flushed or
+// unvouched entries refuse older writes here but are not in the table a
+// full sync sends; deletes and expiries whose tombstones left are.
+func TestLocalGhostsDoNotTravel(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	cfg := testConfig(clock)
+	cfg.MaxEntries, cfg.MaxTombstones = 2, 1
+	s := open(t, cfg)
+	apply(t, s, set("evicted", "v", v(5)), Applied)
+	apply(t, s, set("a", "v", v(6)), Applied)
+	apply(t, s, set("b", "v", v(7)), Applied) // evicts "evicted"
+	apply(t, s, set("evicted", "older", v(4)), Refused)
+	s.Purge() // flushes a and b
+	apply(t, s, set("a", "older", v(3)), Refused)
+	apply(t, s, del("deleted", v(8)), Applied)
+	apply(t, s, del("other", v(9)), Applied) // "deleted"'s tombstone leaves
+	g := s.TombstoneGhosts()
+	for _, k := range []string{"evicted", "a", "b"} {
+		if GhostCovers(g, k, v(3).HLC) {
+			t.Errorf("the travelling table covers %q, which was only evicted or flushed here", k)
+		}
+	}
+	if !GhostCovers(g, "deleted", v(8).HLC) {
+		t.Error("the travelling table does not cover a delete whose tombstone left")
+	}
+	// A receiver of the table takes the evicted and flushed keys' versions.
+	r := open(t, testConfig(clock))
+	r.MergeTombstoneGhosts(g)
+	apply(t, r, set("evicted", "v", v(5)), Applied)
+	apply(t, r, set("a", "v", v(6)), Applied)
+	apply(t, r, set("deleted", "older", v(2)), Refused)
 }

@@ -110,11 +110,13 @@ type Repair struct {
 	Ops    []Op
 }
 
-// SnapshotEnd ends the full sync of Origin. Ghosts is the sender's ghost
-// table at the end of the snapshot (a power-of-two number of slots, each the
-// largest HLC of the versions that left the sender's store for keys hashing
-// there), so the receiver can tell which of its entries the sender may have
-// superseded; empty means the sender sent none.
+// SnapshotEnd ends the full sync of Origin. Ghosts is the sender's
+// tombstone-ghost table at the end of the snapshot (a power-of-two number
+// of slots, each the largest HLC of the deletes and expiries whose exact
+// tombstones left the sender's store, for keys hashing there), so the
+// receiver can tell which of its entries a delete or an expiry may have
+// superseded. The sender's evictions and flushes are local and not in it.
+// A receiver refuses a table whose size is not a power of two.
 type SnapshotEnd struct {
 	Origin uint32
 	Ghosts []uint64
