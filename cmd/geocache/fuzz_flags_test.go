@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Fuzz targets of the configuration parsers (DESIGN I7: a bad config is
+// Fuzz targets of the configuration parsers (invariant I7 of docs/design.md: a bad config is
 // rejected with a clear error; nothing panics). Run one with, e.g.,
 //
 //	go test ./cmd/geocache -run '^$' -fuzz FuzzServeConfig -fuzztime 10m

@@ -83,7 +83,7 @@ type Config struct {
 	// that has been unreachable for longer is sent for a full sync when it
 	// comes back, whose drop rule removes what this node can no longer
 	// vouch for (deletes it missed whose tombstones are gone everywhere:
-	// DESIGN I2, I3). 0 never forces one.
+	// invariants I2 and I3 of docs/design.md). 0 never forces one.
 	TombstoneHorizon time.Duration
 
 	// Logger receives structured logs. nil discards them.

@@ -99,7 +99,7 @@
 //   - HELLO and INFO report redis_version 7.2.0, with geocache's own version
 //     and region beside it.
 //
-// # Limits (DESIGN I6, I7)
+// # Limits (invariants I6 and I7 of docs/design.md)
 //
 // Every limit has a default, and a request over one is answered with an
 // error and the connection is closed, as Redis does for protocol errors;

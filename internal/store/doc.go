@@ -21,7 +21,7 @@
 //
 // Eviction, expiry and the bounds on tombstones are local and make keys
 // absent, which is always allowed (a miss). What is never allowed is an
-// older write filling the hole (DESIGN I3).
+// older write filling the hole (invariant I3 of docs/design.md).
 //
 // # Tombstones and ghosts
 //

@@ -272,7 +272,7 @@ func TestNoResurrection(t *testing.T) {
 	}
 }
 
-// TestClassicGhost is the case of DESIGN §3: a newer write with a short TTL
+// TestClassicGhost is the classic case of docs/design.md's merge rules: a newer write with a short TTL
 // expires and is reclaimed, then an older write without TTL arrives late.
 // However the entry left, the older write is kept out: by the tombstone an
 // expired entry leaves, or by the ghost of an evicted one.

@@ -92,7 +92,7 @@ const (
 	// Refused: the key is absent and has no tombstone, but the ghost table
 	// says a version at least as new may have left the store (evicted,
 	// expired, dropped). Nothing changed. This may refuse a legitimate write,
-	// which costs a miss (DESIGN I2) but never lets an older write back in.
+	// which costs a miss (invariant I2 of docs/design.md) but never lets an older write back in.
 	Refused
 	// AlreadyExpired: a Set newer than the key's state whose ExpireAt is not
 	// after now. No value is stored; the version is remembered as a tombstone
