@@ -24,9 +24,11 @@
 // PSETEX, SETNX, GETDEL, GETEX [EX|PX|EXAT|PXAT|PERSIST], MGET, MSET, DEL,
 // UNLINK, EXISTS, TYPE, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (with Redis
 // 7's NX|XX|GT|LT: no expiry counts as an infinite TTL), TTL, PTTL,
-// PERSIST.
+// PERSIST, EXPIRETIME, PEXPIRETIME, TOUCH; GETSET, STRLEN, APPEND,
+// GETRANGE, SUBSTR, SETRANGE, GETBIT, SETBIT, BITCOUNT [start end
+// [BYTE|BIT]].
 //
-// Server: DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
+// Server: TIME, DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
 // (server, clients, memory, stats, replication, keyspace), CONFIG GET
 // pattern ..., COMMAND [COUNT | LIST | INFO | DOCS], WAIT numregions
 // timeout.
@@ -55,6 +57,9 @@
 //     with an option, the EXPIRE conditions, PERSIST) are atomic on this
 //     node (one Session.Update under the key's lock); another region may
 //     hold a concurrent write, which last-writer-wins then decides.
+//     APPEND, SETRANGE and SETBIT are such read-modify-writes too: the
+//     result travels as a whole value, so of two made at the same time in
+//     two regions only the later survives.
 //   - FLUSHALL and FLUSHDB remove the keys of THIS node only; they are not
 //     replicated (geocache's Node.FlushLocal). Run them in every region to
 //     empty the cache everywhere.
