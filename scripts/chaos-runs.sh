@@ -3,6 +3,8 @@
 # Defaults: OUT=chaos-runs (git-ignored), DURATION=5m, seeds 1001..1010.
 # Each run writes OUT/seed-N/{report.json,summary.txt,history.json.gz,node-*.log};
 # OUT/summary.txt collects every run's summary. Exit status 1 if any run failed.
+# The runs use geocache chaos's defaults: the last region evicts heavily
+# (--small-region-memory 4KB) and restarted regions must refill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-chaos-runs}

@@ -24,7 +24,9 @@ user-space TCP proxy, concurrent clients writing and reading, and faults
 It then heals everything, waits until the nodes agree, dumps them and checks
 the history: convergence (I1), no resurrected delete (I3), no lost Quorum
 write (I4), no read after expiry (I5), no phantom value, monotonic clocks,
-read-your-writes. The same seed replays the same schedule.
+read-your-writes, and that restarted nodes refill every key another
+region holds (the last region runs with a small --max-memory and evicts).
+The same seed replays the same schedule.
 
 It writes report.json, summary.txt, history.json.gz (the record: every
 operation, fault and the final dump; --recheck reads it) and the nodes' logs
@@ -58,6 +60,9 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.DurationVar(&f.cfg.MaxOffset, "max-offset", 400*time.Millisecond, "largest injected clock offset (at most 400ms)")
 	fs.DurationVar(&f.cfg.ConvergeTimeout, "converge-timeout", 30*time.Second, "how long to wait for convergence after healing")
 	fs.DurationVar(&f.cfg.TombstoneHorizon, "tombstone-horizon", 3*time.Second, "the nodes' --tombstone-horizon; the longer cuts outlast the default (0: the nodes' default, 1h)")
+	fs.StringVar(&f.cfg.SmallRegionMemory, "small-region-memory", chaos.DefaultSmallRegionMemory, "--max-memory of the last region's nodes, so that it evicts heavily (none: every node keeps everything)")
+	fs.Float64Var(&f.cfg.AllFraction, "all", 0.05, "share of writes acknowledged at level ALL (0: none)")
+	fs.Float64Var(&f.cfg.WaitFraction, "wait", 0.05, "share of Local writes followed by WAIT <regions-1> 1000 (0: none)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
 	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
 	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: this one)")
@@ -81,6 +86,15 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	}
 	if f.cfg.Latency == 0 {
 		f.cfg.Latency = -1 // the package's "none"
+	}
+	if f.cfg.SmallRegionMemory == "none" {
+		f.cfg.SmallRegionMemory = ""
+	}
+	if f.cfg.AllFraction == 0 {
+		f.cfg.AllFraction = -1
+	}
+	if f.cfg.WaitFraction == 0 {
+		f.cfg.WaitFraction = -1
 	}
 	if f.cfg.ThinkTime == 0 {
 		f.cfg.ThinkTime = -1

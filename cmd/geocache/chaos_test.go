@@ -13,13 +13,14 @@ import (
 
 func TestChaosFlags(t *testing.T) {
 	f, _, err := parseChaosFlags([]string{"--duration", "5m", "--seed", "42", "--regions", "5", "--nodes", "2",
-		"--faults", "kill, pause,isolate", "--latency", "0", "--out", "/tmp/x"})
+		"--faults", "kill, pause,isolate", "--latency", "0", "--out", "/tmp/x", "--small-region-memory", "none", "--all", "0.1", "--wait", "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := f.cfg
 	if !f.set || f.seed != 42 || c.Duration != 5*time.Minute || c.Regions != 5 || c.NodesPerRegion != 2 ||
-		!slices.Equal(c.Faults, []string{"kill", "pause", "isolate"}) || c.Latency >= 0 || f.out != "/tmp/x" {
+		!slices.Equal(c.Faults, []string{"kill", "pause", "isolate"}) || c.Latency >= 0 || f.out != "/tmp/x" ||
+		c.SmallRegionMemory != "" || c.AllFraction != 0.1 || c.WaitFraction >= 0 {
 		t.Errorf("parsed %+v", f)
 	}
 	f, _, err = parseChaosFlags([]string{"--faults", "none"})
@@ -39,6 +40,7 @@ func TestChaosCommandErrors(t *testing.T) {
 		{[]string{"stray"}, 2, "unexpected argument"},
 		{[]string{"--faults", "meteor", "--duration", "1s", "--out", t.TempDir()}, 1, `unknown fault kind "meteor"`},
 		{[]string{"--recheck", t.TempDir()}, 1, "history.json.gz"},
+		{[]string{"--small-region-memory", "lots", "--duration", "1s", "--out", t.TempDir()}, 1, `small region memory "lots"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"chaos"}, tt.args...), &stdout, &stderr)
@@ -56,5 +58,8 @@ func TestChaosFaultsDefault(t *testing.T) {
 	}
 	if !slices.Equal(f.cfg.Faults, chaos.AllFaults) {
 		t.Errorf("default faults %v, want %v", f.cfg.Faults, chaos.AllFaults)
+	}
+	if f.cfg.SmallRegionMemory != chaos.DefaultSmallRegionMemory {
+		t.Errorf("default small region memory %q, want %q", f.cfg.SmallRegionMemory, chaos.DefaultSmallRegionMemory)
 	}
 }

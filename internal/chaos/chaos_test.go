@@ -35,6 +35,9 @@ func geocacheBinary(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds the geocache binary and runs a cluster")
 	}
+	if b := os.Getenv("GEOCACHE_CHAOS_BIN"); b != "" {
+		return b // a binary built beforehand (the work tree may be mid-edit)
+	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command to build the binary with")
@@ -103,12 +106,17 @@ func runChaos(t *testing.T, cfg Config) *Report {
 // It asserts the invariants, never timings.
 func TestChaosShort(t *testing.T) {
 	t.Run("fixed", func(t *testing.T) {
-		rep := runChaos(t, Config{Seed: 1, Duration: 20 * time.Second, Schedule: FixedSchedule()})
+		rep := runChaos(t, Config{Seed: 1, Duration: 20 * time.Second, Schedule: FixedSchedule(), SmallRegionMemory: DefaultSmallRegionMemory})
 		if !rep.Pass {
 			t.Errorf("fixed schedule (seed 1): violations:\n%s", rep.Summary())
 		}
 		if got := len(rep.Events); got != len(FixedSchedule().Faults) {
 			t.Errorf("%d faults injected, want %d", got, len(FixedSchedule().Faults))
+		}
+		// node 1 (region us) is killed at 8s, after the small region (ap)
+		// has evicted: it must refill what eu holds
+		if rep.Refill.Nodes == 0 || rep.Refill.Refilled == 0 {
+			t.Errorf("the refill check examined nothing: %+v", rep.Refill)
 		}
 	})
 	t.Run("random", func(t *testing.T) {
@@ -121,7 +129,7 @@ func TestChaosShort(t *testing.T) {
 		}
 		t.Logf("random chaos seed %d (replay: GEOCACHE_CHAOS_SEED=%d go test ./internal/chaos -run TestChaosShort/random, or go run ./cmd/geocache chaos --duration 20s --seed %d)", seed, seed, seed)
 		fmt.Fprintf(os.Stderr, "chaos: TestChaosShort/random uses seed %d\n", seed)
-		rep := runChaos(t, Config{Seed: seed, Duration: 20 * time.Second})
+		rep := runChaos(t, Config{Seed: seed, Duration: 20 * time.Second, SmallRegionMemory: DefaultSmallRegionMemory})
 		if !rep.Pass {
 			t.Errorf("random seed %d: violations (replay with GEOCACHE_CHAOS_SEED=%d):\n%s", seed, seed, rep.Summary())
 		}

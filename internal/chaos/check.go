@@ -24,6 +24,9 @@ const (
 	CheckHLCClock     = "hlc-vs-clock"          // a version's physical time is behind the node's clock, or ahead of every clock
 	CheckRYW          = "read-your-writes"      // a read on a node returned an older version than the node had already reported
 	CheckCrash        = "node-crash"            // a node exited without being told to
+	CheckRefill       = "refill"                // a restarted node of an ample region misses a key another ample node holds
+	CheckWait         = "wait-count"            // WAIT answered more regions than there are others
+	CheckLostProbe    = "lost-probe"            // an ample node misses a probe written by an ample node that never stopped
 )
 
 // Violation is one failed check.
@@ -56,6 +59,9 @@ type checkInput struct {
 	Final   *final       `json:"final"`
 	// ConvergeGoal is the convergence time the report compares against.
 	ConvergeGoal time.Duration `json:"converge_goal_ns"`
+	// SmallRegions are the regions run with a small --max-memory: they
+	// evict, so what they hold proves nothing about what they were sent.
+	SmallRegions []int `json:"small_regions,omitempty"`
 }
 
 // CheckResult is what Check found.
@@ -74,6 +80,42 @@ type CheckResult struct {
 	HLCRestart      RestartFigures  `json:"hlc_restart"`
 	Refusals        RefusalFigures  `json:"refusals"`
 	Visibility      VisibilityStats `json:"visibility"`
+	Refill          RefillFigures   `json:"refill"`
+	Wait            WaitFigures     `json:"wait"`
+	// RYWEvicted counts reads on a small-region node that found nothing
+	// where read-your-writes would otherwise have required a value (the
+	// node may have evicted it).
+	RYWEvicted int `json:"ryw_evicted,omitempty"`
+}
+
+// RefillFigures counts what the refill check examined: per key held live
+// by an ample-memory node, whether each restarted ample-memory node
+// (not flushed since its last restart) holds it too.
+type RefillFigures struct {
+	Nodes    int `json:"nodes"`    // restarted ample-memory nodes checked
+	Skipped  int `json:"skipped"`  // restarted, but flushed after the last restart
+	Refilled int `json:"refilled"` // (node, key) pairs held
+	Ghost    int `json:"ghost"`    // missing, excused: a delete or expiry of the same ghost slot may cover it
+	Expiring int `json:"expiring"` // missing, excused: it expires near the final dump
+	Missing  int `json:"missing"`  // missing, not excused (violations)
+	// Probes: (ample node, probe written by an ample node that never
+	// stopped) pairs missing at the end, excused by a ghost slot or not
+	// (lost-probe violations).
+	ProbesExcused int `json:"probes_excused"`
+	ProbesMissing int `json:"probes_missing"`
+}
+
+// WaitFigures records the WAIT replies: WAIT n answers how many other
+// regions had applied the connection's writes when it returned.
+type WaitFigures struct {
+	Sent    int         `json:"sent"`
+	NoReply int         `json:"no_reply"`
+	Counts  map[int]int `json:"counts,omitempty"` // reply -> how many
+	// AllRegions: replies that claimed every other region. Nothing is
+	// checked against the dump: the write can have been evicted, expired
+	// or superseded since, and the checker cannot tell from what a node
+	// holds whether it applied a write at a given time.
+	AllRegions int `json:"all_regions"`
 }
 
 // QuorumFigures counts the Quorum-acknowledged sets the I4 check examined.
@@ -146,6 +188,7 @@ type checker struct {
 	maxAbs  int64           // largest |clock offset| of any process, ns
 	flagged map[string]bool // keys with a convergence violation
 	windows map[int][]window
+	bySlot  map[uint64][]*Op // writes that may leave a tombstone ghost, by ghost slot
 }
 
 // Check runs every check over a run's record.
@@ -197,8 +240,10 @@ func Check(in *checkInput) *CheckResult {
 		c.finalVsHistory()
 		c.lostWrites()
 		c.dumpValues()
+		c.refill()
 	}
 	c.reads()
+	c.waits()
 	c.clocks()
 	c.refusals()
 	c.readYourWrites()
@@ -332,6 +377,9 @@ func (c *checker) lossWindows() map[int][]window {
 			c.windows[n.Region] = append(c.windows[n.Region], window{inc.Stop, max(t, restart) + int64(resyncGrace)})
 		}
 	}
+	for _, r := range c.in.SmallRegions {
+		c.windows[r] = append(c.windows[r], window{math.MinInt64, math.MaxInt64})
+	}
 	return c.windows
 }
 
@@ -393,10 +441,11 @@ func (c *checker) upAt(i int, t int64) bool {
 	return false
 }
 
-// majorityLostSince reports whether, at some time from t on, a majority of
-// regions were at once in a loss window: then a Quorum write made at t may
-// be gone with them, and I4 does not cover it.
-func (c *checker) majorityLostSince(t int64) bool {
+// lostSince reports whether, at some time from t on, need regions were at
+// once in a loss window: with half of the regions or more, a Quorum write
+// made at t may be gone with them, and I4 does not cover it (with every
+// region, an All write).
+func (c *checker) lostSince(t int64, need int) bool {
 	type edge struct {
 		t      int64
 		region int
@@ -427,7 +476,7 @@ func (c *checker) majorityLostSince(t int64) bool {
 	for _, e := range edges {
 		if e.open {
 			open[e.region]++
-			if 2*len(open) >= c.in.Regions {
+			if len(open) >= need {
 				return true
 			}
 		} else if open[e.region]--; open[e.region] == 0 {
@@ -441,11 +490,29 @@ func (c *checker) majorityLostSince(t int64) bool {
 // survive: a Quorum-acknowledged one unless a majority of regions were
 // lost at once since it was sent, a Local one while its origin's process
 // was never stopped.
+//
+// A small region (SmallRegions) counts as always in a loss window: it may
+// have evicted anything. A Local write of its nodes is not durable (it may
+// be evicted before it is sent, when a full sync replaces the stream). An
+// All-acknowledged write was applied by every region: it may be lost only
+// if every region was in a loss window at once.
 func (c *checker) durable(op *Op) bool {
 	if op.Quorum && op.Status == StatusOK {
-		return !c.majorityLostSince(op.Invoke)
+		need := c.in.Regions/2 + c.in.Regions%2 // half or more: no majority left
+		if op.All {
+			need = c.in.Regions
+		}
+		return !c.lostSince(op.Invoke, need)
+	}
+	if c.small(op.Node) {
+		return false
 	}
 	return !c.stopped(op.Node, op.Inc0)
+}
+
+// small reports whether node n is in a region that evicts heavily.
+func (c *checker) small(n int) bool {
+	return slices.Contains(c.in.SmallRegions, c.in.Nodes[n].Region)
 }
 
 // unknownMayExceed reports whether a write whose version is unknown may
@@ -459,8 +526,12 @@ func (c *checker) unknownMayExceed(op *Op, v Version) bool {
 	if _, ok := op.known(); ok {
 		return false
 	}
-	if op.Ver != nil && op.Ver.Origin != uint32(op.Node+1) && (op.Status == StatusOK || op.Status == StatusNotAcked) {
-		return false // older than the other node's version it reported, which is known
+	if op.Ver != nil && op.Ver.Origin != uint32(op.Node+1) && (op.Status == StatusOK || op.Status == StatusNotAcked) && op.Ver.Compare(v) <= 0 {
+		// older than the other node's version it reported, itself not
+		// newer than v (a Quorum or All write reports a version after its
+		// acknowledgement, which can be seconds later: a newer version
+		// from elsewhere says nothing of how old the write's own is)
+		return false
 	}
 	return op.Late || op.Complete+c.maxAbs+5*ms >= v.WallNS()
 }
@@ -928,6 +999,10 @@ func (c *checker) readYourWrites() {
 		c.res.Checked[CheckRYW]++
 		if !r.Found {
 			if b.v.Deleted {
+				continue
+			}
+			if c.small(r.Node) {
+				c.res.RYWEvicted++ // absence is allowed where the node evicts
 				continue
 			}
 			_, hi := c.offsets(r.Node, r.Inc0, r.Inc1)

@@ -1,9 +1,13 @@
 package chaos
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
 )
 
 // Synthetic histories: each check must pass a correct history and fail
@@ -388,4 +392,237 @@ func TestScheduleReplay(t *testing.T) {
 	if err := bad.validate(cc); err == nil {
 		t.Error("overlapping process faults of one node accepted")
 	}
+}
+
+// smallHist is newHist with region 2 (node 3) evicting, and node 1
+// (region 0) killed at 20s and restarted at 22s.
+func smallHist() *hist {
+	h := newHist()
+	h.in.SmallRegions = []int{2}
+	h.in.Nodes[0].Incs = []incarnation{{Start: t0 - int64(time.Second), Stop: at(20 * time.Second), How: "kill"}, {Start: at(22 * time.Second)}}
+	return h
+}
+
+// slotMate returns a key other than key in the same tombstone-ghost slot.
+func slotMate(t *testing.T, key string) string {
+	t.Helper()
+	for i := range 1 << 24 {
+		if k := fmt.Sprintf("k%d", i); k != key && ghostSlot(k) == ghostSlot(key) {
+			return k
+		}
+	}
+	t.Fatal("no key shares the slot")
+	return ""
+}
+
+func TestCheckRefill(t *testing.T) {
+	t.Run("restarted node misses a key another holds", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}})
+		res := h.expect(t, CheckRefill)
+		if r := res.Refill; r.Nodes != 1 || r.Missing != 1 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("held after the restart", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o1.1": {live(s), live(s), nil}})
+		if r := h.expect(t).Refill; r.Refilled != 1 || r.Missing != 0 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("a delete of the same ghost slot may cover it", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		mate := slotMate(t, "o1.1")
+		d := h.del(1, mate, 12*time.Second)
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}, mate: {nil, tomb(d), nil}})
+		if r := h.expect(t).Refill; r.Ghost != 1 || r.Missing != 0 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("an older delete of the same slot does not", func(t *testing.T) {
+		h := smallHist()
+		mate := slotMate(t, "o1.1")
+		h.del(1, mate, 5*time.Second)
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}})
+		h.expect(t, CheckRefill)
+	})
+	t.Run("expires near the dump", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 46*time.Second) // expires at 56s, dump at 55s
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}})
+		if r := h.expect(t).Refill; r.Expiring != 1 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("flushed after the restart", func(t *testing.T) {
+		h := smallHist()
+		h.in.Events = []FaultEvent{{Fault: Fault{Kind: FaultFlush, Node: 0}, Start: at(30 * time.Second), End: at(30 * time.Second)}}
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}})
+		if r := h.expect(t).Refill; r.Skipped != 1 || r.Nodes != 0 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("written by the small region, held by another", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(2, "p7", "p7|probe", 40*time.Second, 0) // evicted at its origin before it reached node 1
+		h.final(map[string][3]*KeyState{"p7": {nil, live(s), nil}})
+		h.expect(t)
+	})
+	t.Run("written by a process that stopped since", func(t *testing.T) {
+		h := smallHist()
+		h.in.Nodes[1].Incs = []incarnation{{Start: t0 - int64(time.Second), Stop: at(45 * time.Second), How: "kill"}, {Start: at(47 * time.Second)}}
+		s := h.set(1, "o1.1", "o1.1|1.1", 40*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o1.1": {nil, live(s), nil}})
+		h.expect(t)
+	})
+	t.Run("only the small region holds it", func(t *testing.T) {
+		h := smallHist()
+		s := h.set(2, "o2.1", "o2.1|2.1", 10*time.Second, 0)
+		h.final(map[string][3]*KeyState{"o2.1": {nil, nil, live(s)}})
+		h.expect(t) // the small region's Local write is not durable either
+	})
+}
+
+// A small region may evict: a Local write of its node on no node at the
+// end, and a read there that finds nothing, are allowed; elsewhere they
+// are violations.
+func TestCheckSmallRegionEvicts(t *testing.T) {
+	for _, small := range []bool{false, true} {
+		h := newHist()
+		if small {
+			h.in.SmallRegions = []int{2}
+		}
+		h.set(2, "o2.1", "o2.1|2.1", 10*time.Second, 0)
+		h.get(2, "o2.1", 11*time.Second, "", false)
+		h.final(map[string][3]*KeyState{"o2.1": {nil, nil, nil}})
+		if small {
+			h.expect(t)
+		} else {
+			h.expect(t, CheckLostWrite, CheckRYW)
+		}
+	}
+}
+
+// An All-acknowledged write was applied by every region: it survives a
+// restart of one region while the small region evicts, which a Quorum
+// write need not.
+func TestCheckAllAcknowledged(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		h := smallHist()
+		s := h.set(1, "o1.1", "o1.1|1.1", 10*time.Second, 0)
+		s.Quorum, s.All = true, all
+		h.final(map[string][3]*KeyState{"o1.1": {nil, nil, nil}})
+		if all {
+			h.expect(t, CheckLostQuorum)
+		} else {
+			res := h.expect(t)
+			if res.Quorum.Uncovered != 1 {
+				t.Errorf("Quorum figures %+v", res.Quorum)
+			}
+		}
+	}
+}
+
+// WAIT cannot claim more regions than the others.
+func TestCheckWaitCount(t *testing.T) {
+	h := newHist()
+	s := h.set(0, "o0.1", "o0.1|0.1", 10*time.Second, 0)
+	s.Waited, s.Wait = true, 2
+	s = h.set(0, "o0.2", "o0.2|0.2", 11*time.Second, 0)
+	s.Waited, s.Wait = true, 3
+	res := h.expect(t, CheckWait)
+	if w := res.Wait; w.Sent != 2 || w.AllRegions != 1 || w.Counts[3] != 1 {
+		t.Errorf("wait figures %+v", w)
+	}
+}
+
+// ghostSlot is the slot store.GhostCovers reads.
+func TestGhostSlotMatchesStore(t *testing.T) {
+	table := make([]uint64, store.DefaultGhostSlots)
+	if len(table) != ghostSlots {
+		t.Fatalf("store has %d ghost slots, the checker %d", len(table), ghostSlots)
+	}
+	for i := range 2000 {
+		key := fmt.Sprintf("o%d.%d", i%7, i)
+		if i%3 == 0 {
+			key = fmt.Sprintf("p%d", i)
+		}
+		s := ghostSlot(key)
+		table[s] = 100
+		if !store.GhostCovers(table, key, hlc.Timestamp(100)) {
+			t.Fatalf("store does not read %q's ghost in slot %d", key, s)
+		}
+		table[s] = 0
+		table[(s+1)%ghostSlots] = 100
+		if store.GhostCovers(table, key, hlc.Timestamp(100)) {
+			t.Fatalf("store reads %q's ghost in slot %d", key, (s+1)%ghostSlots)
+		}
+		table[(s+1)%ghostSlots] = 0
+	}
+}
+
+// A write acknowledged late (All, during a partition) reports a version
+// from another node that arrived meanwhile; its own version may still be
+// newer than what a read must see: a read that found nothing after it
+// started is no read-your-writes violation.
+func TestCheckLateAckReportsOtherVersion(t *testing.T) {
+	h := newHist()
+	s := h.set(1, "s1", "s1|1.1", 10*time.Second, 0)
+	d := h.op(0, KindDel, "s1", 20*time.Second, 22*time.Second) // applied at once, acknowledged at 22s
+	d.Quorum, d.All = true, true
+	other := ver(21500*time.Millisecond, 2) // node 2's newer write, seen by the VERSION after the DEL
+	d.Ver = &other
+	h.get(1, "s1", 21*time.Second, "", false)
+	w := h.set(1, "s1", "s1|1.2", 21500*time.Millisecond, 0)
+	h.final(map[string][3]*KeyState{"s1": {live(w), live(w), live(w)}})
+	_ = s
+	h.expect(t)
+}
+
+// A probe of an ample node that never stopped is on every ample node at
+// the end, unless a tombstone ghost of its slot may cover it.
+func TestCheckLostProbe(t *testing.T) {
+	probe := func(h *hist) *Op {
+		o := h.op(1, KindSet, "p3", 10*time.Second, 10*time.Second+time.Millisecond)
+		o.Client, o.Value = -1, "p3|probe"
+		return o
+	}
+	t.Run("held by every ample node", func(t *testing.T) {
+		h := smallHist()
+		o := probe(h)
+		st := &KeyState{Ver: new(ver(10*time.Second, 2)), Value: o.Value, HasValue: true}
+		h.final(map[string][3]*KeyState{"p3": {st, st, nil}})
+		h.expect(t)
+	})
+	t.Run("missing everywhere", func(t *testing.T) {
+		h := smallHist()
+		probe(h)
+		h.final(map[string][3]*KeyState{"p3": {nil, nil, nil}})
+		if r := h.expect(t, CheckLostProbe).Refill; r.ProbesMissing != 2 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("a later delete of its slot may cover it", func(t *testing.T) {
+		h := smallHist()
+		probe(h)
+		mate := slotMate(t, "p3")
+		d := h.del(0, mate, 30*time.Second)
+		h.final(map[string][3]*KeyState{"p3": {nil, nil, nil}, mate: {tomb(d), tomb(d), nil}})
+		if r := h.expect(t).Refill; r.ProbesExcused != 2 {
+			t.Errorf("refill figures %+v", r)
+		}
+	})
+	t.Run("written by the small region", func(t *testing.T) {
+		h := smallHist()
+		o := probe(h)
+		o.Node = 2
+		h.final(map[string][3]*KeyState{"p3": {nil, nil, nil}})
+		h.expect(t)
+	})
 }

@@ -210,7 +210,7 @@ func (c *cluster) args(nd *node, offset time.Duration) []string {
 	a := []string{"serve",
 		"--region", regionName(nd.region), "--node", fmt.Sprint(nd.id),
 		"--addr", nd.addr, "--peer-addr", nd.peerAddr,
-		"--max-memory", c.cfg.MaxMemory, "--log-level", "info",
+		"--max-memory", c.cfg.maxMemory(nd.region), "--log-level", "info",
 	}
 	if len(nd.peers) > 0 {
 		a = append(a, "--peers", strings.Join(nd.peers, ","))

@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -37,6 +38,14 @@ type Config struct {
 	// QuorumFraction is the share of writes sent on the writer's QUORUM
 	// connection (default 0.15; negative: none).
 	QuorumFraction float64
+	// AllFraction is the share of writes sent on the writer's ALL
+	// connection (`GEOCACHE ACK ALL`: every region applied it; default
+	// 0.05; negative: none).
+	AllFraction float64
+	// WaitFraction is the share of the writes sent on the Local connection
+	// that are followed by `WAIT <regions-1> 1000` (default 0.05; negative:
+	// none).
+	WaitFraction float64
 	// ProbeInterval is the time between visibility probes (default 200ms).
 	ProbeInterval time.Duration
 
@@ -55,6 +64,11 @@ type Config struct {
 	// MaxMemory is each node's --max-memory (default 1GB: nothing is
 	// evicted, so that every missing write is a finding).
 	MaxMemory string
+	// SmallRegionMemory, if set, is the --max-memory of the nodes of the
+	// last region (the "small" region), so that it evicts heavily while
+	// the others keep everything (DefaultSmallRegionMemory holds a few
+	// dozen of the workload's entries). Empty: every node has MaxMemory.
+	SmallRegionMemory string
 	// TombstoneHorizon is each node's --tombstone-horizon (default 3s, so
 	// that the longer cuts outlast it and the runs check that no delete
 	// comes back after a partition longer than the horizon; negative: the
@@ -64,6 +78,16 @@ type Config struct {
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
 }
+
+// DefaultSmallRegionMemory is the small region's --max-memory of the long
+// runs: about 30 of the workload's entries (each is charged its key, its
+// value and about 120 bytes of the engine's overhead), for about 400 keys
+// written in a minute.
+const DefaultSmallRegionMemory = "4KB"
+
+// memorySize is what `geocache serve --max-memory` accepts (a positive
+// size; a number without a unit is bytes).
+var memorySize = regexp.MustCompile(`^[1-9][0-9]{0,12}([KMGT]i?B|B)?$`)
 
 // Fault kinds.
 const (
@@ -126,6 +150,18 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	if c.QuorumFraction < 0 {
 		c.QuorumFraction = 0
 	}
+	if c.AllFraction == 0 {
+		c.AllFraction = 0.05
+	}
+	if c.AllFraction < 0 {
+		c.AllFraction = 0
+	}
+	if c.WaitFraction == 0 {
+		c.WaitFraction = 0.05
+	}
+	if c.WaitFraction < 0 {
+		c.WaitFraction = 0
+	}
 	if c.MaxMemory == "" {
 		c.MaxMemory = "1GB"
 	}
@@ -150,6 +186,12 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 		return c, fmt.Errorf("chaos: max clock offset %v: at most 400ms (the node refuses writes at 500ms)", c.MaxOffset)
 	case c.OwnKeys < 1 || c.SharedKeys < 0:
 		return c, errors.New("chaos: OwnKeys must be at least 1 and SharedKeys not negative")
+	case c.QuorumFraction+c.AllFraction > 1 || c.WaitFraction > 1:
+		return c, fmt.Errorf("chaos: Quorum (%v) and All (%v) fractions add up to more than 1, or Wait fraction %v above 1", c.QuorumFraction, c.AllFraction, c.WaitFraction)
+	case c.SmallRegionMemory != "" && !memorySize.MatchString(c.SmallRegionMemory):
+		return c, fmt.Errorf("chaos: small region memory %q: a positive size such as 4KB, 64KiB or 4096", c.SmallRegionMemory)
+	case c.SmallRegionMemory != "" && c.Regions < 2:
+		return c, fmt.Errorf("chaos: a small region needs at least 2 regions (the others keep everything), not %d", c.Regions)
 	}
 	if c.Schedule != nil {
 		if err := c.Schedule.validate(c); err != nil {
@@ -172,6 +214,22 @@ func isFault(kind string) bool {
 		}
 	}
 	return kind == FaultFlush
+}
+
+// smallRegion is the index of the region that evicts heavily, or -1.
+func (c Config) smallRegion() int {
+	if c.SmallRegionMemory == "" {
+		return -1
+	}
+	return c.Regions - 1
+}
+
+// maxMemory is the --max-memory of the nodes of region r.
+func (c Config) maxMemory(r int) string {
+	if r == c.smallRegion() {
+		return c.SmallRegionMemory
+	}
+	return c.MaxMemory
 }
 
 func (c Config) nodes() int { return c.Regions * c.NodesPerRegion }

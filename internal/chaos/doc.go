@@ -1,7 +1,7 @@
 // Package chaos runs a cluster of real `geocache serve` processes on
 // loopback under injected faults, records what concurrent clients did and
 // saw, and checks the recorded history and the final state against the
-// invariants of DESIGN.md (I1 convergence, I3 no resurrection, I4 no lost
+// design's invariants (I1 convergence, I3 no resurrection, I4 no lost
 // acknowledged writes, I5 exact expiry) and a few more properties (no
 // phantom values, monotonic clocks, read-your-writes on one node).
 //
@@ -11,10 +11,13 @@
 //     (Config.Bin); every replication link from node i to node j goes
 //     through its own user-space TCP proxy (toxiproxy, as a library), so
 //     node i's --peers lists the proxies for i→j. Links between regions
-//     carry Config.Latency of one-way latency;
+//     carry Config.Latency of one-way latency. With
+//     Config.SmallRegionMemory, the last region's nodes run with that
+//     --max-memory and evict heavily: the checks allow absence there;
 //  2. runs writer clients (go-redis, one connection each, plus one with
-//     GEOCACHE ACK QUORUM) that write unique values — SET with and without
-//     PX, DEL, PEXPIRE, PERSIST — and read, recording for every operation
+//     GEOCACHE ACK QUORUM and one with GEOCACHE ACK ALL; some Local writes
+//     are followed by WAIT for every other region) that write unique values
+//     — SET with and without PX, DEL, PEXPIRE, PERSIST — and read, recording for every operation
 //     its invoke and completion times, its result and the version that
 //     GEOCACHE VERSION reports right after it on the same connection; a
 //     prober writes keys that watchers in every region poll, to measure
@@ -26,8 +29,9 @@
 //  4. heals everything, restarts what is down, waits until every node holds
 //     the same version of every key it holds, and dumps every node (GEOCACHE
 //     VERSION and GET over every key written);
-//  5. checks (Check) and returns a Report, with every violation, the
-//     convergence time, visibility quantiles and the Local writes lost with
+//  5. checks (Check) and returns a Report, with every violation (among
+//     them: a restarted node of an ample region that misses a key another
+//     ample node holds, the refill check), the convergence time, visibility quantiles and the Local writes lost with
 //     a killed node.
 //
 // Everything is derived from Config.Seed: the fault schedule, the initial

@@ -93,10 +93,13 @@ const (
 
 // Op is one operation of the history.
 type Op struct {
-	ID     int    `json:"id"`
-	Client int    `json:"client"` // -1: the visibility prober
-	Node   int    `json:"node"`   // index (node id - 1)
+	ID     int `json:"id"`
+	Client int `json:"client"` // -1: the visibility prober
+	Node   int `json:"node"`   // index (node id - 1)
+	// Quorum: sent at the Quorum acknowledgement level or stronger; All:
+	// at the All level (Quorum is set too).
 	Quorum bool   `json:"quorum,omitempty"`
+	All    bool   `json:"all,omitempty"`
 	Kind   string `json:"kind"`
 	Key    string `json:"key"`
 	// Value is what a set wrote, or what a get read (if Found).
@@ -118,6 +121,11 @@ type Op struct {
 	// Inc0 and Inc1 are the node's incarnation at invoke and completion.
 	Inc0 int `json:"inc0"`
 	Inc1 int `json:"inc1"`
+	// Waited marks a write followed by WAIT <regions-1> on the same
+	// connection; Wait is its reply (how many other regions had applied
+	// the connection's writes), -1 if it got none.
+	Waited bool `json:"waited,omitempty"`
+	Wait   int  `json:"wait,omitempty"`
 }
 
 func (o *Op) write() bool { return o.Kind != KindGet }
@@ -139,7 +147,10 @@ func (o *Op) known() (Version, bool) {
 func (o *Op) Format(base int64) string {
 	var b strings.Builder
 	lvl := "L"
-	if o.Quorum {
+	switch {
+	case o.All:
+		lvl = "A"
+	case o.Quorum:
 		lvl = "Q"
 	}
 	fmt.Fprintf(&b, "#%d c%d n%d/%d %s %-7s %s", o.ID, o.Client, o.Node+1, o.Inc0, lvl, o.Kind, o.Key)
@@ -164,6 +175,9 @@ func (o *Op) Format(base int64) string {
 	}
 	if o.Late {
 		b.WriteString(" late")
+	}
+	if o.Waited {
+		fmt.Fprintf(&b, " wait=%d", o.Wait)
 	}
 	if o.Ver != nil {
 		own := "other"

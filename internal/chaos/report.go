@@ -36,6 +36,9 @@ type Report struct {
 	ConvergeGoalMS float64           `json:"converge_goal_ms"`
 	Timeline       []divergencePoint `json:"timeline"`
 	Keys           int               `json:"keys"`
+	// SmallRegions (indexes) ran with --max-memory SmallRegionMemory.
+	SmallRegions      []int  `json:"small_regions,omitempty"`
+	SmallRegionMemory string `json:"small_region_memory,omitempty"`
 
 	CheckResult
 	Nodes []NodeReport `json:"nodes"`
@@ -52,6 +55,7 @@ type savedRun struct {
 	Duration       time.Duration `json:"duration_ns"`
 	Latency        time.Duration `json:"latency_ns"`
 	Horizon        time.Duration `json:"tombstone_horizon_ns"`
+	SmallMemory    string        `json:"small_region_memory,omitempty"`
 	Schedule       Schedule      `json:"schedule"`
 	Input          *checkInput   `json:"input"`
 }
@@ -61,8 +65,10 @@ type OpCounts struct {
 	Total       int            `json:"total"`
 	ByKind      map[string]int `json:"by_kind"`
 	ByStatus    map[string]int `json:"by_status"`
-	Quorum      int            `json:"quorum"`
+	Quorum      int            `json:"quorum"` // Quorum or All
 	QuorumAcked int            `json:"quorum_acked"`
+	All         int            `json:"all"`
+	AllAcked    int            `json:"all_acked"`
 	Refused     int            `json:"refused_tryagain"` // -TRYAGAIN: clock out of bounds
 	OwnVersions int            `json:"own_versions"`     // writes whose own version is known
 	Probes      int            `json:"probes"`
@@ -82,6 +88,9 @@ type NodeReport struct {
 // checkInput gathers the record of the run.
 func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 	in := &checkInput{Regions: h.cfg.Regions, Start: start, End: end, Final: fin, ConvergeGoal: 10 * time.Second}
+	if r := h.cfg.smallRegion(); r >= 0 {
+		in.SmallRegions = []int{r}
+	}
 	for _, w := range h.writers {
 		in.Ops = append(in.Ops, w.ops...)
 	}
@@ -107,11 +116,12 @@ func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *Report {
 	r := &Report{
 		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
-			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, Schedule: sched, Input: in},
+			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, SmallMemory: cfg.SmallRegionMemory, Schedule: sched, Input: in},
 		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
 		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(), Horizon: "1h (the node default)",
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
-		CheckResult:    *res,
+		CheckResult:  *res,
+		SmallRegions: in.SmallRegions, SmallRegionMemory: cfg.SmallRegionMemory,
 		ConvergeGoalMS: float64(in.ConvergeGoal) / 1e6,
 		LinksUpMS:      -1, ConvergedMS: -1,
 	}
@@ -140,6 +150,12 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 			r.Ops.Quorum++
 			if op.Status == StatusOK {
 				r.Ops.QuorumAcked++
+			}
+		}
+		if op.All {
+			r.Ops.All++
+			if op.Status == StatusOK {
+				r.Ops.AllAcked++
 			}
 		}
 		if strings.HasPrefix(op.Err, "TRYAGAIN") {
@@ -199,8 +215,16 @@ func (r *Report) Summary() string {
 		}
 		fmt.Fprintf(&b, "    %s%s\n", ev.Fault, mark)
 	}
-	fmt.Fprintf(&b, "  ops: %d (%s); statuses %s; Quorum %d (%d acknowledged); refused with TRYAGAIN %d; own versions known %d\n",
-		r.Ops.Total, mixString(r.Ops.ByKind), mixString(r.Ops.ByStatus), r.Ops.Quorum, r.Ops.QuorumAcked, r.Ops.Refused, r.Ops.OwnVersions)
+	fmt.Fprintf(&b, "  ops: %d (%s); statuses %s; Quorum or All %d (%d acknowledged), of which All %d (%d acknowledged); refused with TRYAGAIN %d; own versions known %d\n",
+		r.Ops.Total, mixString(r.Ops.ByKind), mixString(r.Ops.ByStatus), r.Ops.Quorum, r.Ops.QuorumAcked, r.Ops.All, r.Ops.AllAcked, r.Ops.Refused, r.Ops.OwnVersions)
+	if len(r.SmallRegions) > 0 {
+		fmt.Fprintf(&b, "  small region(s) %v (--max-memory %s): reads that found nothing there, allowed: %d\n", r.smallNames(), r.SmallRegionMemory, r.RYWEvicted)
+	}
+	rf := r.Refill
+	fmt.Fprintf(&b, "  refill: %d restarted ample node(s) checked (%d skipped: flushed since), %d (node, key) held, %d missing excused by a ghost slot, %d by expiry near the dump, %d missing; probes missing on ample nodes: %d excused by a ghost slot, %d not\n",
+		rf.Nodes, rf.Skipped, rf.Refilled, rf.Ghost, rf.Expiring, rf.Missing, rf.ProbesExcused, rf.ProbesMissing)
+	wf := r.Wait
+	fmt.Fprintf(&b, "  WAIT: %d sent, %d without a reply, replies %v (%d claimed every other region)\n", wf.Sent, wf.NoReply, wf.Counts, wf.AllRegions)
 	conv := "NEVER"
 	if r.ConvergedMS >= 0 {
 		conv = fmt.Sprintf("%.0f ms", r.ConvergedMS)
@@ -250,6 +274,14 @@ func (r *Report) Summary() string {
 		}
 	}
 	return b.String()
+}
+
+func (r *Report) smallNames() []string {
+	var s []string
+	for _, i := range r.SmallRegions {
+		s = append(s, regionName(i))
+	}
+	return s
 }
 
 func mixString(m map[string]int) string {
@@ -319,6 +351,6 @@ func Recheck(dir string) (*Report, error) {
 	if s.Input == nil {
 		return nil, fmt.Errorf("%s: no record", f.Name())
 	}
-	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon}
+	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon, SmallRegionMemory: s.SmallMemory}
 	return buildReport(cfg, s.Schedule, s.Input, Check(s.Input)), nil
 }

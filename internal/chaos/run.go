@@ -79,8 +79,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			c.Close()
 		}
 	}()
-	client := func(addr string, quorum bool, rt time.Duration) *redis.Client {
-		c := newClient(addr, quorum, rt)
+	client := func(addr string, ack string, rt time.Duration) *redis.Client {
+		c := newClient(addr, ack, rt)
 		clients = append(clients, c)
 		return c
 	}
@@ -90,8 +90,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			idx := i*w + k
 			wr := &writer{
 				h: h, idx: idx, nd: nd,
-				local:   client(nd.addr, false, opTimeout),
-				quorum:  client(nd.addr, true, opTimeout),
+				local:   client(nd.addr, "", opTimeout),
+				quorum:  client(nd.addr, "QUORUM", opTimeout),
+				all:     client(nd.addr, "ALL", opTimeout),
 				rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(idx)+1)),
 				lastVer: map[string]ownVer{},
 			}
@@ -113,8 +114,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	h.prober = &prober{h: h}
 	watchers := make([]*redis.Client, len(cl.nodes))
 	for i, nd := range cl.nodes {
-		h.prober.clients = append(h.prober.clients, client(nd.addr, false, opTimeout))
-		watchers[i] = client(nd.addr, false, time.Second)
+		h.prober.clients = append(h.prober.clients, client(nd.addr, "", opTimeout))
+		watchers[i] = client(nd.addr, "", time.Second)
 	}
 
 	start := clock.now()
@@ -315,7 +316,7 @@ func (h *harness) inject(f Fault) (func() error, error) {
 		}
 		return nil, h.restart(nd, f.Offset)
 	case FaultFlush:
-		c := newClient(cl.nodes[f.Node].addr, false, 5*time.Second)
+		c := newClient(cl.nodes[f.Node].addr, "", 5*time.Second)
 		defer c.Close()
 		return nil, c.FlushAll(context.Background()).Err()
 	}
@@ -426,7 +427,7 @@ func (h *harness) waitLinks(ctx context.Context, timeout time.Duration) (time.Du
 func (h *harness) adminClients() []*redis.Client {
 	var cs []*redis.Client
 	for _, nd := range h.cl.nodes {
-		cs = append(cs, newClient(nd.addr, false, 10*time.Second))
+		cs = append(cs, newClient(nd.addr, "", 10*time.Second))
 	}
 	return cs
 }

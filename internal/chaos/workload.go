@@ -22,16 +22,18 @@ const (
 
 // newClient returns a go-redis client of one connection to addr: every
 // command, pipelines included, goes over the same connection, and nothing
-// is retried (a retried write would blur the history).
-func newClient(addr string, quorum bool, readTimeout time.Duration) *redis.Client {
+// is retried (a retried write would blur the history). ack, if not empty,
+// is the connection's acknowledgement level (QUORUM or ALL, waiting up to
+// quorumAckMS).
+func newClient(addr string, ack string, readTimeout time.Duration) *redis.Client {
 	opt := &redis.Options{
 		Addr: addr, PoolSize: 1, PipelinePoolSize: -1, MaxRetries: -1, DialerRetries: 1,
 		DialTimeout: time.Second, ReadTimeout: readTimeout, WriteTimeout: 2 * time.Second,
 		PoolTimeout: opTimeout, DisableIdentity: true, ContextTimeoutEnabled: true,
 	}
-	if quorum {
+	if ack != "" {
 		opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-			return cn.Do(ctx, "GEOCACHE", "ACK", "QUORUM", fmt.Sprint(quorumAckMS)).Err()
+			return cn.Do(ctx, "GEOCACHE", "ACK", ack, fmt.Sprint(quorumAckMS)).Err()
 		}
 	}
 	return redis.NewClient(opt)
@@ -45,6 +47,7 @@ type writer struct {
 	idx           int // global client index
 	nd            *node
 	local, quorum *redis.Client
+	all           *redis.Client // GEOCACHE ACK ALL
 	rng           *rand.Rand
 	own, shared   []string
 	ops           []Op
@@ -91,26 +94,34 @@ func (w *writer) run(stop <-chan struct{}) {
 func (w *writer) step() bool {
 	r := w.rng.IntN(100)
 	ownKey := w.own[w.rng.IntN(len(w.own))]
-	quorum := w.rng.Float64() < w.h.cfg.QuorumFraction
+	u := w.rng.Float64()
+	var ack string
+	switch {
+	case u < w.h.cfg.QuorumFraction:
+		ack = AckQuorum
+	case u < w.h.cfg.QuorumFraction+w.h.cfg.AllFraction:
+		ack = AckAll
+	}
+
 	switch {
 	case r < 24:
-		return w.write(KindSet, ownKey, 0, quorum)
+		return w.write(KindSet, ownKey, 0, ack)
 	case r < 38:
-		return w.write(KindSet, ownKey, w.ttl(), quorum)
+		return w.write(KindSet, ownKey, w.ttl(), ack)
 	case r < 46:
-		return w.write(KindDel, ownKey, 0, quorum)
+		return w.write(KindDel, ownKey, 0, ack)
 	case r < 52:
-		return w.write(KindPExpire, ownKey, time.Duration(300+w.rng.IntN(4700))*time.Millisecond, quorum)
+		return w.write(KindPExpire, ownKey, time.Duration(300+w.rng.IntN(4700))*time.Millisecond, ack)
 	case r < 55:
-		return w.write(KindPersist, ownKey, 0, quorum)
+		return w.write(KindPersist, ownKey, 0, ack)
 	case r < 67 && len(w.shared) > 0:
 		var ttl time.Duration
 		if w.rng.IntN(10) < 3 {
 			ttl = w.ttl()
 		}
-		return w.write(KindSet, w.shared[w.rng.IntN(len(w.shared))], ttl, quorum)
+		return w.write(KindSet, w.shared[w.rng.IntN(len(w.shared))], ttl, ack)
 	case r < 71 && len(w.shared) > 0:
-		return w.write(KindDel, w.shared[w.rng.IntN(len(w.shared))], 0, quorum)
+		return w.write(KindDel, w.shared[w.rng.IntN(len(w.shared))], 0, ack)
 	case r < 85 && w.last != "":
 		return w.get(w.last) // read your write
 	default:
@@ -127,15 +138,25 @@ func (w *writer) ttl() time.Duration {
 	return time.Duration(10+w.rng.IntN(50)) * time.Second
 }
 
-func (w *writer) newOp(kind, key string, quorum bool) *Op {
+// Acknowledgement levels of a write (Local is "").
+const (
+	AckQuorum = "quorum"
+	AckAll    = "all"
+)
+
+func (w *writer) newOp(kind, key string, ack string) *Op {
 	w.seq++
 	inc := w.nd.incarnation()
-	return &Op{Client: w.idx, Node: w.nd.idx, Quorum: quorum, Kind: kind, Key: key, Inc0: inc}
+	return &Op{Client: w.idx, Node: w.nd.idx, Quorum: ack != "", All: ack == AckAll, Kind: kind, Key: key, Inc0: inc}
 }
 
-// write runs one write followed by GEOCACHE VERSION on the same connection.
-func (w *writer) write(kind, key string, ttl time.Duration, quorum bool) bool {
-	op := w.newOp(kind, key, quorum)
+// waitMS is the timeout of the WAIT that follows some Local writes.
+const waitMS = 1000
+
+// write runs one write followed by GEOCACHE VERSION on the same connection
+// (and, for some Local writes, WAIT for every other region).
+func (w *writer) write(kind, key string, ttl time.Duration, ack string) bool {
+	op := w.newOp(kind, key, ack)
 	var args []any
 	switch kind {
 	case KindSet:
@@ -154,14 +175,22 @@ func (w *writer) write(kind, key string, ttl time.Duration, quorum bool) bool {
 		args = []any{"PERSIST", key}
 	}
 	c := w.local
-	if quorum {
+	switch ack {
+	case AckQuorum:
 		c = w.quorum
+	case AckAll:
+		c = w.all
 	}
+	wait := ack == "" && w.h.cfg.Regions > 1 && w.rng.Float64() < w.h.cfg.WaitFraction
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	pipe := c.Pipeline()
 	cmd := pipe.Do(ctx, args...)
 	ver := pipe.Do(ctx, "GEOCACHE", "VERSION", key)
+	var waitCmd *redis.Cmd
+	if wait {
+		waitCmd = pipe.Do(ctx, "WAIT", w.h.cfg.Regions-1, waitMS)
+	}
 	op.Invoke = w.h.clock.now()
 	pipe.Exec(ctx)
 	op.Complete = w.h.clock.now()
@@ -181,6 +210,13 @@ func (w *writer) write(kind, key string, ttl time.Duration, quorum bool) bool {
 		if op.Own {
 			w.lastVer[key] = ownVer{op.Inc0, *v}
 		}
+	}
+	if waitCmd != nil {
+		op.Wait = -1 // sent, no integer reply
+		if n, err := waitCmd.Int(); err == nil {
+			op.Wait = n
+		}
+		op.Waited = true
 	}
 	if op.mayApply() {
 		w.last = key
@@ -226,7 +262,7 @@ func (w *writer) owns(op *Op, v *Version) bool {
 }
 
 func (w *writer) get(key string) bool {
-	op := w.newOp(KindGet, key, false)
+	op := w.newOp(KindGet, key, "")
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	op.Invoke = w.h.clock.now()
