@@ -1,6 +1,7 @@
 // Command geocache is geocache's one binary: serve runs a node that speaks
 // the Redis protocol, demo narrates a three-region tour on this machine,
-// version prints the build. status and bench follow.
+// version prints the build. Test tools live in commands of their own
+// (cmd/geocache-chaos), out of the binary that runs in production.
 package main
 
 import (
@@ -40,8 +41,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, "geocache", version())
 		return 0
-	case "chaos":
-		return chaosCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		if err := demo(ctx, args[1:], stdout); err != nil {
 			fmt.Fprintln(stderr, "geocache demo:", err)

@@ -127,7 +127,7 @@ func TestChaosShort(t *testing.T) {
 				t.Fatalf("GEOCACHE_CHAOS_SEED=%q: %v", s, err)
 			}
 		}
-		t.Logf("random chaos seed %d (replay: GEOCACHE_CHAOS_SEED=%d go test ./internal/chaos -run TestChaosShort/random, or go run ./cmd/geocache chaos --duration 20s --seed %d)", seed, seed, seed)
+		t.Logf("random chaos seed %d (replay: GEOCACHE_CHAOS_SEED=%d go test ./internal/chaos -run TestChaosShort/random, or go run ./cmd/geocache-chaos --duration 20s --seed %d)", seed, seed, seed)
 		fmt.Fprintf(os.Stderr, "chaos: TestChaosShort/random uses seed %d\n", seed)
 		rep := runChaos(t, Config{Seed: seed, Duration: 20 * time.Second, SmallRegionMemory: DefaultSmallRegionMemory})
 		if !rep.Pass {

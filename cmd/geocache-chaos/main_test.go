@@ -35,7 +35,7 @@ func TestChaosCommandErrors(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"-h"}, 0, "geocache chaos --duration 5m --seed 42"},
+		{[]string{"-h"}, 0, "go run ./cmd/geocache-chaos --duration 5m --seed 42"},
 		{[]string{"--duration", "soon"}, 2, "invalid value"},
 		{[]string{"stray"}, 2, "unexpected argument"},
 		{[]string{"--faults", "meteor", "--duration", "1s", "--out", t.TempDir()}, 1, `unknown fault kind "meteor"`},
@@ -43,9 +43,9 @@ func TestChaosCommandErrors(t *testing.T) {
 		{[]string{"--small-region-memory", "lots", "--duration", "1s", "--out", t.TempDir()}, 1, `small region memory "lots"`},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), append([]string{"chaos"}, tt.args...), &stdout, &stderr)
+		code := run(context.Background(), tt.args, &stdout, &stderr)
 		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
-			t.Errorf("chaos %q: exit %d, want %d; output %q lacks %q", tt.args, code, tt.code, stdout.String()+stderr.String(), tt.out)
+			t.Errorf("geocache-chaos %q: exit %d, want %d; output %q lacks %q", tt.args, code, tt.code, stdout.String()+stderr.String(), tt.out)
 		}
 	}
 }

@@ -1,3 +1,7 @@
+// Command geocache-chaos runs a chaos test of `geocache serve` processes on
+// this machine and checks the history against geocache's guarantees. It is
+// a test tool, kept out of the geocache binary that runs in production
+// (with the harness, its TCP proxies and its Redis client).
 package main
 
 import (
@@ -8,17 +12,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/geocache/geocache/internal/chaos"
 )
 
-const chaosUsage = `usage: geocache chaos [flags]
+const chaosUsage = `usage: geocache-chaos [flags]
 
-Runs a chaos test on this machine: --regions × --nodes processes of this
-binary ('geocache serve') on loopback, every replication link through its own
+Runs a chaos test on this machine: --regions × --nodes processes of the
+geocache binary ('geocache serve', see --bin) on loopback, every replication link through its own
 user-space TCP proxy, concurrent clients writing and reading, and faults
 (partitions, latency spikes, kill -9, SIGSTOP, clock skew) chosen by --seed.
 It then heals everything, waits until the nodes agree, dumps them and checks
@@ -33,11 +40,11 @@ operation, fault and the final dump; --recheck reads it) and the nodes' logs
 into --out and prints the summary. Exit status: 0 if every check passed, 1 on a violation or an
 error, 2 on a bad flag.
 
-Example: geocache chaos --duration 5m --seed 42
+Example: go run ./cmd/geocache-chaos --duration 5m --seed 42
 
 `
 
-// chaosFlags are the settings of geocache chaos.
+// chaosFlags are the settings of geocache-chaos.
 type chaosFlags struct {
 	cfg     chaos.Config
 	out     string
@@ -48,7 +55,7 @@ type chaosFlags struct {
 
 func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	var f chaosFlags
-	fs := flag.NewFlagSet("geocache chaos", flag.ContinueOnError)
+	fs := flag.NewFlagSet("geocache-chaos", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Int64Var(&f.seed, "seed", 0, "seed of the schedule and the clients (default: from the time; printed)")
 	fs.DurationVar(&f.cfg.Duration, "duration", time.Minute, "how long clients write and faults are injected (healing and checks come after)")
@@ -65,7 +72,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.Float64Var(&f.cfg.WaitFraction, "wait", 0.05, "share of Local writes followed by WAIT <regions-1> 1000 (0: none)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
 	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
-	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: this one)")
+	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: geocache beside this binary, else on PATH, else built from this module with go build)")
 	fs.StringVar(&f.recheck, "recheck", "", "check the record of an earlier run in this directory again (history.json.gz) instead of running; writes recheck.json there")
 	if err := fs.Parse(args); err != nil {
 		return f, fs, err
@@ -105,8 +112,15 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	return f, fs, nil
 }
 
-// chaosCmd runs geocache chaos and returns the exit status.
-func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs geocache-chaos and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, fs, err := parseChaosFlags(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -115,13 +129,13 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.PrintDefaults()
 		return 0
 	case err != nil:
-		fmt.Fprintf(stderr, "geocache chaos: %v\nRun 'geocache chaos -h' for the flags.\n", err)
+		fmt.Fprintf(stderr, "geocache-chaos: %v\nRun 'geocache-chaos -h' for the flags.\n", err)
 		return 2
 	}
 	if f.recheck != "" {
 		rep, err := chaos.Recheck(f.recheck)
 		if err != nil {
-			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+			fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 			return 1
 		}
 		fmt.Fprint(stdout, rep.Summary())
@@ -130,7 +144,7 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			err = os.WriteFile(filepath.Join(f.recheck, "recheck.json"), js, 0o644)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+			fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 		}
 		if !rep.Pass {
 			return 1
@@ -141,26 +155,26 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		f.seed = time.Now().UnixNano() % 1_000_000_000
 	}
 	f.cfg.Seed = f.seed
-	if f.cfg.Bin == "" {
-		if f.cfg.Bin, err = os.Executable(); err != nil {
-			fmt.Fprintf(stderr, "geocache chaos: cannot find this binary (use --bin): %v\n", err)
-			return 1
-		}
-	}
 	if f.out == "" {
 		if f.out, err = os.MkdirTemp("", fmt.Sprintf("geocache-chaos-%d-", f.seed)); err != nil {
-			fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+			fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 			return 1
 		}
 	} else if err := os.MkdirAll(f.out, 0o755); err != nil {
-		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 		return 1
 	}
 	f.cfg.Dir = f.out
-	fmt.Fprintf(stdout, "geocache chaos: seed %d (replay with --seed %d); output in %s\n", f.seed, f.seed, f.out)
+	if f.cfg.Bin == "" {
+		if f.cfg.Bin, err = findServer(f.out); err != nil {
+			fmt.Fprintf(stderr, "geocache-chaos: %v (use --bin)\n", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "geocache-chaos: seed %d (replay with --seed %d); output in %s\n", f.seed, f.seed, f.out)
 	logf, err := os.Create(filepath.Join(f.out, "chaos.log"))
 	if err != nil {
-		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 		return 1
 	}
 	defer logf.Close()
@@ -173,11 +187,11 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	rep, err := chaos.Run(ctx, f.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "geocache chaos: seed %d: %v\n", f.seed, err)
+		fmt.Fprintf(stderr, "geocache-chaos: seed %d: %v\n", f.seed, err)
 		return 1
 	}
 	if err := rep.WriteFiles(f.out); err != nil {
-		fmt.Fprintf(stderr, "geocache chaos: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-chaos: %v\n", err)
 	}
 	fmt.Fprint(stdout, rep.Summary())
 	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(f.out, "report.json"))
@@ -185,4 +199,32 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// findServer returns the geocache binary to run the nodes with: the one
+// beside this binary, else the one on PATH, else one built from this
+// module's source into dir (as when run with go run from the repository).
+func findServer(dir string) (string, error) {
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), "geocache"); isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("geocache"); err == nil {
+		return p, nil
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", errors.New("no geocache binary beside this one or on PATH, and no go command to build one")
+	}
+	p := filepath.Join(dir, "geocache")
+	if out, err := exec.Command(gobin, "build", "-o", p, "github.com/geocache/geocache/cmd/geocache").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build geocache: %v\n%s", err, out)
+	}
+	return p, nil
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
 }
