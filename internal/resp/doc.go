@@ -90,8 +90,9 @@
 //     REWRITE answer an error: settings are fixed at start.
 //   - AUTH knows one user, "default", whose password is RequirePass.
 //   - Writes without an expiry take the node's DefaultTTL (0: none).
-//     Expiry times past the year 2262 (what Unix nanoseconds hold) are
-//     "-ERR invalid expire time", where Redis accepts them.
+//   - An expiry is held in Unix nanoseconds: a time Redis accepts beyond
+//     2262-04-11 (EXPIREAT, PEXPIREAT, SET PXAT ...) is stored as that last
+//     instant, and PEXPIRETIME reports it.
 //   - DBSIZE counts the entries held here, including expired ones not yet
 //     reclaimed (as Redis does).
 //   - A bulk argument must be followed by CRLF (Redis skips any two

@@ -90,11 +90,7 @@ func (c *conn) expiryOf(arg []byte, kind byte, cmdName string) (int64, bool) {
 		}
 		v += now
 	}
-	if v > maxUnixMs {
-		c.replyError("ERR invalid expire time in '" + cmdName + "' command")
-		return 0, false
-	}
-	return v * nsPerMs, true
+	return min(v, maxUnixMs) * nsPerMs, true // beyond what Unix ns hold: that last instant, as expire does
 }
 
 // defaultExpiry is the expiry of a write without one: the node's
@@ -453,20 +449,18 @@ func cmdType(c *conn, args [][]byte) {
 	}
 }
 
-// cmdExpire is EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with Redis 7's
-// NX|XX|GT|LT: a key without expiry counts as an infinite time to live, so
-// GT never applies to it and LT always does. A time not in the future
-// deletes the key (and answers 1).
-func cmdExpire(c *conn, args [][]byte) {
-	name := "expire"
-	switch len(args[0]) {
-	case 7:
-		name = "pexpire"
-	case 8:
-		name = "expireat"
-	case 9:
-		name = "pexpireat"
-	}
+func cmdExpire(c *conn, args [][]byte)    { c.expire(args, "expire", expireSeconds) }
+func cmdPexpire(c *conn, args [][]byte)   { c.expire(args, "pexpire", expireMillis) }
+func cmdExpireat(c *conn, args [][]byte)  { c.expire(args, "expireat", expireAtSeconds) }
+func cmdPexpireat(c *conn, args [][]byte) { c.expire(args, "pexpireat", expireAtMillis) }
+
+// expire is EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT (kind says which) with
+// Redis 7's NX|XX|GT|LT: a key without expiry counts as an infinite time
+// to live, so GT never applies to it and LT always does. A time not in the
+// future deletes the key (and answers 1). Times Redis accepts beyond the
+// last instant an expiry can hold here (2262-04-11, the end of Unix
+// nanoseconds in 64 bits) are stored as that instant.
+func (c *conn) expire(args [][]byte, name string, kind byte) {
 	var nx, xx, gt, lt bool
 	for _, a := range args[3:] {
 		switch {
@@ -497,7 +491,7 @@ func cmdExpire(c *conn, args [][]byte) {
 		return
 	}
 	invalid := "ERR invalid expire time in '" + name + "' command"
-	if name == "expire" || name == "expireat" {
+	if kind == expireSeconds || kind == expireAtSeconds {
 		if when > math.MaxInt64/1000 || when < math.MinInt64/1000 {
 			c.replyError(invalid)
 			return
@@ -505,17 +499,14 @@ func cmdExpire(c *conn, args [][]byte) {
 		when *= 1000
 	}
 	now := c.s.nowMs()
-	if name == "expire" || name == "pexpire" {
+	if kind == expireSeconds || kind == expireMillis {
 		if when > math.MaxInt64-now {
 			c.replyError(invalid)
 			return
 		}
 		when += now
 	}
-	if when > maxUnixMs {
-		c.replyError(invalid)
-		return
-	}
+	when = min(when, maxUnixMs)
 	at := when * nsPerMs // may be negative: a time in the past
 	done := false
 	ctx, cancel := c.writeCtx()
@@ -546,8 +537,13 @@ func cmdExpire(c *conn, args [][]byte) {
 	}
 }
 
-func cmdTTL(c *conn, args [][]byte) {
-	d, err := c.s.node.TTL(peekKey(args[1]))
+func cmdTTL(c *conn, args [][]byte)  { c.replyTTL(args[1], false) }
+func cmdPTTL(c *conn, args [][]byte) { c.replyTTL(args[1], true) }
+
+// replyTTL answers TTL (rounded to seconds, as Redis does) or PTTL: -2 for
+// a missing key, -1 for one without expiry.
+func (c *conn) replyTTL(key []byte, millis bool) {
+	d, err := c.s.node.TTL(peekKey(key))
 	switch {
 	case err != nil:
 		c.replyInt(-2)
@@ -555,7 +551,7 @@ func cmdTTL(c *conn, args [][]byte) {
 		c.replyInt(-1)
 	default:
 		ms := (int64(d) + nsPerMs/2) / nsPerMs
-		if len(args[0]) == 3 { // TTL, not PTTL
+		if !millis {
 			ms = (ms + 500) / 1000
 		}
 		c.replyInt(ms)

@@ -113,6 +113,19 @@ var stringScript = []step{
 	both(":7258118401", "EXPIRETIME", "s"), // rounded, as Redis does
 	both(":7258118400500", "PEXPIRETIME", "s"),
 	both(arity("expiretime"), "EXPIRETIME"),
+	// Times past what an expiry in Unix nanoseconds holds (2262-04-11) are
+	// accepted as Redis does, and stored as that last instant.
+	both(":1", "PEXPIREAT", "s", "9000000000000000"),
+	ours(":9223372036854", "PEXPIRETIME", "s"),
+	both(":1", "EXPIREAT", "s", "9000000000000"),
+	ours(":9223372036854", "PEXPIRETIME", "s"),
+	both(":1", "EXPIRE", "s", "9000000000000"),
+	ours(":9223372036854", "PEXPIRETIME", "s"),
+	both("+OK", "SET", "px", "v", "PXAT", "9000000000000000"),
+	ours(":9223372036854", "PEXPIRETIME", "px"),
+	both("+OK", "SET", "px", "v", "EX", "9000000000000"),
+	ours(":9223372036854", "PEXPIRETIME", "px"),
+	both(":1", "PEXPIREAT", "s", "7258118400500"),
 	// TOUCH
 	both(":2", "TOUCH", "s", "s", "nosuch"),
 	both(":0", "TOUCH", "nosuch"),
