@@ -53,14 +53,17 @@ func newCluster(t *testing.T, regions []string, tweak func(i int, c *Config)) *c
 func (c *cluster) start(i int) *Node {
 	c.t.Helper()
 	var err error
-	for range 100 { // the port may linger briefly after a stop
+	// The port may linger briefly after a stop; the deadline only catches
+	// a port that never frees up.
+	for deadline := time.Now().Add(testkit.EventuallyTimeout); ; time.Sleep(20 * time.Millisecond) {
 		if c.nodes[i], err = Open(c.cfgs[i]); err == nil {
 			return c.nodes[i]
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			c.t.Fatalf("start node %d: %v", i, err)
+			return nil
+		}
 	}
-	c.t.Fatalf("start node %d: %v", i, err)
-	return nil
 }
 
 func (c *cluster) startAll() {

@@ -51,7 +51,7 @@ func Example_twoRegions() {
 	defer us.Close()
 	defer eu.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := us.Set(ctx, "user:42", []byte("alice"), geocache.WithAck(geocache.All)); err != nil {
 		panic(err)

@@ -23,6 +23,11 @@ import (
 // it, start `geocache serve` processes on free loopback ports, talk to them
 // with go-redis, and make sure no process outlives its test.
 
+// e2eHang is the deadline of every wait in the end-to-end tests: it only
+// catches a hang. A loaded machine may take seconds for what an idle one
+// does in milliseconds, and no test may fail for that.
+const e2eHang = time.Minute
+
 // e2eBuild is the geocache binary shared by the tests that are using it.
 var e2eBuild struct {
 	mu    sync.Mutex
@@ -150,7 +155,7 @@ func (n *e2eNode) start() error {
 		<-exited
 	})
 
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(e2eHang)
 	for {
 		out := n.logs.String()[mark:]
 		if e2eLogHas(out, "geocache serving") {
@@ -165,7 +170,7 @@ func (n *e2eNode) start() error {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no \"geocache serving\" log record within 10s", n.name)
+			return fmt.Errorf("%s: no \"geocache serving\" log record within %v", n.name, e2eHang)
 		}
 	}
 }
@@ -214,7 +219,7 @@ func (n *e2eNode) pause() {
 		time.Sleep(200 * time.Millisecond) // no procfs: give the signal time
 		return
 	}
-	e2eEventually(n.t, 5*time.Second, n.name+" stopped", func() error {
+	e2eEventually(n.t, e2eHang, n.name+" stopped", func() error {
 		tasks, err := os.ReadDir(dir)
 		if err != nil {
 			return err
@@ -255,13 +260,18 @@ func (n *e2eNode) waitExit(d time.Duration) int {
 	}
 }
 
+// e2eClientTimeout is the read and write timeout of e2eNode.client.
+const e2eClientTimeout = e2eHang + 30*time.Second
+
 // client returns a go-redis client of the node, closed when the test
 // ends. It does not retry: every failure shows.
 func (n *e2eNode) client() *redis.Client {
 	c := redis.NewClient(&redis.Options{
 		Addr: n.addr, Password: n.password,
-		MaxRetries:  -1,
-		DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		MaxRetries: -1,
+		// Longer than e2eHang, the longest a command (GEOCACHE ACK ...) is
+		// told to block.
+		DialTimeout: e2eHang, ReadTimeout: e2eClientTimeout, WriteTimeout: e2eClientTimeout,
 		PoolSize: 4,
 	})
 	n.t.Cleanup(func() { c.Close() })
@@ -339,7 +349,7 @@ func (c *e2eCluster) waitConnected(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range c.nodes {
 		cl := redis.NewClient(&redis.Options{Addr: n.addr, Password: n.password, MaxRetries: -1})
-		e2eEventually(t, 10*time.Second, n.name+" connected to every peer", func() error {
+		e2eEventually(t, e2eHang, n.name+" connected to every peer", func() error {
 			info, err := cl.Info(ctx, "replication").Result()
 			if err != nil {
 				return err

@@ -29,7 +29,7 @@ func respCall(t *testing.T, c net.Conn, r *bufio.Reader, args ...string) string 
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(e2eHang)) // only catches a hang
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		t.Fatalf("%v: write: %v", args, err)
 	}
@@ -109,7 +109,7 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 	}
 
 	var conn net.Conn
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(e2eHang)
 	for conn == nil {
 		if conn, err = net.Dial("tcp", respAddr); err != nil {
 			if time.Now().After(deadline) {
@@ -190,15 +190,15 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("still running 5s after SIGTERM:\n%s", logs.String())
+	case <-time.After(e2eHang):
+		t.Fatalf("still running %v after SIGTERM:\n%s", e2eHang, logs.String())
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM", code)
 	}
 	logRecord(t, logs, "geocache stopped")
 	// The server closed the client's connection on its way out.
-	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	conn.SetReadDeadline(time.Now().Add(e2eHang))
 	if _, err := r.ReadByte(); err == nil {
 		t.Error("the RESP connection is still open after the shutdown")
 	}

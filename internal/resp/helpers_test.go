@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -69,7 +70,7 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 			if err != nil {
 				t.Errorf("Serve returned %v after Close; want nil", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testkit.EventuallyTimeout):
 			t.Error("Serve did not return after Close")
 		}
 		checkNoGoroutines(t)
@@ -78,11 +79,12 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 }
 
 // checkNoGoroutines fails if a goroutine running this package's code is
-// still alive (briefly retrying while exiting goroutines finish).
+// still alive (retrying while exiting goroutines finish, for as long as a
+// loaded machine may need).
 func checkNoGoroutines(t testing.TB) {
 	t.Helper()
 	var stacks string
-	for range 200 {
+	for deadline := time.Now().Add(testkit.EventuallyTimeout); time.Now().Before(deadline); {
 		buf := make([]byte, 1<<20)
 		stacks = string(buf[:runtime.Stack(buf, true)])
 		leaked := false
@@ -102,7 +104,9 @@ func checkNoGoroutines(t testing.TB) {
 // newClient returns a go-redis client of the server, closed at cleanup.
 func newClient(t testing.TB, addr string, tweak ...func(*redis.Options)) *redis.Client {
 	t.Helper()
-	opt := &redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1, PoolSize: 4, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second}
+	// The timeouts only catch a hang; ReadTimeout is above the longest a
+	// test lets a command block (ackTimeout).
+	opt := &redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1, PoolSize: 4, DialTimeout: time.Minute, ReadTimeout: 2 * ackTimeout}
 	for _, f := range tweak {
 		f(opt)
 	}
@@ -120,7 +124,82 @@ type rawConn struct {
 
 func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	nc, err := net.DialTimeout("tcp", addr, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// ackTimeout is what tests give GEOCACHE ACK and WAIT when they wait for
+// replication that will happen: long enough for any loaded machine, so it
+// only catches a hang.
+const ackTimeout = time.Minute
+
+// memServer serves cfg on the in-memory network n, at "resp", for tests
+// that run in a testing/synctest bubble (where a real socket cannot be
+// used): deadlines and timeouts then run on the bubble's virtual clock.
+// Cleanup closes it and checks that Serve returned nil.
+func memServer(t *testing.T, n *testkit.Network, cfg Config) *Server {
+	t.Helper()
+	if cfg.Node == nil {
+		cfg.Node = testNode(t, geocache.Config{})
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := n.Listen("resp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve returned %v after Close; want nil", err)
+		}
+	})
+	return s
+}
+
+// memRegions opens one node per region on the in-memory network n, each
+// replicating to the others, for tests in a synctest bubble. Cleanup
+// closes them.
+func memRegions(t *testing.T, n *testkit.Network, regions ...string) []*geocache.Node {
+	t.Helper()
+	nodes := make([]*geocache.Node, len(regions))
+	for i, r := range regions {
+		var peers []string
+		for j, p := range regions {
+			if j != i {
+				peers = append(peers, p)
+			}
+		}
+		ln, err := n.Listen(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := geocache.MultiRegion(r, uint32(i+1), r, peers...)
+		cfg.Listener, cfg.Dial = ln, n.Dialer(r)
+		node, err := geocache.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		nodes[i] = node
+	}
+	return nodes
+}
+
+// dialMem connects client to the memServer on n.
+func dialMem(t *testing.T, n *testkit.Network, client string) *rawConn {
+	t.Helper()
+	nc, err := n.Dialer(client)(context.Background(), "resp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +209,7 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 
 func (r *rawConn) send(s string) {
 	r.t.Helper()
-	r.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	r.nc.SetWriteDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
 	if _, err := io.WriteString(r.nc, s); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/geocache/geocache"
@@ -128,23 +129,40 @@ func TestValueOverNodeLimit(t *testing.T) {
 	r.expectClosed("-ERR Protocol error: argument of 2100 bytes is over the limit of 2024\r\n")
 }
 
+// TestIdleTimeout runs in a synctest bubble, on the in-memory network: on
+// real time, a loaded machine could hold the busy client back longer than
+// the timeout and get it closed.
 func TestIdleTimeout(t *testing.T) {
-	_, addr := startServer(t, Config{IdleTimeout: 150 * time.Millisecond})
-	idle, busy := dialRaw(t, addr), dialRaw(t, addr)
-	start := time.Now()
-	for time.Since(start) < 400*time.Millisecond {
-		if got := busy.do("PING"); got != "+PONG" {
-			t.Fatalf("an active client: PING = %s", got)
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 150 * time.Millisecond
+		n := testkit.NewNetwork()
+		t.Cleanup(func() { n.Close() }) // after the server's and nodes' cleanups: they close first
+		memServer(t, n, Config{IdleTimeout: timeout})
+		idle, busy := dialMem(t, n, "idle"), dialMem(t, n, "busy")
+		start := time.Now()
+		for time.Since(start) < 400*time.Millisecond {
+			if got := busy.do("PING"); got != "+PONG" {
+				t.Fatalf("an active client: PING = %s", got)
+			}
+			time.Sleep(30 * time.Millisecond)
 		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	idle.expectClosed("") // Redis closes idle clients silently
-	if got := busy.do("PING"); got != "+PONG" {
-		t.Fatalf("an active client after 400ms: PING = %s", got)
-	}
-	if got := busy.do("CONFIG", "GET", "timeout"); got != `["timeout" "0"]` { // whole seconds, as Redis
-		t.Errorf("CONFIG GET timeout: %s", got)
-	}
+		idle.expectClosed("") // Redis closes idle clients silently
+		if got := busy.do("PING"); got != "+PONG" {
+			t.Fatalf("an active client after 400ms: PING = %s", got)
+		}
+		if got := busy.do("CONFIG", "GET", "timeout"); got != `["timeout" "0"]` { // whole seconds, as Redis
+			t.Errorf("CONFIG GET timeout: %s", got)
+		}
+		// The idle client was closed once the timeout passed, not before.
+		quiet := dialMem(t, n, "quiet")
+		time.Sleep(timeout - time.Nanosecond)
+		if got := quiet.do("PING"); got != "+PONG" {
+			t.Fatalf("a client idle for just under the timeout: PING = %s", got)
+		}
+		time.Sleep(timeout)
+		synctest.Wait()
+		quiet.expectClosed("")
+	})
 }
 
 func TestUnauthLimit(t *testing.T) {

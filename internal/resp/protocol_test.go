@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/geocache/geocache/internal/testkit"
@@ -205,7 +206,7 @@ func TestRandomBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		nc.SetDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
 		nc.Write(b)
 		nc.(*net.TCPConn).CloseWrite()
 		if _, err := readUntilClosed(nc); err != nil && !isReset(err) {
@@ -240,17 +241,25 @@ func TestWaitClientGone(t *testing.T) {
 }
 
 // TestWaitKeepsPipelinedCommands: commands sent behind a blocking WAIT run
-// after it.
+// after it. It runs in a synctest bubble, so that the commands are sent
+// while the WAIT is certainly blocked, however loaded the machine.
 func TestWaitKeepsPipelinedCommands(t *testing.T) {
-	nodes := openRegions(t, "us", "eu")
-	linksUp(t, nodes)
-	_, addr := startServer(t, Config{Node: nodes[0]})
-	r := dialRaw(t, addr)
-	r.send(cmd("SET", "k", "v") + cmd("WAIT", "5", "300"))
-	r.expect("+OK\r\n")
-	time.Sleep(50 * time.Millisecond) // WAIT is blocked now
-	r.send(cmd("GET", "k") + cmd("ECHO", strings.Repeat("e", 10_000)))
-	r.expect(":1\r\n$1\r\nv\r\n$10000\r\n" + strings.Repeat("e", 10_000) + "\r\n")
+	synctest.Test(t, func(t *testing.T) {
+		n := testkit.NewNetwork()
+		t.Cleanup(func() { n.Close() }) // after the server's and nodes' cleanups: they close first
+		nodes := memRegions(t, n, "us", "eu")
+		linksUp(t, nodes)
+		s := memServer(t, n, Config{Node: nodes[0]})
+		r := dialMem(t, n, "client")
+		r.send(cmd("SET", "k", "v") + cmd("WAIT", "5", "300"))
+		r.expect("+OK\r\n")
+		synctest.Wait()
+		if s.blocked.Load() != 1 {
+			t.Fatal("WAIT 5 300 with two regions is not blocked")
+		}
+		r.send(cmd("GET", "k") + cmd("ECHO", strings.Repeat("e", 10_000)))
+		r.expect(":1\r\n$1\r\nv\r\n$10000\r\n" + strings.Repeat("e", 10_000) + "\r\n")
+	})
 }
 
 // TestCloseUnblocksClients: Close ends blocked WAITs, idle clients and
@@ -270,7 +279,7 @@ func TestCloseUnblocksClients(t *testing.T) {
 	go func() { s.Close(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.EventuallyTimeout):
 		t.Fatal("Close did not return")
 	}
 	for _, r := range []*rawConn{idle, half} {

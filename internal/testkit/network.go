@@ -73,6 +73,11 @@ type linkState struct {
 	latency  time.Duration
 	cut      bool
 	cutStart time.Time // when the current cut began; zero when not cut
+	// cutGen counts the cuts of the link; bytes written during the current
+	// cut carry its number, so that they are held even when they are due
+	// at the very instant the cut began (zero latency; no time passes in a
+	// synctest bubble between the Cut and the Write).
+	cutGen uint64
 }
 
 // NetworkStats is a snapshot of a Network's counters. Written always
@@ -222,6 +227,7 @@ func (n *Network) Cut(from, to string) {
 	n.update(from, to, func(st *linkState) {
 		if !st.cut {
 			st.cut, st.cutStart = true, now
+			st.cutGen++
 		}
 	})
 }
@@ -367,7 +373,7 @@ func (n *Network) Stats() NetworkStats {
 			st.InFlight += int64(s.buffered)
 			if s.cut {
 				for _, c := range s.q[s.head:] {
-					if c.at.After(s.cutStart) {
+					if s.heldLocked(c.at, c.gen) {
 						st.Held += int64(len(c.b))
 					}
 				}
@@ -467,6 +473,7 @@ type stream struct {
 	last      time.Time // delivery time of the newest chunk or FIN
 	fin       bool      // the writer closed; EOF follows the last chunk
 	finAt     time.Time // delivery time of the FIN
+	finGen    uint64    // the cut the FIN was sent during, 0 if none
 	gone      bool      // the reader closed: writes are discarded
 	rdl, wdl  time.Time // read and write deadlines, zero for none
 	rwake     signal    // the reader may proceed: data, FIN, heal, deadline, close
@@ -474,24 +481,41 @@ type stream struct {
 }
 
 type chunk struct {
-	b  []byte
-	at time.Time // delivery time
+	b   []byte
+	at  time.Time // delivery time
+	gen uint64    // the cut it was written during (linkState.cutGen), 0 if none
 }
 
-// deliveredLocked reports whether bytes due at at have reached the reader
-// by now: their latency has passed and no cut holds them. A cut holds only
-// bytes due after it began, so bytes that arrived before it stay readable.
-func (s *stream) deliveredLocked(at, now time.Time) bool {
-	return !now.Before(at) && !(s.cut && at.After(s.cutStart))
+// heldLocked reports whether the current cut holds bytes due at at and
+// written during cut gen (0: not during a cut). A cut holds the bytes due
+// after it began and those written while it lasts, so bytes that arrived
+// before it stay readable.
+func (s *stream) heldLocked(at time.Time, gen uint64) bool {
+	return s.cut && (at.After(s.cutStart) || gen == s.cutGen)
+}
+
+// deliveredLocked reports whether bytes due at at, written during cut gen,
+// have reached the reader by now: their latency has passed and no cut
+// holds them.
+func (s *stream) deliveredLocked(at time.Time, gen uint64, now time.Time) bool {
+	return !now.Before(at) && !s.heldLocked(at, gen)
 }
 
 // nextLocked returns when the reader should look again for bytes due at
 // at: their delivery time, or zero if a cut holds them (Heal wakes it).
-func (s *stream) nextLocked(at time.Time) time.Time {
-	if s.cut && at.After(s.cutStart) {
+func (s *stream) nextLocked(at time.Time, gen uint64) time.Time {
+	if s.heldLocked(at, gen) {
 		return time.Time{}
 	}
 	return at
+}
+
+// genLocked is the cut number that bytes written now carry.
+func (s *stream) genLocked() uint64 {
+	if s.cut {
+		return s.cutGen
+	}
+	return 0
 }
 
 func (s *stream) pushLocked(b []byte, now time.Time) {
@@ -503,7 +527,7 @@ func (s *stream) pushLocked(b []byte, now time.Time) {
 	if s.head == len(s.q) {
 		s.rwake.broadcast() // a new head: the reader's next wake-up changes
 	}
-	s.q = append(s.q, chunk{b: append([]byte(nil), b...), at: at})
+	s.q = append(s.q, chunk{b: append([]byte(nil), b...), at: at, gen: s.genLocked()})
 	s.buffered += len(b)
 }
 
@@ -511,7 +535,7 @@ func (s *stream) readLocked(b []byte, now time.Time) int {
 	n := 0
 	for n < len(b) && s.head < len(s.q) {
 		c := &s.q[s.head]
-		if !s.deliveredLocked(c.at, now) {
+		if !s.deliveredLocked(c.at, c.gen, now) {
 			break
 		}
 		k := copy(b[n:], c.b)
@@ -630,12 +654,12 @@ func (c *conn) Read(b []byte) (int, error) {
 		var next time.Time
 		switch {
 		case s.head < len(s.q):
-			next = s.nextLocked(s.q[s.head].at)
+			next = s.nextLocked(s.q[s.head].at, s.q[s.head].gen)
 		case s.fin:
-			if s.deliveredLocked(s.finAt, now) {
+			if s.deliveredLocked(s.finAt, s.finGen, now) {
 				return 0, io.EOF
 			}
-			next = s.nextLocked(s.finAt)
+			next = s.nextLocked(s.finAt, s.finGen)
 		}
 		block(&p.mu, s.rwake.wait(), earliest(next, s.rdl), nil)
 	}
@@ -666,7 +690,7 @@ func (c *conn) Write(b []byte) (int, error) {
 			return n, nil
 		}
 		if s.gone {
-			if rx := c.rx(); rx.fin && rx.deliveredLocked(rx.finAt, now) {
+			if rx := c.rx(); rx.fin && rx.deliveredLocked(rx.finAt, rx.finGen, now) {
 				return n, c.opErr("write", syscall.EPIPE)
 			}
 			p.n.written.Add(int64(len(b) - n))
@@ -701,7 +725,7 @@ func (c *conn) Close() error {
 	if !p.reset {
 		tx, rx := c.tx(), c.rx()
 		tx.fin = true
-		tx.finAt = time.Now().Add(tx.latency)
+		tx.finAt, tx.finGen = time.Now().Add(tx.latency), tx.genLocked()
 		if tx.finAt.Before(tx.last) {
 			tx.finAt = tx.last
 		}
