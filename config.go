@@ -2,6 +2,7 @@ package geocache
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -70,8 +71,13 @@ type Config struct {
 	TombstoneHorizon time.Duration
 	// ReplicationLogBytes bounds the log of this node's writes kept for
 	// peers that are behind; a peer further behind gets a full sync.
-	// Default 64 MiB.
+	// Default 64 MiB. A node without Peers keeps no log (only a link to a
+	// peer reads it), whatever this says.
 	ReplicationLogBytes int64
+	// SyncTimeout bounds how long Node.Synced waits for the first full sync
+	// from a peer this node reached at start; past it the node reports
+	// synced without it (with a warning). Default 1 min.
+	SyncTimeout time.Duration
 
 	// PeerTimeout is how long a replication link may stay silent before it
 	// is declared down and redialed; links ping at a quarter of it.
@@ -98,13 +104,28 @@ type Config struct {
 	// fault-injecting network.
 	Listener net.Listener
 	Dial     func(ctx context.Context, addr string) (net.Conn, error)
+
+	// TLS, if set, secures every replication link with mutual TLS 1.3:
+	// the node serves and dials with its certificate (Certificates[0], or
+	// GetCertificate and GetClientCertificate, which are asked at every
+	// handshake: rotate a certificate by returning the new one), and
+	// verifies the peer's against the cluster's CA pool in RootCAs (and
+	// ClientCAs for inbound links, RootCAs if nil). A dialed peer's
+	// certificate must name the host of its address in Peers (IP or DNS
+	// subject alternative name). It wraps Listener and Dial when they are
+	// set too. The node requires TLS 1.3 and client certificates whatever
+	// the configuration says, and ignores GetConfigForClient. nil means
+	// plaintext links (see docs/security.md).
+	TLS *tls.Config
 }
 
 // Defaults applied by Open.
 const (
 	DefaultMaxBytes      = 64 << 20
 	DefaultMaxValueBytes = 1 << 20
-	maxValueBytesLimit   = 3 << 20
+	// MaxValueBytesLimit is the largest Config.MaxValueBytes: a value
+	// travels in one replication frame.
+	MaxValueBytesLimit = 3 << 20
 	// MaxKeyBytes is the longest key: 64 KiB.
 	MaxKeyBytes = 64 << 10
 )
@@ -132,12 +153,15 @@ func (c *Config) validate() error {
 	switch {
 	case c.MaxBytes < 0 || c.MaxEntries < 0 || c.MaxValueBytes < 0 || c.MaxTombstones < 0 || c.ReplicationLogBytes < 0:
 		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
-	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0 || c.PeerTimeout < 0:
+	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0 || c.PeerTimeout < 0 || c.SyncTimeout < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
-	case c.MaxValueBytes > maxValueBytesLimit:
-		return fmt.Errorf("%w: MaxValueBytes %d exceeds %d", ErrInvalidConfig, c.MaxValueBytes, maxValueBytesLimit)
+	case c.MaxValueBytes > MaxValueBytesLimit:
+		return fmt.Errorf("%w: MaxValueBytes %d exceeds %d", ErrInvalidConfig, c.MaxValueBytes, MaxValueBytesLimit)
 	case len(c.Peers) > 0 && c.NodeID == 0:
 		return fmt.Errorf("%w: NodeID is required with Peers", ErrInvalidConfig)
+	}
+	if err := validateTLS(c.TLS); err != nil {
+		return err
 	}
 	if c.Cluster == "" {
 		c.Cluster = "geocache"

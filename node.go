@@ -118,6 +118,7 @@ type Node struct {
 	store *store.Store
 	repl  *repl.Replicator
 	phys  Clock
+	acks  ackLatency // time writes wait for Quorum and All (stats.go)
 
 	// ready is closed once writes no longer wait for the peers' clocks
 	// (see Ready); readyTimer and readyWait end with Close.
@@ -157,17 +158,29 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("geocache: listen for replication: %w", err)
 		}
 	}
+	dial := cfg.Dial
+	if cfg.TLS != nil {
+		pt := newPeerTLS(&cfg, phys)
+		if ln != nil {
+			ln = pt.listen(ln)
+		}
+		dial = pt.dialer(dial)
+	}
 	n.repl, err = repl.New(repl.Config{
 		Cluster: cfg.Cluster, Region: cfg.Region, NodeID: cfg.NodeID, NodeName: cfg.NodeName,
 		Store: st, Clock: clock, Physical: phys,
-		Listener: ln, Peers: cfg.Peers, Dial: cfg.Dial,
+		Listener: ln, Peers: cfg.Peers, Dial: dial,
 		Log:                 repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
 		PingInterval:        cfg.PeerTimeout / 4,
 		DeadTimeout:         cfg.PeerTimeout,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		TombstoneHorizon:    cfg.TombstoneHorizon,
 		ReconnectMax:        min(2*time.Second, cfg.PeerTimeout),
-		Logger:              cfg.Logger,
+		SyncTimeout:         cfg.SyncTimeout,
+		// Tracking a full sync's keys costs at most what holding them
+		// does: a peer with this node's budget never exceeds it.
+		MaxSnapshotBytes: max(repl.DefaultMaxSnapshotBytes, cfg.MaxBytes),
+		Logger:           cfg.Logger,
 	})
 	if err != nil {
 		if ln != nil {
@@ -206,6 +219,31 @@ func (n *Node) markReady() { n.readyOnce.Do(func() { close(n.ready) }) }
 // have issued, if clocks keep within MaxClockOffset), or until the write's
 // context ends. Reads never wait. A node without peers is ready at once.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// ClockInBounds reports whether this node's clock is within MaxClockOffset
+// of most of its peers, as measured at each link's handshake and by its
+// pings, that is whether writes are versioned; while it is not, they fail
+// with ErrClockSkew. A node started with its clock far from its peers is out
+// of bounds from the handshakes on, so by the time Ready is closed its first
+// write is refused. So is a node whose clock was set back by more than
+// 2 × MaxClockOffset (a clock that ran ahead, fixed): its versions, up to
+// there, would be held by every peer, until its physical time catches up. A
+// node without peers is in bounds unless its clock was set back.
+func (n *Node) ClockInBounds() bool { return n.clock.Writable() }
+
+// Synced is closed once the node holds what its peers could give it at
+// start: for every peer it reached, the peer's first full sync to it has
+// completed (a restarted node has refilled), or Config.SyncTimeout passed
+// (a warning names the peer). A peer that could not be reached at start is
+// not waited for. A node without peers is synced at once. Readiness checks
+// (geocache serve's /readyz) wait for it; reads and writes do not.
+func (n *Node) Synced() <-chan struct{} { return n.repl.Synced() }
+
+// IDConflict is closed once a replication handshake, in either direction,
+// has revealed another node with this node's NodeID. Both refuse the link
+// (an error is logged on each side); Stats().IDConflicts counts them. A
+// node that sees it while starting is the misconfigured one, most likely.
+func (n *Node) IDConflict() <-chan struct{} { return n.repl.IDConflict() }
 
 type wallClock struct{}
 
@@ -297,9 +335,9 @@ func (n *Node) version(ctx context.Context) (store.Version, error) {
 			return store.Version{}, fmt.Errorf("%w: %w", ErrStarting, ctx.Err())
 		}
 	}
-	ts, err := n.clock.Now()
+	ts, err := n.clock.NowWithin()
 	if err != nil {
-		if errors.Is(err, hlc.ErrClockOutOfBounds) {
+		if errors.Is(err, hlc.ErrClockOutOfBounds) || errors.Is(err, hlc.ErrAheadOfPhysical) {
 			return store.Version{}, fmt.Errorf("%w: %w", ErrClockSkew, err)
 		}
 		return store.Version{}, err
@@ -342,7 +380,9 @@ func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
 	default:
 		return fmt.Errorf("geocache: unknown acknowledgement level %v", ack)
 	}
+	start := time.Now()
 	got, err := n.repl.Wait(ctx, seq, need)
+	n.acks.observe(ack, start, err)
 	switch {
 	case errors.Is(err, repl.ErrClosed):
 		return ErrClosed

@@ -1,8 +1,10 @@
 package geocache
 
 import (
+	"sync/atomic"
 	"time"
 
+	"github.com/geocache/geocache/internal/latency"
 	"github.com/geocache/geocache/internal/repl"
 )
 
@@ -26,6 +28,27 @@ type Stats struct {
 
 	Peers   []PeerStats   // where this node sends its writes
 	Origins []OriginStats // whose writes this node receives
+
+	// IDConflicts counts the replication handshakes that revealed another
+	// node with this node's id; IDConflict describes the last one.
+	IDConflicts uint64
+	IDConflict  string
+
+	// Acks describes the writes that waited for other regions: one entry
+	// for Quorum, one for All.
+	Acks []AckStats
+}
+
+// AckStats describes the writes of one acknowledgement level.
+type AckStats struct {
+	Level Ack
+	// Latency is the time acknowledged writes waited, after their local
+	// apply, until enough regions had applied them.
+	Latency Latency
+	// Failed counts the writes whose wait ended without the
+	// acknowledgement: their context ended (ErrAckTimeout) or the node
+	// closed.
+	Failed uint64
 }
 
 // PeerStats describes the link carrying this node's writes to one peer.
@@ -40,9 +63,18 @@ type PeerStats struct {
 	RTT       time.Duration // last measured round trip
 	Offset    time.Duration // peer's clock minus this node's
 	FullSyncs uint64
-	LastError string
-	Rounds    uint64 // anti-entropy rounds completed with this peer
-	Repaired  uint64 // entries this node took from the peer's repairs
+	LastError string // why the link is down; "" while it is up
+	// LastErrorAt is when LastError happened; Reason classifies it
+	// ("unreachable", "cluster mismatch", "duplicate node id", …).
+	LastErrorAt time.Time
+	Reason      string
+	// Failures counts failed attempts and lost links by reason.
+	Failures map[string]uint64
+	// EverConnected is false for a peer never reached: its Node and
+	// Region are unknown, and Since is when the node started trying.
+	EverConnected bool
+	Rounds        uint64 // anti-entropy rounds completed with this peer
+	Repaired      uint64 // entries this node took from the peer's repairs
 }
 
 // OriginStats describes the stream of writes received from one node.
@@ -55,6 +87,69 @@ type OriginStats struct {
 	Stale     uint64 // writes older than what this node held
 	FullSyncs uint64
 	Dropped   uint64 // entries dropped after its full syncs (not vouched for)
+	// Visibility is, for every write received from that node, this node's
+	// physical clock when it applied the write minus the write's HLC
+	// wall-clock part (0 if negative): how long the write took to become
+	// visible here. It has millisecond resolution (an HLC carries
+	// milliseconds) and includes the offset between the two nodes' clocks.
+	// Writes received in full syncs are not counted.
+	Visibility Latency
+}
+
+// LatencyBuckets is the number of buckets of a Latency histogram.
+const LatencyBuckets = latency.Buckets
+
+// Latency is a histogram of durations in fixed exponential buckets.
+type Latency struct {
+	// Counts[i] counts the durations at most LatencyBounds()[i] and above
+	// LatencyBounds()[i-1]; the last one, those above every bound.
+	Counts [LatencyBuckets]uint64
+	// Sum is the sum of the durations.
+	Sum time.Duration
+}
+
+// LatencyBounds returns the upper bounds of a Latency's buckets but the
+// last, in increasing order: 0.25 µs, 0.5 µs, 1 µs, … (doubling) up to
+// about 33.6 s.
+func LatencyBounds() [LatencyBuckets - 1]time.Duration { return latency.Bounds() }
+
+// Count returns the number of durations counted.
+func (l *Latency) Count() uint64 {
+	var n uint64
+	for _, c := range l.Counts {
+		n += c
+	}
+	return n
+}
+
+func latencyOf(s latency.Snapshot) Latency { return Latency{Counts: s.Counts, Sum: s.Sum} }
+
+// ackLatency times the writes that wait for other regions, per level.
+// Observing is lock-free and allocates nothing.
+type ackLatency struct {
+	quorum, all         latency.Histogram
+	quorumFail, allFail atomic.Uint64
+}
+
+// observe records how a write of level ack that started waiting at start
+// ended (err nil: acknowledged).
+func (a *ackLatency) observe(ack Ack, start time.Time, err error) {
+	h, fail := &a.quorum, &a.quorumFail
+	if ack == All {
+		h, fail = &a.all, &a.allFail
+	}
+	if err != nil {
+		fail.Add(1)
+		return
+	}
+	h.Observe(time.Since(start))
+}
+
+func (a *ackLatency) stats() []AckStats {
+	return []AckStats{
+		{Level: Quorum, Latency: latencyOf(a.quorum.Snapshot()), Failed: a.quorumFail.Load()},
+		{Level: All, Latency: latencyOf(a.all.Snapshot()), Failed: a.allFail.Load()},
+	}
 }
 
 // Stats returns the node's current figures.
@@ -66,6 +161,7 @@ func (n *Node) Stats() Stats {
 		Entries: ss.Entries, Bytes: ss.Bytes, Tombstones: ss.Tombstones,
 		Hits: ss.Hits, Misses: ss.Misses, Evictions: ss.Evictions, Expired: ss.Expirations,
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
+		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))
@@ -74,8 +170,10 @@ func (n *Node) Stats() Stats {
 		st.Origins = append(st.Origins, OriginStats{
 			Node: o.Node, Region: o.Region, Connected: o.Connected, Applied: o.Applied,
 			Ops: o.Ops, Stale: o.Stale, FullSyncs: o.FullSyncs, Dropped: o.Dropped,
+			Visibility: latencyOf(o.Visibility),
 		})
 	}
+	st.Acks = n.acks.stats()
 	return st
 }
 
@@ -84,5 +182,44 @@ func peerStats(l repl.LinkStats) PeerStats {
 		Addr: l.Addr, Node: l.Node, Region: l.Region, Connected: l.Connected, Since: l.Since,
 		Lag: l.Lag, Backlog: l.Backlog, RTT: l.RTT, Offset: l.Offset, FullSyncs: l.FullSyncs,
 		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired,
+		LastErrorAt: l.LastErrorAt, Reason: l.Reason.String(), EverConnected: l.EverConnected,
+		Failures: failuresOf(l.Failures),
 	}
+}
+
+func failuresOf(m map[repl.Reason]uint64) map[string]uint64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for r, n := range m {
+		out[r.String()] = n
+	}
+	return out
+}
+
+// keyspaceSample bounds the entries Keyspace examines.
+const keyspaceSample = 10_000
+
+// Keyspace is what Redis's INFO keyspace reports of a node.
+type Keyspace struct {
+	Keys int // entries (expired ones not yet reclaimed included), as Stats.Entries
+	// Expires is the number of entries with an expiry: exact up to 10,000
+	// entries, estimated from a sample of 10,000 above.
+	Expires int
+	// AvgTTL is the mean time left of the (sampled) entries whose expiry
+	// is in the future; 0 if there are none.
+	AvgTTL time.Duration
+}
+
+// Keyspace returns the keyspace figures. It examines up to 10,000 entries,
+// taken by the hash of their keys (so without regard to their expiry), at
+// the cost of copying the engine's shards that hold them.
+func (n *Node) Keyspace() Keyspace {
+	ks := n.store.Keyspace(keyspaceSample)
+	k := Keyspace{Keys: ks.Keys, Expires: ks.Expires}
+	if ks.TTLCount > 0 {
+		k.AvgTTL = time.Duration(ks.TTLSum / int64(ks.TTLCount))
+	}
+	return k
 }

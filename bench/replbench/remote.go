@@ -29,6 +29,7 @@ type nodeSpec struct {
 	Peers    []string `json:"peers"`
 	MaxBytes int64    `json:"max_bytes"`
 	LogBytes int64    `json:"log_bytes"`
+	TLS      *tlsSpec `json:"tls,omitempty"` // nil: plaintext links
 }
 
 type remoteReq struct {
@@ -99,9 +100,14 @@ func serveRemote() error {
 			cfg := geocache.MultiRegion(s.Region, s.ID, addrs[s.Name], s.Peers...)
 			cfg.NodeName, cfg.Listener = s.Name, ln
 			cfg.MaxBytes, cfg.ReplicationLogBytes = s.MaxBytes, s.LogBytes
+			if s.TLS != nil {
+				cfg.TLS, err = s.TLS.config()
+			}
 			var n *geocache.Node
-			if n, err = geocache.Open(cfg); err == nil {
-				nodes[s.Name] = n
+			if err == nil {
+				if n, err = geocache.Open(cfg); err == nil {
+					nodes[s.Name] = n
+				}
 			}
 		case "close":
 			if n := nodes[req.Name]; n != nil {

@@ -22,7 +22,10 @@ import (
 
 type tputRun struct {
 	label       string
-	rate        float64 // offered; 0 = max
+	tls         bool
+	rtt         time.Duration // A's last measured round trip to B, before the writers stop
+	visMean     time.Duration // mean visibility at B of the writes streamed from A (ms resolution)
+	rate        float64       // offered; 0 = max
 	written     uint64
 	dur         time.Duration
 	appliedWin  uint64 // applied at B during the writing window
@@ -48,6 +51,7 @@ type tputSample struct {
 	peer     geocache.PeerStats
 	sendProc procStats
 	recvProc procStats
+	vis      geocache.Latency // B's visibility of A's writes
 }
 
 func runThroughput() error {
@@ -64,17 +68,26 @@ func runThroughput() error {
 	type runSpec struct {
 		proxy bool
 		rate  float64
+		tls   bool
+	}
+	modes, err := tlsModes()
+	if err != nil {
+		return err
 	}
 	var specs []runSpec
 	for _, r := range rates {
-		specs = append(specs, runSpec{true, r})
+		for _, m := range modes {
+			specs = append(specs, runSpec{true, r, m})
+		}
 	}
 	if *flagTputDirect {
-		specs = append(specs, runSpec{false, 0})
+		for _, m := range modes {
+			specs = append(specs, runSpec{false, 0, m})
+		}
 	}
 	var runs []tputRun
 	for _, s := range specs {
-		r, err := throughputRun(s.proxy, s.rate)
+		r, err := throughputRun(s.proxy, s.rate, s.tls)
 		if err != nil {
 			return err
 		}
@@ -113,10 +126,35 @@ func runThroughput() error {
 	fmt.Println("lag = bounded when B applied >= 97% of the writes during the window, the link drained afterwards and no full sync happened;")
 	fmt.Println("lag growth/s = lag at stop / window (the lag starts at 0). goal = bounded lag and >= 200,000 applied/s (a run paced at")
 	fmt.Println("200,000/s counts if it applied >= 99.5% of its offered rate).")
+	if len(modes) == 2 {
+		printTLSCost(runs)
+	}
 	return nil
 }
 
-func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
+// printTLSCost sets each TLS run beside the plaintext run before it.
+func printTLSCost(runs []tputRun) {
+	fmt.Println()
+	fmt.Println("TLS cost (each TLS run against the plaintext run just before it; goal: TLS >= 0.8x plaintext):")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run	plain applied/s	TLS applied/s	TLS/plain	plain RTT	TLS RTT	plain mean visibility	TLS mean visibility	plain recv CPU	TLS recv CPU	")
+	for i := 1; i < len(runs); i++ {
+		p, t := runs[i-1], runs[i]
+		if p.tls || !t.tls {
+			continue
+		}
+		pa, ta := float64(p.appliedWin)/p.dur.Seconds(), float64(t.appliedWin)/t.dur.Seconds()
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.label, pa, ta, ta/pa,
+			p.rtt.Round(10*time.Microsecond), t.rtt.Round(10*time.Microsecond),
+			p.visMean.Round(10*time.Microsecond), t.visMean.Round(10*time.Microsecond),
+			cpuPct(p.recvCPU, p.dur), cpuPct(t.recvCPU, t.dur))
+	}
+	tw.Flush()
+	fmt.Println("RTT = the link's last ping round trip during the window; visibility = B's clock at apply minus the write's HLC time,")
+	fmt.Println("mean over the writes streamed from A (millisecond resolution: HLC times carry milliseconds).")
+}
+
+func throughputRun(viaProxy bool, rate float64, useTLS bool) (tputRun, error) {
 	label := "proxy"
 	if !viaProxy {
 		label = "direct"
@@ -126,9 +164,19 @@ func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
 	} else {
 		label += " max"
 	}
+	var tlsSpecs []*tlsSpec
+	if useTLS {
+		label += " TLS"
+		var err error
+		if tlsSpecs, err = newBenchTLS(2); err != nil {
+			return tputRun{}, err
+		}
+	} else {
+		tlsSpecs = []*tlsSpec{nil, nil}
+	}
 	fmt.Println()
 	fmt.Printf("Run %q: %d writer(s), offered rate %s\n", label, *flagWriters, map[bool]string{true: "unthrottled", false: fmt.Sprintf("%.0f/s", rate)}[rate == 0])
-	res := tputRun{label: label, rate: rate}
+	res := tputRun{label: label, rate: rate, tls: useTLS}
 
 	rem, err := startRemote()
 	if err != nil {
@@ -157,13 +205,18 @@ func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
 	cfg := geocache.MultiRegion("region-a", 1, lnA.Addr().String(), peerOfA)
 	cfg.NodeName, cfg.Listener = "A", lnA
 	cfg.MaxBytes, cfg.ReplicationLogBytes = *flagTputMaxBytes, *flagTputMaxBytes
+	if tlsSpecs[0] != nil {
+		if cfg.TLS, err = tlsSpecs[0].config(); err != nil {
+			return res, err
+		}
+	}
 	a, err := geocache.Open(cfg)
 	if err != nil {
 		return res, err
 	}
 	defer a.Close()
 	if err := rem.open(nodeSpec{Name: "B", Region: "region-b", ID: 2, Peers: []string{peerOfB},
-		MaxBytes: *flagTputMaxBytes, LogBytes: *flagTputMaxBytes}); err != nil {
+		MaxBytes: *flagTputMaxBytes, LogBytes: *flagTputMaxBytes, TLS: tlsSpecs[1]}); err != nil {
 		return res, err
 	}
 	sample := func(t0 time.Time) (tputSample, error) {
@@ -179,6 +232,7 @@ func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
 		s.peer, _ = peerByAddr(st, peerOfA)
 		if o, ok := originByNode(bst, "A"); ok {
 			s.applied, s.ops = o.Applied, o.Ops
+			s.vis = o.Visibility
 		}
 		return s, nil
 	}
@@ -233,6 +287,7 @@ func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
 		prev = s
 	}
 	ws.stop()
+	res.rtt = prev.peer.RTT
 	res.errors = ws.errors()
 	last, err = sample(t0)
 	if err != nil {
@@ -277,6 +332,13 @@ func throughputRun(viaProxy bool, rate float64) (tputRun, error) {
 		}
 	}
 	res.fullSyncs = last.peer.FullSyncs
+	var n uint64
+	for _, c := range last.vis.Counts {
+		n += c
+	}
+	if n > 0 {
+		res.visMean = last.vis.Sum / time.Duration(n)
+	}
 	res.opsReceived = last.ops
 	drain := "did not drain within 60 s"
 	if res.drained {

@@ -82,8 +82,15 @@ type localCluster struct {
 	nodes []*localNode
 }
 
-func newLocalCluster(names []string, oneWay time.Duration, maxBytes int64) (*localCluster, error) {
+func newLocalCluster(names []string, oneWay time.Duration, maxBytes int64, useTLS bool) (*localCluster, error) {
 	c := &localCluster{pn: newProxyNet()}
+	tlsSpecs := make([]*tlsSpec, len(names))
+	if useTLS {
+		var err error
+		if tlsSpecs, err = newBenchTLS(len(names)); err != nil {
+			return nil, err
+		}
+	}
 	lns := make([]net.Listener, len(names))
 	for i, name := range names {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -122,6 +129,14 @@ func newLocalCluster(names []string, oneWay time.Duration, maxBytes int64) (*loc
 		cfg.NodeName = n.name
 		cfg.Listener = sigListener{Listener: lns[i], sig: n.sig}
 		cfg.MaxBytes = maxBytes
+		if tlsSpecs[i] != nil {
+			tc, err := tlsSpecs[i].config()
+			if err != nil {
+				c.close()
+				return nil, err
+			}
+			cfg.TLS = tc
+		}
 		node, err := geocache.Open(cfg)
 		if err != nil {
 			c.close()
@@ -174,6 +189,7 @@ func (c *localCluster) printRTTs(oneWay time.Duration) {
 
 // visRun is one visibility run's result.
 type visRun struct {
+	tls      bool
 	oneWay   time.Duration
 	rate     float64 // target
 	achieved float64
@@ -318,45 +334,66 @@ func runVisibility() error {
 		}
 	}
 
+	modes, err := tlsModes()
+	if err != nil {
+		return err
+	}
 	var runs []visRun
 	tags := "abcdefghijklmnopqrstuvwxyz"
-	for li, lat := range lats {
-		fmt.Println()
-		fmt.Printf("One-way latency %v:\n", lat)
-		c, err := newLocalCluster([]string{"A", "B", "C"}, lat, *flagVisMaxBytes)
-		if err != nil {
-			return err
+	li := 0
+	for _, lat := range lats {
+		for _, useTLS := range modes {
+			if err := visibilityAt(lat, useTLS, rates, tags, li, &runs); err != nil {
+				return err
+			}
+			li++
 		}
-		if err := c.waitReady(10*time.Second + 4*lat); err != nil {
+	}
+	return printVisSummary(runs)
+}
+
+// visibilityAt runs every rate on a fresh cluster at one latency, with or
+// without mutual TLS.
+func visibilityAt(lat time.Duration, useTLS bool, rates []float64, tags string, li int, runs *[]visRun) error {
+	fmt.Println()
+	fmt.Printf("One-way latency %v%s:\n", lat, map[bool]string{true: ", links over mutual TLS 1.3", false: ""}[useTLS])
+	c, err := newLocalCluster([]string{"A", "B", "C"}, lat, *flagVisMaxBytes, useTLS)
+	if err != nil {
+		return err
+	}
+	if err := c.waitReady(10*time.Second + 4*lat); err != nil {
+		c.close()
+		return err
+	}
+	c.printRTTs(lat)
+	for ri, rate := range rates {
+		r, err := c.visibility(lat, rate, *flagVisDuration, tags[(li*len(rates)+ri)%len(tags)])
+		if err != nil {
 			c.close()
 			return err
 		}
-		c.printRTTs(lat)
-		for ri, rate := range rates {
-			r, err := c.visibility(lat, rate, *flagVisDuration, tags[(li*len(rates)+ri)%len(tags)])
-			if err != nil {
-				c.close()
-				return err
-			}
-			runs = append(runs, r)
-			for _, name := range []string{"B", "C"} {
-				d := r.per[name]
-				fmt.Printf("  rate %6.0f/s (achieved %8.0f/s, %d writes)  A->%s  n %d  missing %d  min %s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s ms  (A's lag to %s after: %d)\n",
-					r.rate, r.achieved, r.n, name, d.n, r.missing[name], ms(d.min), ms(d.p50), ms(d.p90), ms(d.p99), ms(d.p999), ms(d.max), name, r.lagAfter[name])
-			}
-			fmt.Printf("  rate %6.0f/s: process CPU while writing and reading %s (3 nodes, 6 proxies, writer, 2 readers; 200%% = both cores); run-queue wait of its threads %s\n",
-				r.rate, r.cpu, r.runq)
-			// Let the links go idle between runs.
-			time.Sleep(500 * time.Millisecond)
+		r.tls = useTLS
+		*runs = append(*runs, r)
+		for _, name := range []string{"B", "C"} {
+			d := r.per[name]
+			fmt.Printf("  rate %6.0f/s (achieved %8.0f/s, %d writes)  A->%s  n %d  missing %d  min %s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s ms  (A's lag to %s after: %d)\n",
+				r.rate, r.achieved, r.n, name, d.n, r.missing[name], ms(d.min), ms(d.p50), ms(d.p90), ms(d.p99), ms(d.p999), ms(d.max), name, r.lagAfter[name])
 		}
-		c.printRTTs(lat)
-		c.close()
+		fmt.Printf("  rate %6.0f/s: process CPU while writing and reading %s (3 nodes, 6 proxies, writer, 2 readers; 200%% = both cores); run-queue wait of its threads %s\n",
+			r.rate, r.cpu, r.runq)
+		// Let the links go idle between runs.
+		time.Sleep(500 * time.Millisecond)
 	}
+	c.printRTTs(lat)
+	c.close()
+	return nil
+}
 
+func printVisSummary(runs []visRun) error {
 	fmt.Println()
 	fmt.Println("Summary (ms; goal: p99 <= one-way + 2 ms at 1000 writes/s):")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "one-way\trate/s\tachieved/s\tB p50\tB p99\tB max\tC p50\tC p99\tC max\tmissing\tgoal\t")
+	fmt.Fprintln(tw, "one-way\tTLS\trate/s\tachieved/s\tB p50\tB p99\tB max\tC p50\tC p99\tC max\tmissing\tgoal\t")
 	for _, r := range runs {
 		b, cc := r.per["B"], r.per["C"]
 		goal := "-"
@@ -368,7 +405,7 @@ func runVisibility() error {
 				goal = "NOT met"
 			}
 		}
-		fmt.Fprintf(tw, "%v\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.oneWay, r.rate, r.achieved,
+		fmt.Fprintf(tw, "%v\t%v\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.oneWay, r.tls, r.rate, r.achieved,
 			ms(b.p50), ms(b.p99), ms(b.max), ms(cc.p50), ms(cc.p99), ms(cc.max), r.missing["B"]+r.missing["C"], goal)
 	}
 	return tw.Flush()

@@ -6,12 +6,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -20,6 +23,7 @@ const usage = `usage: geocache <command> [flags]
 commands:
   serve   run a node: Redis protocol (RESP), replication, metrics ('geocache serve -h')
   demo    start three regions on this machine, narrate a tour, keep serving
+  cert    create a CA and node certificates for mutual TLS ('geocache cert -h')
   version print the version
 `
 
@@ -38,15 +42,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serveCmd(ctx, args[1:], stdout, stderr)
+	case "cert":
+		return certCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "geocache", version())
 		return 0
 	case "demo":
-		if err := demo(ctx, args[1:], stdout); err != nil {
-			fmt.Fprintln(stderr, "geocache demo:", err)
-			return 1
+		err := demo(ctx, args[1:], stdout)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "geocache demo: %v\nRun 'geocache demo -h' for the flags.\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+			return 2
 		}
-		return 0
+		fmt.Fprintln(stderr, "geocache demo:", err)
+		return 1
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -63,11 +63,18 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 	if len(cfg.peers) > 0 && !isSet(fs, "node") {
 		log.Warn("--node is not set: this node uses id 1, and every node of a cluster needs its own id")
 	}
-	if cfg.requirePass == "" && !isLoopback(cfg.addr) {
-		log.Warn("RESP listens beyond loopback without a password: set --requirepass or GEOCACHE_REQUIREPASS", "addr", cfg.addr)
+	if cfg.requirePass == "" && (!isLoopback(cfg.addr) || cfg.tlsAddr != "" && !isLoopback(cfg.tlsAddr)) {
+		if cfg.protectedMode != "no" {
+			log.Warn("RESP listens beyond loopback without a password: protected mode serves loopback clients only; set --requirepass or GEOCACHE_REQUIREPASS", "addr", cfg.addr, "tls_addr", cfg.tlsAddr)
+		} else {
+			log.Warn("RESP listens beyond loopback without a password, and --protected-mode is no: anyone who reaches it can read and write every key", "addr", cfg.addr, "tls_addr", cfg.tlsAddr)
+		}
 	}
 	if cfg.clockOffset != 0 {
 		log.Warn("--clock-offset is for testing only: this node's clock is skewed", "offset", cfg.clockOffset)
+	}
+	if cfg.peerAddr != "" && len(cfg.peers) == 0 {
+		log.Warn("--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere", "peer_addr", cfg.peerAddr)
 	}
 
 	s, err := start(cfg, log)
@@ -91,17 +98,39 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 	defer func() { close(sigDone); sigWG.Wait() }()
 
 	code := 0
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx).Error())
-	case err := <-s.respDone:
-		s.respDone = nil
-		log.Error("RESP server stopped: shutting down", "error", err)
-		code = 1
-	case err := <-s.adminDone:
-		s.adminDone = nil
-		log.Error("admin server stopped: shutting down", "error", err)
-		code = 1
+	// Until the node has synced with its peers it is starting: a peer that
+	// refuses it for holding its node id (or has this node's id) means
+	// this node was started with a --node already taken, and stops.
+	conflict, synced := s.node.IDConflict(), s.node.Synced()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "cause", context.Cause(ctx).Error())
+			break wait
+		case err := <-s.respDone:
+			s.respDone = nil
+			log.Error("RESP server stopped: shutting down", "error", err)
+			code = 1
+			break wait
+		case err := <-s.adminDone:
+			s.adminDone = nil
+			log.Error("admin server stopped: shutting down", "error", err)
+			code = 1
+			break wait
+		case <-conflict:
+			log.Error("another node has this node's id: stopping; give every node its own --node",
+				"node_id", cfg.node, "conflict", s.node.Stats().IDConflict)
+			code = 2
+			break wait
+		case <-synced:
+			synced = nil
+			select {
+			case <-conflict: // seen on the next turn
+			default:
+				conflict = nil // from now on, the node that joins is the one to stop
+			}
+		}
 	}
 	watchdog := time.AfterFunc(shutdownTimeout, func() {
 		log.Error("shutdown took too long: exiting now", "timeout", shutdownTimeout)
@@ -141,6 +170,7 @@ type server struct {
 	admin     *admin.Server // nil if --admin-addr is empty
 	respDone  chan error    // Serve's result; nil once received
 	adminDone chan error    // nil if no admin, or once received
+	stopTLS   func()        // ends the certificate reloads; nil without TLS
 	log       *slog.Logger
 }
 
@@ -152,7 +182,8 @@ func (s respServer) Stats() admin.RESPStats {
 	st := s.Server.Stats()
 	return admin.RESPStats{
 		Clients: st.Clients, Connections: st.Connections, Commands: st.Commands,
-		Errors: st.Errors, Rejected: st.Rejected,
+		Errors: st.Errors, Rejected: st.Rejected, CommandLatency: s.Server.CommandLatency(),
+		AuthFailures: st.AuthFailures, BufferBytes: st.BufferBytes, TLSHandshakeErrors: st.TLSHandshakeErrors,
 	}
 }
 
@@ -174,10 +205,23 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		MaxBytes: cfg.maxMemory, MaxEntries: cfg.maxEntries, DefaultTTL: cfg.defaultTTL,
 		TombstoneHorizon: cfg.tombstoneHorizon, AntiEntropyInterval: cfg.antiEntropyInterval,
 		MaxTombstones: cfg.maxTombstones,
-		Logger:        log.With("component", "node"),
+		MaxValueBytes: int(cfg.maxValueSize), ReplicationLogBytes: cfg.replLogSize,
+		Logger: log.With("component", "node"),
 	}
 	if cfg.clockOffset != 0 {
 		ncfg.Clock = offsetClock(cfg.clockOffset)
+	}
+	var stopTLS func()
+	if cfg.tlsCert != "" {
+		if ncfg.TLS, stopTLS, err = startTLS(cfg, log.With("component", "tls")); err != nil {
+			return nil, fmt.Errorf("%w: %w", geocache.ErrInvalidConfig, err)
+		}
+		cleanup = append(cleanup, stopTLS)
+	} else {
+		// SIGHUP reloads certificates; without any it must not end the
+		// process (its default action), as an operator's reload of every
+		// node would otherwise kill the plaintext ones.
+		cleanup = append(cleanup, ignoreHangup(log))
 	}
 	if cfg.peerAddr != "" {
 		ln, err := net.Listen("tcp", cfg.peerAddr)
@@ -197,6 +241,9 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		Node: node, RequirePass: cfg.requirePass,
 		MaxClients: cfg.maxClients, IdleTimeout: cfg.idleTimeout,
 		Logger: log.With("component", "resp"),
+		// RESP protection
+		MaxRequestBytes: int(cfg.maxRequestBytes()), MaxClientBuffer: cfg.maxClientBuffer,
+		ProtectedMode: cfg.protectedMode != "no", AuthTimeout: cfg.authTimeout, RequestTimeout: cfg.requestTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", geocache.ErrInvalidConfig, err)
@@ -208,11 +255,23 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		return nil, fmt.Errorf("listen for RESP on %s: %w", cfg.addr, err)
 	}
 	cleanup = append(cleanup, func() { respLn.Close() })
+	var respTLSLn net.Listener
+	if cfg.tlsAddr != "" {
+		if respTLSLn, err = net.Listen("tcp", cfg.tlsAddr); err != nil {
+			return nil, fmt.Errorf("listen for RESP over TLS on %s: %w", cfg.tlsAddr, err)
+		}
+		cleanup = append(cleanup, func() { respTLSLn.Close() })
+	}
 
-	s := &server{node: node, resp: rs, respDone: make(chan error, 1), log: log}
+	// respDone gets the result of each Serve loop (plaintext, TLS); the
+	// first ends serve, and Close ends both.
+	s := &server{node: node, resp: rs, respDone: make(chan error, 2), log: log, stopTLS: stopTLS}
 	var adminLn net.Listener
 	if cfg.adminAddr != "" {
-		s.admin, err = admin.New(admin.Config{Node: node, RESP: rs.Stats, Logger: log.With("component", "admin")})
+		s.admin, err = admin.New(admin.Config{
+			Node: node, RESP: rs.Stats, Logger: log.With("component", "admin"),
+			RequirePeers: cfg.readyRequiresPeers,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -223,6 +282,10 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		go func() { s.adminDone <- s.admin.Serve(adminLn) }()
 	}
 	go func() { s.respDone <- rs.Serve(respLn) }()
+	if respTLSLn != nil {
+		tc := respTLSConfig(ncfg.TLS, cfg.tlsClientAuth)
+		go func() { s.respDone <- rs.ServeTLS(respTLSLn, tc) }()
+	}
 	if s.admin != nil {
 		s.admin.SetReady(true)
 	}
@@ -231,10 +294,14 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		"addr", respLn.Addr().String(), "peer_addr", ncfg.PeerAddr,
 		"cluster", node.Config().Cluster, "region", cfg.region, "node", node.Config().NodeName, "node_id", cfg.node,
 		"peers", strings.Join(cfg.peers, ","), "max_memory", formatSize(cfg.maxMemory),
+		"replication_tls", cfg.tlsCert != "",
 		"version", version(),
 	}
 	if adminLn != nil {
 		attrs = append(attrs, "admin_addr", adminLn.Addr().String())
+	}
+	if respTLSLn != nil {
+		attrs = append(attrs, "tls_addr", respTLSLn.Addr().String())
 	}
 	log.Info("geocache serving", attrs...)
 	return s, nil
@@ -265,6 +332,9 @@ func (s *server) stop() error {
 	cancel()
 	if err := s.node.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close node: %w", err))
+	}
+	if s.stopTLS != nil {
+		s.stopTLS()
 	}
 	if s.admin != nil {
 		if err := s.admin.Close(); err != nil {

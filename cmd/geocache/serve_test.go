@@ -35,10 +35,10 @@ func (b *syncBuffer) String() string {
 }
 
 // logRecord returns the first JSON log record whose msg is msg, waiting up
-// to 10 s for it.
+// to e2eHang for it (a deadline that only catches a hang).
 func logRecord(t *testing.T, logs interface{ String() string }, msg string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(e2eHang)
 	for {
 		sc := bufio.NewScanner(strings.NewReader(logs.String()))
 		for sc.Scan() {
@@ -85,7 +85,7 @@ func TestServeCommandLine(t *testing.T) {
 	}{
 		{[]string{"serve", "-h"}, 0, "GEOCACHE_MAX_MEMORY", ""},
 		{[]string{"serve", "--help"}, 0, "--clock-offset", ""},
-		{[]string{"serve", "--max-memory", "lots"}, 2, "", `geocache serve: invalid value "lots" for flag -max-memory`},
+		{[]string{"serve", "--max-memory", "lots"}, 2, "", `geocache serve: invalid value "lots" for flag --max-memory`},
 		{[]string{"serve", "--node", "0"}, 2, "", "from 1 to 4294967295"},
 		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
 		{[]string{"version"}, 0, "geocache ", ""},
@@ -122,7 +122,7 @@ func waitExit(t *testing.T, done <-chan int, logs *syncBuffer) int {
 	select {
 	case code := <-done:
 		return code
-	case <-time.After(10 * time.Second):
+	case <-time.After(e2eHang):
 		t.Fatalf("serve did not stop:\n%s", logs.String())
 	}
 	return -1
@@ -234,9 +234,22 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		if code != 1 {
 			t.Errorf("exit(%d) after the second signal, want 1", code)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(e2eHang):
 		t.Fatal("no exit after the second signal")
 	}
 	logRecord(t, logs, "second signal: exiting now")
 	close(stop)
+}
+
+// A node that listens for replication but has no peers is told that its
+// own writes go nowhere.
+func TestServeWarnsPeerAddrWithoutPeers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	logs, _, done := serveInProcess(t, ctx)
+	rec := logRecord(t, logs, "--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere")
+	if rec["level"] != "WARN" {
+		t.Errorf("record %v", rec)
+	}
+	cancel()
+	waitExit(t, done, logs)
 }

@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/resp"
 )
 
 // envPrefix prefixes the environment variable of every serve flag:
@@ -40,6 +44,21 @@ type serveConfig struct {
 	tombstoneHorizon      time.Duration
 	antiEntropyInterval   time.Duration
 	maxTombstones         int
+	maxValueSize          int64
+	replLogSize           int64
+	readyRequiresPeers    bool
+
+	// TLS and trust (replication)
+	tlsCert, tlsKey, tlsCA string
+	insecure               bool
+
+	// RESP protection
+	protectedMode   string        // "yes", "no", or "" for yes
+	authTimeout     time.Duration // 0: resp.DefaultAuthTimeout
+	requestTimeout  time.Duration // 0: resp.DefaultRequestTimeout
+	maxClientBuffer int64
+	tlsAddr         string
+	tlsClientAuth   bool
 
 	unknownEnv []string // GEOCACHE_* variables that name no flag (warned about)
 }
@@ -56,7 +75,7 @@ const (
 // holds the defaults.
 func newServeFlags(c *serveConfig) *flag.FlagSet {
 	*c = serveConfig{
-		region: "local", node: 1, addr: defaultAddr, peerAddr: defaultPeerAddr,
+		region: "local", node: 1, addr: defaultAddr,
 		maxMemory: defaultMaxMemory, maxClients: defaultMaxClients,
 		logLevel: slog.LevelInfo, logFormat: "text",
 	}
@@ -67,7 +86,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(nameValue{&c.name, true}, "name", `node name in logs and metrics (default "<region>-<node>")`)
 	fs.Var(nameValue{&c.cluster, true}, "cluster", `cluster name; nodes of different clusters refuse to replicate (default "geocache")`)
 	fs.StringVar(&c.addr, "addr", c.addr, "RESP (Redis protocol) listen address")
-	fs.StringVar(&c.peerAddr, "peer-addr", c.peerAddr, "replication listen address (empty: do not listen; allowed only without --peers)")
+	fs.StringVar(&c.peerAddr, "peer-addr", "", "replication listen address (default "+defaultPeerAddr+" with --peers; without --peers the node does not listen unless this is set)")
 	fs.Var((*listValue)(&c.peers), "peers", "comma-separated replication addresses of the other nodes, in every region")
 	fs.Var((*sizeValue)(&c.maxMemory), "max-memory", "memory budget of the entries: bytes, or with a unit B, KB, MB, GB, TB (powers of 1024; KiB, MiB, GiB, TiB too)")
 	fs.IntVar(&c.maxEntries, "max-entries", 0, "bound on the number of entries (0: none)")
@@ -81,7 +100,22 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tombstoneHorizon, "tombstone-horizon", 0, "how long deletes and expiries are remembered exactly; a peer unreachable for longer is fully resynced (0: 1h)")
 	fs.DurationVar(&c.antiEntropyInterval, "anti-entropy-interval", 0, "period of the anti-entropy rounds on every link, at most half the tombstone horizon (0: the smaller of 10m and a quarter of the horizon)")
 	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: 100000 each)")
+	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, at most 3MiB (default 1MiB)")
+	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default 64MiB; a node without --peers keeps none)")
+	fs.BoolVar(&c.readyRequiresPeers, "ready-requires-peers", false, "make /readyz answer 503 while no peer of some region is reachable (off: a region serves on its own)")
 	fs.DurationVar(&c.clockOffset, "clock-offset", 0, "TESTING ONLY: added to the node's physical clock, to inject clock skew")
+	// TLS and trust (replication)
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate of this node, from the cluster's CA, to serve and dial replication links over mutual TLS 1.3 (reloaded on SIGHUP and when the file changes; 'geocache cert node' makes one)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM certificate of the cluster's CA: peers must present a certificate it signed")
+	fs.BoolVar(&c.insecure, "insecure", false, "allow plaintext replication with peers beyond loopback (anyone who reaches --peer-addr can read and write every key)")
+	// RESP protection
+	fs.Var(enumValue{&c.protectedMode, []string{"yes", "no"}}, "protected-mode", "without --requirepass, serve only loopback clients and answer others Redis's -DENIED error: yes or no (default yes)")
+	fs.DurationVar(&c.authTimeout, "auth-timeout", 0, "with --requirepass, close RESP clients not authenticated this long after they connect (0: "+resp.DefaultAuthTimeout.String()+")")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "close RESP clients whose request has not arrived whole this long after its first byte; bounds slow clients and TLS handshakes (0: "+resp.DefaultRequestTimeout.String()+")")
+	fs.Var((*sizeValue)(&c.maxClientBuffer), "max-client-buffer", "bound on the bytes held in RESP request buffers across all clients; a client needing more is refused (default the larger of a quarter of --max-memory and 16 requests of the largest size, --max-value-size + 1MiB)")
+	fs.StringVar(&c.tlsAddr, "tls-addr", "", "listen address of RESP over TLS, with the node's --tls-cert (e.g. 0.0.0.0:6390; empty: off)")
+	fs.BoolVar(&c.tlsClientAuth, "tls-client-auth", false, "require RESP clients on --tls-addr to present a certificate signed by --tls-ca")
 	return fs
 }
 
@@ -96,7 +130,7 @@ func parseServeConfig(args, environ []string) (serveConfig, *flag.FlagSet, error
 		if errors.Is(err, flag.ErrHelp) {
 			return c, fs, err
 		}
-		return c, fs, fmt.Errorf("%w: %w", errUsage, err)
+		return c, fs, fmt.Errorf("%w: %s", errUsage, doubleDash(err.Error()))
 	}
 	if fs.NArg() > 0 {
 		return c, fs, fmt.Errorf("%w: unexpected argument %q (serve takes only flags)", errUsage, fs.Arg(0))
@@ -127,9 +161,22 @@ func parseServeConfig(args, environ []string) (serveConfig, *flag.FlagSet, error
 	for k := range env {
 		c.unknownEnv = append(c.unknownEnv, k)
 	}
+	// Replication listens by default only for a node that has peers: a
+	// single node must not hold a port it does not use (a second single
+	// node on the same host would find it taken).
+	if !isSet(fs, "peer-addr") && len(c.peers) > 0 {
+		c.peerAddr = defaultPeerAddr
+	}
 	slices.Sort(c.unknownEnv)
 	return c, fs, c.validate()
 }
+
+// flagRef matches a flag named in the flag package's errors, which write
+// it with one dash ("invalid value "x" for flag -node").
+var flagRef = regexp.MustCompile(`(flag|defined:|argument:|value "[^"]*" for) -([A-Za-z])`)
+
+// doubleDash writes the flags named in msg as the help does: --node.
+func doubleDash(msg string) string { return flagRef.ReplaceAllString(msg, "$1 --$2") }
 
 // envName is the environment variable of flag name.
 func envName(flagName string) string {
@@ -158,7 +205,7 @@ func (c *serveConfig) validate() error {
 		}
 	}
 	seen := map[string]string{}
-	for _, a := range []struct{ flag, addr string }{{"--addr", c.addr}, {"--peer-addr", c.peerAddr}, {"--admin-addr", c.adminAddr}} {
+	for _, a := range []struct{ flag, addr string }{{"--addr", c.addr}, {"--peer-addr", c.peerAddr}, {"--admin-addr", c.adminAddr}, {"--tls-addr", c.tlsAddr}} {
 		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
 			continue
 		}
@@ -178,6 +225,16 @@ func (c *serveConfig) validate() error {
 			return bad("--peers: %s is listed twice", p)
 		}
 	}
+	if err := c.validateRESPGuard(); err != nil {
+		return err
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	largestValue := c.maxValueSize
+	if largestValue == 0 {
+		largestValue = geocache.DefaultMaxValueBytes
+	}
 	switch {
 	case c.maxEntries < 0:
 		return bad("--max-entries must not be negative")
@@ -193,6 +250,10 @@ func (c *serveConfig) validate() error {
 		return bad("--anti-entropy-interval must not be negative")
 	case c.maxTombstones < 0 || c.maxTombstones > math.MaxInt32-1:
 		return bad("--max-tombstones must be from 0 to %d", math.MaxInt32-1)
+	case c.maxValueSize > geocache.MaxValueBytesLimit:
+		return bad("--max-value-size %s exceeds %s: a value travels in one replication frame", formatSize(c.maxValueSize), formatSize(geocache.MaxValueBytesLimit))
+	case c.replLogSize != 0 && c.replLogSize < largestValue:
+		return bad("--replication-log-size %s is below the largest value, %s (--max-value-size): the log must hold the largest write", formatSize(c.replLogSize), formatSize(largestValue))
 	}
 	horizon := c.tombstoneHorizon
 	if horizon == 0 {
@@ -406,21 +467,28 @@ func serveUsage(w io.Writer, fs *flag.FlagSet) {
 Runs one geocache node: a Redis-protocol (RESP) server on --addr, replication
 with --peers on --peer-addr, and, with --admin-addr, HTTP /healthz, /readyz and
 /metrics. A single node needs no flags. A multi-region node needs --region,
---node (unique), --peers and routable --addr and --peer-addr.
+--node (unique), --peers and routable --addr and --peer-addr, and, beyond
+loopback, --tls-cert, --tls-key and --tls-ca ('geocache cert' makes them) or
+--insecure. SIGHUP reloads the TLS certificate and key.
 
 Every flag can also be set with the environment variable shown; a flag on the
 command line wins, and an empty variable counts as unset.
 
 `)
+	nameW, envW := 0, 0
+	fs.VisitAll(func(f *flag.Flag) {
+		nameW, envW = max(nameW, len(f.Name)), max(envW, len(envName(f.Name)))
+	})
 	fs.VisitAll(func(f *flag.Flag) {
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "  --%-14s %-24s %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+		fmt.Fprintf(w, "  --%-*s  %-*s  %s%s\n", nameW, f.Name, envW, envName(f.Name), f.Usage, def)
 	})
 	fmt.Fprint(w, `
 SIGINT or SIGTERM stops the node gracefully (exit 0); a second signal exits at once.
-Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad flag or variable.
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad flag or variable
+(including a --node that a peer reports as taken while the node starts).
 `)
 }

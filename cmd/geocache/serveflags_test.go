@@ -85,7 +85,7 @@ func TestFormatSize(t *testing.T) {
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		region: "local", node: 1, addr: "127.0.0.1:6380", peerAddr: "127.0.0.1:7380",
+		region: "local", node: 1, addr: "127.0.0.1:6380",
 		maxMemory: 64 << 20, maxClients: 10000, logLevel: slog.LevelInfo, logFormat: "text",
 	}
 }
@@ -108,6 +108,8 @@ func TestParseServeConfig(t *testing.T) {
 				"--default-ttl", "10m", "--requirepass", "s3cret", "--max-clients", "100",
 				"--idle-timeout", "5m", "--admin-addr", "127.0.0.1:9380", "--log-level", "debug",
 				"--log-format", "json", "--clock-offset", "-250ms",
+				"--max-value-size", "2MiB", "--replication-log-size", "256MiB", "--ready-requires-peers",
+				"--tls-cert", "n.pem", "--tls-key", "n-key.pem", "--tls-ca", "ca.pem", "--insecure",
 			},
 			want: func(c *serveConfig) {
 				*c = serveConfig{
@@ -117,7 +119,9 @@ func TestParseServeConfig(t *testing.T) {
 					maxMemory: 1 << 30, maxEntries: 5000, defaultTTL: 10 * time.Minute,
 					requirePass: "s3cret", maxClients: 100, idleTimeout: 5 * time.Minute,
 					adminAddr: "127.0.0.1:9380", logLevel: slog.LevelDebug, logFormat: "json",
-					clockOffset: -250 * time.Millisecond,
+					clockOffset:  -250 * time.Millisecond,
+					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true,
+					tlsCert: "n.pem", tlsKey: "n-key.pem", tlsCA: "ca.pem", insecure: true,
 				}
 			},
 		},
@@ -130,6 +134,8 @@ func TestParseServeConfig(t *testing.T) {
 				"GEOCACHE_DEFAULT_TTL=10m", "GEOCACHE_REQUIREPASS=s3cret", "GEOCACHE_MAX_CLIENTS=100",
 				"GEOCACHE_IDLE_TIMEOUT=5m", "GEOCACHE_ADMIN_ADDR=127.0.0.1:9380", "GEOCACHE_LOG_LEVEL=DEBUG",
 				"GEOCACHE_LOG_FORMAT=JSON", "GEOCACHE_CLOCK_OFFSET=-250ms",
+				"GEOCACHE_MAX_VALUE_SIZE=2MiB", "GEOCACHE_REPLICATION_LOG_SIZE=256MiB", "GEOCACHE_READY_REQUIRES_PEERS=true",
+				"GEOCACHE_TLS_CERT=n.pem", "GEOCACHE_TLS_KEY=n-key.pem", "GEOCACHE_TLS_CA=ca.pem", "GEOCACHE_INSECURE=true",
 			},
 			want: func(c *serveConfig) {
 				*c = serveConfig{
@@ -139,16 +145,19 @@ func TestParseServeConfig(t *testing.T) {
 					maxMemory: 1 << 30, maxEntries: 5000, defaultTTL: 10 * time.Minute,
 					requirePass: "s3cret", maxClients: 100, idleTimeout: 5 * time.Minute,
 					adminAddr: "127.0.0.1:9380", logLevel: slog.LevelDebug, logFormat: "json",
-					clockOffset: -250 * time.Millisecond,
+					clockOffset:  -250 * time.Millisecond,
+					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true,
+					tlsCert: "n.pem", tlsKey: "n-key.pem", tlsCA: "ca.pem", insecure: true,
 				}
 			},
 		},
 		{
 			name: "flag wins over variable",
-			args: []string{"-region=us-east", "--max-memory=512mb", "--peers", "10.9.0.1:7380"},
+			args: []string{"-region=us-east", "--max-memory=512mb", "--peers", "10.9.0.1:7380", "--insecure"},
 			env:  []string{"GEOCACHE_REGION=eu-west", "GEOCACHE_MAX_MEMORY=1GiB", "GEOCACHE_PEERS=10.1.0.5:7380", "GEOCACHE_NODE=3"},
 			want: func(c *serveConfig) {
-				c.region, c.maxMemory, c.peers, c.node = "us-east", 512<<20, []string{"10.9.0.1:7380"}, 3
+				c.region, c.maxMemory, c.peers, c.node, c.insecure = "us-east", 512<<20, []string{"10.9.0.1:7380"}, 3, true
+				c.peerAddr = "127.0.0.1:7380" // the default with --peers
 			},
 		},
 		{
@@ -164,8 +173,10 @@ func TestParseServeConfig(t *testing.T) {
 		},
 		{
 			name: "repeated --peers add up",
-			args: []string{"--peers", "a:1,b:2", "--peers", "c:3"},
-			want: func(c *serveConfig) { c.peers = []string{"a:1", "b:2", "c:3"} },
+			args: []string{"--peers", "a:1,b:2", "--peers", "c:3", "--insecure"},
+			want: func(c *serveConfig) {
+				c.peers, c.peerAddr, c.insecure = []string{"a:1", "b:2", "c:3"}, "127.0.0.1:7380", true
+			},
 		},
 		{
 			name: "admin and peer addr may be off",
@@ -207,7 +218,14 @@ func TestParseServeConfigErrors(t *testing.T) {
 		env  []string
 		msg  string
 	}{
-		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined: --bogus"},
+		{"bad value names the flag as the help does", []string{"--node", "x"}, nil, `invalid value "x" for flag --node:`},
+		{"missing value names the flag as the help does", []string{"--node"}, nil, "flag needs an argument: --node"},
+		{"bad boolean names the flag as the help does", []string{"--ready-requires-peers=maybe"}, nil, `for --ready-requires-peers:`},
+		{"value too large to replicate", []string{"--max-value-size", "4MiB"}, nil, "--max-value-size 4MiB exceeds 3MiB"},
+		{"log smaller than a value", []string{"--max-value-size", "2MiB", "--replication-log-size", "1MiB"}, nil, "--replication-log-size 1MiB is below the largest value, 2MiB"},
+		{"log smaller than the default value", []string{"--replication-log-size", "512KiB"}, nil, "--replication-log-size 512KiB is below the largest value, 1MiB"},
+		{"zero log size", []string{"--replication-log-size", "0"}, nil, "at least 1 byte"},
 		{"positional argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"bad size", []string{"--max-memory", "12XB"}, nil, `unknown unit "XB"`},
 		{"fractional size", []string{"--max-memory", "1.5GB"}, nil, "only whole numbers"},
@@ -266,10 +284,62 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 20 {
-		t.Errorf("%d flags, want 20 (update docs/operations.md when adding one)", n)
+	if n != 33 {
+		t.Errorf("%d flags, want 33 (update docs/operations.md when adding one)", n)
 	}
 	if envName("max-memory") != "GEOCACHE_MAX_MEMORY" || envName("requirepass") != "GEOCACHE_REQUIREPASS" {
 		t.Error("envName does not map --max-memory to GEOCACHE_MAX_MEMORY")
+	}
+}
+
+// The help's columns line up whatever the length of a flag's name.
+func TestServeUsageAligned(t *testing.T) {
+	var c serveConfig
+	fs := newServeFlags(&c)
+	var b strings.Builder
+	serveUsage(&b, fs)
+	envCol, usageCol := -1, -1
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		if !strings.HasPrefix(line, "  --") {
+			continue
+		}
+		env := strings.Index(line, envPrefix)
+		usage := env + strings.Index(line[env:], " ")
+		for usage < len(line) && line[usage] == ' ' {
+			usage++
+		}
+		if envCol == -1 {
+			envCol, usageCol = env, usage
+		}
+		if env != envCol || usage != usageCol {
+			t.Errorf("misaligned (variable at %d, text at %d; want %d, %d):\n%s", env, usage, envCol, usageCol, line)
+		}
+	}
+	if envCol == -1 {
+		t.Fatalf("no flag lines in:\n%s", b.String())
+	}
+}
+
+// Without --peers a node listens for replication only if --peer-addr (or
+// its variable) says so; with --peers, on the default address.
+func TestPeerAddrDefault(t *testing.T) {
+	tests := []struct {
+		name      string
+		args, env []string
+		want      string
+	}{
+		{"single node", nil, nil, ""},
+		{"peers", []string{"--peers", "10.0.0.2:7380", "--insecure"}, nil, "127.0.0.1:7380"},
+		{"explicit flag", []string{"--peer-addr", "127.0.0.1:7390"}, nil, "127.0.0.1:7390"},
+		{"explicit variable", nil, []string{"GEOCACHE_PEER_ADDR=127.0.0.1:7391"}, "127.0.0.1:7391"},
+		{"peers and explicit flag", []string{"--peers", "10.0.0.2:7380", "--peer-addr", "0.0.0.0:7399", "--insecure"}, nil, "0.0.0.0:7399"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := parseServeConfig(tt.args, tt.env)
+			if err != nil || c.peerAddr != tt.want {
+				t.Errorf("peer addr %q, %v; want %q", c.peerAddr, err, tt.want)
+			}
+		})
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/geocache/geocache"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -32,6 +34,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives HTTP server and scrape errors. nil discards them.
 	Logger *slog.Logger
+	// RequirePeers makes /readyz answer 503 while some region of the
+	// configured peers has no reachable peer (a peer never reached counts
+	// as a region of its own). Off by default: every region serves on its
+	// own, and a partition must not take every region out of its load
+	// balancer (see the package documentation).
+	RequirePeers bool
 }
 
 // Timeouts of the HTTP server: an admin endpoint answers in milliseconds,
@@ -150,60 +158,126 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz reports readiness and, in the body, the peer links. A down peer
-// does not fail readiness: see the package documentation.
+// does not fail readiness unless Config.RequirePeers: see the package
+// documentation.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	var b strings.Builder
-	nodeReady := true
-	if r, ok := s.cfg.Node.(nodeReadiness); ok {
-		select {
-		case <-r.Ready():
-		default:
-			nodeReady = false
-		}
-	}
-	switch {
-	case s.ready.Load() && nodeReady:
-		b.WriteString("ready\n")
-	case s.ready.Load():
-		w.WriteHeader(http.StatusServiceUnavailable)
-		b.WriteString("not ready: merging the peers' clocks before taking writes\n")
-	default:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		b.WriteString("not ready\n")
-	}
 	st := s.cfg.Node.Stats()
+	var b strings.Builder
+	if why := s.notReady(&st); why != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b.WriteString("not ready")
+		if why != "-" {
+			b.WriteString(": " + why)
+		}
+		b.WriteByte('\n')
+	} else {
+		b.WriteString("ready\n")
+	}
 	fmt.Fprintf(&b, "node %s id %d region %s\n", st.Node, st.NodeID, st.Region)
+	if st.IDConflicts > 0 {
+		fmt.Fprintf(&b, "node id conflicts %d, last: %s\n", st.IDConflicts, st.IDConflict)
+	}
 	up := 0
 	for _, p := range st.Peers {
 		if p.Connected {
 			up++
 		}
 	}
-	fmt.Fprintf(&b, "peers %d connected of %d (a down peer does not affect readiness)\n", up, len(st.Peers))
+	if s.cfg.RequirePeers {
+		fmt.Fprintf(&b, "peers %d connected of %d (readiness requires a reachable peer in every region)\n", up, len(st.Peers))
+	} else {
+		fmt.Fprintf(&b, "peers %d connected of %d (a down peer does not affect readiness)\n", up, len(st.Peers))
+	}
 	now := time.Now()
 	for _, p := range st.Peers {
 		region := p.Region
 		if region == "" {
-			region = "?"
+			region = "unknown"
 		}
 		fmt.Fprintf(&b, "peer %s region %s ", p.Addr, region)
-		if p.Connected {
+		switch {
+		case p.Connected:
 			fmt.Fprintf(&b, "connected rtt %s lag %d", p.RTT.Round(time.Microsecond), p.Lag)
-		} else {
-			b.WriteString("down")
-			if !p.Since.IsZero() {
-				fmt.Fprintf(&b, " for %s", now.Sub(p.Since).Round(time.Second))
-			}
-			fmt.Fprintf(&b, " lag %d", p.Lag)
-			if p.LastError != "" {
-				fmt.Fprintf(&b, " last error: %s", p.LastError)
-			}
+		case !p.EverConnected:
+			fmt.Fprintf(&b, "never connected (trying for %s)", now.Sub(p.Since).Round(time.Second))
+		default:
+			fmt.Fprintf(&b, "down for %s lag %d", now.Sub(p.Since).Round(time.Second), p.Lag)
+		}
+		if !p.Connected && p.LastError != "" {
+			fmt.Fprintf(&b, " last error %s ago: %s", now.Sub(p.LastErrorAt).Round(time.Second), p.LastError)
 		}
 		b.WriteByte('\n')
 	}
 	fmt.Fprint(w, b.String())
+}
+
+// notReady returns why the node is not ready ("-" for no reason worth
+// naming), or "" if it is.
+func (s *Server) notReady(st *geocache.Stats) string {
+	if !s.ready.Load() {
+		return "-" // starting, or shutting down
+	}
+	if r, ok := s.cfg.Node.(nodeReadiness); ok && !closed(r.Ready()) {
+		return "merging the peers' clocks before taking writes"
+	}
+	if c, ok := s.cfg.Node.(interface{ ClockInBounds() bool }); ok && !c.ClockInBounds() {
+		return "refusing writes: this node's clock is further than the max clock offset from most of its peers"
+	}
+	if r, ok := s.cfg.Node.(nodeSync); ok && !closed(r.Synced()) {
+		return "refilling: the first sync from the peers is not complete"
+	}
+	if !s.cfg.RequirePeers {
+		return ""
+	}
+	// Regions in the order of the peers; a peer never reached is a region
+	// of its own, unknown.
+	var regions []string
+	reachable := map[string]bool{}
+	lastErr := map[string]string{}
+	for _, p := range st.Peers {
+		region := p.Region
+		if region == "" {
+			region = "unknown (peer " + p.Addr + ")"
+		}
+		if _, seen := reachable[region]; !seen {
+			regions = append(regions, region)
+			reachable[region] = false
+		}
+		if p.Connected {
+			reachable[region] = true
+		} else if p.LastError != "" {
+			lastErr[region] = p.Addr + ": " + p.LastError
+		}
+	}
+	var why []string
+	for _, region := range regions {
+		if !reachable[region] {
+			w := "no peer of region " + region + " is reachable"
+			if e := lastErr[region]; e != "" {
+				w += " (" + e + ")"
+			}
+			why = append(why, w)
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// nodeSync is the optional part of a NodeStats that readiness waits for
+// after nodeReadiness: *geocache.Node's Synced, closed once a (re)started
+// node has taken its first sync from the peers it reached.
+type nodeSync interface {
+	Synced() <-chan struct{}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // slogPrintln adapts a slog.Logger to promhttp's Logger interface.

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/latency"
 )
 
 // NodeStats is what the metrics and readiness read from a node;
@@ -35,6 +36,13 @@ type RESPStats struct {
 	Commands    uint64 // commands executed
 	Errors      uint64 // commands answered with an error
 	Rejected    uint64 // connections refused (client limit) or closed for breaking a limit
+	// RESP protection
+	AuthFailures       uint64 // failed AUTH attempts
+	BufferBytes        int64  // request-buffer bytes held against --max-client-buffer
+	TLSHandshakeErrors uint64 // TLS clients that failed their handshake
+	// CommandLatency holds the execution times of each command name
+	// executed at least once (resp.Server.CommandLatency).
+	CommandLatency map[string]latency.Snapshot
 }
 
 // collector reads the node's and the RESP server's figures at scrape time.
@@ -61,7 +69,7 @@ var (
 	descEntries     = desc("entries", "Entries held (live ones and expired ones not yet reclaimed).")
 	descBytes       = desc("memory_bytes", "Memory charged to the entries: keys, values and per-entry overhead.")
 	descMaxBytes    = desc("memory_max_bytes", "The memory budget of the entries (0: none).")
-	descMaxEntries  = desc("max_entries", "The bound on the number of entries (0: none).")
+	descMaxEntries  = desc("entries_max", "The bound on the number of entries (0: none).")
 	descTombstones  = desc("tombstones", "Deletes remembered exactly.")
 	descHits        = desc("hits_total", "Reads that found a live entry.")
 	descMisses      = desc("misses_total", "Reads that found none.")
@@ -72,6 +80,7 @@ var (
 	descLastSeq     = desc("replication_last_seq", "Sequence number of this node's latest write (restarts at 0 with the process).")
 
 	peerLabels          = []string{"peer", "region"}
+	descPeerInfo        = desc("peer_info", "A replication peer: its node name (the address until its first handshake), the address this node dials, its region; always 1.", "peer", "address", "region")
 	descPeerConnected   = desc("peer_connected", "1 if the link carrying this node's writes to the peer is up.", peerLabels...)
 	descPeerLag         = desc("peer_lag_writes", "This node's writes the peer has not acknowledged.", peerLabels...)
 	descPeerBacklog     = desc("peer_backlog_bytes", "Bytes of the writes the peer has not acknowledged.", peerLabels...)
@@ -80,6 +89,8 @@ var (
 	descPeerFullSyncs   = desc("peer_full_syncs_total", "Full syncs sent to the peer (it was further behind than the log holds).", peerLabels...)
 	descPeerRounds      = desc("peer_antientropy_rounds_total", "Anti-entropy rounds completed with the peer.", peerLabels...)
 	descPeerRepaired    = desc("peer_repaired_total", "Entries this node took from the peer's anti-entropy repairs.", peerLabels...)
+	descPeerFailures    = desc("peer_link_failures_total", "Failed attempts to establish the link to the peer, and lost links, by reason (unreachable, cluster mismatch, duplicate node id, ...).", "peer", "region", "reason")
+	descIDConflicts     = desc("node_id_conflicts_total", "Replication handshakes that revealed another node with this node's id (both refuse the link).")
 	originLabels        = []string{"origin", "region"}
 	descOriginConnected = desc("origin_connected", "1 if the stream of the origin's writes to this node is up.", originLabels...)
 	descOriginApplied   = desc("origin_applied_seq", "The origin's latest sequence number applied here.", originLabels...)
@@ -87,24 +98,36 @@ var (
 	descOriginStale     = desc("origin_stale_total", "Writes from the origin older than what this node held (ignored).", originLabels...)
 	descOriginFullSyncs = desc("origin_full_syncs_total", "Full syncs received from the origin.", originLabels...)
 	descOriginDropped   = desc("origin_full_sync_dropped_total", "Entries dropped after full syncs from the origin: this node could no longer vouch for them.", originLabels...)
+	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
+
+	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
+	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")
 
 	descRESPClients     = desc("resp_clients", "RESP connections open now.")
 	descRESPConnections = desc("resp_connections_total", "RESP connections accepted.")
 	descRESPCommands    = desc("resp_commands_total", "RESP commands executed.")
 	descRESPErrors      = desc("resp_errors_total", "RESP commands answered with an error.")
 	descRESPRejected    = desc("resp_rejected_total", "RESP connections refused or closed for breaking a limit.")
+	// RESP protection
+	descRESPAuthFailures = desc("resp_auth_failures_total", "Failed RESP AUTH attempts (wrong password or user).")
+	descRESPBufferBytes  = desc("resp_client_buffer_bytes", "Bytes held in RESP request buffers across all clients, against --max-client-buffer.")
+	descRESPTLSErrors    = desc("resp_tls_handshake_errors_total", "RESP clients on --tls-addr that failed their TLS handshake.")
+
+	descRESPDuration = desc("resp_command_duration_seconds", "RESP command time: parsing and execution, until the reply is buffered (blocking included: WAIT, acknowledged writes; network excluded). Commands never executed have no series.", "command")
 )
 
 var (
 	nodeDescs = []*prometheus.Desc{
 		descInfo, descEntries, descBytes, descMaxBytes, descMaxEntries, descTombstones,
 		descHits, descMisses, descEvictions, descExpirations, descLogRecords, descLogBytes, descLastSeq,
-		descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
-		descPeerFullSyncs, descPeerRounds, descPeerRepaired,
+		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
+		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped,
+		descVisibility, descAckDuration, descAckFailures,
 	}
 	respDescs = []*prometheus.Desc{
-		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected,
+		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
+		descRESPAuthFailures, descRESPBufferBytes, descRESPTLSErrors,
 	}
 )
 
@@ -146,17 +169,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLogRecords, float64(st.LogRecords))
 	gauge(descLogBytes, float64(st.LogBytes))
 	gauge(descLastSeq, float64(st.LastSeq))
+	counter(descIDConflicts, st.IDConflicts)
 
 	// A registry refuses a whole scrape that holds two series with the same
 	// labels, so a label set seen twice (two origins configured with the
-	// same --name, say) is reported once rather than breaking every metric.
+	// same --name, or two addresses of one peer, say) is reported once
+	// rather than breaking every metric.
 	seen := make(map[[2]string]bool, len(st.Peers))
 	for _, p := range st.Peers {
-		k := [2]string{p.Addr, p.Region}
+		k := [2]string{peerName(p), p.Region}
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
+		gauge(descPeerInfo, 1, k[0], p.Addr, k[1])
 		gauge(descPeerConnected, b2f(p.Connected), k[:]...)
 		gauge(descPeerLag, float64(p.Lag), k[:]...)
 		gauge(descPeerBacklog, float64(p.Backlog), k[:]...)
@@ -165,6 +191,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPeerFullSyncs, p.FullSyncs, k[:]...)
 		counter(descPeerRounds, p.Rounds, k[:]...)
 		counter(descPeerRepaired, p.Repaired, k[:]...)
+		for reason, n := range p.Failures {
+			counter(descPeerFailures, n, k[0], k[1], reason)
+		}
 	}
 	clear(seen)
 	for _, o := range st.Origins {
@@ -179,6 +208,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOriginStale, o.Stale, k[:]...)
 		counter(descOriginFullSyncs, o.FullSyncs, k[:]...)
 		counter(descOriginDropped, o.Dropped, k[:]...)
+		ch <- histogram(descVisibility, snapshotOf(o.Visibility), k[:]...)
+	}
+	for _, a := range st.Acks {
+		level := a.Level.String()
+		ch <- histogram(descAckDuration, snapshotOf(a.Latency), level)
+		counter(descAckFailures, a.Failed, level)
 	}
 
 	if c.resp != nil {
@@ -188,7 +223,40 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRESPCommands, rs.Commands)
 		counter(descRESPErrors, rs.Errors)
 		counter(descRESPRejected, rs.Rejected)
+		counter(descRESPAuthFailures, rs.AuthFailures)
+		gauge(descRESPBufferBytes, float64(rs.BufferBytes))
+		counter(descRESPTLSErrors, rs.TLSHandshakeErrors)
+		for name, l := range rs.CommandLatency {
+			ch <- histogram(descRESPDuration, l, name)
+		}
 	}
+}
+
+// peerName is the peer label of a link: the peer's node name, as the
+// origin label of the other side's metrics, or the address dialed until
+// the first handshake tells the name.
+func peerName(p geocache.PeerStats) string {
+	if p.Node != "" {
+		return p.Node
+	}
+	return p.Addr
+}
+
+func snapshotOf(l geocache.Latency) latency.Snapshot {
+	return latency.Snapshot{Counts: l.Counts, Sum: l.Sum}
+}
+
+// histogram returns s as a Prometheus histogram in seconds: cumulative
+// counts per upper bound, the last bucket being +Inf.
+func histogram(d *prometheus.Desc, s latency.Snapshot, labels ...string) prometheus.Metric {
+	bounds := latency.Bounds()
+	buckets := make(map[float64]uint64, len(bounds))
+	var cum uint64
+	for i, b := range bounds {
+		cum += s.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, cum+s.Counts[len(s.Counts)-1], s.Sum.Seconds(), buckets, labels...)
 }
 
 func b2f(b bool) float64 {

@@ -29,6 +29,13 @@ var (
 	// merging a corrupt remote timestamp from the far future.
 	ErrExhausted = errors.New("hlc: timestamp range exhausted")
 
+	// ErrRemoteAhead is returned by Clock.Merge and Clock.Check for a remote
+	// timestamp ahead of local physical time by more than the remote
+	// tolerance (RemoteTolerance: 2 × MaxOffset). Merging it would drag this
+	// clock (and every version it issues later) into the future: one forged
+	// stamp at MaxTimestamp would exhaust it for good.
+	ErrRemoteAhead = errors.New("hlc: remote timestamp ahead of local physical clock by more than max offset")
+
 	// ErrInvalidConfig is wrapped by the errors New returns for a bad Config.
 	ErrInvalidConfig = errors.New("hlc: invalid config")
 )
@@ -92,8 +99,12 @@ type Stats struct {
 	// local physical time by more than MaxOffset.
 	RemoteAhead uint64
 	// MaxRemoteLead is the largest lead of a remote timestamp over local
-	// physical time seen by Update (zero if none was ahead).
+	// physical time seen by Update, Merge or Check (zero if none was ahead).
 	MaxRemoteLead time.Duration
+	// RemoteRefused counts Merge and Check calls refused with
+	// ErrRemoteAhead (they are also counted in RemoteAhead, whose
+	// threshold is MaxOffset).
+	RemoteRefused uint64
 	// OutOfBoundsRefusals counts Now calls refused with ErrClockOutOfBounds.
 	OutOfBoundsRefusals uint64
 	// LogicalOverflows counts events whose logical counter was full, so the
@@ -184,6 +195,45 @@ func (c *Clock) Now() (Timestamp, error) {
 	return ts, nil
 }
 
+// ErrAheadOfPhysical is returned by Clock.NowWithin while the clock's last
+// timestamp is more than RemoteTolerance ahead of local physical time.
+var ErrAheadOfPhysical = errors.New("hlc: clock ahead of local physical time by more than twice max offset")
+
+// NowWithin is Now for versioning writes that peers must accept: besides
+// Now's refusals, it returns ErrAheadOfPhysical, and issues nothing, while
+// the clock's last timestamp is more than RemoteTolerance ahead of local
+// physical time. That only happens when the physical clock stepped back
+// that far (an operator fixed a clock that ran ahead, and the clock had
+// merged its own skewed time): every peer would hold such a version until
+// its own clock reached it, and every later write of this node behind it,
+// so the node refuses writes instead, until physical time catches up or it
+// restarts. Refusals are counted in Stats.OutOfBoundsRefusals.
+func (c *Clock) NowWithin() (Timestamp, error) {
+	pt := c.readPhysical() / int64(time.Millisecond)
+	c.mu.Lock()
+	if c.aheadLocked(pt) {
+		c.stats.OutOfBoundsRefusals++
+		c.mu.Unlock()
+		return 0, ErrAheadOfPhysical
+	}
+	c.mu.Unlock()
+	return c.Now()
+}
+
+// Writable reports whether NowWithin may issue a timestamp now: the clock
+// is in bounds (InBounds) and not ahead of physical time by more than
+// RemoteTolerance.
+func (c *Clock) Writable() bool {
+	pt := c.readPhysical() / int64(time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.outOfBoundsLocked() && !c.aheadLocked(pt)
+}
+
+func (c *Clock) aheadLocked(ptMillis int64) bool {
+	return c.last.WallMillis()-ptMillis > c.RemoteTolerance().Milliseconds()
+}
+
 // Last returns the latest timestamp this clock issued or merged, without
 // recording an event.
 func (c *Clock) Last() Timestamp {
@@ -198,9 +248,10 @@ func (c *Clock) Last() Timestamp {
 // MaxTimestamp.
 //
 // A remote timestamp ahead of local physical time by more than MaxOffset is
-// merged all the same (every node must move past every version it has seen
-// for replicas to converge), but counted in Stats and logged at most once per
-// second. Update works while the clock is out of bounds.
+// merged all the same, but counted in Stats and logged at most once per
+// second; Merge is the variant that refuses it, and the one to use for
+// anything received from the network. Update works while the clock is out
+// of bounds.
 func (c *Clock) Update(remote Timestamp) Timestamp {
 	ptNanos := c.readPhysical()
 	pt := ptNanos / int64(time.Millisecond)
@@ -232,6 +283,56 @@ func (c *Clock) Update(remote Timestamp) Timestamp {
 		slog.Duration("max_offset", c.maxOffset),
 		slog.Uint64("suppressed", suppressed))
 	return ts
+}
+
+// RemoteTolerance returns how far ahead of local physical time a remote
+// timestamp may be for Merge and Check to take it: 2 × MaxOffset. A version
+// is never ahead of the physical clock of the node that issued it, and two
+// nodes that are each within MaxOffset of the others (the rule of Now) can
+// be up to 2 × MaxOffset apart; so can a node and its own previous process,
+// whose versions its peers hand back at a restart.
+func (c *Clock) RemoteTolerance() time.Duration { return 2 * c.maxOffset }
+
+// Merge is Update for a remote timestamp that must not move the clock
+// beyond the cluster's tolerance: a remote timestamp ahead of local physical
+// time by more than RemoteTolerance is not merged, and Merge returns
+// ErrRemoteAhead (wrapped with the lead) and leaves the clock as it was. The
+// replication layer merges every received version with it and does not
+// apply a refused one: it holds the stream until the version is in bounds.
+// A refusal is counted in Stats (RemoteAhead, RemoteRefused) and not logged
+// here: the caller knows the origin and logs it.
+func (c *Clock) Merge(remote Timestamp) (Timestamp, error) {
+	ptNanos := c.readPhysical()
+	lead := remoteLead(remote, ptNanos)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lead > c.RemoteTolerance() {
+		c.refuseLocked(lead)
+		return 0, fmt.Errorf("%w: %v ahead (tolerance 2 × max offset %v)", ErrRemoteAhead, lead, c.maxOffset)
+	}
+	return c.advanceLocked(max(c.last, remote), ptNanos/int64(time.Millisecond)), nil
+}
+
+// Check reports, without recording an event, whether remote is within
+// RemoteTolerance of local physical time: it returns nil, or ErrRemoteAhead
+// (wrapped with the lead, and counted as by Merge). It vets remote
+// timestamps that bound a decision without being merged, such as a full
+// sync's snapshot time or the slots of a tombstone-ghost table.
+func (c *Clock) Check(remote Timestamp) error {
+	lead := remoteLead(remote, c.readPhysical())
+	if lead <= c.RemoteTolerance() {
+		return nil
+	}
+	c.mu.Lock()
+	c.refuseLocked(lead)
+	c.mu.Unlock()
+	return fmt.Errorf("%w: %v ahead (tolerance 2 × max offset %v)", ErrRemoteAhead, lead, c.maxOffset)
+}
+
+func (c *Clock) refuseLocked(lead time.Duration) {
+	c.stats.RemoteAhead++
+	c.stats.RemoteRefused++
+	c.stats.MaxRemoteLead = max(c.stats.MaxRemoteLead, lead)
 }
 
 // advanceLocked moves c.last past m, the largest timestamp the event has

@@ -40,9 +40,16 @@
 // nodes' physical clocks that the cluster tolerates. It is used twice:
 //
 //   - A remote timestamp whose millisecond part is ahead of local physical
-//     time by more than MaxOffset is still merged by [Clock.Update], since
-//     convergence needs every node to move past every version it has seen,
-//     but it is counted in [Stats] and logged at most once per second.
+//     time by more than 2 × MaxOffset ([Clock.RemoteTolerance]: two nodes
+//     each within MaxOffset of the others can be that far apart) is refused
+//     by [Clock.Merge] (and [Clock.Check]) with [ErrRemoteAhead]: the clock
+//     does not move, and the replication layer does not apply the version
+//     but holds its stream until physical time has caught up, so that
+//     convergence is delayed, never broken, and no peer can drag the clock
+//     into the future (one stamp at MaxTimestamp would otherwise exhaust
+//     it). [Clock.Update] merges any remote timestamp, counting one more
+//     than MaxOffset ahead in [Stats] and logging it at most once per
+//     second; it is for local events only.
 //   - The transport measures each peer's physical clock against ours
 //     ([EstimateOffset]) and reports it with [Clock.ObservePeerOffset]. When a
 //     strict majority of the known peers is more than MaxOffset away, it is

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"cmp"
 	"sync"
 	"time"
 
@@ -132,15 +133,34 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 }
 
 // applyRepair applies a peer's answer to this node's probe.
+// A version too far ahead of this node's clock is not applied (nor merged
+// into the clock): a later round offers it again, once in bounds.
 func (r *Replicator) applyRepair(l *link, f *wire.Repair) {
-	n := 0
+	n, held := 0, 0
+	var firstErr error
 	for i := range f.Ops {
-		r.cfg.Clock.Update(hlc.Timestamp(f.Ops[i].HLC))
+		if _, err := r.cfg.Clock.Merge(hlc.Timestamp(f.Ops[i].HLC)); err != nil {
+			held++
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
 		if r.cfg.Store.Apply(fromWireOp(&f.Ops[i])) == store.Applied {
 			n++
 		}
 	}
 	l.mu.Lock()
 	l.repaired += uint64(n)
+	name := l.name
 	l.mu.Unlock()
+	if held == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.repairsHeld += uint64(held)
+	log, suppressed := r.repairWarn.allow(time.Now(), r.cfg.WarnInterval)
+	r.mu.Unlock()
+	if log {
+		r.cfg.Logger.Warn("anti-entropy repairs not applied: versions ahead of this node's clock by more than twice the max clock offset",
+			"peer", l.addr, "node", name, "held", held, "err", firstErr, "suppressed", suppressed)
+	}
 }

@@ -7,8 +7,9 @@
 // # Goroutines
 //
 // Start runs one goroutine per peer address (dial loop and sender), one per
-// accepted connection (receiver), the accept loop and the periodic
-// anti-entropy timer; a sender runs one more to read acknowledgements, and
+// accepted connection (receiver), the accept loop, the periodic
+// anti-entropy timer and, until the first sync is settled, the watcher
+// behind Synced; a sender runs one more to read acknowledgements, and
 // one to produce probe chunks during a round. Close cancels them all,
 // closes every connection and waits.
 //

@@ -27,8 +27,43 @@ type frameConn struct {
 	dead     time.Duration
 }
 
+// readBufferSize is a connection's read buffer once its handshake is done.
+const readBufferSize = 64 << 10
+
 func newFrameConn(c net.Conn, maxFrame int, dead time.Duration) *frameConn {
-	return &frameConn{c: c, r: bufio.NewReaderSize(c, 64<<10), maxFrame: maxFrame, dead: dead}
+	return &frameConn{c: c, r: bufio.NewReaderSize(c, readBufferSize), maxFrame: maxFrame, dead: dead}
+}
+
+// newHandshakeConn is newFrameConn for an accepted connection whose peer has
+// not said who it is: its read buffer is small (maxHelloFrame) until
+// grow, so that connections that never complete a handshake hold little.
+func newHandshakeConn(c net.Conn, maxFrame int, dead time.Duration) *frameConn {
+	return &frameConn{c: c, r: bufio.NewReaderSize(c, maxHelloFrame), maxFrame: maxFrame, dead: dead}
+}
+
+// grow gives the connection its full read buffer after the handshake. A
+// peer that sent more than its Hello before being answered keeps the small
+// buffer (its bytes are in it); frames are read all the same.
+func (fc *frameConn) grow() {
+	if fc.r.Size() < readBufferSize && fc.r.Buffered() == 0 {
+		fc.r = bufio.NewReaderSize(fc.c, readBufferSize)
+	}
+}
+
+// readHello reads the first frame of a connection, which must be a Hello:
+// at most maxHelloFrame bytes, within handshakeTimeout. A larger frame, a
+// slower peer or another frame type ends the connection before any more
+// memory is spent on it.
+func (fc *frameConn) readHello() (wire.Frame, error) {
+	if err := fc.c.SetReadDeadline(time.Now().Add(min(fc.dead, handshakeTimeout))); err != nil {
+		return nil, err
+	}
+	f, buf, err := wire.ReadFrame(fc.r, maxHelloFrame, fc.rbuf)
+	fc.rbuf = buf
+	if err != nil {
+		return nil, fc.rejectRead(err)
+	}
+	return f, nil
 }
 
 func (fc *frameConn) write(f wire.Frame) error {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/latency"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/wire"
 )
@@ -38,6 +40,15 @@ type originState struct {
 	results   [store.Invalid + 1]uint64 // Apply results of its ops
 	fullSyncs uint64
 	dropped   uint64 // entries dropped after full syncs
+	// heldAhead counts the stops at a version too far ahead (holdAhead),
+	// whose warnings aheadWarn rate-limits; syncsRefused counts the full
+	// syncs refused (not asked for, or over budget).
+	heldAhead    uint64
+	aheadWarn    warnState
+	syncsRefused uint64
+	syncWarn     warnState
+	// visibility times the streamed ops' arrival (metrics.go); atomic.
+	visibility latency.Histogram
 }
 
 // acceptLoop accepts peer connections until Close.
@@ -56,10 +67,16 @@ func (r *Replicator) acceptLoop() {
 			}
 			continue
 		}
+		if !r.admit(c.RemoteAddr()) {
+			c.Close()
+			continue
+		}
 		if !r.track(c) {
+			r.leave()
 			return
 		}
 		r.wg.Go(func() {
+			defer r.leave()
 			defer r.untrack(c)
 			if err := r.runInbound(c); err != nil && r.ctx.Err() == nil {
 				r.cfg.Logger.Debug("replication stream from peer ended", "remote", c.RemoteAddr().String(), "err", err)
@@ -73,6 +90,8 @@ type snapshotState struct {
 	seq  uint64
 	hlc  hlc.Timestamp
 	keys map[string]struct{}
+	// bytes is what keys costs, counted against Config.MaxSnapshotBytes.
+	bytes int64
 }
 
 // maxUnackedFrames bounds how many received frames one ack may cover.
@@ -82,19 +101,28 @@ var errSuperseded = errors.New("repl: a newer connection from the same origin to
 
 // runInbound serves one connection from a peer that streams its log here.
 func (r *Replicator) runInbound(c net.Conn) error {
-	fc := newFrameConn(c, r.cfg.MaxFrame, r.cfg.DeadTimeout)
-	h, err := expect[*wire.Hello](fc)
+	fc := newHandshakeConn(c, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	first, err := fc.readHello()
 	if err != nil {
 		return err
 	}
+	h, ok := first.(*wire.Hello)
+	if !ok {
+		return fc.reject(wire.RejectBadFrame, "a connection starts with a Hello, not %T", first)
+	}
 	if rej := r.checkHello(h); rej != nil {
+		r.refused(c.RemoteAddr(), h, rej)
 		fc.write(rej)
 		return errors.New("repl: refused peer: " + rej.Message)
 	}
 	if err := fc.write(r.hello()); err != nil {
 		return err
 	}
+	fc.grow()
 	o, gen, next := r.takeOver(h)
+	// This node applies a full sync only when it asks for one, by resuming
+	// at 0, and then only one: an unasked one could drop what it holds.
+	asked := next == 0
 	heard := time.Now()
 	defer func() { r.release(o, gen, heard) }()
 	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())}); err != nil {
@@ -124,6 +152,13 @@ func (r *Replicator) runInbound(c net.Conn) error {
 				return fc.reject(wire.RejectBadFrame, "ops of origin %d on the stream of %d", f.Origin, h.NodeID)
 			}
 			applied, err := r.applyOps(o, gen, f, snap != nil)
+			if errors.Is(err, hlc.ErrRemoteAhead) {
+				// Acknowledge what was applied, so the origin resumes after it.
+				if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
+					return err
+				}
+				return r.holdAhead(fc, o, h, "ops", err)
+			}
 			if err != nil {
 				return fc.reject(wire.RejectBadFrame, "%v", err)
 			}
@@ -142,15 +177,28 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			if f.Origin != h.NodeID || snap != nil {
 				return fc.reject(wire.RejectBadFrame, "unexpected snapshot begin")
 			}
+			if !asked {
+				r.unaskedSync(o, gen, h)
+				return fc.reject(wire.RejectBadFrame,
+					"full sync not requested: this node resumed origin %d at seq %d; it asks for one on the next connection", h.NodeID, next)
+			}
+			if err := r.cfg.Clock.Check(hlc.Timestamp(f.HLC)); err != nil {
+				return r.holdAhead(fc, o, h, "snapshot time", err)
+			}
+			asked = false
 			snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}}
 		case *wire.SnapshotChunk:
 			if f.Origin != h.NodeID || snap == nil {
 				return fc.reject(wire.RejectBadFrame, "snapshot chunk outside a snapshot")
 			}
-			if len(snap.keys)+len(f.Ops) > r.cfg.MaxSnapshotKeys {
-				return fc.reject(wire.RejectInternal, "snapshot larger than %d keys", r.cfg.MaxSnapshotKeys)
-			}
 			if err := r.applySnapshotChunk(o, gen, snap, f.Ops); err != nil {
+				switch {
+				case errors.Is(err, hlc.ErrRemoteAhead):
+					return r.holdAhead(fc, o, h, "full sync", err)
+				case errors.Is(err, errSnapshotBudget):
+					r.syncOverBudget(o, h, err)
+					return fc.reject(wire.RejectInternal, "%v", err)
+				}
 				return err
 			}
 			// A long snapshot must not look like a silent peer to the
@@ -170,6 +218,9 @@ func (r *Replicator) runInbound(c net.Conn) error {
 			}
 			if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
 				return fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+			}
+			if err := r.checkGhosts(f.Ghosts); err != nil {
+				return r.holdAhead(fc, o, h, "full sync", err)
 			}
 			if err := r.finishSnapshot(o, gen, snap, f.Ghosts); err != nil {
 				return err
@@ -265,19 +316,32 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, o.applied+1)
 	}
 	for i := range f.Ops {
-		r.applyLocked(o, &f.Ops[i])
+		if err := r.applyLocked(o, &f.Ops[i]); err != nil {
+			// Hold the stream here: the ops before are applied, this one
+			// and the rest come again once the origin reconnects.
+			r.observeVisibility(o, f.Ops[:i])
+			o.applied += uint64(i)
+			return o.applied, fmt.Errorf("op %d: %w", f.FirstSeq+uint64(i), err)
+		}
 	}
+	r.observeVisibility(o, f.Ops)
 	o.applied += uint64(len(f.Ops))
 	return o.applied, nil
 }
 
-func (r *Replicator) applyLocked(o *originState, w *wire.Op) {
-	r.cfg.Clock.Update(hlc.Timestamp(w.HLC))
+// applyLocked merges an op's version into the clock and applies the op,
+// unless the version is too far ahead of this node's physical clock: then
+// it applies nothing and returns an error wrapping hlc.ErrRemoteAhead.
+func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
+	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(w.HLC)); err != nil {
+		return err
+	}
 	op := fromWireOp(w)
 	res := r.cfg.Store.Apply(op)
 	if int(res) < len(o.results) {
 		o.results[res]++
 	}
+	return nil
 }
 
 func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapshotState, ops []wire.Op) error {
@@ -287,12 +351,56 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 		return errSuperseded
 	}
 	for i := range ops {
-		r.applyLocked(o, &ops[i])
-		if ops[i].Kind == wire.KindSet {
-			snap.keys[ops[i].Key] = struct{}{}
+		w := &ops[i]
+		track := false
+		if w.Kind == wire.KindSet {
+			if _, in := snap.keys[w.Key]; !in {
+				cost := int64(len(w.Key)) + snapshotKeyOverhead
+				if len(snap.keys) >= r.cfg.MaxSnapshotKeys || snap.bytes+cost > r.cfg.MaxSnapshotBytes {
+					return fmt.Errorf("%w: more than %d keys or %d bytes of keys to track (MaxSnapshotKeys, MaxSnapshotBytes)",
+						errSnapshotBudget, r.cfg.MaxSnapshotKeys, r.cfg.MaxSnapshotBytes)
+				}
+				snap.bytes += cost
+				track = true
+			}
+		}
+		if err := r.applyLocked(o, w); err != nil {
+			return err
+		}
+		if track {
+			snap.keys[w.Key] = struct{}{}
 		}
 	}
 	return nil
+}
+
+// unaskedSync records a full sync this node did not ask for: it is refused,
+// and the next connection from the origin asks for one (a sender whose log
+// no longer reaches back to where this node resumed has nothing else to
+// send), which is then the one applied.
+func (r *Replicator) unaskedSync(o *originState, gen uint64, h *wire.Hello) {
+	o.mu.Lock()
+	o.syncsRefused++
+	if o.gen == gen {
+		o.synced = false
+	}
+	log, suppressed := o.syncWarn.allow(time.Now(), r.cfg.WarnInterval)
+	o.mu.Unlock()
+	if log {
+		r.cfg.Logger.Warn("replication: full sync not requested refused; asking the origin for one on its next connection",
+			"origin", h.NodeName, "region", h.Region, "suppressed", suppressed)
+	}
+}
+
+// syncOverBudget records a full sync refused for its size.
+func (r *Replicator) syncOverBudget(o *originState, h *wire.Hello, err error) {
+	o.mu.Lock()
+	o.syncsRefused++
+	log, suppressed := o.syncWarn.allow(time.Now(), r.cfg.WarnInterval)
+	o.mu.Unlock()
+	if log {
+		r.cfg.Logger.Warn("replication: full sync refused", "origin", h.NodeName, "region", h.Region, "err", err, "suppressed", suppressed)
+	}
 }
 
 // finishSnapshot drops what the snapshot cannot vouch for: an entry the
@@ -317,6 +425,14 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	// snapshot brings after this point is refused if the sender's table
 	// covers it, and one that came before is dropped below.
 	r.cfg.Store.MergeTombstoneGhosts(ghosts)
+	// And into the clock (the frame's handler refused a table from the
+	// future): this node's own later writes are versioned above every ghost
+	// it now holds, so none of them is refused as if already superseded.
+	if top := slices.Max(ghosts); top > 0 {
+		if _, err := r.cfg.Clock.Merge(hlc.Timestamp(top)); err != nil {
+			return err
+		}
+	}
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
 		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
 			return true

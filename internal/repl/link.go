@@ -25,14 +25,21 @@ type link struct {
 	name       string
 	region     string // "" until the first handshake
 	connected  bool
-	since      time.Time // of the last change of connected
+	since      time.Time // of the last change of connected, or of the link's creation
 	acked      uint64    // highest sequence number the peer has applied
 	sent       uint64    // next sequence number to send
 	rtt        time.Duration
 	offset     time.Duration // peer's physical clock minus ours
 	fullSyncs  uint64
 	reconnects uint64
-	lastErr    string
+	lastErr    string    // why the link is down; "" while it is up
+	lastErrAt  time.Time // when lastErr happened
+	reason     Reason    // lastErr's kind
+	failures   [numReasons]uint64
+	warns      [numReasons]warnState // rate limit of the warnings, by reason
+	warned     bool                  // a warning was logged since the link was last up
+	clockWarn  warnState             // rate limit of the warning about the peer's clock
+	sync       syncState             // the first sync from this peer (see Replicator.Synced)
 
 	clockMerged bool // the peer's clock was merged once; guarded by Replicator.mu
 
@@ -43,18 +50,24 @@ type link struct {
 	repaired     uint64 // entries this node took from the peer's repairs
 }
 
+// setState records a change of the link. A connected link has no last
+// error: the error that took it down last time is history, not its state.
 func (l *link) setState(connected bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	if l.connected != connected {
-		l.since = time.Now()
+		l.since = now
 	}
 	l.connected = connected
-	if err != nil {
-		l.lastErr = err.Error()
-	}
 	if connected {
 		l.reconnects++
+		l.lastErr, l.lastErrAt, l.reason = "", time.Time{}, ReasonNone
+	}
+	if err != nil {
+		l.lastErr, l.lastErrAt = err.Error(), now
+		l.reason = reasonOf(err)
+		l.failures[l.reason]++
 	}
 }
 
@@ -66,7 +79,9 @@ func (r *Replicator) dialLoop(l *link) {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.DeadTimeout)
 		conn, err := r.cfg.Dial(ctx, l.addr)
 		cancel()
-		if err == nil && r.track(conn) {
+		if err != nil {
+			err = &linkError{reason: dialReason(err), err: err}
+		} else if r.track(conn) {
 			start := time.Now()
 			err = r.runOutbound(l, conn)
 			r.untrack(conn)
@@ -74,11 +89,26 @@ func (r *Replicator) dialLoop(l *link) {
 				backoff = r.cfg.ReconnectMin // it was up for a while: retry fast
 			}
 		}
-		l.setState(false, err)
 		if r.ctx.Err() != nil {
+			l.setState(false, nil)
 			return
 		}
-		r.cfg.Logger.Debug("replication link down", "peer", l.addr, "err", err, "retry_in", backoff)
+		if err != nil && !errors.As(err, new(*linkError)) {
+			// Not refused for a reason of its own: the connection failed,
+			// before the handshake completed or after.
+			l.mu.Lock()
+			up := l.connected
+			l.mu.Unlock()
+			reason := ReasonHandshake
+			if up {
+				reason = ReasonLost
+			}
+			err = &linkError{reason: reason, err: err}
+		}
+		l.setState(false, err)
+		if err != nil {
+			r.linkDown(l, err, backoff)
+		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-time.After(wait):
@@ -89,22 +119,50 @@ func (r *Replicator) dialLoop(l *link) {
 	}
 }
 
+// readHello reads the peer's answer to this node's Hello: its own Hello,
+// or a Reject that says why it refuses the link.
+func readHello(fc *frameConn) (*wire.Hello, error) {
+	f, err := fc.readHello()
+	if err != nil {
+		return nil, err
+	}
+	switch f := f.(type) {
+	case *wire.Hello:
+		return f, nil
+	case *wire.Reject:
+		return nil, &linkError{reason: rejectReason(f), err: fmt.Errorf("the peer refused the link: %s", f.Message)}
+	}
+	return nil, fc.reject(wire.RejectBadFrame, "unexpected %T frame", f)
+}
+
 // runOutbound serves one outbound connection until it fails: handshake,
 // then stream the log from where the peer asks, with a full sync when the
 // log no longer reaches back that far.
 func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	fc := newFrameConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
-	if err := fc.write(r.hello()); err != nil {
+	hello := r.hello()
+	if err := fc.write(hello); err != nil {
 		return err
 	}
-	h, err := expect[*wire.Hello](fc)
+	h, err := readHello(fc)
 	if err != nil {
 		return err
 	}
+	recv := r.cfg.Physical.UnixNano()
 	if rej := r.checkHello(h); rej != nil {
 		fc.write(rej)
-		return fmt.Errorf("%w: %s: %s", errProtocol, rej.Code, rej.Message)
+		return &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
+	// The Hello exchange is the first measurement of the peer's clock: a
+	// node started far from its peers refuses writes from its first one
+	// (the node layer waits for the peers' Resumes, which come after this),
+	// not from the first Pong.
+	rtt := time.Duration(recv - hello.PhysicalNanos)
+	off := hlc.EstimateOffset(hello.PhysicalNanos, h.PhysicalNanos, recv)
+	l.mu.Lock()
+	l.rtt, l.offset = rtt, off
+	l.mu.Unlock()
+	r.cfg.Clock.ObservePeerOffset(h.NodeName, towardZero(off, rtt/2))
 	resume, err := expect[*wire.Resume](fc)
 	if err != nil {
 		return err
@@ -116,7 +174,7 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 		return fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
 	}
-	r.mergePeerClock(l, resume.HLC)
+	r.mergePeerClock(l, h.NodeName, resume.HLC)
 	r.mu.Lock()
 	l.mu.Lock()
 	if l.nodeID != h.NodeID {
@@ -131,8 +189,14 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	l.setState(true, nil)
 	l.mu.Lock()
 	l.repairWanted = true // after a disconnect, compare what both sides hold
+	warned := l.warned
+	l.warned = false
 	l.mu.Unlock()
+	r.wakeSync()
 	r.cfg.Logger.Info("replication link up", "peer", l.addr, "node", h.NodeName, "region", h.Region, "from_seq", next)
+	if warned {
+		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
+	}
 
 	// The reader takes acks and pongs; it ends when the connection closes,
 	// which the caller does when this function returns.
@@ -332,6 +396,16 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 		case *wire.Repair:
 			r.applyRepair(l, f)
 		case *wire.Reject:
+			if f.Code == wire.RejectClockAhead {
+				// The peer found this node's versions too far ahead of its
+				// clock. This node already refuses writes if it is the
+				// culprit: its offset to most peers is measured at each
+				// handshake and ping, and its clock refuses to version
+				// writes while it runs ahead of its own physical time
+				// (hlc.Clock.NowWithin). Redial with backoff; the op is
+				// delivered once in bounds.
+				return &linkError{reason: ReasonClockAhead, err: fmt.Errorf("the peer holds this node's stream: %s", f.Message)}
+			}
 			return fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
 		default:
 			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a sending link", f)

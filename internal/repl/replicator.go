@@ -75,6 +75,16 @@ type Config struct {
 	// MaxSnapshotKeys bounds the keys a receiver tracks during one full
 	// sync. Default 4 Mi; a larger snapshot is refused (the link resets).
 	MaxSnapshotKeys int
+	// MaxSnapshotBytes bounds the memory a receiver holds for one full sync
+	// in flight: the keys it tracks, each counted with its length plus a
+	// fixed overhead (the values go to the store, which is bounded by its
+	// own budget). A larger sync is refused with an error naming the
+	// budget. Default DefaultMaxSnapshotBytes (64 MiB).
+	MaxSnapshotBytes int64
+	// MaxInbound caps the accepted connections open at once; one more is
+	// closed at once, counted (Stats.InboundRefused) and logged at most once
+	// per WarnInterval. Default 4 × len(Peers) + 8.
+	MaxInbound int
 	// AntiEntropyInterval is how often every link runs an anti-entropy
 	// round besides those after reconnects and peer restarts. Default
 	// 10 min; negative disables the periodic rounds.
@@ -85,6 +95,15 @@ type Config struct {
 	// vouch for (deletes it missed whose tombstones are gone everywhere:
 	// invariants I2 and I3 of docs/design.md). 0 never forces one.
 	TombstoneHorizon time.Duration
+
+	// WarnInterval rate-limits the warnings about a link that cannot be
+	// established or was lost: at most one per peer and reason per
+	// interval (the others are debug lines, counted in the next warning).
+	// Default 1 min.
+	WarnInterval time.Duration
+	// SyncTimeout bounds how long Synced waits for the first full sync
+	// from a peer reached at start. Default 1 min.
+	SyncTimeout time.Duration
 
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
@@ -101,7 +120,8 @@ func (c *Config) validate() error {
 	case len(c.Cluster) > wire.MaxNameLen || len(c.Region) > wire.MaxNameLen || len(c.NodeName) > wire.MaxNameLen:
 		return fmt.Errorf("%w: cluster, region and node names are limited to %d bytes", ErrInvalidConfig, wire.MaxNameLen)
 	case c.MaxFrame < 0 || c.BatchBytes < 0 || c.PingInterval < 0 || c.DeadTimeout < 0 ||
-		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.MaxSnapshotKeys < 0:
+		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.MaxSnapshotKeys < 0 || c.WarnInterval < 0 || c.SyncTimeout < 0 ||
+		c.MaxSnapshotBytes < 0 || c.MaxInbound < 0:
 		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
 	}
 	if c.Cluster == "" {
@@ -154,6 +174,15 @@ func (c *Config) validate() error {
 	if c.MaxSnapshotKeys == 0 {
 		c.MaxSnapshotKeys = 4 << 20
 	}
+	if c.MaxSnapshotBytes == 0 {
+		c.MaxSnapshotBytes = DefaultMaxSnapshotBytes
+	}
+	if c.WarnInterval == 0 {
+		c.WarnInterval = time.Minute
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -190,6 +219,32 @@ type Replicator struct {
 	// yet; clockMerged is closed when it reaches 0.
 	unmerged    int
 	clockMerged chan struct{}
+
+	// synced is set when syncedCh is closed (see Synced); syncWake wakes
+	// the goroutine that decides it.
+	synced   bool
+	syncedCh chan struct{}
+	syncWake chan struct{}
+
+	// idConflicts counts the handshakes that revealed another node with
+	// this node's id, the last of them described by idConflict;
+	// conflictCh is closed at the first (conflicted).
+	idConflicts uint64
+	idConflict  string
+	conflicted  bool
+	conflictCh  chan struct{}
+
+	refusals map[refusalKey]*warnState // rate limit of inbound refusals; bounded
+
+	// inbound counts the accepted connections open now (at most
+	// Config.MaxInbound); inboundRefused those closed at once for the cap.
+	inbound        int
+	inboundRefused uint64
+	inboundWarn    warnState
+	// repairsHeld counts repair ops too far ahead to apply; repairWarn
+	// rate-limits their warning.
+	repairsHeld uint64
+	repairWarn  warnState
 }
 
 // New validates cfg and returns a replicator that has started nothing yet;
@@ -197,6 +252,12 @@ type Replicator struct {
 func New(cfg Config) (*Replicator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if len(cfg.Peers) == 0 {
+		// Only a link to a peer reads the log (a receiving stream reads
+		// the store): a node that dials nobody keeps one record, for its
+		// sequence numbers.
+		cfg.Log.MaxRecords = 1
 	}
 	l, err := NewLog[store.Op](cfg.Log)
 	if err != nil {
@@ -218,10 +279,14 @@ func New(cfg Config) (*Replicator, error) {
 		conns:       map[net.Conn]struct{}{},
 		ackCh:       make(chan struct{}),
 		clockMerged: make(chan struct{}),
+		syncedCh:    make(chan struct{}),
+		syncWake:    make(chan struct{}, 1),
+		conflictCh:  make(chan struct{}),
 	}
+	now := time.Now()
 	for _, addr := range cfg.Peers {
 		if _, dup := r.links[addr]; !dup {
-			r.links[addr] = &link{addr: addr, kick: make(chan struct{}, 1)}
+			r.links[addr] = &link{addr: addr, kick: make(chan struct{}, 1), since: now}
 		}
 	}
 	r.unmerged = len(r.links)
@@ -242,9 +307,21 @@ func New(cfg Config) (*Replicator, error) {
 func (r *Replicator) ClockMerged() <-chan struct{} { return r.clockMerged }
 
 // mergePeerClock merges the HLC of a peer's Resume, once per link counting
-// toward ClockMerged.
-func (r *Replicator) mergePeerClock(l *link, ts uint64) {
-	r.cfg.Clock.Update(hlc.Timestamp(ts))
+// toward ClockMerged. An HLC further ahead of this node's physical clock
+// than the max offset is not merged (one node cannot drag another's clock
+// into the future) but counts as heard: the handshake measured the peer's
+// physical clock, and if most peers are that far off this node refuses
+// writes (hlc.ErrClockOutOfBounds) rather than waiting.
+func (r *Replicator) mergePeerClock(l *link, name string, ts uint64) {
+	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(ts)); err != nil {
+		l.mu.Lock()
+		log, suppressed := l.clockWarn.allow(time.Now(), r.cfg.WarnInterval)
+		l.mu.Unlock()
+		if log {
+			r.cfg.Logger.Warn("replication peer's clock not merged: ahead of this node's clock by more than twice the max clock offset",
+				"peer", l.addr, "node", name, "err", err, "suppressed", suppressed)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if l.clockMerged || r.unmerged == 0 {
@@ -267,6 +344,11 @@ func (r *Replicator) Start() {
 	}
 	if r.cfg.AntiEntropyInterval > 0 {
 		r.wg.Go(func() { r.repairPeriodically(r.cfg.AntiEntropyInterval) })
+	}
+	if len(r.links) == 0 {
+		r.closeSynced()
+	} else {
+		r.wg.Go(r.watchSync)
 	}
 }
 
@@ -301,6 +383,10 @@ func (r *Replicator) Close() error {
 	if r.unmerged > 0 {
 		r.unmerged = 0
 		close(r.clockMerged) // nobody waits for a closed replicator
+	}
+	if !r.synced {
+		r.synced = true
+		close(r.syncedCh)
 	}
 	for c := range r.conns {
 		c.Close()
@@ -460,9 +546,19 @@ func (r *Replicator) checkHello(h *wire.Hello) *wire.Reject {
 	case h.Proto != wire.Proto:
 		return &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("protocol %d; this node speaks %d", h.Proto, wire.Proto)}
 	case h.Cluster != r.cfg.Cluster:
-		return &wire.Reject{Code: wire.RejectCluster, Message: fmt.Sprintf("cluster %q; this node is in %q", h.Cluster, r.cfg.Cluster)}
-	case h.NodeID == r.cfg.NodeID || h.NodeID == 0:
-		return &wire.Reject{Code: wire.RejectDuplicateNode, Message: fmt.Sprintf("node id %d is this node's own (or zero)", h.NodeID)}
+		// The peer is not told this node's cluster: a wrong guess must
+		// not learn the right one.
+		return &wire.Reject{Code: wire.RejectCluster, Message: fmt.Sprintf(
+			"node %q says it is in cluster %q, which is not this node's; nodes of different clusters do not replicate (--cluster)",
+			h.NodeName, h.Cluster)}
+	case h.NodeID == 0:
+		return &wire.Reject{Code: wire.RejectBadFrame, Message: "node id 0"}
+	case h.NodeID == r.cfg.NodeID && h.Incarnation == r.incarnation:
+		return &wire.Reject{Code: wire.RejectDuplicateNode, Message: selfDial + ": remove its own address from its peers"}
+	case h.NodeID == r.cfg.NodeID:
+		return &wire.Reject{Code: wire.RejectDuplicateNode, Message: fmt.Sprintf(
+			"duplicate node id %d: node %q of region %q and node %q of region %q both have it; every node needs its own id (--node)",
+			h.NodeID, h.NodeName, h.Region, r.cfg.NodeName, r.cfg.Region)}
 	case h.Incarnation == 0:
 		return &wire.Reject{Code: wire.RejectBadFrame, Message: "incarnation 0"}
 	}

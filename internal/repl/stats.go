@@ -6,27 +6,33 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geocache/geocache/internal/latency"
 	"github.com/geocache/geocache/internal/store"
 )
 
 // LinkStats describes the sending side of one peer address.
 type LinkStats struct {
-	Addr       string        // the address this node dials
-	NodeID     uint32        // the peer's id, once known
-	Node       string        // the peer's name, once known
-	Region     string        // the peer's region, once known
-	Connected  bool          // a connection is up and streaming
-	Since      time.Time     // when Connected last changed
-	Acked      uint64        // this node's writes the peer has applied, by sequence number
-	Lag        uint64        // this node's writes not yet acknowledged by the peer
-	Backlog    int64         // bytes of those writes still in the log
-	RTT        time.Duration // last measured round trip
-	Offset     time.Duration // peer's clock minus this node's, last estimate
-	FullSyncs  uint64        // full syncs sent
-	Reconnects uint64        // connections established
-	LastError  string        // why the last connection ended
-	Rounds     uint64        // anti-entropy rounds completed
-	Repaired   uint64        // entries taken from the peer's repairs
+	Addr          string            // the address this node dials
+	NodeID        uint32            // the peer's id, once known
+	Node          string            // the peer's name, once known
+	Region        string            // the peer's region, once known
+	Connected     bool              // a connection is up and streaming
+	Since         time.Time         // when Connected last changed
+	Acked         uint64            // this node's writes the peer has applied, by sequence number
+	Lag           uint64            // this node's writes not yet acknowledged by the peer
+	Backlog       int64             // bytes of those writes still in the log
+	RTT           time.Duration     // last measured round trip
+	Offset        time.Duration     // peer's clock minus this node's, last estimate
+	FullSyncs     uint64            // full syncs sent
+	Reconnects    uint64            // connections established
+	LastError     string            // why the link is down ("" while it is up)
+	LastErrorAt   time.Time         // when LastError happened
+	Reason        Reason            // LastError's kind (ReasonNone while up)
+	Failures      map[Reason]uint64 // failed attempts and lost links, by reason
+	EverConnected bool              // a connection came up at least once
+	SyncDone      bool              // the first sync from this peer is settled (see Replicator.Synced)
+	Rounds        uint64            // anti-entropy rounds completed
+	Repaired      uint64            // entries taken from the peer's repairs
 }
 
 // OriginStats describes the receiving side of one origin.
@@ -40,8 +46,18 @@ type OriginStats struct {
 	Ops       uint64 // ops received
 	Stale     uint64 // ops older than what the store held
 	Refused   uint64 // ops the ghost table refused
-	FullSyncs uint64 // full syncs received
-	Dropped   uint64 // entries dropped after full syncs
+	// HeldAhead counts the times this origin's stream (or full sync) was
+	// stopped at a version, snapshot time or ghost table further ahead of
+	// this node's clock than the max offset.
+	HeldAhead uint64
+	// SyncsRefused counts the full syncs refused: not asked for by this
+	// node, or over the budget (Config.MaxSnapshotBytes, MaxSnapshotKeys).
+	SyncsRefused uint64
+	FullSyncs    uint64 // full syncs received
+	Dropped      uint64 // entries dropped after full syncs
+	// Visibility times the origin's streamed writes from their HLC to their
+	// apply here (see observeVisibility).
+	Visibility latency.Snapshot
 }
 
 // Stats is a snapshot of the replicator's state.
@@ -49,8 +65,21 @@ type Stats struct {
 	NodeID      uint32
 	Incarnation uint64
 	Log         LogStats
-	Links       []LinkStats   // by address
+	Links       []LinkStats // by address
+	// IDConflicts counts the handshakes that revealed another node with
+	// this node's id; IDConflict describes the last one.
+	IDConflicts uint64
+	IDConflict  string
 	Origins     []OriginStats // by node id
+	// InboundConns is the number of accepted connections open now;
+	// InboundRefused counts those closed at once because Config.MaxInbound
+	// were open.
+	InboundConns   int
+	InboundRefused uint64
+	// RepairsHeld counts the anti-entropy repairs not applied because their
+	// version was too far ahead of this node's clock (taken again by a later
+	// round).
+	RepairsHeld uint64
 }
 
 // Stats returns the current figures.
@@ -58,6 +87,8 @@ func (r *Replicator) Stats() Stats {
 	st := Stats{NodeID: r.cfg.NodeID, Incarnation: r.incarnation, Log: r.log.Stats()}
 	last := st.Log.Next - 1
 	r.mu.Lock()
+	st.IDConflicts, st.IDConflict = r.idConflicts, r.idConflict
+	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
 	for _, l := range r.links {
 		l.mu.Lock()
 		ls := LinkStats{
@@ -66,6 +97,16 @@ func (r *Replicator) Stats() Stats {
 			RTT: l.rtt, Offset: l.offset, FullSyncs: l.fullSyncs,
 			Reconnects: l.reconnects, LastError: l.lastErr,
 			Rounds: l.rounds, Repaired: l.repaired,
+			LastErrorAt: l.lastErrAt, Reason: l.reason, EverConnected: l.reconnects > 0,
+			SyncDone: l.sync != syncPending,
+		}
+		for reason, n := range l.failures {
+			if n > 0 {
+				if ls.Failures == nil {
+					ls.Failures = map[Reason]uint64{}
+				}
+				ls.Failures[Reason(reason)] = n
+			}
 		}
 		l.mu.Unlock()
 		if last > ls.Acked {
@@ -80,6 +121,8 @@ func (r *Replicator) Stats() Stats {
 			NodeID: o.id, Node: o.name, Region: o.region, Connected: o.connected,
 			Since: o.since, Applied: o.applied, FullSyncs: o.fullSyncs, Dropped: o.dropped,
 			Stale: o.results[store.Stale], Refused: o.results[store.Refused],
+			Visibility: o.visibility.Snapshot(),
+			HeldAhead:  o.heldAhead, SyncsRefused: o.syncsRefused,
 		}
 		for _, n := range o.results {
 			os.Ops += n

@@ -16,6 +16,7 @@ type command struct {
 	summary                 string
 	noAuth                  bool // allowed before AUTH
 	fn                      func(c *conn, args [][]byte)
+	id                      int // index in commands (per-command figures: latency.go)
 }
 
 // commandList is the table of commands, in COMMAND's order. It is a
@@ -37,7 +38,6 @@ func commandList() []*command {
 		{name: "setex", arity: 4, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.0.0", summary: "Sets the value and the expiration in seconds of a key.", fn: cmdSetex},
 		{name: "psetex", arity: 4, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.6.0", summary: "Sets the value and the expiration in milliseconds of a key.", fn: cmdPsetex},
 		{name: "setnx", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Sets the value of a key only when the key does not exist.", fn: cmdSetnx},
-		{name: "getdel", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "6.2.0", summary: "Returns the value of a key and deletes it (everywhere).", fn: cmdGetdel},
 		{name: "getset", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Returns the previous string value of a key after setting it to a new value.", fn: cmdGetset},
 		{name: "strlen", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.2.0", summary: "Returns the length of a string value.", fn: cmdStrlen},
 		{name: "append", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.0.0", summary: "Appends a string to the value of a key. Creates the key if it doesn't exist.", fn: cmdAppend},
@@ -47,6 +47,7 @@ func commandList() []*command {
 		{name: "getbit", arity: 3, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "bitmap", since: "2.2.0", summary: "Returns a bit value by offset.", fn: cmdGetbit},
 		{name: "setbit", arity: 4, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "bitmap", since: "2.2.0", summary: "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", fn: cmdSetbit},
 		{name: "bitcount", arity: -2, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, step: 1, group: "bitmap", since: "2.6.0", summary: "Counts the number of set bits (population counting) in a string.", fn: cmdBitcount},
+		{name: "getdel", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "6.2.0", summary: "Returns the value of a key and deletes it (everywhere).", fn: cmdGetdel},
 		{name: "getex", arity: -2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "6.2.0", summary: "Returns the value of a key, changing its expiration with EX|PX|EXAT|PXAT|PERSIST.", fn: cmdGetex},
 		{name: "mget", arity: -2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: -1, step: 1, group: "string", since: "1.0.0", summary: "Returns the values of the keys.", fn: cmdMget},
 		{name: "mset", arity: -3, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: -1, step: 2, group: "string", since: "1.0.1", summary: "Sets the values of keys (each key is its own replicated write).", fn: cmdMset},
@@ -65,8 +66,8 @@ func commandList() []*command {
 		{name: "pttl", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.6.0", summary: "Returns a key's time to live in milliseconds (-2 missing, -1 no expiry).", fn: cmdPTTL},
 		{name: "persist", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.2.0", summary: "Removes a key's expiration.", fn: cmdPersist},
 		// server
-		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, group: "server", since: "1.0.0", summary: "Returns the number of keys on this node.", fn: cmdDbsize},
 		{name: "time", arity: 1, flags: []string{"loading", "stale", "fast"}, group: "server", since: "2.6.0", summary: "Returns the server time.", fn: cmdTime},
+		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, group: "server", since: "1.0.0", summary: "Returns the number of keys on this node.", fn: cmdDbsize},
 		{name: "flushall", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only; not replicated.", fn: cmdFlushall},
 		{name: "flushdb", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only, as FLUSHALL.", fn: cmdFlushall},
 		{name: "info", arity: -1, flags: []string{"stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, stats, keyspace, replication.", fn: cmdInfo},
@@ -86,7 +87,8 @@ var (
 func init() {
 	commands = commandList()
 	commandMap = make(map[string]*command, len(commands))
-	for _, cmd := range commands {
+	for i, cmd := range commands {
+		cmd.id = i
 		commandMap[cmd.name] = cmd
 	}
 }
@@ -135,6 +137,7 @@ func (c *conn) exec(args [][]byte) {
 	c.s.commands.Add(1)
 	c.noteCommand(cmd.name)
 	cmd.fn(c, args)
+	c.s.latency.observe(c, cmd)
 }
 
 // noteCommand records the last command for CLIENT LIST.

@@ -205,6 +205,11 @@ var commandScript = []step{
 	both(":0", "DBSIZE"),
 	both("+OK", "FLUSHALL", "sync"),
 	both(`""`, "INFO", "nosuchsection"),
+	both(`"# Keyspace\r\n"`, "INFO", "keyspace"),
+	both("+OK", "SET", "ks1", "v"),
+	both("+OK", "SET", "ks2", "v"),
+	both(`"# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n"`, "INFO", "keyspace"),
+	both(":2", "DEL", "ks1", "ks2"),
 	// CLIENT
 	both("-ERR unknown subcommand 'FOO'. Try CLIENT HELP.", "CLIENT", "FOO"),
 	both(arity("client"), "CLIENT"),

@@ -40,10 +40,21 @@ type conn struct {
 	resp3 bool
 	quit  bool
 
-	sess       *geocache.Session
-	authed     bool
-	unauthUsed int // bytes received before authenticating
-	ackTimeout time.Duration
+	sess         *geocache.Session
+	authed       bool
+	unauthUsed   int // bytes received before authenticating
+	authFails    int // failed AUTH attempts (guard.go)
+	certVerified bool
+	ackTimeout   time.Duration
+
+	held     int       // bytes of buf beyond readBufSize, taken from MaxClientBuffer
+	lastRead time.Time // when the last read brought bytes
+	reqStart time.Time // when the first byte of the incomplete request at buf[r:w] arrived; zero if none
+	deadline deadlineKind
+
+	// tick is where the next command's timing starts (latency.go): when
+	// its batch was read, or when the previous command ended.
+	tick time.Duration
 
 	lastActive atomic.Int64 // Unix ns of the last read
 	proto      atomic.Int32 // 2 or 3: resp3 for other goroutines (CLIENT LIST)
@@ -74,6 +85,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 // request breaks the protocol or a limit, or the server closes.
 func (c *conn) serve() {
 	defer c.s.dropConn(c)
+	if !c.handshake() || c.denyProtected() {
+		return
+	}
 	for {
 		ok := c.process()
 		if !c.flush() || !ok {
@@ -92,7 +106,7 @@ func (c *conn) logEnd() {
 	switch {
 	case errors.Is(c.rerr, io.EOF), errors.Is(c.rerr, net.ErrClosed):
 	case errors.Is(c.rerr, os.ErrDeadlineExceeded) || (errors.As(c.rerr, &ne) && ne.Timeout()):
-		c.s.cfg.Logger.Debug("resp: closing idle client", "remote", c.nc.RemoteAddr(), "id", c.id)
+		c.timedOut()
 	default:
 		c.s.cfg.Logger.Debug("resp: client connection ended", "remote", c.nc.RemoteAddr(), "id", c.id, "err", c.rerr)
 	}
@@ -101,9 +115,10 @@ func (c *conn) logEnd() {
 // process executes every complete command in the buffer. It returns false
 // if the connection must close (after its replies are flushed).
 func (c *conn) process() bool {
+	c.tick = monoNow()
 	for {
-		if len(c.side) > 0 {
-			c.takeSide()
+		if len(c.side) > 0 && !c.takeSide() {
+			return false
 		}
 		limit := c.s.cfg.MaxRequestBytes
 		unauth := !c.authed
@@ -119,6 +134,7 @@ func (c *conn) process() bool {
 			return true
 		}
 		c.r += n
+		c.reqStart = time.Time{} // a request completed: the next one's clock starts with its first byte
 		if unauth {
 			c.unauthUsed += n
 		}
@@ -129,8 +145,11 @@ func (c *conn) process() bool {
 		if c.quit || c.werr != nil {
 			return false
 		}
-		if len(c.out) >= flushAt && !c.flush() {
-			return false
+		if len(c.out) >= flushAt {
+			if !c.flush() {
+				return false
+			}
+			c.tick = monoNow() // the write is not the next command's time
 		}
 	}
 }
@@ -162,75 +181,189 @@ func (c *conn) protocolError(err error, unauthLimit bool) {
 func (c *conn) fill() {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
+		c.reqStart = time.Time{}
 		if len(c.buf) > readBufSize {
-			c.buf = make([]byte, readBufSize) // drop what one large request grew
+			c.resize(readBufSize) // drop what one large request grew
+		}
+	} else {
+		if c.reqStart.IsZero() {
+			c.reqStart = c.lastRead // the incomplete request's first bytes came with the last read
+		}
+		if len(c.buf) > readBufSize && c.w-c.r <= readBufSize/2 && c.rd.need() <= readBufSize {
+			// A client that always leaves part of a command for the next
+			// read must not keep what one large request grew.
+			c.resize(readBufSize)
 		}
 	}
-	need := c.rd.need()
-	if c.w == len(c.buf) || c.r+need > len(c.buf) {
+	if c.w == len(c.buf) {
 		if c.r > 0 {
 			copy(c.buf, c.buf[c.r:c.w])
 			c.w -= c.r
 			c.r = 0
 		}
-		size := len(c.buf)
-		switch {
-		case need > size:
-			size = need
-		case c.w == size:
-			// The reader checks every length against the limits before it
-			// waits for more, so an incomplete request is never larger
-			// than MaxRequestBytes (plus one header line).
-			size = min(2*size, c.s.cfg.MaxRequestBytes+readBufSize)
-		}
-		if size > len(c.buf) {
-			nb := make([]byte, size)
-			copy(nb, c.buf[:c.w])
-			c.buf = nb
-		}
 	}
 	if c.w == len(c.buf) {
-		// Cannot happen: the buffer always has room for the rest of a
-		// request within the limits. Fail closed rather than spin.
-		c.rerr = errBufferFull
-		return
+		// The buffer holds part of one request. It grows by doubling, up
+		// to what the request is known to need, never in one step to a
+		// length the client only announced: a client must send the bytes
+		// it makes the server hold. The reader checks every length
+		// against the limits before it waits for more, so an incomplete
+		// request is never larger than MaxRequestBytes (plus one header
+		// line).
+		size := 2 * len(c.buf)
+		if need := c.rd.need(); need > len(c.buf) {
+			size = min(size, need)
+		}
+		size = min(size, c.s.cfg.MaxRequestBytes+readBufSize)
+		if size <= len(c.buf) {
+			// Cannot happen: the buffer always has room for the rest of
+			// a request within the limits. Fail closed rather than spin.
+			c.rerr = errBufferFull
+			return
+		}
+		if !c.resize(size) {
+			c.bufferRefused()
+			return
+		}
 	}
-	if d := c.s.cfg.IdleTimeout; d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
-	}
+	now := time.Now()
+	c.nc.SetReadDeadline(c.readDeadline(now))
 	n, err := c.nc.Read(c.buf[c.w:])
 	c.w += n
 	if err != nil {
 		c.rerr = err
 	}
 	if n > 0 {
-		c.lastActive.Store(time.Now().UnixNano())
+		c.lastRead = time.Now()
+		c.lastActive.Store(c.lastRead.UnixNano())
 	}
 }
 
+// resize replaces the read buffer by one of size bytes, keeping its
+// unconsumed bytes (at its start: the caller compacts), and accounts for
+// it in MaxClientBuffer. It returns false, changing nothing, if the budget
+// cannot give the bytes.
+func (c *conn) resize(size int) bool {
+	held := max(size-readBufSize, 0)
+	if held > c.held && !c.s.reserveBuf(held-c.held) {
+		return false
+	}
+	c.s.releaseBuf(c.held - held)
+	c.held = held
+	nb := make([]byte, size)
+	copy(nb, c.buf[c.r:c.w])
+	c.w -= c.r
+	c.r = 0
+	c.buf = nb
+	return true
+}
+
+// releaseHeld gives the connection's share of MaxClientBuffer back.
+func (c *conn) releaseHeld() {
+	c.s.releaseBuf(c.held)
+	c.held = 0
+}
+
+var errBufferFull = errors.New("resp: read buffer full")
+
+// errClientBuffer ends a connection whose request needs more of
+// MaxClientBuffer than is left.
+var errClientBuffer = errors.New("resp: max-client-buffer reached")
+
+// bufferRefused answers a connection that cannot grow its buffer within
+// MaxClientBuffer, and ends it. Refusing rather than waiting for other
+// connections to free bytes means no set of connections can wait on each
+// other.
+func (c *conn) bufferRefused() {
+	c.s.rejectedReqs.Add(1)
+	c.s.logLimit("resp: max-client-buffer reached; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id,
+		"max_client_buffer", c.s.cfg.MaxClientBuffer, "held", c.s.bufBytes.Load())
+	c.replyError("ERR max-client-buffer reached")
+	c.rerr = errClientBuffer
+	c.quit = true
+}
+
+// deadlineKind is which bound a connection's read deadline enforces.
+type deadlineKind uint8
+
+const (
+	deadlineNone deadlineKind = iota
+	deadlineIdle
+	deadlineAuth
+	deadlineRequest
+)
+
+// readDeadline returns the earliest of the bounds that apply to the next
+// read, and records which one it is.
+func (c *conn) readDeadline(now time.Time) time.Time {
+	var at time.Time
+	c.deadline = deadlineNone
+	set := func(t time.Time, k deadlineKind) {
+		if at.IsZero() || t.Before(at) {
+			at, c.deadline = t, k
+		}
+	}
+	if d := c.s.cfg.IdleTimeout; d > 0 {
+		set(now.Add(d), deadlineIdle)
+	}
+	if !c.authed {
+		set(c.created.Add(c.s.cfg.AuthTimeout), deadlineAuth)
+	}
+	if !c.reqStart.IsZero() {
+		set(c.reqStart.Add(c.s.cfg.RequestTimeout), deadlineRequest)
+	}
+	return at
+}
+
+// timedOut ends a connection whose read deadline passed: silently for the
+// idle timeout, as Redis; with an error for the others.
+func (c *conn) timedOut() {
+	var msg string
+	switch c.deadline {
+	case deadlineAuth:
+		msg = "ERR Protocol error: not authenticated within " + c.s.cfg.AuthTimeout.String()
+	case deadlineRequest:
+		msg = "ERR Protocol error: request not completed within " + c.s.cfg.RequestTimeout.String()
+	default:
+		c.s.cfg.Logger.Debug("resp: closing idle client", "remote", c.nc.RemoteAddr(), "id", c.id)
+		return
+	}
+	c.s.rejectedReqs.Add(1)
+	c.s.logLimit("resp: client too slow; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id, "error", msg)
+	c.replyError(msg)
+	c.flush()
+}
+
 // takeSide appends the bytes read ahead during a blocking command to the
-// buffer.
-func (c *conn) takeSide() {
+// buffer. It returns false if the buffer could not grow within
+// MaxClientBuffer (the connection is then answered and ends).
+func (c *conn) takeSide() bool {
 	if len(c.buf)-c.w < len(c.side) {
 		copy(c.buf, c.buf[c.r:c.w])
 		c.w -= c.r
 		c.r = 0
-		if len(c.buf)-c.w < len(c.side) {
-			nb := make([]byte, c.w+len(c.side)+readBufSize)
-			copy(nb, c.buf[:c.w])
-			c.buf = nb
+		if len(c.buf)-c.w < len(c.side) && !c.resize(c.w+len(c.side)+readBufSize) {
+			c.side = c.side[:0]
+			c.bufferRefused()
+			return false
 		}
 	}
 	c.w += copy(c.buf[c.w:], c.side)
 	c.side = c.side[:0]
+	return true
 }
 
 // flush writes the pending replies. It returns false once a write failed.
 func (c *conn) flush() bool {
 	if len(c.out) > 0 && c.werr == nil {
-		if d := c.s.cfg.IdleTimeout; d > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(d))
+		// A client that does not read its replies must not hold its slot
+		// (and goroutine) forever: without an idle timeout, a write gets
+		// RequestTimeout.
+		d := c.s.cfg.IdleTimeout
+		if d <= 0 {
+			d = c.s.cfg.RequestTimeout
 		}
+		c.nc.SetWriteDeadline(time.Now().Add(d))
 		_, c.werr = c.nc.Write(c.out)
 	}
 	if cap(c.out) > outKeep {
@@ -248,8 +381,6 @@ func (c *conn) flushIfFull() {
 		c.flush()
 	}
 }
-
-var errBufferFull = errors.New("resp: read buffer full")
 
 // aLongTimeAgo is a deadline in the past, which makes a blocked Read
 // return at once.

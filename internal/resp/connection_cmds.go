@@ -1,7 +1,6 @@
 package resp
 
 import (
-	"crypto/subtle"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +54,7 @@ func (c *conn) checkAuth(user, pass []byte) bool {
 	if c.s.cfg.RequirePass == "" {
 		return true
 	}
-	return subtle.ConstantTimeCompare(pass, []byte(c.s.cfg.RequirePass)) == 1
+	return passwordMatches(c.s.passDigest, pass)
 }
 
 func cmdAuth(c *conn, args [][]byte) {
@@ -74,6 +73,7 @@ func cmdAuth(c *conn, args [][]byte) {
 		return
 	}
 	if !c.checkAuth(user, pass) {
+		c.authFailed()
 		c.replyError(errWrongPass)
 		return
 	}
@@ -113,6 +113,7 @@ func cmdHello(c *conn, args [][]byte) {
 	}
 	if user != nil {
 		if !c.checkAuth(user, pass) {
+			c.authFailed()
 			c.replyError(errWrongPass)
 			return
 		}

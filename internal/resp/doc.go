@@ -29,7 +29,8 @@
 // [BYTE|BIT]].
 //
 // Server: TIME, DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
-// (server, clients, memory, stats, replication, keyspace), CONFIG GET
+// (server, clients, memory, stats, replication, keyspace; commandstats and
+// latencystats with INFO all, as in Redis), CONFIG GET
 // pattern ..., COMMAND [COUNT | LIST | INFO | DOCS], WAIT numregions
 // timeout.
 //
@@ -122,6 +123,11 @@
 //	inline line      64 KiB (Redis's)  "-ERR Protocol error: too big inline request", close
 //	UnauthLimit      16 KiB            "-ERR Protocol error: unauthenticated client sent more than N bytes; AUTH first", close
 //	IdleTimeout      0 (never)         the connection is closed silently, as Redis's "timeout"
+//	AuthTimeout      10 s              "-ERR Protocol error: not authenticated within 10s", close (with RequirePass)
+//	RequestTimeout   30 s              "-ERR Protocol error: request not completed within 30s", close
+//	MaxClientBuffer  max(MaxBytes/4, 16 × MaxRequestBytes)
+//	                                   "-ERR max-client-buffer reached", close
+//	ProtectedMode    off (serve: on)   Redis's "-DENIED Redis is running in protected mode ...", close
 //
 // UnauthLimit counts every byte a client sends before it authenticates
 // (its failed AUTH attempts included) when RequirePass is set. Before
@@ -135,6 +141,59 @@
 //
 // The listener's address is the caller's business (geocache serve binds
 // to loopback by default).
+//
+// # Protecting the port
+//
+// Protected mode (Config.ProtectedMode, Redis's protected-mode): without
+// RequirePass, only local clients are served; any other gets Redis 7.0's
+// "-DENIED ..." text and is closed, counted in Stats.Rejected. "Local" is
+// Config.IsLocal, by default IsLoopback (loopback IPs, Unix sockets; any
+// other network fails closed), as Redis's connIsLocal. It is a function in
+// the Config because the test machines have only loopback addresses: the
+// tests make 127.0.0.2 play a remote client. A client whose TLS
+// certificate was verified against ClientCAs (ServeTLS with
+// RequireAndVerifyClientCert) counts as local — it has authenticated;
+// Redis does not have this case.
+//
+// AUTH hygiene: the password is kept as its SHA-256 digest and compared
+// with subtle.ConstantTimeCompare against the digest of the attempt, so
+// the time taken reveals neither the length nor a matching prefix. Failed
+// attempts (AUTH and HELLO ... AUTH) are counted (Stats.AuthFailures, INFO
+// stats acl_access_denied_auth as in Redis), logged at Warn once per
+// client IP per minute with the number suppressed meanwhile (1,024
+// addresses tracked; beyond, new addresses share one line a minute), and
+// delayed on their connection: the n-th failure's reply waits (n-1) × 10
+// ms, at most 1 s, after the replies before it are flushed. The delay
+// holds only its connection's goroutine, and Close cuts it short.
+// AuthTimeout closes clients that have not authenticated in time, so that
+// clients which never do cannot hold every MaxClients slot.
+//
+// Slow clients: Redis's "timeout" (IdleTimeout here) counts idle time, so a
+// client sending one byte a second is never idle. RequestTimeout bounds
+// the time from a request's first byte to its last instead; a client whose
+// requests each arrive in time may stay forever, however slowly it sends
+// between them. A TLS handshake is bounded by RequestTimeout too, and so
+// is the write of replies when there is no IdleTimeout (a client that does
+// not read its replies would otherwise hold its goroutine for ever).
+//
+// Bytes across clients: each connection keeps an 8 KiB read buffer at
+// rest (bounded by MaxClients); a request that needs more grows it by
+// doubling, never in one step to a length the client only announced (a
+// client must send the bytes it makes the server hold), and the growth is
+// taken from MaxClientBuffer, shared by all clients (Stats.BufferBytes).
+// A connection that would exceed it is answered "-ERR max-client-buffer
+// reached" and closed. Refusing, rather than waiting for other
+// connections to give bytes back, means no set of connections can wait on
+// each other. The buffer shrinks back, and its bytes return to the
+// budget, once the large request is consumed. geocache serve bounds one
+// request to the node's MaxValueBytes + RequestMargin (1 MiB).
+//
+// TLS: ServeTLS serves RESP over TLS with a *tls.Config (geocache serve
+// passes the node's, whose GetCertificate follows certificate reloads);
+// RequireAndVerifyClientCert makes clients present a certificate of the
+// CA. Failed handshakes (a plaintext client on the TLS port, an unknown
+// CA) count in Stats.TLSHandshakeErrors and are logged at Warn,
+// rate-limited.
 //
 // # Why not a RESP server library
 //

@@ -12,7 +12,8 @@ import (
 var geocacheHelp = []string{
 	"GEOCACHE <subcommand> [<arg> ...]. Subcommands are:",
 	"REGIONS",
-	"    Return this node and every replication peer: region, node, link state, lag in writes, backlog bytes, RTT.",
+	"    Return this node and every replication peer: region, node, link state (connected, disconnected,",
+	"    never connected) and since when, lag in writes, backlog bytes, RTT, and while down why (last error).",
 	"ACK [LOCAL|QUORUM|ALL [<timeout-ms>]]",
 	"    Return, or set, how far this connection's writes travel before they are answered:",
 	"    LOCAL (applied here), QUORUM (a majority of regions), ALL (every region).",
@@ -109,7 +110,11 @@ func (c *conn) ack(args [][]byte) {
 }
 
 // regions writes GEOCACHE REGIONS: this node first, then one entry per
-// replication peer (a peer never reached has an empty region and node).
+// replication peer. A peer never reached has state "never connected",
+// region and node "(unknown)" (no valid name has parentheses), and since_ms
+// the time this node started trying. last_error, reason and last_error_ms
+// describe why a link is down; they are empty (-1) while it is up, so an
+// error never outlives the outage it explains.
 func (c *conn) regions() {
 	v := c.s.regionView()
 	st := v.st
@@ -125,20 +130,38 @@ func (c *conn) regions() {
 	c.replyBulkString("self")
 	for _, p := range st.Peers {
 		state := "disconnected"
-		if p.Connected {
+		switch {
+		case p.Connected:
 			state = "connected"
+		case !p.EverConnected:
+			state = "never connected"
 		}
-		c.replyMap(11)
+		region, node := p.Region, p.Node
+		if region == "" {
+			region = "(unknown)"
+		}
+		if node == "" {
+			node = "(unknown)"
+		}
+		lastErr, reason, errMS := "", "", int64(-1)
+		if !p.Connected && p.LastError != "" {
+			lastErr, reason, errMS = p.LastError, p.Reason, p.LastErrorAt.UnixMilli()
+		}
+		since := int64(-1)
+		if !p.Since.IsZero() {
+			since = p.Since.UnixMilli()
+		}
+		c.replyMap(13)
 		c.replyBulkString("region")
-		c.replyBulkString(p.Region)
+		c.replyBulkString(region)
 		c.replyBulkString("node")
-		c.replyBulkString(p.Node)
+		c.replyBulkString(node)
 		c.replyBulkString("addr")
 		c.replyBulkString(p.Addr)
 		c.replyBulkString("state")
 		c.replyBulkString(state)
 		c.replyBulkString("since_ms")
-		c.replyInt(p.Since.UnixMilli())
+		c.replyInt(since)
 		c.replyBulkString("lag")
 		c.replyInt(int64(p.Lag))
 		c.replyBulkString("backlog_bytes")
@@ -150,6 +173,10 @@ func (c *conn) regions() {
 		c.replyBulkString("full_syncs")
 		c.replyInt(int64(p.FullSyncs))
 		c.replyBulkString("last_error")
-		c.replyBulkString(p.LastError)
+		c.replyBulkString(lastErr)
+		c.replyBulkString("reason")
+		c.replyBulkString(reason)
+		c.replyBulkString("last_error_ms")
+		c.replyInt(errMS)
 	}
 }

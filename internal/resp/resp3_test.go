@@ -28,7 +28,7 @@ func TestRESP3Wire(t *testing.T) {
 	r.send(cmd("INFO", "keyspace"))
 	r.expect("=16\r\ntxt:# Keyspace\r\n\r\n") // the header alone, as Redis
 	r.send(cmd("SET", "k", "v") + cmd("INFO", "keyspace"))
-	r.expect("+OK\r\n=28\r\ntxt:# Keyspace\r\ndb0:keys=1\r\n\r\n")
+	r.expect("+OK\r\n=48\r\ntxt:# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n\r\n")
 	if got := r.do("HELLO", "2"); !strings.HasPrefix(got, `["server" "redis" "version" "7.2.0" "proto" :2`) {
 		t.Fatalf("HELLO 2: %s", got)
 	}

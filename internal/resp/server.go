@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,16 @@ const (
 	DefaultMaxRequestBytes = 64 << 20
 	DefaultMaxArgs         = 1 << 20
 	DefaultUnauthLimit     = 16 << 10
+	// DefaultAuthTimeout bounds the time a client has to authenticate when
+	// a password is set.
+	DefaultAuthTimeout = 10 * time.Second
+	// DefaultRequestTimeout bounds the time one request may take to arrive
+	// once its first byte has.
+	DefaultRequestTimeout = 30 * time.Second
+	// RequestMargin is what a request may hold beside its largest value
+	// (the command, the key, the headers): geocache serve bounds a request
+	// to MaxValueBytes + RequestMargin.
+	RequestMargin = 1 << 20
 	// DefaultAckTimeout bounds how long a write waits for the acknowledgement
 	// level set by GEOCACHE ACK before it answers -TIMEOUT; a connection can
 	// choose another bound with GEOCACHE ACK <level> <timeout-ms>.
@@ -59,6 +70,41 @@ type Config struct {
 	// authenticates, when RequirePass is set; past it the connection is
 	// answered with an error and closed. Default 16 KiB.
 	UnauthLimit int
+
+	// RESP protection (guard.go).
+
+	// ProtectedMode, when RequirePass is empty, serves local clients only
+	// (Config.IsLocal): any other client is answered Redis's "-DENIED Redis
+	// is running in protected mode ..." and closed, as Redis's
+	// protected-mode. A client that presented a certificate verified
+	// against the TLS configuration's ClientCAs counts as local. Off in the
+	// zero value; geocache serve turns it on unless --protected-mode no.
+	ProtectedMode bool
+	// IsLocal decides which clients protected mode serves. Default
+	// IsLoopback (loopback addresses and Unix sockets). Tests inject
+	// another: the machines that run them only have loopback addresses.
+	IsLocal func(remote net.Addr) bool
+	// AuthTimeout, when RequirePass is set, closes a client that has not
+	// authenticated this long after it connected, with "-ERR Protocol
+	// error: not authenticated within <d>". Default 10 s. Without it,
+	// clients that never authenticate could hold every MaxClients slot.
+	AuthTimeout time.Duration
+	// RequestTimeout closes a client whose request has not arrived whole
+	// this long after its first byte did ("-ERR Protocol error: request
+	// not completed within <d>"), and bounds a TLS handshake. Default
+	// 30 s. Unlike IdleTimeout (Redis's "timeout", reset by every byte),
+	// a client sending one byte a second cannot stretch it.
+	RequestTimeout time.Duration
+	// MaxClientBuffer bounds the bytes held in request buffers across all
+	// clients beyond each connection's resting 8 KiB buffer (which
+	// MaxClients bounds). A connection whose request needs more than is
+	// left is answered "-ERR max-client-buffer reached" and closed; no
+	// connection ever waits for another to free bytes, so this cannot
+	// deadlock. Default the larger of a quarter of the node's MaxBytes
+	// and 16 × MaxRequestBytes; it must hold at least one request of
+	// MaxRequestBytes.
+	MaxClientBuffer int64
+
 	// Logger receives the server's logs: limit hits at Warn (at most one
 	// line per 10 s; Stats counts them all), protocol errors and client
 	// connections ending at Debug. nil discards them.
@@ -71,8 +117,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: Node is required", ErrInvalidConfig)
 	case c.MaxClients < 0 || c.MaxRequestBytes < 0 || c.MaxArgs < 0 || c.MaxBulkBytes < 0 || c.UnauthLimit < 0:
 		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
-	case c.IdleTimeout < 0:
-		return fmt.Errorf("%w: IdleTimeout must not be negative", ErrInvalidConfig)
+	case c.IdleTimeout < 0 || c.AuthTimeout < 0 || c.RequestTimeout < 0:
+		return fmt.Errorf("%w: timeouts must not be negative", ErrInvalidConfig)
+	case c.MaxClientBuffer < 0:
+		return fmt.Errorf("%w: MaxClientBuffer must not be negative", ErrInvalidConfig)
 	case c.MaxRequestBytes > 1<<31:
 		return fmt.Errorf("%w: MaxRequestBytes %d is over 2 GiB", ErrInvalidConfig, c.MaxRequestBytes)
 	}
@@ -94,6 +142,21 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.IsLocal == nil {
+		c.IsLocal = IsLoopback
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxClientBuffer == 0 {
+		c.MaxClientBuffer = max(c.Node.Config().MaxBytes/4, 16*int64(c.MaxRequestBytes))
+	}
+	if c.MaxClientBuffer < int64(c.MaxRequestBytes)+readBufSize {
+		return fmt.Errorf("%w: MaxClientBuffer %d cannot hold one request of MaxRequestBytes %d", ErrInvalidConfig, c.MaxClientBuffer, c.MaxRequestBytes)
+	}
 	return nil
 }
 
@@ -103,7 +166,17 @@ type Stats struct {
 	Connections uint64 // connections accepted since New
 	Commands    uint64 // commands executed (those refused before running — unknown, wrong arity, NOAUTH — are not)
 	Errors      uint64 // error replies sent
-	Rejected    uint64 // limit hits: connections refused at MaxClients, and connections closed for a request over a limit or an unauthenticated client over UnauthLimit
+	Rejected    uint64 // limit hits: connections refused at MaxClients or by protected mode, and connections closed for a request over a limit, an unauthenticated client over UnauthLimit or AuthTimeout, a request over RequestTimeout, or MaxClientBuffer reached
+	// AuthFailures counts failed AUTH and HELLO ... AUTH attempts (INFO
+	// stats acl_access_denied_auth, as Redis).
+	AuthFailures uint64
+	// BufferBytes are the request-buffer bytes held now against
+	// MaxClientBuffer.
+	BufferBytes int64
+	// TLSHandshakeErrors counts TLS clients that failed their handshake
+	// (a plaintext client on the TLS port, a certificate refused, a
+	// timeout).
+	TLSHandshakeErrors uint64
 }
 
 // Server serves the Redis protocol for one geocache node. Create it with
@@ -136,6 +209,14 @@ type Server struct {
 	rejectedConns atomic.Uint64 // connections refused at MaxClients
 	rejectedReqs  atomic.Uint64 // connections closed for a request over a limit
 	lastLimitLog  atomic.Int64  // Unix ns of the last limit-hit log line
+
+	passDigest   [32]byte      // SHA-256 of RequirePass (guard.go)
+	authFailures atomic.Uint64 // failed AUTH attempts
+	authLog      *addrLog      // rate limit of the failed-AUTH log lines, per client address
+	bufBytes     atomic.Int64  // request-buffer bytes held against MaxClientBuffer
+	tlsErrors    atomic.Uint64 // failed TLS handshakes
+
+	latency commandLatency // per-command execution times (latency.go)
 }
 
 // limitLogEvery spaces the log lines about limit hits, so that a flood of
@@ -168,8 +249,10 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg: cfg, node: cfg.Node, nodeCfg: nc, now: now, started: time.Now(),
 		ctx: ctx, cancel: cancel,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
+		listeners:  make(map[net.Listener]struct{}),
+		conns:      make(map[*conn]struct{}),
+		passDigest: passwordDigest(cfg.RequirePass),
+		authLog:    newAddrLog(authLogEvery, authLogAddrs),
 	}, nil
 }
 
@@ -241,8 +324,12 @@ func (s *Server) accept(nc net.Conn) {
 		s.logLimit("resp: max number of clients reached; connection refused", "remote", nc.RemoteAddr(), "maxclients", s.cfg.MaxClients)
 		// A fresh socket's send buffer takes these bytes at once; the
 		// deadline only guards the accept loop against a pathological one.
-		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		nc.Write(errMaxClients)
+		// A TLS client is closed without a word: the reply would need a
+		// handshake, which the accept loop must not wait for.
+		if _, isTLS := nc.(*tls.Conn); !isTLS {
+			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			nc.Write(errMaxClients)
+		}
 		nc.Close()
 		return
 	}
@@ -258,6 +345,7 @@ func (s *Server) accept(nc net.Conn) {
 // dropConn is the last thing a connection's goroutine does.
 func (s *Server) dropConn(c *conn) {
 	c.nc.Close()
+	c.releaseHeld()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -294,5 +382,9 @@ func (s *Server) Stats() Stats {
 		Commands:    s.commands.Load(),
 		Errors:      s.errors.Load(),
 		Rejected:    s.rejectedConns.Load() + s.rejectedReqs.Load(),
+
+		AuthFailures:       s.authFailures.Load(),
+		BufferBytes:        s.bufBytes.Load(),
+		TLSHandshakeErrors: s.tlsErrors.Load(),
 	}
 }

@@ -140,7 +140,13 @@ func infoValue(s string) string {
 	}, s)
 }
 
-var infoSections = []string{"server", "clients", "memory", "stats", "replication", "keyspace"}
+// infoSections are the sections of a plain INFO (and INFO default);
+// infoAllSections those of INFO all (and everything), as in Redis, where
+// commandstats and latencystats are not in the default set either.
+var (
+	infoSections    = []string{"server", "clients", "memory", "stats", "replication", "keyspace"}
+	infoAllSections = append(slices.Clone(infoSections), "commandstats", "latencystats")
+)
 
 func cmdInfo(c *conn, args [][]byte) {
 	want := map[string]bool{}
@@ -151,8 +157,12 @@ func cmdInfo(c *conn, args [][]byte) {
 	}
 	for _, a := range args[1:] {
 		switch s := strings.ToLower(string(a)); s {
-		case "all", "everything", "default":
+		case "default":
 			for _, s := range infoSections {
+				want[s] = true
+			}
+		case "all", "everything":
+			for _, s := range infoAllSections {
 				want[s] = true
 			}
 		default:
@@ -215,6 +225,9 @@ func (s *Server) info(want map[string]bool) string {
 		ku("rejected_connections", s.rejectedConns.Load())
 		ku("geocache_rejected_requests", s.rejectedReqs.Load())
 		ku("total_error_replies", s.errors.Load())
+		ku("acl_access_denied_auth", s.authFailures.Load())
+		ki("geocache_client_buffer_bytes", s.bufBytes.Load())
+		ku("geocache_tls_handshake_errors", s.tlsErrors.Load())
 		ku("keyspace_hits", st.Hits)
 		ku("keyspace_misses", st.Misses)
 		ku("evicted_keys", st.Evictions)
@@ -249,8 +262,38 @@ func (s *Server) info(want map[string]bool) string {
 				",stale="+strconv.FormatUint(o.Stale, 10)+",full_syncs="+strconv.FormatUint(o.FullSyncs, 10))
 		}
 	}
-	if section("Keyspace") && st.Entries > 0 {
-		kv("db0", "keys="+strconv.Itoa(st.Entries))
+	if want["commandstats"] || want["latencystats"] {
+		lat := s.CommandLatency()
+		if section("Commandstats") {
+			for _, cmd := range commands {
+				if l, ok := lat[cmd.name]; ok {
+					n := l.Count()
+					us := float64(l.Sum) / float64(time.Microsecond)
+					kv("cmdstat_"+cmd.name, "calls="+strconv.FormatUint(n, 10)+",usec="+strconv.FormatInt(int64(us), 10)+
+						",usec_per_call="+strconv.FormatFloat(us/float64(n), 'f', 2, 64))
+				}
+			}
+		}
+		if section("Latencystats") {
+			usec := func(d time.Duration) string {
+				return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 3, 64)
+			}
+			for _, cmd := range commands {
+				if l, ok := lat[cmd.name]; ok {
+					kv("latency_percentiles_usec_"+cmd.name, "p50="+usec(l.Quantile(0.5))+",p99="+usec(l.Quantile(0.99))+
+						",p99.9="+usec(l.Quantile(0.999)))
+				}
+			}
+		}
+	}
+	if section("Keyspace") {
+		// Redis's format; no line for an empty database. expires and
+		// avg_ttl (ms) are exact up to 10,000 keys and estimated from a
+		// sample of 10,000 above (see geocache.Node.Keyspace).
+		if ks := s.node.Keyspace(); ks.Keys > 0 {
+			kv("db0", "keys="+strconv.Itoa(ks.Keys)+",expires="+strconv.Itoa(ks.Expires)+
+				",avg_ttl="+strconv.FormatInt(ks.AvgTTL.Milliseconds(), 10))
+		}
 	}
 	return b.String()
 }
@@ -277,6 +320,10 @@ func (s *Server) configParams() [][2]string {
 		{"appendonly", "no"},
 		{"geocache-max-args", itoa(s.cfg.MaxArgs)},
 		{"geocache-unauth-limit", itoa(s.cfg.UnauthLimit)},
+		{"protected-mode", yesNo(s.cfg.ProtectedMode)},
+		{"geocache-auth-timeout", strconv.FormatInt(s.cfg.AuthTimeout.Milliseconds(), 10)},
+		{"geocache-request-timeout", strconv.FormatInt(s.cfg.RequestTimeout.Milliseconds(), 10)},
+		{"geocache-max-client-buffer", strconv.FormatInt(s.cfg.MaxClientBuffer, 10)},
 		{"geocache-max-value-bytes", itoa(s.nodeCfg.MaxValueBytes)},
 		{"geocache-default-ttl", strconv.FormatInt(int64(s.nodeCfg.DefaultTTL/time.Millisecond), 10)},
 		{"geocache-region", s.nodeCfg.Region},
@@ -423,4 +470,11 @@ func (c *conn) commandInfo(cmd *command) {
 	c.replySet(0)
 	c.replyArray(0)
 	c.replyArray(0)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -177,6 +177,14 @@ const (
 	RejectShuttingDown RejectCode = 6
 	// RejectInternal: the receiver failed for a reason of its own.
 	RejectInternal RejectCode = 7
+	// RejectClockAhead: a received version (or the peer's clock) is further
+	// ahead of the receiver's physical clock than the cluster's maximum
+	// offset; the receiver applied nothing from that point. The sender's
+	// clock is the likely culprit: it should count the receiver as out of
+	// bounds, and reconnect later (the write is delivered once in bounds).
+	// A peer of an older version that does not name the code treats it as a
+	// refusal and reconnects all the same.
+	RejectClockAhead RejectCode = 8
 )
 
 var rejectNames = [...]string{
@@ -187,6 +195,7 @@ var rejectNames = [...]string{
 	RejectFrameTooLarge: "frame too large",
 	RejectShuttingDown:  "shutting down",
 	RejectInternal:      "internal error",
+	RejectClockAhead:    "clock ahead",
 }
 
 // String returns a short description such as "cluster mismatch", or
