@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -38,7 +37,7 @@ func (c *serveConfig) validateTLS() error {
 		addrs = append(addrs, c.peerAddr)
 	}
 	for _, a := range addrs {
-		if !isLoopbackHost(a) {
+		if !isLoopback(a) {
 			return fmt.Errorf("%w: replication address %s is beyond loopback, and links without TLS let anyone who reaches it read and write every key: "+
 				"give every node --tls-cert, --tls-key and --tls-ca (create them with 'geocache cert ca --dir DIR', then "+
 				"'geocache cert node --dir DIR --name NAME --host ADDRESS' for each node; see docs/security.md), "+
@@ -46,20 +45,6 @@ func (c *serveConfig) validateTLS() error {
 		}
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether the host of addr is a loopback address or
-// localhost. An empty host (every interface) is not.
-func isLoopbackHost(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // startTLS loads the node's certificate files and returns the TLS
@@ -71,27 +56,14 @@ func startTLS(cfg serveConfig, log *slog.Logger) (_ *tls.Config, stop func(), er
 		return nil, nil, err
 	}
 	r.Watch(tlsPollInterval)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-hup:
-				log.Info("SIGHUP: reloading the TLS certificate")
-				r.Reload() // logs its outcome
-			case <-done:
-				return
-			}
-		}
+	stopHangup := onHangup(func() {
+		log.Info("SIGHUP: reloading the TLS certificate")
+		r.Reload() // logs its outcome
 	})
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			signal.Stop(hup)
-			close(done)
-			wg.Wait()
+			stopHangup()
 			r.Close()
 		})
 	}
@@ -101,6 +73,12 @@ func startTLS(cfg serveConfig, log *slog.Logger) (_ *tls.Config, stop func(), er
 // ignoreHangup logs each SIGHUP of a node without TLS material, which has
 // nothing to reload, instead of letting it end the process. stop ends it.
 func ignoreHangup(log *slog.Logger) (stop func()) {
+	return onHangup(func() { log.Info("SIGHUP: no TLS certificate to reload") })
+}
+
+// onHangup calls fn on each SIGHUP, in one goroutine, until stop, which
+// waits for it.
+func onHangup(fn func()) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -109,7 +87,7 @@ func ignoreHangup(log *slog.Logger) (stop func()) {
 		for {
 			select {
 			case <-hup:
-				log.Info("SIGHUP: no TLS certificate to reload")
+				fn()
 			case <-done:
 				return
 			}
