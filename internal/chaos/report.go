@@ -240,6 +240,10 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "  Quorum sets: %d acknowledged, %d checked (I4), %d not covered (a majority of regions may have lost it at once), %d absent but maybe superseded or expired, %d on a minority of regions at the end\n",
 		q.Acked, q.Checked, q.Uncovered, q.Superseded, q.UnderReplicated)
 	fmt.Fprintf(&b, "  Local writes lost with a stopped node: %d provably, %d more on no node with no newer version seen (a write of unknown outcome may have replaced them)\n", r.NLostLocal, r.NLostLocalMaybe)
+	fmt.Fprintf(&b, "  acknowledged writes on no node whose tombstone-ghost slot a delete or expiry may cover (dropped by a full sync's lossy drop rule, allowed): %d\n", len(r.GhostDropped))
+	for _, s := range r.GhostDropped {
+		fmt.Fprintf(&b, "    %s\n", s)
+	}
 	for _, l := range r.LostLocal {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
