@@ -75,19 +75,19 @@ type CheckResult struct {
 	// node at the end, with no newer version of the key seen anywhere, but
 	// a write of unknown outcome that may have replaced them (so they are
 	// not provably lost).
-	NLostLocalMaybe int             `json:"lost_local_maybe"`
+	NLostLocalMaybe int `json:"lost_local_maybe"`
 	// GhostDropped counts the acknowledged sets on no node at the end
 	// whose key shares its tombstone-ghost slot with a key deleted or
 	// expired at or above the set's version: a full sync's drop rule may
 	// have removed them (the lossy table cannot tell the keys apart), a
 	// miss the design allows (I2). They are reported, not failed.
-	GhostDropped []string `json:"ghost_dropped,omitempty"`
-	Quorum          QuorumFigures   `json:"quorum"`
-	HLCRestart      RestartFigures  `json:"hlc_restart"`
-	Refusals        RefusalFigures  `json:"refusals"`
-	Visibility      VisibilityStats `json:"visibility"`
-	Refill          RefillFigures   `json:"refill"`
-	Wait            WaitFigures     `json:"wait"`
+	GhostDropped []string        `json:"ghost_dropped,omitempty"`
+	Quorum       QuorumFigures   `json:"quorum"`
+	HLCRestart   RestartFigures  `json:"hlc_restart"`
+	Refusals     RefusalFigures  `json:"refusals"`
+	Visibility   VisibilityStats `json:"visibility"`
+	Refill       RefillFigures   `json:"refill"`
+	Wait         WaitFigures     `json:"wait"`
 	// RYWEvicted counts reads on a small-region node that found nothing
 	// where read-your-writes would otherwise have required a value (the
 	// node may have evicted it).
