@@ -3,6 +3,7 @@ package resp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,16 @@ func testNode(t testing.TB, cfg geocache.Config) *geocache.Node {
 // that no goroutine of the package is left.
 func startServer(t testing.TB, cfg Config) (*Server, string) {
 	t.Helper()
+	s, addrs := serveLoopback(t, cfg, nil)
+	return s, addrs[0]
+}
+
+// serveLoopback serves cfg in plaintext on a fresh loopback port and, if tc
+// is not nil, over TLS with tc on a second one, and returns the server and
+// the addresses (plaintext first). Cleanup closes it, checks that every
+// Serve returned nil and that no goroutine of the package is left.
+func serveLoopback(t testing.TB, cfg Config, tc *tls.Config) (*Server, []string) {
+	t.Helper()
 	if cfg.Node == nil {
 		cfg.Node = testNode(t, geocache.Config{})
 	}
@@ -55,27 +66,39 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	ln := listen()
+	addrs := []string{ln.Addr().String()}
 	go func() { served <- s.Serve(ln) }()
+	if tc != nil {
+		tln := listen()
+		addrs = append(addrs, tln.Addr().String())
+		go func() { served <- s.ServeTLS(tln, tc) }()
+	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve returned %v after Close; want nil", err)
+		for range addrs {
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve returned %v after Close; want nil", err)
+				}
+			case <-time.After(testkit.EventuallyTimeout):
+				t.Error("Serve did not return after Close")
 			}
-		case <-time.After(testkit.EventuallyTimeout):
-			t.Error("Serve did not return after Close")
 		}
 		checkNoGoroutines(t)
 	})
-	return s, ln.Addr().String()
+	return s, addrs
 }
 
 // checkNoGoroutines fails if a goroutine running this package's code is

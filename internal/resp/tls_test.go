@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
@@ -81,34 +80,8 @@ func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
 // fresh loopback ports. Cleanup closes it and checks for leaks.
 func startTLSServer(t *testing.T, cfg Config, tc *tls.Config) (s *Server, tlsAddr, plainAddr string) {
 	t.Helper()
-	if cfg.Node == nil {
-		cfg.Node = testNode(t, geocache.Config{})
-	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 2)
-	go func() { served <- s.ServeTLS(tln, tc) }()
-	go func() { served <- s.Serve(pln) }()
-	t.Cleanup(func() {
-		s.Close()
-		for range 2 {
-			if err := <-served; err != nil {
-				t.Errorf("Serve returned %v after Close; want nil", err)
-			}
-		}
-		checkNoGoroutines(t)
-	})
-	return s, tln.Addr().String(), pln.Addr().String()
+	s, addrs := serveLoopback(t, cfg, tc)
+	return s, addrs[1], addrs[0]
 }
 
 // TestTLS: go-redis over TLS works; a plaintext client on the TLS port fails
