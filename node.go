@@ -360,7 +360,7 @@ func (n *Node) write(ctx context.Context, s *Session, op store.Op, ack Ack) erro
 // publish hands a write applied here to replication and records it in its
 // session.
 func (n *Node) publish(s *Session, op store.Op) uint64 {
-	seq := n.repl.Publish(op)
+	seq := n.repl.Append(op)
 	if s != nil {
 		s.noteWrite(seq)
 	}

@@ -140,7 +140,7 @@ func (n *testNode) write(t *testing.T, key, value string) {
 	if res := n.st.Apply(op); res != store.Applied {
 		t.Fatalf("local write %s: %v", key, res)
 	}
-	n.r.Publish(op)
+	n.r.Append(op)
 }
 
 func (n *testNode) has(key string) bool {

@@ -266,7 +266,7 @@ func TestSyncedAfterFirstFullSync(t *testing.T) {
 			op := store.Op{Kind: store.KindSet, Key: fmt.Sprint("k", i), Value: []byte("v"),
 				Version: store.Version{HLC: hlc.Timestamp(uint64(time.Now().UnixMilli())<<16 + uint64(i)), Origin: 2}}
 			b.st.Apply(op)
-			b.r.Publish(op)
+			b.r.Append(op)
 		}
 		// b's stream to a is slow: its snapshot arrives long after a's own
 		// link to b has shaken hands.
@@ -319,7 +319,7 @@ func TestNoPeersNoLog(t *testing.T) {
 			t.Error("a node without peers is not synced")
 		}
 		for i := range 1000 {
-			a.r.Publish(store.Op{Kind: store.KindSet, Key: fmt.Sprint("k", i), Value: make([]byte, 1000)})
+			a.r.Append(store.Op{Kind: store.KindSet, Key: fmt.Sprint("k", i), Value: make([]byte, 1000)})
 		}
 		if st := a.r.Stats().Log; st.Records > 1 || st.Next != 1001 {
 			t.Errorf("log of a node without peers: %+v; want at most 1 record, next 1001", st)

@@ -194,7 +194,7 @@ type realClock struct{}
 func (realClock) UnixNano() int64 { return time.Now().UnixNano() }
 
 // Replicator streams this node's writes to its peers and applies theirs.
-// Publish adds a local write to the log; one goroutine per peer address
+// Append adds a local write to the log; one goroutine per peer address
 // sends the log, one goroutine per accepted connection receives. Close stops
 // them all.
 type Replicator struct {
@@ -352,9 +352,9 @@ func (r *Replicator) Start() {
 	}
 }
 
-// Publish appends a local write to the log and wakes the senders. It
+// Append appends a local write to the log and wakes the senders. It
 // returns the write's sequence number, which Wait takes.
-func (r *Replicator) Publish(op store.Op) uint64 {
+func (r *Replicator) Append(op store.Op) uint64 {
 	return r.log.Append(op, opSize(&op))
 }
 
