@@ -33,12 +33,13 @@ const (
 // Config.MaxSnapshotBytes or MaxSnapshotKeys is refused.
 var errSnapshotBudget = errors.New("repl: full sync over budget")
 
-// maxInbound is the cap on accepted connections open at once.
-func (c *Config) maxInbound() int {
-	if c.MaxInbound > 0 {
-		return c.MaxInbound
+// maxInboundLocked is the cap on accepted connections open at once; r.mu
+// is held.
+func (r *Replicator) maxInboundLocked() int {
+	if r.cfg.MaxInbound > 0 {
+		return r.cfg.MaxInbound
 	}
-	return 4*len(c.Peers) + 8
+	return 4*len(r.links) + 8
 }
 
 // admit counts an accepted connection against the cap, or reports false
@@ -46,14 +47,14 @@ func (c *Config) maxInbound() int {
 // not a goroutine and a buffer each.
 func (r *Replicator) admit(remote net.Addr) bool {
 	r.mu.Lock()
-	if r.inbound < r.cfg.maxInbound() {
+	if r.inbound < r.maxInboundLocked() {
 		r.inbound++
 		r.mu.Unlock()
 		return true
 	}
 	r.inboundRefused++
 	log, suppressed := r.inboundWarn.allow(time.Now(), r.cfg.WarnInterval)
-	limit := r.cfg.maxInbound()
+	limit := r.maxInboundLocked()
 	r.mu.Unlock()
 	if log {
 		r.cfg.Logger.Warn("replication connection refused: too many inbound connections",

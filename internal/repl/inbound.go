@@ -99,153 +99,216 @@ const maxUnackedFrames = 16
 
 var errSuperseded = errors.New("repl: a newer connection from the same origin took over")
 
-// runInbound serves one connection from a peer that streams its log here.
+// runInbound serves one connection from a peer that streams its log here:
+// the handshake, then one handler per frame kind.
 func (r *Replicator) runInbound(c net.Conn) error {
-	fc := newHandshakeConn(c, r.cfg.MaxFrame, r.cfg.DeadTimeout)
-	first, err := fc.readHello()
+	in, err := r.handshakeIn(c)
+	if in == nil {
+		return err
+	}
+	defer func() { r.release(in.o, in.gen, in.heard) }()
 	if err != nil {
 		return err
 	}
+	return in.serve()
+}
+
+// inStream is the receiving side of one accepted connection after its
+// handshake: it applies one origin's stream and answers its probes.
+type inStream struct {
+	r   *Replicator
+	fc  *frameConn
+	h   *wire.Hello // the origin's
+	o   *originState
+	gen uint64 // this connection's generation of o
+	// asked is set while this node has asked for a full sync (it resumed
+	// at 0) that has not started: it applies one only when it asks, and
+	// then only one, since an unasked one could drop what it holds.
+	asked bool
+	next  uint64 // where this node asked the origin to resume
+	snap  *snapshotState
+	heard time.Time // when the last frame arrived
+
+	lastWrite time.Time // of the last frame written to the origin
+	unacked   int       // Ops frames applied and not yet acknowledged
+	pending   uint64    // the sequence number those acks would carry
+}
+
+// handshakeIn reads the peer's Hello, answers it, takes over the origin's
+// stream and tells it where to resume. It returns a nil stream if the
+// handshake failed before the takeover (nothing to release).
+func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
+	fc := newHandshakeConn(c, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	first, err := fc.readHello()
+	if err != nil {
+		return nil, err
+	}
 	h, ok := first.(*wire.Hello)
 	if !ok {
-		return fc.reject(wire.RejectBadFrame, "a connection starts with a Hello, not %T", first)
+		return nil, fc.reject(wire.RejectBadFrame, "a connection starts with a Hello, not %T", first)
 	}
 	if rej := r.checkHello(h); rej != nil {
 		r.refused(c.RemoteAddr(), h, rej)
 		fc.write(rej)
-		return errors.New("repl: refused peer: " + rej.Message)
+		return nil, errors.New("repl: refused peer: " + rej.Message)
 	}
 	if err := fc.write(r.hello()); err != nil {
-		return err
+		return nil, err
 	}
 	fc.grow()
 	o, gen, next := r.takeOver(h)
-	// This node applies a full sync only when it asks for one, by resuming
-	// at 0, and then only one: an unasked one could drop what it holds.
-	asked := next == 0
-	heard := time.Now()
-	defer func() { r.release(o, gen, heard) }()
-	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())}); err != nil {
-		return err
-	}
-	var snap *snapshotState
-	lastWrite := time.Now()
-	unacked := 0 // Ops frames applied and not yet acknowledged
-	var pending uint64
+	now := time.Now()
+	in := &inStream{r: r, fc: fc, h: h, o: o, gen: gen, asked: next == 0, next: next, heard: now, lastWrite: now}
+	return in, fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())})
+}
+
+func (in *inStream) serve() error {
 	for {
 		// Before waiting for more, acknowledge what is applied: an ack is
 		// only ever deferred while more received bytes are waiting.
-		if unacked > 0 && fc.r.Buffered() == 0 {
-			unacked = 0
-			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: pending}); err != nil {
+		if in.unacked > 0 && in.fc.r.Buffered() == 0 {
+			if err := in.ack(in.pending); err != nil {
 				return err
 			}
 		}
-		f, err := fc.read()
+		f, err := in.fc.read()
 		if err != nil {
-			return fc.rejectRead(err)
+			return in.fc.rejectRead(err)
 		}
-		heard = time.Now()
+		in.heard = time.Now()
 		switch f := f.(type) {
 		case *wire.Ops:
-			if f.Origin != h.NodeID {
-				return fc.reject(wire.RejectBadFrame, "ops of origin %d on the stream of %d", f.Origin, h.NodeID)
-			}
-			applied, err := r.applyOps(o, gen, f, snap != nil)
-			if errors.Is(err, hlc.ErrRemoteAhead) {
-				// Acknowledge what was applied, so the origin resumes after it.
-				if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
-					return err
-				}
-				return r.holdAhead(fc, o, h, "ops", err)
-			}
-			if err != nil {
-				return fc.reject(wire.RejectBadFrame, "%v", err)
-			}
-			// Acknowledge once the frames already received are applied: a
-			// burst of frames gets one ack, an isolated frame its own at once.
-			if fc.r.Buffered() > 0 && unacked < maxUnackedFrames {
-				unacked++
-				pending = applied
-				continue
-			}
-			unacked = 0
-			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
-				return err
-			}
+			err = in.onOps(f)
 		case *wire.SnapshotBegin:
-			if f.Origin != h.NodeID || snap != nil {
-				return fc.reject(wire.RejectBadFrame, "unexpected snapshot begin")
-			}
-			if !asked {
-				r.unaskedSync(o, gen, h)
-				return fc.reject(wire.RejectBadFrame,
-					"full sync not requested: this node resumed origin %d at seq %d; it asks for one on the next connection", h.NodeID, next)
-			}
-			if err := r.cfg.Clock.Check(hlc.Timestamp(f.HLC)); err != nil {
-				return r.holdAhead(fc, o, h, "snapshot time", err)
-			}
-			asked = false
-			snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}}
+			err = in.onSnapshotBegin(f)
 		case *wire.SnapshotChunk:
-			if f.Origin != h.NodeID || snap == nil {
-				return fc.reject(wire.RejectBadFrame, "snapshot chunk outside a snapshot")
-			}
-			if err := r.applySnapshotChunk(o, gen, snap, f.Ops); err != nil {
-				switch {
-				case errors.Is(err, hlc.ErrRemoteAhead):
-					return r.holdAhead(fc, o, h, "full sync", err)
-				case errors.Is(err, errSnapshotBudget):
-					r.syncOverBudget(o, h, err)
-					return fc.reject(wire.RejectInternal, "%v", err)
-				}
-				return err
-			}
-			// A long snapshot must not look like a silent peer to the
-			// sender: keep its reader alive with a repeat of the last ack.
-			if time.Since(lastWrite) > r.cfg.PingInterval {
-				o.mu.Lock()
-				applied := o.applied
-				o.mu.Unlock()
-				if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: applied}); err != nil {
-					return err
-				}
-				lastWrite = time.Now()
-			}
+			err = in.onSnapshotChunk(f)
 		case *wire.SnapshotEnd:
-			if f.Origin != h.NodeID || snap == nil {
-				return fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
-			}
-			if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
-				return fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
-			}
-			if err := r.checkGhosts(f.Ghosts); err != nil {
-				return r.holdAhead(fc, o, h, "full sync", err)
-			}
-			if err := r.finishSnapshot(o, gen, snap, f.Ghosts); err != nil {
-				return err
-			}
-			if err := fc.write(&wire.Ack{Origin: h.NodeID, Seq: snap.seq}); err != nil {
-				return err
-			}
-			snap = nil
+			err = in.onSnapshotEnd(f)
 		case *wire.Probe:
-			if f.Origin != h.NodeID {
-				return fc.reject(wire.RejectBadFrame, "probe of origin %d on the stream of %d", f.Origin, h.NodeID)
-			}
-			if err := r.answerProbe(fc, f); err != nil {
-				return err
-			}
+			err = in.onProbe(f)
 		case *wire.Ping:
-			if err := fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: r.cfg.Physical.UnixNano()}); err != nil {
-				return err
-			}
+			err = in.fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: in.r.cfg.Physical.UnixNano()})
 		case *wire.Reject:
-			return errors.New("repl: peer closed the stream: " + f.Code.String() + ": " + f.Message)
+			err = errors.New("repl: peer closed the stream: " + f.Code.String() + ": " + f.Message)
 		default:
-			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a receiving stream", f)
+			err = in.fc.reject(wire.RejectBadFrame, "unexpected %T frame on a receiving stream", f)
+		}
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// ack acknowledges the origin's log up to seq.
+func (in *inStream) ack(seq uint64) error {
+	in.unacked = 0
+	in.lastWrite = time.Now()
+	return in.fc.write(&wire.Ack{Origin: in.h.NodeID, Seq: seq})
+}
+
+// fromOrigin refuses a frame that names another origin than the stream's.
+func (in *inStream) fromOrigin(origin uint32, what string) error {
+	if origin != in.h.NodeID {
+		return in.fc.reject(wire.RejectBadFrame, "%s of origin %d on the stream of %d", what, origin, in.h.NodeID)
+	}
+	return nil
+}
+
+// onOps applies a batch of the origin's log and acknowledges it, at once
+// or with the frames already received behind it.
+func (in *inStream) onOps(f *wire.Ops) error {
+	if err := in.fromOrigin(f.Origin, "ops"); err != nil {
+		return err
+	}
+	applied, err := in.r.applyOps(in.o, in.gen, f, in.snap != nil)
+	if errors.Is(err, hlc.ErrRemoteAhead) {
+		// Acknowledge what was applied, so the origin resumes after it.
+		if err := in.ack(applied); err != nil {
+			return err
+		}
+		return in.r.holdAhead(in.fc, in.o, in.h, "ops", err)
+	}
+	if err != nil {
+		return in.fc.reject(wire.RejectBadFrame, "%v", err)
+	}
+	// A burst of frames gets one ack, an isolated frame its own at once.
+	if in.fc.r.Buffered() > 0 && in.unacked < maxUnackedFrames {
+		in.unacked++
+		in.pending = applied
+		return nil
+	}
+	return in.ack(applied)
+}
+
+func (in *inStream) onSnapshotBegin(f *wire.SnapshotBegin) error {
+	r := in.r
+	if f.Origin != in.h.NodeID || in.snap != nil {
+		return in.fc.reject(wire.RejectBadFrame, "unexpected snapshot begin")
+	}
+	if !in.asked {
+		r.unaskedSync(in.o, in.gen, in.h)
+		return in.fc.reject(wire.RejectBadFrame,
+			"full sync not requested: this node resumed origin %d at seq %d; it asks for one on the next connection", in.h.NodeID, in.next)
+	}
+	if err := r.cfg.Clock.Check(hlc.Timestamp(f.HLC)); err != nil {
+		return r.holdAhead(in.fc, in.o, in.h, "snapshot time", err)
+	}
+	in.asked = false
+	in.snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}}
+	return nil
+}
+
+func (in *inStream) onSnapshotChunk(f *wire.SnapshotChunk) error {
+	r := in.r
+	if f.Origin != in.h.NodeID || in.snap == nil {
+		return in.fc.reject(wire.RejectBadFrame, "snapshot chunk outside a snapshot")
+	}
+	if err := r.applySnapshotChunk(in.o, in.gen, in.snap, f.Ops); err != nil {
+		switch {
+		case errors.Is(err, hlc.ErrRemoteAhead):
+			return r.holdAhead(in.fc, in.o, in.h, "full sync", err)
+		case errors.Is(err, errSnapshotBudget):
+			r.syncOverBudget(in.o, in.h, err)
+			return in.fc.reject(wire.RejectInternal, "%v", err)
+		}
+		return err
+	}
+	// A long snapshot must not look like a silent peer to the sender: keep
+	// its reader alive with a repeat of the last ack.
+	if time.Since(in.lastWrite) > r.cfg.PingInterval {
+		in.o.mu.Lock()
+		applied := in.o.applied
+		in.o.mu.Unlock()
+		return in.ack(applied)
+	}
+	return nil
+}
+
+func (in *inStream) onSnapshotEnd(f *wire.SnapshotEnd) error {
+	r := in.r
+	if f.Origin != in.h.NodeID || in.snap == nil {
+		return in.fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
+	}
+	if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
+		return in.fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+	}
+	if err := r.checkGhosts(f.Ghosts); err != nil {
+		return r.holdAhead(in.fc, in.o, in.h, "full sync", err)
+	}
+	if err := r.finishSnapshot(in.o, in.gen, in.snap, f.Ghosts); err != nil {
+		return err
+	}
+	seq := in.snap.seq
+	in.snap = nil
+	return in.ack(seq)
+}
+
+func (in *inStream) onProbe(f *wire.Probe) error {
+	if err := in.fromOrigin(f.Origin, "probe"); err != nil {
+		return err
+	}
+	return in.r.answerProbe(in.fc, f)
 }
 
 // takeOver makes this connection the one that applies h's origin, and

@@ -19,6 +19,12 @@ import (
 type link struct {
 	addr string
 
+	// ctx ends when the link is removed (RemovePeer) or the replicator
+	// closes; done is closed when its dial loop has returned.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
 	// mu guards the fields below.
 	mu         sync.Mutex
 	nodeID     uint32
@@ -75,8 +81,8 @@ func (l *link) setState(connected bool, err error) {
 // jittered exponential backoff between attempts.
 func (r *Replicator) dialLoop(l *link) {
 	backoff := r.cfg.ReconnectMin
-	for r.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.DeadTimeout)
+	for l.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(l.ctx, r.cfg.DeadTimeout)
 		conn, err := r.cfg.Dial(ctx, l.addr)
 		cancel()
 		if err != nil {
@@ -89,7 +95,7 @@ func (r *Replicator) dialLoop(l *link) {
 				backoff = r.cfg.ReconnectMin // it was up for a while: retry fast
 			}
 		}
-		if r.ctx.Err() != nil {
+		if l.ctx.Err() != nil {
 			l.setState(false, nil)
 			return
 		}
@@ -112,7 +118,7 @@ func (r *Replicator) dialLoop(l *link) {
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-time.After(wait):
-		case <-r.ctx.Done():
+		case <-l.ctx.Done():
 			return
 		}
 		backoff = min(2*backoff, r.cfg.ReconnectMax)
@@ -135,23 +141,50 @@ func readHello(fc *frameConn) (*wire.Hello, error) {
 	return nil, fc.reject(wire.RejectBadFrame, "unexpected %T frame", f)
 }
 
-// runOutbound serves one outbound connection until it fails: handshake,
-// then stream the log from where the peer asks, with a full sync when the
-// log no longer reaches back that far.
+// runOutbound serves one outbound connection until it fails: the
+// handshake, then the stream of this node's log with its probe rounds,
+// while a reader takes the peer's answers.
 func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	fc := newFrameConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	next, needSnapshot, err := r.handshakeOut(l, fc)
+	if err != nil {
+		return err
+	}
+	// The reader takes acks, pongs and repairs; it ends when the
+	// connection closes, which the caller does when this function returns.
+	readErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer conn.Close()
+	wg.Go(func() {
+		err := r.readAcks(l, fc)
+		// A reader that stops (the peer went silent, or broke the
+		// protocol) takes the connection down with it, so that a sender
+		// busy writing does not go on streaming to a link whose acks
+		// nobody reads.
+		conn.Close()
+		readErr <- err
+	})
+	s := &sender{r: r, l: l, fc: fc, next: next, needSnapshot: needSnapshot, readErr: readErr}
+	return s.run()
+}
+
+// handshakeOut exchanges Hellos, measures the peer's clock, and reads
+// where the peer resumes this node's log: it returns the sequence number
+// to stream from and whether the peer asked for a full sync.
+func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnapshot bool, err error) {
 	hello := r.hello()
 	if err := fc.write(hello); err != nil {
-		return err
+		return 0, false, err
 	}
 	h, err := readHello(fc)
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	recv := r.cfg.Physical.UnixNano()
 	if rej := r.checkHello(h); rej != nil {
 		fc.write(rej)
-		return &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
+		return 0, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
 	// The Hello exchange is the first measurement of the peer's clock: a
 	// node started far from its peers refuses writes from its first one
@@ -165,13 +198,12 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	r.cfg.Clock.ObservePeerOffset(h.NodeName, towardZero(off, rtt/2))
 	resume, err := expect[*wire.Resume](fc)
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	// NextSeq 0 asks for a full sync (the receiver has never synced).
-	next := max(resume.NextSeq, 1)
-	needSnapshot := resume.NextSeq == 0
+	next = max(resume.NextSeq, 1)
 	if resume.Origin != r.cfg.NodeID || next > r.log.Next() {
-		return fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
+		return 0, false, fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
 	}
 	r.mergePeerClock(l, h.NodeName, resume.HLC)
@@ -197,103 +229,132 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	if warned {
 		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
 	}
+	return next, resume.NextSeq == 0, nil
+}
 
-	// The reader takes acks and pongs; it ends when the connection closes,
-	// which the caller does when this function returns.
-	readErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer conn.Close()
-	wg.Go(func() {
-		err := r.readAcks(l, fc)
-		// A reader that stops (the peer went silent, or broke the
-		// protocol) takes the connection down with it, so that a sender
-		// busy writing does not go on streaming to a link whose acks
-		// nobody reads.
-		conn.Close()
-		readErr <- err
-	})
+// sender streams this node's log on one connection, with a full sync when
+// the peer asks for one or the log no longer reaches back far enough,
+// pings, and the probe rounds of anti-entropy while the log is idle.
+type sender struct {
+	r            *Replicator
+	l            *link
+	fc           *frameConn
+	next         uint64 // next sequence number to send
+	needSnapshot bool
+	readErr      <-chan error // the reader's end
 
+	batch  []store.Op
+	ops    []wire.Op
+	round  *probeRound
+	probes <-chan []wire.Op // nil unless a round is running
+}
+
+func (s *sender) run() error {
+	r, l := s.r, s.l
 	wake, unsubscribe := r.log.Subscribe()
 	defer unsubscribe()
 	ping := time.NewTicker(r.cfg.PingInterval)
 	defer ping.Stop()
-	var batch []store.Op
-	var ops []wire.Op
-	var round *probeRound
-	var probes <-chan []wire.Op // nil unless a round is running
-	defer func() {
-		if round != nil {
-			round.close()
-		}
-	}()
+	defer s.endRound()
 	for {
 		// Send everything available before waiting: under load the next
 		// batch gathers while the previous one is being written, and an
-		// idle link sends a write the moment it is published. No timer is
+		// idle link sends a write the moment it is appended. No timer is
 		// on this path.
-		var n uint64
-		var err error
-		batch, n, err = r.log.Read(next, int64(r.cfg.BatchBytes), batch[:0])
-		if errors.Is(err, ErrTruncated) || needSnapshot {
-			needSnapshot = false
-			if next, err = r.sendSnapshot(l, fc); err != nil {
-				return err
-			}
+		sent, err := s.sendAvailable(ping.C)
+		if err != nil {
+			return err
+		}
+		if sent {
 			continue
 		}
-		if len(batch) > 0 {
-			// A busy link still pings (RTT, clock offset, liveness) and
-			// notices a failed reader.
-			select {
-			case <-ping.C:
-				if err := fc.write(&wire.Ping{SentNanos: r.cfg.Physical.UnixNano()}); err != nil {
-					return err
-				}
-			case err := <-readErr:
-				return err
-			default:
-			}
-			ops = toWire(batch, ops[:0])
-			if err := fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: next, Ops: ops}); err != nil {
-				return err
-			}
-			clear(batch) // do not pin values until the next batch
-			next = n
-			l.mu.Lock()
-			l.sent = next
-			l.mu.Unlock()
-			continue
-		}
-		if round == nil && r.roundDue(l) {
-			round = r.startProbeRound()
-			probes = round.chunks
+		if s.round == nil && r.roundDue(l) {
+			s.round = r.startProbeRound()
+			s.probes = s.round.chunks
 		}
 		select {
 		case <-wake:
 		case <-l.kick:
-		case chunk, ok := <-probes:
-			if !ok {
-				round.close()
-				round, probes = nil, nil
-				l.mu.Lock()
-				l.rounds++
-				l.mu.Unlock()
-				continue
-			}
-			if err := fc.write(&wire.Probe{Origin: r.cfg.NodeID, Ops: chunk}); err != nil {
+		case chunk, ok := <-s.probes:
+			if err := s.sendProbe(chunk, ok); err != nil {
 				return err
 			}
 		case <-ping.C:
-			if err := fc.write(&wire.Ping{SentNanos: r.cfg.Physical.UnixNano()}); err != nil {
+			if err := s.ping(); err != nil {
 				return err
 			}
-		case err := <-readErr:
+		case err := <-s.readErr:
 			return err
-		case <-r.ctx.Done():
-			fc.write(&wire.Reject{Code: wire.RejectShuttingDown, Message: "node shutting down"})
+		case <-l.ctx.Done():
+			msg := "peer removed from this node's peers"
+			if r.ctx.Err() != nil {
+				msg = "node shutting down"
+			}
+			s.fc.write(&wire.Reject{Code: wire.RejectShuttingDown, Message: msg})
 			return nil
 		}
+	}
+}
+
+// sendAvailable sends a full sync if one is due, else the next batch of
+// the log, and reports whether it sent anything.
+func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
+	r := s.r
+	var n uint64
+	var err error
+	s.batch, n, err = r.log.Read(s.next, int64(r.cfg.BatchBytes), s.batch[:0])
+	if errors.Is(err, ErrTruncated) || s.needSnapshot {
+		s.needSnapshot = false
+		s.next, err = r.sendSnapshot(s.l, s.fc)
+		return err == nil, err
+	}
+	if len(s.batch) == 0 {
+		return false, nil
+	}
+	// A busy link still pings (RTT, clock offset, liveness) and notices a
+	// failed reader.
+	select {
+	case <-ping:
+		if err := s.ping(); err != nil {
+			return false, err
+		}
+	case err := <-s.readErr:
+		return false, err
+	default:
+	}
+	s.ops = toWire(s.batch, s.ops[:0])
+	if err := s.fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: s.next, Ops: s.ops}); err != nil {
+		return false, err
+	}
+	clear(s.batch) // do not pin values until the next batch
+	s.next = n
+	s.l.mu.Lock()
+	s.l.sent = n
+	s.l.mu.Unlock()
+	return true, nil
+}
+
+func (s *sender) ping() error {
+	return s.fc.write(&wire.Ping{SentNanos: s.r.cfg.Physical.UnixNano()})
+}
+
+// sendProbe sends one chunk of the running probe round, or ends the round
+// when its producer is done (ok false).
+func (s *sender) sendProbe(chunk []wire.Op, ok bool) error {
+	if !ok {
+		s.endRound()
+		s.l.mu.Lock()
+		s.l.rounds++
+		s.l.mu.Unlock()
+		return nil
+	}
+	return s.fc.write(&wire.Probe{Origin: s.r.cfg.NodeID, Ops: chunk})
+}
+
+func (s *sender) endRound() {
+	if s.round != nil {
+		s.round.close()
+		s.round, s.probes = nil, nil
 	}
 }
 
@@ -360,7 +421,8 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
 	return s0, nil
 }
 
-// readAcks reads the peer's side of an outbound connection.
+// readAcks reads the peer's side of an outbound connection: one handler
+// per frame kind.
 func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 	for {
 		f, err := fc.read()
@@ -369,48 +431,66 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 		}
 		switch f := f.(type) {
 		case *wire.Ack:
-			if f.Origin != r.cfg.NodeID || f.Seq >= r.log.Next() {
-				return fc.reject(wire.RejectBadFrame, "ack of origin %d seq %d", f.Origin, f.Seq)
-			}
-			r.mu.Lock()
-			l.mu.Lock()
-			advanced := f.Seq > l.acked
-			l.acked = max(l.acked, f.Seq)
-			l.mu.Unlock()
-			if advanced {
-				r.ackAdvancedLocked()
-			}
-			r.mu.Unlock()
+			err = r.onAck(l, fc, f)
 		case *wire.Pong:
-			now := r.cfg.Physical.UnixNano()
-			rtt := time.Duration(now - f.EchoNanos)
-			off := hlc.EstimateOffset(f.EchoNanos, f.PhysicalNanos, now)
-			l.mu.Lock()
-			l.rtt, l.offset = rtt, off
-			name := l.name
-			l.mu.Unlock()
-			// The midpoint estimate is off by up to half the round trip
-			// (asymmetric delay: a Ping queued behind a burst of data), so
-			// judge the peer by the smallest offset consistent with it.
-			r.cfg.Clock.ObservePeerOffset(name, towardZero(off, rtt/2))
+			r.onPong(l, f)
 		case *wire.Repair:
 			r.applyRepair(l, f)
 		case *wire.Reject:
-			if f.Code == wire.RejectClockAhead {
-				// The peer found this node's versions too far ahead of its
-				// clock. This node already refuses writes if it is the
-				// culprit: its offset to most peers is measured at each
-				// handshake and ping, and its clock refuses to version
-				// writes while it runs ahead of its own physical time
-				// (hlc.Clock.NowWithin). Redial with backoff; the op is
-				// delivered once in bounds.
-				return &linkError{reason: ReasonClockAhead, err: fmt.Errorf("the peer holds this node's stream: %s", f.Message)}
-			}
-			return fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
+			err = onPeerReject(f)
 		default:
-			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a sending link", f)
+			err = fc.reject(wire.RejectBadFrame, "unexpected %T frame on a sending link", f)
+		}
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// onAck records how far the peer has applied this node's log.
+func (r *Replicator) onAck(l *link, fc *frameConn, f *wire.Ack) error {
+	if f.Origin != r.cfg.NodeID || f.Seq >= r.log.Next() {
+		return fc.reject(wire.RejectBadFrame, "ack of origin %d seq %d", f.Origin, f.Seq)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l.mu.Lock()
+	advanced := f.Seq > l.acked
+	l.acked = max(l.acked, f.Seq)
+	l.mu.Unlock()
+	if advanced {
+		r.ackAdvancedLocked()
+	}
+	return nil
+}
+
+// onPong measures the round trip and the peer's clock offset.
+func (r *Replicator) onPong(l *link, f *wire.Pong) {
+	now := r.cfg.Physical.UnixNano()
+	rtt := time.Duration(now - f.EchoNanos)
+	off := hlc.EstimateOffset(f.EchoNanos, f.PhysicalNanos, now)
+	l.mu.Lock()
+	l.rtt, l.offset = rtt, off
+	name := l.name
+	l.mu.Unlock()
+	// The midpoint estimate is off by up to half the round trip
+	// (asymmetric delay: a Ping queued behind a burst of data), so judge
+	// the peer by the smallest offset consistent with it.
+	r.cfg.Clock.ObservePeerOffset(name, towardZero(off, rtt/2))
+}
+
+// onPeerReject ends the link on the peer's Reject.
+func onPeerReject(f *wire.Reject) error {
+	if f.Code == wire.RejectClockAhead {
+		// The peer found this node's versions too far ahead of its clock.
+		// This node already refuses writes if it is the culprit: its
+		// offset to most peers is measured at each handshake and ping, and
+		// its clock refuses to version writes while it runs ahead of its
+		// own physical time (hlc.Clock.NowWithin). Redial with backoff;
+		// the op is delivered once in bounds.
+		return &linkError{reason: ReasonClockAhead, err: fmt.Errorf("the peer holds this node's stream: %s", f.Message)}
+	}
+	return fmt.Errorf("repl: peer rejected us: %v: %s", f.Code, f.Message)
 }
 
 // towardZero shrinks |d| by slack, stopping at zero.
@@ -422,32 +502,4 @@ func towardZero(d, slack time.Duration) time.Duration {
 		return d + slack
 	}
 	return 0
-}
-
-func toWireOp(op *store.Op) wire.Op {
-	return wire.Op{
-		Kind:     wire.Kind(op.Kind),
-		Key:      op.Key,
-		Value:    op.Value,
-		ExpireAt: op.ExpireAt,
-		HLC:      uint64(op.Version.HLC),
-		VOrigin:  op.Version.Origin,
-	}
-}
-
-func toWire(ops []store.Op, dst []wire.Op) []wire.Op {
-	for i := range ops {
-		dst = append(dst, toWireOp(&ops[i]))
-	}
-	return dst
-}
-
-func fromWireOp(op *wire.Op) store.Op {
-	return store.Op{
-		Kind:     store.Kind(op.Kind),
-		Key:      op.Key,
-		Value:    op.Value,
-		ExpireAt: op.ExpireAt,
-		Version:  store.Version{HLC: hlc.Timestamp(op.HLC), Origin: op.VOrigin},
-	}
 }

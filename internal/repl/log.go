@@ -20,6 +20,9 @@ type LogConfig struct {
 	MaxRecords int
 }
 
+// defaultLogRecords is LogConfig.MaxRecords's default.
+const defaultLogRecords = 1 << 20
+
 // Log is an origin's replication log: records numbered from 1 in append
 // order, bounded in bytes and records, with a non-blocking wake-up for each
 // subscriber. It is safe for concurrent use and starts no goroutines.
@@ -53,7 +56,7 @@ func NewLog[T any](cfg LogConfig) (*Log[T], error) {
 		cfg.MaxBytes = 64 << 20
 	}
 	if cfg.MaxRecords == 0 {
-		cfg.MaxRecords = 1 << 20
+		cfg.MaxRecords = defaultLogRecords
 	}
 	return &Log[T]{
 		ring:     make([]logRecord[T], 16),
@@ -62,6 +65,17 @@ func NewLog[T any](cfg LogConfig) (*Log[T], error) {
 		maxRecs:  cfg.MaxRecords,
 		subs:     map[chan struct{}]struct{}{},
 	}, nil
+}
+
+// SetMaxRecords changes the bound on the number of records (0 means the
+// default); a lower bound drops the oldest records at the next append.
+func (l *Log[T]) SetMaxRecords(n int) {
+	if n <= 0 {
+		n = defaultLogRecords
+	}
+	l.mu.Lock()
+	l.maxRecs = n
+	l.mu.Unlock()
 }
 
 // Append adds rec, charging size bytes, and returns its sequence number. It

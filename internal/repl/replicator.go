@@ -38,8 +38,9 @@ type Config struct {
 	// NodeName names the node in logs and stats. Default "node-<id>".
 	NodeName string
 
-	// Store receives replicated writes. Required.
-	Store *store.Store
+	// Store receives replicated writes and is walked for full syncs and
+	// anti-entropy. Required.
+	Store Store
 	// Clock is the node's hybrid logical clock. Required.
 	Clock *hlc.Clock
 	// Physical is the physical clock used for clock-offset measurement.
@@ -83,7 +84,7 @@ type Config struct {
 	MaxSnapshotBytes int64
 	// MaxInbound caps the accepted connections open at once; one more is
 	// closed at once, counted (Stats.InboundRefused) and logged at most once
-	// per WarnInterval. Default 4 × len(Peers) + 8.
+	// per WarnInterval. Default 4 × the number of peers + 8.
 	MaxInbound int
 	// AntiEntropyInterval is how often every link runs an anti-entropy
 	// round besides those after reconnects and peer restarts. Default
@@ -215,10 +216,13 @@ type Replicator struct {
 	ackCh   chan struct{}           // closed and replaced when any ack advances
 	closed  bool
 
+	started bool // Start ran: links added now start at once
+
 	// unmerged counts the links whose peer's clock has not been merged
-	// yet; clockMerged is closed when it reaches 0.
-	unmerged    int
-	clockMerged chan struct{}
+	// yet; clockMerged is closed (clockMergedClosed) when it reaches 0.
+	unmerged          int
+	clockMerged       chan struct{}
+	clockMergedClosed bool
 
 	// synced is set when syncedCh is closed (see Synced); syncWake wakes
 	// the goroutine that decides it.
@@ -253,12 +257,6 @@ func New(cfg Config) (*Replicator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Peers) == 0 {
-		// Only a link to a peer reads the log (a receiving stream reads
-		// the store): a node that dials nobody keeps one record, for its
-		// sequence numbers.
-		cfg.Log.MaxRecords = 1
-	}
 	l, err := NewLog[store.Op](cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -283,17 +281,20 @@ func New(cfg Config) (*Replicator, error) {
 		syncWake:    make(chan struct{}, 1),
 		conflictCh:  make(chan struct{}),
 	}
-	now := time.Now()
+	// Only a link to a peer reads the log (a receiving stream reads the
+	// store): while this node dials nobody it keeps one record, for its
+	// sequence numbers; the first peer added restores the bound.
+	l.SetMaxRecords(1)
+	r.mu.Lock()
 	for _, addr := range cfg.Peers {
 		if _, dup := r.links[addr]; !dup {
-			r.links[addr] = &link{addr: addr, kick: make(chan struct{}, 1), since: now}
+			r.newLinkLocked(addr)
 		}
 	}
-	r.unmerged = len(r.links)
-	cfg.Clock.ExpectPeers(len(r.links))
 	if r.unmerged == 0 {
-		close(r.clockMerged)
+		r.closeClockMergedLocked()
 	}
+	r.mu.Unlock()
 	return r, nil
 }
 
@@ -330,6 +331,13 @@ func (r *Replicator) mergePeerClock(l *link, name string, ts uint64) {
 	l.clockMerged = true
 	r.unmerged--
 	if r.unmerged == 0 {
+		r.closeClockMergedLocked()
+	}
+}
+
+func (r *Replicator) closeClockMergedLocked() {
+	if !r.clockMergedClosed {
+		r.clockMergedClosed = true
 		close(r.clockMerged)
 	}
 }
@@ -339,13 +347,17 @@ func (r *Replicator) Start() {
 	if r.cfg.Listener != nil {
 		r.wg.Go(r.acceptLoop)
 	}
+	r.mu.Lock()
+	r.started = true
 	for _, l := range r.links {
-		r.wg.Go(func() { r.dialLoop(l) })
+		r.startLinkLocked(l)
 	}
+	noPeers := len(r.links) == 0
+	r.mu.Unlock()
 	if r.cfg.AntiEntropyInterval > 0 {
 		r.wg.Go(func() { r.repairPeriodically(r.cfg.AntiEntropyInterval) })
 	}
-	if len(r.links) == 0 {
+	if noPeers {
 		r.closeSynced()
 	} else {
 		r.wg.Go(r.watchSync)
@@ -380,10 +392,8 @@ func (r *Replicator) Close() error {
 		return nil
 	}
 	r.closed = true
-	if r.unmerged > 0 {
-		r.unmerged = 0
-		close(r.clockMerged) // nobody waits for a closed replicator
-	}
+	r.unmerged = 0
+	r.closeClockMergedLocked() // nobody waits for a closed replicator
 	if !r.synced {
 		r.synced = true
 		close(r.syncedCh)
@@ -419,112 +429,6 @@ func (r *Replicator) untrack(c net.Conn) {
 	delete(r.conns, c)
 	r.mu.Unlock()
 	c.Close()
-}
-
-// ackAdvanced wakes every Wait.
-func (r *Replicator) ackAdvancedLocked() {
-	if r.closed {
-		return
-	}
-	close(r.ackCh)
-	r.ackCh = make(chan struct{})
-}
-
-// Wait blocks until the write with sequence number seq (and every earlier
-// one) has been applied in at least regions other regions, or ctx ends. It
-// returns the number of other regions that have applied it when it returns
-// (so a caller can report partial progress, like Redis's WAIT) and ctx's
-// error if it gave up.
-func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, error) {
-	for {
-		r.mu.Lock()
-		n := r.appliedRegionsLocked(seq)
-		ch := r.ackCh
-		closed := r.closed
-		r.mu.Unlock()
-		if n >= regions || seq == 0 {
-			return n, nil
-		}
-		if closed {
-			return n, ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return n, ctx.Err()
-		}
-	}
-}
-
-// Drain waits until every peer connected now has acknowledged every write
-// published before the call, so that a node shutting down gracefully hands
-// its last writes over instead of losing them. A link that is down (or goes
-// down meanwhile) is not waited for: its peer catches up from the other
-// regions' anti-entropy, or not at all. It returns ctx's error if it gave
-// up, ErrClosed if the replicator closed first, nil once drained.
-func (r *Replicator) Drain(ctx context.Context) error {
-	target := r.LastSeq()
-	recheck := time.NewTicker(50 * time.Millisecond) // a link that drops does not signal ackCh
-	defer recheck.Stop()
-	for {
-		r.mu.Lock()
-		done := true
-		for _, l := range r.links {
-			l.mu.Lock()
-			if l.connected && l.acked < target {
-				done = false
-			}
-			l.mu.Unlock()
-		}
-		ch, closed := r.ackCh, r.closed
-		r.mu.Unlock()
-		switch {
-		case done:
-			return nil
-		case closed:
-			return ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-recheck.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// appliedRegionsLocked counts the regions other than this node's in which
-// some node has acknowledged seq.
-func (r *Replicator) appliedRegionsLocked(seq uint64) int {
-	seen := map[string]bool{}
-	for _, l := range r.links {
-		l.mu.Lock()
-		if l.region != "" && l.region != r.cfg.Region && l.acked >= seq {
-			seen[l.region] = true
-		}
-		l.mu.Unlock()
-	}
-	return len(seen)
-}
-
-// Regions returns the number of regions in the cluster as far as this node
-// knows: its own, every region a peer announced, and one for each peer
-// address never reached (which may be a region of its own).
-func (r *Replicator) Regions() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[string]bool{r.cfg.Region: true}
-	unknown := 0
-	for _, l := range r.links {
-		l.mu.Lock()
-		if l.region == "" {
-			unknown++
-		} else {
-			seen[l.region] = true
-		}
-		l.mu.Unlock()
-	}
-	return len(seen) + unknown
 }
 
 func (r *Replicator) hello() *wire.Hello {
