@@ -34,6 +34,15 @@ type Stats struct {
 	IDConflicts uint64
 	IDConflict  string
 
+	// InboundConns is the number of replication connections accepted and
+	// open now; InboundRefused counts those closed at once because the cap
+	// was reached (a flood of connections).
+	InboundConns   int
+	InboundRefused uint64
+	// RepairsHeld counts anti-entropy repairs not applied because their
+	// version was too far ahead of this node's clock.
+	RepairsHeld uint64
+
 	// Acks describes the writes that waited for other regions: one entry
 	// for Quorum, one for All.
 	Acks []AckStats
@@ -87,6 +96,14 @@ type OriginStats struct {
 	Stale     uint64 // writes older than what this node held
 	FullSyncs uint64
 	Dropped   uint64 // entries dropped after its full syncs (not vouched for)
+	// Refused counts its writes refused by this node's ghost tables (a
+	// delete, expiry or eviction here superseded them).
+	Refused uint64
+	// HeldAhead counts the times its stream or full sync was stopped at a
+	// version too far ahead of this node's clock; SyncsRefused the full
+	// syncs refused (not asked for by this node, or over the budget).
+	HeldAhead    uint64
+	SyncsRefused uint64
 	// Visibility is, for every write received from that node, this node's
 	// physical clock when it applied the write minus the write's HLC
 	// wall-clock part (0 if negative): how long the write took to become
@@ -162,6 +179,7 @@ func (n *Node) Stats() Stats {
 		Hits: ss.Hits, Misses: ss.Misses, Evictions: ss.Evictions, Expired: ss.Expirations,
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
 		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
+		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))
@@ -170,6 +188,7 @@ func (n *Node) Stats() Stats {
 		st.Origins = append(st.Origins, OriginStats{
 			Node: o.Node, Region: o.Region, Connected: o.Connected, Applied: o.Applied,
 			Ops: o.Ops, Stale: o.Stale, FullSyncs: o.FullSyncs, Dropped: o.Dropped,
+			Refused: o.Refused, HeldAhead: o.HeldAhead, SyncsRefused: o.SyncsRefused,
 			Visibility: latencyOf(o.Visibility),
 		})
 	}

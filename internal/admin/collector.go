@@ -98,6 +98,12 @@ var (
 	descOriginStale     = desc("origin_stale_total", "Writes from the origin older than what this node held (ignored).", originLabels...)
 	descOriginFullSyncs = desc("origin_full_syncs_total", "Full syncs received from the origin.", originLabels...)
 	descOriginDropped   = desc("origin_full_sync_dropped_total", "Entries dropped after full syncs from the origin: this node could no longer vouch for them.", originLabels...)
+	descOriginRefused   = desc("origin_refused_total", "Writes from the origin refused by this node's ghost tables: a delete, expiry or eviction here superseded them.", originLabels...)
+	descOriginHeld      = desc("origin_held_ahead_total", "Times the origin's stream or full sync was held at a version too far ahead of this node's clock (a clock is wrong).", originLabels...)
+	descOriginSyncsRef  = desc("origin_full_syncs_refused_total", "Full syncs from the origin refused: not asked for by this node, or over the full-sync budget.", originLabels...)
+	descInboundConns    = desc("replication_inbound_connections", "Replication connections accepted and open now.")
+	descInboundRefused  = desc("replication_inbound_refused_total", "Replication connections closed at once because the cap on inbound connections was reached.")
+	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
@@ -123,6 +129,7 @@ var (
 		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped,
+		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld,
 		descVisibility, descAckDuration, descAckFailures,
 	}
 	respDescs = []*prometheus.Desc{
@@ -170,6 +177,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLogBytes, float64(st.LogBytes))
 	gauge(descLastSeq, float64(st.LastSeq))
 	counter(descIDConflicts, st.IDConflicts)
+	gauge(descInboundConns, float64(st.InboundConns))
+	counter(descInboundRefused, st.InboundRefused)
+	counter(descRepairsHeld, st.RepairsHeld)
 
 	// A registry refuses a whole scrape that holds two series with the same
 	// labels, so a label set seen twice (two origins configured with the
@@ -208,6 +218,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOriginStale, o.Stale, k[:]...)
 		counter(descOriginFullSyncs, o.FullSyncs, k[:]...)
 		counter(descOriginDropped, o.Dropped, k[:]...)
+		counter(descOriginRefused, o.Refused, k[:]...)
+		counter(descOriginHeld, o.HeldAhead, k[:]...)
+		counter(descOriginSyncsRef, o.SyncsRefused, k[:]...)
 		ch <- histogram(descVisibility, snapshotOf(o.Visibility), k[:]...)
 	}
 	for _, a := range st.Acks {
