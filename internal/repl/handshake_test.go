@@ -1,0 +1,194 @@
+package repl
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Handshake refusals, in both directions: a fake peer dialing the node, and
+// the node dialing a fake peer's address. Each refusal is one Reject frame
+// with a code saying why, then the connection closes; nothing is applied,
+// streamed or learned.
+
+// The node under test in these tests, named so that a leak of any of its
+// names or ids into a refusal shows.
+var secretCfg = Config{Cluster: "secret-cluster", Region: "secret-region", NodeName: "secret-node", NodeID: 4242}
+
+func secretHello() *wire.Hello {
+	h := fakeHello(fakeID)
+	h.Cluster = secretCfg.Cluster
+	return h
+}
+
+// helloWith returns secretHello's encoding changed by f; inc is the node's
+// incarnation.
+func helloWith(f func(h *wire.Hello, inc uint64)) func(inc uint64) []byte {
+	return func(inc uint64) []byte {
+		h := secretHello()
+		f(h, inc)
+		return h.Append(nil)
+	}
+}
+
+func TestHandshakeRefusedInbound(t *testing.T) {
+	cases := []struct {
+		name     string
+		first    func(inc uint64) []byte // the first bytes the fake peer sends
+		code     wire.RejectCode
+		msg      string // in the Reject's message
+		conflict bool   // the node reports an id conflict
+	}{
+		{"protocol", helloWith(func(h *wire.Hello, _ uint64) { h.Proto = wire.Proto + 1 }),
+			wire.RejectProtocol, fmt.Sprintf("protocol %d", wire.Proto+1), false},
+		{"other cluster", helloWith(func(h *wire.Hello, _ uint64) { h.Cluster = "a-guess" }),
+			wire.RejectCluster, `cluster "a-guess"`, false},
+		{"node id 0", helloWith(func(h *wire.Hello, _ uint64) { h.NodeID = 0 }),
+			wire.RejectBadFrame, "node id 0", false},
+		{"duplicate node id", helloWith(func(h *wire.Hello, _ uint64) { h.NodeID = secretCfg.NodeID }),
+			wire.RejectDuplicateNode, "duplicate node id 4242", true},
+		{"self dial", helloWith(func(h *wire.Hello, inc uint64) { h.NodeID, h.Incarnation = secretCfg.NodeID, inc }),
+			wire.RejectDuplicateNode, "dialed itself", false},
+		{"incarnation 0", helloWith(func(h *wire.Hello, _ uint64) { h.Incarnation = 0 }),
+			wire.RejectBadFrame, "incarnation 0", false},
+		{"first frame a Ping", func(uint64) []byte { return (&wire.Ping{SentNanos: 1}).Append(nil) },
+			wire.RejectBadFrame, "starts with a Hello", false},
+		{"first frame an Ops", func(uint64) []byte {
+			return (&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("k", "v", 1, fakeID)}}).Append(nil)
+		}, wire.RejectBadFrame, "starts with a Hello", false},
+		{"unknown frame type", func(uint64) []byte { return []byte{0, 0, 0, 1, 0xee} },
+			wire.RejectBadFrame, "unknown frame type", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				a := startTestNode(t, mem, "a", secretCfg, true)
+				inc := a.r.Stats().Incarnation
+
+				p := dialFake(t, mem, "fake", "a")
+				if _, err := p.c.Write(tc.first(inc)); err != nil {
+					t.Fatal(err)
+				}
+				// The Reject is the first frame: the node says nothing of
+				// itself (no Hello) to a peer it refuses.
+				rej := recvAs[*wire.Reject](t, p)
+				if rej.Code != tc.code || !strings.Contains(rej.Message, tc.msg) {
+					t.Errorf("Reject %v %q; want %v containing %q", rej.Code, rej.Message, tc.code, tc.msg)
+				}
+				p.expectClosed()
+				synctest.Wait()
+
+				if tc.code == wire.RejectCluster {
+					// A wrong guess must not learn the right cluster, nor
+					// which node it reached.
+					for _, secret := range []string{secretCfg.Cluster, secretCfg.NodeName, secretCfg.Region, "4242", fmt.Sprint(inc)} {
+						if strings.Contains(rej.Message, secret) {
+							t.Errorf("the refusal %q reveals %q", rej.Message, secret)
+						}
+					}
+				}
+				if got := isClosed(a.r.IDConflict()); got != tc.conflict {
+					t.Errorf("id conflict reported: %v, want %v", got, tc.conflict)
+				}
+				if st := a.r.Stats(); len(st.Origins) != 0 || st.InboundConns != 0 {
+					t.Errorf("after a refusal: origins %+v, %d inbound connections", st.Origins, st.InboundConns)
+				}
+
+				// The node still takes a peer that introduces itself properly.
+				p2 := dialFake(t, mem, "fake", "a")
+				h, r := p2.open(secretHello())
+				if h.NodeID != secretCfg.NodeID || r.Origin != fakeID || r.NextSeq != 0 {
+					t.Errorf("a good peer after the refusal: Hello %+v, Resume %+v", h, r)
+				}
+			})
+		})
+	}
+}
+
+func TestHandshakeRefusedOutbound(t *testing.T) {
+	cases := []struct {
+		name   string
+		answer func(nodeHello *wire.Hello) wire.Frame // the fake peer's first frame
+		code   wire.RejectCode                        // of the node's Reject; 0: the node sends none
+		reason Reason                                 // the link's
+	}{
+		{"protocol", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.Proto = wire.Proto + 1
+			return h
+		}, wire.RejectProtocol, ReasonProtocol},
+		{"other cluster", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.Cluster = "a-guess"
+			return h
+		}, wire.RejectCluster, ReasonCluster},
+		{"node id 0", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.NodeID = 0
+			return h
+		}, wire.RejectBadFrame, ReasonRefused},
+		{"duplicate node id", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.NodeID = secretCfg.NodeID
+			return h
+		}, wire.RejectDuplicateNode, ReasonDuplicateNode},
+		{"self dial", func(nh *wire.Hello) wire.Frame { return nh }, // the node hears itself
+			wire.RejectDuplicateNode, ReasonSelf},
+		{"incarnation 0", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.Incarnation = 0
+			return h
+		}, wire.RejectBadFrame, ReasonRefused},
+		{"first frame a Resume", func(*wire.Hello) wire.Frame {
+			return &wire.Resume{Origin: secretCfg.NodeID, NextSeq: 1}
+		}, wire.RejectBadFrame, ReasonHandshake},
+		{"peer refuses", func(*wire.Hello) wire.Frame {
+			return &wire.Reject{Code: wire.RejectCluster, Message: "not ours"}
+		}, 0, ReasonCluster},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				ln := listenFake(t, mem, "fake")
+				cfg := secretCfg
+				cfg.Peers = []string{"fake"}
+				a := startTestNode(t, mem, "a", cfg, false)
+				a.put(t, "k", "v")
+
+				p := ln.accept()
+				nh := recvAs[*wire.Hello](t, p)
+				if nh.NodeID != secretCfg.NodeID || nh.Cluster != secretCfg.Cluster || nh.Incarnation != a.r.Stats().Incarnation {
+					t.Fatalf("the node's Hello %+v", nh)
+				}
+				p.send(tc.answer(nh))
+				if tc.code != 0 {
+					rej := recvAs[*wire.Reject](t, p)
+					if rej.Code != tc.code {
+						t.Errorf("Reject %v %q, want %v", rej.Code, rej.Message, tc.code)
+					}
+				}
+				p.expectClosed() // no Resume, no Ops, no snapshot
+				synctest.Wait()
+
+				l := a.link(t, "fake")
+				if l.Connected || l.EverConnected || l.Reason != tc.reason || l.Failures[tc.reason] == 0 || l.LastError == "" {
+					t.Errorf("link after the refusal: %+v; want reason %v", l, tc.reason)
+				}
+				if got, want := isClosed(a.r.IDConflict()), tc.reason == ReasonDuplicateNode; got != want {
+					t.Errorf("id conflict reported: %v, want %v", got, want)
+				}
+				if l.Acked != 0 || l.FullSyncs != 0 {
+					t.Errorf("the refused peer counts as synced: %+v", l)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,181 @@
+package repl
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Anti-entropy against a fake peer: the node's probes, and its answers to
+// the peer's.
+
+// After its link comes up, the node probes with the versions it holds
+// (no values); it takes the peer's newer versions from the Repair, and
+// neither an equal nor an older one, nor one too far ahead of its clock.
+func TestProbeGetsRepair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+		const other = 5
+		old := nowTS()
+		held := map[string]hlc.Timestamp{"stale": old, "same": old + 1, "ahead": old + 2, "held": old + 3}
+		for k, ts := range held {
+			a.hold(t, k, "old", ts, other)
+		}
+		time.Sleep(time.Second)
+
+		p := ln.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		probed := map[string]wire.Op{}
+		for len(probed) < len(held) {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatalf("waiting for probes: %v", err)
+			}
+			probe, ok := f.(*wire.Probe)
+			if !ok {
+				continue // pings
+			}
+			if probe.Origin != 1 {
+				t.Errorf("probe of origin %d", probe.Origin)
+			}
+			for _, op := range probe.Ops {
+				probed[op.Key] = op
+			}
+		}
+		for k, ts := range held {
+			op := probed[k]
+			if op.Kind != wire.KindSet || op.HLC != uint64(ts) || op.VOrigin != other || op.Value != nil {
+				t.Errorf("probe of %s: %+v; want the version held, without the value", k, op)
+			}
+		}
+
+		p.send(&wire.Repair{Origin: fakeID, Ops: []wire.Op{
+			setOp("stale", "new", nowTS(), fakeID),         // newer: taken
+			setOp("same", "other", old+1, other),           // the same version: not taken
+			setOp("ahead", "older", old, other),            // older: not taken
+			setOp("held", "future", at(time.Hour), fakeID), // ahead of a's clock: held
+		}})
+		testkit.Eventually(t, "the repair applied", func() bool { return a.value("stale") == "new" })
+		synctest.Wait()
+		for k, want := range map[string]string{"same": "old", "ahead": "old", "held": "old"} {
+			if got := a.value(k); got != want {
+				t.Errorf("%s = %q after the repair, want %q", k, got, want)
+			}
+		}
+		if l := a.link(t, "fake"); l.Repaired != 1 || l.Rounds != 1 {
+			t.Errorf("link: %d repaired, %d rounds; want 1 and 1", l.Repaired, l.Rounds)
+		}
+		if got := a.r.Stats().RepairsHeld; got != 1 {
+			t.Errorf("RepairsHeld %d, want 1", got)
+		}
+	})
+}
+
+// The node answers a Probe with its newer versions of the probed keys
+// only — a live entry with its value, a tombstone as a Delete — in Repair
+// frames of at most BatchBytes of ops each.
+func TestProbeAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		const batch = 1024
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, BatchBytes: batch}, true)
+		const other = 5
+		t1 := nowTS()
+		t2 := t1 + 10
+		a.hold(t, "newer-here", "v2", t2, other)
+		a.hold(t, "older-here", "v1", t1, other)
+		a.hold(t, "equal", "v1", t1, other)
+		a.hold(t, "deleted-here", "v1", t1, other)
+		if res := a.st.Apply(store.Op{Kind: store.KindDelete, Key: "deleted-here", Version: store.Version{HLC: t2, Origin: other}}); res != store.Applied {
+			t.Fatalf("delete: %v", res)
+		}
+		var big []string
+		for i := range 20 {
+			k := fmt.Sprint("big", i)
+			a.hold(t, k, strings.Repeat("x", 200), t2, other)
+			big = append(big, k)
+		}
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		probe := []wire.Op{
+			{Kind: wire.KindSet, Key: "newer-here", HLC: uint64(t1), VOrigin: other},
+			{Kind: wire.KindSet, Key: "older-here", HLC: uint64(t2), VOrigin: other},
+			{Kind: wire.KindSet, Key: "equal", HLC: uint64(t1), VOrigin: other},
+			{Kind: wire.KindSet, Key: "deleted-here", HLC: uint64(t1), VOrigin: other},
+			{Kind: wire.KindSet, Key: "absent-here", HLC: uint64(t1), VOrigin: other},
+		}
+		for _, k := range big {
+			probe = append(probe, wire.Op{Kind: wire.KindSet, Key: k, HLC: uint64(t1), VOrigin: other})
+		}
+		p.send(&wire.Probe{Origin: fakeID, Ops: probe})
+		p.send(&wire.Ping{SentNanos: 1}) // its Pong follows the last Repair
+
+		got := map[string]wire.Op{}
+		frames := 0
+		for {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.(*wire.Pong); ok {
+				break
+			}
+			r, ok := f.(*wire.Repair)
+			if !ok {
+				t.Fatalf("want Repair or Pong, got %T", f)
+			}
+			frames++
+			size := 0
+			for _, op := range r.Ops {
+				size += op.Size()
+				if _, dup := got[op.Key]; dup {
+					t.Errorf("%s repaired twice", op.Key)
+				}
+				got[op.Key] = op
+			}
+			if r.Origin != 1 || size > batch {
+				t.Errorf("Repair of origin %d with %d bytes of ops (batch %d)", r.Origin, size, batch)
+			}
+		}
+		want := append([]string{"deleted-here", "newer-here"}, big...)
+		var keys []string
+		for k := range got {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Fatalf("repaired %v, want %v", keys, want)
+		}
+		if op := got["newer-here"]; op.Kind != wire.KindSet || string(op.Value) != "v2" || op.HLC != uint64(t2) || op.VOrigin != other {
+			t.Errorf("repair of newer-here: %+v", op)
+		}
+		if op := got["deleted-here"]; op.Kind != wire.KindDelete || op.HLC != uint64(t2) || op.Value != nil {
+			t.Errorf("repair of deleted-here: %+v", op)
+		}
+		if frames < 2 {
+			t.Errorf("%d Repair frames for %d bytes of values with a batch of %d", frames, 20*200, batch)
+		}
+
+		// A probe on another origin's behalf is a protocol error.
+		p.send(&wire.Probe{Origin: fakeID + 1, Ops: probe[:1]})
+		if rej := p.expectReject(wire.RejectBadFrame); !strings.Contains(rej.Message, "probe") {
+			t.Errorf("Reject %q", rej.Message)
+		}
+	})
+}
