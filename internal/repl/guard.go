@@ -91,12 +91,17 @@ func (r *Replicator) holdAhead(fc *frameConn, o *originState, h *wire.Hello, wha
 // node's clock: a ghost from the future proves nothing, and would refuse
 // every version up to it.
 func (r *Replicator) checkGhosts(ghosts []uint64) error {
+	if err := r.cfg.Clock.Check(hlc.Timestamp(maxSlot(ghosts))); err != nil {
+		return fmt.Errorf("tombstone-ghost table: %w", err)
+	}
+	return nil
+}
+
+// maxSlot returns the greatest slot of a ghost table (0 for an empty one).
+func maxSlot(ghosts []uint64) uint64 {
 	var top uint64
 	for _, g := range ghosts {
 		top = max(top, g)
 	}
-	if err := r.cfg.Clock.Check(hlc.Timestamp(top)); err != nil {
-		return fmt.Errorf("tombstone-ghost table: %w", err)
-	}
-	return nil
+	return top
 }

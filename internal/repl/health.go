@@ -3,6 +3,7 @@ package repl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -355,4 +356,16 @@ func (r *Replicator) closeSynced() {
 		r.synced = true
 		close(r.syncedCh)
 	}
+}
+
+// publicReject is the Reject sent to the peer: the message checkHello
+// wrote for this node's log may name this node (a duplicate id names both
+// nodes), and a refusal tells an unauthenticated peer nothing about this
+// node's configuration.
+func publicReject(rej *wire.Reject, h *wire.Hello) *wire.Reject {
+	if rej.Code == wire.RejectDuplicateNode && !strings.HasPrefix(rej.Message, selfDial) {
+		return &wire.Reject{Code: rej.Code, Message: fmt.Sprintf(
+			"duplicate node id %d: another node of the cluster has it; every node needs its own id (--node)", h.NodeID)}
+	}
+	return rej
 }

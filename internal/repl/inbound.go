@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -149,7 +148,7 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	}
 	if rej := r.checkHello(h); rej != nil {
 		r.refused(c.RemoteAddr(), h, rej)
-		fc.write(rej)
+		fc.write(publicReject(rej, h))
 		return nil, errors.New("repl: refused peer: " + rej.Message)
 	}
 	if err := fc.write(r.hello()); err != nil {
@@ -491,7 +490,7 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	// And into the clock (the frame's handler refused a table from the
 	// future): this node's own later writes are versioned above every ghost
 	// it now holds, so none of them is refused as if already superseded.
-	if top := slices.Max(ghosts); top > 0 {
+	if top := maxSlot(ghosts); top > 0 {
 		if _, err := r.cfg.Clock.Merge(hlc.Timestamp(top)); err != nil {
 			return err
 		}

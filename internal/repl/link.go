@@ -183,7 +183,7 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnap
 	}
 	recv := r.cfg.Physical.UnixNano()
 	if rej := r.checkHello(h); rej != nil {
-		fc.write(rej)
+		fc.write(publicReject(rej, h))
 		return 0, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
 	// The Hello exchange is the first measurement of the peer's clock: a
