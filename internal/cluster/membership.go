@@ -1,0 +1,355 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// announcement is what a member's gossip says of it.
+type announcement struct {
+	ID       uint32 `json:"id"`
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	Addr     string `json:"resp,omitempty"`
+	ReplAddr string `json:"repl,omitempty"`
+}
+
+func (a announcement) member() Member {
+	return Member{ID: a.ID, Name: a.Name, Addr: a.Addr, ReplAddr: a.ReplAddr}
+}
+
+// maxMetaBytes bounds a member's announcement (memberlist's own bound is
+// 512 bytes).
+const maxMetaBytes = memberlist.MetaMaxSize
+
+// MembershipConfig configures a Membership. Zero values are defaults.
+type MembershipConfig struct {
+	// Cluster names the cluster. Gossip packets are labelled with it:
+	// members of other clusters are not heard. Default "geocache".
+	Cluster string
+	// Self is this node (ID and Name required); Region is its region
+	// (required): gossip joins the nodes of one region.
+	Self   Member
+	Region string
+	// BindAddr is the host:port gossip listens on (UDP and TCP). Required;
+	// port 0 picks a free one (see Addr).
+	BindAddr string
+	// AdvertiseAddr is the host:port other members reach this node's
+	// gossip at. Default BindAddr (which then must not be a wildcard).
+	AdvertiseAddr string
+	// Join lists gossip addresses of members to join through; any live
+	// one is enough. Empty starts a region of one that others join.
+	Join []string
+	// SecretKey, if set (16, 24 or 32 bytes), encrypts and authenticates
+	// every gossip message (AES-GCM); members without it are not heard.
+	SecretKey []byte
+	// ProbeInterval is how often a member probes another; a dead member
+	// is declared within a few intervals. Default 200 ms.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a probe waits for its ack before asking
+	// others to probe indirectly. Default 100 ms; raise it where round
+	// trips inside the region are longer.
+	ProbeTimeout time.Duration
+	// OnChange is called with the live members (this node included,
+	// sorted by name) after every change of the membership, one call at a
+	// time from one goroutine; a burst of changes may be reported once.
+	OnChange func([]Member)
+	// Logger receives structured logs. nil discards them.
+	Logger *slog.Logger
+}
+
+// Membership is this node's view of its region's live members, kept by
+// gossip (hashicorp/memberlist's SWIM). Members of another region that
+// reach it are ignored with a warning. Close stops it.
+type Membership struct {
+	cfg  MembershipConfig
+	list *memberlist.Memberlist
+	self []byte // this node's encoded announcement
+
+	changed chan struct{} // wakes the notifier
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	members map[string]Member // live, by name
+	ignored map[string]bool   // names of members of other regions warned about
+}
+
+// Errors of StartMembership.
+var ErrInvalidMembership = errors.New("cluster: invalid membership config")
+
+// StartMembership starts gossiping and, if cfg.Join names members, joins
+// them (it fails if none of them answers).
+func StartMembership(cfg MembershipConfig) (*Membership, error) {
+	if cfg.Cluster == "" {
+		cfg.Cluster = "geocache"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 200 * time.Millisecond
+	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = 100 * time.Millisecond
+	}
+	switch {
+	case cfg.Self.ID == 0 || cfg.Self.Name == "" || cfg.Region == "":
+		return nil, fmt.Errorf("%w: this node's id, name and region are required", ErrInvalidMembership)
+	case cfg.BindAddr == "":
+		return nil, fmt.Errorf("%w: a gossip address is required", ErrInvalidMembership)
+	case cfg.ProbeInterval < 0 || cfg.ProbeTimeout < 0 || cfg.ProbeTimeout >= cfg.ProbeInterval:
+		return nil, fmt.Errorf("%w: the probe timeout must be positive and shorter than the probe interval", ErrInvalidMembership)
+	case len(cfg.SecretKey) != 0 && len(cfg.SecretKey) != 16 && len(cfg.SecretKey) != 24 && len(cfg.SecretKey) != 32:
+		return nil, fmt.Errorf("%w: the gossip key must be 16, 24 or 32 bytes, not %d", ErrInvalidMembership, len(cfg.SecretKey))
+	}
+	self, err := json.Marshal(announcement{ID: cfg.Self.ID, Name: cfg.Self.Name, Region: cfg.Region, Addr: cfg.Self.Addr, ReplAddr: cfg.Self.ReplAddr})
+	if err != nil {
+		return nil, err
+	}
+	if len(self) > maxMetaBytes {
+		return nil, fmt.Errorf("%w: this node's announcement is %d bytes, over %d (shorter names or addresses)", ErrInvalidMembership, len(self), maxMetaBytes)
+	}
+	m := &Membership{
+		cfg:     cfg,
+		self:    self,
+		changed: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		members: map[string]Member{},
+		ignored: map[string]bool{},
+	}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Self.Name
+	mc.Label = "geocache/" + cfg.Cluster
+	// Detection in about a second, not memberlist's LAN default of several:
+	// a node's slots move to their other owners as soon as it is declared
+	// dead. Suspicion lasts SuspicionMult × ProbeInterval (× log10 of the
+	// size past 10 nodes), at most twice that without confirmations.
+	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
+	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = 3, 2
+	mc.GossipInterval = cfg.ProbeInterval / 2
+	mc.PushPullInterval = 15 * time.Second
+	mc.TCPTimeout = max(time.Second, 5*cfg.ProbeTimeout)
+	mc.DeadNodeReclaimTime = 5 * time.Second // a restarted node may come back at a new address
+	mc.SecretKey = cfg.SecretKey
+	mc.Delegate = (*delegate)(m)
+	mc.Events = (*events)(m)
+	mc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
+	host, port, err := splitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gossip address: %w", ErrInvalidMembership, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.AdvertiseAddr != "" {
+		if host, port, err = splitHostPort(cfg.AdvertiseAddr); err != nil {
+			return nil, fmt.Errorf("%w: gossip advertise address: %w", ErrInvalidMembership, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	}
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip: %w", err)
+	}
+	m.list = list
+	m.wg.Go(m.notify)
+	if len(cfg.Join) > 0 {
+		if _, err := list.Join(cfg.Join); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("cluster: joining %s: %w", strings.Join(cfg.Join, ","), err)
+		}
+	}
+	cfg.Logger.Info("gossip started", "addr", cfg.BindAddr, "joined", len(cfg.Join) > 0, "members", list.NumMembers())
+	return m, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, port, nil
+}
+
+// Addr returns the host:port other members reach this node's gossip at.
+func (m *Membership) Addr() string { return m.list.LocalNode().Address() }
+
+// Members returns the live members of this node's region, this node
+// included, sorted by name.
+func (m *Membership) Members() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sortedLocked()
+}
+
+func (m *Membership) sortedLocked() []Member {
+	out := make([]Member, 0, len(m.members)+1)
+	out = append(out, m.cfg.Self)
+	for _, mb := range m.members {
+		out = append(out, mb)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Leave announces that this node is leaving, so that the others remove it
+// at once instead of detecting a failure; it waits up to timeout for the
+// announcement to spread.
+func (m *Membership) Leave(timeout time.Duration) error {
+	return m.list.Leave(timeout)
+}
+
+// Close stops gossiping (without announcing a leave: see Leave) and the
+// notifier goroutine. It is idempotent.
+func (m *Membership) Close() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	close(m.done)
+	err := m.list.Shutdown()
+	m.wg.Wait()
+	return err
+}
+
+// notify calls OnChange after changes, one call at a time.
+func (m *Membership) notify() {
+	for {
+		select {
+		case <-m.changed:
+		case <-m.done:
+			return
+		}
+		if m.cfg.OnChange != nil {
+			m.cfg.OnChange(m.Members())
+		}
+	}
+}
+
+func (m *Membership) wake() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// update records a member's (new) announcement, or drops one that is not
+// of this region or cannot be read.
+func (m *Membership) update(n *memberlist.Node) {
+	if n.Name == m.cfg.Self.Name {
+		return
+	}
+	var a announcement
+	err := json.Unmarshal(n.Meta, &a)
+	mb := a.member()
+	switch {
+	case err != nil || mb.ID == 0 || mb.Name != n.Name:
+		m.ignore(n.Name, "unreadable announcement", "err", err)
+		return
+	case a.Region != m.cfg.Region:
+		m.ignore(n.Name, "member of another region (gossip joins the nodes of one region; regions link by --peers)", "region", a.Region)
+		return
+	case mb.ID == m.cfg.Self.ID:
+		m.ignore(n.Name, "member with this node's id", "id", mb.ID)
+		return
+	}
+	m.mu.Lock()
+	old, had := m.members[n.Name]
+	m.members[n.Name] = mb
+	m.mu.Unlock()
+	if !had || old != mb {
+		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr)
+		m.wake()
+	}
+}
+
+func (m *Membership) ignore(name, why string, args ...any) {
+	m.mu.Lock()
+	_, had := m.members[name]
+	delete(m.members, name)
+	warn := !m.ignored[name] && len(m.ignored) < 1024
+	if warn {
+		m.ignored[name] = true
+	}
+	m.mu.Unlock()
+	if warn {
+		m.cfg.Logger.Warn("gossip member ignored: "+why, append([]any{"node", name}, args...)...)
+	}
+	if had {
+		m.wake()
+	}
+}
+
+func (m *Membership) remove(n *memberlist.Node) {
+	m.mu.Lock()
+	mb, had := m.members[n.Name]
+	delete(m.members, n.Name)
+	m.mu.Unlock()
+	if had {
+		m.cfg.Logger.Info("region member down", "node", mb.Name, "id", mb.ID)
+		m.wake()
+	}
+}
+
+// delegate announces this node; it carries no user messages.
+type delegate Membership
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	if len(d.self) > limit {
+		return nil
+	}
+	return d.self
+}
+func (d *delegate) NotifyMsg([]byte)                    {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
+func (d *delegate) LocalState(bool) []byte              { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+// events follows memberlist's view of the members.
+type events Membership
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Membership)(e).update(n) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(e).update(n) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*Membership)(e).remove(n) }
+
+// slogWriter turns memberlist's log lines ("[LEVEL] memberlist: ...")
+// into structured records of the matching level.
+type slogWriter struct{ l *slog.Logger }
+
+var _ io.Writer = slogWriter{}
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelDebug
+	switch {
+	case strings.HasPrefix(line, "[ERR]"):
+		level = slog.LevelError
+	case strings.HasPrefix(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.HasPrefix(line, "[INFO]"):
+		level = slog.LevelInfo
+	}
+	if i := strings.Index(line, "] "); i >= 0 && strings.HasPrefix(line, "[") {
+		line = line[i+2:]
+	}
+	w.l.Log(context.Background(), level, line, "component", "gossip")
+	return len(p), nil
+}
