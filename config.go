@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
+	"github.com/geocache/geocache/internal/clock"
+	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 )
 
 // Clock supplies physical time to a node: its expiry decisions and the
-// physical part of its version clock. Tests inject a manual clock; nil in
-// Config means the real clock.
-type Clock interface {
-	// UnixNano returns the current time in nanoseconds since the Unix epoch.
-	UnixNano() int64
-}
+// physical part of its version clock. Its one method, UnixNano() int64,
+// returns nanoseconds since the Unix epoch. Tests inject a manual clock; nil
+// in Config means the real clock. It is geocache's one clock interface
+// (lru.Clock is the same type).
+type Clock = clock.Clock
 
 // Config configures a Node. The zero value of every field is a sensible
 // default: Open(Config{}) gives a single, unreplicated node with a 64 MiB
@@ -57,31 +59,34 @@ type Config struct {
 	// a node whose clock is further than this from most of its peers
 	// refuses writes (ErrClockSkew), and a node that cannot reach its peers
 	// at start waits 2 × this before it takes writes (see Node.Ready).
-	// Default 500 ms, at most 1 min.
+	// Default 500 ms (DefaultMaxClockOffset), at most 1 min.
 	MaxClockOffset time.Duration
 	// MaxTombstones bounds the deletes remembered exactly, and separately
 	// the expiries remembered exactly (an entry that expired keeps its
 	// version, so that regions still holding an older version learn of it).
-	// Default 100,000 of each.
+	// Default 100,000 of each (DefaultMaxTombstones), at most
+	// MaxTombstonesLimit.
 	MaxTombstones int
 	// TombstoneHorizon is how long deletes are remembered exactly, counted
 	// from the delete (or from the expiry). A node that could not hear from
 	// a peer for longer takes a full sync from it when the link returns,
-	// dropping what it can no longer vouch for. Default 1 h.
+	// dropping what it can no longer vouch for. Default 1 h
+	// (DefaultTombstoneHorizon).
 	TombstoneHorizon time.Duration
 	// ReplicationLogBytes bounds the log of this node's writes kept for
 	// peers that are behind; a peer further behind gets a full sync.
-	// Default 64 MiB. A node without Peers keeps no log (only a link to a
-	// peer reads it), whatever this says.
+	// Default 64 MiB (DefaultReplicationLogBytes). A node without Peers
+	// keeps no log (only a link to a peer reads it), whatever this says.
 	ReplicationLogBytes int64
 	// SyncTimeout bounds how long Node.Synced waits for the first full sync
 	// from a peer this node reached at start; past it the node reports
-	// synced without it (with a warning). Default 1 min.
+	// synced without it (with a warning). Default 1 min
+	// (DefaultSyncTimeout).
 	SyncTimeout time.Duration
 
 	// PeerTimeout is how long a replication link may stay silent before it
 	// is declared down and redialed; links ping at a quarter of it.
-	// Default 4 s.
+	// Default 4 s (DefaultPeerTimeout), at least 40 ms.
 	PeerTimeout time.Duration
 	// AntiEntropyInterval is how often each link compares what both sides
 	// hold and repairs differences, besides the rounds after reconnects
@@ -92,7 +97,8 @@ type Config struct {
 	// periodic rounds.
 	AntiEntropyInterval time.Duration
 
-	// Clock supplies physical time. nil means the real clock.
+	// Clock supplies physical time. nil means the real clock, which
+	// follows the system's wall clock (Node.Config returns it).
 	Clock Clock
 	// Logger receives the node's structured logs. nil discards them.
 	Logger *slog.Logger
@@ -119,16 +125,58 @@ type Config struct {
 	TLS *tls.Config
 }
 
-// Defaults applied by Open.
+// Defaults applied by Open (Config.validate) to the zero values of
+// Config's fields; Node.Config returns them filled in.
 const (
-	DefaultMaxBytes      = 64 << 20
-	DefaultMaxValueBytes = 1 << 20
+	DefaultMaxBytes            = 64 << 20
+	DefaultMaxValueBytes       = 1 << 20
+	DefaultMaxClockOffset      = hlc.DefaultMaxOffset
+	DefaultMaxTombstones       = store.DefaultMaxTombstones
+	DefaultTombstoneHorizon    = store.DefaultTombstoneHorizon
+	DefaultReplicationLogBytes = 64 << 20
+	DefaultSyncTimeout         = time.Minute
+	DefaultPeerTimeout         = 4 * time.Second
+)
+
+// Limits on Config's fields and on writes.
+const (
 	// MaxValueBytesLimit is the largest Config.MaxValueBytes: a value
 	// travels in one replication frame.
 	MaxValueBytesLimit = 3 << 20
+	// MaxTombstonesLimit is the largest Config.MaxTombstones.
+	MaxTombstonesLimit = store.MaxTombstonesLimit
+	// MaxClockOffsetLimit is the largest Config.MaxClockOffset: clocks
+	// further apart are broken, not skewed.
+	MaxClockOffsetLimit = hlc.MaxMaxOffset
+	// MinPeerTimeout is the smallest Config.PeerTimeout.
+	MinPeerTimeout = 40 * time.Millisecond
 	// MaxKeyBytes is the longest key: 64 KiB.
 	MaxKeyBytes = 64 << 10
 )
+
+// A ConfigError is what Open and Config.Validate return for a bad Config:
+// the field at fault and what is wrong with it. It wraps ErrInvalidConfig.
+type ConfigError struct {
+	// Field is the name of the Config field at fault, e.g. "MaxValueBytes".
+	Field string
+	// Value is the field's value as given, or nil when Reason says all
+	// (e.g. "must not be negative").
+	Value any
+	// Reason says what is wrong with the value, e.g. "exceeds 3MiB: a
+	// value travels in one replication frame". It names other fields by
+	// their names in Config.
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("%v: %s %s", ErrInvalidConfig, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("%v: %s %v %s", ErrInvalidConfig, e.Field, e.Value, e.Reason)
+}
+
+// Unwrap returns ErrInvalidConfig.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 
 // SingleNode returns the Config of one node that replicates nowhere, with a
 // memory budget in bytes.
@@ -149,16 +197,41 @@ func MultiRegion(region string, id uint32, peerAddr string, peers ...string) Con
 	return Config{Region: region, NodeID: id, PeerAddr: peerAddr, Peers: peers}
 }
 
+// Validate reports the first problem Open would find in c's own fields, as
+// a *ConfigError (or, for TLS, an error wrapping ErrInvalidConfig), without
+// opening anything. Tools that build a Config from their own settings
+// (geocache serve's flags) call it to report errors in their own terms.
+func (c Config) Validate() error { return c.validate() }
+
+// validate checks c and fills in the defaults. It is the one place where
+// Config's rules and defaults live.
 func (c *Config) validate() error {
+	negative := func(field string) error { return &ConfigError{Field: field, Reason: "must not be negative"} }
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxBytes", c.MaxBytes}, {"MaxEntries", int64(c.MaxEntries)}, {"MaxValueBytes", int64(c.MaxValueBytes)},
+		{"MaxTombstones", int64(c.MaxTombstones)}, {"ReplicationLogBytes", c.ReplicationLogBytes},
+		{"DefaultTTL", int64(c.DefaultTTL)}, {"MaxClockOffset", int64(c.MaxClockOffset)},
+		{"TombstoneHorizon", int64(c.TombstoneHorizon)}, {"PeerTimeout", int64(c.PeerTimeout)},
+		{"SyncTimeout", int64(c.SyncTimeout)},
+	} {
+		if f.v < 0 {
+			return negative(f.name)
+		}
+	}
 	switch {
-	case c.MaxBytes < 0 || c.MaxEntries < 0 || c.MaxValueBytes < 0 || c.MaxTombstones < 0 || c.ReplicationLogBytes < 0:
-		return fmt.Errorf("%w: limits must not be negative", ErrInvalidConfig)
-	case c.DefaultTTL < 0 || c.MaxClockOffset < 0 || c.TombstoneHorizon < 0 || c.PeerTimeout < 0 || c.SyncTimeout < 0:
-		return fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
 	case c.MaxValueBytes > MaxValueBytesLimit:
-		return fmt.Errorf("%w: MaxValueBytes %d exceeds %d", ErrInvalidConfig, c.MaxValueBytes, MaxValueBytesLimit)
+		return &ConfigError{"MaxValueBytes", c.MaxValueBytes, fmt.Sprintf("exceeds %dMiB: a value travels in one replication frame", MaxValueBytesLimit>>20)}
+	case c.MaxTombstones > MaxTombstonesLimit:
+		return &ConfigError{"MaxTombstones", c.MaxTombstones, fmt.Sprintf("exceeds %d", MaxTombstonesLimit)}
+	case c.MaxClockOffset > MaxClockOffsetLimit:
+		return &ConfigError{"MaxClockOffset", c.MaxClockOffset, fmt.Sprintf("exceeds %v: clocks further apart are broken, not skewed", MaxClockOffsetLimit)}
+	case c.PeerTimeout != 0 && c.PeerTimeout < MinPeerTimeout:
+		return &ConfigError{"PeerTimeout", c.PeerTimeout, fmt.Sprintf("is below %v", MinPeerTimeout)}
 	case len(c.Peers) > 0 && c.NodeID == 0:
-		return fmt.Errorf("%w: NodeID is required with Peers", ErrInvalidConfig)
+		return &ConfigError{Field: "NodeID", Reason: "is required with Peers"}
 	}
 	if err := validateTLS(c.TLS); err != nil {
 		return err
@@ -181,21 +254,33 @@ func (c *Config) validate() error {
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
 	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = DefaultMaxClockOffset
+	}
+	if c.MaxTombstones == 0 {
+		c.MaxTombstones = DefaultMaxTombstones
+	}
+	if c.ReplicationLogBytes == 0 {
+		c.ReplicationLogBytes = DefaultReplicationLogBytes
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = DefaultSyncTimeout
+	}
 	if c.PeerTimeout == 0 {
-		c.PeerTimeout = 4 * time.Second
+		c.PeerTimeout = DefaultPeerTimeout
 	}
 	if c.TombstoneHorizon == 0 {
-		c.TombstoneHorizon = store.DefaultTombstoneHorizon
+		c.TombstoneHorizon = DefaultTombstoneHorizon
 	}
 	if c.AntiEntropyInterval == 0 {
 		c.AntiEntropyInterval = min(10*time.Minute, c.TombstoneHorizon/4)
 	}
 	if c.AntiEntropyInterval > c.TombstoneHorizon/2 {
-		return fmt.Errorf("%w: AntiEntropyInterval %v exceeds half the TombstoneHorizon %v: a delete whose origin is lost would reach a region that missed it only after its tombstones are gone",
-			ErrInvalidConfig, c.AntiEntropyInterval, c.TombstoneHorizon)
+		return &ConfigError{"AntiEntropyInterval", c.AntiEntropyInterval, fmt.Sprintf(
+			"is more than half the TombstoneHorizon %v: a delete whose origin is lost would reach a region that missed it only after its tombstones are gone", c.TombstoneHorizon)}
 	}
-	if c.PeerTimeout < 40*time.Millisecond {
-		return fmt.Errorf("%w: PeerTimeout %v is below 40ms", ErrInvalidConfig, c.PeerTimeout)
+	if c.Clock == nil {
+		c.Clock = clock.NewReal()
 	}
 	if c.Codec == nil {
 		c.Codec = JSON{}
@@ -203,17 +288,15 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	seen := map[string]bool{}
-	for _, p := range c.Peers {
+	for i, p := range c.Peers {
 		switch {
 		case p == "":
-			return fmt.Errorf("%w: empty peer address", ErrInvalidConfig)
+			return &ConfigError{Field: "Peers", Reason: "has an empty address"}
 		case p == c.PeerAddr:
-			return fmt.Errorf("%w: peer %q is this node's own PeerAddr", ErrInvalidConfig, p)
-		case seen[p]:
-			return fmt.Errorf("%w: peer %q listed twice", ErrInvalidConfig, p)
+			return &ConfigError{"Peers", p, "is this node's own PeerAddr"}
+		case slices.Contains(c.Peers[:i], p):
+			return &ConfigError{"Peers", p, "is listed twice"}
 		}
-		seen[p] = true
 	}
 	return nil
 }

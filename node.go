@@ -135,10 +135,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	phys := cfg.Clock
-	if phys == nil {
-		phys = wallClock{}
-	}
+	phys := cfg.Clock // validate filled it in
 	clock, err := hlc.New(hlc.Config{Physical: phys, MaxOffset: cfg.MaxClockOffset, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -245,10 +242,6 @@ func (n *Node) Synced() <-chan struct{} { return n.repl.Synced() }
 // node that sees it while starting is the misconfigured one, most likely.
 func (n *Node) IDConflict() <-chan struct{} { return n.repl.IDConflict() }
 
-type wallClock struct{}
-
-func (wallClock) UnixNano() int64 { return time.Now().UnixNano() }
-
 // Get returns a copy of the value of key, served by this node. It returns
 // ErrNotFound if the key holds no live entry here; it never returns an
 // entry after its expiry time.
@@ -278,11 +271,22 @@ func (n *Node) set(ctx context.Context, s *Session, key string, value []byte, op
 	return n.write(ctx, s, op, o.ack)
 }
 
-func (n *Node) checkSizes(key string, value []byte) error {
-	if len(key) > MaxKeyBytes || len(value) > n.cfg.MaxValueBytes {
-		return fmt.Errorf("%w: key of %d bytes, value of %d (limits %d, %d)", ErrTooLarge, len(key), len(value), MaxKeyBytes, n.cfg.MaxValueBytes)
+// CheckSize reports whether a write of a key of keyLen bytes with a value
+// of valueLen bytes is within the limits on keys and values (MaxKeyBytes,
+// Config.MaxValueBytes): nil, or the error wrapping ErrTooLarge that Set
+// would return. Set also refuses an entry too large for one shard of the
+// memory budget, which it can only tell when it applies it. A caller that
+// writes several keys checks them all first, so that a refusal leaves none
+// of them written.
+func (n *Node) CheckSize(keyLen int, valueLen int64) error {
+	if keyLen > MaxKeyBytes || valueLen > int64(n.cfg.MaxValueBytes) {
+		return fmt.Errorf("%w: key of %d bytes, value of %d (limits %d, %d)", ErrTooLarge, keyLen, valueLen, MaxKeyBytes, n.cfg.MaxValueBytes)
 	}
 	return nil
+}
+
+func (n *Node) checkSizes(key string, value []byte) error {
+	return n.CheckSize(len(key), int64(len(value)))
 }
 
 // Delete removes key everywhere: a versioned delete that beats every older
@@ -310,13 +314,29 @@ func (n *Node) options(s *Session, opts []Option) writeOpts {
 	return o
 }
 
+// DefaultExpireAt returns the expiry that a write made now without one
+// gets: now plus Config.DefaultTTL, or the zero time (never) if that is 0.
+// An Update callback that stores a new key returns it as Change.ExpireAt to
+// expire the key as Set would.
+func (n *Node) DefaultExpireAt() time.Time {
+	if at := n.defaultExpireAt(); at != 0 {
+		return time.Unix(0, at)
+	}
+	return time.Time{}
+}
+
+func (n *Node) defaultExpireAt() int64 {
+	if n.cfg.DefaultTTL > 0 {
+		return n.phys.UnixNano() + int64(n.cfg.DefaultTTL)
+	}
+	return 0
+}
+
 // expireAt turns the options into an absolute expiry (Unix ns, 0 = none).
 func (n *Node) expireAt(o writeOpts) int64 {
 	switch o.expiry {
 	case expiryDefault:
-		if n.cfg.DefaultTTL > 0 {
-			return n.phys.UnixNano() + int64(n.cfg.DefaultTTL)
-		}
+		return n.defaultExpireAt()
 	case expiryTTL:
 		return n.phys.UnixNano() + max(int64(o.ttl), 0)
 	case expiryAt:
@@ -501,7 +521,7 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	switch {
 	case sizeErr != nil:
 		return prev, found, sizeErr
-	case res == store.Invalid:
+	case res == store.Declined:
 		return prev, found, nil // the callback kept the key
 	case res == store.TooLarge:
 		return prev, found, fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
@@ -521,7 +541,8 @@ func itemOf(e store.Entry, copyValue bool) Item {
 }
 
 // TTL returns the time key has left to live on this node's clock (0 if it
-// never expires), or ErrNotFound.
+// never expires), or ErrNotFound. The time left of a key that expires is
+// at least 1 ns: 0 always means "never".
 func (n *Node) TTL(key string) (time.Duration, error) {
 	e, ok := n.store.Peek(key)
 	if !ok {
@@ -530,7 +551,17 @@ func (n *Node) TTL(key string) (time.Duration, error) {
 	if e.ExpireAt == 0 {
 		return 0, nil
 	}
-	return time.Duration(e.ExpireAt - n.phys.UnixNano()), nil
+	// The clock read here may be past the store's read in Peek: a key
+	// that expired in between is reported with the least time left, not
+	// as one that never expires.
+	return time.Duration(max(e.ExpireAt-n.phys.UnixNano(), 1)), nil
+}
+
+// Contains reports whether key holds a live entry on this node, without
+// making it more recently used (as Lookup, without copying the value).
+func (n *Node) Contains(key string) bool {
+	_, ok := n.store.Peek(key)
+	return ok
 }
 
 // Item is a key's entry with its version, as Lookup returns it.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/geocache/geocache/internal/clock"
 )
 
 // Budgets of the bounded reclaim steps, in wheel entries and buckets visited
@@ -17,13 +19,13 @@ const (
 	sweepMaxRounds     = 16
 )
 
-// Op tells Compute what to do with a key.
-type Op uint8
+// Action tells Compute what to do with a key.
+type Action uint8
 
 const (
 	// Keep leaves the key as it was (absent stays absent) and does not count
 	// as a use.
-	Keep Op = iota
+	Keep Action = iota
 	// Store sets the key to the returned value and expiry and makes it the
 	// most recently used.
 	Store
@@ -49,27 +51,26 @@ type Cache[K comparable, V any] struct {
 	shards    []shard[K, V]
 	shardMask uint64
 	clock     Clock
-	real      *realClock
+	real      *clock.Real // the clock when Config.Clock is nil: called directly, not through the interface
 	anyTimed  atomic.Bool // set once any entry has an expiry; until then reads skip the clock
 	maxEntry  int64       // largest Size(key, value) one shard can hold
 
-	// noWriteReclaim turns off the reclaim step of writes, so that tests can
-	// compare eviction choices with a model that has no wheel.
-	noWriteReclaim bool
+	test testHooks // set only by this package's tests
 
 	closeOnce sync.Once
 	stop      chan struct{}
 	done      chan struct{}
 }
 
-// realClock reads wall time at start plus the monotonic time since, which
-// costs one clock read and is immune to wall-clock steps.
-type realClock struct {
-	base  int64
-	start time.Time
+// testHooks are switches for this package's tests (cache_test.go,
+// model_test.go). They are unexported, so no user of the package can set
+// them, and production code only reads them; Config carries nothing of the
+// kind.
+type testHooks struct {
+	// noWriteReclaim turns off the reclaim step of writes, so that tests can
+	// compare eviction choices with a model that has no wheel.
+	noWriteReclaim bool
 }
-
-func (r *realClock) UnixNano() int64 { return r.base + int64(time.Since(r.start)) }
 
 // New returns a cache configured by cfg, or an error wrapping
 // ErrInvalidConfig. Unless cfg.ReclaimInterval is negative it starts one
@@ -86,8 +87,9 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 		clock:     v.Clock,
 	}
 	if c.clock == nil {
-		now := time.Now()
-		c.real = &realClock{base: now.UnixNano(), start: now}
+		// Wall time at New plus the monotonic time since: one clock read,
+		// and never back.
+		c.real = clock.NewMonotonic()
 		c.clock = c.real
 	}
 	if v.DefaultTTL > 0 {
@@ -332,7 +334,7 @@ func (c *Cache[K, V]) set(key K, value V, expireAt int64) bool {
 // writeReclaimLocked is the small reclaim step every write to a shard
 // does, so that expired entries are reclaimed even without the sweep.
 func (c *Cache[K, V]) writeReclaimLocked(s *shard[K, V], now int64, drops *[]dropped[K, V]) {
-	if s.timed > 0 && now>>tickShift > s.cursor && !c.noWriteReclaim {
+	if s.timed > 0 && now>>tickShift > s.cursor && !c.test.noWriteReclaim {
 		s.reclaimLocked(now, writeReclaimBudget, drops)
 	}
 }
@@ -346,7 +348,7 @@ func (c *Cache[K, V]) writeReclaimLocked(s *shard[K, V], now int64, drops *[]dro
 //
 // fn runs while the shard's lock is held: it must be quick and must not call
 // the cache.
-func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool) (V, int64, Op)) (V, bool) {
+func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool) (V, int64, Action)) (V, bool) {
 	h := c.cfg.Hash(key)
 	s := c.shardOf(h)
 	tag := uint32(h >> 32)
@@ -391,7 +393,7 @@ func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool
 		}
 	default:
 		s.mu.Unlock()
-		panic(fmt.Sprintf("lru: Compute callback returned unknown Op %d", op))
+		panic(fmt.Sprintf("lru: Compute callback returned unknown Action %d", op))
 	}
 	s.mu.Unlock()
 	c.notify(buf)
@@ -440,7 +442,7 @@ func (c *Cache[K, V]) ExpiresAt(key K) (time.Time, bool) {
 func (c *Cache[K, V]) expiry(key K) (int64, bool) {
 	var exp int64
 	found := false
-	c.Compute(key, func(_ V, e int64, ok bool) (V, int64, Op) {
+	c.Compute(key, func(_ V, e int64, ok bool) (V, int64, Action) {
 		exp, found = e, ok
 		var zero V
 		return zero, 0, Keep

@@ -213,29 +213,29 @@ func TestResize(t *testing.T) {
 
 func TestCompute(t *testing.T) {
 	c := newCache(t, Config[string, int]{MaxEntries: 10})
-	incr := func(v int, exp int64, found bool) (int, int64, Op) { return v + 1, exp, Store }
+	incr := func(v int, exp int64, found bool) (int, int64, Action) { return v + 1, exp, Store }
 	for range 3 {
 		c.Compute("n", incr)
 	}
 	if v, ok := c.Get("n"); v != 3 || !ok {
 		t.Errorf("three increments: %d, %v; want 3, true", v, ok)
 	}
-	v, ok := c.Compute("n", func(v int, _ int64, _ bool) (int, int64, Op) { return 100, 0, Keep })
+	v, ok := c.Compute("n", func(v int, _ int64, _ bool) (int, int64, Action) { return 100, 0, Keep })
 	if v != 3 || !ok {
 		t.Errorf("Keep returned %d, %v; want 3, true", v, ok)
 	}
-	if _, ok := c.Compute("n", func(int, int64, bool) (int, int64, Op) { return 0, 0, Remove }); ok || c.Contains("n") {
+	if _, ok := c.Compute("n", func(int, int64, bool) (int, int64, Action) { return 0, 0, Remove }); ok || c.Contains("n") {
 		t.Error("Remove left the key")
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("an unknown Op did not panic")
+			t.Error("an unknown Action did not panic")
 		}
 		if !c.Set("after", 1) {
 			t.Error("the cache is unusable after a panicking Compute")
 		}
 	}()
-	c.Compute("x", func(int, int64, bool) (int, int64, Op) { return 0, 0, Op(9) })
+	c.Compute("x", func(int, int64, bool) (int, int64, Action) { return 0, 0, Action(9) })
 }
 
 // TestReclaim checks that expired entries nobody reads are reclaimed within
@@ -289,7 +289,7 @@ func TestReclaim(t *testing.T) {
 func TestReclaimStepIsBounded(t *testing.T) {
 	clock := testkit.NewClock(epoch)
 	c := newCache(t, Config[int, int]{MaxEntries: 100_000, Shards: 1, Clock: clock, ReclaimInterval: -1})
-	c.noWriteReclaim = true
+	c.test.noWriteReclaim = true
 	for i := range 10_000 {
 		c.SetWithTTL(i, i, time.Second)
 	}
@@ -330,8 +330,8 @@ func TestWritesReclaim(t *testing.T) {
 func TestComputeReclaims(t *testing.T) {
 	clock := testkit.NewClock(epoch)
 	c := newCache(t, Config[string, int]{MaxEntries: 1000, Shards: 1, Clock: clock, ReclaimInterval: -1})
-	store := func(exp int64) func(int, int64, bool) (int, int64, Op) {
-		return func(int, int64, bool) (int, int64, Op) { return 1, exp, Store }
+	store := func(exp int64) func(int, int64, bool) (int, int64, Action) {
+		return func(int, int64, bool) (int, int64, Action) { return 1, exp, Store }
 	}
 	c.Compute("a", store(clock.UnixNano()+int64(time.Second)))
 	clock.Advance(3 * time.Second)
@@ -430,7 +430,7 @@ func TestConcurrentStress(t *testing.T) {
 				case 3:
 					c.Delete(k)
 				case 4:
-					c.Compute(k, func(v int, exp int64, found bool) (int, int64, Op) { return k, exp, Store })
+					c.Compute(k, func(v int, exp int64, found bool) (int, int64, Action) { return k, exp, Store })
 				case 5:
 					c.Expire(k, time.Millisecond)
 				default:

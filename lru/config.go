@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"time"
 	"unsafe"
+
+	"github.com/geocache/geocache/internal/clock"
 )
 
 // DefaultMaxEntries is the entry limit of a cache whose Config sets neither
@@ -21,12 +23,11 @@ const DefaultReclaimInterval = time.Second
 // ErrInvalidConfig is wrapped by every error New returns for a bad Config.
 var ErrInvalidConfig = errors.New("lru: invalid config")
 
-// Clock supplies the current time. Tests inject a manual clock; nil in Config
-// means the real clock.
-type Clock interface {
-	// UnixNano returns the current time in nanoseconds since the Unix epoch.
-	UnixNano() int64
-}
+// Clock supplies the current time: its one method, UnixNano() int64,
+// returns nanoseconds since the Unix epoch. Tests inject a manual clock;
+// nil in Config means the real clock. It is geocache's one clock interface
+// (geocache.Clock is the same type).
+type Clock = clock.Clock
 
 // Reason tells an OnEvict callback why an entry left the cache.
 type Reason uint8

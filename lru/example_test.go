@@ -52,7 +52,7 @@ func ExampleCache_Compute() {
 	c, _ := lru.New(lru.Config[string, int]{})
 	defer c.Close()
 
-	incr := func(n int, expireAt int64, found bool) (int, int64, lru.Op) {
+	incr := func(n int, expireAt int64, found bool) (int, int64, lru.Action) {
 		return n + 1, expireAt, lru.Store
 	}
 	c.Compute("hits", incr)

@@ -223,7 +223,7 @@ func runModel(t *testing.T, src opSource, ops int, stop func() bool) int {
 		t.Fatalf("New: %v", err)
 	}
 	defer c.Close()
-	c.noWriteReclaim = true
+	c.test.noWriteReclaim = true
 	m := newModel(maxEntries, maxBytes, c.EntryOverhead(), clock.UnixNano)
 
 	key := func() string { return string(rune('a' + src.next(12))) }
@@ -293,7 +293,7 @@ func runModel(t *testing.T, src opSource, ops int, stop func() bool) int {
 		case 11:
 			// Compute: append to a present value, insert "new" with a TTL otherwise.
 			k := key()
-			gv, gok := c.Compute(k, func(v string, exp int64, found bool) (string, int64, Op) {
+			gv, gok := c.Compute(k, func(v string, exp int64, found bool) (string, int64, Action) {
 				if found {
 					return v + "+", exp, Store
 				}

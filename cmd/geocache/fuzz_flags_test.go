@@ -68,7 +68,7 @@ func FuzzParseSize(f *testing.F) {
 func FuzzServeConfig(f *testing.F) {
 	f.Add("", "")
 	f.Add("--region\neu-west\n--node\n7\n--peers\n10.1.0.5:7380, 10.2.0.5:7380\n--max-memory\n1GiB", "")
-	f.Add("--addr\n0.0.0.0:6390\n--peer-addr\n10.0.0.5:7390\n--admin-addr\n127.0.0.1:9380\n--log-level\ndebug\n--log-format\njson\n--clock-offset\n-250ms",
+	f.Add("--addr\n0.0.0.0:6390\n--peer-addr\n10.0.0.5:7390\n--admin-addr\n127.0.0.1:9380\n--log-level\ndebug\n--log-format\njson",
 		"GEOCACHE_REQUIREPASS=s3cret\nGEOCACHE_MAX_CLIENTS=100")
 	f.Add("--peer-addr=\n--default-ttl=10m\n--idle-timeout=5m\n--max-entries=5000", "GEOCACHE_REGION=us\nGEOCACHE_NODE=3\nGEOCACHE_UNKNOWN=1")
 	f.Add("--node\n0", "")
@@ -146,7 +146,7 @@ func renderServeFlags(c serveConfig) []string {
 		"--default-ttl", c.defaultTTL.String(), "--requirepass", c.requirePass,
 		"--max-clients", strconv.Itoa(c.maxClients), "--idle-timeout", c.idleTimeout.String(),
 		"--admin-addr", c.adminAddr, "--log-level", strings.ToLower(c.logLevel.String()),
-		"--log-format", c.logFormat, "--clock-offset", c.clockOffset.String(),
+		"--log-format", c.logFormat,
 		"--tombstone-horizon", c.tombstoneHorizon.String(), "--anti-entropy-interval", c.antiEntropyInterval.String(),
 		"--max-tombstones", strconv.Itoa(c.maxTombstones),
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/admin"
+	"github.com/geocache/geocache/internal/clock"
 	"github.com/geocache/geocache/internal/resp"
 )
 
@@ -48,6 +49,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // signal exits at once.
 func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, stdout, stderr io.Writer) int {
 	cfg, fs, err := parseServeConfig(args, environ)
+	if err == nil {
+		cfg.hooks, err = readTestHooks(environ)
+	}
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		serveUsage(stdout, fs)
@@ -70,8 +74,8 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 			log.Warn("RESP listens beyond loopback without a password, and --protected-mode is no: anyone who reaches it can read and write every key", "addr", cfg.addr, "tls_addr", cfg.tlsAddr)
 		}
 	}
-	if cfg.clockOffset != 0 {
-		log.Warn("--clock-offset is for testing only: this node's clock is skewed", "offset", cfg.clockOffset)
+	if cfg.hooks.clockOffset != 0 {
+		log.Warn(testClockOffsetVar+" is a test hook: this node's clock is skewed; never set it in production", "offset", cfg.hooks.clockOffset)
 	}
 	if cfg.peerAddr != "" && len(cfg.peers) == 0 {
 		log.Warn("--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere", "peer_addr", cfg.peerAddr)
@@ -199,17 +203,11 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		}
 	}()
 
-	ncfg := geocache.Config{
-		Cluster: cfg.cluster, Region: cfg.region, NodeID: cfg.node, NodeName: cfg.name,
-		Peers:    cfg.peers,
-		MaxBytes: cfg.maxMemory, MaxEntries: cfg.maxEntries, DefaultTTL: cfg.defaultTTL,
-		TombstoneHorizon: cfg.tombstoneHorizon, AntiEntropyInterval: cfg.antiEntropyInterval,
-		MaxTombstones: cfg.maxTombstones,
-		MaxValueBytes: int(cfg.maxValueSize), ReplicationLogBytes: cfg.replLogSize,
-		Logger: log.With("component", "node"),
-	}
-	if cfg.clockOffset != 0 {
-		ncfg.Clock = offsetClock(cfg.clockOffset)
+	ncfg := cfg.nodeConfig()
+	ncfg.PeerAddr = "" // set below from the listener, which start opens itself
+	ncfg.Logger = log.With("component", "node")
+	if cfg.hooks.clockOffset != 0 {
+		ncfg.Clock = skewedClock{real: clock.NewReal(), offset: int64(cfg.hooks.clockOffset)}
 	}
 	var stopTLS func()
 	if cfg.tlsCert != "" {
@@ -356,12 +354,6 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-
-// offsetClock is the real clock shifted by an offset (--clock-offset, for
-// clock-skew tests).
-type offsetClock time.Duration
-
-func (c offsetClock) UnixNano() int64 { return time.Now().UnixNano() + int64(c) }
 
 // isSet reports whether flag name was given on the command line or in the
 // environment (parseServeConfig sets the flag from its variable).

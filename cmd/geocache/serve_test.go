@@ -84,7 +84,7 @@ func TestServeCommandLine(t *testing.T) {
 		stdout, stderr string
 	}{
 		{[]string{"serve", "-h"}, 0, "GEOCACHE_MAX_MEMORY", ""},
-		{[]string{"serve", "--help"}, 0, "--clock-offset", ""},
+		{[]string{"serve", "--help"}, 0, "--max-tombstones", ""},
 		{[]string{"serve", "--max-memory", "lots"}, 2, "", `geocache serve: invalid value "lots" for flag --max-memory`},
 		{[]string{"serve", "--node", "0"}, 2, "", "from 1 to 4294967295"},
 		{[]string{"serve", "now"}, 2, "", `unexpected argument "now"`},
@@ -198,12 +198,13 @@ func TestServeWarnings(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan int, 1)
-	args := []string{"--log-format", "json", "--addr", "0.0.0.0:0", "--peer-addr", "127.0.0.1:0", "--peers", "127.0.0.1:1", "--clock-offset", "1s"}
-	go func() { done <- serve(ctx, args, []string{"GEOCACHE_TYPO=1"}, nil, &bytes.Buffer{}, logs) }()
+	args := []string{"--log-format", "json", "--addr", "0.0.0.0:0", "--peer-addr", "127.0.0.1:0", "--peers", "127.0.0.1:1"}
+	env := []string{"GEOCACHE_TYPO=1", "GEOCACHE_TEST_CLOCK_OFFSET=1s"}
+	go func() { done <- serve(ctx, args, env, nil, &bytes.Buffer{}, logs) }()
 	logRecord(t, logs, "geocache serving")
 	cancel()
 	waitExit(t, done, logs)
-	for _, want := range []string{"GEOCACHE_TYPO", "--node is not set", "without a password", "--clock-offset is for testing only"} {
+	for _, want := range []string{"GEOCACHE_TYPO", "--node is not set", "without a password", "GEOCACHE_TEST_CLOCK_OFFSET is a test hook"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}

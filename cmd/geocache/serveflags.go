@@ -40,7 +40,6 @@ type serveConfig struct {
 	adminAddr             string
 	logLevel              slog.Level
 	logFormat             string
-	clockOffset           time.Duration
 	tombstoneHorizon      time.Duration
 	antiEntropyInterval   time.Duration
 	maxTombstones         int
@@ -61,13 +60,15 @@ type serveConfig struct {
 	tlsClientAuth   bool
 
 	unknownEnv []string // GEOCACHE_* variables that name no flag (warned about)
+
+	hooks testHooks // set by serve from GEOCACHE_TEST_* variables, not by flags (testhooks.go)
 }
 
-// Defaults of geocache serve. A single node needs no flags.
+// Defaults of geocache serve. A single node needs no flags. The node's
+// own defaults are geocache's (Config.validate); the help quotes them.
 const (
 	defaultAddr       = "127.0.0.1:6380"
 	defaultPeerAddr   = "127.0.0.1:7380"
-	defaultMaxMemory  = 64 << 20
 	defaultMaxClients = 10000
 )
 
@@ -76,7 +77,7 @@ const (
 func newServeFlags(c *serveConfig) *flag.FlagSet {
 	*c = serveConfig{
 		region: "local", node: 1, addr: defaultAddr,
-		maxMemory: defaultMaxMemory, maxClients: defaultMaxClients,
+		maxMemory: geocache.DefaultMaxBytes, maxClients: defaultMaxClients,
 		logLevel: slog.LevelInfo, logFormat: "text",
 	}
 	fs := flag.NewFlagSet("geocache serve", flag.ContinueOnError)
@@ -97,13 +98,12 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "HTTP listen address of /healthz, /readyz and /metrics, e.g. 127.0.0.1:9380 (empty: off)")
 	fs.Var((*levelValue)(&c.logLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(enumValue{&c.logFormat, []string{"text", "json"}}, "log-format", "log format: text or json")
-	fs.DurationVar(&c.tombstoneHorizon, "tombstone-horizon", 0, "how long deletes and expiries are remembered exactly; a peer unreachable for longer is fully resynced (0: 1h)")
+	fs.DurationVar(&c.tombstoneHorizon, "tombstone-horizon", 0, "how long deletes and expiries are remembered exactly; a peer unreachable for longer is fully resynced (0: "+shortDuration(geocache.DefaultTombstoneHorizon)+")")
 	fs.DurationVar(&c.antiEntropyInterval, "anti-entropy-interval", 0, "period of the anti-entropy rounds on every link, at most half the tombstone horizon (0: the smaller of 10m and a quarter of the horizon)")
-	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: 100000 each)")
-	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, at most 3MiB (default 1MiB)")
-	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default 64MiB; a node without --peers keeps none)")
+	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: "+strconv.Itoa(geocache.DefaultMaxTombstones)+" each)")
+	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, at most "+formatSize(geocache.MaxValueBytesLimit)+" (default "+formatSize(geocache.DefaultMaxValueBytes)+")")
+	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default "+formatSize(geocache.DefaultReplicationLogBytes)+"; a node without --peers keeps none)")
 	fs.BoolVar(&c.readyRequiresPeers, "ready-requires-peers", false, "make /readyz answer 503 while no peer of some region is reachable (off: a region serves on its own)")
-	fs.DurationVar(&c.clockOffset, "clock-offset", 0, "TESTING ONLY: added to the node's physical clock, to inject clock skew")
 	// TLS and trust (replication)
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate of this node, from the cluster's CA, to serve and dial replication links over mutual TLS 1.3 (reloaded on SIGHUP and when the file changes; 'geocache cert node' makes one)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -137,7 +137,7 @@ func parseServeConfig(args, environ []string) (serveConfig, *flag.FlagSet, error
 	}
 	env := map[string]string{}
 	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, envPrefix) && v != "" {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, envPrefix) && v != "" && !isTestHookVar(k) {
 			env[k] = v
 		}
 	}
@@ -183,8 +183,9 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// validate checks what the flag values alone cannot: ranges and how flags
-// fit together. geocache.Open checks the rest.
+// validate checks what the flag values alone cannot: addresses, how flags
+// fit together, and then the node's Config as the flags set it, by
+// geocache's own rules (Config.Validate), reported with the flags' names.
 func (c *serveConfig) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
@@ -214,16 +215,13 @@ func (c *serveConfig) validate() error {
 		}
 		seen[a.addr] = a.flag
 	}
-	for i, p := range c.peers {
+	for _, p := range c.peers {
 		if err := checkAddr(p, true); err != nil {
 			return bad("--peers: %v", err)
 		}
-		if p == c.peerAddr {
-			return bad("--peers: %s is this node's own --peer-addr", p)
-		}
-		if slices.Contains(c.peers[:i], p) {
-			return bad("--peers: %s is listed twice", p)
-		}
+	}
+	if err := c.nodeConfig().Validate(); err != nil {
+		return flagError(err)
 	}
 	if err := c.validateRESPGuard(); err != nil {
 		return err
@@ -236,33 +234,95 @@ func (c *serveConfig) validate() error {
 		largestValue = geocache.DefaultMaxValueBytes
 	}
 	switch {
-	case c.maxEntries < 0:
-		return bad("--max-entries must not be negative")
-	case c.defaultTTL < 0:
-		return bad("--default-ttl must not be negative")
 	case c.maxClients < 1:
 		return bad("--max-clients must be at least 1")
 	case c.idleTimeout < 0:
 		return bad("--idle-timeout must not be negative")
-	case c.tombstoneHorizon < 0:
-		return bad("--tombstone-horizon must not be negative")
-	case c.antiEntropyInterval < 0:
+	case c.antiEntropyInterval < 0: // Config reads it as "no periodic rounds": not a flag's meaning
 		return bad("--anti-entropy-interval must not be negative")
-	case c.maxTombstones < 0 || c.maxTombstones > math.MaxInt32-1:
-		return bad("--max-tombstones must be from 0 to %d", math.MaxInt32-1)
-	case c.maxValueSize > geocache.MaxValueBytesLimit:
-		return bad("--max-value-size %s exceeds %s: a value travels in one replication frame", formatSize(c.maxValueSize), formatSize(geocache.MaxValueBytesLimit))
 	case c.replLogSize != 0 && c.replLogSize < largestValue:
 		return bad("--replication-log-size %s is below the largest value, %s (--max-value-size): the log must hold the largest write", formatSize(c.replLogSize), formatSize(largestValue))
 	}
-	horizon := c.tombstoneHorizon
-	if horizon == 0 {
-		horizon = time.Hour
-	}
-	if c.antiEntropyInterval > horizon/2 {
-		return bad("--anti-entropy-interval %v is more than half the tombstone horizon %v: a delete whose origin is lost would reach a region that missed it only after its tombstones are gone", c.antiEntropyInterval, horizon)
-	}
 	return nil
+}
+
+// nodeConfig is the node's Config as the flags set it; start adds the
+// listener, the logger, TLS and the test hooks.
+func (c *serveConfig) nodeConfig() geocache.Config {
+	return geocache.Config{
+		Cluster: c.cluster, Region: c.region, NodeID: c.node, NodeName: c.name,
+		PeerAddr: c.peerAddr, Peers: c.peers,
+		MaxBytes: c.maxMemory, MaxEntries: c.maxEntries, DefaultTTL: c.defaultTTL,
+		TombstoneHorizon: c.tombstoneHorizon, AntiEntropyInterval: c.antiEntropyInterval,
+		MaxTombstones: c.maxTombstones,
+		MaxValueBytes: int(min(c.maxValueSize, math.MaxInt)), ReplicationLogBytes: c.replLogSize,
+	}
+}
+
+// configFlags names the flag that sets each Config field nodeConfig sets.
+var configFlags = map[string]string{
+	"Cluster": "--cluster", "Region": "--region", "NodeID": "--node", "NodeName": "--name",
+	"PeerAddr": "--peer-addr", "Peers": "--peers",
+	"MaxBytes": "--max-memory", "MaxEntries": "--max-entries", "DefaultTTL": "--default-ttl",
+	"TombstoneHorizon": "--tombstone-horizon", "AntiEntropyInterval": "--anti-entropy-interval",
+	"MaxTombstones": "--max-tombstones", "MaxValueBytes": "--max-value-size", "ReplicationLogBytes": "--replication-log-size",
+}
+
+// fieldsToFlags rewrites the Config field names in a ConfigError's reason
+// as flags.
+var fieldsToFlags = func() *strings.Replacer {
+	var pairs []string
+	for field, flag := range configFlags {
+		pairs = append(pairs, field, flag)
+	}
+	return strings.NewReplacer(pairs...)
+}()
+
+// flagError reports an error of Config.Validate as a usage error in the
+// flags' terms: "--max-value-size 4MiB exceeds 3MiB: ...".
+func flagError(err error) error {
+	var ce *geocache.ConfigError
+	name, ok := "", false
+	if errors.As(err, &ce) {
+		name, ok = configFlags[ce.Field]
+	}
+	if !ok {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	switch v := ce.Value.(type) {
+	case nil:
+	case int:
+		name += " " + formatFieldInt(ce.Field, int64(v))
+	case int64:
+		name += " " + formatFieldInt(ce.Field, v)
+	case time.Duration:
+		name += " " + v.String()
+	default:
+		name += " " + fmt.Sprint(v)
+	}
+	return fmt.Errorf("%w: %s %s", errUsage, name, fieldsToFlags.Replace(ce.Reason))
+}
+
+// formatFieldInt writes a Config field's number as its flag takes it.
+func formatFieldInt(field string, n int64) string {
+	switch field {
+	case "MaxBytes", "MaxValueBytes", "ReplicationLogBytes":
+		return formatSize(n)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// shortDuration writes d as time.Duration does, without zero minutes and
+// seconds after larger units: 1h, 10m, 90s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // checkAddr checks a host:port listen or dial address. A dial address

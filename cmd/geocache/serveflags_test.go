@@ -107,7 +107,7 @@ func TestParseServeConfig(t *testing.T) {
 				"--peers", "10.1.0.5:7380, 10.2.0.5:7380", "--max-memory", "1GiB", "--max-entries", "5000",
 				"--default-ttl", "10m", "--requirepass", "s3cret", "--max-clients", "100",
 				"--idle-timeout", "5m", "--admin-addr", "127.0.0.1:9380", "--log-level", "debug",
-				"--log-format", "json", "--clock-offset", "-250ms",
+				"--log-format", "json",
 				"--max-value-size", "2MiB", "--replication-log-size", "256MiB", "--ready-requires-peers",
 				"--tls-cert", "n.pem", "--tls-key", "n-key.pem", "--tls-ca", "ca.pem", "--insecure",
 			},
@@ -119,7 +119,6 @@ func TestParseServeConfig(t *testing.T) {
 					maxMemory: 1 << 30, maxEntries: 5000, defaultTTL: 10 * time.Minute,
 					requirePass: "s3cret", maxClients: 100, idleTimeout: 5 * time.Minute,
 					adminAddr: "127.0.0.1:9380", logLevel: slog.LevelDebug, logFormat: "json",
-					clockOffset:  -250 * time.Millisecond,
 					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true,
 					tlsCert: "n.pem", tlsKey: "n-key.pem", tlsCA: "ca.pem", insecure: true,
 				}
@@ -133,7 +132,8 @@ func TestParseServeConfig(t *testing.T) {
 				"GEOCACHE_PEERS=10.1.0.5:7380,10.2.0.5:7380", "GEOCACHE_MAX_MEMORY=1GiB", "GEOCACHE_MAX_ENTRIES=5000",
 				"GEOCACHE_DEFAULT_TTL=10m", "GEOCACHE_REQUIREPASS=s3cret", "GEOCACHE_MAX_CLIENTS=100",
 				"GEOCACHE_IDLE_TIMEOUT=5m", "GEOCACHE_ADMIN_ADDR=127.0.0.1:9380", "GEOCACHE_LOG_LEVEL=DEBUG",
-				"GEOCACHE_LOG_FORMAT=JSON", "GEOCACHE_CLOCK_OFFSET=-250ms",
+				"GEOCACHE_LOG_FORMAT=JSON",
+				"GEOCACHE_TEST_CLOCK_OFFSET=-250ms", // a test hook: serve reads it, not the flags
 				"GEOCACHE_MAX_VALUE_SIZE=2MiB", "GEOCACHE_REPLICATION_LOG_SIZE=256MiB", "GEOCACHE_READY_REQUIRES_PEERS=true",
 				"GEOCACHE_TLS_CERT=n.pem", "GEOCACHE_TLS_KEY=n-key.pem", "GEOCACHE_TLS_CA=ca.pem", "GEOCACHE_INSECURE=true",
 			},
@@ -145,7 +145,6 @@ func TestParseServeConfig(t *testing.T) {
 					maxMemory: 1 << 30, maxEntries: 5000, defaultTTL: 10 * time.Minute,
 					requirePass: "s3cret", maxClients: 100, idleTimeout: 5 * time.Minute,
 					adminAddr: "127.0.0.1:9380", logLevel: slog.LevelDebug, logFormat: "json",
-					clockOffset:  -250 * time.Millisecond,
 					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true,
 					tlsCert: "n.pem", tlsKey: "n-key.pem", tlsCA: "ca.pem", insecure: true,
 				}
@@ -257,6 +256,15 @@ func TestParseServeConfigErrors(t *testing.T) {
 		{"peer is self", []string{"--peers", "127.0.0.1:7380"}, nil, "own --peer-addr"},
 		{"peer twice", []string{"--peers", "a:1,a:1"}, nil, "listed twice"},
 		{"peers without listening", []string{"--peer-addr", "", "--peers", "a:1"}, nil, "--peers needs --peer-addr"},
+		// Rules of the node's Config, reported with the flags' names.
+		{"negative tombstone horizon", []string{"--tombstone-horizon", "-1s"}, nil, "--tombstone-horizon must not be negative"},
+		{"too many tombstones", []string{"--max-tombstones", "3000000000"}, nil, "--max-tombstones 3000000000 exceeds 2147483646"},
+		{"anti-entropy beyond half the horizon", []string{"--tombstone-horizon", "1m", "--anti-entropy-interval", "31s"}, nil,
+			"--anti-entropy-interval 31s is more than half the --tombstone-horizon 1m0s"},
+		{"anti-entropy beyond half the default horizon", []string{"--anti-entropy-interval", "31m"}, nil,
+			"--anti-entropy-interval 31m0s is more than half the --tombstone-horizon 1h0m0s"},
+		{"negative anti-entropy interval", []string{"--anti-entropy-interval", "-1s"}, nil, "--anti-entropy-interval must not be negative"},
+		{"the test hook is no flag", []string{"--clock-offset", "1s"}, nil, "flag provided but not defined: --clock-offset"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,8 +292,11 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 33 {
-		t.Errorf("%d flags, want 33 (update docs/operations.md when adding one)", n)
+	if n != 32 {
+		t.Errorf("%d flags, want 32 (update docs/operations.md when adding one)", n)
+	}
+	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
+		t.Errorf("the help shows a test hook:\n%s", b.String())
 	}
 	if envName("max-memory") != "GEOCACHE_MAX_MEMORY" || envName("requirepass") != "GEOCACHE_REQUIREPASS" {
 		t.Error("envName does not map --max-memory to GEOCACHE_MAX_MEMORY")

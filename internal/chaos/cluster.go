@@ -206,7 +206,12 @@ func addLatency(p *toxiproxy.Proxy, name, stream string, d time.Duration) error 
 	return nil
 }
 
-func (c *cluster) args(nd *node, offset time.Duration) []string {
+// testClockOffsetVar is geocache serve's test hook that skews a node's
+// clock (cmd/geocache/testhooks.go): an environment variable, not a flag,
+// so that the production binary shows no such option.
+const testClockOffsetVar = "GEOCACHE_TEST_CLOCK_OFFSET"
+
+func (c *cluster) args(nd *node) []string {
 	a := []string{"serve",
 		"--region", regionName(nd.region), "--node", fmt.Sprint(nd.id),
 		"--addr", nd.addr, "--peer-addr", nd.peerAddr,
@@ -214,9 +219,6 @@ func (c *cluster) args(nd *node, offset time.Duration) []string {
 	}
 	if len(nd.peers) > 0 {
 		a = append(a, "--peers", strings.Join(nd.peers, ","))
-	}
-	if offset != 0 {
-		a = append(a, "--clock-offset", offset.String())
 	}
 	if h := c.cfg.TombstoneHorizon; h > 0 {
 		a = append(a, "--tombstone-horizon", h.String())
@@ -231,10 +233,14 @@ func (c *cluster) start(nd *node, offset time.Duration) error {
 	if nd.cmd != nil {
 		return fmt.Errorf("node %d is already running", nd.id)
 	}
-	cmd := exec.Command(c.cfg.Bin, c.args(nd, offset)...)
+	cmd := exec.Command(c.cfg.Bin, c.args(nd)...)
+	// Always set, so that an offset in the harness's own environment does
+	// not reach the nodes.
+	hook := testClockOffsetVar + "=" + offset.String()
+	cmd.Env = append(os.Environ(), hook)
 	cmd.Stdout, cmd.Stderr = nd.log, nd.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	fmt.Fprintf(nd.log, "=== chaos: start %s %s\n", c.cfg.Bin, strings.Join(cmd.Args[1:], " "))
+	fmt.Fprintf(nd.log, "=== chaos: start %s %s %s\n", hook, c.cfg.Bin, strings.Join(cmd.Args[1:], " "))
 	errc := make(chan error, 1)
 	select {
 	case c.spawn <- func() { errc <- cmd.Start() }:

@@ -98,7 +98,7 @@ const (
 	FaultLatency = "latency" // 50–500ms more one-way latency between two regions
 	FaultKill    = "kill"    // kill -9 a node; restart it later with the same flags and ports
 	FaultPause   = "pause"   // SIGSTOP a node; SIGCONT it later
-	FaultSkew    = "skew"    // restart a node (SIGTERM) with a new --clock-offset
+	FaultSkew    = "skew"    // restart a node (SIGTERM) with a new clock offset (GEOCACHE_TEST_CLOCK_OFFSET)
 
 	// FaultFlush empties one node with FLUSHALL (not replicated): data
 	// loss the system does not cause by itself, which the checker must

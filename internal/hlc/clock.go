@@ -8,6 +8,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/geocache/geocache/internal/clock"
 )
 
 // DefaultMaxOffset is the MaxOffset used when Config.MaxOffset is zero.
@@ -40,21 +42,14 @@ var (
 	ErrInvalidConfig = errors.New("hlc: invalid config")
 )
 
-// PhysicalClock is the source of physical time. *testkit.Clock implements it.
-type PhysicalClock interface {
-	// UnixNano returns the current time in nanoseconds since the Unix epoch.
-	UnixNano() int64
-}
-
-// systemClock reads the operating system's clock.
-type systemClock struct{}
-
-func (systemClock) UnixNano() int64 { return time.Now().UnixNano() }
+// PhysicalClock is the source of physical time: geocache's one clock
+// interface (internal/clock). *testkit.Clock implements it.
+type PhysicalClock = clock.Clock
 
 // Config configures a Clock. The zero value is valid.
 type Config struct {
 	// Physical is the source of physical time.
-	// Default (nil): the system clock, time.Now.
+	// Default (nil): the system clock, clock.NewReal.
 	Physical PhysicalClock
 
 	// MaxOffset is the largest offset between two nodes' physical clocks the
@@ -85,7 +80,7 @@ func (cfg Config) validate() (Config, error) {
 		cfg.MaxOffset = DefaultMaxOffset
 	}
 	if cfg.Physical == nil {
-		cfg.Physical = systemClock{}
+		cfg.Physical = clock.NewReal()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

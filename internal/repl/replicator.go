@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/geocache/geocache/internal/clock"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/wire"
@@ -135,7 +136,7 @@ func (c *Config) validate() error {
 		c.NodeName = fmt.Sprintf("node-%d", c.NodeID)
 	}
 	if c.Physical == nil {
-		c.Physical = realClock{}
+		c.Physical = clock.NewReal()
 	}
 	if c.Dial == nil {
 		var d net.Dialer
@@ -189,10 +190,6 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
-
-type realClock struct{}
-
-func (realClock) UnixNano() int64 { return time.Now().UnixNano() }
 
 // Replicator streams this node's writes to its peers and applies theirs.
 // Append adds a local write to the log; one goroutine per peer address

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -91,15 +90,6 @@ func (c *conn) expiryOf(arg []byte, kind byte, cmdName string) (int64, bool) {
 		v += now
 	}
 	return min(v, maxUnixMs) * nsPerMs, true // beyond what Unix ns hold: that last instant, as expire does
-}
-
-// defaultExpiry is the expiry of a write without one: the node's
-// DefaultTTL, if any.
-func (c *conn) defaultExpiry() time.Time {
-	if d := c.s.nodeCfg.DefaultTTL; d > 0 {
-		return time.Unix(0, c.s.now()+int64(d))
-	}
-	return time.Time{}
 }
 
 func noCancel() {}
@@ -237,7 +227,7 @@ func cmdSet(c *conn, args [][]byte) {
 		case o.keepTTL && found:
 			ch.ExpireAt = cur.ExpireAt
 		default:
-			ch.ExpireAt = c.defaultExpiry()
+			ch.ExpireAt = c.s.node.DefaultExpireAt()
 		}
 		return ch
 	})
@@ -291,7 +281,7 @@ func cmdSetnx(c *conn, args [][]byte) {
 		if found {
 			return geocache.Change{}
 		}
-		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.defaultExpiry()}
+		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.s.node.DefaultExpireAt()}
 	})
 	cancel()
 	switch {
@@ -385,9 +375,8 @@ func cmdMset(c *conn, args [][]byte) {
 	// Check every size first, so that a pair the node would refuse does
 	// not leave the pairs before it written.
 	for i := 1; i < len(args); i += 2 {
-		if len(args[i]) > geocache.MaxKeyBytes || len(args[i+1]) > c.s.nodeCfg.MaxValueBytes {
-			c.replyError("ERR key or value too large: key of " + strconv.Itoa(len(args[i])) + " bytes, value of " + strconv.Itoa(len(args[i+1])) +
-				" (limits " + strconv.Itoa(geocache.MaxKeyBytes) + ", " + strconv.Itoa(c.s.nodeCfg.MaxValueBytes) + "); nothing was written")
+		if err := c.s.node.CheckSize(len(args[i]), int64(len(args[i+1]))); err != nil {
+			c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: ") + "; nothing was written")
 			return
 		}
 	}
@@ -434,7 +423,7 @@ func cmdDel(c *conn, args [][]byte) {
 func cmdExists(c *conn, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		if _, err := c.s.node.TTL(peekKey(k)); err == nil {
+		if c.s.node.Contains(peekKey(k)) {
 			n++
 		}
 	}
@@ -442,7 +431,7 @@ func cmdExists(c *conn, args [][]byte) {
 }
 
 func cmdType(c *conn, args [][]byte) {
-	if _, err := c.s.node.TTL(peekKey(args[1])); err == nil {
+	if c.s.node.Contains(peekKey(args[1])) {
 		c.replySimple("string")
 	} else {
 		c.replySimple("none")

@@ -41,7 +41,7 @@ func cmdGetset(c *conn, args [][]byte) {
 	val := args[2]
 	ctx, cancel := c.writeCtx()
 	prev, found, err := c.sess.Update(ctx, string(args[1]), func(geocache.Item, bool) geocache.Change {
-		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.defaultExpiry()}
+		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.s.node.DefaultExpireAt()}
 	})
 	cancel()
 	c.replyPrevious(prev, found, err)
@@ -74,7 +74,7 @@ func (c *conn) rewrite(key []byte, fn func(cur []byte, found bool) (next []byte,
 		next = n
 		ch := geocache.Change{Action: geocache.Put, Value: n, ExpireAt: cur.ExpireAt}
 		if !found {
-			ch.ExpireAt = c.defaultExpiry()
+			ch.ExpireAt = c.s.node.DefaultExpireAt()
 		}
 		return ch
 	})
@@ -88,10 +88,11 @@ func (c *conn) rewrite(key []byte, fn func(cur []byte, found bool) (next []byte,
 	}
 }
 
-// fits reports whether a value of n bytes may be stored, replying with
-// Redis's error if not.
+// fits reports whether the node takes a value of n bytes, replying with
+// Redis's error if not. It is asked before the value is built: SETRANGE
+// and SETBIT may ask for up to 512 MiB.
 func (c *conn) fits(n int64) bool {
-	if n > int64(c.s.nodeCfg.MaxValueBytes) {
+	if c.s.node.CheckSize(0, n) != nil {
 		c.replyError(errStringTooLong)
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geocache/geocache/internal/clock"
 	"github.com/geocache/geocache/lru"
 )
 
@@ -17,11 +18,13 @@ const (
 	DefaultGhostSlots       = 1 << 16
 )
 
-// Upper limits that keep the tables' indices and memory sane.
-const (
-	maxTombstonesLimit = math.MaxInt32 - 1
-	maxGhostSlots      = 1 << 18 // 2 MiB: the table travels in one replication frame
-)
+// MaxTombstonesLimit is the largest Config.MaxTombstones: it keeps the
+// tables' indices in 32 bits.
+const MaxTombstonesLimit = math.MaxInt32 - 1
+
+// maxGhostSlots keeps the ghost table's memory sane: 2 MiB, as the table
+// travels in one replication frame.
+const maxGhostSlots = 1 << 18
 
 // ErrInvalidConfig is wrapped by every error Open returns for a bad Config.
 // Errors found by the lru engine wrap lru.ErrInvalidConfig as well.
@@ -80,8 +83,8 @@ func (cfg Config) validate() (Config, error) {
 		return cfg, fmt.Errorf("%w: MaxBytes %d is negative", ErrInvalidConfig, cfg.MaxBytes)
 	case cfg.MaxEntries < 0:
 		return cfg, fmt.Errorf("%w: MaxEntries %d is negative", ErrInvalidConfig, cfg.MaxEntries)
-	case cfg.MaxTombstones < 0 || cfg.MaxTombstones > maxTombstonesLimit:
-		return cfg, fmt.Errorf("%w: MaxTombstones %d is outside [0, %d]", ErrInvalidConfig, cfg.MaxTombstones, maxTombstonesLimit)
+	case cfg.MaxTombstones < 0 || cfg.MaxTombstones > MaxTombstonesLimit:
+		return cfg, fmt.Errorf("%w: MaxTombstones %d is outside [0, %d]", ErrInvalidConfig, cfg.MaxTombstones, MaxTombstonesLimit)
 	case cfg.TombstoneHorizon < 0:
 		return cfg, fmt.Errorf("%w: TombstoneHorizon %v is negative", ErrInvalidConfig, cfg.TombstoneHorizon)
 	case cfg.GhostSlots < 0 || cfg.GhostSlots > maxGhostSlots:
@@ -99,8 +102,7 @@ func (cfg Config) validate() (Config, error) {
 		cfg.GhostSlots = DefaultGhostSlots
 	}
 	if cfg.Clock == nil {
-		now := time.Now()
-		cfg.Clock = &realClock{base: now.UnixNano(), start: now}
+		cfg.Clock = clock.NewMonotonic() // never goes back by itself
 	} else {
 		cfg.Clock = &monoClock{src: cfg.Clock}
 	}
@@ -113,15 +115,6 @@ func (cfg Config) validate() (Config, error) {
 // lock; Apply's reading must not be the earlier one, or an op that Apply
 // judges live (and so stores) the engine judges expired, and drops without
 // a trace of its version.
-
-// realClock is the wall clock at start plus the monotonic time since, which
-// never steps back when the wall clock is adjusted.
-type realClock struct {
-	base  int64
-	start time.Time
-}
-
-func (r *realClock) UnixNano() int64 { return r.base + int64(time.Since(r.start)) }
 
 // monoClock makes an injected clock monotonic: a reading earlier than one
 // already returned counts as that one.

@@ -137,7 +137,7 @@ func (s *Store) Apply(op Op) Result {
 		return Invalid
 	}
 	var res Result
-	s.cache.Compute(op.Key, func(old item, _ int64, found bool) (item, int64, lru.Op) {
+	s.cache.Compute(op.Key, func(old item, _ int64, found bool) (item, int64, lru.Action) {
 		r, what := s.applyLocked(&op, old, found)
 		res = r
 		if what == lru.Store {
@@ -154,15 +154,16 @@ func (s *Store) Apply(op Op) Result {
 // key's live entry, if any, and returns the op to apply — Update gives it
 // the key and version ver — or false to leave the key alone. Update returns
 // the entry before the change and whether there was one, and the op and its
-// result (Invalid when fn declined). Reading and writing in one step
-// matters: a separate read and write would let a concurrent Set be
+// result: Declined when fn returned false, Invalid when it returned an op
+// of an unknown Kind (neither writes anything). Reading and writing in one
+// step matters: a separate read and write would let a concurrent Set be
 // overwritten by a value computed from an older one.
 //
 // fn runs under the engine's shard lock: it must be quick and must not call
 // the store.
 func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (Op, bool)) (prev Entry, found bool, op Op, res Result) {
-	res = Invalid
-	s.cache.Compute(key, func(old item, _ int64, ok bool) (item, int64, lru.Op) {
+	res = Declined
+	s.cache.Compute(key, func(old item, _ int64, ok bool) (item, int64, lru.Action) {
 		live := ok && (old.expireAt == 0 || old.expireAt > s.clock.UnixNano())
 		if live {
 			prev, found = Entry{Value: old.value, Version: old.ver, ExpireAt: old.expireAt}, true
@@ -172,6 +173,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 			return item{}, 0, lru.Keep
 		}
 		if next.Kind != KindSet && next.Kind != KindDelete {
+			res = Invalid
 			return item{}, 0, lru.Keep
 		}
 		op = next
@@ -183,7 +185,11 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 		}
 		return item{}, 0, what
 	})
-	if res != Invalid {
+	switch res {
+	case Declined:
+	case Invalid:
+		s.counts[0][Invalid].Add(1) // as Apply counts an unknown kind
+	default:
 		s.counts[op.Kind][res].Add(1)
 	}
 	return prev, found, op, res
@@ -191,7 +197,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 
 // applyLocked decides op against the key's current state; it runs under the
 // key's lru shard lock. old is the key's entry if found.
-func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Op) {
+func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Action) {
 	// Read the clock under the lock. The engine read it just before locking
 	// and removed the entry if it had expired by then; reading again here
 	// means that an op whose expiry is after this reading is also after the
@@ -349,7 +355,7 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 			continue
 		}
 		seen := it.ver
-		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Op) {
+		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Action) {
 			if !found || cur.ver != seen {
 				return item{}, 0, lru.Keep
 			}

@@ -32,8 +32,22 @@ func TestUpdate(t *testing.T) {
 	}
 	if prev, found, _, res := s.Update("new", v(3), func(_ Entry, found bool) (Op, bool) {
 		return Op{Kind: KindSet, Value: []byte("m")}, !found
-	}); !found || res != Invalid || string(prev.Value) != "n" {
-		t.Fatalf("NX on a present key: prev %q, found %v, %v", prev.Value, found, res)
+	}); !found || res != Declined || string(prev.Value) != "n" {
+		t.Fatalf("NX on a present key: prev %q, found %v, %v; want Declined", prev.Value, found, res)
+	}
+	before := s.Stats()
+	if _, _, _, res := s.Update("new", v(4), func(Entry, bool) (Op, bool) {
+		return Op{Kind: 9}, true
+	}); res != Invalid {
+		t.Fatalf("Update with an op of an unknown kind: %v; want Invalid", res)
+	}
+	// A declined Update is no op and is not counted; an invalid one is, as
+	// Apply counts it.
+	if after := s.Stats(); after.Invalid != before.Invalid+1 || after.Sets != before.Sets || after.Deletes != before.Deletes {
+		t.Errorf("stats %+v after a declined and an invalid Update, from %+v", after, before)
+	}
+	if e, _ := s.Peek("new"); string(e.Value) != "n" {
+		t.Errorf("after a declined and an invalid Update: %q, want n", e.Value)
 	}
 	s.Apply(Op{Kind: KindSet, Key: "k", Value: []byte("v"), Version: v(10)})
 	exp := clock.UnixNano() + int64(time.Second)

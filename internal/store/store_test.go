@@ -102,6 +102,7 @@ func TestStrings(t *testing.T) {
 		{AlreadyExpired.String(), "already-expired"},
 		{TooLarge.String(), "too-large"},
 		{Invalid.String(), "invalid"},
+		{Declined.String(), "declined"},
 		{Result(0).String(), "Result(0)"},
 	}
 	for _, tt := range tests {

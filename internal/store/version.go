@@ -106,8 +106,12 @@ const (
 	TooLarge
 	// Invalid: the op has an unknown Kind. Nothing changed.
 	Invalid
+	// Declined: Update's callback chose not to write. Nothing changed.
+	// Apply never returns it, and the store's counters do not count it.
+	Declined
 )
 
+// numResults sizes the counters of Apply's results (Declined is not one).
 const numResults = int(Invalid) + 1
 
 // String returns the result's name in lower case.
@@ -125,6 +129,8 @@ func (r Result) String() string {
 		return "too-large"
 	case Invalid:
 		return "invalid"
+	case Declined:
+		return "declined"
 	}
 	return "Result(" + strconv.Itoa(int(r)) + ")"
 }
