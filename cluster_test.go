@@ -13,22 +13,22 @@ import (
 	"github.com/geocache/geocache/internal/testkit"
 )
 
-// cluster runs nodes of one cluster in this process, over loopback TCP, and
+// tcpCluster runs nodes of one cluster in this process, over loopback TCP, and
 // can stop and restart them.
-type cluster struct {
+type tcpCluster struct {
 	t     *testing.T
 	addrs []string
 	cfgs  []Config
 	nodes []*Node
 }
 
-func newCluster(t *testing.T, regions []string, tweak func(i int, c *Config)) *cluster {
+func newCluster(t *testing.T, regions []string, tweak func(i int, c *Config)) *tcpCluster {
 	t.Helper()
 	addrs, ls := freeAddrs(t, len(regions))
 	for _, l := range ls {
 		l.Close() // reopened by start
 	}
-	c := &cluster{t: t, addrs: addrs, nodes: make([]*Node, len(regions))}
+	c := &tcpCluster{t: t, addrs: addrs, nodes: make([]*Node, len(regions))}
 	for i, r := range regions {
 		var peers []string
 		for j, a := range addrs {
@@ -50,7 +50,7 @@ func newCluster(t *testing.T, regions []string, tweak func(i int, c *Config)) *c
 	return c
 }
 
-func (c *cluster) start(i int) *Node {
+func (c *tcpCluster) start(i int) *Node {
 	c.t.Helper()
 	var err error
 	// The port may linger briefly after a stop; the deadline only catches
@@ -66,13 +66,13 @@ func (c *cluster) start(i int) *Node {
 	}
 }
 
-func (c *cluster) startAll() {
+func (c *tcpCluster) startAll() {
 	for i := range c.cfgs {
 		c.start(i)
 	}
 }
 
-func (c *cluster) stop(i int) {
+func (c *tcpCluster) stop(i int) {
 	if c.nodes[i] != nil {
 		c.nodes[i].Close()
 		c.nodes[i] = nil
@@ -91,7 +91,7 @@ func dump(n *Node, keys []string) []string {
 }
 
 // converged waits until every running node holds the same entries for keys.
-func (c *cluster) converged(keys []string) {
+func (c *tcpCluster) converged(keys []string) {
 	c.t.Helper()
 	testkit.Eventually(c.t, "convergence", func() bool {
 		var first []string

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache/internal/clock"
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 )
@@ -123,6 +124,11 @@ type Config struct {
 	// the configuration says, and ignores GetConfigForClient. nil means
 	// plaintext links (see docs/security.md).
 	TLS *tls.Config
+
+	// Gossip, if set, makes this node one of several nodes of its region,
+	// found by gossip and sharing the keyspace by hash slot (see
+	// GossipConfig). nil is a region of one node.
+	Gossip *GossipConfig
 }
 
 // Defaults applied by Open (Config.validate) to the zero values of
@@ -235,6 +241,25 @@ func (c *Config) validate() error {
 	}
 	if err := validateTLS(c.TLS); err != nil {
 		return err
+	}
+	if g := c.Gossip; g != nil {
+		switch {
+		case g.Addr == "":
+			return &ConfigError{Field: "Gossip.Addr", Reason: "is required"}
+		case c.NodeID == 0:
+			return &ConfigError{Field: "NodeID", Reason: "is required with Gossip: every node of a region needs its own id"}
+		case g.Copies < 0:
+			return negative("Gossip.Copies")
+		case g.ProbeInterval < 0 || g.ProbeTimeout < 0:
+			return negative("Gossip.ProbeInterval and ProbeTimeout")
+		case c.PeerAddr == "" && c.Listener == nil && g.ReplAddr == "":
+			return &ConfigError{Field: "PeerAddr", Reason: "is required with Gossip: the region's members replicate to each other"}
+		case len(g.Key) != 0 && len(g.Key) != 16 && len(g.Key) != 24 && len(g.Key) != 32:
+			return &ConfigError{"Gossip.Key", fmt.Sprintf("%d bytes", len(g.Key)), "must be 16, 24 or 32 bytes"}
+		}
+		if g.Copies == 0 {
+			g.Copies = cluster.DefaultCopies
+		}
 	}
 	if c.Cluster == "" {
 		c.Cluster = "geocache"

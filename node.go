@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/repl"
 	"github.com/geocache/geocache/internal/store"
@@ -126,6 +128,14 @@ type Node struct {
 	readyOnce  sync.Once
 	readyTimer *time.Timer
 	readyWait  sync.WaitGroup
+
+	// The region's gossip and slot map (region.go); nil without
+	// Config.Gossip. regionMu serializes membership changes and guards
+	// regionPeers, the replication peers added for the region's members.
+	members     *cluster.Membership
+	slots       atomic.Pointer[slotMap]
+	regionMu    sync.Mutex
+	regionPeers map[string]bool
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -186,9 +196,22 @@ func Open(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if g := cfg.Gossip; g != nil {
+		replAddr := g.ReplAddr
+		if replAddr == "" && ln != nil {
+			replAddr = ln.Addr().String()
+		}
+		// Joined before replication starts: the members found now count
+		// toward Ready and Synced like configured peers.
+		if err := n.startRegion(g, replAddr); err != nil {
+			n.repl.Close()
+			st.Close()
+			return nil, fmt.Errorf("geocache: region gossip: %w", err)
+		}
+	}
 	n.repl.Start()
 	n.ready = make(chan struct{})
-	if len(cfg.Peers) == 0 {
+	if len(n.repl.Peers()) == 0 {
 		n.markReady()
 	} else {
 		// One millisecond more: a version of the old process may share its
@@ -602,6 +625,13 @@ func (n *Node) Wait(ctx context.Context, regions int) (int, error) {
 func (n *Node) Close() error {
 	if n.readyTimer != nil {
 		n.readyTimer.Stop()
+	}
+	if n.members != nil {
+		// Tell the region at once rather than let it detect a failure.
+		if err := n.members.Leave(time.Second); err != nil {
+			n.cfg.Logger.Warn("region: leave not announced", "err", err)
+		}
+		n.members.Close()
 	}
 	n.repl.Close()
 	n.readyWait.Wait()

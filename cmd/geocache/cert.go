@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +17,7 @@ import (
 
 const certUsage = `usage: geocache cert ca   --dir DIR [--force]
        geocache cert node --dir DIR --name NAME --host HOST[,HOST...] [--force]
+       geocache cert gossip-key --dir DIR [--force]
 
 Creates the certificates of a cluster's mutual TLS (docs/security.md):
 
@@ -22,6 +26,8 @@ Creates the certificates of a cluster's mutual TLS (docs/security.md):
   node  a node certificate signed by the CA in DIR: DIR/NAME.pem and
         DIR/NAME-key.pem (1 year), to serve and to dial replication links.
         --host lists the IP addresses and DNS names its peers dial it by.
+  gossip-key  a random 32-byte key for the gossip of a region of several
+        nodes: DIR/gossip.key (base64), for every node's --gossip-key.
 
 Keys are written with mode 0600. Existing files are not overwritten unless
 --force is given. Then run each node with
@@ -47,14 +53,14 @@ func certCmd(args []string, stdout, stderr io.Writer) int {
 
 func certRun(args []string, stdout io.Writer, now time.Time) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: ca or node?", errUsage)
+		return fmt.Errorf("%w: ca, node or gossip-key?", errUsage)
 	}
 	kind := args[0]
 	if kind == "-h" || kind == "--help" || kind == "help" {
 		return flag.ErrHelp
 	}
-	if kind != "ca" && kind != "node" {
-		return fmt.Errorf("%w: unknown kind %q (ca or node)", errUsage, kind)
+	if kind != "ca" && kind != "node" && kind != "gossip-key" {
+		return fmt.Errorf("%w: unknown kind %q (ca, node or gossip-key)", errUsage, kind)
 	}
 	fs := flag.NewFlagSet("geocache cert "+kind, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -84,6 +90,14 @@ func certRun(args []string, stdout io.Writer, now time.Time) error {
 	case kind == "node" && (name == "ca" || name == "ca-key"):
 		return fmt.Errorf("%w: --name %q would overwrite the CA's files", errUsage, name)
 	}
+	if kind == "gossip-key" {
+		path, err := writeGossipKey(*dir, *force)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s: give it to every node of the region (--gossip-key %s)\n", path, path)
+		return nil
+	}
 	if kind == "ca" {
 		p, err := certs.NewCA("geocache development CA", now)
 		if err != nil {
@@ -111,4 +125,36 @@ func certRun(args []string, stdout io.Writer, now time.Time) error {
 	fmt.Fprintf(stdout, "wrote %s and %s for %s (valid until %s)\n", filepath.Join(*dir, c), filepath.Join(*dir, k),
 		strings.Join(hosts, ","), now.Add(certs.NodeLifetime).UTC().Format(time.DateOnly))
 	return nil
+}
+
+// gossipKeyFile is the name of the file geocache cert gossip-key writes.
+const gossipKeyFile = "gossip.key"
+
+// writeGossipKey writes a random 32-byte key, base64, to DIR/gossip.key
+// with mode 0600; an existing file is kept unless force.
+func writeGossipKey(dir string, force bool) (string, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, gossipKeyFile)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("%s exists (--force overwrites it; every node of the region must then get the new key)", path)
+		}
+		return "", err
+	}
+	_, err = fmt.Fprintln(f, base64.StdEncoding.EncodeToString(key))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
 }

@@ -51,6 +51,14 @@ type serveConfig struct {
 	tlsCert, tlsKey, tlsCA string
 	insecure               bool
 
+	// A region of several nodes (gossip)
+	gossipAddr, gossipAdvertise string
+	join                        []string
+	gossipKeyFile               string
+	gossipKey                   []byte // read from gossipKeyFile by validate
+	copies                      int
+	announceAddr                string
+
 	// RESP protection
 	protectedMode   string        // "yes", "no", or "" for yes
 	authTimeout     time.Duration // 0: resp.DefaultAuthTimeout
@@ -87,7 +95,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(nameValue{&c.name, true}, "name", `node name in logs and metrics (default "<region>-<node>")`)
 	fs.Var(nameValue{&c.cluster, true}, "cluster", `cluster name; nodes of different clusters refuse to replicate (default "geocache")`)
 	fs.StringVar(&c.addr, "addr", c.addr, "RESP (Redis protocol) listen address")
-	fs.StringVar(&c.peerAddr, "peer-addr", "", "replication listen address (default "+defaultPeerAddr+" with --peers; without --peers the node does not listen unless this is set)")
+	fs.StringVar(&c.peerAddr, "peer-addr", "", "replication listen address (default "+defaultPeerAddr+" with --peers or --gossip-addr; otherwise the node does not listen unless this is set)")
 	fs.Var((*listValue)(&c.peers), "peers", "comma-separated replication addresses of the other nodes, in every region")
 	fs.Var((*sizeValue)(&c.maxMemory), "max-memory", "memory budget of the entries: bytes, or with a unit B, KB, MB, GB, TB (powers of 1024; KiB, MiB, GiB, TiB too)")
 	fs.IntVar(&c.maxEntries, "max-entries", 0, "bound on the number of entries (0: none)")
@@ -109,6 +117,13 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM certificate of the cluster's CA: peers must present a certificate it signed")
 	fs.BoolVar(&c.insecure, "insecure", false, "allow plaintext replication with peers beyond loopback (anyone who reaches --peer-addr can read and write every key)")
+	// A region of several nodes (gossip)
+	fs.StringVar(&c.gossipAddr, "gossip-addr", "", "gossip listen address (UDP and TCP) that makes this node one of several nodes of its region, e.g. 10.0.0.5:7946 (empty: a region of one node)")
+	fs.StringVar(&c.gossipAdvertise, "gossip-advertise-addr", "", "gossip address the region's other nodes reach this node at (default --gossip-addr)")
+	fs.Var((*listValue)(&c.join), "join", "comma-separated gossip addresses of live nodes of this region to join through (empty: start the region)")
+	fs.StringVar(&c.gossipKeyFile, "gossip-key", "", "file holding the region's gossip key (base64 of 16, 24 or 32 bytes; 'geocache cert gossip-key' makes one): gossip is encrypted and authenticated with it")
+	fs.IntVar(&c.copies, "copies", 0, "nodes of the region owning each hash slot (0: 2)")
+	fs.StringVar(&c.announceAddr, "announce-addr", "", "Redis address announced to cluster-aware clients (CLUSTER SLOTS; default --addr)")
 	// RESP protection
 	fs.Var(enumValue{&c.protectedMode, []string{"yes", "no"}}, "protected-mode", "without --requirepass, serve only loopback clients and answer others Redis's -DENIED error: yes or no (default yes)")
 	fs.DurationVar(&c.authTimeout, "auth-timeout", 0, "with --requirepass, close RESP clients not authenticated this long after they connect (0: "+resp.DefaultAuthTimeout.String()+")")
@@ -164,7 +179,7 @@ func parseServeConfig(args, environ []string) (serveConfig, *flag.FlagSet, error
 	// Replication listens by default only for a node that has peers: a
 	// single node must not hold a port it does not use (a second single
 	// node on the same host would find it taken).
-	if !isSet(fs, "peer-addr") && len(c.peers) > 0 {
+	if !isSet(fs, "peer-addr") && (len(c.peers) > 0 || c.gossipAddr != "") {
 		c.peerAddr = defaultPeerAddr
 	}
 	slices.Sort(c.unknownEnv)
@@ -220,6 +235,9 @@ func (c *serveConfig) validate() error {
 			return bad("--peers: %v", err)
 		}
 	}
+	if err := c.validateGossip(); err != nil {
+		return err
+	}
 	if err := c.nodeConfig().Validate(); err != nil {
 		return flagError(err)
 	}
@@ -256,6 +274,7 @@ func (c *serveConfig) nodeConfig() geocache.Config {
 		TombstoneHorizon: c.tombstoneHorizon, AntiEntropyInterval: c.antiEntropyInterval,
 		MaxTombstones: c.maxTombstones,
 		MaxValueBytes: int(min(c.maxValueSize, math.MaxInt)), ReplicationLogBytes: c.replLogSize,
+		Gossip: c.gossipConfig(),
 	}
 }
 
@@ -266,6 +285,7 @@ var configFlags = map[string]string{
 	"MaxBytes": "--max-memory", "MaxEntries": "--max-entries", "DefaultTTL": "--default-ttl",
 	"TombstoneHorizon": "--tombstone-horizon", "AntiEntropyInterval": "--anti-entropy-interval",
 	"MaxTombstones": "--max-tombstones", "MaxValueBytes": "--max-value-size", "ReplicationLogBytes": "--replication-log-size",
+	"Gossip.Addr": "--gossip-addr", "Gossip.Copies": "--copies", "Gossip.Key": "--gossip-key",
 }
 
 // fieldsToFlags rewrites the Config field names in a ConfigError's reason

@@ -79,6 +79,9 @@ type Membership struct {
 	list *memberlist.Memberlist
 	self []byte // this node's encoded announcement
 
+	closeMu sync.Mutex // guards closed; held by Leave, which memberlist refuses after Shutdown
+	closed  bool
+
 	changed chan struct{} // wakes the notifier
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -211,19 +214,26 @@ func (m *Membership) sortedLocked() []Member {
 
 // Leave announces that this node is leaving, so that the others remove it
 // at once instead of detecting a failure; it waits up to timeout for the
-// announcement to spread.
+// announcement to spread. After Close it does nothing.
 func (m *Membership) Leave(timeout time.Duration) error {
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	if m.closed {
+		return nil
+	}
 	return m.list.Leave(timeout)
 }
 
 // Close stops gossiping (without announcing a leave: see Leave) and the
 // notifier goroutine. It is idempotent.
 func (m *Membership) Close() error {
-	select {
-	case <-m.done:
+	m.closeMu.Lock()
+	if m.closed {
+		m.closeMu.Unlock()
 		return nil
-	default:
 	}
+	m.closed = true
+	m.closeMu.Unlock()
 	close(m.done)
 	err := m.list.Shutdown()
 	m.wg.Wait()

@@ -32,6 +32,11 @@ func commandList() []*command {
 		{name: "auth", arity: -2, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
 		{name: "select", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Changes the selected database: only 0 exists.", fn: cmdSelect},
 		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient},
+		// cluster
+		{name: "cluster", arity: -2, flags: []string{"stale"}, group: "cluster", since: "3.0.0", summary: "A container for Redis Cluster commands (SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT), answered from the region's slot map.", fn: cmdCluster},
+		{name: "asking", arity: 1, flags: []string{"fast"}, group: "cluster", since: "3.0.0", summary: "Sent by cluster clients after an -ASK redirect; every region node serves every slot.", fn: cmdClusterOK},
+		{name: "readonly", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Enables read queries to a replica: every region node serves reads.", fn: cmdClusterOK},
+		{name: "readwrite", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Disables READONLY: every region node serves writes.", fn: cmdClusterOK},
 		// strings and keys
 		{name: "get", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Returns the string value of a key.", fn: cmdGet},
 		{name: "set", arity: -3, flags: []string{"write", "denyoom"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Sets the string value of a key, with NX|XX, GET, EX|PX|EXAT|PXAT|KEEPTTL.", fn: cmdSet},

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A region of three geocache serve processes found by gossip: a
+// cluster-aware client routes by the slot map; a node killed with SIGKILL
+// leaves every survivor's map, and the client, once it reloads the map,
+// reads every key from the survivors; the node restarted at the same
+// addresses rejoins and refills.
+func TestRegionOfThreeProcesses(t *testing.T) {
+	bin := e2eBinary(t)
+	addrs := e2eFreeAddrs(t, 9)
+	var nodes []*e2eNode
+	for i := range 3 {
+		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2]}
+		if i > 0 {
+			args = append(args, "--join", addrs[2])
+		}
+		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
+		if err := n.start(); err != nil {
+			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err) // rare; the other e2e tests retry
+		}
+		nodes = append(nodes, n)
+	}
+	ctx := context.Background()
+	knownNodes := func(n *e2eNode, want int) func() error {
+		return func() error {
+			info, err := n.client().ClusterInfo(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r\n", want)) {
+				return fmt.Errorf("CLUSTER INFO:\n%s", info)
+			}
+			return nil
+		}
+	}
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" sees three members", knownNodes(n, 3))
+	}
+
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].addr}, MaxRetries: -1})
+	t.Cleanup(func() { cc.Close() })
+	for i := range 100 {
+		if err := cc.Set(ctx, fmt.Sprint("user:", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" holds every key", func() error {
+			if got := n.client().DBSize(ctx).Val(); got != 100 {
+				return fmt.Errorf("%d keys", got)
+			}
+			return nil
+		})
+	}
+
+	nodes[1].kill()
+	for _, n := range []*e2eNode{nodes[0], nodes[2]} {
+		e2eEventually(t, e2eHang, n.name+" drops the killed node", knownNodes(n, 2))
+		for _, sh := range n.client().ClusterShards(ctx).Val() {
+			for _, sn := range sh.Nodes {
+				if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[1].addr {
+					t.Fatalf("%s still routes slots %v to the killed node", n.name, sh.Slots)
+				}
+			}
+		}
+	}
+	cc.ReloadState(ctx)
+	e2eEventually(t, e2eHang, "every key through the cluster client", func() error {
+		for i := range 100 {
+			if v, err := cc.Get(ctx, fmt.Sprint("user:", i)).Int(); err != nil || v != i {
+				return fmt.Errorf("user:%d = %v, %v", i, v, err)
+			}
+		}
+		return nil
+	})
+
+	if err := nodes[1].start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" sees the restarted node", knownNodes(n, 3))
+	}
+	e2eEventually(t, e2eHang, "the restarted node refilled", func() error {
+		if got := nodes[1].client().DBSize(ctx).Val(); got != 100 {
+			return fmt.Errorf("%d keys", got)
+		}
+		return nil
+	})
+}

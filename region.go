@@ -1,0 +1,146 @@
+package geocache
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/geocache/geocache/internal/cluster"
+)
+
+// GossipConfig makes a node one of several nodes of its region. The nodes
+// find each other by gossip (hashicorp/memberlist), share the keyspace by
+// Redis Cluster's hash slots (each slot owned by Copies of them, computed by
+// every node from the live membership alone), and replicate to each other
+// as regions do: every node of the region holds every key today, so any
+// node serves any key, and a node that gains slots is warm at once. A node
+// of a region that fails is declared dead by the others in about a second;
+// its slots pass to their other owners and cluster-aware clients follow
+// the new map (CLUSTER SLOTS, SHARDS, NODES).
+type GossipConfig struct {
+	// Addr is the host:port gossip listens on, UDP and TCP (port 0 picks a
+	// free one). Required.
+	Addr string
+	// AdvertiseAddr is the host:port the other members reach this node's
+	// gossip at. Default Addr.
+	AdvertiseAddr string
+	// Join lists gossip addresses of live members of the region; any one
+	// answering is enough. Empty starts a region that others join.
+	Join []string
+	// Key (16, 24 or 32 bytes) encrypts and authenticates every gossip
+	// message; members without it are not heard. Required unless every
+	// gossip address is loopback or Insecure is set on the node.
+	Key []byte
+	// Copies is the number of nodes owning each slot. Default 2.
+	Copies int
+	// ClientAddr is the Redis address this node announces to
+	// cluster-aware clients (CLUSTER SLOTS and friends).
+	ClientAddr string
+	// ReplAddr is the replication address this node announces to the
+	// region. Default the listener's address (PeerAddr or Listener).
+	ReplAddr string
+	// ProbeInterval and ProbeTimeout tune failure detection (defaults
+	// 200 ms and 100 ms: a dead member is declared in about a second).
+	ProbeInterval, ProbeTimeout time.Duration
+}
+
+// startRegion joins the region's gossip and links to its members; repl
+// is created and not started, so the members found by the join count
+// toward Ready and Synced like configured peers.
+func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
+	self := cluster.Member{ID: n.id, Name: n.cfg.NodeName, Addr: g.ClientAddr, ReplAddr: replAddr}
+	n.regionPeers = map[string]bool{}
+	n.applyMembers([]cluster.Member{self})
+	m, err := cluster.StartMembership(cluster.MembershipConfig{
+		Cluster: n.cfg.Cluster, Region: n.cfg.Region, Self: self,
+		BindAddr: g.Addr, AdvertiseAddr: g.AdvertiseAddr, Join: g.Join, SecretKey: g.Key,
+		ProbeInterval: g.ProbeInterval, ProbeTimeout: g.ProbeTimeout,
+		OnChange: n.applyMembers, Logger: n.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	n.members = m
+	n.applyMembers(m.Members())
+	return nil
+}
+
+// applyMembers follows a change of the region's live members: the slot map
+// is recomputed and the replication links to the members are added and
+// removed to match. Calls are serialized by regionMu.
+func (n *Node) applyMembers(members []cluster.Member) {
+	n.regionMu.Lock()
+	defer n.regionMu.Unlock()
+	m, err := cluster.New(members, n.cfg.Gossip.Copies)
+	if err != nil {
+		n.cfg.Logger.Error("region: slot map not computed", "err", err)
+		return
+	}
+	old := n.slots.Load()
+	if old != nil && old.m.Version() == m.Version() {
+		return
+	}
+	want := map[string]bool{}
+	for _, mb := range members {
+		if mb.ID != n.id && mb.ReplAddr != "" {
+			want[mb.ReplAddr] = true
+		}
+	}
+	for addr := range n.regionPeers {
+		if !want[addr] && !slices.Contains(n.cfg.Peers, addr) {
+			n.repl.RemovePeer(addr)
+			delete(n.regionPeers, addr)
+		}
+	}
+	for addr := range want {
+		if !n.regionPeers[addr] {
+			n.repl.AddPeer(addr)
+			n.regionPeers[addr] = true
+		}
+	}
+	epoch := uint64(1)
+	if old != nil {
+		epoch = old.epoch + 1
+	}
+	n.slots.Store(&slotMap{m: m, epoch: epoch})
+	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
+}
+
+// slotMap is the region's current map and its epoch: 1 for the first map
+// this node computed, one more at each change (the config epoch CLUSTER
+// NODES and INFO report).
+type slotMap struct {
+	m     *cluster.Map
+	epoch uint64
+}
+
+// SlotMap returns the current slot map of this node's region and its
+// epoch, or nil for a node without Config.Gossip (a region of one node,
+// which answers no CLUSTER command). The map is immutable; a membership
+// change replaces it and increments the epoch.
+func (n *Node) SlotMap() (*cluster.Map, uint64) {
+	sm := n.slots.Load()
+	if sm == nil {
+		return nil, 0
+	}
+	return sm.m, sm.epoch
+}
+
+// RegionMembers returns the live members of this node's region as gossip
+// knows them (this node included), or nil without Config.Gossip.
+func (n *Node) RegionMembers() []cluster.Member {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Members()
+}
+
+// RegionGossipAddr returns the address the region's members reach this
+// node's gossip at (useful with GossipConfig.Addr port 0), or "" without
+// Config.Gossip.
+func (n *Node) RegionGossipAddr() string {
+	if n.members == nil {
+		return ""
+	}
+	return n.members.Addr()
+}

@@ -1,0 +1,111 @@
+package geocache
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Region tests run real gossip and replication on loopback: they wait for
+// events (a minute only catches a hang) and assert outcomes.
+
+func openRegionNode(t *testing.T, id uint32, join ...string) *Node {
+	t.Helper()
+	n, err := Open(Config{
+		Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second,
+		Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, ClientAddr: "127.0.0.1:6380"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Three nodes of a region find each other by gossip, link to each other,
+// agree on one slot map, and replicate; a fourth that joins later refills
+// before it reports Synced; one that closes leaves the map and the links.
+func TestRegionOfSeveralNodes(t *testing.T) {
+	a := openRegionNode(t, 1)
+	join := a.members.Addr()
+	b := openRegionNode(t, 2, join)
+	c := openRegionNode(t, 3, join)
+	nodes := []*Node{a, b, c}
+	for _, n := range nodes {
+		waitUntil(t, "three members linked", func() bool {
+			m, _ := n.SlotMap()
+			return m != nil && len(m.Members()) == 3 && len(n.repl.Peers()) == 2
+		})
+	}
+	version := func(n *Node) uint64 { m, _ := n.SlotMap(); return m.Version() }
+	if version(a) != version(b) || version(a) != version(c) {
+		t.Fatal("the members computed different slot maps")
+	}
+	for i := range 20 {
+		if err := nodes[i%3].Set(context.Background(), key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		waitUntil(t, "every write on every member", func() bool { return n.Stats().Entries == 20 })
+	}
+
+	d := openRegionNode(t, 4, join)
+	<-d.Synced()
+	if got := d.Stats().Entries; got != 20 {
+		t.Errorf("the fourth member reported Synced holding %d of 20 entries", got)
+	}
+	for _, n := range nodes {
+		waitUntil(t, "four members", func() bool { m, _ := n.SlotMap(); return len(m.Members()) == 4 })
+	}
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b, d} {
+		waitUntil(t, "the closed member gone from the map and the links", func() bool {
+			m, _ := n.SlotMap()
+			return len(m.Members()) == 3 && len(n.repl.Peers()) == 2
+		})
+		m, epoch := n.SlotMap()
+		if epoch < 2 {
+			t.Errorf("epoch %d after membership changes", epoch)
+		}
+		for slot := 0; slot < 16384; slot += 97 {
+			if len(m.Owners(slot)) != 2 {
+				t.Fatalf("slot %d has owners %v", slot, m.Owners(slot))
+			}
+		}
+	}
+}
+
+func key(i int) string { return "k" + string(rune('a'+i)) }
+
+// A region node refuses a config it cannot run with.
+func TestRegionConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no gossip addr", Config{NodeID: 1, PeerAddr: "127.0.0.1:0", Gossip: &GossipConfig{}}},
+		{"no replication address", Config{NodeID: 1, Gossip: &GossipConfig{Addr: "127.0.0.1:0"}}},
+		{"bad key", Config{NodeID: 1, PeerAddr: "127.0.0.1:0", Gossip: &GossipConfig{Addr: "127.0.0.1:0", Key: []byte("short")}}},
+		{"negative copies", Config{NodeID: 1, PeerAddr: "127.0.0.1:0", Gossip: &GossipConfig{Addr: "127.0.0.1:0", Copies: -1}}},
+	} {
+		if n, err := Open(tc.cfg); err == nil {
+			n.Close()
+			t.Errorf("%s: opened", tc.name)
+		}
+	}
+}
