@@ -77,7 +77,7 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 	if cfg.hooks.clockOffset != 0 {
 		log.Warn(testClockOffsetVar+" is a test hook: this node's clock is skewed; never set it in production", "offset", cfg.hooks.clockOffset)
 	}
-	if cfg.peerAddr != "" && len(cfg.peers) == 0 {
+	if cfg.peerAddr != "" && len(cfg.peers) == 0 && cfg.gossipAddr == "" {
 		log.Warn("--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere", "peer_addr", cfg.peerAddr)
 	}
 
