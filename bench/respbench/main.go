@@ -18,7 +18,7 @@
 // on Ctrl-C, and its temporary directory is removed. See bench/README.md
 // and docs/benchmarks-server.md.
 //
-// Standard library only: no module dependencies.
+// Standard library only (and bench/internal/rclient): no module dependencies.
 package main
 
 import (
@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/geocache/geocache/bench/internal/rclient"
 )
 
 // Server kinds, in the -servers flag and the output.
@@ -262,7 +264,6 @@ type bench struct {
 	sup      *supervisor
 	geocache string // built binary
 	repo     string // root of the geocache repository
-	buildMsg string
 	ports    map[int]bool
 
 	results  map[cellKey][]*sample // indexed by run; nil where a run failed
@@ -502,7 +503,7 @@ func (b *bench) startInstance(kind string, run int) (*instance, error) {
 			if p.exited() {
 				return in, fmt.Errorf("%s exited during start: %v\n%s", p.name, p.err, tail(p.logPath, 20))
 			}
-			if v, err := command(in.addrs[i], "PING"); err == nil && v == "PONG" {
+			if v, err := rclient.Command(in.addrs[i], "PING"); err == nil && v == "PONG" {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -515,7 +516,7 @@ func (b *bench) startInstance(kind string, run int) (*instance, error) {
 		for {
 			up := 0
 			for _, a := range in.addrs {
-				if s, err := info(a, "replication"); err == nil && infoFields(s, "peer0")["state"] == "connected" {
+				if s, err := rclient.Info(a, "replication"); err == nil && rclient.InfoFields(s, "peer0")["state"] == "connected" {
 					up++
 				}
 			}
@@ -806,12 +807,12 @@ func (b *bench) runInstance(kind string, run int) {
 func (b *bench) drain(in *instance) string {
 	t0 := time.Now()
 	for {
-		s, err := info(in.addrs[0], "replication")
+		s, err := rclient.Info(in.addrs[0], "replication")
 		if err != nil {
 			b.failures++
 			return "INFO replication of a: " + err.Error()
 		}
-		f := infoFields(s, "peer0")
+		f := rclient.InfoFields(s, "peer0")
 		if f["lag"] == "0" && f["backlog_bytes"] == "0" {
 			break
 		}
@@ -823,8 +824,8 @@ func (b *bench) drain(in *instance) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d := time.Since(t0)
-	na, errA := dbsize(in.addrs[0])
-	nb, errB := dbsize(in.addrs[1])
+	na, errA := rclient.Dbsize(in.addrs[0])
+	nb, errB := rclient.Dbsize(in.addrs[1])
 	if errA != nil || errB != nil {
 		return fmt.Sprintf("lag 0 after %.2f s; DBSIZE: %v %v", d.Seconds(), errA, errB)
 	}
@@ -954,9 +955,9 @@ func (b *bench) report() {
 				fmt.Printf("  geocache-2r / geocache: rps %.2fx (per run %s); p99 %.3f vs %.3f ms\n", r, spanRatios(per), s2.p99, sg.p99)
 				if t == "SET" {
 					goals = append(goals, goal{
-						name:     fmt.Sprintf("geocache-2r SET >= 0.8x geocache SET, -P %d", p),
+						name:     fmt.Sprintf("geocache-2r SET >= 0.9x geocache SET, -P %d", p),
 						measured: fmt.Sprintf("%.2fx (runs %s)", r, spanRatios(per)),
-						met:      r >= 0.8,
+						met:      r >= 0.9, // issue 12: one remote region costs the origin at most 10 % of its SET throughput
 					})
 				}
 			}

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/geocache/geocache"
 )
@@ -124,6 +126,7 @@ func benchRESP(b *testing.B, setup, req string, batch, replyLen int) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req)))
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i += batch {
 		if _, err := nc.Write(reqs); err != nil {
 			b.Fatal(err)
@@ -132,10 +135,23 @@ func benchRESP(b *testing.B, setup, req string, batch, replyLen int) {
 			b.Fatal(err)
 		}
 	}
+	cpu := processCPU() - cpu0
 	b.StopTimer()
+	// CPU time per command, of the server and this client together: less
+	// sensitive than ns/op to other load on the machine.
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	if batch > 1 {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cmds/s")
 	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var (

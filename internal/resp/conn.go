@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,9 @@ const (
 	flushAt     = 64 << 10 // replies are written out once this many bytes wait
 	outKeep     = 64 << 10 // a reply buffer grown past this is dropped after a flush
 	sideBufSize = 4 << 10  // bytes read ahead while a client is blocked in WAIT
+	// pipeBufMax is the largest read buffer a pipeline grows (pipeline.go);
+	// only a single larger request grows it further.
+	pipeBufMax = 64 << 10
 )
 
 // conn is one client connection. Its goroutine (serve) owns everything but
@@ -48,9 +52,18 @@ type conn struct {
 	ackTimeout   time.Duration
 
 	held     int       // bytes of buf beyond readBufSize, taken from MaxClientBuffer
-	lastRead time.Time // when the last read brought bytes
+	lastRead time.Time // when the last read brought bytes: the batch's one clock reading
 	reqStart time.Time // when the first byte of the incomplete request at buf[r:w] arrived; zero if none
 	deadline deadlineKind
+	pipe     pipeSize // the read buffer's size for the client's pipeline (pipeline.go)
+
+	// Deadlines armed on nc (deadline.go); zero: none.
+	rdl, wdl time.Time
+	// lazyWrite: a write that times out on an early deadline can be
+	// retried (not over TLS, whose writes cannot be resumed after a
+	// timeout).
+	lazyWrite bool
+	lastFlush time.Time // when replies were last written; kept only with an IdleTimeout
 
 	// tick is where the next command's timing starts (latency.go): when
 	// its batch was read, or when the previous command ended.
@@ -75,7 +88,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 		sess:       s.node.NewSession(),
 		authed:     s.cfg.RequirePass == "",
 		ackTimeout: DefaultAckTimeout,
+		pipe:       pipeSize{want: readBufSize},
 	}
+	_, isTLS := nc.(*tls.Conn)
+	c.lazyWrite = !isTLS
 	c.lastActive.Store(c.created.UnixNano())
 	c.proto.Store(2)
 	return c
@@ -115,7 +131,9 @@ func (c *conn) logEnd() {
 // process executes every complete command in the buffer. It returns false
 // if the connection must close (after its replies are flushed).
 func (c *conn) process() bool {
-	c.tick = monoNow()
+	c.tick = c.batchTick()
+	ran := 0
+	defer func() { c.pipe.executed(ran) }()
 	for {
 		if len(c.side) > 0 && !c.takeSide() {
 			return false
@@ -141,6 +159,7 @@ func (c *conn) process() bool {
 		if len(args) == 0 {
 			continue
 		}
+		ran++
 		c.exec(args)
 		if c.quit || c.werr != nil {
 			return false
@@ -177,23 +196,28 @@ func (c *conn) protocolError(err error, unauthLimit bool) {
 }
 
 // fill makes room in the buffer and reads once. A read error is kept in
-// rerr; bytes read with it are still processed.
+// rerr; bytes read with it are still processed. The clock is read once per
+// read that brings bytes: that reading is the batch's time for the
+// deadlines, CLIENT LIST and the command latencies.
 func (c *conn) fill() {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 		c.reqStart = time.Time{}
-		if len(c.buf) > readBufSize {
-			c.resize(readBufSize) // drop what one large request grew
+		if len(c.buf) > c.pipe.want {
+			c.resize(c.pipe.want) // drop what one large request or a longer pipeline grew
 		}
 	} else {
 		if c.reqStart.IsZero() {
 			c.reqStart = c.lastRead // the incomplete request's first bytes came with the last read
 		}
-		if len(c.buf) > readBufSize && c.w-c.r <= readBufSize/2 && c.rd.need() <= readBufSize {
+		if len(c.buf) > c.pipe.want && c.w-c.r <= c.pipe.want/2 && c.rd.need() <= c.pipe.want {
 			// A client that always leaves part of a command for the next
 			// read must not keep what one large request grew.
-			c.resize(readBufSize)
+			c.resize(c.pipe.want)
 		}
+	}
+	if len(c.buf) < c.pipe.want && !c.resizeWithin(c.pipe.want, c.s.cfg.MaxClientBuffer/2) {
+		c.pipe.refused(len(c.buf)) // no budget for a longer pipeline: read it in parts
 	}
 	if c.w == len(c.buf) {
 		if c.r > 0 {
@@ -226,16 +250,23 @@ func (c *conn) fill() {
 			return
 		}
 	}
-	now := time.Now()
-	c.nc.SetReadDeadline(c.readDeadline(now))
-	n, err := c.nc.Read(c.buf[c.w:])
-	c.w += n
-	if err != nil {
-		c.rerr = err
-	}
-	if n > 0 {
-		c.lastRead = time.Now()
-		c.lastActive.Store(c.lastRead.UnixNano())
+	for {
+		c.armRead()
+		free := len(c.buf) - c.w
+		n, err := c.nc.Read(c.buf[c.w:])
+		if n > 0 {
+			c.w += n
+			c.lastRead = time.Now()
+			c.lastActive.Store(c.lastRead.UnixNano())
+			c.pipe.read(n, free, len(c.buf))
+		}
+		if err != nil && n == 0 && isTimeout(err) && !c.readDue() {
+			continue // a deadline armed for an earlier bound passed; the next one is re-armed
+		}
+		if err != nil {
+			c.rerr = err
+		}
+		return
 	}
 }
 
@@ -244,8 +275,14 @@ func (c *conn) fill() {
 // it in MaxClientBuffer. It returns false, changing nothing, if the budget
 // cannot give the bytes.
 func (c *conn) resize(size int) bool {
+	return c.resizeWithin(size, c.s.cfg.MaxClientBuffer)
+}
+
+// resizeWithin is resize where the buffers of all clients may hold at
+// most limit bytes of MaxClientBuffer afterwards.
+func (c *conn) resizeWithin(size int, limit int64) bool {
 	held := max(size-readBufSize, 0)
-	if held > c.held && !c.s.reserveBuf(held-c.held) {
+	if held > c.held && !c.s.reserveBuf(held-c.held, limit) {
 		return false
 	}
 	c.s.releaseBuf(c.held - held)
@@ -293,28 +330,6 @@ const (
 	deadlineRequest
 )
 
-// readDeadline returns the earliest of the bounds that apply to the next
-// read, and records which one it is.
-func (c *conn) readDeadline(now time.Time) time.Time {
-	var at time.Time
-	c.deadline = deadlineNone
-	set := func(t time.Time, k deadlineKind) {
-		if at.IsZero() || t.Before(at) {
-			at, c.deadline = t, k
-		}
-	}
-	if d := c.s.cfg.IdleTimeout; d > 0 {
-		set(now.Add(d), deadlineIdle)
-	}
-	if !c.authed {
-		set(c.created.Add(c.s.cfg.AuthTimeout), deadlineAuth)
-	}
-	if !c.reqStart.IsZero() {
-		set(c.reqStart.Add(c.s.cfg.RequestTimeout), deadlineRequest)
-	}
-	return at
-}
-
 // timedOut ends a connection whose read deadline passed: silently for the
 // idle timeout, as Redis; with an error for the others.
 func (c *conn) timedOut() {
@@ -353,18 +368,14 @@ func (c *conn) takeSide() bool {
 	return true
 }
 
-// flush writes the pending replies. It returns false once a write failed.
+// flush writes the pending replies, with one write. It returns false once
+// a write failed.
 func (c *conn) flush() bool {
 	if len(c.out) > 0 && c.werr == nil {
-		// A client that does not read its replies must not hold its slot
-		// (and goroutine) forever: without an idle timeout, a write gets
-		// RequestTimeout.
-		d := c.s.cfg.IdleTimeout
-		if d <= 0 {
-			d = c.s.cfg.RequestTimeout
+		c.werr = c.write(c.out)
+		if c.s.cfg.IdleTimeout > 0 {
+			c.lastFlush = time.Now() // idleness counts from here, as it did from the next read's start
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(d))
-		_, c.werr = c.nc.Write(c.out)
 	}
 	if cap(c.out) > outKeep {
 		c.out = make([]byte, 0, 1024)
@@ -400,7 +411,7 @@ func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 	if c.side == nil {
 		c.side = make([]byte, 0, sideBufSize)
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -419,7 +430,7 @@ func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 	fn(ctx)
 	c.nc.SetReadDeadline(aLongTimeAgo)
 	<-done
-	c.nc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	if c.rerr != nil {
 		c.quit = true // the client is gone: nobody reads the reply
 	}

@@ -151,11 +151,12 @@ func clientHost(a net.Addr) string {
 }
 
 // reserveBuf takes n bytes of the MaxClientBuffer budget; it returns false,
-// taking nothing, if they would exceed it.
-func (s *Server) reserveBuf(n int) bool {
+// taking nothing, if the bytes held would then exceed limit (at most
+// MaxClientBuffer).
+func (s *Server) reserveBuf(n int, limit int64) bool {
 	for {
 		cur := s.bufBytes.Load()
-		if cur+int64(n) > s.cfg.MaxClientBuffer {
+		if cur+int64(n) > limit {
 			return false
 		}
 		if s.bufBytes.CompareAndSwap(cur, cur+int64(n)) {

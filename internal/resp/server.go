@@ -97,8 +97,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxClientBuffer bounds the bytes held in request buffers across all
 	// clients beyond each connection's resting 8 KiB buffer (which
-	// MaxClients bounds). A connection whose request needs more than is
-	// left is answered "-ERR max-client-buffer reached" and closed; no
+	// MaxClients bounds): buffers grown for a large request, and for a
+	// long pipeline (up to 64 KiB, only while half of this budget is
+	// free). A connection whose request needs more than is left is
+	// answered "-ERR max-client-buffer reached" and closed; no
 	// connection ever waits for another to free bytes, so this cannot
 	// deadlock. Default the larger of a quarter of the node's MaxBytes
 	// and 16 × MaxRequestBytes; it must hold at least one request of

@@ -1,4 +1,7 @@
-package main
+// Package rclient is a minimal RESP2 client for the benchmark drivers:
+// enough for PING, INFO and DBSIZE while servers are prepared and checked
+// (never during a measurement).
+package rclient
 
 import (
 	"bufio"
@@ -11,16 +14,14 @@ import (
 	"time"
 )
 
-// A minimal RESP2 client: enough for PING, INFO and DBSIZE against both
-// servers while they are prepared and checked (never during a measurement).
+// Error is an error reply.
+type Error string
 
-type respError string
+func (e Error) Error() string { return string(e) }
 
-func (e respError) Error() string { return string(e) }
-
-// command sends one command to addr on a new connection and returns the
-// reply: string, int64, []any, nil, or a respError.
-func command(addr string, args ...string) (any, error) {
+// Command sends one command to addr on a new connection and returns the
+// reply: string, int64, []any, nil, or an Error.
+func Command(addr string, args ...string) (any, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return nil, err
@@ -51,7 +52,7 @@ func readReply(r *bufio.Reader) (any, error) {
 	case '+':
 		return line[1:], nil
 	case '-':
-		return nil, respError(line[1:])
+		return nil, Error(line[1:])
 	case ':':
 		return strconv.ParseInt(line[1:], 10, 64)
 	case '$':
@@ -86,9 +87,9 @@ func readReply(r *bufio.Reader) (any, error) {
 	return nil, fmt.Errorf("unexpected reply %q", line)
 }
 
-// info returns INFO section of addr.
-func info(addr, section string) (string, error) {
-	v, err := command(addr, "INFO", section)
+// Info returns the INFO section of addr.
+func Info(addr, section string) (string, error) {
+	v, err := Command(addr, "INFO", section)
 	if err != nil {
 		return "", err
 	}
@@ -99,9 +100,9 @@ func info(addr, section string) (string, error) {
 	return s, nil
 }
 
-// infoFields returns the comma-separated key=value fields of the INFO line
+// InfoFields returns the comma-separated key=value fields of the INFO line
 // "name:k=v,k=v" (nil if there is no such line).
-func infoFields(info, name string) map[string]string {
+func InfoFields(info, name string) map[string]string {
 	for line := range strings.SplitSeq(info, "\n") {
 		rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), name+":")
 		if !ok {
@@ -118,9 +119,9 @@ func infoFields(info, name string) map[string]string {
 	return nil
 }
 
-// dbsize is DBSIZE of addr.
-func dbsize(addr string) (int64, error) {
-	v, err := command(addr, "DBSIZE")
+// Dbsize is DBSIZE of addr.
+func Dbsize(addr string) (int64, error) {
+	v, err := Command(addr, "DBSIZE")
 	if err != nil {
 		return 0, err
 	}
