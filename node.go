@@ -276,6 +276,20 @@ func (n *Node) Get(key string) ([]byte, error) {
 	return append([]byte(nil), e.Value...), nil
 }
 
+// GetShared is Get without the copy: the returned bytes are the node's own
+// and must not be modified, nor kept past the caller's immediate use if it
+// cares about memory (they keep the value alive). The node never modifies
+// a value in place (a write stores new bytes), so a reader holding them
+// sees the value as it was read. The Redis server uses it to write values
+// to the socket without a copy.
+func (n *Node) GetShared(key string) ([]byte, error) {
+	e, ok := n.store.Get(key)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e.Value, nil
+}
+
 // Set stores value under key (copying it), versions the write, applies it
 // here and streams it to every other region. With WithAck(Quorum) or
 // WithAck(All) it then waits, within ctx, for other regions to apply it.
@@ -327,6 +341,19 @@ func (n *Node) delete(ctx context.Context, s *Session, key string, opts []Option
 }
 
 func (n *Node) options(s *Session, opts []Option) writeOpts {
+	if len(opts) == 0 {
+		// Without options o's address is never taken, so it stays on the
+		// stack: most writes allocate only their value's copy.
+		var o writeOpts
+		if s != nil {
+			o.ack = Ack(s.ack.Load())
+		}
+		return o
+	}
+	return applyOptions(s, opts)
+}
+
+func applyOptions(s *Session, opts []Option) writeOpts {
 	var o writeOpts
 	for _, f := range opts {
 		f(&o)

@@ -128,7 +128,7 @@ func (c *conn) replyWriteError(err error) {
 }
 
 func cmdGet(c *conn, args [][]byte) {
-	v, err := c.s.node.Get(peekKey(args[1]))
+	v, err := c.s.node.GetShared(peekKey(args[1]))
 	if err != nil {
 		c.replyNull()
 		return
@@ -352,7 +352,7 @@ func cmdGetex(c *conn, args [][]byte) {
 func cmdMget(c *conn, args [][]byte) {
 	c.replyArray(len(args) - 1)
 	for _, k := range args[1:] {
-		if v, err := c.s.node.Get(peekKey(k)); err == nil {
+		if v, err := c.s.node.GetShared(peekKey(k)); err == nil {
 			c.replyBulk(v)
 		} else {
 			c.replyNull()

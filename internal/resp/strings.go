@@ -334,7 +334,7 @@ func (c *conn) replyExpireTime(key []byte, millis bool) {
 func cmdTouch(c *conn, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		if _, err := c.s.node.Get(peekKey(k)); err == nil {
+		if _, err := c.s.node.GetShared(peekKey(k)); err == nil {
 			n++
 		}
 	}
