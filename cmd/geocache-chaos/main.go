@@ -33,6 +33,10 @@ the history: convergence (I1), no resurrected delete (I3), no lost Quorum
 write (I4), no read after expiry (I5), no phantom value, monotonic clocks,
 read-your-writes, and that restarted nodes refill every key another
 region holds (the last region runs with a small --max-memory and evicts).
+The links run over mutual TLS (a throwaway CA and one certificate per node
+in OUT/certs; --tls=false for plaintext), and every node's replication port
+is probed: it must complete a TLS 1.3 handshake with the run's certificates
+and refuse plaintext, a client without a certificate and one of another CA.
 The same seed replays the same schedule.
 
 It writes report.json, summary.txt, history.json.gz (the record: every
@@ -72,6 +76,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.Float64Var(&f.cfg.WaitFraction, "wait", 0.05, "share of Local writes followed by WAIT <regions-1> 1000 (0: none)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
 	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
+	tlsOn := fs.Bool("tls", true, "run the replication links over mutual TLS 1.3 with a throwaway CA and one certificate per node in OUT/certs, and check that every node's replication port speaks nothing else (--tls=false: plaintext links)")
 	fs.StringVar(&f.cfg.Bin, "bin", "", "geocache binary to run the nodes with (default: geocache beside this binary, else on PATH, else built from this module with go build)")
 	fs.StringVar(&f.recheck, "recheck", "", "check the record of an earlier run in this directory again (history.json.gz) instead of running; writes recheck.json there")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +86,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 		return f, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	fs.Visit(func(fl *flag.Flag) { f.set = f.set || fl.Name == "seed" })
+	f.cfg.Plaintext = !*tlsOn
 	switch *faults {
 	case "none":
 		f.cfg.Schedule = &chaos.Schedule{}

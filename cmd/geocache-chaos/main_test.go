@@ -27,6 +27,18 @@ func TestChaosFlags(t *testing.T) {
 	if err != nil || f.set || f.cfg.Schedule == nil || len(f.cfg.Schedule.Faults) != 0 || f.cfg.Duration != time.Minute {
 		t.Errorf("--faults none: %+v, %v", f, err)
 	}
+	if f.cfg.Plaintext {
+		t.Error("the links are plaintext by default; want mutual TLS")
+	}
+	for _, tt := range []struct {
+		arg       string
+		plaintext bool
+	}{{"--tls", false}, {"--tls=true", false}, {"--tls=false", true}} {
+		f, _, err = parseChaosFlags([]string{tt.arg})
+		if err != nil || f.cfg.Plaintext != tt.plaintext {
+			t.Errorf("%s: Plaintext %v, want %v (%v)", tt.arg, f.cfg.Plaintext, tt.plaintext, err)
+		}
+	}
 }
 
 func TestChaosCommandErrors(t *testing.T) {

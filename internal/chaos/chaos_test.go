@@ -94,11 +94,55 @@ func runChaos(t *testing.T, cfg Config) *Report {
 			t.Errorf("seed %d: injecting %s: %s", cfg.Seed, ev.Fault, ev.Err)
 		}
 	}
+	checkTLS(t, cfg, rep)
 	if rep.Ops.OwnVersions == 0 || rep.Ops.QuorumAcked == 0 || rep.Checked[CheckRYW] == 0 {
 		t.Errorf("seed %d: the run checked little: %d own versions, %d Quorum writes acknowledged, %d reads checked for read-your-writes",
 			cfg.Seed, rep.Ops.OwnVersions, rep.Ops.QuorumAcked, rep.Checked[CheckRYW])
 	}
 	return rep
+}
+
+// checkTLS checks that a run's links ran as configured: with TLS (the
+// default), every node's replication port was probed and spoke mutual TLS
+// only, and every process of every node (restarts included) said at start
+// that it serves replication over TLS; with Config.Plaintext, none did.
+func checkTLS(t *testing.T, cfg Config, rep *Report) {
+	t.Helper()
+	nodes := len(rep.Nodes)
+	if rep.TLS != !cfg.Plaintext {
+		t.Errorf("seed %d: Plaintext %v, but the report says TLS %v", cfg.Seed, cfg.Plaintext, rep.TLS)
+	}
+	if want := nodes; !cfg.Plaintext && (rep.Checked[CheckTLS] != want || rep.Counts[CheckTLS] != 0) {
+		t.Errorf("seed %d: %d of %d nodes probed for TLS, %d failed:\n%s", cfg.Seed, rep.Checked[CheckTLS], want, rep.Counts[CheckTLS], rep.Summary())
+	}
+	if cfg.Plaintext && (rep.Checked[CheckTLS] != 0 || len(rep.TLSProbes) != 0) {
+		t.Errorf("seed %d: a plaintext run probed TLS: %v", cfg.Seed, rep.TLSProbes)
+	}
+	for id := 1; id <= nodes; id++ {
+		log := filepath.Join(cfg.Dir, fmt.Sprintf("node-%d.log", id))
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts, withTLS := 0, 0
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.Contains(line, "geocache serving") {
+				starts++
+				if servesTLS(line) {
+					withTLS++
+				}
+			}
+		}
+		if starts == 0 || (!cfg.Plaintext && withTLS != starts) || (cfg.Plaintext && withTLS != 0) {
+			t.Errorf("seed %d: node %d started %d time(s), %d with replication over TLS (Plaintext %v; see %s)", cfg.Seed, id, starts, withTLS, cfg.Plaintext, log)
+		}
+	}
+}
+
+// servesTLS reports whether a node's "geocache serving" log line, text or
+// JSON, says it serves replication over TLS.
+func servesTLS(line string) bool {
+	return strings.Contains(line, "replication_tls=true") || strings.Contains(line, `"replication_tls":true`)
 }
 
 // TestChaosShort is the chaos run of the test suite: a fixed schedule with
@@ -138,9 +182,10 @@ func TestChaosShort(t *testing.T) {
 
 // TestChaosCatchesDataLoss checks that the checker fails a run in which a
 // node loses data the system did not lose by itself: FLUSHALL on one node
-// (not replicated) twice while its clients read their writes.
+// (not replicated) twice while its clients read their writes. It runs its
+// links in plaintext (Config.Plaintext), the suite's one run without TLS.
 func TestChaosCatchesDataLoss(t *testing.T) {
-	rep := runChaos(t, Config{Seed: 7, Duration: 8 * time.Second, Schedule: &Schedule{Faults: []Fault{
+	rep := runChaos(t, Config{Seed: 7, Duration: 8 * time.Second, Plaintext: true, Schedule: &Schedule{Faults: []Fault{
 		{Kind: FaultFlush, At: 3 * time.Second, Node: 0},
 		{Kind: FaultFlush, At: 5 * time.Second, Node: 0},
 	}}})

@@ -27,6 +27,7 @@ const (
 	CheckRefill       = "refill"                // a restarted node of an ample region misses a key another ample node holds
 	CheckWait         = "wait-count"            // WAIT answered more regions than there are others
 	CheckLostProbe    = "lost-probe"            // an ample node misses a probe written by an ample node that never stopped
+	CheckTLS          = "tls"                   // a run with TLS: a node's replication port did not speak mutual TLS only
 )
 
 // Violation is one failed check.
@@ -62,6 +63,10 @@ type checkInput struct {
 	// SmallRegions are the regions run with a small --max-memory: they
 	// evict, so what they hold proves nothing about what they were sent.
 	SmallRegions []int `json:"small_regions,omitempty"`
+	// TLS: the nodes ran with certificates (the links over mutual TLS);
+	// TLSProbes is what probing their replication ports found.
+	TLS       bool       `json:"tls,omitempty"`
+	TLSProbes []TLSProbe `json:"tls_probes,omitempty"`
 }
 
 // CheckResult is what Check found.
@@ -254,6 +259,7 @@ func Check(in *checkInput) *CheckResult {
 	c.refusals()
 	c.readYourWrites()
 	c.visibility()
+	c.tls()
 	slices.SortStableFunc(c.res.Violations, func(a, b Violation) int {
 		if a.Check != b.Check {
 			if a.Check < b.Check {
@@ -1171,6 +1177,27 @@ func (c *checker) refusals() {
 		}
 		if !justified {
 			c.res.Refusals.Unjustified++
+		}
+	}
+}
+
+// tls checks, in a run with TLS, that every node's replication port was
+// probed and spoke mutual TLS only.
+func (c *checker) tls() {
+	if !c.in.TLS {
+		return
+	}
+	probed := map[uint32]bool{}
+	for _, p := range c.in.TLSProbes {
+		probed[p.Node] = true
+		c.res.Checked[CheckTLS]++
+		if !p.ok() {
+			c.fail(Violation{Check: CheckTLS, Node: int(p.Node), Detail: fmt.Sprintf("node %d's replication port: %s", p.Node, p.Err)})
+		}
+	}
+	for i := range c.in.Nodes {
+		if id := uint32(i + 1); !probed[id] {
+			c.fail(Violation{Check: CheckTLS, Node: int(id), Detail: fmt.Sprintf("node %d's replication port was not probed", id)})
 		}
 	}
 }

@@ -59,6 +59,7 @@ type cluster struct {
 	nodes   []*node
 	srv     *toxiproxy.ApiServer
 	proxies map[[2]int]*toxiproxy.Proxy // [from node, to node]
+	certs   *runCerts                   // nil: plaintext links
 
 	mu    sync.Mutex
 	cuts  map[[2]int]int // proxy -> how many faults cut it
@@ -141,6 +142,15 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 		nd := &node{idx: i, region: cfg.regionOf(i), id: uint32(i + 1), addr: addrs[2*i], peerAddr: addrs[2*i+1]}
 		c.nodes = append(c.nodes, nd)
 	}
+	if !cfg.Plaintext {
+		var names []string
+		for _, nd := range c.nodes {
+			names = append(names, nodeCertName(nd.region, nd.id))
+		}
+		if c.certs, err = makeCerts(filepath.Join(cfg.Dir, certDir), names, time.Now()); err != nil {
+			return nil, fmt.Errorf("chaos: certificates: %w", err)
+		}
+	}
 	for i := range n {
 		for j := range n {
 			if i == j {
@@ -222,6 +232,9 @@ func (c *cluster) args(nd *node) []string {
 	}
 	if h := c.cfg.TombstoneHorizon; h > 0 {
 		a = append(a, "--tombstone-horizon", h.String())
+	}
+	if c.certs != nil {
+		a = append(a, c.certs.args(nd.idx)...)
 	}
 	return a
 }

@@ -75,6 +75,14 @@ type Config struct {
 	// node's own default, 1h).
 	TombstoneHorizon time.Duration
 
+	// Plaintext runs the replication links without TLS. By default the
+	// run makes a throwaway CA and one certificate per node (for
+	// 127.0.0.1) in Dir/certs, starts every node with --tls-cert,
+	// --tls-key and --tls-ca, so that every link runs mutual TLS 1.3 end
+	// to end through its proxy, and checks that every node's replication
+	// port speaks TLS only (CheckTLS).
+	Plaintext bool
+
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
 }

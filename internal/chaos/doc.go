@@ -11,7 +11,11 @@
 //     (Config.Bin); every replication link from node i to node j goes
 //     through its own user-space TCP proxy (toxiproxy, as a library), so
 //     node i's --peers lists the proxies for i→j. Links between regions
-//     carry Config.Latency of one-way latency. With
+//     carry Config.Latency of one-way latency. Unless Config.Plaintext,
+//     every node runs with a certificate of a CA made for the run (in
+//     Dir/certs), so the links run mutual TLS end to end through the
+//     proxies, and once the links are up every node's replication port is
+//     probed: it must speak mutual TLS and nothing else (CheckTLS). With
 //     Config.SmallRegionMemory, the last region's nodes run with that
 //     --max-memory and evict heavily: the checks allow absence there;
 //  2. runs writer clients (go-redis, one connection each, plus one with

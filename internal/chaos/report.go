@@ -39,6 +39,11 @@ type Report struct {
 	// SmallRegions (indexes) ran with --max-memory SmallRegionMemory.
 	SmallRegions      []int  `json:"small_regions,omitempty"`
 	SmallRegionMemory string `json:"small_region_memory,omitempty"`
+	// TLS: the replication links ran over mutual TLS (Config.Plaintext
+	// false); TLSProbes is what probing each node's replication port
+	// found (CheckTLS).
+	TLS       bool       `json:"tls"`
+	TLSProbes []TLSProbe `json:"tls_probes,omitempty"`
 
 	CheckResult
 	Nodes []NodeReport `json:"nodes"`
@@ -110,6 +115,7 @@ func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 	}
 	h.mu.Unlock()
 	in.Probes = h.prober.done
+	in.TLS, in.TLSProbes = h.cl.certs != nil, h.tls
 	return in
 }
 
@@ -122,6 +128,7 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
 		CheckResult:  *res,
 		SmallRegions: in.SmallRegions, SmallRegionMemory: cfg.SmallRegionMemory,
+		TLS: in.TLS, TLSProbes: in.TLSProbes,
 		ConvergeGoalMS: float64(in.ConvergeGoal) / 1e6,
 		LinksUpMS:      -1, ConvergedMS: -1,
 	}
@@ -204,6 +211,7 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s), %s of faults and writes, %s one-way latency between regions\n",
 		r.Regions, r.NodesPerRegion, r.Duration, r.Latency)
 	fmt.Fprintf(&b, "  faults: %s; tombstone horizon %s, outlasted by %d cut(s)\n", mixString(r.FaultMix), r.Horizon, r.OutlastHorizon)
+	fmt.Fprintf(&b, "  replication links: %s\n", r.tlsLine())
 	fmt.Fprintf(&b, "  initial clock offsets: %v\n", r.Schedule.Offsets)
 	for _, ev := range r.Events {
 		mark := ""
@@ -278,6 +286,21 @@ func (r *Report) Summary() string {
 		}
 	}
 	return b.String()
+}
+
+// tlsLine says how the links ran and what the TLS probes found.
+func (r *Report) tlsLine() string {
+	if !r.TLS {
+		return "plaintext (geocache-chaos --tls=false, or a record from before TLS)"
+	}
+	ok := 0
+	for _, p := range r.TLSProbes {
+		if p.ok() {
+			ok++
+		}
+	}
+	return fmt.Sprintf("mutual TLS 1.3 (a throwaway CA, certificates in %s/); %d of %d nodes' replication ports accepted the run's certificate and refused a plaintext peer, a peer without a certificate and one of another CA",
+		certDir, ok, len(r.TLSProbes))
 }
 
 func (r *Report) smallNames() []string {

@@ -33,7 +33,8 @@ type harness struct {
 	sched   Schedule
 	writers []*writer
 	prober  *prober
-	keys    []string // every key a client may touch
+	tls     []TLSProbe // nil: plaintext links
+	keys    []string   // every key a client may touch
 
 	mu     sync.Mutex
 	events []*FaultEvent
@@ -71,6 +72,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	h := &harness{cfg: cfg, clock: clock, cl: cl, sched: sched, active: map[*FaultEvent]func() error{}}
 	if _, err := h.waitLinks(ctx, 20*time.Second); err != nil {
 		return nil, fmt.Errorf("chaos: links did not come up: %w", err)
+	}
+	if cl.certs != nil {
+		// The links are up: each runs TLS end to end if each node's
+		// replication port speaks nothing else.
+		if h.tls, err = cl.probeTLS(ctx); err != nil {
+			return nil, fmt.Errorf("chaos: probing the nodes' TLS: %w", err)
+		}
+		n := 0
+		for _, p := range h.tls {
+			if p.ok() {
+				n++
+			}
+		}
+		cfg.logf("chaos: mutual TLS: %d of %d nodes accepted the run's certificate and refused plaintext, no certificate and another CA's", n, len(h.tls))
 	}
 
 	var clients []*redis.Client
