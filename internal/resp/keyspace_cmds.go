@@ -1,0 +1,373 @@
+package resp
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/geocache/geocache"
+)
+
+// Keyspace commands: KEYS, SCAN, RANDOMKEY, RENAME, RENAMENX, COPY and
+// MSETNX, with Redis 7.0's replies and error texts.
+//
+// KEYS, SCAN and RANDOMKEY see the keys live on this node. A SCAN cursor
+// belongs to the node that issued it (the order follows its hash seed):
+// every key live on the node from the first call to the last is returned
+// exactly once, whatever is written, deleted, expired or evicted meanwhile
+// (geocache.Node.Scan).
+//
+// RENAME, RENAMENX, COPY and MSETNX write several keys, each as its own
+// replicated write (docs/compatibility.md): RENAME writes the destination
+// with the source's value and expiry, then deletes the source; MSETNX is
+// all or nothing on this node, last-writer-wins per key across regions.
+
+const (
+	errNoSuchKey  = "ERR no such key"
+	errSameObject = "ERR source and destination objects are the same"
+	errDBIndex    = "ERR DB index is out of range"
+	// keysChunk is how many keys KEYS asks the node for per step: each step
+	// holds one engine shard's lock for a bounded number of buckets.
+	keysChunk = 1024
+)
+
+// parseCursor parses a SCAN cursor as Redis 7.0's parseScanCursorOrReply,
+// that is C's strtoul in base 10: an optional sign (a negative cursor
+// wraps, as strtoul does), digits, nothing else, within 64 bits; the empty
+// string is 0.
+func parseCursor(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, true
+	}
+	neg := false
+	switch b[0] {
+	case '-':
+		neg, b = true, b[1:]
+	case '+':
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// stringMatch reports whether s matches the glob pattern p with Redis's
+// stringmatchlen syntax (* ? [abc] [^abc] [a-z] \x), case-sensitively
+// unless nocase. It is globMatch (glob.go) with the case made a choice:
+// KEYS and SCAN MATCH compare case-sensitively, CONFIG GET does not. Its
+// cost is O(len(p)·len(s)) whatever the pattern.
+func stringMatch(p []byte, s string, nocase bool) bool {
+	eq := func(a, b byte) bool { return a == b || (nocase && lower(a) == lower(b)) }
+	pi, si := 0, 0
+	starP, starS := -1, 0
+	for si < len(s) {
+		if pi < len(p) {
+			switch p[pi] {
+			case '*':
+				for pi < len(p) && p[pi] == '*' {
+					pi++
+				}
+				if pi == len(p) {
+					return true
+				}
+				starP, starS = pi, si
+				continue
+			case '?':
+				pi++
+				si++
+				continue
+			case '[':
+				if next, ok := matchClassCase(p, pi, s[si], nocase); ok {
+					pi = next
+					si++
+					continue
+				}
+			case '\\':
+				if pi+1 < len(p) {
+					if eq(p[pi+1], s[si]) {
+						pi += 2
+						si++
+						continue
+					}
+				} else if s[si] == '\\' {
+					pi++
+					si++
+					continue
+				}
+			default:
+				if eq(p[pi], s[si]) {
+					pi++
+					si++
+					continue
+				}
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		starS++
+		pi, si = starP, starS
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// matchClassCase is matchClass (glob.go) with the case made a choice.
+func matchClassCase(p []byte, at int, c byte, nocase bool) (next int, ok bool) {
+	fold := func(b byte) byte {
+		if nocase {
+			return lower(b)
+		}
+		return b
+	}
+	i := at + 1
+	not := i < len(p) && p[i] == '^'
+	if not {
+		i++
+	}
+	match := false
+	fc := fold(c)
+	for i < len(p) && p[i] != ']' {
+		switch {
+		case p[i] == '\\' && i+1 < len(p):
+			i++
+			if fold(p[i]) == fc {
+				match = true
+			}
+		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
+			lo, hi := fold(p[i]), fold(p[i+2])
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			if fc >= lo && fc <= hi {
+				match = true
+			}
+			i += 2
+		default:
+			if fold(p[i]) == fc {
+				match = true
+			}
+		}
+		i++
+	}
+	if i < len(p) {
+		i++ // past ']'
+	}
+	return i, match != not
+}
+
+// keyType is what TYPE answers for key: "string", or "none" if absent.
+func (c *conn) keyType(key string) string {
+	if c.s.node.Contains(key) {
+		return "string"
+	}
+	return "none"
+}
+
+func cmdKeys(c *conn, args [][]byte) {
+	pat := args[1]
+	all := len(pat) == 1 && pat[0] == '*'
+	var keys, buf []string
+	for cur := uint64(0); ; {
+		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
+		for _, k := range buf {
+			if all || stringMatch(pat, k, false) {
+				keys = append(keys, k)
+			}
+		}
+		if cur == 0 {
+			break
+		}
+	}
+	c.replyArray(len(keys))
+	for _, k := range keys {
+		c.replyBulkString(k)
+		c.flushIfFull()
+	}
+}
+
+func cmdScan(c *conn, args [][]byte) {
+	cursor, ok := parseCursor(args[1])
+	if !ok {
+		c.replyError("ERR invalid cursor")
+		return
+	}
+	count := int64(10)
+	var pat, typ []byte
+	for i := 2; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			c.replyError(errSyntax)
+			return
+		}
+		switch a := args[i]; {
+		case equalFold(a, "count"):
+			n, ok := parseInt(args[i+1])
+			if !ok {
+				c.replyError(errNotInteger)
+				return
+			}
+			if n < 1 {
+				c.replyError(errSyntax)
+				return
+			}
+			count = n
+		case equalFold(a, "match"):
+			pat = args[i+1]
+			if len(pat) == 1 && pat[0] == '*' {
+				pat = nil
+			}
+		case equalFold(a, "type"):
+			typ = args[i+1]
+		default:
+			c.replyError(errSyntax)
+			return
+		}
+	}
+	keys, next := c.s.node.Scan(cursor, int(min(count, math.MaxInt32)), nil)
+	// Filter after collecting, as Redis does: COUNT bounds the work, not
+	// the keys that match.
+	kept := keys[:0]
+	for _, k := range keys {
+		if pat != nil && !stringMatch(pat, k, false) {
+			continue
+		}
+		if typ != nil && !equalFold(typ, c.keyType(k)) {
+			continue
+		}
+		kept = append(kept, k)
+	}
+	c.replyArray(2)
+	c.replyBulkString(strconv.FormatUint(next, 10))
+	c.replyArray(len(kept))
+	for _, k := range kept {
+		c.replyBulkString(k)
+	}
+}
+
+func cmdRandomkey(c *conn, _ [][]byte) {
+	k, err := c.s.node.RandomKey()
+	if err != nil {
+		c.replyNull()
+		return
+	}
+	c.replyBulkString(k)
+}
+
+func cmdRename(c *conn, args [][]byte) {
+	ctx, cancel := c.writeCtx()
+	err := c.sess.Rename(ctx, string(args[1]), string(args[2]))
+	cancel()
+	switch {
+	case errors.Is(err, geocache.ErrNotFound):
+		c.replyError(errNoSuchKey)
+	case err != nil:
+		c.replyWriteError(err)
+	default:
+		c.replyOK()
+	}
+}
+
+func cmdRenamenx(c *conn, args [][]byte) {
+	ctx, cancel := c.writeCtx()
+	done, err := c.sess.RenameIfAbsent(ctx, string(args[1]), string(args[2]))
+	cancel()
+	switch {
+	case errors.Is(err, geocache.ErrNotFound):
+		c.replyError(errNoSuchKey)
+	case err != nil:
+		c.replyWriteError(err)
+	default:
+		c.replyBool(done)
+	}
+}
+
+func (c *conn) replyBool(b bool) {
+	if b {
+		c.replyInt(1)
+	} else {
+		c.replyInt(0)
+	}
+}
+
+// cmdCopy is COPY source destination [DB destination-db] [REPLACE]. Only
+// database 0 exists: DB with another index answers Redis's error for an
+// index out of range.
+func cmdCopy(c *conn, args [][]byte) {
+	replace := false
+	for j := 3; j < len(args); j++ {
+		switch {
+		case equalFold(args[j], "replace"):
+			replace = true
+		case equalFold(args[j], "db") && j+1 < len(args):
+			db, ok := parseInt(args[j+1])
+			if !ok {
+				c.replyError(errNotInteger)
+				return
+			}
+			if db != 0 {
+				c.replyError(errDBIndex)
+				return
+			}
+			j++
+		default:
+			c.replyError(errSyntax)
+			return
+		}
+	}
+	ctx, cancel := c.writeCtx()
+	done, err := c.sess.Copy(ctx, string(args[1]), string(args[2]), replace)
+	cancel()
+	switch {
+	case errors.Is(err, geocache.ErrSameKey):
+		c.replyError(errSameObject)
+	case err != nil:
+		c.replyWriteError(err)
+	default:
+		c.replyBool(done)
+	}
+}
+
+// cmdMsetnx sets every pair if none of the keys exists here: all or
+// nothing on this node; each key its own replicated write (last writer
+// wins per key across regions). A key given twice takes its last value,
+// as in Redis.
+func cmdMsetnx(c *conn, args [][]byte) {
+	if len(args)%2 == 0 {
+		c.wrongArity("msetnx")
+		return
+	}
+	kvs := make(map[string][]byte, (len(args)-1)/2)
+	for i := 1; i < len(args); i += 2 {
+		if err := c.s.node.CheckSize(len(args[i]), int64(len(args[i+1]))); err != nil {
+			c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: ") + "; nothing was written")
+			return
+		}
+		kvs[string(args[i])] = args[i+1]
+	}
+	ctx, cancel := c.writeCtx()
+	done, err := c.sess.SetAllIfAbsent(ctx, kvs)
+	cancel()
+	if err != nil {
+		c.replyWriteError(err)
+		return
+	}
+	c.replyBool(done)
+}
