@@ -26,7 +26,13 @@
 // 7's NX|XX|GT|LT: no expiry counts as an infinite TTL), TTL, PTTL,
 // PERSIST, EXPIRETIME, PEXPIRETIME, TOUCH; GETSET, STRLEN, APPEND,
 // GETRANGE, SUBSTR, SETRANGE, GETBIT, SETBIT, BITCOUNT [start end
-// [BYTE|BIT]].
+// [BYTE|BIT]]; MSETNX; KEYS pattern, SCAN cursor [MATCH pattern] [COUNT n]
+// [TYPE type], RANDOMKEY, RENAME, RENAMENX, COPY [DB 0] [REPLACE].
+//
+// Cluster (a region of several nodes, geocache serve --gossip-addr):
+// CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT | HELP, ASKING,
+// READONLY, READWRITE; a node of a region of one answers them as a Redis
+// without cluster support.
 //
 // Server: TIME, DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
 // (server, clients, memory, stats, replication, keyspace; commandstats and
