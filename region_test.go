@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 // Region tests run real gossip and replication on loopback: they wait for
@@ -22,17 +24,6 @@ func openRegionNode(t *testing.T, id uint32, join ...string) *Node {
 	return n
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Three nodes of a region find each other by gossip, link to each other,
 // agree on one slot map, and replicate; a fourth that joins later refills
 // before it reports Synced; one that closes leaves the map and the links.
@@ -43,7 +34,7 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 	c := openRegionNode(t, 3, join)
 	nodes := []*Node{a, b, c}
 	for _, n := range nodes {
-		waitUntil(t, "three members linked", func() bool {
+		testkit.Eventually(t, "three members linked", func() bool {
 			m, _ := n.SlotMap()
 			return m != nil && len(m.Members()) == 3 && len(n.repl.Peers()) == 2
 		})
@@ -58,7 +49,7 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		waitUntil(t, "every write on every member", func() bool { return n.Stats().Entries == 20 })
+		testkit.Eventually(t, "every write on every member", func() bool { return n.Stats().Entries == 20 })
 	}
 
 	d := openRegionNode(t, 4, join)
@@ -67,14 +58,14 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 		t.Errorf("the fourth member reported Synced holding %d of 20 entries", got)
 	}
 	for _, n := range nodes {
-		waitUntil(t, "four members", func() bool { m, _ := n.SlotMap(); return len(m.Members()) == 4 })
+		testkit.Eventually(t, "four members", func() bool { m, _ := n.SlotMap(); return len(m.Members()) == 4 })
 	}
 
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*Node{a, b, d} {
-		waitUntil(t, "the closed member gone from the map and the links", func() bool {
+		testkit.Eventually(t, "the closed member gone from the map and the links", func() bool {
 			m, _ := n.SlotMap()
 			return len(m.Members()) == 3 && len(n.repl.Peers()) == 2
 		})

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 // Membership runs real gossip on loopback (memberlist's transport is UDP
@@ -98,18 +100,6 @@ func names(ms []Member) string {
 	return strings.Join(s, ",")
 }
 
-// waitFor waits (a minute only catches a hang) until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Three members find each other through one; the announcements carry the
 // addresses; OnChange reports the live set; a member that stops without a
 // word is declared dead by the others, one that leaves is removed, and a
@@ -119,7 +109,7 @@ func TestMembershipJoinFailLeave(t *testing.T) {
 	b := mustStart(t, 2, a.Addr())
 	c := mustStart(t, 3, a.Addr())
 	for _, m := range []*testMember{a, b, c} {
-		waitFor(t, "three members", func() bool { return names(m.lastChange()) == "n1,n2,n3" })
+		testkit.Eventually(t, "three members", func() bool { return names(m.lastChange()) == "n1,n2,n3" })
 	}
 	for _, mb := range a.Members() {
 		if mb.ReplAddr != mb.Name+":7380" || mb.Addr != mb.Name+":6380" || fmt.Sprint("n", mb.ID) != mb.Name {
@@ -129,20 +119,20 @@ func TestMembershipJoinFailLeave(t *testing.T) {
 
 	cAddr := c.Addr()
 	c.Close() // a crash: no leave message
-	waitFor(t, "n3 declared dead", func() bool { return names(a.lastChange()) == "n1,n2" && names(b.lastChange()) == "n1,n2" })
+	testkit.Eventually(t, "n3 declared dead", func() bool { return names(a.lastChange()) == "n1,n2" && names(b.lastChange()) == "n1,n2" })
 
 	if err := b.Leave(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	waitFor(t, "n2 left", func() bool { return names(a.lastChange()) == "n1" })
+	testkit.Eventually(t, "n2 left", func() bool { return names(a.lastChange()) == "n1" })
 
 	// Restarted at the same gossip address, as a restarted process is.
 	c2, err := startAt(t, cAddr, 3, "eu", nil, a.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "n3 back", func() bool { return names(a.lastChange()) == "n1,n3" && names(c2.lastChange()) == "n1,n3" })
+	testkit.Eventually(t, "n3 back", func() bool { return names(a.lastChange()) == "n1,n3" && names(c2.lastChange()) == "n1,n3" })
 }
 
 // A member of another region that joins is not counted, with a warning
@@ -157,7 +147,7 @@ func TestMembershipRefusesStrangers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two members", func() bool { return names(a.lastChange()) == "n1,n2" })
+	testkit.Eventually(t, "two members", func() bool { return names(a.lastChange()) == "n1,n2" })
 
 	if _, err := start(t, 3, "eu", bytes.Repeat([]byte{8}, 32), a.Addr()); err == nil {
 		t.Error("a member with another gossip key joined")
@@ -168,7 +158,7 @@ func TestMembershipRefusesStrangers(t *testing.T) {
 	if _, err := start(t, 5, "us", key, a.Addr()); err != nil {
 		t.Fatal(err) // the gossip layer admits it: the region check is geocache's
 	}
-	waitFor(t, "the other region's member warned about", func() bool {
+	testkit.Eventually(t, "the other region's member warned about", func() bool {
 		return strings.Contains(a.logs.String(), "member of another region") && strings.Contains(a.logs.String(), "node=n5")
 	})
 	if got := names(a.Members()); got != "n1,n2" {

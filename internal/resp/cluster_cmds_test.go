@@ -6,12 +6,12 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 // regionServers starts n nodes of one region (gossip and replication on
@@ -48,23 +48,12 @@ func regionServers(t *testing.T, n int) []string {
 	// Every node sees every member before the test starts.
 	for _, a := range addrs {
 		c := newClient(t, a)
-		waitFor(t, "every member in the map", func() bool {
+		testkit.Eventually(t, "every member in the map", func() bool {
 			info, err := c.ClusterInfo(context.Background()).Result()
 			return err == nil && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n))
 		})
 	}
 	return addrs
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // go-redis's ClusterClient, pointed at one node of a three-node region,
@@ -115,7 +104,7 @@ func TestClusterClientOverRegion(t *testing.T) {
 		if err != nil || strings.Count(nodes, "\n") != 3 || !strings.Contains(nodes, "myself,master") {
 			t.Errorf("CLUSTER NODES of node %d: %v\n%s", i+1, err, nodes)
 		}
-		waitFor(t, "every key on every node", func() bool { return c.DBSize(ctx).Val() == 200 })
+		testkit.Eventually(t, "every key on every node", func() bool { return c.DBSize(ctx).Val() == 200 })
 		if err := c.ReadOnly(ctx).Err(); err != nil {
 			t.Errorf("READONLY: %v", err)
 		}

@@ -5,7 +5,15 @@ package resp
 // [abc], [^abc], [a-z] (classes), and \x (x itself). It runs in
 // O(len(p)·len(s)) time whatever the pattern — one star is backtracked at a
 // time — where Redis's recursive matcher can take exponential time.
-func globMatch(p []byte, s string) bool {
+func globMatch(p []byte, s string) bool { return stringMatch(p, s, true) }
+
+// stringMatch reports whether s matches the glob pattern p with Redis's
+// stringmatchlen syntax (* ? [abc] [^abc] [a-z] \x), case-sensitively
+// unless nocase. globMatch is it without case:
+// KEYS and SCAN MATCH compare case-sensitively, CONFIG GET does not. Its
+// cost is O(len(p)·len(s)) whatever the pattern.
+func stringMatch(p []byte, s string, nocase bool) bool {
+	eq := func(a, b byte) bool { return a == b || (nocase && lower(a) == lower(b)) }
 	pi, si := 0, 0
 	starP, starS := -1, 0
 	for si < len(s) {
@@ -25,14 +33,14 @@ func globMatch(p []byte, s string) bool {
 				si++
 				continue
 			case '[':
-				if next, ok := matchClass(p, pi, s[si]); ok {
+				if next, ok := matchClassCase(p, pi, s[si], nocase); ok {
 					pi = next
 					si++
 					continue
 				}
 			case '\\':
 				if pi+1 < len(p) {
-					if foldEq(p[pi+1], s[si]) {
+					if eq(p[pi+1], s[si]) {
 						pi += 2
 						si++
 						continue
@@ -43,7 +51,7 @@ func globMatch(p []byte, s string) bool {
 					continue
 				}
 			default:
-				if foldEq(p[pi], s[si]) {
+				if eq(p[pi], s[si]) {
 					pi++
 					si++
 					continue
@@ -62,34 +70,41 @@ func globMatch(p []byte, s string) bool {
 	return pi == len(p)
 }
 
-// matchClass matches c against the class starting at p[at] == '[' and
-// returns the index after it. An unclosed class runs to the end of p, as in
-// Redis.
-func matchClass(p []byte, at int, c byte) (next int, ok bool) {
+// matchClassCase matches c against the class starting at p[at] == '['
+// (case-insensitively if nocase) and returns the index after it. An
+// unclosed class runs to the end of p, as in Redis.
+func matchClassCase(p []byte, at int, c byte, nocase bool) (next int, ok bool) {
+	fold := func(b byte) byte {
+		if nocase {
+			return lower(b)
+		}
+		return b
+	}
 	i := at + 1
 	not := i < len(p) && p[i] == '^'
 	if not {
 		i++
 	}
 	match := false
+	fc := fold(c)
 	for i < len(p) && p[i] != ']' {
 		switch {
 		case p[i] == '\\' && i+1 < len(p):
 			i++
-			if foldEq(p[i], c) {
+			if fold(p[i]) == fc {
 				match = true
 			}
 		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
-			lo, hi := lower(p[i]), lower(p[i+2])
+			lo, hi := fold(p[i]), fold(p[i+2])
 			if lo > hi {
 				lo, hi = hi, lo
 			}
-			if lc := lower(c); lc >= lo && lc <= hi {
+			if fc >= lo && fc <= hi {
 				match = true
 			}
 			i += 2
 		default:
-			if foldEq(p[i], c) {
+			if fold(p[i]) == fc {
 				match = true
 			}
 		}
@@ -107,5 +122,3 @@ func lower(c byte) byte {
 	}
 	return c
 }
-
-func foldEq(a, b byte) bool { return lower(a) == lower(b) }
