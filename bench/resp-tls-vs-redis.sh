@@ -1,7 +1,15 @@
 #!/bin/bash
-# interleaved plain/TLS against geocache serve and redis-server; rps and server CPU per request
-cd /tmp/tlsb
-/tmp/geocache serve --addr 127.0.0.1:16380 --tls-addr 127.0.0.1:16390 --tls-cert pki/srv.pem --tls-key pki/srv-key.pem --tls-ca pki/ca.pem --max-memory 256MB --log-level warn 2>/dev/null &
+# Interleaved plaintext/TLS runs of redis-benchmark against geocache serve and
+# redis-server (both from this machine), printing per run:
+#   test P port rps server-cpu-us-per-request
+# ports: 16380/16390 geocache plain/TLS, 16480/16490 redis-server plain/TLS.
+# Usage: go build -o /tmp/geocache ./cmd/geocache && BIN=/tmp/geocache bench/resp-tls-vs-redis.sh
+set -u
+BIN=${BIN:-/tmp/geocache}
+DIR=$(mktemp -d)
+cd "$DIR"
+"$BIN" cert ca --dir pki >/dev/null && "$BIN" cert node --dir pki --name srv --host 127.0.0.1 >/dev/null || exit 1
+"$BIN" serve --addr 127.0.0.1:16380 --tls-addr 127.0.0.1:16390 --tls-cert pki/srv.pem --tls-key pki/srv-key.pem --tls-ca pki/ca.pem --max-memory 256MB --log-level warn 2>/dev/null &
 GPID=$!
 redis-server --port 16480 --tls-port 16490 --tls-cert-file pki/srv.pem --tls-key-file pki/srv-key.pem --tls-ca-cert-file pki/ca.pem --tls-auth-clients no --save '' --appendonly no --maxmemory 256mb --maxmemory-policy allkeys-lru --daemonize no --logfile /dev/null &
 RPID=$!
@@ -30,3 +38,4 @@ for run in 1 2 3; do
  done
 done
 kill $GPID $RPID; wait
+rm -rf "$DIR"
