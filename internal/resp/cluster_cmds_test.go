@@ -105,6 +105,9 @@ func TestClusterClientOverRegion(t *testing.T) {
 			t.Errorf("CLUSTER NODES of node %d: %v\n%s", i+1, err, nodes)
 		}
 		testkit.Eventually(t, "every key on every node", func() bool { return c.DBSize(ctx).Val() == 200 })
+		if info := c.Info(ctx).Val(); !strings.Contains(info, "redis_mode:cluster\r\n") || !strings.Contains(info, "cluster_enabled:1\r\n") {
+			t.Errorf("INFO of node %d does not say cluster mode:\n%s", i+1, info)
+		}
 		if err := c.ReadOnly(ctx).Err(); err != nil {
 			t.Errorf("READONLY: %v", err)
 		}

@@ -35,7 +35,7 @@
 // without cluster support.
 //
 // Server: TIME, DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
-// (server, clients, memory, stats, replication, keyspace; commandstats and
+// (server, clients, memory, stats, replication, cpu, cluster, keyspace; commandstats and
 // latencystats with INFO all, as in Redis), CONFIG GET
 // pattern ..., COMMAND [COUNT | LIST | INFO | DOCS], WAIT numregions
 // timeout.

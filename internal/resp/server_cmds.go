@@ -144,7 +144,7 @@ func infoValue(s string) string {
 // infoAllSections those of INFO all (and everything), as in Redis, where
 // commandstats and latencystats are not in the default set either.
 var (
-	infoSections    = []string{"server", "clients", "memory", "stats", "replication", "keyspace"}
+	infoSections    = []string{"server", "clients", "memory", "stats", "replication", "cpu", "cluster", "keyspace"}
 	infoAllSections = append(slices.Clone(infoSections), "commandstats", "latencystats")
 )
 
@@ -193,7 +193,11 @@ func (s *Server) info(want map[string]bool) string {
 		up := time.Since(s.started)
 		kv("redis_version", redisVersion)
 		kv("geocache_version", buildVersion())
-		kv("redis_mode", "standalone")
+		if m, _ := s.node.SlotMap(); m != nil {
+			kv("redis_mode", "cluster")
+		} else {
+			kv("redis_mode", "standalone")
+		}
 		kv("os", runtime.GOOS+" "+runtime.GOARCH)
 		kv("arch_bits", strconv.Itoa(strconv.IntSize))
 		kv("go_version", runtime.Version())
@@ -262,6 +266,15 @@ func (s *Server) info(want map[string]bool) string {
 				",stale="+strconv.FormatUint(o.Stale, 10)+",full_syncs="+strconv.FormatUint(o.FullSyncs, 10))
 		}
 	}
+	if section("CPU") {
+		// The process's CPU time, as Redis's getrusage figures; geocache
+		// has no main thread to report apart, nor children.
+		user, sys := processCPU()
+		kv("used_cpu_sys", cpuSeconds(sys))
+		kv("used_cpu_user", cpuSeconds(user))
+		kv("used_cpu_sys_children", "0.000000")
+		kv("used_cpu_user_children", "0.000000")
+	}
 	if want["commandstats"] || want["latencystats"] {
 		lat := s.CommandLatency()
 		if section("Commandstats") {
@@ -285,6 +298,13 @@ func (s *Server) info(want map[string]bool) string {
 				}
 			}
 		}
+	}
+	if section("Cluster") {
+		enabled := int64(0)
+		if m, _ := s.node.SlotMap(); m != nil {
+			enabled = 1
+		}
+		ki("cluster_enabled", enabled)
 	}
 	if section("Keyspace") {
 		// Redis's format; no line for an empty database. expires and
