@@ -29,7 +29,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -42,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/geocache/geocache/bench/internal/benchkit"
 	"github.com/geocache/geocache/bench/internal/rclient"
 )
 
@@ -216,29 +216,6 @@ func missingRedis() []string {
 	return missing
 }
 
-// findRepo returns the directory, at or above the working directory, whose
-// go.mod declares module github.com/geocache/geocache.
-func findRepo() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			for line := range strings.SplitSeq(string(b), "\n") {
-				if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && strings.Trim(f[1], `"`) == "github.com/geocache/geocache" {
-					return dir, nil
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of module github.com/geocache/geocache at or above the working directory: run from bench/ or pass -repo")
-		}
-		dir = parent
-	}
-}
-
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
@@ -264,7 +241,7 @@ type bench struct {
 	sup      *supervisor
 	geocache string // built binary
 	repo     string // root of the geocache repository
-	ports    map[int]bool
+	ports    benchkit.Ports
 
 	results  map[cellKey][]*sample // indexed by run; nil where a run failed
 	findings map[string]int        // log lines worth a look, deduplicated, with counts
@@ -276,7 +253,7 @@ func (b *bench) prepare() error {
 	repo := b.cfg.repo
 	if repo == "" {
 		var err error
-		if repo, err = findRepo(); err != nil {
+		if repo, err = benchkit.FindRepo(); err != nil {
 			return err
 		}
 	}
@@ -297,7 +274,7 @@ func (b *bench) prepare() error {
 	if err != nil {
 		return fmt.Errorf("go build of geocache failed: %v\n%s", err, out)
 	}
-	b.ports = map[int]bool{}
+	b.ports = benchkit.Ports{}
 	return nil
 }
 
@@ -321,18 +298,6 @@ func cpuModel() string {
 		}
 	}
 	return "?"
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // idleCheck measures how many cores the machine keeps busy over d while
@@ -392,7 +357,7 @@ func (b *bench) header() {
 	fmt.Printf("redis-server: %s\n", cmdOutput("redis-server", "--version"))
 	fmt.Printf("redis-benchmark: %s\n", cmdOutput("redis-benchmark", "--version"))
 	fmt.Printf("geocache: %s\n", geocacheVersion(b.geocache, b.repo))
-	fmt.Printf("load average at start: %s; other processes used %s in the 3 s before the run\n", loadavg(), idleCheck(3*time.Second))
+	fmt.Printf("load average at start: %s; other processes used %s in the 3 s before the run\n", benchkit.Loadavg(), idleCheck(3*time.Second))
 	fmt.Printf("benchmark: redis-benchmark -h 127.0.0.1 -p <port> -c %d -d %d -r %d -t set,get -n <N> -P <P> --csv\n", c.clients, c.size, c.keyspace)
 	var ns []string
 	for _, p := range c.pipelines {
@@ -417,24 +382,6 @@ func (b *bench) n(p int) int {
 	return b.cfg.n
 }
 
-// freePort returns a loopback port that was free a moment ago and that
-// this run has not handed out before.
-func (b *bench) freePort() (int, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !b.ports[port] {
-			b.ports[port] = true
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free loopback port")
-}
-
 // instance is one started server kind: one process, or two for kGeo2.
 type instance struct {
 	kind  string
@@ -451,7 +398,7 @@ func (b *bench) startInstance(kind string, run int) (*instance, error) {
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	switch kind {
 	case kRedis:
-		port, err := b.freePort()
+		port, err := b.ports.Free()
 		if err != nil {
 			return in, err
 		}
@@ -466,7 +413,7 @@ func (b *bench) startInstance(kind string, run int) (*instance, error) {
 		}
 		in.procs, in.addrs = []*proc{p}, []string{addr(port)}
 	case kGeo:
-		port, err := b.freePort()
+		port, err := b.ports.Free()
 		if err != nil {
 			return in, err
 		}
@@ -481,7 +428,7 @@ func (b *bench) startInstance(kind string, run int) (*instance, error) {
 		var ports [4]int
 		for i := range ports {
 			var err error
-			if ports[i], err = b.freePort(); err != nil {
+			if ports[i], err = b.ports.Free(); err != nil {
 				return in, err
 			}
 		}
@@ -626,7 +573,7 @@ func (b *bench) redisBenchmark(in *instance, p, n int, csvOut bool) (*runResult,
 	res := &runResult{rows: map[string]*sample{}}
 	srv0 := make([]time.Duration, len(in.procs))
 	for i, pr := range in.procs {
-		srv0[i], _ = cpuTime(pr.pid())
+		srv0[i], _ = benchkit.CPUTime(pr.pid())
 	}
 	busy0, _ := machineBusy()
 	var stdout, stderr bytes.Buffer
@@ -640,7 +587,7 @@ func (b *bench) redisBenchmark(in *instance, p, n int, csvOut bool) (*runResult,
 	busy1, _ := machineBusy()
 	var ours time.Duration
 	for i, p := range in.procs {
-		t, _ := cpuTime(p.pid())
+		t, _ := benchkit.CPUTime(p.pid())
 		res.serverCPU = append(res.serverCPU, t-srv0[i])
 		ours += t - srv0[i]
 	}
@@ -743,7 +690,7 @@ func (b *bench) runAll() {
 		for i := range order {
 			order[i] = c.servers[(i+run)%len(c.servers)]
 		}
-		fmt.Printf("== run %d/%d: %s (load average %s)\n", run+1, c.runs, strings.Join(order, ", "), loadavg())
+		fmt.Printf("== run %d/%d: %s (load average %s)\n", run+1, c.runs, strings.Join(order, ", "), benchkit.Loadavg())
 		for _, kind := range order {
 			if b.sup.isClosed() {
 				return
@@ -751,7 +698,7 @@ func (b *bench) runAll() {
 			b.runInstance(kind, run)
 		}
 	}
-	fmt.Printf("load average at end: %s; total time %s\n", loadavg(), time.Since(b.start).Round(time.Second))
+	fmt.Printf("load average at end: %s; total time %s\n", benchkit.Loadavg(), time.Since(b.start).Round(time.Second))
 }
 
 func (b *bench) runInstance(kind string, run int) {
@@ -786,7 +733,7 @@ func (b *bench) runInstance(kind string, run int) {
 		for _, t := range tests {
 			s := res.rows[t]
 			b.record(cellKey{kind, p, t}, run, s)
-			fmt.Fprintf(&sb, " | %s %9s rps p50 %6.3f p99 %6.3f ms", t, thousands(s.rps), s.p50, s.p99)
+			fmt.Fprintf(&sb, " | %s %9s rps p50 %6.3f p99 %6.3f ms", t, benchkit.Thousands(s.rps), s.p50, s.p99)
 		}
 		var cpus []string
 		for _, d := range res.serverCPU {
@@ -861,7 +808,7 @@ func (b *bench) cell(k cellKey) (stats, bool) {
 	if len(rps) == 0 {
 		return stats{}, false
 	}
-	return stats{n: len(rps), rps: median(rps), rpsMin: slices.Min(rps), rpsMx: slices.Max(rps), p50: median(p50), p99: median(p99)}, true
+	return stats{n: len(rps), rps: benchkit.Median(rps), rpsMin: slices.Min(rps), rpsMx: slices.Max(rps), p50: benchkit.Median(p50), p99: benchkit.Median(p99)}, true
 }
 
 // ratios returns a/b of the median rps and the per-run ratios (runs are
@@ -880,28 +827,6 @@ func (b *bench) ratios(a, c cellKey) (float64, []float64, bool) {
 		}
 	}
 	return sa.rps / sc.rps, per, true
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func thousands(f float64) string {
-	s := strconv.FormatInt(int64(math.Round(f)), 10)
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }
 
 func spanRatios(per []float64) string {
@@ -930,8 +855,8 @@ func (b *bench) report() {
 					fmt.Printf("  %-12s no successful run\n", kind)
 					continue
 				}
-				fmt.Printf("  %-12s %10s  %-23s %6.0f%% %8.3f %8.3f %5d\n", kind, thousands(s.rps),
-					"["+thousands(s.rpsMin)+".."+thousands(s.rpsMx)+"]", 100*(s.rpsMx-s.rpsMin)/s.rps, s.p50, s.p99, s.n)
+				fmt.Printf("  %-12s %10s  %-23s %6.0f%% %8.3f %8.3f %5d\n", kind, benchkit.Thousands(s.rps),
+					"["+benchkit.Thousands(s.rpsMin)+".."+benchkit.Thousands(s.rpsMx)+"]", 100*(s.rpsMx-s.rpsMin)/s.rps, s.p50, s.p99, s.n)
 			}
 			gk, rk, g2k := cellKey{kGeo, p, t}, cellKey{kRedis, p, t}, cellKey{kGeo2, p, t}
 			if r, per, ok := b.ratios(gk, rk); ok {

@@ -183,30 +183,6 @@ func (s *supervisor) shutdown() {
 	})
 }
 
-// cpuTime is the user+system CPU time of process pid so far, from
-// /proc/<pid>/stat (clock ticks of 1/100 s, Linux's USER_HZ).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
-}
-
 // machineBusy is the CPU time all processes of the machine have used so
 // far (every state of the /proc/stat "cpu" line but idle and iowait).
 func machineBusy() (time.Duration, error) {

@@ -36,7 +36,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -51,6 +50,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/geocache/geocache/bench/internal/benchkit"
 	"github.com/geocache/geocache/bench/internal/rclient"
 )
 
@@ -232,7 +232,7 @@ type runner struct {
 	cfg      config
 	tmp      string
 	bin      string
-	ports    map[int]bool
+	ports    benchkit.Ports
 	start    time.Time
 	results  map[resultKey]*result
 	redisVer string
@@ -244,7 +244,7 @@ type runner struct {
 
 func (r *runner) prepare() error {
 	r.start = time.Now()
-	r.ports = map[int]bool{}
+	r.ports = benchkit.Ports{}
 	var err error
 	if r.cfg.out != "" {
 		r.tmp = r.cfg.out
@@ -275,7 +275,7 @@ func (r *runner) prepare() error {
 	if r.bin == "" {
 		repo := r.cfg.repo
 		if repo == "" {
-			if repo, err = findRepo(); err != nil {
+			if repo, err = benchkit.FindRepo(); err != nil {
 				return err
 			}
 		}
@@ -291,7 +291,7 @@ func (r *runner) prepare() error {
 	fmt.Printf("geocache: %s\n", r.bin)
 	fmt.Printf("benchmark: redis-benchmark -h 127.0.0.1 -p <port> -c %d -d %d -r %d -t <test> -P <P> -n <N> --csv; N = %d at -P 1, %d above\n",
 		r.cfg.clients, r.cfg.size, r.cfg.keyspace, r.cfg.n, r.cfg.nPipelined)
-	fmt.Printf("load average at start: %s\n\n", loadavg())
+	fmt.Printf("load average at start: %s\n\n", benchkit.Loadavg())
 	return nil
 }
 
@@ -351,22 +351,6 @@ func (r *runner) forget(cmds ...*exec.Cmd) {
 	r.procs = slices.DeleteFunc(r.procs, func(c *exec.Cmd) bool { return slices.Contains(cmds, c) })
 }
 
-func (r *runner) freePort() (int, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !r.ports[port] {
-			r.ports[port] = true
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free loopback port")
-}
-
 // instance is one started server kind. addrs[0] is benchmarked; pids[0] is
 // its process (respprof's own with -pprof).
 type instance struct {
@@ -387,7 +371,7 @@ func (r *runner) startInstance(kind string, run int) (*instance, error) {
 		return filepath.Join(r.tmp, fmt.Sprintf("run%d-%s.log", run+1, name))
 	}
 	if kind == kRedis {
-		port, err := r.freePort()
+		port, err := r.ports.Free()
 		if err != nil {
 			return in, err
 		}
@@ -406,11 +390,11 @@ func (r *runner) startInstance(kind string, run int) (*instance, error) {
 	peer := make([]int, n+1)
 	for i := range resp {
 		var err error
-		if resp[i], err = r.freePort(); err != nil {
+		if resp[i], err = r.ports.Free(); err != nil {
 			return in, err
 		}
 		if n > 0 {
-			if peer[i], err = r.freePort(); err != nil {
+			if peer[i], err = r.ports.Free(); err != nil {
 				return in, err
 			}
 		}
@@ -541,7 +525,7 @@ func (r *runner) runAll() error {
 		for i := range order {
 			order[i] = c.servers[(i+run)%len(c.servers)]
 		}
-		fmt.Printf("== run %d/%d: %s (load average %s)\n", run+1, c.repeat, strings.Join(order, ", "), loadavg())
+		fmt.Printf("== run %d/%d: %s (load average %s)\n", run+1, c.repeat, strings.Join(order, ", "), benchkit.Loadavg())
 		for _, kind := range order {
 			if err := r.runInstance(kind, run); err != nil {
 				return err
@@ -610,7 +594,7 @@ func (r *runner) measure(in *instance, bc benchCase, run int) error {
 	}
 	cpu0 := make([]time.Duration, len(in.pids))
 	for i, pid := range in.pids {
-		cpu0[i], _ = cpuTime(pid)
+		cpu0[i], _ = benchkit.CPUTime(pid)
 	}
 	t0 := time.Now()
 	row, _, err := r.benchmark(in, strings.ToLower(bc.test), bc.p, r.n(bc.p))
@@ -630,7 +614,7 @@ func (r *runner) measure(in *instance, bc benchCase, run int) error {
 	wall := time.Since(t0)
 	cpu := make([]time.Duration, len(in.pids))
 	for i, pid := range in.pids {
-		c1, _ := cpuTime(pid)
+		c1, _ := benchkit.CPUTime(pid)
 		cpu[i] = c1 - cpu0[i]
 	}
 	req := float64(r.n(bc.p))
@@ -677,8 +661,8 @@ func (r *runner) measure(in *instance, bc benchCase, run int) error {
 		remote = " remote " + strings.Join(others, "+")
 	}
 	fmt.Printf("  %-13s %-10s %9s rps p50 %6.3f p99 %6.3f ms | origin CPU %.2f cores, %5.2f µs/request%s%s | load %s\n",
-		in.kind, bc, thousands(row.rps), row.p50, row.p99, cpu[0].Seconds()/wall.Seconds(),
-		float64(cpu[0].Microseconds())/req, remote, extra, loadavg())
+		in.kind, bc, benchkit.Thousands(row.rps), row.p50, row.p99, cpu[0].Seconds()/wall.Seconds(),
+		float64(cpu[0].Microseconds())/req, remote, extra, benchkit.Loadavg())
 	return nil
 }
 
@@ -719,7 +703,7 @@ func (r *runner) benchmark(in *instance, tests string, p, n int) (csvRow, string
 
 func (r *runner) report() {
 	c := r.cfg
-	fmt.Printf("\nload average at end: %s; total time %s\n", loadavg(), time.Since(r.start).Round(time.Second))
+	fmt.Printf("\nload average at end: %s; total time %s\n", benchkit.Loadavg(), time.Since(r.start).Round(time.Second))
 	for _, bc := range c.cases {
 		fmt.Printf("\n== %s (-n %d): origin CPU per request, medians of %d run(s)\n", bc, r.n(bc.p), c.repeat)
 		base := 0.0
@@ -728,7 +712,7 @@ func (r *runner) report() {
 			if res == nil {
 				continue
 			}
-			us := median(res.perRun)
+			us := benchkit.Median(res.perRun)
 			rel := ""
 			if kind == kGeo {
 				base = us
@@ -738,12 +722,12 @@ func (r *runner) report() {
 				rel = fmt.Sprintf(" = %.2fx the single node", us/base)
 			}
 			line := fmt.Sprintf("  %-13s %6.2f µs/request (runs %s)%s; %s rps (runs %s); p50 %.3f p99 %.3f ms",
-				kind, us, floats(res.perRun, "%.2f"), rel, thousands(median(res.rps)), floats(res.rps, "%.0f"), median(res.p50), median(res.p99))
+				kind, us, floats(res.perRun, "%.2f"), rel, benchkit.Thousands(benchkit.Median(res.rps)), floats(res.rps, "%.0f"), benchkit.Median(res.p50), benchkit.Median(res.p99))
 			if res.otherCPU > 0 {
 				line += fmt.Sprintf("; remote regions %.2f µs/request", float64(res.otherCPU.Microseconds())/res.requests)
 			}
 			if len(res.allocs) > 0 {
-				line += fmt.Sprintf("; %.2f allocs, %.0f B per request", median(res.allocs), median(res.bytes))
+				line += fmt.Sprintf("; %.2f allocs, %.0f B per request", benchkit.Median(res.allocs), benchkit.Median(res.bytes))
 			}
 			fmt.Println(line)
 			if len(res.notes) > 0 {
@@ -872,89 +856,10 @@ func floats(v []float64, f string) string {
 	return strings.Join(s, ", ")
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func thousands(f float64) string {
-	s := strconv.FormatInt(int64(math.Round(f)), 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 func cmdOutput(argv ...string) string {
 	out, err := exec.Command(argv[0], argv[1:]...).Output()
 	if err != nil {
 		return "?"
 	}
 	return string(out)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// cpuTime is the user+system CPU time of process pid so far (clock ticks
-// of 1/100 s).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
-}
-
-// findRepo returns the directory, at or above the working directory, of
-// module github.com/geocache/geocache.
-func findRepo() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/geocache/geocache\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of module github.com/geocache/geocache at or above the working directory: run from bench/ or pass -repo")
-		}
-		dir = parent
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -67,42 +66,7 @@ type testNode struct {
 // test (inside the bubble, before it ends).
 func startNode(t *testing.T, mem *testkit.Network, name string, cfg Config, noListen bool) *testNode {
 	t.Helper()
-	st, err := store.Open(store.Config{MaxBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock, err := hlc.New(hlc.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logBuffer{}
-	cfg.Store, cfg.Clock = st, clock
-	cfg.Dial = mem.Dialer(name)
-	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if cfg.NodeName == "" {
-		cfg.NodeName = name
-	}
-	if !noListen {
-		ln, err := mem.Listen(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Listener = ln
-	}
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start()
-	n := &testNode{r: r, st: st, logs: logs}
-	t.Cleanup(func() {
-		r.Close()
-		st.Close()
-		if t.Failed() {
-			t.Logf("logs of %s:\n%s", name, logs.String())
-		}
-	})
-	return n
+	return startTestNode(t, mem, name, cfg, !noListen).testNode
 }
 
 func (n *testNode) link(t *testing.T, addr string) LinkStats {
