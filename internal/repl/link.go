@@ -33,6 +33,7 @@ type link struct {
 	connected  bool
 	since      time.Time // of the last change of connected, or of the link's creation
 	acked      uint64    // highest sequence number the peer has applied
+	peerInc    uint64    // the peer's incarnation at the last handshake
 	sent       uint64    // next sequence number to send
 	rtt        time.Duration
 	offset     time.Duration // peer's physical clock minus ours
@@ -171,7 +172,9 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 
 // handshakeOut exchanges Hellos, measures the peer's clock, and reads
 // where the peer resumes this node's log: it returns the sequence number
-// to stream from and whether the peer asked for a full sync.
+// to stream from and whether the peer asked for a full sync. With a full
+// sync, next is where the log replays from after the snapshot: the peer's
+// last ack if the same process of the peer asks (see sendSnapshot), else 0.
 func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnapshot bool, err error) {
 	hello := r.hello()
 	if err := fc.write(hello); err != nil {
@@ -212,6 +215,11 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnap
 	if l.nodeID != h.NodeID {
 		l.acked = 0 // another node answers at this address: its acks start over
 	}
+	replay := uint64(0)
+	if l.nodeID == h.NodeID && l.peerInc == h.Incarnation {
+		replay = l.acked + 1
+	}
+	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.acked = max(l.acked, next-1)
 	l.sent = next
@@ -229,7 +237,10 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnap
 	if warned {
 		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
 	}
-	return next, resume.NextSeq == 0, nil
+	if resume.NextSeq == 0 {
+		return replay, true, nil
+	}
+	return next, false, nil
 }
 
 // sender streams this node's log on one connection, with a full sync when
@@ -304,8 +315,12 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	var err error
 	s.batch, n, err = r.log.Read(s.next, int64(r.cfg.BatchBytes), s.batch[:0])
 	if errors.Is(err, ErrTruncated) || s.needSnapshot {
+		replay := s.next
+		if !s.needSnapshot {
+			replay = 0 // the log no longer reaches back to the peer
+		}
 		s.needSnapshot = false
-		s.next, err = r.sendSnapshot(s.l, s.fc)
+		s.next, err = r.sendSnapshot(s.l, s.fc, replay)
 		return err == nil, err
 	}
 	if len(s.batch) == 0 {
@@ -376,13 +391,25 @@ func (r *Replicator) roundDue(l *link) bool {
 // store, framed by the log position it stands for. The receiver merges it
 // and drops what the snapshot does not vouch for. It returns the sequence
 // number to stream from afterwards.
-func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
+func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64, error) {
 	// Every write with a sequence number below s0 was versioned before ts
 	// (versions come from a monotonic clock, and a write is versioned before
 	// it is logged), so the snapshot plus the log from s0 covers them all.
 	s0 := r.log.Next()
 	ts := r.cfg.Clock.Update(0)
-	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: s0 - 1, HLC: uint64(ts)}); err != nil {
+	// A peer away longer than the tombstone horizon asks for a full sync
+	// (see takeOver) but may have missed this node's own writes too. The
+	// snapshot alone does not always cover them: a write that superseded a
+	// delete and was then evicted here leaves only a local ghost, and the
+	// peer would keep the value the delete removed. So if the peer is the
+	// process that acked up to replay-1, and the log still reaches back to
+	// replay, the log replays from there after the snapshot: replaying
+	// what the snapshot already covers is idempotent.
+	from := s0
+	if replay > 0 && replay < s0 && r.log.Stats().First <= replay {
+		from = replay
+	}
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts)}); err != nil {
 		return 0, err
 	}
 	var chunk []wire.Op
@@ -417,8 +444,8 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn) (uint64, error) {
 	l.mu.Lock()
 	l.fullSyncs++
 	l.mu.Unlock()
-	r.cfg.Logger.Info("full sync sent", "peer", l.addr, "seq", s0-1)
-	return s0, nil
+	r.cfg.Logger.Info("full sync sent", "peer", l.addr, "seq", s0-1, "replay_from", from)
+	return from, nil
 }
 
 // readAcks reads the peer's side of an outbound connection: one handler

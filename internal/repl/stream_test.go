@@ -117,6 +117,70 @@ func TestResumePosition(t *testing.T) {
 	}
 }
 
+// A full sync asked by the peer process that acked part of the log (away
+// longer than the tombstone horizon) is followed by the log from its last
+// ack, not from the snapshot's end: the snapshot alone loses this node's
+// writes that left no trace here (a set that superseded a delete, then
+// evicted, leaves only a local ghost). Another process of the peer gets
+// the snapshot and the log after it, as a first sync does.
+func TestFullSyncReplaysLogFromLastAck(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		incDelta uint64 // added to the peer's incarnation on reconnecting
+		seq      uint64 // the second SnapshotBegin's Seq
+		ops      []string
+	}{
+		{"same peer process", 0, 3, kN(4, 5)},
+		{"restarted peer", 1, 5, kN(6, 6)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				ln := listenFake(t, mem, "fake")
+				a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+				for i := 1; i <= 3; i++ {
+					a.put(t, fmt.Sprint("k", i), "v")
+				}
+				h := fakeHello(fakeID)
+				p := ln.accept()
+				p.answer(h)
+				p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+				if ops := dataAs[*wire.Ops](t, p); !slices.Equal(opKeys(ops.Ops), kN(1, 3)) {
+					t.Fatalf("first Ops %v", opKeys(ops.Ops))
+				}
+				p.send(&wire.Ack{Origin: 1, Seq: 3})
+				for a.link(t, "fake").Acked != 3 {
+					time.Sleep(time.Millisecond)
+				}
+				p.c.Close()
+				a.put(t, "k4", "v")
+				a.put(t, "k5", "v")
+
+				h.Incarnation += tc.incDelta
+				p2 := ln.accept()
+				p2.answer(h)
+				p2.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+				if begin := dataAs[*wire.SnapshotBegin](t, p2); begin.Seq != tc.seq {
+					t.Errorf("SnapshotBegin.Seq = %d, want %d", begin.Seq, tc.seq)
+				}
+				for {
+					if _, ok := p2.recvData().(*wire.SnapshotEnd); ok {
+						break
+					}
+				}
+				if tc.seq == 5 {
+					a.put(t, "k6", "v") // the log has nothing after the snapshot yet
+				}
+				ops := dataAs[*wire.Ops](t, p2)
+				if ops.FirstSeq != tc.seq+1 || !slices.Equal(opKeys(ops.Ops), tc.ops) {
+					t.Errorf("after the snapshot: Ops from %d %v; want from %d %v", ops.FirstSeq, opKeys(ops.Ops), tc.seq+1, tc.ops)
+				}
+			})
+		})
+	}
+}
+
 // A Resume for another origin, or beyond the end of the log, is refused:
 // the node streams nothing on that connection.
 func TestResumeRefused(t *testing.T) {

@@ -103,6 +103,13 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 // in anti-entropy and full syncs, so the older version is removed there
 // too (I3). The tombstone's horizon counts from the expiry.
 //
+// An entry purged after its expiry passed is an expiry too (the engine
+// reports an expired eviction as Expired itself, but FLUSHALL takes expired
+// entries with the rest): it leaves the same tombstone, which the purge
+// then turns into a tombstone ghost. As a local ghost, the expiry would be
+// lost to full syncs, and a peer away since would keep a version older
+// than the expired write for good.
+//
 // The engine's Deleted removals are the store's own doing, and each already
 // leaves an exact or newer record: a Delete or an expired Set removes the
 // entry and writes a newer tombstone; a too-large Set records the newer
@@ -113,7 +120,7 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
 	switch {
 	case reason == lru.Deleted && s.purging.Load() == 0:
-	case reason == lru.Expired:
+	case reason == lru.Expired || it.expireAt != 0 && it.expireAt <= s.clock.UnixNano():
 		s.tombs.mu.Lock()
 		s.tombs.putLocked(key, it.ver, it.expireAt)
 		s.tombs.mu.Unlock()

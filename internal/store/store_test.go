@@ -702,3 +702,46 @@ func TestLocalGhostsDoNotTravel(t *testing.T) {
 	apply(t, r, set("a", "v", v(6)), Applied)
 	apply(t, r, set("deleted", "older", v(2)), Refused)
 }
+
+// TestExpiredThenEvictedIsAnExpiry: an entry the engine evicts (or FLUSHALL
+// purges) after its expiry passed leaves the expiry's record, which full
+// syncs carry, not a local ghost. Otherwise a peer away meanwhile, holding
+// an older version, keeps it after a full sync from this store: nothing it
+// receives says a newer write superseded it. (Purge lost it until this
+// test; the engine already reports an expired eviction as Expired.)
+func TestExpiredThenEvictedIsAnExpiry(t *testing.T) {
+	for _, how := range []string{"evicted", "purged"} {
+		t.Run(how, func(t *testing.T) {
+			clock := testkit.NewClock(epoch)
+			cfg := testConfig(clock)
+			cfg.MaxEntries, cfg.MaxTombstones = 1, 1
+			s := open(t, cfg)
+			exp := clock.UnixNano() + int64(time.Second)
+			apply(t, s, setExp("k", "v", v(5), exp), Applied)
+			clock.Advance(2 * time.Second)
+			if how == "evicted" {
+				apply(t, s, set("other", "v", v(6)), Applied) // evicts k, expired
+			} else {
+				s.Purge()
+			}
+			// A peer that missed the write, holding k's older version, takes
+			// this store's full sync: the snapshot's ops, then its ghosts.
+			peer := open(t, testConfig(clock))
+			apply(t, peer, set("k", "older", v(1)), Applied)
+			keys := map[string]bool{}
+			for _, op := range snapshotOps(s) {
+				peer.Apply(op)
+				keys[op.Key] = true
+			}
+			g := s.TombstoneGhosts()
+			peer.MergeTombstoneGhosts(g)
+			peer.DropUnvouched(func(key string, ver Version) bool { return keys[key] || !GhostCovers(g, key, ver.HLC) })
+			if e, ok := peer.Peek("k"); ok {
+				t.Fatalf("after the full sync the peer holds k = %+v; the expired write superseded it", e)
+			}
+			if r := s.Apply(set("k", "older", v(4))); r == Applied {
+				t.Fatal("an older write of k applied here after its expiry was evicted or purged")
+			}
+		})
+	}
+}
