@@ -136,6 +136,8 @@ type Node struct {
 	slots       atomic.Pointer[slotMap]
 	regionMu    sync.Mutex
 	regionPeers map[string]bool
+
+	listeners listeners // of published messages (pubsub.go)
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -187,6 +189,7 @@ func Open(cfg Config) (*Node, error) {
 		// Tracking a full sync's keys costs at most what holding them
 		// does: a peer with this node's budget never exceeds it.
 		MaxSnapshotBytes: max(repl.DefaultMaxSnapshotBytes, cfg.MaxBytes),
+		OnPublish:        func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
 		Logger:           cfg.Logger,
 	})
 	if err != nil {

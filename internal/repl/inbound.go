@@ -24,6 +24,10 @@ type originState struct {
 	gen         uint64 // bumped by each new connection; older ones stop
 	incarnation uint64
 	applied     uint64 // last sequence number applied
+	// delivered is the sequence number of the last message handed to
+	// OnPublish: a replay after a full sync does not deliver it again.
+	delivered uint64
+	messages  uint64 // messages delivered
 	// synced is false until this node has completed a full sync from the
 	// origin: a node that has never synced (it just started, empty) asks for
 	// one, which refills it with everything the origin holds — including
@@ -328,7 +332,7 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 	o.gen++
 	if o.incarnation != h.Incarnation {
 		o.incarnation = h.Incarnation
-		o.applied = 0
+		o.applied, o.delivered = 0, 0
 	}
 	// Away longer than the tombstone horizon: deletes this node missed may
 	// have left no tombstone anywhere, so no stream or anti-entropy round
@@ -378,7 +382,13 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, o.applied+1)
 	}
 	for i := range f.Ops {
-		if err := r.applyLocked(o, &f.Ops[i]); err != nil {
+		var err error
+		if w := &f.Ops[i]; w.Kind == wire.KindPublish {
+			err = r.deliverLocked(o, f.FirstSeq+uint64(i), w)
+		} else {
+			err = r.applyLocked(o, w)
+		}
+		if err != nil {
 			// Hold the stream here: the ops before are applied, this one
 			// and the rest come again once the origin reconnects.
 			r.observeVisibility(o, f.Ops[:i])
@@ -406,6 +416,24 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	return nil
 }
 
+// deliverLocked hands the message with sequence number seq to OnPublish,
+// unless it was delivered before, after merging its version into the clock
+// like a write's (a message too far ahead holds the stream the same way).
+func (r *Replicator) deliverLocked(o *originState, seq uint64, w *wire.Op) error {
+	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(w.HLC)); err != nil {
+		return err
+	}
+	if seq <= o.delivered {
+		return nil
+	}
+	o.delivered = seq
+	o.messages++
+	if r.cfg.OnPublish != nil {
+		r.cfg.OnPublish(w.Key, w.Value)
+	}
+	return nil
+}
+
 func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapshotState, ops []wire.Op) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -414,6 +442,9 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 	}
 	for i := range ops {
 		w := &ops[i]
+		if w.Kind == wire.KindPublish {
+			return errors.New("a pub/sub message inside a snapshot")
+		}
 		track := false
 		if w.Kind == wire.KindSet {
 			if _, in := snap.keys[w.Key]; !in {

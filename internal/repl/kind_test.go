@@ -3,6 +3,7 @@ package repl
 import (
 	"bufio"
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/geocache/geocache/internal/store"
@@ -13,7 +14,7 @@ import (
 // back to itself, every wire kind the decoder accepts maps to a store kind,
 // and nothing else maps.
 func TestKindMapping(t *testing.T) {
-	storeKinds := []store.Kind{store.KindSet, store.KindDelete}
+	storeKinds := []store.Kind{store.KindSet, store.KindDelete, store.KindPublish}
 	for _, k := range storeKinds {
 		w, ok := wireKind(k)
 		if !ok {
@@ -45,7 +46,7 @@ func TestKindMapping(t *testing.T) {
 	}
 	for i := range 256 {
 		k := store.Kind(i)
-		if _, ok := wireKind(k); ok != (k == store.KindSet || k == store.KindDelete) {
+		if _, ok := wireKind(k); ok != slices.Contains(storeKinds, k) {
 			t.Fatalf("store kind %d: mapped = %v", i, ok)
 		}
 	}

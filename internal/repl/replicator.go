@@ -107,6 +107,13 @@ type Config struct {
 	// from a peer reached at start. Default 1 min.
 	SyncTimeout time.Duration
 
+	// OnPublish receives each pub/sub message (a KindPublish op) of an
+	// origin's stream, once per message and in the origin's order: a
+	// message already delivered is not delivered again when the stream
+	// replays it (after a full sync). It runs on the origin's receiving
+	// goroutine and must not block. nil drops messages.
+	OnPublish func(channel string, payload []byte)
+
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
 }

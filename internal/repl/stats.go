@@ -43,7 +43,8 @@ type OriginStats struct {
 	Connected bool
 	Since     time.Time
 	Applied   uint64 // last sequence number of the origin applied here
-	Ops       uint64 // ops received
+	Ops       uint64 // ops received (writes; messages are counted apart)
+	Messages  uint64 // pub/sub messages delivered (Config.OnPublish)
 	Stale     uint64 // ops older than what the store held
 	Refused   uint64 // ops the ghost table refused
 	// HeldAhead counts the times this origin's stream (or full sync) was
@@ -122,7 +123,7 @@ func (r *Replicator) Stats() Stats {
 			Since: o.since, Applied: o.applied, FullSyncs: o.fullSyncs, Dropped: o.dropped,
 			Stale: o.results[store.Stale], Refused: o.results[store.Refused],
 			Visibility: o.visibility.Snapshot(),
-			HeldAhead:  o.heldAhead, SyncsRefused: o.syncsRefused,
+			HeldAhead:  o.heldAhead, SyncsRefused: o.syncsRefused, Messages: o.messages,
 		}
 		for _, n := range o.results {
 			os.Ops += n

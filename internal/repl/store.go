@@ -47,6 +47,8 @@ func wireKind(k store.Kind) (wire.Kind, bool) {
 		return wire.KindSet, true
 	case store.KindDelete:
 		return wire.KindDelete, true
+	case store.KindPublish:
+		return wire.KindPublish, true
 	}
 	return 0, false
 }
@@ -59,6 +61,8 @@ func storeKind(k wire.Kind) (store.Kind, bool) {
 		return store.KindSet, true
 	case wire.KindDelete:
 		return store.KindDelete, true
+	case wire.KindPublish:
+		return store.KindPublish, true
 	}
 	return 0, false
 }

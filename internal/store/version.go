@@ -47,15 +47,21 @@ const (
 	KindSet Kind = 1
 	// KindDelete removes a key and leaves a tombstone.
 	KindDelete Kind = 2
+	// KindPublish is a pub/sub message (Key the channel, Value the
+	// payload). The store never applies it (Apply answers Invalid): it
+	// travels in the replication log only, in order with the writes.
+	KindPublish Kind = 3
 )
 
-// String returns "set", "delete" or "Kind(n)".
+// String returns "set", "delete", "publish" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindSet:
 		return "set"
 	case KindDelete:
 		return "delete"
+	case KindPublish:
+		return "publish"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }

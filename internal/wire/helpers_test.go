@@ -38,6 +38,7 @@ func samples() []sample {
 		{"Ops/mixed", &Ops{Origin: 42, FirstSeq: 1000, Ops: []Op{
 			{Kind: KindSet, Key: "user:1", Value: []byte(`{"name":"ann"}`), ExpireAt: 1732580060000000000, HLC: 0x0193_6a1b_2c3d_0001, VOrigin: 42},
 			{Kind: KindDelete, Key: "user:2", HLC: 0x0193_6a1b_2c3d_0002, VOrigin: 7},
+			{Kind: KindPublish, Key: "invalidate", Value: []byte("user:2"), HLC: 0x0193_6a1b_2c3d_0003, VOrigin: 42},
 			{Kind: KindSet, Key: "", Value: nil, ExpireAt: -1, HLC: 0, VOrigin: 0},
 			{Kind: KindSet, Key: "neg", Value: []byte{0}, ExpireAt: math.MinInt64, HLC: math.MaxUint64, VOrigin: math.MaxUint32},
 		}}},

@@ -11,7 +11,8 @@ import (
 // [RejectProtocol].
 //
 // Version 2: Resume carries the receiver's HLC.
-const Proto = 2
+// Version 3: an Op may be a pub/sub message (KindPublish) in Ops frames.
+const Proto = 3
 
 // Limits. See the package documentation for how they bound decoding.
 const (
@@ -140,15 +141,22 @@ type Kind uint8
 const (
 	KindSet    Kind = 1
 	KindDelete Kind = 2
+	// KindPublish is a pub/sub message: Key is the channel, Value the
+	// payload, ExpireAt 0. It is valid in Ops frames only (protocol 3);
+	// the decoder accepts it in every op list, and the receiver refuses it
+	// where it does not belong (snapshots, probes, repairs).
+	KindPublish Kind = 3
 )
 
-// String returns "set", "delete" or "Kind(n)".
+// String returns "set", "delete", "publish" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindSet:
 		return "set"
 	case KindDelete:
 		return "delete"
+	case KindPublish:
+		return "publish"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
