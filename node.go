@@ -137,7 +137,8 @@ type Node struct {
 	regionMu    sync.Mutex
 	regionPeers map[string]bool
 
-	listeners listeners // of published messages (pubsub.go)
+	listeners listeners     // of published messages (pubsub.go)
+	notify    atomic.Uint32 // keyspace notification classes (notify.go)
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -152,14 +153,16 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, clock: clock, phys: phys}
 	st, err := store.Open(store.Config{
 		MaxBytes: cfg.MaxBytes, MaxEntries: cfg.MaxEntries, Clock: phys,
 		MaxTombstones: cfg.MaxTombstones, TombstoneHorizon: cfg.TombstoneHorizon,
+		OnChange: n.onChange,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, clock: clock, store: st, phys: phys}
+	n.store = st
 	ln := cfg.Listener
 	if ln == nil && cfg.PeerAddr != "" {
 		if ln, err = net.Listen("tcp", cfg.PeerAddr); err != nil {
@@ -274,6 +277,7 @@ func (n *Node) IDConflict() <-chan struct{} { return n.repl.IDConflict() }
 func (n *Node) Get(key string) ([]byte, error) {
 	e, ok := n.store.Get(key)
 	if !ok {
+		n.keyMiss(key)
 		return nil, ErrNotFound
 	}
 	return append([]byte(nil), e.Value...), nil
@@ -288,6 +292,7 @@ func (n *Node) Get(key string) ([]byte, error) {
 func (n *Node) GetShared(key string) ([]byte, error) {
 	e, ok := n.store.Get(key)
 	if !ok {
+		n.keyMiss(key)
 		return nil, ErrNotFound
 	}
 	return e.Value, nil

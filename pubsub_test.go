@@ -27,6 +27,12 @@ func (b *inbox) listen(channel string, payload []byte) int {
 	return 1
 }
 
+func (b *inbox) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.got = nil
+}
+
 func (b *inbox) list() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -75,6 +75,42 @@ type Config struct {
 	// background sweep of expired entries, 0 for lru's default, negative for
 	// none (then expired entries are reclaimed by writes, reads and Reclaim).
 	ReclaimInterval time.Duration
+
+	// OnChange, if set, is called after every change of a live key: a Set
+	// stored (created says the key held no live entry), a Delete or an
+	// already-expired Set removed one, the entry expired or was evicted,
+	// or a full sync's drop rule removed it. It runs after the store's
+	// locks are released, on the goroutine that made the change, so it may
+	// call the store; two changes of one key made at once by two goroutines
+	// may reach it in either order.
+	OnChange func(key string, c Change, created bool)
+}
+
+// Change is what happened to a live key (Config.OnChange).
+type Change uint8
+
+// Changes.
+const (
+	ChangeSet     Change = iota + 1 // a Set stored a value
+	ChangeDelete                    // a Delete, an already-expired Set or a drop removed the entry
+	ChangeExpired                   // the entry's expiry passed and it was removed
+	ChangeEvicted                   // the engine evicted the entry for room
+)
+
+// String returns the change's name: "set", "del", "expired" or "evicted",
+// the event names of Redis's keyspace notifications.
+func (c Change) String() string {
+	switch c {
+	case ChangeSet:
+		return "set"
+	case ChangeDelete:
+		return "del"
+	case ChangeExpired:
+		return "expired"
+	case ChangeEvicted:
+		return "evicted"
+	}
+	return fmt.Sprintf("Change(%d)", uint8(c))
 }
 
 func (cfg Config) validate() (Config, error) {

@@ -50,6 +50,8 @@ type Store struct {
 	// records ghosts for the engine's Deleted removals (see onEvictLocked).
 	purging atomic.Int32
 
+	onChange func(key string, c Change, created bool) // Config.OnChange
+
 	counts [3][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
 }
 
@@ -61,7 +63,11 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{clock: cfg.Clock, ghosts: newGhostTable(cfg.GhostSlots), tombGhosts: newGhostTable(cfg.GhostSlots)}
+	s := &Store{clock: cfg.Clock, ghosts: newGhostTable(cfg.GhostSlots), tombGhosts: newGhostTable(cfg.GhostSlots), onChange: cfg.OnChange}
+	var onEvict func(string, item, lru.Reason)
+	if cfg.OnChange != nil {
+		onEvict = s.onEvict
+	}
 	s.tombs = newTombstones(cfg.MaxTombstones, int64(cfg.TombstoneHorizon), s.tombGhosts)
 	s.cache, err = lru.New(lru.Config[string, item]{
 		MaxEntries:      cfg.MaxEntries,
@@ -70,6 +76,7 @@ func Open(cfg Config) (*Store, error) {
 		Clock:           cfg.Clock,
 		Size:            itemSize,
 		OnEvictLocked:   s.onEvictLocked,
+		OnEvict:         onEvict,
 		ReclaimInterval: cfg.ReclaimInterval,
 	})
 	if err != nil {
@@ -129,6 +136,38 @@ func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
 	}
 }
 
+// onEvict reports the engine's expiries and evictions to OnChange, after
+// the engine's locks are released. Its Deleted removals are the store's
+// own, reported by the methods that make them.
+func (s *Store) onEvict(key string, _ item, reason lru.Reason) {
+	switch reason {
+	case lru.Expired:
+		s.onChange(key, ChangeExpired, false)
+	case lru.Evicted:
+		s.onChange(key, ChangeEvicted, false)
+	}
+}
+
+// notice is what applyLocked did to a live key, for OnChange: reported by
+// the caller once the engine's lock is released.
+type notice struct {
+	expired bool   // the key's entry had expired and was removed first
+	change  Change // then this, 0 for nothing
+	created bool   // ChangeSet of a key with no live entry
+}
+
+func (s *Store) report(key string, n notice) {
+	if s.onChange == nil {
+		return
+	}
+	if n.expired {
+		s.onChange(key, ChangeExpired, false)
+	}
+	if n.change != 0 {
+		s.onChange(key, n.change, n.created)
+	}
+}
+
 // Apply merges op into the store, for local and replicated writes alike,
 // and says what it did. It takes ownership of op.Value, which must not be
 // modified afterwards.
@@ -144,8 +183,9 @@ func (s *Store) Apply(op Op) Result {
 		return Invalid
 	}
 	var res Result
+	var n notice
 	s.cache.Compute(op.Key, func(old item, _ int64, found bool) (item, int64, lru.Action) {
-		r, what := s.applyLocked(&op, old, found)
+		r, what := s.applyLocked(&op, old, found, &n)
 		res = r
 		if what == lru.Store {
 			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
@@ -153,6 +193,7 @@ func (s *Store) Apply(op Op) Result {
 		return item{}, 0, what
 	})
 	s.counts[op.Kind][res].Add(1)
+	s.report(op.Key, n)
 	return res
 }
 
@@ -170,6 +211,8 @@ func (s *Store) Apply(op Op) Result {
 // the store.
 func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (Op, bool)) (prev Entry, found bool, op Op, res Result) {
 	res = Declined
+	var n notice
+	defer func() { s.report(key, n) }()
 	s.cache.Compute(key, func(old item, _ int64, ok bool) (item, int64, lru.Action) {
 		live := ok && (old.expireAt == 0 || old.expireAt > s.clock.UnixNano())
 		if live {
@@ -185,7 +228,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 		}
 		op = next
 		op.Key, op.Version = key, ver
-		r, what := s.applyLocked(&op, old, ok)
+		r, what := s.applyLocked(&op, old, ok, &n)
 		res = r
 		if what == lru.Store {
 			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
@@ -203,8 +246,9 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 }
 
 // applyLocked decides op against the key's current state; it runs under the
-// key's lru shard lock. old is the key's entry if found.
-func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Action) {
+// key's lru shard lock. old is the key's entry if found. It records in n
+// what it did to a live entry.
+func (s *Store) applyLocked(op *Op, old item, found bool, n *notice) (Result, lru.Action) {
 	// Read the clock under the lock. The engine read it just before locking
 	// and removed the entry if it had expired by then; reading again here
 	// means that an op whose expiry is after this reading is also after the
@@ -220,6 +264,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Action) {
 		s.tombs.mu.Unlock()
 		found = false
 		leave = lru.Remove
+		n.expired = true
 	}
 
 	if found {
@@ -232,14 +277,17 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Action) {
 			s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
 			s.tombs.pruneLocked(now, pruneBudget)
 			s.tombs.mu.Unlock()
+			n.change = ChangeDelete
 			if expiredSet {
 				return AlreadyExpired, lru.Remove
 			}
 			return Applied, lru.Remove
 		case s.tooLarge(op):
 			s.ghosts.record(op.Key, op.Version.HLC)
+			n.change = ChangeDelete
 			return TooLarge, lru.Remove
 		}
+		n.change = ChangeSet
 		return Applied, lru.Store // a live key has no tombstone to remove
 	}
 
@@ -269,6 +317,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool) (Result, lru.Action) {
 		return TooLarge, leave
 	}
 	s.tombs.removeLocked(op.Key) // the live entry's newer version replaces it
+	n.change, n.created = ChangeSet, true
 	return Applied, lru.Store
 }
 
@@ -362,14 +411,19 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 			continue
 		}
 		seen := it.ver
+		dropped := false
 		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Action) {
 			if !found || cur.ver != seen {
 				return item{}, 0, lru.Keep
 			}
 			s.ghosts.record(key, cur.ver.HLC) // under the shard lock: see onEvictLocked
 			n++
+			dropped = true
 			return item{}, 0, lru.Remove
 		})
+		if dropped && s.onChange != nil {
+			s.onChange(key, ChangeDelete, false)
+		}
 	}
 	return n
 }

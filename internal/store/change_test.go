@@ -1,0 +1,97 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+// changes records what OnChange reports.
+type changes struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (c *changes) on(key string, ch Change, created bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := key + ":" + ch.String()
+	if created {
+		s += "(new)"
+	}
+	c.got = append(c.got, s)
+}
+
+// take returns what was reported since the last take.
+func (c *changes) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := c.got
+	c.got = nil
+	return got
+}
+
+// Every change of a live key is reported once, after the locks are
+// released (the callback reads the store), and nothing else is.
+func TestOnChange(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	var c changes
+	cfg := testConfig(clock)
+	cfg.MaxEntries = 3
+	var s *Store
+	cfg.OnChange = func(key string, ch Change, created bool) {
+		s.Peek(key) // would deadlock under the key's lock
+		c.on(key, ch, created)
+	}
+	s = open(t, cfg)
+	now := clock.UnixNano()
+	steps := []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"set of a new key", func() { apply(t, s, set("a", "1", v(1)), Applied) }, []string{"a:set(new)"}},
+		{"overwrite", func() { apply(t, s, set("a", "2", v(2)), Applied) }, []string{"a:set"}},
+		{"stale write", func() { apply(t, s, set("a", "0", v(1)), Stale) }, nil},
+		{"delete", func() { apply(t, s, del("a", v(3)), Applied) }, []string{"a:del"}},
+		{"delete of an absent key", func() { apply(t, s, del("b", v(4)), Applied) }, nil},
+		{"set over a tombstone", func() { apply(t, s, set("a", "3", v(5)), Applied) }, []string{"a:set(new)"}},
+		{"already-expired set over a live entry", func() { apply(t, s, setExp("a", "4", v(6), now-1), AlreadyExpired) }, []string{"a:del"}},
+		{"already-expired set of an absent key", func() { apply(t, s, setExp("c", "4", v(7), now-1), AlreadyExpired) }, nil},
+		{"conditional write", func() {
+			s.Update("u", v(8), func(Entry, bool) (Op, bool) { return Op{Kind: KindSet, Value: []byte("x")}, true })
+		}, []string{"u:set(new)"}},
+		{"declined conditional write", func() {
+			s.Update("u", v(9), func(Entry, bool) (Op, bool) { return Op{}, false })
+		}, nil},
+		{"expiry", func() {
+			apply(t, s, setExp("e", "v", v(10), now+int64(time.Second)), Applied)
+			clock.Advance(2 * time.Second)
+			s.Reclaim()
+		}, []string{"e:set(new)", "e:expired"}},
+		{"expired entry found by a write", func() {
+			apply(t, s, setExp("f", "v", v(11), clock.UnixNano()+int64(time.Second)), Applied)
+			clock.Advance(2 * time.Second)
+			apply(t, s, set("f", "w", v(12)), Applied)
+		}, []string{"f:set(new)", "f:expired", "f:set(new)"}},
+		{"eviction", func() {
+			for i := range 3 {
+				apply(t, s, set(fmt.Sprint("x", i), "v", v(int64(20+i))), Applied)
+			}
+		}, []string{"x0:set(new)", "u:evicted", "x1:set(new)", "f:evicted", "x2:set(new)"}}, // u and f were the least recently used
+		{"drop after a full sync", func() {
+			s.DropUnvouched(func(key string, _ Version) bool { return key != "x1" })
+		}, []string{"x1:del"}},
+		{"purge", func() { s.Purge() }, nil},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := c.take(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: reported %v, want %v", st.name, got, st.want)
+		}
+	}
+}
