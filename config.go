@@ -56,6 +56,10 @@ type Config struct {
 	// DefaultTTL is the time to live of writes without one. 0 means they
 	// never expire.
 	DefaultTTL time.Duration
+	// KeyspaceEvents are the keyspace notifications the node starts with,
+	// in the syntax of Redis's notify-keyspace-events (see
+	// Node.SetKeyspaceEvents, which changes them later). "" means none.
+	KeyspaceEvents string
 	// MaxClockOffset is the largest clock offset tolerated between nodes;
 	// a node whose clock is further than this from most of its peers
 	// refuses writes (ErrClockSkew), and a node that cannot reach its peers
@@ -241,6 +245,9 @@ func (c *Config) validate() error {
 	}
 	if err := validateTLS(c.TLS); err != nil {
 		return err
+	}
+	if _, err := parseKeyspaceEvents(c.KeyspaceEvents); err != nil {
+		return &ConfigError{"KeyspaceEvents", fmt.Sprintf("%q", c.KeyspaceEvents), fmt.Sprintf("has a character not in %q", KeyspaceEventClasses)}
 	}
 	if g := c.Gossip; g != nil {
 		switch {

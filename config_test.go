@@ -40,6 +40,7 @@ func TestConfigErrors(t *testing.T) {
 		{"empty peer", Config{NodeID: 1, Peers: []string{""}}, "Peers", "has an empty address"},
 		{"peer is self", Config{NodeID: 1, PeerAddr: "a:1", Peers: []string{"a:1"}}, "Peers", `Peers a:1 is this node's own PeerAddr`},
 		{"peer twice", Config{NodeID: 1, Peers: []string{"a:1", "b:2", "a:1"}}, "Peers", "Peers a:1 is listed twice"},
+		{"unknown keyspace event class", Config{KeyspaceEvents: "KEq"}, "KeyspaceEvents", `KeyspaceEvents "KEq" has a character not in "Ag$lshzxeKEtmdn"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -163,6 +163,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	n.store = st
+	n.SetKeyspaceEvents(cfg.KeyspaceEvents) // validated
 	ln := cfg.Listener
 	if ln == nil && cfg.PeerAddr != "" {
 		if ln, err = net.Listen("tcp", cfg.PeerAddr); err != nil {

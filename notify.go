@@ -63,16 +63,24 @@ var notifyClasses = map[byte]uint32{
 // value without K or E. It returns an error wrapping ErrKeyspaceEvents for
 // any other character, and changes nothing then.
 func (n *Node) SetKeyspaceEvents(classes string) error {
+	flags, err := parseKeyspaceEvents(classes)
+	if err != nil {
+		return err
+	}
+	n.notify.Store(flags)
+	return nil
+}
+
+func parseKeyspaceEvents(classes string) (uint32, error) {
 	var flags uint32
 	for i := range len(classes) {
 		f, ok := notifyClasses[classes[i]]
 		if !ok {
-			return fmt.Errorf("%w %q: use the characters of %q", ErrKeyspaceEvents, classes[i], KeyspaceEventClasses)
+			return 0, fmt.Errorf("%w %q: use the characters of %q", ErrKeyspaceEvents, classes[i], KeyspaceEventClasses)
 		}
 		flags |= f
 	}
-	n.notify.Store(flags)
-	return nil
+	return flags, nil
 }
 
 // KeyspaceEvents returns the keyspace notification classes in effect, as

@@ -34,6 +34,7 @@ type serveConfig struct {
 	maxMemory             int64
 	maxEntries            int
 	defaultTTL            time.Duration
+	keyspaceEvents        string
 	requirePass           string
 	maxClients            int
 	idleTimeout           time.Duration
@@ -100,6 +101,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var((*sizeValue)(&c.maxMemory), "max-memory", "memory budget of the entries: bytes, or with a unit B, KB, MB, GB, TB (powers of 1024; KiB, MiB, GiB, TiB too)")
 	fs.IntVar(&c.maxEntries, "max-entries", 0, "bound on the number of entries (0: none)")
 	fs.DurationVar(&c.defaultTTL, "default-ttl", 0, "time to live of writes without one, e.g. 10m (0: never expire)")
+	fs.StringVar(&c.keyspaceEvents, "notify-keyspace-events", "", "keyspace notifications published to this node's subscribers, as Redis's setting, e.g. KEA or Egx (default none; CONFIG SET changes it)")
 	fs.StringVar(&c.requirePass, "requirepass", "", "password clients must AUTH with (prefer the environment variable: flags show in ps)")
 	fs.IntVar(&c.maxClients, "max-clients", c.maxClients, "most RESP connections open at once; more are refused")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close RESP connections idle this long (0: never)")
@@ -271,6 +273,7 @@ func (c *serveConfig) nodeConfig() geocache.Config {
 		Cluster: c.cluster, Region: c.region, NodeID: c.node, NodeName: c.name,
 		PeerAddr: c.peerAddr, Peers: c.peers,
 		MaxBytes: c.maxMemory, MaxEntries: c.maxEntries, DefaultTTL: c.defaultTTL,
+		KeyspaceEvents:   c.keyspaceEvents,
 		TombstoneHorizon: c.tombstoneHorizon, AntiEntropyInterval: c.antiEntropyInterval,
 		MaxTombstones: c.maxTombstones,
 		MaxValueBytes: int(min(c.maxValueSize, math.MaxInt)), ReplicationLogBytes: c.replLogSize,
@@ -283,6 +286,7 @@ var configFlags = map[string]string{
 	"Cluster": "--cluster", "Region": "--region", "NodeID": "--node", "NodeName": "--name",
 	"PeerAddr": "--peer-addr", "Peers": "--peers",
 	"MaxBytes": "--max-memory", "MaxEntries": "--max-entries", "DefaultTTL": "--default-ttl",
+	"KeyspaceEvents":   "--notify-keyspace-events",
 	"TombstoneHorizon": "--tombstone-horizon", "AntiEntropyInterval": "--anti-entropy-interval",
 	"MaxTombstones": "--max-tombstones", "MaxValueBytes": "--max-value-size", "ReplicationLogBytes": "--replication-log-size",
 	"Gossip.Addr": "--gossip-addr", "Gossip.Copies": "--copies", "Gossip.Key": "--gossip-key",
