@@ -15,8 +15,15 @@ type command struct {
 	since                   string
 	summary                 string
 	noAuth                  bool // allowed before AUTH
-	fn                      func(c *conn, args [][]byte)
-	id                      int // index in commands (per-command figures: latency.go)
+	// subscribedOK: allowed while a RESP2 connection is subscribed
+	// ((P)SUBSCRIBE, (P)UNSUBSCRIBE, PING, QUIT), as in Redis.
+	subscribedOK bool
+	// subcommands are a container's subcommands and their arities
+	// (Redis's, the name and the subcommand included), for the errors of
+	// subscribed mode (refuseSubscribed); the handler checks its own.
+	subcommands map[string]int
+	fn          func(c *conn, args [][]byte)
+	id          int // index in commands (per-command figures: latency.go)
 }
 
 // commandList is the table of commands, in COMMAND's order. It is a
@@ -25,15 +32,17 @@ type command struct {
 func commandList() []*command {
 	return []*command{
 		// connection
-		{name: "ping", arity: -1, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", fn: cmdPing},
+		{name: "ping", arity: -1, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", subscribedOK: true, fn: cmdPing},
 		{name: "echo", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the given string.", fn: cmdEcho},
-		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, fn: cmdQuit},
+		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, subscribedOK: true, fn: cmdQuit},
 		{name: "hello", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "6.0.0", summary: "Handshakes with the server: protocol version, authentication, client name.", noAuth: true, fn: cmdHello},
 		{name: "auth", arity: -2, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
 		{name: "select", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Changes the selected database: only 0 exists.", fn: cmdSelect},
-		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient},
+		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient,
+			subcommands: map[string]int{"id": 2, "setname": 3, "getname": 2, "setinfo": 4, "info": 2, "list": -2, "help": 2}},
 		// cluster
-		{name: "cluster", arity: -2, flags: []string{"stale"}, group: "cluster", since: "3.0.0", summary: "A container for Redis Cluster commands (SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT), answered from the region's slot map.", fn: cmdCluster},
+		{name: "cluster", arity: -2, flags: []string{"stale"}, group: "cluster", since: "3.0.0", summary: "A container for Redis Cluster commands (SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT), answered from the region's slot map.", fn: cmdCluster,
+			subcommands: map[string]int{"slots": 2, "shards": 2, "nodes": 2, "info": 2, "myid": 2, "keyslot": 3, "help": 2}},
 		{name: "asking", arity: 1, flags: []string{"fast"}, group: "cluster", since: "3.0.0", summary: "Sent by cluster clients after an -ASK redirect; every region node serves every slot.", fn: cmdClusterOK},
 		{name: "readonly", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Enables read queries to a replica: every region node serves reads.", fn: cmdClusterOK},
 		{name: "readwrite", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Disables READONLY: every region node serves writes.", fn: cmdClusterOK},
@@ -83,11 +92,22 @@ func commandList() []*command {
 		{name: "flushall", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only; not replicated.", fn: cmdFlushall},
 		{name: "flushdb", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only, as FLUSHALL.", fn: cmdFlushall},
 		{name: "info", arity: -1, flags: []string{"stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, stats, keyspace, replication.", fn: cmdInfo},
-		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET is not supported).", fn: cmdConfig},
-		{name: "command", arity: -1, flags: []string{"stale"}, group: "server", since: "2.8.13", summary: "Returns detailed information about commands (COUNT, DOCS, INFO, LIST).", fn: cmdCommand},
+		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET is not supported).", fn: cmdConfig,
+			subcommands: map[string]int{"get": -3, "set": -4, "resetstat": 2, "rewrite": 2, "help": 2}},
+		{name: "command", arity: -1, flags: []string{"stale"}, group: "server", since: "2.8.13", summary: "Returns detailed information about commands (COUNT, DOCS, INFO, LIST).", fn: cmdCommand,
+			subcommands: map[string]int{"count": 2, "list": -2, "info": -2, "docs": -2, "help": 2}},
 		{name: "wait", arity: 3, flags: []string{}, group: "generic", since: "3.0.0", summary: "Blocks until this connection's writes are applied in numregions other regions, or the timeout in ms (0 = forever).", fn: cmdWait},
+		// pub/sub
+		{name: "subscribe", arity: -2, flags: []string{"pubsub", "noscript", "loading", "stale"}, group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels, in every region.", subscribedOK: true, fn: cmdSubscribe},
+		{name: "unsubscribe", arity: -1, flags: []string{"pubsub", "noscript", "loading", "stale"}, group: "pubsub", since: "2.0.0", summary: "Stops listening to channels (to all of them without arguments).", subscribedOK: true, fn: cmdUnsubscribe},
+		{name: "psubscribe", arity: -2, flags: []string{"pubsub", "noscript", "loading", "stale"}, group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels that match patterns, in every region.", subscribedOK: true, fn: cmdPsubscribe},
+		{name: "punsubscribe", arity: -1, flags: []string{"pubsub", "noscript", "loading", "stale"}, group: "pubsub", since: "2.0.0", summary: "Stops listening to patterns (to all of them without arguments).", subscribedOK: true, fn: cmdPunsubscribe},
+		{name: "publish", arity: 3, flags: []string{"pubsub", "loading", "stale", "fast"}, group: "pubsub", since: "2.0.0", summary: "Posts a message to a channel: it reaches the subscribers of every region, at most once, in order per publishing node. Returns the receivers on this node.", fn: cmdPublish},
+		{name: "pubsub", arity: -2, flags: []string{}, group: "pubsub", since: "2.8.0", summary: "A container for pub/sub introspection commands (CHANNELS, NUMSUB, NUMPAT), about this node's subscribers.", fn: cmdPubsub,
+			subcommands: map[string]int{"channels": -2, "numsub": -2, "numpat": 2, "help": 2}},
 		// geocache
-		{name: "geocache", arity: -2, flags: []string{"stale"}, group: "geocache", since: "0.1.0", summary: "geocache's own commands: REGIONS, ACK, VERSION, HELP.", fn: cmdGeocache},
+		{name: "geocache", arity: -2, flags: []string{"stale"}, group: "geocache", since: "0.1.0", summary: "geocache's own commands: REGIONS, ACK, VERSION, HELP.", fn: cmdGeocache,
+			subcommands: map[string]int{"regions": 2, "ack": -2, "version": 3, "help": 2}},
 	}
 }
 
@@ -123,15 +143,18 @@ func lookupCommand(name []byte) *command {
 	return commandMap[string(lower[:len(name)])]
 }
 
-func (cmd *command) arityOK(n int) bool {
-	if cmd.arity >= 0 {
-		return n == cmd.arity
+func (cmd *command) arityOK(n int) bool { return arityFits(cmd.arity, n) }
+
+// arityFits reports whether n arguments fit arity, in Redis's convention.
+func arityFits(arity, n int) bool {
+	if arity >= 0 {
+		return n == arity
 	}
-	return n >= -cmd.arity
+	return n >= -arity
 }
 
 // exec runs one command, with Redis's order of checks: unknown command,
-// then arity, then authentication.
+// then arity, then authentication, then subscribed mode (RESP2 only).
 func (c *conn) exec(args [][]byte) {
 	cmd := lookupCommand(args[0])
 	if cmd == nil {
@@ -144,6 +167,17 @@ func (c *conn) exec(args [][]byte) {
 	}
 	if !c.authed && !cmd.noAuth {
 		c.replyError("NOAUTH Authentication required.")
+		return
+	}
+	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {
+		c.refuseSubscribed(cmd, args)
+		return
+	}
+	if c.ps != nil && c.ps.q != nil && len(c.out) > 0 && !c.flush() {
+		// Subscribed (RESP3 runs any command then): what the command
+		// publishes to this very connection — PUBLISH, a keyspace event
+		// of its write — is queued at once, so the replies before it are
+		// queued first, as Redis writes them in that order.
 		return
 	}
 	c.s.commands.Add(1)

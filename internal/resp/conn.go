@@ -72,6 +72,14 @@ type conn struct {
 	lastActive atomic.Int64 // Unix ns of the last read
 	proto      atomic.Int32 // 2 or 3: resp3 for other goroutines (CLIENT LIST)
 
+	// ps is the connection's pub/sub state (pubsub_cmds.go), nil until it
+	// first subscribes; while ps.q is set, flush queues the replies for
+	// the writer goroutine instead of writing them.
+	ps *pubsubState
+	// subs is the number of its subscriptions, for other goroutines
+	// (CLIENT LIST) and the checks of subscribed mode.
+	subs atomic.Int32
+
 	mu      sync.Mutex
 	name    string
 	libName string
@@ -368,9 +376,13 @@ func (c *conn) takeSide() bool {
 	return true
 }
 
-// flush writes the pending replies, with one write. It returns false once
-// a write failed.
+// flush writes the pending replies, with one write, or, while the
+// connection has an output queue (it is subscribed), queues them for its
+// writer. It returns false once a write failed or the queue died.
 func (c *conn) flush() bool {
+	if c.ps != nil && c.ps.q != nil {
+		return c.queueOut()
+	}
 	if len(c.out) > 0 && c.werr == nil {
 		c.werr = c.write(c.out)
 		if c.s.cfg.IdleTimeout > 0 {
@@ -391,6 +403,18 @@ func (c *conn) flushIfFull() {
 	if len(c.out) >= flushAt {
 		c.flush()
 	}
+}
+
+// closeRaw closes the connection's socket under its TLS layer, if any,
+// without a word to the client: the goroutines reading and writing it
+// return at once, and unlike tls.Conn.Close it never waits to send a
+// close_notify. Safe from any goroutine.
+func (c *conn) closeRaw() {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	c.nc.Close()
 }
 
 // aLongTimeAgo is a deadline in the past, which makes a blocked Read

@@ -13,6 +13,22 @@ import (
 const redisVersion = "7.2.0"
 
 func cmdPing(c *conn, args [][]byte) {
+	if c.subscribed() && !c.resp3 {
+		// As Redis: in RESP2 a subscriber's PONG must not look like a
+		// message, so it is the array ["pong", message or ""].
+		if len(args) > 2 {
+			c.wrongArity("ping")
+			return
+		}
+		c.replyArray(2)
+		c.replyBulkString("pong")
+		if len(args) == 2 {
+			c.replyBulk(args[1])
+		} else {
+			c.replyBulkString("")
+		}
+		return
+	}
 	switch len(args) {
 	case 1:
 		c.replySimple("PONG")
@@ -286,7 +302,11 @@ func (c *conn) describe(now time.Time) string {
 	b.WriteString(" name=" + name)
 	b.WriteString(" age=" + strconv.FormatInt(int64(now.Sub(c.created)/time.Second), 10))
 	b.WriteString(" idle=" + strconv.FormatInt(int64(now.Sub(last)/time.Second), 10))
-	b.WriteString(" flags=N db=0")
+	if c.subscribed() {
+		b.WriteString(" flags=P db=0") // a pub/sub subscriber, as Redis
+	} else {
+		b.WriteString(" flags=N db=0")
+	}
 	b.WriteString(" cmd=" + cmd)
 	b.WriteString(" ack=" + c.sess.Ack().String())
 	b.WriteString(" resp=" + resp)

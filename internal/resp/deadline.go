@@ -36,7 +36,8 @@ import (
 //     TLS every write arms its deadline as it always did.
 
 // readDeadline returns the earliest bound on the next read and which one
-// it is: the idle timeout counts from the last read or write, the
+// it is: the idle timeout (none while the client is subscribed, as in
+// Redis) counts from the last read or write, the
 // authentication timeout from the connection, the request timeout from the
 // first byte of an incomplete request.
 func (c *conn) readDeadline() (time.Time, deadlineKind) {
@@ -47,7 +48,7 @@ func (c *conn) readDeadline() (time.Time, deadlineKind) {
 			at, kind = t, k
 		}
 	}
-	if d := c.s.cfg.IdleTimeout; d > 0 {
+	if d := c.s.cfg.IdleTimeout; d > 0 && !c.subscribed() { // as Redis, never for a subscriber
 		since := c.created
 		if c.lastRead.After(since) {
 			since = c.lastRead

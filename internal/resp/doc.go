@@ -29,6 +29,13 @@
 // [BYTE|BIT]]; MSETNX; KEYS pattern, SCAN cursor [MATCH pattern] [COUNT n]
 // [TYPE type], RANDOMKEY, RENAME, RENAMENX, COPY [DB 0] [REPLACE].
 //
+// Pub/sub: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH,
+// PUBSUB CHANNELS | NUMSUB | NUMPAT | HELP. A message published on any node
+// reaches the subscribers of every region (geocache.Node.Publish), at most
+// once, in order per publishing node; PUBLISH answers the receivers on
+// this node, PUBSUB describes this node's subscribers. Subscribed mode is
+// Redis 7.0's (pubsub_cmds.go).
+//
 // Cluster (a region of several nodes, geocache serve --gossip-addr):
 // CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT | HELP, ASKING,
 // READONLY, READWRITE; a node of a region of one answers them as a Redis
@@ -54,7 +61,7 @@
 // range", "-ERR invalid expire time in 'set' command", "-NOAUTH
 // Authentication required.", "-WRONGPASS invalid username-password pair or
 // user is disabled.", "-NOPROTO unsupported protocol version". Commands
-// not listed (INCR, MULTI, SUBSCRIBE, the non-string types ...) are
+// not listed (INCR, MULTI, the non-string types ...) are
 // unknown commands.
 //
 // # Where geocache differs from Redis
@@ -111,6 +118,11 @@
 //     "-TRYAGAIN ...".
 //   - HELLO and INFO report redis_version 7.2.0, with geocache's own version
 //     and region beside it.
+//   - Pub/sub: no sharded commands (SSUBSCRIBE ...) and no RESET, so PUBSUB
+//     HELP does not list them; UNSUBSCRIBE and PUNSUBSCRIBE without
+//     arguments go through the subscriptions in the order they were made,
+//     and PUBSUB CHANNELS lists channels sorted (Redis: its hash table's
+//     order).
 //
 // # Limits (invariants I6 and I7 of docs/design.md)
 //
@@ -134,6 +146,9 @@
 //	MaxClientBuffer  max(MaxBytes/4, 16 × MaxRequestBytes)
 //	                                   "-ERR max-client-buffer reached", close
 //	ProtectedMode    off (serve: on)   Redis's "-DENIED Redis is running in protected mode ...", close
+//	PubSubHardLimit  32 MiB            a subscriber's unwritten output: disconnected at once (Redis's
+//	PubSubSoftLimit  8 MiB, for        client-output-buffer-limit pubsub 32mb 8mb 60), counted in
+//	PubSubSoftTime   60 s              INFO stats client_output_buffer_limit_disconnections
 //
 // UnauthLimit counts every byte a client sends before it authenticates
 // (its failed AUTH attempts included) when RequirePass is set. Before

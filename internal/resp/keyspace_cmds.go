@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/glob"
 )
 
 // Keyspace commands: KEYS, SCAN, RANDOMKEY, RENAME, RENAMENX, COPY and
@@ -82,7 +83,7 @@ func cmdKeys(c *conn, args [][]byte) {
 	for cur := uint64(0); ; {
 		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
 		for _, k := range buf {
-			if all || stringMatch(pat, k, false) {
+			if all || glob.Match(pat, k, false) {
 				keys = append(keys, k)
 			}
 		}
@@ -139,7 +140,7 @@ func cmdScan(c *conn, args [][]byte) {
 	// the keys that match.
 	kept := keys[:0]
 	for _, k := range keys {
-		if pat != nil && !stringMatch(pat, k, false) {
+		if pat != nil && !glob.Match(pat, k, false) {
 			continue
 		}
 		if typ != nil && !equalFold(typ, c.keyType(k)) {

@@ -379,34 +379,3 @@ func TestRenameAndCopyReplicate(t *testing.T) {
 		}
 	})
 }
-
-// FuzzStringMatch keeps stringMatch in step with globMatch: with nocase
-// they agree, and without it too on lower-case inputs.
-func FuzzStringMatch(f *testing.F) {
-	for _, s := range [][2]string{{"a*b", "aXb"}, {"[A-c]?", "Bx"}, {`\*`, "*"}, {"[^a]", "A"}, {"*[", "x["}, {"h?llo", "HELLO"}} {
-		f.Add(s[0], s[1])
-	}
-	f.Fuzz(func(t *testing.T, p, s string) {
-		g := globMatch([]byte(p), s)
-		if got := stringMatch([]byte(p), s, true); got != g {
-			t.Fatalf("stringMatch(%q, %q, nocase) = %v; globMatch says %v", p, s, got, g)
-		}
-		if lp, ls := strings.ToLower(p), strings.ToLower(s); stringMatch([]byte(lp), ls, false) != globMatch([]byte(lp), ls) {
-			t.Fatalf("on lower case %q, %q the matchers differ", lp, ls)
-		}
-	})
-}
-
-func TestStringMatchCase(t *testing.T) {
-	for _, tt := range []struct {
-		p, s string
-		want bool
-	}{
-		{"A*", "apple", false}, {"A*", "Apple", true}, {"[A-C]x", "bx", false}, {"[a-c]x", "bx", true},
-		{"[^A]pple", "apple", true}, {`\A`, "a", false}, {"h?llo", "hello", true}, {"HELLO", "hello", false},
-	} {
-		if got := stringMatch([]byte(tt.p), tt.s, false); got != tt.want {
-			t.Errorf("stringMatch(%q, %q) = %v; want %v", tt.p, tt.s, got, tt.want)
-		}
-	}
-}

@@ -8,7 +8,7 @@ import (
 
 // maxCommands bounds the command table; commandLatency has one histogram
 // per possible entry, so that the server needs no allocation for it.
-const maxCommands = 64
+const maxCommands = 96
 
 // commandLatency times the commands a server executes: one sharded
 // histogram per command of the table, indexed by command.id, each shard

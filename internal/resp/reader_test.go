@@ -3,7 +3,6 @@ package resp
 import (
 	"errors"
 	"fmt"
-	"path"
 	"strconv"
 	"strings"
 	"testing"
@@ -156,70 +155,6 @@ func sameError(a, b error) bool {
 		return a == b
 	}
 	return a.Error() == b.Error()
-}
-
-func TestGlob(t *testing.T) {
-	tests := []struct {
-		pat, s string
-		want   bool
-	}{
-		{"*", "maxmemory", true},
-		{"max*", "MAXMEMORY", true},
-		{"MAX*", "maxclients", true},
-		{"max?lients", "maxclients", true},
-		{"*policy", "maxmemory-policy", true},
-		{"*memory*", "maxmemory-policy", true},
-		{"m*m*y", "maxmemory", true},
-		{"m*m*y", "maxmemory-policy", true},
-		{"m*m*x", "maxmemory", false},
-		{"[mt]*", "timeout", true},
-		{"[^mt]*", "timeout", false},
-		{"[a-n]axclients", "maxclients", true},
-		{"[n-a]axclients", "maxclients", true},
-		{"[x-z]axclients", "maxclients", false},
-		{`max\*`, "max*", true},
-		{`max\*`, "maxclients", false},
-		{"save", "save", true},
-		{"sav", "save", false},
-		{"", "", true},
-		{"", "x", false},
-		{"[", "x", false},
-		{"x[", "x", false},
-		{`\`, `\`, true},
-	}
-	for _, tt := range tests {
-		if got := globMatch([]byte(tt.pat), tt.s); got != tt.want {
-			t.Errorf("globMatch(%q, %q) = %v; want %v", tt.pat, tt.s, got, tt.want)
-		}
-	}
-}
-
-// FuzzGlob checks globMatch against path.Match on the syntax they share
-// (*, ?, literals, no '/'), in lower case.
-func FuzzGlob(f *testing.F) {
-	f.Add("max*", "maxmemory")
-	f.Add("*a*b?c*", "xxaybzc")
-	f.Add("[a-z]*[^0-9]", "abc")
-	f.Fuzz(func(t *testing.T, pat, s string) {
-		got := globMatch([]byte(pat), s) // must not panic, whatever the pattern
-		if !plain(pat) || !plain(s) {
-			return
-		}
-		if want, err := path.Match(pat, s); err == nil && got != want {
-			t.Fatalf("globMatch(%q, %q) = %v; path.Match says %v", pat, s, got, want)
-		}
-	})
-}
-
-// plain reports whether s is lower-case ASCII without the bytes whose
-// meaning differs between globMatch and path.Match.
-func plain(s string) bool {
-	for i := range len(s) {
-		if c := s[i]; c >= 0x80 || ('A' <= c && c <= 'Z') || c == '[' || c == '\\' || c == '/' {
-			return false
-		}
-	}
-	return true
 }
 
 // FuzzParseInt checks the integer parser against strconv.ParseInt with

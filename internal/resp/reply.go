@@ -69,6 +69,15 @@ func appendNullArray(dst []byte, resp3 bool) []byte {
 
 func appendArray(dst []byte, n int) []byte { return appendPrefix(dst, '*', int64(n)) }
 
+// appendPush appends the header of an out-of-band message of n elements
+// (pub/sub): a push ">n" in RESP3, an array in RESP2.
+func appendPush(dst []byte, n int, resp3 bool) []byte {
+	if resp3 {
+		return appendPrefix(dst, '>', int64(n))
+	}
+	return appendPrefix(dst, '*', int64(n))
+}
+
 // appendMap appends the header of a map of n pairs: "%n" in RESP3, an array
 // of 2n alternating keys and values in RESP2.
 func appendMap(dst []byte, n int, resp3 bool) []byte {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/pubsub"
 )
 
 // Defaults of Config's zero values.
@@ -30,6 +31,12 @@ const (
 	// (the command, the key, the headers): geocache serve bounds a request
 	// to MaxValueBytes + RequestMargin.
 	RequestMargin = 1 << 20
+	// DefaultPubSubHardLimit, DefaultPubSubSoftLimit and
+	// DefaultPubSubSoftTime are Redis's "client-output-buffer-limit pubsub
+	// 32mb 8mb 60".
+	DefaultPubSubHardLimit = 32 << 20
+	DefaultPubSubSoftLimit = 8 << 20
+	DefaultPubSubSoftTime  = 60 * time.Second
 	// DefaultAckTimeout bounds how long a write waits for the acknowledgement
 	// level set by GEOCACHE ACK before it answers -TIMEOUT; a connection can
 	// choose another bound with GEOCACHE ACK <level> <timeout-ms>.
@@ -64,7 +71,8 @@ type Config struct {
 	MaxBulkBytes int
 	// IdleTimeout closes a client that has sent nothing (or has not read
 	// its replies) for this long. 0 means never, like Redis's "timeout 0".
-	// A client blocked in WAIT is not idle.
+	// A client blocked in WAIT is not idle, and, as in Redis, a subscribed
+	// client is never closed for being quiet.
 	IdleTimeout time.Duration
 	// UnauthLimit bounds the bytes a client may send before it
 	// authenticates, when RequirePass is set; past it the connection is
@@ -107,6 +115,19 @@ type Config struct {
 	// MaxRequestBytes.
 	MaxClientBuffer int64
 
+	// Pub/sub output limits (pubsub_cmds.go), Redis's
+	// "client-output-buffer-limit pubsub <hard> <soft> <seconds>": a
+	// subscribed client whose output not yet written (messages, and its
+	// replies) reaches PubSubHardLimit bytes, or stays at or above
+	// PubSubSoftLimit bytes for longer than PubSubSoftTime, is
+	// disconnected at once (Stats.OutputBufferDisconnections) and the
+	// output dropped. Nothing else bounds a subscriber's output: messages
+	// are never dropped one by one, nor is a slow subscriber waited for.
+	// Defaults 32 MiB, 8 MiB and 60 s, as Redis's.
+	PubSubHardLimit int64
+	PubSubSoftLimit int64
+	PubSubSoftTime  time.Duration
+
 	// Logger receives the server's logs: limit hits at Warn (at most one
 	// line per 10 s; Stats counts them all), protocol errors and client
 	// connections ending at Debug. nil discards them.
@@ -123,6 +144,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: timeouts must not be negative", ErrInvalidConfig)
 	case c.MaxClientBuffer < 0:
 		return fmt.Errorf("%w: MaxClientBuffer must not be negative", ErrInvalidConfig)
+	case c.PubSubHardLimit < 0 || c.PubSubSoftLimit < 0 || c.PubSubSoftTime < 0:
+		return fmt.Errorf("%w: pub/sub output limits must not be negative", ErrInvalidConfig)
 	case c.MaxRequestBytes > 1<<31:
 		return fmt.Errorf("%w: MaxRequestBytes %d is over 2 GiB", ErrInvalidConfig, c.MaxRequestBytes)
 	}
@@ -156,6 +179,15 @@ func (c *Config) validate() error {
 	if c.MaxClientBuffer == 0 {
 		c.MaxClientBuffer = max(c.Node.Config().MaxBytes/4, 16*int64(c.MaxRequestBytes))
 	}
+	if c.PubSubHardLimit == 0 {
+		c.PubSubHardLimit = DefaultPubSubHardLimit
+	}
+	if c.PubSubSoftLimit == 0 {
+		c.PubSubSoftLimit = DefaultPubSubSoftLimit
+	}
+	if c.PubSubSoftTime == 0 {
+		c.PubSubSoftTime = DefaultPubSubSoftTime
+	}
 	if c.MaxClientBuffer < int64(c.MaxRequestBytes)+readBufSize {
 		return fmt.Errorf("%w: MaxClientBuffer %d cannot hold one request of MaxRequestBytes %d", ErrInvalidConfig, c.MaxClientBuffer, c.MaxRequestBytes)
 	}
@@ -179,6 +211,17 @@ type Stats struct {
 	// (a plaintext client on the TLS port, a certificate refused, a
 	// timeout).
 	TLSHandshakeErrors uint64
+	// PubSubChannels and PubSubPatterns are the channels with a
+	// subscriber here and the distinct patterns subscribed to (INFO stats
+	// pubsub_channels and pubsub_patterns, as Redis).
+	PubSubChannels, PubSubPatterns int
+	// PubSubOutputBytes are the bytes queued for subscribed clients and
+	// not yet written, now.
+	PubSubOutputBytes int64
+	// OutputBufferDisconnections counts subscribers disconnected over
+	// the pub/sub output limits (INFO stats
+	// client_output_buffer_limit_disconnections, as Redis 7.2).
+	OutputBufferDisconnections uint64
 }
 
 // Server serves the Redis protocol for one geocache node. Create it with
@@ -219,6 +262,16 @@ type Server struct {
 	tlsErrors    atomic.Uint64 // failed TLS handshakes
 
 	latency commandLatency // per-command execution times (latency.go)
+
+	// Pub/sub (pubsub_cmds.go): the subscriptions of this server's
+	// clients, fed by the node (unlisten undoes the registration).
+	hub       *pubsub.Hub
+	unlisten  func()
+	psBytes   atomic.Int64  // bytes queued for subscribers, not yet written
+	obufKills atomic.Uint64 // subscribers disconnected over the output limits
+	// testHookSubscribed, if set by a test, runs after a (P)SUBSCRIBE
+	// registered its subscriptions, before the command returns.
+	testHookSubscribed func()
 }
 
 // limitLogEvery spaces the log lines about limit hits, so that a flood of
@@ -248,14 +301,19 @@ func New(cfg Config) (*Server, error) {
 		now = nc.Clock.UnixNano
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg: cfg, node: cfg.Node, nodeCfg: nc, now: now, started: time.Now(),
 		ctx: ctx, cancel: cancel,
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
 		passDigest: passwordDigest(cfg.RequirePass),
 		authLog:    newAddrLog(authLogEvery, authLogAddrs),
-	}, nil
+		hub:        pubsub.New(),
+	}
+	// Every message the node delivers — published here or arriving from
+	// another node — goes to this server's subscribers.
+	s.unlisten = cfg.Node.OnMessage(s.hub.Publish)
+	return s, nil
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -346,6 +404,7 @@ func (s *Server) accept(nc net.Conn) {
 
 // dropConn is the last thing a connection's goroutine does.
 func (s *Server) dropConn(c *conn) {
+	c.endPubSub()
 	c.nc.Close()
 	c.releaseHeld()
 	s.mu.Lock()
@@ -363,6 +422,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
+		s.unlisten()
 		s.cancel()
 		for ln := range s.listeners {
 			ln.Close()
@@ -388,5 +448,10 @@ func (s *Server) Stats() Stats {
 		AuthFailures:       s.authFailures.Load(),
 		BufferBytes:        s.bufBytes.Load(),
 		TLSHandshakeErrors: s.tlsErrors.Load(),
+
+		PubSubChannels:             s.hub.NumChannels(),
+		PubSubPatterns:             s.hub.NumPat(),
+		PubSubOutputBytes:          s.psBytes.Load(),
+		OutputBufferDisconnections: s.obufKills.Load(),
 	}
 }

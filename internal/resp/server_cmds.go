@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/glob"
 )
 
 // Server commands: DBSIZE, FLUSHALL, INFO, CONFIG, COMMAND, WAIT.
@@ -234,6 +235,10 @@ func (s *Server) info(want map[string]bool) string {
 		ku("geocache_tls_handshake_errors", s.tlsErrors.Load())
 		ku("keyspace_hits", st.Hits)
 		ku("keyspace_misses", st.Misses)
+		ki("pubsub_channels", int64(s.hub.NumChannels()))
+		ki("pubsub_patterns", int64(s.hub.NumPat()))
+		ku("client_output_buffer_limit_disconnections", s.obufKills.Load())
+		ki("geocache_pubsub_output_bytes", s.psBytes.Load())
 		ku("evicted_keys", st.Evictions)
 		ku("expired_keys", st.Expired)
 	}
@@ -338,6 +343,8 @@ func (s *Server) configParams() [][2]string {
 		{"databases", "1"},
 		{"save", ""},
 		{"appendonly", "no"},
+		{"client-output-buffer-limit", "normal 0 0 0 slave 0 0 0 pubsub " + strconv.FormatInt(s.cfg.PubSubHardLimit, 10) + " " +
+			strconv.FormatInt(s.cfg.PubSubSoftLimit, 10) + " " + strconv.FormatInt(int64(s.cfg.PubSubSoftTime/time.Second), 10)},
 		{"geocache-max-args", itoa(s.cfg.MaxArgs)},
 		{"geocache-unauth-limit", itoa(s.cfg.UnauthLimit)},
 		{"protected-mode", yesNo(s.cfg.ProtectedMode)},
@@ -347,7 +354,52 @@ func (s *Server) configParams() [][2]string {
 		{"geocache-max-value-bytes", itoa(s.nodeCfg.MaxValueBytes)},
 		{"geocache-default-ttl", strconv.FormatInt(int64(s.nodeCfg.DefaultTTL/time.Millisecond), 10)},
 		{"geocache-region", s.nodeCfg.Region},
+		{"notify-keyspace-events", s.node.KeyspaceEvents()},
 	}
+}
+
+// configSet is CONFIG SET name value [name value ...], all or nothing as
+// in Redis 7. notify-keyspace-events is the one setting that changes at
+// run time; every other parameter CONFIG GET shows is fixed at start.
+func (c *conn) configSet(pairs [][]byte) {
+	switch {
+	case len(pairs) < 2:
+		c.wrongArity("config|set")
+		return
+	case len(pairs)%2 != 0:
+		c.replyError("ERR syntax error")
+		return
+	}
+	known := map[string]bool{}
+	for _, p := range c.s.configParams() {
+		known[p[0]] = true
+	}
+	failed := func(name, why string) {
+		c.replyError("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + why)
+	}
+	seen := map[string]bool{}
+	var events string
+	for i := 0; i < len(pairs); i += 2 {
+		name := strings.ToLower(string(pairs[i]))
+		switch {
+		case !known[name]:
+			c.replyError("ERR Unknown option or number of arguments for CONFIG SET - '" + string(pairs[i]) + "'")
+			return
+		case seen[name]:
+			failed(name, "duplicate parameter")
+			return
+		case name != "notify-keyspace-events":
+			failed(name, "can't set immutable config")
+			return
+		}
+		seen[name] = true
+		events = string(pairs[i+1])
+	}
+	if err := c.s.node.SetKeyspaceEvents(events); err != nil {
+		failed("notify-keyspace-events", "Invalid event class character. Use '"+geocache.KeyspaceEventClasses+"'.")
+		return
+	}
+	c.replyOK()
 }
 
 var configHelp = []string{
@@ -355,7 +407,8 @@ var configHelp = []string{
 	"GET <pattern>",
 	"    Return parameters matching the glob-like <pattern> and their values.",
 	"SET <directive> <value>",
-	"    Not supported: geocache's settings are fixed when it starts.",
+	"    Set the configuration <directive> to <value>: notify-keyspace-events only;",
+	"    the other settings are fixed when geocache starts.",
 	"HELP",
 	"    Print this help.",
 }
@@ -371,7 +424,7 @@ func cmdConfig(c *conn, args [][]byte) {
 		var hits [][2]string
 		for _, p := range c.s.configParams() {
 			for _, pat := range args[2:] {
-				if globMatch(pat, p[0]) {
+				if glob.Match(pat, p[0], true) {
 					hits = append(hits, p)
 					break
 				}
@@ -382,7 +435,9 @@ func cmdConfig(c *conn, args [][]byte) {
 			c.replyBulkString(h[0])
 			c.replyBulkString(h[1])
 		}
-	case equalFold(sub, "set"), equalFold(sub, "resetstat"), equalFold(sub, "rewrite"):
+	case equalFold(sub, "set"):
+		c.configSet(args[2:])
+	case equalFold(sub, "resetstat"), equalFold(sub, "rewrite"):
 		c.replyError("ERR CONFIG " + strings.ToUpper(string(sub)) + " is not supported: geocache's settings are fixed when it starts (see 'geocache serve -h')")
 	case equalFold(sub, "help"):
 		c.helpReply(configHelp)
