@@ -61,7 +61,7 @@ func TestPipelining(t *testing.T) {
 	c := newClient(t, addr)
 	cmds, err := c.Pipelined(bg, func(p redis.Pipeliner) error {
 		for i := range 500 {
-			p.Incr(bg, "nosuch") // unknown here: an error in the middle of a pipeline
+			p.LPush(bg, "nosuch", "x") // unknown here: an error in the middle of a pipeline
 			p.Get(bg, "key:"+strconv.Itoa(i))
 		}
 		return nil
@@ -70,7 +70,7 @@ func TestPipelining(t *testing.T) {
 		t.Fatalf("pipeline: %d replies, %v", len(cmds), err)
 	}
 	for i := 0; i < len(cmds); i += 2 {
-		if e := cmds[i].Err(); e == nil || !strings.HasPrefix(e.Error(), "ERR unknown command 'incr'") {
+		if e := cmds[i].Err(); e == nil || !strings.HasPrefix(e.Error(), "ERR unknown command 'lpush'") {
 			t.Fatalf("reply %d: %v", i, e)
 		}
 		if v := cmds[i+1].(*redis.StringCmd).Val(); v != strings.Repeat("v", i/2) {

@@ -1,0 +1,92 @@
+package resp
+
+import (
+	"os"
+	"testing"
+)
+
+// counterScript is INCR, INCRBY, DECR, DECRBY and INCRBYFLOAT against
+// Redis 7.0's behaviour (every reply as redis-server 7.0.15 gives it),
+// like stringScript.
+var counterScript = []step{
+	both("+OK", "FLUSHALL"),
+	both(":1", "INCR", "new"),
+	both(":-1", "DECR", "new2"),
+	both("+OK", "SET", "k", "10"),
+	both(":11", "INCR", "k"),
+	both(":21", "INCRBY", "k", "10"),
+	both(":16", "DECRBY", "k", "5"),
+	both(":15", "DECR", "k"),
+	both(":14", "INCRBY", "k", "-1"),
+	both(":15", "DECRBY", "k", "-1"),
+	both(`"15"`, "GET", "k"),
+	both("-ERR decrement would overflow", "DECRBY", "k", "-9223372036854775808"),
+	both("-ERR increment or decrement would overflow", "INCRBY", "k", "9223372036854775807"),
+	both("+OK", "SET", "min", "-9223372036854775808"),
+	both("-ERR increment or decrement would overflow", "DECR", "min"),
+	both(":-9223372036854775807", "INCR", "min"),
+	both(notInt, "INCRBY", "k", "abc"),
+	both(notInt, "INCRBY", "k", "1.5"),
+	both(notInt, "INCRBY", "k", "99999999999999999999"),
+	both("+OK", "SET", "s", "abc"),
+	both(notInt, "INCR", "s"),
+	both("+OK", "SET", "z", "01"),
+	both(notInt, "INCR", "z"),
+	both("+OK", "SET", "w", "-0"),
+	both(notInt, "INCR", "w"),
+	both("+OK", "SET", "sp", " 5"),
+	both(notInt, "INCR", "sp"),
+	both(`" 5"`, "GET", "sp"), // an error writes nothing
+	// The expiry stays.
+	both("+OK", "SET", "t", "1", "EX", "100"),
+	both(":2", "INCR", "t"),
+	both(":100", "TTL", "t"),
+	// INCRBYFLOAT, in long double arithmetic.
+	both("+OK", "SET", "f", "1.1"),
+	both(`"1.3"`, "INCRBYFLOAT", "f", "0.2"),
+	both(`"1001.29999999999999999"`, "INCRBYFLOAT", "f", "1e3"),
+	both(`"1017.29999999999999999"`, "INCRBYFLOAT", "f", "0x10"),
+	both("-ERR increment would produce NaN or Infinity", "INCRBYFLOAT", "f", "inf"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "f", " 1"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "f", "1_0"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "f", "nan"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "f", "abc"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "f", ""),
+	both("+OK", "SET", "g", "0.1"),
+	both(`"0.3"`, "INCRBYFLOAT", "g", "0.2"),
+	both(`"0"`, "INCRBYFLOAT", "g", "-0.3"),
+	both("+OK", "SET", "h", "5.0e3"),
+	both(`"5200"`, "INCRBYFLOAT", "h", "200"),
+	both(`"3000"`, "INCRBYFLOAT", "nf", "3.0e3"),
+	both(`"-1.5"`, "INCRBYFLOAT", "neg", "-1.5"),
+	both(`"0"`, "INCRBYFLOAT", "neg", "1.5"),
+	both(`"1.23456789012345679"`, "INCRBYFLOAT", "prec", "1.23456789012345678901"),
+	both(`"100000000000000000000"`, "INCRBYFLOAT", "u", "100000000000000000000"),
+	both(`"100000000000000000000"`, "INCRBYFLOAT", "u", "0.5"),
+	both(`"99999999999999999996685879655845645660560099847415567207797047994921734868838061872100126921888539320446747225054013223152134749593960583597420814430196418767959100019603190778663109604507106667939153395788938914560543563061268364901618630217086589253444881623791300855757318142424510452728255046343928578048"`, "INCRBYFLOAT", "big", "1e308"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "s", "1"),
+	both("+OK", "SET", "e", " 5"),
+	both("-ERR value is not a valid float", "INCRBYFLOAT", "e", "1"),
+	both(`"12"`, "INCRBYFLOAT", "k2", "12"),
+	both(":13", "INCR", "k2"),
+	both(arity("incr"), "INCR"),
+	both(arity("incrby"), "INCRBY", "k"),
+	both(arity("decrby"), "DECRBY", "k", "1", "2"),
+	both(arity("incrbyfloat"), "INCRBYFLOAT", "k"),
+}
+
+func TestCounterScript(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	runSteps(t, addr, counterScript, false)
+}
+
+// TestCounterScriptAgainstRedis checks the script against a real Redis:
+// REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
+// It runs FLUSHALL there.
+func TestCounterScriptAgainstRedis(t *testing.T) {
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		t.Skip("REDIS_ADDR is not set")
+	}
+	runSteps(t, addr, counterScript, true)
+}
