@@ -15,6 +15,9 @@ type command struct {
 	since                   string
 	summary                 string
 	noAuth                  bool // allowed before AUTH
+	// txControl: run at once inside MULTI rather than queued (MULTI,
+	// EXEC, DISCARD, WATCH, QUIT), as in Redis.
+	txControl bool
 	// subscribedOK: allowed while a RESP2 connection is subscribed
 	// ((P)SUBSCRIBE, (P)UNSUBSCRIBE, PING, QUIT), as in Redis.
 	subscribedOK bool
@@ -34,12 +37,18 @@ func commandList() []*command {
 		// connection
 		{name: "ping", arity: -1, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", subscribedOK: true, fn: cmdPing},
 		{name: "echo", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the given string.", fn: cmdEcho},
-		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, subscribedOK: true, fn: cmdQuit},
+		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, subscribedOK: true, txControl: true, fn: cmdQuit},
 		{name: "hello", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "6.0.0", summary: "Handshakes with the server: protocol version, authentication, client name.", noAuth: true, fn: cmdHello},
 		{name: "auth", arity: -2, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
 		{name: "select", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Changes the selected database: only 0 exists.", fn: cmdSelect},
 		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient,
 			subcommands: map[string]int{"id": 2, "setname": 3, "getname": 2, "setinfo": 4, "info": 2, "list": -2, "help": 2}},
+		// transactions
+		{name: "multi", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, group: "transactions", since: "1.2.0", summary: "Starts a transaction.", txControl: true, fn: cmdMulti},
+		{name: "exec", arity: 1, flags: []string{"noscript", "loading", "stale", "skip_slowlog"}, group: "transactions", since: "1.2.0", summary: "Executes all commands in a transaction: isolated on this node; each write replicates on its own.", txControl: true, fn: cmdExec},
+		{name: "discard", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, group: "transactions", since: "2.0.0", summary: "Discards a transaction.", txControl: true, fn: cmdDiscard},
+		{name: "watch", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, firstKey: 1, lastKey: -1, step: 1, group: "transactions", since: "2.2.0", summary: "Monitors changes to keys on this node to determine the execution of a transaction.", txControl: true, fn: cmdWatch},
+		{name: "unwatch", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, group: "transactions", since: "2.2.0", summary: "Forgets about watched keys of a transaction.", fn: cmdUnwatch},
 		// cluster
 		{name: "cluster", arity: -2, flags: []string{"stale"}, group: "cluster", since: "3.0.0", summary: "A container for Redis Cluster commands (SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT), answered from the region's slot map.", fn: cmdCluster,
 			subcommands: map[string]int{"slots": 2, "shards": 2, "nodes": 2, "info": 2, "myid": 2, "keyslot": 3, "help": 2}},
@@ -163,14 +172,22 @@ func arityFits(arity, n int) bool {
 func (c *conn) exec(args [][]byte) {
 	cmd := lookupCommand(args[0])
 	if cmd == nil {
+		c.failTx()
 		c.unknownCommand(args)
 		return
 	}
 	if !cmd.arityOK(len(args)) {
+		if cmd.name == "exec" { // Redis aborts the transaction, open or not
+			c.tx, c.watched = nil, nil
+			c.replyError("EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command")
+			return
+		}
+		c.failTx()
 		c.wrongArity(cmd.name)
 		return
 	}
 	if !c.authed && !cmd.noAuth {
+		c.failTx()
 		c.replyError("NOAUTH Authentication required.")
 		return
 	}
@@ -185,8 +202,40 @@ func (c *conn) exec(args [][]byte) {
 		// queued first, as Redis writes them in that order.
 		return
 	}
+	if c.tx != nil && !cmd.txControl {
+		c.queue(cmd, args)
+		return
+	}
+	c.run(cmd, args)
+}
+
+// failTx dooms the open transaction, if any: EXEC will abort it, as Redis
+// does after a command refused while queuing.
+func (c *conn) failTx() {
+	if c.tx != nil {
+		c.tx.failed = true
+	}
+}
+
+// run executes a command that passed exec's checks (or that EXEC runs from
+// its queue). While a transaction runs on the server, a command with keys
+// holds their stripes, unless EXEC holds them all already (multi.go);
+// otherwise it only marks itself running, which EXEC waits out.
+func (c *conn) run(cmd *command, args [][]byte) {
 	c.s.commands.Add(1)
 	c.noteCommand(cmd.name)
+	if !c.inExec && cmd.firstKey > 0 {
+		if c.s.locks.enter(&c.running) {
+			defer c.running.Store(false)
+		} else {
+			c.keyBuf = commandKeys(c.keyBuf[:0], cmd, args)
+			c.stripeBuf = c.s.locks.stripesOf(c.stripeBuf[:0], c.keyBuf...)
+			clear(c.keyBuf) // do not pin the request's buffer
+			stripes := c.stripeBuf
+			c.s.locks.lock(stripes)
+			defer c.s.locks.unlock(stripes)
+		}
+	}
 	cmd.fn(c, args)
 	c.s.latency.observe(c, cmd)
 }

@@ -76,6 +76,16 @@ type conn struct {
 	// first subscribes; while ps.q is set, flush queues the replies for
 	// the writer goroutine instead of writing them.
 	ps *pubsubState
+
+	// Transactions (multi.go): the open one, the watched keys, whether
+	// EXEC is running the queue; and run's buffers for the keys and lock
+	// stripes of a command.
+	tx        *txState
+	watched   []watchedKey
+	inExec    bool
+	running   atomic.Bool // a command with keys runs without their stripes (keyLocks.enter)
+	keyBuf    [][]byte
+	stripeBuf []uint32
 	// subs is the number of its subscriptions, for other goroutines
 	// (CLIENT LIST) and the checks of subscribed mode.
 	subs atomic.Int32

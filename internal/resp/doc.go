@@ -61,8 +61,12 @@
 // range", "-ERR invalid expire time in 'set' command", "-NOAUTH
 // Authentication required.", "-WRONGPASS invalid username-password pair or
 // user is disabled.", "-NOPROTO unsupported protocol version". Commands
-// not listed (INCR, MULTI, the non-string types ...) are
-// unknown commands.
+// not listed (hashes and the other non-string types, ...) are unknown
+// commands.
+//
+// MULTI/EXEC runs its queue isolated on this node: no other client's
+// command on a key of the transaction (or a WATCHed key) runs in between;
+// each write then replicates on its own (multi.go).
 //
 // # Where geocache differs from Redis
 //

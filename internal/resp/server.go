@@ -266,6 +266,7 @@ type Server struct {
 	// Pub/sub (pubsub_cmds.go): the subscriptions of this server's
 	// clients, fed by the node (unlisten undoes the registration).
 	hub       *pubsub.Hub
+	locks     *keyLocks // transactions' isolation (keylocks.go)
 	unlisten  func()
 	psBytes   atomic.Int64  // bytes queued for subscribers, not yet written
 	obufKills atomic.Uint64 // subscribers disconnected over the output limits
@@ -309,6 +310,7 @@ func New(cfg Config) (*Server, error) {
 		passDigest: passwordDigest(cfg.RequirePass),
 		authLog:    newAddrLog(authLogEvery, authLogAddrs),
 		hub:        pubsub.New(),
+		locks:      newKeyLocks(),
 	}
 	// Every message the node delivers — published here or arriving from
 	// another node — goes to this server's subscribers.

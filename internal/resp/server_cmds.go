@@ -50,6 +50,10 @@ func cmdWait(c *conn, args [][]byte) {
 		c.replyError("ERR timeout is negative")
 		return
 	}
+	if c.inExec {
+		c.waitInExec(n)
+		return
+	}
 	ctx, cancel := c.s.ctx, noCancel
 	if ms > 0 {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(min(ms, int64(time.Duration(1<<62)/time.Millisecond)))*time.Millisecond)
