@@ -80,6 +80,14 @@ func (n *Node) applyMembers(members []cluster.Member) {
 	if old != nil && old.m.Version() == m.Version() {
 		return
 	}
+	// The new map first: routing (CLUSTER SLOTS, failover) must not wait
+	// for the links below, and RemovePeer waits for its link to stop.
+	epoch := uint64(1)
+	if old != nil {
+		epoch = old.epoch + 1
+	}
+	n.slots.Store(&slotMap{m: m, epoch: epoch})
+	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
 	want := map[string]bool{}
 	for _, mb := range members {
 		if mb.ID != n.id && mb.ReplAddr != "" {
@@ -98,12 +106,6 @@ func (n *Node) applyMembers(members []cluster.Member) {
 			n.regionPeers[addr] = true
 		}
 	}
-	epoch := uint64(1)
-	if old != nil {
-		epoch = old.epoch + 1
-	}
-	n.slots.Store(&slotMap{m: m, epoch: epoch})
-	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
 }
 
 // slotMap is the region's current map and its epoch: 1 for the first map
