@@ -137,8 +137,9 @@ type Node struct {
 	regionMu    sync.Mutex
 	regionPeers map[string]bool
 
-	listeners listeners     // of published messages (pubsub.go)
-	notify    atomic.Uint32 // keyspace notification classes (notify.go)
+	listeners listeners                 // of published messages (pubsub.go)
+	gate      atomic.Pointer[BatchGate] // SetBatchGate
+	notify    atomic.Uint32             // keyspace notification classes (notify.go)
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -194,6 +195,7 @@ func Open(cfg Config) (*Node, error) {
 		// does: a peer with this node's budget never exceeds it.
 		MaxSnapshotBytes: max(repl.DefaultMaxSnapshotBytes, cfg.MaxBytes),
 		OnPublish:        func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
+		ApplyBatch:       n.applyBatch,
 		Logger:           cfg.Logger,
 	})
 	if err != nil {
@@ -439,6 +441,9 @@ func (n *Node) write(ctx context.Context, s *Session, op store.Op, ack Ack) erro
 // publish hands a write applied here to replication and records it in its
 // session.
 func (n *Node) publish(s *Session, op store.Op) uint64 {
+	if s != nil && s.collect(op) {
+		return 0 // appended with its batch (Session.EndBatch)
+	}
 	seq := n.repl.Append(op)
 	if s != nil {
 		s.noteWrite(seq)
@@ -446,15 +451,16 @@ func (n *Node) publish(s *Session, op store.Op) uint64 {
 	return seq
 }
 
-// await waits for the acknowledgement level of the write with sequence seq.
+// await waits for the acknowledgement level of the write with sequence seq
+// (0: a write of a batch, waited for by Session.EndBatch).
 func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
 	var need int
-	switch ack {
-	case Local:
+	switch {
+	case ack == Local || seq == 0:
 		return nil
-	case Quorum:
+	case ack == Quorum:
 		need = n.repl.Regions() / 2 // others, with this region: a majority
-	case All:
+	case ack == All:
 		need = n.repl.Regions() - 1
 	default:
 		return fmt.Errorf("geocache: unknown acknowledgement level %v", ack)

@@ -95,6 +95,10 @@ func (l *listeners) deliver(channel string, payload []byte) int {
 // that its place in the node's order is versioned after the previous
 // process's writes.
 func (n *Node) Publish(ctx context.Context, channel string, payload []byte) (int, error) {
+	return n.publishMessage(ctx, nil, channel, payload)
+}
+
+func (n *Node) publishMessage(ctx context.Context, s *Session, channel string, payload []byte) (int, error) {
 	if err := n.CheckSize(len(channel), int64(len(payload))); err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
@@ -104,6 +108,6 @@ func (n *Node) Publish(ctx context.Context, channel string, payload []byte) (int
 	}
 	// The log keeps the payload until every peer has it: a copy, so that
 	// the caller may reuse its buffer.
-	n.repl.Append(store.Op{Kind: store.KindPublish, Key: channel, Value: append([]byte(nil), payload...), Version: ver})
+	n.publish(s, store.Op{Kind: store.KindPublish, Key: channel, Value: append([]byte(nil), payload...), Version: ver})
 	return n.listeners.deliver(channel, payload), nil
 }

@@ -166,3 +166,62 @@ func TestPublishLimits(t *testing.T) {
 		t.Errorf("listener got %v", got)
 	}
 }
+
+// A session's batch reaches every other node as one unit: their gates see
+// one batch with every key, in order, and the message published inside
+// it arrives after its writes.
+func TestSessionBatchReplicatesAsOneUnit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemCluster(t, []string{"us", "eu"}, 10*time.Millisecond, nil)
+		m.startAll()
+		m.linked()
+		us, eu := m.nodes[0], m.nodes[1]
+		var mu sync.Mutex
+		var batches [][]string
+		eu.SetBatchGate(func(keys []string, apply func()) {
+			mu.Lock()
+			batches = append(batches, slices.Clone(keys))
+			mu.Unlock()
+			apply()
+		})
+		var seen inbox
+		eu.OnMessage(func(channel string, payload []byte) int {
+			v, _ := eu.Get("b")
+			seen.listen(channel, v) // what eu holds of b when the message arrives
+			return 1
+		})
+		ctx := context.Background()
+		s := us.NewSession()
+		s.BeginBatch()
+		if err := s.Set(ctx, "a", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Publish(ctx, "ch", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, "b", []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EndBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, "eu to apply the batch", func() bool {
+			v, err := eu.Get("b")
+			return err == nil && string(v) == "2" && len(seen.list()) == 1
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if len(batches) != 1 || !slices.Equal(batches[0], []string{"a", "gone", "b"}) {
+			t.Errorf("eu's gate saw %v, want one batch of a, gone, b", batches)
+		}
+		if got := seen.list(); !slices.Equal(got, []string{"ch=2"}) {
+			t.Errorf("the message arrived with b = %v, want after the batch (ch=2)", got)
+		}
+		if err := s.EndBatch(ctx); err != nil { // no batch open: nothing to do
+			t.Fatal(err)
+		}
+	})
+}

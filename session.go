@@ -3,10 +3,12 @@ package geocache
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/geocache/geocache/internal/repl"
+	"github.com/geocache/geocache/internal/store"
 )
 
 // Session is a sequence of writes through one node, with its own default
@@ -17,6 +19,11 @@ type Session struct {
 	n    *Node
 	ack  atomic.Uint32
 	last atomic.Uint64 // sequence number of the session's latest write
+
+	mu       sync.Mutex // guards the batch (BeginBatch)
+	batching bool
+	pending  []store.Op // the batch's writes
+	messages []store.Op // messages published during the batch
 }
 
 // NewSession returns a session on n whose writes default to Local
@@ -74,4 +81,93 @@ func (s *Session) Wait(ctx context.Context, regions int) (int, error) {
 		return got, ErrClosed
 	}
 	return got, err
+}
+
+// BeginBatch makes the session's next writes one transaction: each is
+// applied on this node at once, as usual, but they enter the replication
+// log together at EndBatch, after which every other node applies them as
+// one unit (through its BatchGate: the RESP server's clients see all of
+// them or none). Messages published through the session meanwhile follow
+// the batch. Writes of a batch do not wait for their acknowledgement
+// level: EndBatch waits for the session's level on the whole batch. The
+// RESP server's EXEC runs its queue inside a batch. A session runs one
+// batch at a time; BeginBatch during one panics.
+func (s *Session) BeginBatch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.batching {
+		panic("geocache: Session.BeginBatch inside a batch")
+	}
+	s.batching = true
+}
+
+// EndBatch appends the batch's writes to the replication log as one
+// transaction, then the messages published during it, and waits, within
+// ctx, for the session's acknowledgement level (ErrAckTimeout: applied
+// here and replicating, not yet acknowledged). A batch without writes
+// appends nothing.
+func (s *Session) EndBatch(ctx context.Context) error {
+	s.mu.Lock()
+	ops, msgs := s.pending, s.messages
+	s.batching, s.pending, s.messages = false, nil, nil
+	s.mu.Unlock()
+	var last uint64
+	if len(ops) > 0 {
+		last = s.n.repl.AppendBatch(ops)
+	}
+	for _, m := range msgs {
+		last = s.n.repl.Append(m)
+	}
+	if last == 0 {
+		return nil
+	}
+	s.noteWrite(last)
+	return s.n.await(ctx, last, s.Ack())
+}
+
+// collect keeps op for the batch, if one is open, and reports whether it
+// did.
+func (s *Session) collect(op store.Op) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.batching {
+		return false
+	}
+	if op.Kind == store.KindPublish {
+		s.messages = append(s.messages, op)
+	} else {
+		s.pending = append(s.pending, op)
+	}
+	return true
+}
+
+// Publish is Node.Publish in the session: inside a batch, the message is
+// delivered here at once and to other nodes after the batch.
+func (s *Session) Publish(ctx context.Context, channel string, payload []byte) (int, error) {
+	return s.n.publishMessage(ctx, s, channel, payload)
+}
+
+// BatchGate runs apply, which applies one replicated transaction (a batch
+// of writes to keys), as one unit for the readers of this node. The RESP
+// server installs one that holds back its clients' commands on keys
+// meanwhile (see Node.SetBatchGate).
+type BatchGate func(keys []string, apply func())
+
+// SetBatchGate installs the gate through which this node applies the
+// transactions replicated from other nodes, and returns the function that
+// removes it. Without one, each write of a transaction is applied
+// atomically on its own, in order. One gate at a time: the last installed
+// wins.
+func (n *Node) SetBatchGate(g BatchGate) (remove func()) {
+	p := &g
+	n.gate.Store(p)
+	return func() { n.gate.CompareAndSwap(p, nil) }
+}
+
+func (n *Node) applyBatch(keys []string, apply func()) {
+	if g := n.gate.Load(); g != nil {
+		(*g)(keys, apply)
+		return
+	}
+	apply()
 }

@@ -28,6 +28,11 @@ type originState struct {
 	// OnPublish: a replay after a full sync does not deliver it again.
 	delivered uint64
 	messages  uint64 // messages delivered
+	// batch holds a batch (a KindBatch marker and the ops it announces)
+	// whose frames are still arriving: it is applied whole once complete,
+	// and dropped with the connection (the origin resends it from the
+	// marker, at applied+1).
+	batch pendingBatch
 	// synced is false until this node has completed a full sync from the
 	// origin: a node that has never synced (it just started, empty) asks for
 	// one, which refills it with everything the origin holds — including
@@ -334,6 +339,7 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 		o.incarnation = h.Incarnation
 		o.applied, o.delivered = 0, 0
 	}
+	o.batch = pendingBatch{}
 	// Away longer than the tombstone horizon: deletes this node missed may
 	// have left no tombstone anywhere, so no stream or anti-entropy round
 	// would bring them; a full sync's drop rule removes what they deleted.
@@ -378,27 +384,110 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 	if inSnapshot {
 		return 0, errors.New("ops inside a snapshot")
 	}
-	if f.FirstSeq != o.applied+1 {
-		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, o.applied+1)
+	if want := o.applied + 1 + uint64(len(o.batch.ops)); f.FirstSeq != want {
+		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, want)
 	}
+	done := 0 // ops of the frame applied (or buffered in a batch)
 	for i := range f.Ops {
+		w, seq := &f.Ops[i], f.FirstSeq+uint64(i)
 		var err error
-		if w := &f.Ops[i]; w.Kind == wire.KindPublish {
-			err = r.deliverLocked(o, f.FirstSeq+uint64(i), w)
-		} else {
+		switch {
+		case len(o.batch.ops) > 0 || w.Kind == wire.KindBatch:
+			err = r.batchOpLocked(o, w)
+		case w.Kind == wire.KindPublish:
+			err = r.deliverLocked(o, seq, w)
+		default:
 			err = r.applyLocked(o, w)
 		}
 		if err != nil {
 			// Hold the stream here: the ops before are applied, this one
-			// and the rest come again once the origin reconnects.
-			r.observeVisibility(o, f.Ops[:i])
-			o.applied += uint64(i)
-			return o.applied, fmt.Errorf("op %d: %w", f.FirstSeq+uint64(i), err)
+			// and the rest come again once the origin reconnects (a batch
+			// from its marker).
+			r.observeVisibility(o, f.Ops[done:i])
+			return o.applied, fmt.Errorf("op %d: %w", seq, err)
+		}
+		if len(o.batch.ops) == 0 && w.Kind != wire.KindBatch {
+			o.applied = seq
 		}
 	}
 	r.observeVisibility(o, f.Ops)
-	o.applied += uint64(len(f.Ops))
 	return o.applied, nil
+}
+
+// pendingBatch is a batch whose ops are still arriving: the KindBatch
+// marker first, then the ops it announces.
+type pendingBatch struct {
+	ops   []wire.Op
+	want  int   // ops after the marker
+	bytes int64 // of their keys and values
+}
+
+// batchOpLocked takes one op of a batch (its marker first) and applies the
+// batch once its last op has arrived.
+func (r *Replicator) batchOpLocked(o *originState, w *wire.Op) error {
+	b := &o.batch
+	if len(b.ops) == 0 {
+		if n := w.ExpireAt; n < 2 || n > wire.MaxBatchOps || w.Key != "" || len(w.Value) != 0 {
+			return fmt.Errorf("%w: a batch of %d ops (2 to %d)", errBadBatch, n, wire.MaxBatchOps)
+		}
+		b.want = int(w.ExpireAt)
+		b.ops = append(b.ops, *w)
+		return nil
+	}
+	if w.Kind != wire.KindSet && w.Kind != wire.KindDelete {
+		return fmt.Errorf("%w: a %v op inside a batch", errBadBatch, w.Kind)
+	}
+	b.bytes += int64(len(w.Key) + len(w.Value))
+	if b.bytes > r.cfg.MaxBatchBytes {
+		return fmt.Errorf("%w: more than %d bytes (MaxBatchBytes)", errBadBatch, r.cfg.MaxBatchBytes)
+	}
+	b.ops = append(b.ops, *w)
+	if len(b.ops) <= b.want {
+		return nil
+	}
+	return r.applyBatchLocked(o)
+}
+
+// errBadBatch is a malformed batch: the connection ends with a protocol
+// error.
+var errBadBatch = errors.New("malformed batch")
+
+// applyBatchLocked applies a complete batch as one unit, through
+// Config.ApplyBatch: either every op (each merged into the clock first)
+// or, if one is too far ahead of this node's clock, none, and the stream
+// holds at the marker.
+func (r *Replicator) applyBatchLocked(o *originState) error {
+	ops := o.batch.ops[1:]
+	for i := range ops {
+		if err := r.cfg.Clock.Check(hlc.Timestamp(ops[i].HLC)); err != nil {
+			o.batch = pendingBatch{}
+			return err
+		}
+	}
+	keys := make([]string, len(ops))
+	for i := range ops {
+		keys[i] = ops[i].Key
+	}
+	var err error
+	apply := func() {
+		for i := range ops {
+			if err = r.applyLocked(o, &ops[i]); err != nil {
+				return
+			}
+		}
+	}
+	if r.cfg.ApplyBatch != nil {
+		r.cfg.ApplyBatch(keys, apply)
+	} else {
+		apply()
+	}
+	if err != nil {
+		// Checked in bounds a moment ago: the clock only moves on.
+		return err
+	}
+	o.applied += uint64(len(o.batch.ops))
+	o.batch = pendingBatch{}
+	return nil
 }
 
 // applyLocked merges an op's version into the clock and applies the op,
@@ -442,8 +531,8 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 	}
 	for i := range ops {
 		w := &ops[i]
-		if w.Kind == wire.KindPublish {
-			return errors.New("a pub/sub message inside a snapshot")
+		if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch {
+			return fmt.Errorf("a %v op inside a snapshot", w.Kind)
 		}
 		track := false
 		if w.Kind == wire.KindSet {

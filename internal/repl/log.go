@@ -83,6 +83,14 @@ func (l *Log[T]) SetMaxRecords(n int) {
 // subscriber without blocking.
 func (l *Log[T]) Append(rec T, size int64) uint64 {
 	l.mu.Lock()
+	seq := l.putLocked(rec, size)
+	l.notifyLocked()
+	l.mu.Unlock()
+	return seq
+}
+
+// putLocked appends one record, dropping the oldest as the bounds need.
+func (l *Log[T]) putLocked(rec T, size int64) uint64 {
 	if l.n == len(l.ring) && l.n < l.maxRecs {
 		l.growLocked()
 	}
@@ -94,14 +102,31 @@ func (l *Log[T]) Append(rec T, size int64) uint64 {
 	l.ring[(l.head+l.n)&(len(l.ring)-1)] = logRecord[T]{rec, size, l.appended}
 	l.n++
 	l.bytes += size
+	return seq
+}
+
+// notifyLocked wakes the subscribers, without blocking.
+func (l *Log[T]) notifyLocked() {
 	for ch := range l.subs {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// AppendAll appends recs (with their sizes) as consecutive records, with
+// no other Append between them, and returns the sequence number of the
+// first.
+func (l *Log[T]) AppendAll(recs []T, sizes []int64) uint64 {
+	l.mu.Lock()
+	first := l.first + uint64(l.n)
+	for i := range recs {
+		l.putLocked(recs[i], sizes[i])
+	}
+	l.notifyLocked()
 	l.mu.Unlock()
-	return seq
+	return first
 }
 
 func (l *Log[T]) growLocked() {

@@ -114,6 +114,18 @@ type Config struct {
 	// goroutine and must not block. nil drops messages.
 	OnPublish func(channel string, payload []byte)
 
+	// ApplyBatch, if set, runs apply — which applies every op of one of
+	// an origin's batches (a transaction: wire.KindBatch) — as one unit
+	// for this node's readers: the node layer holds back its clients'
+	// commands on those keys meanwhile. keys are the batch's keys. nil
+	// runs apply directly (the store applies each op atomically, not the
+	// batch).
+	ApplyBatch func(keys []string, apply func())
+
+	// MaxBatchBytes bounds the ops of one batch buffered while its frames
+	// arrive. Default 64 MiB.
+	MaxBatchBytes int64
+
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
 }
@@ -130,7 +142,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: cluster, region and node names are limited to %d bytes", ErrInvalidConfig, wire.MaxNameLen)
 	case c.MaxFrame < 0 || c.BatchBytes < 0 || c.PingInterval < 0 || c.DeadTimeout < 0 ||
 		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.MaxSnapshotKeys < 0 || c.WarnInterval < 0 || c.SyncTimeout < 0 ||
-		c.MaxSnapshotBytes < 0 || c.MaxInbound < 0:
+		c.MaxSnapshotBytes < 0 || c.MaxInbound < 0 || c.MaxBatchBytes < 0:
 		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
 	}
 	if c.Cluster == "" {
@@ -188,6 +200,9 @@ func (c *Config) validate() error {
 	}
 	if c.WarnInterval == 0 {
 		c.WarnInterval = time.Minute
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 64 << 20
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = time.Minute
@@ -372,6 +387,32 @@ func (r *Replicator) Start() {
 // returns the write's sequence number, which Wait takes.
 func (r *Replicator) Append(op store.Op) uint64 {
 	return r.log.Append(op, opSize(&op))
+}
+
+// AppendBatch appends ops as one transaction: a KindBatch marker, then the
+// ops, consecutive in the log, which every receiver applies as one unit
+// (Config.ApplyBatch). It returns the sequence number of the last op. One
+// op is appended alone; more than wire.MaxBatchOps are appended as
+// batches of at most that many.
+func (r *Replicator) AppendBatch(ops []store.Op) uint64 {
+	var last uint64
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), wire.MaxBatchOps)]
+		ops = ops[len(chunk):]
+		if len(chunk) == 1 {
+			last = r.Append(chunk[0])
+			continue
+		}
+		recs := make([]store.Op, 0, len(chunk)+1)
+		recs = append(recs, store.Op{Kind: store.KindBatch, ExpireAt: int64(len(chunk)), Version: chunk[0].Version})
+		recs = append(recs, chunk...)
+		sizes := make([]int64, len(recs))
+		for i := range recs {
+			sizes[i] = opSize(&recs[i])
+		}
+		last = r.log.AppendAll(recs, sizes) + uint64(len(chunk))
+	}
+	return last
 }
 
 // LastSeq returns the sequence number of the latest published write (0 if

@@ -49,6 +49,8 @@ func wireKind(k store.Kind) (wire.Kind, bool) {
 		return wire.KindDelete, true
 	case store.KindPublish:
 		return wire.KindPublish, true
+	case store.KindBatch:
+		return wire.KindBatch, true
 	}
 	return 0, false
 }
@@ -63,6 +65,8 @@ func storeKind(k wire.Kind) (store.Kind, bool) {
 		return store.KindDelete, true
 	case wire.KindPublish:
 		return store.KindPublish, true
+	case wire.KindBatch:
+		return store.KindBatch, true
 	}
 	return 0, false
 }

@@ -438,6 +438,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // beyond that the watcher stops reading until fn returns.
 func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 	c.flush() // the replies before a blocking command go out now, as in Redis
+	// Whatever it changed is done: a transaction need not wait for the
+	// wait (keyLocks.beginTx).
+	c.running.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.s.blocked.Add(1)

@@ -163,12 +163,40 @@ func cmdExec(c *conn, _ [][]byte) {
 			return
 		}
 	}
+	start := len(c.out)
 	c.replyArray(len(tx.cmds))
 	c.inExec = true
-	defer func() { c.inExec = false }()
+	c.sess.BeginBatch()
 	for _, q := range tx.cmds {
 		c.run(q.cmd, q.args)
 	}
+	c.inExec = false
+	ctx, cancel := c.writeCtx()
+	defer cancel()
+	if err := c.sess.EndBatch(ctx); err != nil {
+		// Applied here and replicating, as a single write that times out:
+		// the transaction's answer is the error.
+		if start <= len(c.out) { // else a queued SUBSCRIBE sent the replies already
+			c.out = c.out[:start]
+			c.replyWriteError(err)
+		}
+	}
+}
+
+// applyBatch is the node's BatchGate: a transaction replicated from
+// another node is applied as EXEC runs one here, isolated from the
+// clients' commands on its keys.
+func (s *Server) applyBatch(keys []string, apply func()) {
+	s.locks.beginTx(s.otherConnsRunning(nil))
+	defer s.locks.endTx()
+	bs := make([][]byte, len(keys))
+	for i, k := range keys {
+		bs[i] = []byte(k)
+	}
+	stripes := s.locks.stripesOf(nil, bs...)
+	s.locks.lock(stripes)
+	defer s.locks.unlock(stripes)
+	apply()
 }
 
 // otherConnsRunning walks the running flags of every connection but c

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -211,5 +212,97 @@ func TestMultiIsolation(t *testing.T) {
 	wg.Wait()
 	if n, err := c.Get(bg, "counter").Int(); err != nil || n != workers*each {
 		t.Fatalf("counter = %d, %v; want %d", n, err, workers*each)
+	}
+}
+
+// A transaction made in one region is applied as one unit in another:
+// eu's readers never see half of a us EXEC. (The apply is quick, so this
+// checks the path end to end; TestBatchGateIsolatesClients shows the
+// gate's isolation with a slow apply.)
+func TestMultiAppliedAsOneUnitInOtherRegions(t *testing.T) {
+	nodes := openRegions(t, "us", "eu")
+	_, aus := startServer(t, Config{Node: nodes[0]})
+	_, aeu := startServer(t, Config{Node: nodes[1]})
+	linksUp(t, nodes)
+	cus, ceu := newClient(t, aus), newClient(t, aeu)
+	const rounds = 300
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for i := 1; i <= rounds; i++ {
+			if _, err := cus.TxPipelined(bg, func(p redis.Pipeliner) error {
+				p.Set(bg, "{x}a", i, 0)
+				p.Set(bg, "{x}b", i, 0)
+				return nil
+			}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var torn []string
+	last := ""
+	for {
+		vals, err := ceu.MGet(bg, "{x}a", "{x}b").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(vals[0]) != fmt.Sprint(vals[1]) {
+			torn = append(torn, fmt.Sprint(vals))
+		}
+		last = fmt.Sprint(vals[0])
+		select {
+		case <-done:
+		default:
+			continue
+		}
+		if last == strconv.Itoa(rounds) {
+			break
+		}
+	}
+	wg.Wait()
+	if len(torn) > 0 {
+		t.Fatalf("eu saw %d half-applied transactions, e.g. %s", len(torn), torn[0])
+	}
+}
+
+// The server's BatchGate holds back its clients' commands on the batch's
+// keys while a replicated transaction applies: with the apply made slow on
+// purpose, a concurrent MGET still never sees half of it.
+func TestBatchGateIsolatesClients(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	c := newClient(t, addr)
+	node := s.node
+	ctx := bg
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= 50; i++ {
+			v := []byte(strconv.Itoa(i))
+			s.applyBatch([]string{"{g}a", "{g}b"}, func() {
+				node.Set(ctx, "{g}a", v)
+				time.Sleep(200 * time.Microsecond) // a reader would see a torn pair now
+				node.Set(ctx, "{g}b", v)
+			})
+		}
+	}()
+	var torn []string
+	for reading := true; reading; {
+		select {
+		case <-done:
+			reading = false
+		default:
+		}
+		vals, err := c.MGet(bg, "{g}a", "{g}b").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(vals[0]) != fmt.Sprint(vals[1]) {
+			torn = append(torn, fmt.Sprint(vals))
+		}
+	}
+	if len(torn) > 0 {
+		t.Fatalf("MGET saw %d half-applied batches, e.g. %s", len(torn), torn[0])
 	}
 }

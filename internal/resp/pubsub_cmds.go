@@ -591,7 +591,7 @@ func (c *conn) unsubscribe(names [][]byte, patterns bool) {
 // cmdPublish publishes through the node: to this node's subscribers and,
 // by replication, to every region's. It answers the receivers here.
 func cmdPublish(c *conn, args [][]byte) {
-	n, err := c.s.node.Publish(c.s.ctx, string(args[1]), args[2])
+	n, err := c.sess.Publish(c.s.ctx, string(args[1]), args[2])
 	switch {
 	case errors.Is(err, geocache.ErrTooLarge):
 		c.replyError("ERR channel or message too large: channel of " + strconv.Itoa(len(args[1])) + " bytes, message of " +

@@ -314,7 +314,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Every message the node delivers — published here or arriving from
 	// another node — goes to this server's subscribers.
-	s.unlisten = cfg.Node.OnMessage(s.hub.Publish)
+	unlisten := cfg.Node.OnMessage(s.hub.Publish)
+	ungate := cfg.Node.SetBatchGate(s.applyBatch)
+	s.unlisten = func() { unlisten(); ungate() }
 	return s, nil
 }
 

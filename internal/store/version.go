@@ -51,9 +51,13 @@ const (
 	// payload). The store never applies it (Apply answers Invalid): it
 	// travels in the replication log only, in order with the writes.
 	KindPublish Kind = 3
+	// KindBatch marks the start of a batch in the replication log: the
+	// Count ops that follow it are one transaction, which receivers apply
+	// as one unit. The store never applies it (Apply answers Invalid).
+	KindBatch Kind = 4
 )
 
-// String returns "set", "delete", "publish" or "Kind(n)".
+// String returns "set", "delete", "publish", "batch" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindSet:
@@ -62,6 +66,8 @@ func (k Kind) String() string {
 		return "delete"
 	case KindPublish:
 		return "publish"
+	case KindBatch:
+		return "batch"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }

@@ -11,7 +11,8 @@ import (
 // [RejectProtocol].
 //
 // Version 2: Resume carries the receiver's HLC.
-// Version 3: an Op may be a pub/sub message (KindPublish) in Ops frames.
+// Version 3: an Op may be a pub/sub message (KindPublish) or a batch's
+// start (KindBatch) in Ops frames.
 const Proto = 3
 
 // Limits. See the package documentation for how they bound decoding.
@@ -146,9 +147,16 @@ const (
 	// the decoder accepts it in every op list, and the receiver refuses it
 	// where it does not belong (snapshots, probes, repairs).
 	KindPublish Kind = 3
+	// KindBatch starts a batch: the next ExpireAt ops of the stream (1 to
+	// MaxBatchOps; Key and Value empty) are one transaction, applied as
+	// one unit. Valid in Ops frames only (protocol 3).
+	KindBatch Kind = 4
 )
 
-// String returns "set", "delete", "publish" or "Kind(n)".
+// MaxBatchOps bounds the ops of one batch (KindBatch).
+const MaxBatchOps = 1 << 16
+
+// String returns "set", "delete", "publish", "batch" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindSet:
@@ -157,6 +165,8 @@ func (k Kind) String() string {
 		return "delete"
 	case KindPublish:
 		return "publish"
+	case KindBatch:
+		return "batch"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
