@@ -14,7 +14,10 @@ if [ ${#targets[@]} -eq 0 ]; then
 		./internal/wire:FuzzReadFrame
 		./internal/wire:FuzzSplitReads
 		./internal/resp:FuzzReader
-		./internal/resp:FuzzGlob
+		./internal/glob:FuzzMatchRedis
+		./internal/glob:FuzzMatchPath
+		./internal/glob:FuzzMatchCase
+		./internal/cluster:FuzzKeySlot
 		./internal/resp:FuzzParseInt
 		./cmd/geocache:FuzzServeConfig
 		./cmd/geocache:FuzzParseSize
