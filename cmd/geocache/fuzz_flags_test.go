@@ -77,6 +77,7 @@ func FuzzServeConfig(f *testing.F) {
 	f.Add("--max-memory\n1.5GB", "GEOCACHE_MAX_MEMORY=0")
 	f.Add("extra", "GEOCACHE_PEERS=a:1,,b:2")
 	f.Add("--name\n", "GEOCACHE_CLUSTER=prod\nGEOCACHE_NAME=x")
+	f.Add("--client-output-buffer-limit-pubsub\npubsub 64mb 16MB 120", "GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB=0 0 0")
 	f.Fuzz(func(t *testing.T, argText, envText string) {
 		var args, env []string
 		if argText != "" {
@@ -149,6 +150,9 @@ func renderServeFlags(c serveConfig) []string {
 		"--log-format", c.logFormat,
 		"--tombstone-horizon", c.tombstoneHorizon.String(), "--anti-entropy-interval", c.antiEntropyInterval.String(),
 		"--max-tombstones", strconv.Itoa(c.maxTombstones),
+	}
+	if c.pubsubLimit.set {
+		a = append(a, "--client-output-buffer-limit-pubsub", c.pubsubLimit.String())
 	}
 	if len(c.peers) > 0 {
 		a = append(a, "--peers", strings.Join(c.peers, ","))

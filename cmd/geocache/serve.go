@@ -77,6 +77,9 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 	if cfg.hooks.clockOffset != 0 {
 		log.Warn(testClockOffsetVar+" is a test hook: this node's clock is skewed; never set it in production", "offset", cfg.hooks.clockOffset)
 	}
+	if l := cfg.pubsubLimit; l.set && l.hard == 0 && l.soft == 0 {
+		log.Warn("--client-output-buffer-limit-pubsub turns both limits off: a subscriber that stops reading keeps every message published to it in memory")
+	}
 	if cfg.peerAddr != "" && len(cfg.peers) == 0 && cfg.gossipAddr == "" {
 		log.Warn("--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere", "peer_addr", cfg.peerAddr)
 	}
@@ -188,6 +191,8 @@ func (s respServer) Stats() admin.RESPStats {
 		Clients: st.Clients, Connections: st.Connections, Commands: st.Commands,
 		Errors: st.Errors, Rejected: st.Rejected, CommandLatency: s.Server.CommandLatency(),
 		AuthFailures: st.AuthFailures, BufferBytes: st.BufferBytes, TLSHandshakeErrors: st.TLSHandshakeErrors,
+		PubSubChannels: st.PubSubChannels, PubSubPatterns: st.PubSubPatterns,
+		PubSubOutputBytes: st.PubSubOutputBytes, OutputBufferDisconnections: st.OutputBufferDisconnections,
 	}
 }
 
@@ -235,6 +240,7 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	cleanup = append(cleanup, func() { node.Close() })
 
+	psHard, psSoft, psSoftTime := cfg.pubsubLimit.respLimits()
 	srv, err := resp.New(resp.Config{
 		Node: node, RequirePass: cfg.requirePass,
 		MaxClients: cfg.maxClients, IdleTimeout: cfg.idleTimeout,
@@ -242,6 +248,8 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		// RESP protection
 		MaxRequestBytes: int(cfg.maxRequestBytes()), MaxClientBuffer: cfg.maxClientBuffer,
 		ProtectedMode: cfg.protectedMode != "no", AuthTimeout: cfg.authTimeout, RequestTimeout: cfg.requestTimeout,
+		// Pub/sub
+		PubSubHardLimit: psHard, PubSubSoftLimit: psSoft, PubSubSoftTime: psSoftTime,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", geocache.ErrInvalidConfig, err)

@@ -68,6 +68,9 @@ type serveConfig struct {
 	tlsAddr         string
 	tlsClientAuth   bool
 
+	// Pub/sub
+	pubsubLimit obufLimit // --client-output-buffer-limit-pubsub; zero: resp's defaults
+
 	unknownEnv []string // GEOCACHE_* variables that name no flag (warned about)
 
 	hooks testHooks // set by serve from GEOCACHE_TEST_* variables, not by flags (testhooks.go)
@@ -133,6 +136,8 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var((*sizeValue)(&c.maxClientBuffer), "max-client-buffer", "bound on the bytes held in RESP request buffers across all clients; a client needing more is refused (default the larger of a quarter of --max-memory and 16 requests of the largest size, --max-value-size + 1MiB)")
 	fs.StringVar(&c.tlsAddr, "tls-addr", "", "listen address of RESP over TLS, with the node's --tls-cert (e.g. 0.0.0.0:6390; empty: off)")
 	fs.BoolVar(&c.tlsClientAuth, "tls-client-auth", false, "require RESP clients on --tls-addr to present a certificate signed by --tls-ca")
+	// Pub/sub
+	fs.Var(&c.pubsubLimit, "client-output-buffer-limit-pubsub", `"<hard> <soft> <seconds>" as Redis's client-output-buffer-limit pubsub: a subscriber whose unwritten output reaches <hard> bytes, or stays at or above <soft> bytes for more than <seconds>, is disconnected; sizes as --max-memory takes them, 0 turns a limit off`)
 	return fs
 }
 
@@ -247,6 +252,9 @@ func (c *serveConfig) validate() error {
 		return err
 	}
 	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.validatePubSub(); err != nil {
 		return err
 	}
 	largestValue := c.maxValueSize
@@ -540,6 +548,104 @@ func (v enumValue) Set(s string) error {
 		return fmt.Errorf("must be %s", strings.Join(v.words, " or "))
 	}
 	*v.p = s
+	return nil
+}
+
+// obufLimit is Redis's client-output-buffer-limit of one class of
+// clients: a hard limit, a soft limit and how long the output may stay at
+// or above the soft one. A limit of 0 is off, as in Redis. The zero value
+// (not set) stands for resp's defaults, Redis's "32mb 8mb 60".
+type obufLimit struct {
+	set        bool          // given by a flag or variable
+	hard, soft int64         // bytes; 0: no limit
+	softTime   time.Duration // whole seconds
+}
+
+// String writes l as Set takes it: "32MiB 8MiB 60".
+func (l *obufLimit) String() string {
+	if l == nil {
+		return ""
+	}
+	v := *l
+	if !v.set {
+		v = obufLimit{hard: resp.DefaultPubSubHardLimit, soft: resp.DefaultPubSubSoftLimit, softTime: resp.DefaultPubSubSoftTime}
+	}
+	return formatSize(v.hard) + " " + formatSize(v.soft) + " " + strconv.FormatInt(int64(v.softTime/time.Second), 10)
+}
+
+// Set parses Redis's "<hard> <soft> <seconds>", e.g. "32mb 8mb 60", with
+// an optional leading class name "pubsub" (as redis.conf writes it). The
+// sizes are parseSize's, without spaces inside one.
+func (l *obufLimit) Set(s string) error {
+	f := strings.Fields(s)
+	if len(f) == 4 && strings.EqualFold(f[0], "pubsub") {
+		f = f[1:]
+	}
+	if len(f) != 3 {
+		return fmt.Errorf(`%q: want three values, "<hard> <soft> <seconds>", e.g. "32mb 8mb 60" (0 turns a limit off)`, s)
+	}
+	hard, err := parseSize(f[0])
+	if err != nil {
+		return fmt.Errorf("hard limit: %w", err)
+	}
+	soft, err := parseSize(f[1])
+	if err != nil {
+		return fmt.Errorf("soft limit: %w", err)
+	}
+	secs, err := strconv.ParseUint(f[2], 10, 63)
+	if err != nil || secs > uint64(math.MaxInt64/int64(time.Second)) {
+		return fmt.Errorf("seconds %q: want a whole number of seconds, e.g. 60", f[2])
+	}
+	if hard != 0 && soft > hard {
+		return fmt.Errorf("the soft limit %s is above the hard limit %s: it could never apply", formatSize(soft), formatSize(hard))
+	}
+	*l = obufLimit{set: true, hard: hard, soft: soft, softTime: time.Duration(secs) * time.Second}
+	return nil
+}
+
+// noOutputLimit is a pub/sub output limit that is never reached: in
+// resp.Config a limit of 0 means the default, not none.
+const noOutputLimit = math.MaxInt64
+
+// respLimits returns l as resp.Config's PubSubHardLimit, PubSubSoftLimit
+// and PubSubSoftTime: zeros (the defaults) if l is not set. There 0 means
+// the default, so a limit that is off
+// becomes one no output reaches, and a soft time of 0 s becomes the
+// shortest duration: a subscriber is disconnected as soon as its output is
+// found at or above the soft limit again, later (Redis, whose clock counts
+// whole seconds, does so in a later second).
+func (l obufLimit) respLimits() (hard, soft int64, softTime time.Duration) {
+	if !l.set {
+		return 0, 0, 0
+	}
+	hard, soft, softTime = l.hard, l.soft, l.softTime
+	if hard == 0 {
+		hard = noOutputLimit
+	}
+	if soft == 0 {
+		soft = noOutputLimit
+	}
+	if softTime == 0 {
+		softTime = time.Nanosecond
+	}
+	return hard, soft, softTime
+}
+
+// validatePubSub checks --client-output-buffer-limit-pubsub against the
+// largest message: a hard limit below it would disconnect every subscriber
+// of a channel that such a message is published on.
+func (c *serveConfig) validatePubSub() error {
+	largestValue := c.maxValueSize
+	if largestValue == 0 {
+		largestValue = geocache.DefaultMaxValueBytes
+	}
+	// A message frame holds the payload, the channel (a key's bound) and
+	// a few dozen bytes of framing, or a pattern as well.
+	largestMessage := largestValue + geocache.MaxKeyBytes + 1<<10
+	if h := c.pubsubLimit.hard; h != 0 && h < largestMessage {
+		return fmt.Errorf("%w: --client-output-buffer-limit-pubsub: the hard limit %s is below the largest message, %s (--max-value-size + 65KiB for the channel and framing): one such message would disconnect every subscriber it is published to; raise the limit or lower --max-value-size",
+			errUsage, formatSize(h), formatSize(largestMessage))
+	}
 	return nil
 }
 

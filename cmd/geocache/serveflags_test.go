@@ -292,8 +292,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 39 {
-		t.Errorf("%d flags, want 39 (update docs/operations.md when adding one)", n)
+	if n != 40 {
+		t.Errorf("%d flags, want 40 (update docs/operations.md when adding one)", n)
 	}
 	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
 		t.Errorf("the help shows a test hook:\n%s", b.String())

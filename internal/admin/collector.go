@@ -40,6 +40,11 @@ type RESPStats struct {
 	AuthFailures       uint64 // failed AUTH attempts
 	BufferBytes        int64  // request-buffer bytes held against --max-client-buffer
 	TLSHandshakeErrors uint64 // TLS clients that failed their handshake
+	// Pub/sub
+	PubSubChannels             int    // channels with a subscriber on this server
+	PubSubPatterns             int    // distinct patterns subscribed to
+	PubSubOutputBytes          int64  // bytes queued for subscribers and not yet written
+	OutputBufferDisconnections uint64 // subscribers disconnected over the pub/sub output limits
 	// CommandLatency holds the execution times of each command name
 	// executed at least once (resp.Server.CommandLatency).
 	CommandLatency map[string]latency.Snapshot
@@ -118,6 +123,11 @@ var (
 	descRESPAuthFailures = desc("resp_auth_failures_total", "Failed RESP AUTH attempts (wrong password or user).")
 	descRESPBufferBytes  = desc("resp_client_buffer_bytes", "Bytes held in RESP request buffers across all clients, against --max-client-buffer.")
 	descRESPTLSErrors    = desc("resp_tls_handshake_errors_total", "RESP clients on --tls-addr that failed their TLS handshake.")
+	// Pub/sub
+	descRESPPubSubChannels = desc("resp_pubsub_channels", "Channels with at least one subscriber on this node (PUBSUB CHANNELS; pattern subscriptions aside).")
+	descRESPPubSubPatterns = desc("resp_pubsub_patterns", "Distinct patterns subscribed to on this node (PUBSUB NUMPAT).")
+	descRESPPubSubOutput   = desc("resp_pubsub_output_bytes", "Bytes queued for this node's subscribers and not yet written to them, across all subscribers.")
+	descRESPObufDisconns   = desc("resp_output_buffer_limit_disconnections_total", "Subscribers disconnected for reaching the pub/sub output buffer limits (--client-output-buffer-limit-pubsub).")
 
 	descRESPDuration = desc("resp_command_duration_seconds", "RESP command time: parsing and execution, until the reply is buffered (blocking included: WAIT, acknowledged writes; network excluded). Commands never executed have no series.", "command")
 )
@@ -135,6 +145,7 @@ var (
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
 		descRESPAuthFailures, descRESPBufferBytes, descRESPTLSErrors,
+		descRESPPubSubChannels, descRESPPubSubPatterns, descRESPPubSubOutput, descRESPObufDisconns,
 	}
 )
 
@@ -239,6 +250,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRESPAuthFailures, rs.AuthFailures)
 		gauge(descRESPBufferBytes, float64(rs.BufferBytes))
 		counter(descRESPTLSErrors, rs.TLSHandshakeErrors)
+		gauge(descRESPPubSubChannels, float64(rs.PubSubChannels))
+		gauge(descRESPPubSubPatterns, float64(rs.PubSubPatterns))
+		gauge(descRESPPubSubOutput, float64(rs.PubSubOutputBytes))
+		counter(descRESPObufDisconns, rs.OutputBufferDisconnections)
 		for name, l := range rs.CommandLatency {
 			ch <- histogram(descRESPDuration, l, name)
 		}

@@ -64,7 +64,10 @@
 // geocache_resp_commands_total, geocache_resp_errors_total,
 // geocache_resp_rejected_total, geocache_resp_auth_failures_total,
 // geocache_resp_client_buffer_bytes, geocache_resp_tls_handshake_errors_total,
-// and the histogram geocache_resp_command_duration_seconds{command}.
+// and the histogram geocache_resp_command_duration_seconds{command}. Its
+// pub/sub: geocache_resp_pubsub_channels, geocache_resp_pubsub_patterns,
+// geocache_resp_pubsub_output_bytes and
+// geocache_resp_output_buffer_limit_disconnections_total.
 //
 // The histograms are real Prometheus histograms (_bucket, _sum, _count)
 // built at scrape time from fixed exponential buckets (0.25 µs doubling to
