@@ -93,6 +93,7 @@ type OriginStats struct {
 	Connected bool
 	Applied   uint64 // that node's sequence number applied here
 	Ops       uint64 // writes received
+	Messages  uint64 // pub/sub messages received and delivered here
 	Stale     uint64 // writes older than what this node held
 	FullSyncs uint64
 	Dropped   uint64 // entries dropped after its full syncs (not vouched for)
@@ -187,7 +188,7 @@ func (n *Node) Stats() Stats {
 	for _, o := range rs.Origins {
 		st.Origins = append(st.Origins, OriginStats{
 			Node: o.Node, Region: o.Region, Connected: o.Connected, Applied: o.Applied,
-			Ops: o.Ops, Stale: o.Stale, FullSyncs: o.FullSyncs, Dropped: o.Dropped,
+			Ops: o.Ops, Messages: o.Messages, Stale: o.Stale, FullSyncs: o.FullSyncs, Dropped: o.Dropped,
 			Refused: o.Refused, HeldAhead: o.HeldAhead, SyncsRefused: o.SyncsRefused,
 			Visibility: latencyOf(o.Visibility),
 		})

@@ -102,6 +102,7 @@ var (
 	descOriginOps       = desc("origin_ops_total", "Writes received from the origin.", originLabels...)
 	descOriginStale     = desc("origin_stale_total", "Writes from the origin older than what this node held (ignored).", originLabels...)
 	descOriginFullSyncs = desc("origin_full_syncs_total", "Full syncs received from the origin.", originLabels...)
+	descOriginMessages  = desc("origin_messages_total", "Pub/sub messages received from the origin and delivered to this node's subscribers.", originLabels...)
 	descOriginDropped   = desc("origin_full_sync_dropped_total", "Entries dropped after full syncs from the origin: this node could no longer vouch for them.", originLabels...)
 	descOriginRefused   = desc("origin_refused_total", "Writes from the origin refused by this node's ghost tables: a delete, expiry or eviction here superseded them.", originLabels...)
 	descOriginHeld      = desc("origin_held_ahead_total", "Times the origin's stream or full sync was held at a version too far ahead of this node's clock (a clock is wrong).", originLabels...)
@@ -138,7 +139,7 @@ var (
 		descHits, descMisses, descEvictions, descExpirations, descLogRecords, descLogBytes, descLastSeq,
 		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerFailures, descIDConflicts,
-		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped,
+		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld,
 		descVisibility, descAckDuration, descAckFailures,
 	}
@@ -228,6 +229,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOriginOps, o.Ops, k[:]...)
 		counter(descOriginStale, o.Stale, k[:]...)
 		counter(descOriginFullSyncs, o.FullSyncs, k[:]...)
+		counter(descOriginMessages, o.Messages, k[:]...)
 		counter(descOriginDropped, o.Dropped, k[:]...)
 		counter(descOriginRefused, o.Refused, k[:]...)
 		counter(descOriginHeld, o.HeldAhead, k[:]...)

@@ -182,6 +182,17 @@ func TestReplicationHistograms(t *testing.T) {
 		checkBuckets(t, "visibility", h)
 	}
 
+	// Messages from eu are counted on us, by origin.
+	for range 2 {
+		if _, err := eu.Publish(ctx, "ch", []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, "us to count eu's 2 messages", func() bool {
+		v, _ := value(scrape(t, usAdmin.Handler()), "geocache_origin_messages_total", "origin", "eu-1", "region", "eu")
+		return v == 2
+	})
+
 	// A write whose wait ends without the acknowledgement is a failure,
 	// not a duration.
 	mem.Isolate("us")
