@@ -146,20 +146,7 @@ func TestMultiIsolation(t *testing.T) {
 	c := newClient(t, addr)
 	const rounds = 300
 	var wg sync.WaitGroup
-	done := make(chan struct{})
-	wg.Go(func() {
-		defer close(done)
-		for i := range rounds {
-			if _, err := c.TxPipelined(bg, func(p redis.Pipeliner) error {
-				p.Set(bg, "{x}a", i, 0)
-				p.Set(bg, "{x}b", i, 0)
-				return nil
-			}); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
+	done := pairWriter(t, &wg, c, rounds)
 	var torn []string
 	for reading := true; reading; {
 		select {
@@ -226,21 +213,8 @@ func TestMultiAppliedAsOneUnitInOtherRegions(t *testing.T) {
 	linksUp(t, nodes)
 	cus, ceu := newClient(t, aus), newClient(t, aeu)
 	const rounds = 300
-	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer close(done)
-		for i := 1; i <= rounds; i++ {
-			if _, err := cus.TxPipelined(bg, func(p redis.Pipeliner) error {
-				p.Set(bg, "{x}a", i, 0)
-				p.Set(bg, "{x}b", i, 0)
-				return nil
-			}); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
+	done := pairWriter(t, &wg, cus, rounds)
 	var torn []string
 	last := ""
 	for {
@@ -257,7 +231,7 @@ func TestMultiAppliedAsOneUnitInOtherRegions(t *testing.T) {
 		default:
 			continue
 		}
-		if last == strconv.Itoa(rounds) {
+		if last == strconv.Itoa(rounds) { // the last transaction arrived
 			break
 		}
 	}
@@ -305,4 +279,25 @@ func TestBatchGateIsolatesClients(t *testing.T) {
 	if len(torn) > 0 {
 		t.Fatalf("MGET saw %d half-applied batches, e.g. %s", len(torn), torn[0])
 	}
+}
+
+// pairWriter writes {x}a and {x}b to the same value, 1 to rounds, each
+// round one transaction, on a goroutine of wg; the channel closes after
+// the last.
+func pairWriter(t *testing.T, wg *sync.WaitGroup, c *redis.Client, rounds int) <-chan struct{} {
+	done := make(chan struct{})
+	wg.Go(func() {
+		defer close(done)
+		for i := 1; i <= rounds; i++ {
+			if _, err := c.TxPipelined(bg, func(p redis.Pipeliner) error {
+				p.Set(bg, "{x}a", i, 0)
+				p.Set(bg, "{x}b", i, 0)
+				return nil
+			}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	return done
 }
