@@ -108,6 +108,9 @@ type psQueue struct {
 	stopping  bool  // the writer returns once the queue is empty
 	dead      bool  // disconnected: nothing is queued or written any more
 	deadErr   error // why
+	// killedUnwritten is what a disconnection for the output limit left
+	// unwritten, for the writer goroutine's log line (logKill).
+	killedUnwritten int64
 }
 
 // errOutputLimit ends a subscriber over its output buffer limit.
@@ -391,14 +394,29 @@ func (q *psQueue) kill(err error) {
 	c := q.c
 	c.s.psBytes.Add(-left)
 	c.closeRaw()
-	wakeup(q.wake)
-	wakeup(q.drained)
 	if err == errOutputLimit {
 		c.s.obufKills.Add(1)
-		c.s.logLimit("resp: subscriber over its output buffer limit; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id,
-			"unwritten", left, "hard_limit", c.s.cfg.PubSubHardLimit, "soft_limit", c.s.cfg.PubSubSoftLimit,
-			"soft_time", c.s.cfg.PubSubSoftTime, "output_buffer_disconnections", c.s.obufKills.Load())
+		q.mu.Lock()
+		q.killedUnwritten = left // logged by the writer goroutine (run): kill may run under the hub's lock
+		q.mu.Unlock()
 	}
+	wakeup(q.wake)
+	wakeup(q.drained)
+}
+
+// logKill logs a disconnection for the output limit, from the writer
+// goroutine, outside every lock.
+func (q *psQueue) logKill() {
+	q.mu.Lock()
+	left, err := q.killedUnwritten, q.deadErr
+	q.mu.Unlock()
+	if err != errOutputLimit {
+		return
+	}
+	c := q.c
+	c.s.logLimit("resp: subscriber over its output buffer limit; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id,
+		"unwritten", left, "hard_limit", c.s.cfg.PubSubHardLimit, "soft_limit", c.s.cfg.PubSubSoftLimit,
+		"soft_time", c.s.cfg.PubSubSoftTime, "output_buffer_disconnections", c.s.obufKills.Load())
 }
 
 // run is the writer goroutine: it takes every block queued, and writes
@@ -407,6 +425,7 @@ func (q *psQueue) kill(err error) {
 // queue stops (empty) or dies.
 func (q *psQueue) run() {
 	defer close(q.done)
+	defer q.logKill()
 	var blocks [][]byte
 	for {
 		q.mu.Lock()

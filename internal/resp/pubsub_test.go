@@ -478,13 +478,15 @@ func TestPubSubSlowSubscribersDisconnected(t *testing.T) {
 		t.Errorf("PubSubOutputBytes = %d once idle", got)
 	}
 	healthy(t, addr)
-	named := false // the log is rate-limited: one line for the first
-	for _, r := range slow {
-		named = named || strings.Contains(logs.String(), "remote="+r.nc.LocalAddr().String())
-	}
-	if !strings.Contains(logs.String(), "level=WARN msg=\"resp: subscriber over its output buffer limit") || !named {
-		t.Errorf("no warning naming a slow client: %s", logs.String())
-	}
+	// The writer goroutine logs on its way out: wait for the line. The log
+	// is rate-limited: one line for the first.
+	testkit.Eventually(t, "a warning naming a slow client", func() bool {
+		named := false
+		for _, r := range slow {
+			named = named || strings.Contains(logs.String(), "remote="+r.nc.LocalAddr().String())
+		}
+		return named && strings.Contains(logs.String(), "level=WARN msg=\"resp: subscriber over its output buffer limit")
+	})
 	if info := pub.do("INFO", "stats"); !strings.Contains(info, `client_output_buffer_limit_disconnections:3\r\n`) {
 		t.Errorf("INFO stats: %s", info)
 	}
