@@ -152,28 +152,8 @@ func cmdExec(c *conn, _ [][]byte) {
 	for _, q := range tx.cmds {
 		keys = commandKeys(keys, q.cmd, q.args)
 	}
-	c.s.locks.beginTx(c.s.otherConnsRunning(c))
-	defer c.s.locks.endTx()
-	stripes := c.s.locks.stripesOf(nil, keys...)
-	c.s.locks.lock(stripes)
-	defer c.s.locks.unlock(stripes)
-	for _, w := range watched {
-		if c.snapshotKey(w.key) != w {
-			c.replyNullArray()
-			return
-		}
-	}
-	start := len(c.out)
-	c.replyArray(len(tx.cmds))
-	c.inExec = true
-	c.sess.BeginBatch()
-	for _, q := range tx.cmds {
-		c.run(q.cmd, q.args)
-	}
-	c.inExec = false
-	ctx, cancel := c.writeCtx()
-	defer cancel()
-	if err := c.sess.EndBatch(ctx); err != nil {
+	start, err := c.execIsolated(tx, watched, keys)
+	if err != nil {
 		// Applied here and replicating, as a single write that times out:
 		// the transaction's answer is the error.
 		if start <= len(c.out) { // else a queued SUBSCRIBE sent the replies already
@@ -181,6 +161,42 @@ func cmdExec(c *conn, _ [][]byte) {
 			c.replyWriteError(err)
 		}
 	}
+}
+
+// execIsolated runs the queue holding the stripes of keys, unless a
+// watched key changed, and then, with the stripes released, hands the
+// batch to replication and waits for the connection's acknowledgement
+// level (no key stays held for that wait). It returns where EXEC's reply
+// starts in c.out.
+func (c *conn) execIsolated(tx *txState, watched []watchedKey, keys [][]byte) (int, error) {
+	c.s.locks.beginTx(c.s.otherConnsRunning(c))
+	stripes := c.s.locks.stripesOf(nil, keys...)
+	c.s.locks.lock(stripes)
+	release := func() {
+		c.s.locks.unlock(stripes)
+		c.s.locks.endTx()
+	}
+	for _, w := range watched {
+		if c.snapshotKey(w.key) != w {
+			release()
+			c.replyNullArray()
+			return 0, nil
+		}
+	}
+	start := len(c.out)
+	c.replyArray(len(tx.cmds))
+	c.inExec = true
+	c.sess.BeginBatch()
+	func() {
+		defer func() { c.inExec = false }()
+		defer release()
+		for _, q := range tx.cmds {
+			c.run(q.cmd, q.args)
+		}
+	}()
+	ctx, cancel := c.writeCtx()
+	defer cancel()
+	return start, c.sess.EndBatch(ctx)
 }
 
 // applyBatch is the node's BatchGate: a transaction replicated from
