@@ -177,12 +177,16 @@ func TestReadBufferFollowsPipeline(t *testing.T) {
 	if b := s.Stats().BufferBytes; b <= 0 || b > budget/2 {
 		t.Fatalf("BufferBytes = %d after pipelines of 56 KB; want a buffer grown past %d, within half of MaxClientBuffer %d", b, readBufSize, budget)
 	}
-	for range 3 * pipeShrinkAfter {
+	// Three halvings of pipeShrinkAfter small reads each take it back to
+	// rest; how many reads the pipelines' tails took (small ones count)
+	// depends on the machine's timing, so allow a few rounds more.
+	n := 0
+	for ; n < 6*pipeShrinkAfter && s.Stats().BufferBytes != 0; n++ {
 		if got := r.do("PING"); got != "+PONG" {
 			t.Fatalf("PING: %s", got)
 		}
 	}
 	if b := s.Stats().BufferBytes; b != 0 {
-		t.Errorf("BufferBytes = %d after %d single requests; want 0 (the buffer back at its resting size)", b, 3*pipeShrinkAfter)
+		t.Errorf("BufferBytes = %d after %d single requests; want 0 (the buffer back at its resting size)", b, n)
 	}
 }
