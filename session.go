@@ -20,10 +20,10 @@ type Session struct {
 	ack  atomic.Uint32
 	last atomic.Uint64 // sequence number of the session's latest write
 
-	mu       sync.Mutex // guards the batch (BeginBatch)
-	batching bool
-	pending  []store.Op // the batch's writes
-	messages []store.Op // messages published during the batch
+	mu       sync.Mutex  // guards the batch (BeginBatch)
+	batching atomic.Bool // written under mu; read without it on every write (collect)
+	pending  []store.Op  // the batch's writes
+	messages []store.Op  // messages published during the batch
 }
 
 // NewSession returns a session on n whose writes default to Local
@@ -95,10 +95,10 @@ func (s *Session) Wait(ctx context.Context, regions int) (int, error) {
 func (s *Session) BeginBatch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.batching {
+	if s.batching.Load() {
 		panic("geocache: Session.BeginBatch inside a batch")
 	}
-	s.batching = true
+	s.batching.Store(true)
 }
 
 // EndBatch appends the batch's writes to the replication log as one
@@ -109,7 +109,8 @@ func (s *Session) BeginBatch() {
 func (s *Session) EndBatch(ctx context.Context) error {
 	s.mu.Lock()
 	ops, msgs := s.pending, s.messages
-	s.batching, s.pending, s.messages = false, nil, nil
+	s.batching.Store(false)
+	s.pending, s.messages = nil, nil
 	s.mu.Unlock()
 	var last uint64
 	if len(ops) > 0 {
@@ -126,11 +127,14 @@ func (s *Session) EndBatch(ctx context.Context) error {
 }
 
 // collect keeps op for the batch, if one is open, and reports whether it
-// did.
+// did. Outside a batch it costs one atomic load.
 func (s *Session) collect(op store.Op) bool {
+	if !s.batching.Load() {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.batching {
+	if !s.batching.Load() {
 		return false
 	}
 	if op.Kind == store.KindPublish {
