@@ -387,7 +387,6 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 	if want := o.applied + 1 + uint64(len(o.batch.ops)); f.FirstSeq != want {
 		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, want)
 	}
-	done := 0 // ops of the frame applied (or buffered in a batch)
 	for i := range f.Ops {
 		w, seq := &f.Ops[i], f.FirstSeq+uint64(i)
 		var err error
@@ -403,7 +402,7 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 			// Hold the stream here: the ops before are applied, this one
 			// and the rest come again once the origin reconnects (a batch
 			// from its marker).
-			r.observeVisibility(o, f.Ops[done:i])
+			r.observeVisibility(o, f.Ops[:i])
 			return o.applied, fmt.Errorf("op %d: %w", seq, err)
 		}
 		if len(o.batch.ops) == 0 && w.Kind != wire.KindBatch {
