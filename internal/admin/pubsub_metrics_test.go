@@ -15,28 +15,16 @@ func TestRESPPubSubMetrics(t *testing.T) {
 	n := openNode(t, geocache.Config{})
 	st := admin.RESPStats{PubSubChannels: 3, PubSubPatterns: 2, PubSubOutputBytes: 65536, OutputBufferDisconnections: 5}
 	s := newServer(t, admin.Config{Node: n, RESP: func() admin.RESPStats { return st }})
-	mfs := scrape(t, s.Handler())
-	for _, tt := range []struct {
-		name string
-		typ  dto.MetricType
-		want float64
-	}{
+	checkMetrics(t, scrape(t, s.Handler()), []metricWant{
 		{"geocache_resp_pubsub_channels", dto.MetricType_GAUGE, 3},
 		{"geocache_resp_pubsub_patterns", dto.MetricType_GAUGE, 2},
 		{"geocache_resp_pubsub_output_bytes", dto.MetricType_GAUGE, 65536},
 		{"geocache_resp_output_buffer_limit_disconnections_total", dto.MetricType_COUNTER, 5},
-	} {
-		if v, ok := value(mfs, tt.name); !ok || v != tt.want {
-			t.Errorf("%s = %v (present %v); want %v", tt.name, v, ok, tt.want)
-		}
-		if got := mfs[tt.name].GetType(); got != tt.typ {
-			t.Errorf("%s has type %v; want %v", tt.name, got, tt.typ)
-		}
-	}
+	})
 
 	// The figures are read at each scrape, not at registration.
 	st = admin.RESPStats{PubSubChannels: 1, OutputBufferDisconnections: 6}
-	mfs = scrape(t, s.Handler())
+	mfs := scrape(t, s.Handler())
 	for name, want := range map[string]float64{
 		"geocache_resp_pubsub_channels":                          1,
 		"geocache_resp_pubsub_patterns":                          0,
