@@ -258,7 +258,17 @@ type sender struct {
 	ops    []wire.Op
 	round  *probeRound
 	probes <-chan []wire.Op // nil unless a round is running
+
+	// lastOps is when the last frame of writes went out; hold fires when
+	// the next may (Config.Coalesce), and held is its channel while the
+	// sender waits for it (nil otherwise).
+	lastOps time.Time
+	hold    *time.Timer
+	held    <-chan time.Time
 }
+
+// DefaultCoalesce is Config.Coalesce's default.
+const DefaultCoalesce = 500 * time.Microsecond
 
 func (s *sender) run() error {
 	r, l := s.r, s.l
@@ -266,25 +276,37 @@ func (s *sender) run() error {
 	defer unsubscribe()
 	ping := time.NewTicker(r.cfg.PingInterval)
 	defer ping.Stop()
+	s.hold = time.NewTimer(time.Hour)
+	s.hold.Stop()
+	defer s.hold.Stop()
 	defer s.endRound()
 	for {
-		// Send everything available before waiting: under load the next
-		// batch gathers while the previous one is being written, and an
-		// idle link sends a write the moment it is appended. No timer is
-		// on this path.
-		sent, err := s.sendAvailable(ping.C)
-		if err != nil {
-			return err
-		}
-		if sent {
-			continue
+		// Send everything available before waiting: an idle link sends a
+		// write the moment it is appended; a busy one sends what gathered
+		// while it held (Config.Coalesce) or wrote the previous frame.
+		if s.held == nil {
+			sent, err := s.sendAvailable(ping.C)
+			if err != nil {
+				return err
+			}
+			if sent {
+				continue
+			}
 		}
 		if s.round == nil && r.roundDue(l) {
 			s.round = r.startProbeRound()
 			s.probes = s.round.chunks
 		}
+		// While holding, appends do not wake the sender: that wake-up per
+		// write is what holding saves.
+		appended := wake
+		if s.held != nil {
+			appended = nil
+		}
 		select {
-		case <-wake:
+		case <-appended:
+		case <-s.held:
+			s.held = nil
 		case <-l.kick:
 		case chunk, ok := <-s.probes:
 			if err := s.sendProbe(chunk, ok); err != nil {
@@ -326,6 +348,10 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	if len(s.batch) == 0 {
 		return false, nil
 	}
+	if s.holding(len(s.batch)) {
+		clear(s.batch)
+		return false, nil
+	}
 	// A busy link still pings (RTT, clock offset, liveness) and notices a
 	// failed reader.
 	select {
@@ -343,10 +369,31 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	}
 	clear(s.batch) // do not pin values until the next batch
 	s.next = n
+	if s.r.cfg.Coalesce > 0 {
+		s.lastOps = time.Now()
+	}
 	s.l.mu.Lock()
 	s.l.sent = n
 	s.l.mu.Unlock()
 	return true, nil
+}
+
+// holding reports whether the n writes read from the log wait for more
+// before they are sent (Config.Coalesce), and if so arms the hold: the
+// last frame of writes went out less than Coalesce ago and the writes
+// ready do not fill a frame.
+func (s *sender) holding(n int) bool {
+	c := s.r.cfg.Coalesce
+	if c <= 0 || s.lastOps.IsZero() {
+		return false
+	}
+	wait := c - time.Since(s.lastOps)
+	if wait <= 0 || s.r.log.BytesAfter(s.next-1) >= int64(s.r.cfg.BatchBytes) {
+		return false
+	}
+	s.hold.Reset(wait)
+	s.held = s.hold.C
+	return true
 }
 
 func (s *sender) ping() error {

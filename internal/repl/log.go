@@ -3,6 +3,7 @@ package repl
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -38,7 +39,9 @@ type Log[T any] struct {
 	maxRecs  int
 	dropped  uint64
 	appended int64 // bytes ever appended
-	subs     map[chan struct{}]struct{}
+	// subs are the subscribers' wake-up channels. A slice, not a map:
+	// every append walks it, and a map's walk draws a random start.
+	subs []chan struct{}
 }
 
 type logRecord[T any] struct {
@@ -63,7 +66,6 @@ func NewLog[T any](cfg LogConfig) (*Log[T], error) {
 		first:    1,
 		maxBytes: cfg.MaxBytes,
 		maxRecs:  cfg.MaxRecords,
-		subs:     map[chan struct{}]struct{}{},
 	}, nil
 }
 
@@ -107,7 +109,7 @@ func (l *Log[T]) putLocked(rec T, size int64) uint64 {
 
 // notifyLocked wakes the subscribers, without blocking.
 func (l *Log[T]) notifyLocked() {
-	for ch := range l.subs {
+	for _, ch := range l.subs {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -210,11 +212,11 @@ func (l *Log[T]) Stats() LogStats {
 func (l *Log[T]) Subscribe() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	l.mu.Lock()
-	l.subs[ch] = struct{}{}
+	l.subs = append(l.subs, ch)
 	l.mu.Unlock()
 	return ch, func() {
 		l.mu.Lock()
-		delete(l.subs, ch)
+		l.subs = slices.DeleteFunc(l.subs, func(c chan struct{}) bool { return c == ch })
 		l.mu.Unlock()
 	}
 }

@@ -64,6 +64,13 @@ type Config struct {
 	// BatchBytes is the most op bytes sent in one frame. Default 256 KiB;
 	// at most MaxFrame - wire.MaxOpsHeader.
 	BatchBytes int
+	// Coalesce is how long a busy link holds writes so that they go out
+	// in one frame: once a frame of writes is sent, the next waits until
+	// Coalesce has passed, unless BatchBytes of writes are ready. An idle
+	// link sends a write at once. Default 500 µs (a small part of any
+	// one-way delay between regions; it turns one write(2) per write and
+	// per link into one per frame); negative sends every write at once.
+	Coalesce time.Duration
 	// PingInterval is how often an idle link sends a Ping (which also
 	// measures round-trip time and clock offset). Default 1 s.
 	PingInterval time.Duration
@@ -172,6 +179,9 @@ func (c *Config) validate() error {
 	}
 	if c.BatchBytes > c.MaxFrame-wire.MaxOpsHeader {
 		return fmt.Errorf("%w: BatchBytes %d does not fit in MaxFrame %d", ErrInvalidConfig, c.BatchBytes, c.MaxFrame)
+	}
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = time.Second
