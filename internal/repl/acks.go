@@ -91,10 +91,13 @@ func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, er
 
 // Drain waits until every peer connected now has acknowledged every write
 // appended before the call, so that a node shutting down gracefully hands
-// its last writes over instead of losing them. A link that is down (or goes
-// down meanwhile) is not waited for: its peer catches up from the other
-// regions' anti-entropy, or not at all. It returns ctx's error if it gave
-// up, ErrClosed if the replicator closed first, nil once drained.
+// its last writes over instead of losing them. A link that went down less
+// than twice ReconnectMax ago is waited for too, as its dial loop is
+// expected to bring it back within that: a blip during a shutdown must not
+// lose the last writes for a region. A link down for longer (or never up)
+// is not waited for: its peer catches up from the other regions'
+// anti-entropy, or not at all. It returns ctx's error if it gave up,
+// ErrClosed if the replicator closed first, nil once drained.
 func (r *Replicator) Drain(ctx context.Context) error {
 	target := r.LastSeq()
 	recheck := time.NewTicker(50 * time.Millisecond) // a link that drops does not signal ackCh
@@ -104,7 +107,7 @@ func (r *Replicator) Drain(ctx context.Context) error {
 		done := true
 		for _, l := range r.links {
 			l.mu.Lock()
-			if l.connected && l.acked < target {
+			if l.acked < target && (l.connected || l.region != "" && time.Since(l.since) < 2*r.cfg.ReconnectMax) {
 				done = false
 			}
 			l.mu.Unlock()

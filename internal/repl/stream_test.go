@@ -447,6 +447,64 @@ func TestWaitAndDrainFollowAcks(t *testing.T) {
 	})
 }
 
+// Drain waits for a link that dropped moments ago to come back and take
+// the last writes (a blip during a shutdown loses nothing), but not for a
+// link that has been down for longer than its reconnects take.
+func TestDrainWaitsForALinkThatJustDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"fake"}}, false)
+		p := ln.accept()
+		h := fakeHello(fakeID)
+		h.Region = "eu"
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		a.put(t, "k1", "v")
+		dataAs[*wire.Ops](t, p)
+		p.send(&wire.Ack{Origin: 1, Seq: 1})
+		synctest.Wait()
+
+		// The link drops; a write follows; Drain starts.
+		p.c.Close()
+		synctest.Wait()
+		if l := a.link(t, "fake"); l.Connected {
+			t.Fatalf("link %+v still up after the peer closed it", l)
+		}
+		a.put(t, "k2", "v")
+		drained := make(chan error, 1)
+		go func() { drained <- a.r.Drain(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-drained:
+			t.Fatalf("Drain returned %v while a link that just dropped had not taken k2", err)
+		default:
+		}
+		p = ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 2, HLC: uint64(nowTS())})
+		if ops := dataAs[*wire.Ops](t, p); ops.FirstSeq != 2 || !slices.Equal(opKeys(ops.Ops), []string{"k2"}) {
+			t.Fatalf("Ops from %d: %v; want k2 from 2", ops.FirstSeq, opKeys(ops.Ops))
+		}
+		p.send(&wire.Ack{Origin: 1, Seq: 2})
+		if err := <-drained; err != nil {
+			t.Errorf("Drain: %v", err)
+		}
+
+		// Down for good: once the link has been down for longer than its
+		// reconnects take, Drain does not wait for it.
+		ln.ln.Close()
+		p.c.Close()
+		a.put(t, "k3", "v")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := a.r.Drain(ctx); err != nil {
+			t.Errorf("Drain with the peer gone: %v; want nil once the link has been down long enough", err)
+		}
+	})
+}
+
 // An ack from a peer of this node's own region does not count for Wait,
 // which counts other regions.
 func TestWaitCountsOtherRegionsOnly(t *testing.T) {
