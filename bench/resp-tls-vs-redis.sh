@@ -4,8 +4,13 @@
 #   test P port rps server-cpu-us-per-request
 # ports: 16380/16390 geocache plain/TLS, 16480/16490 redis-server plain/TLS.
 # Usage: go build -o /tmp/geocache ./cmd/geocache && BIN=/tmp/geocache bench/resp-tls-vs-redis.sh
+# The client is redis-benchmark (OpenSSL), or with CLIENT=go bench/respload
+# (crypto/tls; same workload and flags):
+#   (cd bench && go build -o /tmp/respload ./respload) && CLIENT=go BIN=/tmp/geocache bench/resp-tls-vs-redis.sh
 set -u
 BIN=${BIN:-/tmp/geocache}
+CLIENT=${CLIENT:-redis-benchmark}
+RESPLOAD=${RESPLOAD:-/tmp/respload}
 DIR=$(mktemp -d)
 cd "$DIR"
 "$BIN" cert ca --dir pki >/dev/null && "$BIN" cert node --dir pki --name srv --host 127.0.0.1 >/dev/null || exit 1
@@ -18,7 +23,13 @@ cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 bench() { # pid port tlsflag test P N
   local pid=$1 port=$2 tls=$3 t=$4 P=$5 N=$6
   local c0=$(cpu $pid)
-  local out=$(redis-benchmark -h 127.0.0.1 -p $port $tls -c 50 -d 64 -r 100000 -t $t -n $N -P $P --csv 2>/dev/null | tail -1)
+  local out
+  if [ "$CLIENT" = go ]; then
+    [ -n "$tls" ] && tls="-cacert pki/ca.pem"
+    out=$("$RESPLOAD" -addr 127.0.0.1:$port $tls -c 50 -d 64 -r 100000 -t $t -n $N -P $P | tail -1)
+  else
+    out=$(redis-benchmark -h 127.0.0.1 -p $port $tls -c 50 -d 64 -r 100000 -t $t -n $N -P $P --csv 2>/dev/null | tail -1)
+  fi
   local c1=$(cpu $pid)
   local rps=$(echo "$out" | cut -d, -f2 | tr -d '"')
   # clock ticks (100/s) -> µs per request
