@@ -59,8 +59,13 @@ func TestPubSubLimitFlag(t *testing.T) {
 		{[]string{"--client-output-buffer-limit-pubsub", "32mb 0 60"}, nil,
 			obufLimit{true, 32 << 20, 0, time.Minute}, [3]int64{32 << 20, none, int64(time.Minute)}},
 		// The largest message with 64 KiB values is 64 + 65 KiB.
-		{[]string{"--max-value-size", "64KB", "--client-output-buffer-limit-pubsub", "129k 0 0"}, nil,
+		{[]string{"--max-value-size", "64KB", "--client-output-buffer-limit-pubsub", "129kb 0 0"}, nil,
 			obufLimit{true, 129 << 10, 0, 0}, [3]int64{129 << 10, none, 1}},
+		// Redis's units: a bare k, m or g is a power of 1000.
+		{[]string{"--client-output-buffer-limit-pubsub", "32m 8m 60"}, nil,
+			obufLimit{true, 32_000_000, 8_000_000, time.Minute}, [3]int64{32_000_000, 8_000_000, int64(time.Minute)}},
+		{[]string{"--client-output-buffer-limit-pubsub", "pubsub 2G 4096k 1"}, nil,
+			obufLimit{true, 2_000_000_000, 4_096_000, time.Second}, [3]int64{2_000_000_000, 4_096_000, int64(time.Second)}},
 	} {
 		c, _, err := parseServeConfig(tt.args, tt.env)
 		if err != nil {
@@ -97,6 +102,8 @@ func TestPubSubLimitFlagErrors(t *testing.T) {
 		{[]string{flag, "32mb -1 60"}, "", `soft limit: size "-1" must start with a whole number`},
 		{[]string{flag, "1.5gb 8mb 60"}, "", "only whole numbers"},
 		{[]string{flag, "32mb 8zb 60"}, "", `unknown unit "zb"`},
+		{[]string{flag, "9999999t 0 0"}, "", `size "9999999t" is too large`},
+		{[]string{flag, "1100k 0 0"}, "", "the hard limit 1100000 is below the largest message, 1089KiB"},
 		{[]string{flag, "32mb 8mb 1.5"}, "", `seconds "1.5": want a whole number of seconds`},
 		{[]string{flag, "32mb 8mb -1"}, "", `seconds "-1"`},
 		{[]string{flag, "32mb 8mb 60s"}, "", `seconds "60s"`},

@@ -137,7 +137,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.tlsAddr, "tls-addr", "", "listen address of RESP over TLS, with the node's --tls-cert (e.g. 0.0.0.0:6390; empty: off)")
 	fs.BoolVar(&c.tlsClientAuth, "tls-client-auth", false, "require RESP clients on --tls-addr to present a certificate signed by --tls-ca")
 	// Pub/sub
-	fs.Var(&c.pubsubLimit, "client-output-buffer-limit-pubsub", `"<hard> <soft> <seconds>" as Redis's client-output-buffer-limit pubsub: a subscriber whose unwritten output reaches <hard> bytes, or stays at or above <soft> bytes for more than <seconds>, is disconnected; sizes as --max-memory takes them, 0 turns a limit off`)
+	fs.Var(&c.pubsubLimit, "client-output-buffer-limit-pubsub", `"<hard> <soft> <seconds>" as Redis's client-output-buffer-limit pubsub: a subscriber whose unwritten output reaches <hard> bytes, or stays at or above <soft> bytes for more than <seconds>, is disconnected; sizes in Redis's units (32mb and 32MiB are 32 MiB, 32m is 32,000,000 bytes), 0 turns a limit off`)
 	return fs
 }
 
@@ -575,7 +575,7 @@ func (l *obufLimit) String() string {
 
 // Set parses Redis's "<hard> <soft> <seconds>", e.g. "32mb 8mb 60", with
 // an optional leading class name "pubsub" (as redis.conf writes it). The
-// sizes are parseSize's, without spaces inside one.
+// sizes are parseRedisSize's, without spaces inside one.
 func (l *obufLimit) Set(s string) error {
 	f := strings.Fields(s)
 	if len(f) == 4 && strings.EqualFold(f[0], "pubsub") {
@@ -584,11 +584,11 @@ func (l *obufLimit) Set(s string) error {
 	if len(f) != 3 {
 		return fmt.Errorf(`%q: want three values, "<hard> <soft> <seconds>", e.g. "32mb 8mb 60" (0 turns a limit off)`, s)
 	}
-	hard, err := parseSize(f[0])
+	hard, err := parseRedisSize(f[0])
 	if err != nil {
 		return fmt.Errorf("hard limit: %w", err)
 	}
-	soft, err := parseSize(f[1])
+	soft, err := parseRedisSize(f[1])
 	if err != nil {
 		return fmt.Errorf("soft limit: %w", err)
 	}
@@ -601,6 +601,32 @@ func (l *obufLimit) Set(s string) error {
 	}
 	*l = obufLimit{set: true, hard: hard, soft: soft, softTime: time.Duration(secs) * time.Second}
 	return nil
+}
+
+// redisDecimalUnits are the units Redis's memtoull reads as powers of
+// 1000: "32m" is 32,000,000 bytes there, where "32mb" is 32 MiB.
+var redisDecimalUnits = map[string]int64{"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+// parseRedisSize parses a size as redis.conf writes its
+// client-output-buffer-limit: parseSize's, except that a bare k, m, g or t
+// is a power of 1000, as Redis reads it (kb, mb, gb and tb, and KiB, MiB,
+// GiB and TiB, are powers of 1024).
+func parseRedisSize(s string) (int64, error) {
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, err
+	}
+	t := strings.TrimSpace(s)
+	digits := strings.TrimRight(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+	mult, ok := redisDecimalUnits[strings.ToLower(strings.TrimLeft(t[len(digits):], " "))]
+	if !ok {
+		return n, nil
+	}
+	v, err := strconv.ParseUint(digits, 10, 63)
+	if err != nil || v > uint64(math.MaxInt64/mult) {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(v) * mult, nil
 }
 
 // noOutputLimit is a pub/sub output limit that is never reached: in

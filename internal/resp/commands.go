@@ -1,7 +1,9 @@
 package resp
 
 import (
+	"slices"
 	"strings"
+	"time"
 )
 
 // command is one entry of the command table.
@@ -26,7 +28,8 @@ type command struct {
 	// subscribed mode (refuseSubscribed); the handler checks its own.
 	subcommands map[string]int
 	fn          func(c *conn, args [][]byte)
-	id          int // index in commands (per-command figures: latency.go)
+	id          int  // index in commands (per-command figures: latency.go)
+	skipSlowlog bool // flags has skip_slowlog (EXEC): SLOWLOG logs its commands instead
 }
 
 // commandList is the table of commands, in COMMAND's order. It is a
@@ -37,12 +40,13 @@ func commandList() []*command {
 		// connection
 		{name: "ping", arity: -1, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", subscribedOK: true, fn: cmdPing},
 		{name: "echo", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Returns the given string.", fn: cmdEcho},
-		{name: "quit", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, subscribedOK: true, txControl: true, fn: cmdQuit},
-		{name: "hello", arity: -1, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "6.0.0", summary: "Handshakes with the server: protocol version, authentication, client name.", noAuth: true, fn: cmdHello},
-		{name: "auth", arity: -2, flags: []string{"fast", "stale", "noauth"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
+		{name: "quit", arity: -1, flags: []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}, group: "connection", since: "1.0.0", summary: "Closes the connection.", noAuth: true, subscribedOK: true, txControl: true, fn: cmdQuit},
+		{name: "hello", arity: -1, flags: []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}, group: "connection", since: "6.0.0", summary: "Handshakes with the server: protocol version, authentication, client name.", noAuth: true, fn: cmdHello},
+		{name: "auth", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}, group: "connection", since: "1.0.0", summary: "Authenticates the connection.", noAuth: true, fn: cmdAuth},
 		{name: "select", arity: 2, flags: []string{"fast", "stale"}, group: "connection", since: "1.0.0", summary: "Changes the selected database: only 0 exists.", fn: cmdSelect},
-		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST).", fn: cmdClient,
-			subcommands: map[string]int{"id": 2, "setname": 3, "getname": 2, "setinfo": 4, "info": 2, "list": -2, "help": 2}},
+		{name: "client", arity: -2, flags: []string{"stale"}, group: "connection", since: "2.4.0", summary: "A container for client connection commands (ID, SETNAME, GETNAME, SETINFO, INFO, LIST, KILL, REPLY, NO-EVICT).", fn: cmdClient,
+			subcommands: map[string]int{"id": 2, "setname": 3, "getname": 2, "setinfo": 4, "info": 2, "list": -2, "kill": -3, "reply": 3, "no-evict": 3, "help": 2}},
+		{name: "reset", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}, group: "connection", since: "6.2.0", summary: "Resets the connection.", noAuth: true, subscribedOK: true, txControl: true, fn: cmdReset},
 		// transactions
 		{name: "multi", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, group: "transactions", since: "1.2.0", summary: "Starts a transaction.", txControl: true, fn: cmdMulti},
 		{name: "exec", arity: 1, flags: []string{"noscript", "loading", "stale", "skip_slowlog"}, group: "transactions", since: "1.2.0", summary: "Executes all commands in a transaction: isolated on this node; each write replicates on its own.", txControl: true, fn: cmdExec},
@@ -94,6 +98,8 @@ func commandList() []*command {
 		{name: "ttl", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "1.0.0", summary: "Returns a key's time to live in seconds (-2 missing, -1 no expiry).", fn: cmdTTL},
 		{name: "pttl", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.6.0", summary: "Returns a key's time to live in milliseconds (-2 missing, -1 no expiry).", fn: cmdPTTL},
 		{name: "persist", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "generic", since: "2.2.0", summary: "Removes a key's expiration.", fn: cmdPersist},
+		{name: "object", arity: -2, flags: []string{}, group: "generic", since: "2.2.3", summary: "A container for object introspection commands (ENCODING, REFCOUNT; IDLETIME and FREQ are not tracked).", fn: cmdObject,
+			subcommands: map[string]int{"encoding": 3, "refcount": 3, "idletime": 3, "freq": 3, "help": 2}},
 		{name: "keys", arity: 2, flags: []string{"readonly"}, group: "generic", since: "1.0.0", summary: "Returns the keys on this node that match a pattern.", fn: cmdKeys},
 		{name: "scan", arity: -2, flags: []string{"readonly"}, group: "generic", since: "2.8.0", summary: "Iterates over the keys on this node, with MATCH, COUNT and TYPE.", fn: cmdScan},
 		{name: "randomkey", arity: 1, flags: []string{"readonly"}, group: "generic", since: "1.0.0", summary: "Returns a random key from this node.", fn: cmdRandomkey},
@@ -105,11 +111,15 @@ func commandList() []*command {
 		{name: "dbsize", arity: 1, flags: []string{"readonly", "fast"}, group: "server", since: "1.0.0", summary: "Returns the number of keys on this node.", fn: cmdDbsize},
 		{name: "flushall", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only; not replicated.", fn: cmdFlushall},
 		{name: "flushdb", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only, as FLUSHALL.", fn: cmdFlushall},
-		{name: "info", arity: -1, flags: []string{"stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, stats, keyspace, replication.", fn: cmdInfo},
-		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET is not supported).", fn: cmdConfig,
+		{name: "info", arity: -1, flags: []string{"loading", "stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, persistence, stats, replication, cpu, errorstats, cluster, keyspace.", fn: cmdInfo},
+		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET of maxmemory, requirepass, maxclients, timeout, client-output-buffer-limit, slowlog-*, notify-keyspace-events).", fn: cmdConfig,
 			subcommands: map[string]int{"get": -3, "set": -4, "resetstat": 2, "rewrite": 2, "help": 2}},
 		{name: "command", arity: -1, flags: []string{"stale"}, group: "server", since: "2.8.13", summary: "Returns detailed information about commands (COUNT, DOCS, INFO, LIST).", fn: cmdCommand,
 			subcommands: map[string]int{"count": 2, "list": -2, "info": -2, "docs": -2, "help": 2}},
+		{name: "slowlog", arity: -2, flags: []string{}, group: "server", since: "2.2.12", summary: "A container for slow log commands (GET, LEN, RESET).", fn: cmdSlowlog,
+			subcommands: map[string]int{"get": -2, "len": 2, "reset": 2, "help": 2}},
+		{name: "memory", arity: -2, flags: []string{}, group: "server", since: "4.0.0", summary: "A container for memory diagnostics commands (USAGE: what a key counts against maxmemory).", fn: cmdMemory,
+			subcommands: map[string]int{"usage": -3, "help": 2}},
 		{name: "wait", arity: 3, flags: []string{}, group: "generic", since: "3.0.0", summary: "Blocks until this connection's writes are applied in numregions other regions, or the timeout in ms (0 = forever).", fn: cmdWait},
 		// pub/sub
 		{name: "subscribe", arity: -2, flags: []string{"pubsub", "noscript", "loading", "stale"}, group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels, in every region.", subscribedOK: true, fn: cmdSubscribe},
@@ -135,6 +145,7 @@ func init() {
 	commandMap = make(map[string]*command, len(commands))
 	for i, cmd := range commands {
 		cmd.id = i
+		cmd.skipSlowlog = slices.Contains(cmd.flags, "skip_slowlog")
 		commandMap[cmd.name] = cmd
 	}
 }
@@ -167,9 +178,40 @@ func arityFits(arity, n int) bool {
 	return n >= -arity
 }
 
-// exec runs one command, with Redis's order of checks: unknown command,
-// then arity, then authentication, then subscribed mode (RESP2 only).
+// exec runs one command. Its replies are dropped while CLIENT REPLY says
+// so (execSilenced); otherwise this wrapper is inlined, and a command pays
+// three flag tests for CLIENT REPLY.
 func (c *conn) exec(args [][]byte) {
+	if c.replyOff || c.skipThis || c.skipNext {
+		c.execSilenced(args)
+		return
+	}
+	c.execCommand(args)
+}
+
+// execSilenced runs a command while CLIENT REPLY is OFF, or after a SKIP:
+// whatever the command appends to out is cut off again (flush drops it
+// too, if the command flushes), pub/sub confirmations excepted (confirm).
+// As Redis's resetClient, a SKIP drops the reply of the command after it,
+// whatever that command is: skipNext, set by CLIENT REPLY SKIP, becomes
+// skipThis when the next command starts.
+func (c *conn) execSilenced(args [][]byte) {
+	if c.skipNext {
+		c.skipThis, c.skipNext = true, false
+	}
+	if c.replyOff || c.skipThis {
+		c.mute, c.muteAt = true, len(c.out)
+	}
+	c.execCommand(args)
+	c.unmute()
+	c.skipThis, c.skipNext = c.skipNext, false
+}
+
+// execCommand runs one command, with Redis's order of checks: unknown
+// command, then arity, then authentication, then subscribed mode (RESP2
+// only).
+func (c *conn) execCommand(args [][]byte) {
+	c.errMark = c.errs
 	cmd := lookupCommand(args[0])
 	if cmd == nil {
 		c.failTx()
@@ -177,6 +219,7 @@ func (c *conn) exec(args [][]byte) {
 		return
 	}
 	if !cmd.arityOK(len(args)) {
+		c.s.rejectedCalls[cmd.id].Add(1)
 		if cmd.name == "exec" { // Redis aborts the transaction, open or not
 			c.tx, c.watched = nil, nil
 			c.replyError("EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command")
@@ -186,12 +229,14 @@ func (c *conn) exec(args [][]byte) {
 		c.wrongArity(cmd.name)
 		return
 	}
-	if !c.authed && !cmd.noAuth {
+	if !cmd.noAuth && c.needAuth() {
+		c.s.rejectedCalls[cmd.id].Add(1)
 		c.failTx()
 		c.replyError("NOAUTH Authentication required.")
 		return
 	}
 	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {
+		c.s.rejectedCalls[cmd.id].Add(1)
 		c.refuseSubscribed(cmd, args)
 		return
 	}
@@ -237,7 +282,14 @@ func (c *conn) run(cmd *command, args [][]byte) {
 		}
 	}
 	cmd.fn(c, args)
-	c.s.latency.observe(c, cmd)
+	d := c.s.latency.observe(c, cmd)
+	if c.errs != c.errMark { // as Redis: an error since the last command ended
+		c.errMark = c.errs
+		c.s.failedCalls[cmd.id].Add(1)
+	}
+	if d >= time.Duration(c.s.slowlog.slowerThan.Load()) {
+		c.s.slowlog.add(c, cmd, args, d) // the one comparison a fast command pays
+	}
 }
 
 // noteCommand records the last command for CLIENT LIST.

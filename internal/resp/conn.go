@@ -45,9 +45,10 @@ type conn struct {
 	quit  bool
 
 	sess         *geocache.Session
-	authed       bool
-	unauthUsed   int // bytes received before authenticating
-	authFails    int // failed AUTH attempts (guard.go)
+	authed       bool      // AUTH succeeded, or no password was set when the connection began (needAuth)
+	authSince    time.Time // when the authentication timeout started: the connection, or its last RESET
+	unauthUsed   int       // bytes received before authenticating
+	authFails    int       // failed AUTH attempts (guard.go)
 	certVerified bool
 	ackTimeout   time.Duration
 
@@ -90,6 +91,22 @@ type conn struct {
 	// (CLIENT LIST) and the checks of subscribed mode.
 	subs atomic.Int32
 
+	// reading is set while the serve goroutine owns the socket's reads
+	// (not during the TLS handshake, nor while a watcher reads during a
+	// blocking command): pokeReaders may then move its read deadline.
+	reading atomic.Bool
+
+	// Error replies so far, and their count when the command now running
+	// began (commandstats' failed_calls: run).
+	errs, errMark uint64
+
+	// CLIENT REPLY (ops_cmds.go): replyOff drops every reply until CLIENT
+	// REPLY ON; skipNext drops the next command's, skipThis the running
+	// one's. While mute, what a command appends to out beyond muteAt is
+	// dropped (pushes excepted: confirm).
+	replyOff, skipNext, skipThis, mute bool
+	muteAt                             int
+
 	mu      sync.Mutex
 	name    string
 	libName string
@@ -104,12 +121,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 		buf:        make([]byte, readBufSize),
 		out:        make([]byte, 0, 1024),
 		sess:       s.node.NewSession(),
-		authed:     s.cfg.RequirePass == "",
+		authed:     !s.passwordSet(),
 		ackTimeout: DefaultAckTimeout,
 		pipe:       pipeSize{want: readBufSize},
 	}
 	_, isTLS := nc.(*tls.Conn)
 	c.lazyWrite = !isTLS
+	c.authSince = c.created
 	c.lastActive.Store(c.created.UnixNano())
 	c.proto.Store(2)
 	return c
@@ -122,6 +140,7 @@ func (c *conn) serve() {
 	if !c.handshake() || c.denyProtected() {
 		return
 	}
+	c.reading.Store(true)
 	for {
 		ok := c.process()
 		if !c.flush() || !ok {
@@ -157,7 +176,7 @@ func (c *conn) process() bool {
 			return false
 		}
 		limit := c.s.cfg.MaxRequestBytes
-		unauth := !c.authed
+		unauth := c.needAuth()
 		if unauth {
 			limit = min(limit, c.s.cfg.UnauthLimit-c.unauthUsed)
 		}
@@ -390,12 +409,18 @@ func (c *conn) takeSide() bool {
 // connection has an output queue (it is subscribed), queues them for its
 // writer. It returns false once a write failed or the queue died.
 func (c *conn) flush() bool {
+	if c.mute {
+		// The running command's replies so far are dropped; the earlier
+		// ones go out.
+		c.out = c.out[:min(c.muteAt, len(c.out))]
+		c.muteAt = 0
+	}
 	if c.ps != nil && c.ps.q != nil {
 		return c.queueOut()
 	}
 	if len(c.out) > 0 && c.werr == nil {
 		c.werr = c.write(c.out)
-		if c.s.cfg.IdleTimeout > 0 {
+		if c.s.idle() > 0 {
 			c.lastFlush = time.Now() // idleness counts from here, as it did from the next read's start
 		}
 	}
@@ -445,6 +470,8 @@ func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 	defer cancel()
 	c.s.blocked.Add(1)
 	defer c.s.blocked.Add(-1)
+	c.reading.Store(false) // the watcher's reads are not pokeReaders' business
+	defer c.reading.Store(true)
 	if c.side == nil {
 		c.side = make([]byte, 0, sideBufSize)
 	}
@@ -492,5 +519,7 @@ func (c *conn) replyVerbatim(s string) { c.out = appendVerbatim(c.out, s, c.resp
 // replyError sends an error reply; msg starts with its code ("ERR ...").
 func (c *conn) replyError(msg string) {
 	c.s.errors.Add(1)
+	c.s.errStats.count(msg)
+	c.errs++
 	c.out = appendError(c.out, msg)
 }

@@ -67,17 +67,18 @@ func (c *conn) checkAuth(user, pass []byte) bool {
 	if string(user) != "default" {
 		return false
 	}
-	if c.s.cfg.RequirePass == "" {
+	p := c.s.pass.Load()
+	if p == nil {
 		return true
 	}
-	return passwordMatches(c.s.passDigest, pass)
+	return passwordMatches(*p, pass)
 }
 
 func cmdAuth(c *conn, args [][]byte) {
 	var user, pass []byte
 	switch len(args) {
 	case 2:
-		if c.s.cfg.RequirePass == "" {
+		if !c.s.passwordSet() {
 			c.replyError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 			return
 		}
@@ -135,7 +136,7 @@ func cmdHello(c *conn, args [][]byte) {
 		}
 		c.authed = true
 	}
-	if !c.authed {
+	if c.needAuth() {
 		c.replyError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
@@ -201,12 +202,30 @@ var clientHelp = []string{
 	"    Return the ID of the current connection.",
 	"INFO",
 	"    Return information about the current client connection.",
+	"KILL <ip:port>",
+	"    Kill connection made from <ip:port>.",
+	"KILL <option> <value> [<option> <value> [...]]",
+	"    Kill connections. Options are:",
+	"    * ADDR (<ip:port>|<unixsocket>:0)",
+	"      Kill connections made from the specified address",
+	"    * LADDR (<ip:port>|<unixsocket>:0)",
+	"      Kill connections made to specified local address",
+	"    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+	"      Kill connections by type.",
+	"    * USER <username>",
+	"      Kill connections authenticated by <username>.",
+	"    * SKIPME (YES|NO)",
+	"      Skip killing current connection (default: yes).",
 	"LIST",
 	"    Return information about client connections.",
+	"REPLY (ON|OFF|SKIP)",
+	"    Control the replies sent to the current connection.",
 	"SETINFO <option> <value>",
 	"    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
 	"SETNAME <name>",
 	"    Assign the name <name> to the current connection.",
+	"NO-EVICT (ON|OFF)",
+	"    Protect current client connection from eviction.",
 	"HELP",
 	"    Print this help.",
 }
@@ -283,6 +302,7 @@ func cmdClient(c *conn, args [][]byte) {
 		if arity(2) {
 			c.helpReply(clientHelp)
 		}
+	case c.clientOps(sub, args): // KILL, NO-EVICT, REPLY (ops_cmds.go)
 	default:
 		c.unknownSubcommand("client", sub)
 	}

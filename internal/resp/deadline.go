@@ -48,7 +48,7 @@ func (c *conn) readDeadline() (time.Time, deadlineKind) {
 			at, kind = t, k
 		}
 	}
-	if d := c.s.cfg.IdleTimeout; d > 0 && !c.subscribed() { // as Redis, never for a subscriber
+	if d := c.s.idle(); d > 0 && !c.subscribed() { // as Redis, never for a subscriber
 		since := c.created
 		if c.lastRead.After(since) {
 			since = c.lastRead
@@ -58,8 +58,8 @@ func (c *conn) readDeadline() (time.Time, deadlineKind) {
 		}
 		set(since.Add(d), deadlineIdle)
 	}
-	if !c.authed {
-		set(c.created.Add(c.s.cfg.AuthTimeout), deadlineAuth)
+	if c.needAuth() {
+		set(c.authSince.Add(c.s.cfg.AuthTimeout), deadlineAuth)
 	}
 	if !c.reqStart.IsZero() {
 		set(c.reqStart.Add(c.s.cfg.RequestTimeout), deadlineRequest)
@@ -69,12 +69,20 @@ func (c *conn) readDeadline() (time.Time, deadlineKind) {
 
 // armRead makes sure the socket's read deadline is no later than the
 // earliest bound, touching it only when it is later (or none is armed).
+// If the idle timeout changed meanwhile (CONFIG SET: readGen moved), it
+// looks again: pokeReaders may have poked the socket before this
+// armed a deadline computed with the old timeout.
 func (c *conn) armRead() {
-	at, _ := c.readDeadline()
-	if at.IsZero() || (!c.rdl.IsZero() && !c.rdl.After(at)) {
-		return // none needed, or the armed one comes first
+	for {
+		gen := c.s.readGen.Load()
+		at, _ := c.readDeadline()
+		if !at.IsZero() && (c.rdl.IsZero() || c.rdl.After(at)) {
+			c.setReadDeadline(at) // else none is needed, or the armed one comes first
+		}
+		if c.s.readGen.Load() == gen {
+			return
+		}
 	}
-	c.setReadDeadline(at)
 }
 
 // readDue is called when a read timed out. It reports whether a bound has
@@ -97,7 +105,7 @@ func (c *conn) setReadDeadline(t time.Time) error {
 // writeTimeout bounds a write to a client that does not read its replies:
 // the idle timeout if set, else the request timeout.
 func (c *conn) writeTimeout() time.Duration {
-	if d := c.s.cfg.IdleTimeout; d > 0 {
+	if d := c.s.idle(); d > 0 {
 		return d
 	}
 	return c.s.cfg.RequestTimeout

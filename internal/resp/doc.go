@@ -17,8 +17,8 @@
 // # Commands
 //
 // Connection: PING [msg], ECHO, QUIT, HELLO [2|3 [AUTH user pass]
-// [SETNAME name]], AUTH [user] pass, SELECT 0, CLIENT ID | SETNAME |
-// GETNAME | SETINFO | INFO | LIST | HELP.
+// [SETNAME name]], AUTH [user] pass, SELECT 0, RESET, CLIENT ID | SETNAME |
+// GETNAME | SETINFO | INFO | LIST | KILL | REPLY | NO-EVICT | HELP.
 //
 // Keys: GET, SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL], SETEX,
 // PSETEX, SETNX, GETDEL, GETEX [EX|PX|EXAT|PXAT|PERSIST], MGET, MSET, DEL,
@@ -42,9 +42,12 @@
 // without cluster support.
 //
 // Server: TIME, DBSIZE, FLUSHALL and FLUSHDB [ASYNC|SYNC], INFO [section ...]
-// (server, clients, memory, stats, replication, cpu, cluster, keyspace; commandstats and
-// latencystats with INFO all, as in Redis), CONFIG GET
-// pattern ..., COMMAND [COUNT | LIST | INFO | DOCS], WAIT numregions
+// (server, clients, memory, persistence, stats, replication, cpu,
+// errorstats, cluster, keyspace; commandstats and latencystats with INFO
+// all, as in Redis), CONFIG GET pattern ..., CONFIG SET name value ...
+// (settings.go), COMMAND [COUNT | LIST | INFO | DOCS], SLOWLOG GET | LEN |
+// RESET | HELP (slowlog.go), MEMORY USAGE | HELP, OBJECT ENCODING |
+// REFCOUNT | IDLETIME | FREQ | HELP (ops_cmds.go), WAIT numregions
 // timeout.
 //
 // geocache's own: GEOCACHE REGIONS (this node and every replication peer:
@@ -102,10 +105,29 @@
 //   - SELECT accepts only database 0 ("-ERR DB index is out of range").
 //   - CONFIG GET reports maxmemory, maxmemory-policy (allkeys-lru),
 //     maxclients, timeout, requirepass, proto-max-bulk-len,
-//     client-query-buffer-limit, databases, save, appendonly and
-//     geocache-* settings. It never reveals the password: requirepass reads
-//     "(hidden)" when one is set (Redis shows it). CONFIG SET, RESETSTAT and
-//     REWRITE answer an error: settings are fixed at start.
+//     client-query-buffer-limit, databases, save, appendonly,
+//     client-output-buffer-limit, slowlog-log-slower-than, slowlog-max-len,
+//     notify-keyspace-events and geocache-* settings. It never reveals the
+//     password: requirepass reads "(hidden)" when one is set (Redis shows
+//     it). CONFIG SET changes maxmemory (the node's budget, resized at
+//     once; 0 only with an entry limit), requirepass, maxclients, timeout,
+//     client-output-buffer-limit (the pubsub class; normal and replica stay
+//     "0 0 0"), slowlog-log-slower-than, slowlog-max-len (at most 10,000)
+//     and notify-keyspace-events, all or nothing; every other parameter
+//     answers Redis's "can't set immutable config". RESETSTAT and REWRITE
+//     answer an error.
+//   - OBJECT ENCODING answers from the value alone (int, embstr up to 44
+//     bytes, raw): Redis answers raw for a short string APPEND or SETRANGE
+//     made. OBJECT REFCOUNT is 1. Eviction keeps a recency order, not
+//     access times or counters, so OBJECT IDLETIME answers Redis's error for
+//     an untracked idle time and OBJECT FREQ its error for an LRU policy.
+//   - MEMORY USAGE is what the entry counts against maxmemory (key, value
+//     and the store's fixed overhead per entry), not Redis's allocator
+//     figures; MEMORY DOCTOR, STATS, PURGE and MALLOC-STATS do not exist.
+//   - INFO commandstats counts a container command (CLIENT, CONFIG ...) as
+//     one, where Redis 7 counts each subcommand apart.
+//   - CLIENT NO-EVICT is accepted and does nothing: clients are never
+//     evicted.
 //   - AUTH knows one user, "default", whose password is RequirePass.
 //   - Writes without an expiry take the node's DefaultTTL (0: none).
 //   - An expiry is held in Unix nanoseconds: a time Redis accepts beyond
@@ -122,8 +144,8 @@
 //     "-TRYAGAIN ...".
 //   - HELLO and INFO report redis_version 7.2.0, with geocache's own version
 //     and region beside it.
-//   - Pub/sub: no sharded commands (SSUBSCRIBE ...) and no RESET, so PUBSUB
-//     HELP does not list them; UNSUBSCRIBE and PUNSUBSCRIBE without
+//   - Pub/sub: no sharded commands (SSUBSCRIBE ...), so PUBSUB HELP does not
+//     list them; UNSUBSCRIBE and PUNSUBSCRIBE without
 //     arguments go through the subscriptions in the order they were made,
 //     and PUBSUB CHANNELS lists channels sorted (Redis: its hash table's
 //     order).
@@ -154,9 +176,13 @@
 //	PubSubSoftLimit  8 MiB, for        client-output-buffer-limit pubsub 32mb 8mb 60), counted in
 //	PubSubSoftTime   60 s              INFO stats client_output_buffer_limit_disconnections
 //
+// CONFIG SET changes MaxClients (maxclients), IdleTimeout (timeout, for
+// idle connections too), RequirePass (requirepass) and the pub/sub limits
+// (client-output-buffer-limit) while the server runs (settings.go).
+//
 // UnauthLimit counts every byte a client sends before it authenticates
 // (its failed AUTH attempts included) when RequirePass is set. Before
-// AUTH, only AUTH, HELLO (with AUTH ...) and QUIT run; every other
+// AUTH, only AUTH, HELLO (with AUTH ...), QUIT and RESET run; every other
 // command answers "-NOAUTH Authentication required." (checked after
 // unknown-command and arity errors, in Redis's order). Malformed requests
 // ("*x", "$-2", a missing '$' or CRLF, unbalanced quotes) answer "-ERR

@@ -201,7 +201,7 @@ func (c *conn) authFailed() {
 // whether it did.
 func (c *conn) denyProtected() bool {
 	s := c.s
-	if !s.cfg.ProtectedMode || s.cfg.RequirePass != "" || c.certVerified || s.cfg.IsLocal(c.nc.RemoteAddr()) {
+	if !s.cfg.ProtectedMode || s.passwordSet() || c.certVerified || s.cfg.IsLocal(c.nc.RemoteAddr()) {
 		return false
 	}
 	s.rejectedConns.Add(1)

@@ -36,11 +36,14 @@ var monoBase = time.Now()
 // slow (virtual machines).
 func monoNow() time.Duration { return time.Since(monoBase) }
 
-// observe records that c has just executed cmd.
-func (l *commandLatency) observe(c *conn, cmd *command) {
+// observe records that c has just executed cmd, and returns the time it
+// took (SLOWLOG compares it with its threshold).
+func (l *commandLatency) observe(c *conn, cmd *command) time.Duration {
 	now := monoNow()
-	l[cmd.id].Observe(uint64(c.id), now-c.tick)
+	d := now - c.tick
+	l[cmd.id].Observe(uint64(c.id), d)
 	c.tick = now
+	return d
 }
 
 // CommandLatency returns, for every command executed at least once, the

@@ -217,7 +217,7 @@ func (c *conn) queueOut() bool {
 		if err := q.enqueueReplies(c.out, c.resp3, stall); err != nil {
 			c.werr = err
 		}
-		if c.s.cfg.IdleTimeout > 0 {
+		if c.s.idle() > 0 {
 			c.lastFlush = time.Now()
 		}
 	}
@@ -332,12 +332,12 @@ func (q *psQueue) push(pmessage bool, pattern, channel string, payload []byte) {
 // limit is reached at once; the soft one once the bytes have stayed at or
 // above it for longer than PubSubSoftTime.
 func (q *psQueue) admitLocked(n int) bool {
-	cfg := &q.c.s.cfg
+	s := q.c.s
 	size := q.queued - q.written + int64(n)
-	if size >= cfg.PubSubHardLimit {
+	if size >= s.psHard.Load() {
 		return false
 	}
-	if size < cfg.PubSubSoftLimit {
+	if size < s.psSoft.Load() {
 		q.softSince = time.Time{}
 		return true
 	}
@@ -346,7 +346,7 @@ func (q *psQueue) admitLocked(n int) bool {
 		q.softSince = now
 		return true
 	}
-	return now.Sub(q.softSince) <= cfg.PubSubSoftTime
+	return now.Sub(q.softSince) <= time.Duration(s.psSoftTime.Load())
 }
 
 // psBlock is the size up to which the tail of a queue grows before it is
@@ -415,8 +415,8 @@ func (q *psQueue) logKill() {
 	}
 	c := q.c
 	c.s.logLimit("resp: subscriber over its output buffer limit; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id,
-		"unwritten", left, "hard_limit", c.s.cfg.PubSubHardLimit, "soft_limit", c.s.cfg.PubSubSoftLimit,
-		"soft_time", c.s.cfg.PubSubSoftTime, "output_buffer_disconnections", c.s.obufKills.Load())
+		"unwritten", left, "hard_limit", c.s.psHard.Load(), "soft_limit", c.s.psSoft.Load(),
+		"soft_time", time.Duration(c.s.psSoftTime.Load()), "output_buffer_disconnections", c.s.obufKills.Load())
 }
 
 // run is the writer goroutine: it takes every block queued, and writes
@@ -450,7 +450,7 @@ func (q *psQueue) run() {
 				if !q.dead {
 					q.written += int64(n)
 					q.c.s.psBytes.Add(-int64(n))
-					if q.queued-q.written < q.c.s.cfg.PubSubSoftLimit {
+					if q.queued-q.written < q.c.s.psSoft.Load() {
 						q.softSince = time.Time{}
 					}
 				}
@@ -506,7 +506,12 @@ func appendMessage(dst []byte, resp3, pmessage bool, pattern, channel string, pa
 
 // confirm answers one channel or pattern of a (P)(UN)SUBSCRIBE: [kind,
 // name (nil for an UNSUBSCRIBE of nothing), subscriptions left].
+//
+// Like a message, a confirmation is not silenced by CLIENT REPLY OFF or
+// SKIP (Redis 7.0 pushes it regardless): it stays out of what the
+// command's silence drops.
 func (c *conn) confirm(kind string, name []byte, count int) {
+	start := len(c.out)
 	c.out = appendPush(c.out, 3, c.resp3)
 	c.replyBulkString(kind)
 	if name == nil {
@@ -515,6 +520,9 @@ func (c *conn) confirm(kind string, name []byte, count int) {
 		c.replyBulk(name)
 	}
 	c.replyInt(int64(count))
+	if c.mute && c.muteAt == start {
+		c.muteAt = len(c.out)
+	}
 }
 
 func cmdSubscribe(c *conn, args [][]byte)  { c.subscribe(args[1:], false) }

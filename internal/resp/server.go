@@ -53,10 +53,11 @@ type Config struct {
 	Node *geocache.Node
 	// RequirePass, if not empty, is the password of the "default" user:
 	// clients must AUTH (or HELLO ... AUTH) before any other command.
+	// CONFIG SET requirepass changes it later (settings.go).
 	RequirePass string
 	// MaxClients bounds the clients connected at once. Beyond it a new
 	// connection is answered "-ERR max number of clients reached" and
-	// closed. Default 10,000.
+	// closed. Default 10,000; CONFIG SET maxclients changes it later.
 	MaxClients int
 	// MaxRequestBytes bounds one request (a whole command, headers
 	// included), in bytes. Default 64 MiB.
@@ -72,7 +73,8 @@ type Config struct {
 	// IdleTimeout closes a client that has sent nothing (or has not read
 	// its replies) for this long. 0 means never, like Redis's "timeout 0".
 	// A client blocked in WAIT is not idle, and, as in Redis, a subscribed
-	// client is never closed for being quiet.
+	// client is never closed for being quiet. CONFIG SET timeout changes
+	// it later, in whole seconds.
 	IdleTimeout time.Duration
 	// UnauthLimit bounds the bytes a client may send before it
 	// authenticates, when RequirePass is set; past it the connection is
@@ -123,7 +125,9 @@ type Config struct {
 	// disconnected at once (Stats.OutputBufferDisconnections) and the
 	// output dropped. Nothing else bounds a subscriber's output: messages
 	// are never dropped one by one, nor is a slow subscriber waited for.
-	// Defaults 32 MiB, 8 MiB and 60 s, as Redis's.
+	// Defaults 32 MiB, 8 MiB and 60 s, as Redis's; math.MaxInt64 is no
+	// limit (Redis's 0). CONFIG SET client-output-buffer-limit changes them
+	// later.
 	PubSubHardLimit int64
 	PubSubSoftLimit int64
 	PubSubSoftTime  time.Duration
@@ -255,13 +259,30 @@ type Server struct {
 	rejectedReqs  atomic.Uint64 // connections closed for a request over a limit
 	lastLimitLog  atomic.Int64  // Unix ns of the last limit-hit log line
 
-	passDigest   [32]byte      // SHA-256 of RequirePass (guard.go)
 	authFailures atomic.Uint64 // failed AUTH attempts
 	authLog      *addrLog      // rate limit of the failed-AUTH log lines, per client address
 	bufBytes     atomic.Int64  // request-buffer bytes held against MaxClientBuffer
 	tlsErrors    atomic.Uint64 // failed TLS handshakes
 
 	latency commandLatency // per-command execution times (latency.go)
+	// rejectedCalls and failedCalls count, per command, the calls refused
+	// before they ran (arity, NOAUTH, subscribed mode) and those that ran
+	// and answered an error (INFO commandstats, as Redis 7).
+	rejectedCalls, failedCalls [maxCommands]atomic.Uint64
+	errStats                   errorStats // error replies by code (INFO errorstats)
+	slowlog                    slowLog    // SLOWLOG (slowlog.go)
+
+	// Live settings (settings.go): Config's values at New, changed by
+	// CONFIG SET, which configMu serializes.
+	configMu    sync.Mutex
+	maxClients  atomic.Int64
+	idleTimeout atomic.Int64             // ns; 0: none
+	psHard      atomic.Int64             // bytes; noLimit: none
+	psSoft      atomic.Int64             // bytes; noLimit: none
+	psSoftTime  atomic.Int64             // ns
+	maxMemory   atomic.Int64             // the node's budget, as last set
+	pass        atomic.Pointer[password] // digest of requirepass; nil: none
+	readGen     atomic.Uint64            // moves when the idle timeout changed (pokeReaders)
 
 	// Pub/sub (pubsub_cmds.go): the subscriptions of this server's
 	// clients, fed by the node (unlisten undoes the registration).
@@ -305,13 +326,13 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, node: cfg.Node, nodeCfg: nc, now: now, started: time.Now(),
 		ctx: ctx, cancel: cancel,
-		listeners:  make(map[net.Listener]struct{}),
-		conns:      make(map[*conn]struct{}),
-		passDigest: passwordDigest(cfg.RequirePass),
-		authLog:    newAddrLog(authLogEvery, authLogAddrs),
-		hub:        pubsub.New(),
-		locks:      newKeyLocks(),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		authLog:   newAddrLog(authLogEvery, authLogAddrs),
+		hub:       pubsub.New(),
+		locks:     newKeyLocks(),
 	}
+	s.initSettings()
 	// Every message the node delivers — published here or arriving from
 	// another node — goes to this server's subscribers.
 	unlisten := cfg.Node.OnMessage(s.hub.Publish)
@@ -382,10 +403,10 @@ func (s *Server) accept(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if len(s.conns) >= s.cfg.MaxClients {
+	if maxClients := s.maxClients.Load(); int64(len(s.conns)) >= maxClients {
 		s.mu.Unlock()
 		s.rejectedConns.Add(1)
-		s.logLimit("resp: max number of clients reached; connection refused", "remote", nc.RemoteAddr(), "maxclients", s.cfg.MaxClients)
+		s.logLimit("resp: max number of clients reached; connection refused", "remote", nc.RemoteAddr(), "maxclients", maxClients)
 		// A fresh socket's send buffer takes these bytes at once; the
 		// deadline only guards the accept loop against a pathological one.
 		// A TLS client is closed without a word: the reply would need a

@@ -149,7 +149,7 @@ func infoValue(s string) string {
 // infoAllSections those of INFO all (and everything), as in Redis, where
 // commandstats and latencystats are not in the default set either.
 var (
-	infoSections    = []string{"server", "clients", "memory", "stats", "replication", "cpu", "cluster", "keyspace"}
+	infoSections    = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats", "cluster", "keyspace"}
 	infoAllSections = append(slices.Clone(infoSections), "commandstats", "latencystats")
 )
 
@@ -215,18 +215,27 @@ func (s *Server) info(want map[string]bool) string {
 	}
 	if section("Clients") {
 		ki("connected_clients", s.clients.Load())
-		ki("maxclients", int64(s.cfg.MaxClients))
+		ki("maxclients", s.maxClients.Load())
 		ki("blocked_clients", s.blocked.Load())
 	}
 	if section("Memory") {
 		ki("used_memory", st.Bytes)
 		kv("used_memory_human", human(st.Bytes))
-		ki("maxmemory", s.nodeCfg.MaxBytes)
-		kv("maxmemory_human", human(s.nodeCfg.MaxBytes))
+		ki("maxmemory", s.maxMemory.Load())
+		kv("maxmemory_human", human(s.maxMemory.Load()))
 		kv("maxmemory_policy", "allkeys-lru")
 		ki("geocache_max_entries", int64(s.nodeCfg.MaxEntries))
 		ki("geocache_entries", int64(st.Entries))
 		ki("geocache_tombstones", int64(st.Tombstones))
+	}
+	if section("Persistence") {
+		// Nothing is persisted: a node starts empty and fills from its
+		// peers. The fields clients wait on say nothing is loading.
+		ki("loading", 0)
+		ki("async_loading", 0)
+		ki("rdb_bgsave_in_progress", 0)
+		ki("aof_enabled", 0)
+		ki("aof_rewrite_in_progress", 0)
 	}
 	if section("Stats") {
 		ku("total_connections_received", s.connections.Load())
@@ -284,16 +293,31 @@ func (s *Server) info(want map[string]bool) string {
 		kv("used_cpu_sys_children", "0.000000")
 		kv("used_cpu_user_children", "0.000000")
 	}
+	if section("Errorstats") {
+		codes, counts := s.errStats.snapshot()
+		for i, code := range codes {
+			kv("errorstat_"+code, "count="+strconv.FormatUint(counts[i], 10))
+		}
+	}
 	if want["commandstats"] || want["latencystats"] {
 		lat := s.CommandLatency()
 		if section("Commandstats") {
+			// As Redis 7: every command called, refused or failed.
 			for _, cmd := range commands {
-				if l, ok := lat[cmd.name]; ok {
-					n := l.Count()
-					us := float64(l.Sum) / float64(time.Microsecond)
-					kv("cmdstat_"+cmd.name, "calls="+strconv.FormatUint(n, 10)+",usec="+strconv.FormatInt(int64(us), 10)+
-						",usec_per_call="+strconv.FormatFloat(us/float64(n), 'f', 2, 64))
+				l := lat[cmd.name]
+				n := l.Count()
+				rejected, failed := s.rejectedCalls[cmd.id].Load(), s.failedCalls[cmd.id].Load()
+				if n == 0 && rejected == 0 && failed == 0 {
+					continue
 				}
+				us := float64(l.Sum) / float64(time.Microsecond)
+				perCall := 0.0
+				if n > 0 {
+					perCall = us / float64(n)
+				}
+				kv("cmdstat_"+cmd.name, "calls="+strconv.FormatUint(n, 10)+",usec="+strconv.FormatInt(int64(us), 10)+
+					",usec_per_call="+strconv.FormatFloat(perCall, 'f', 2, 64)+
+					",rejected_calls="+strconv.FormatUint(rejected, 10)+",failed_calls="+strconv.FormatUint(failed, 10))
 			}
 		}
 		if section("Latencystats") {
@@ -327,28 +351,28 @@ func (s *Server) info(want map[string]bool) string {
 	return b.String()
 }
 
-// configParams are the parameters CONFIG GET reports. requirepass is never
-// revealed: it reads "(hidden)" when a password is set (Redis shows the
-// password itself).
+// configParams are the parameters CONFIG GET reports, the live settings
+// (settings.go) as they are now. requirepass is never revealed: it reads
+// "(hidden)" when a password is set (Redis shows the password itself).
 func (s *Server) configParams() [][2]string {
 	itoa := strconv.Itoa
 	pass := ""
-	if s.cfg.RequirePass != "" {
+	if s.passwordSet() {
 		pass = "(hidden)"
 	}
-	return [][2]string{
-		{"maxmemory", strconv.FormatInt(s.nodeCfg.MaxBytes, 10)},
+	return append([][2]string{
+		{"maxmemory", strconv.FormatInt(s.maxMemory.Load(), 10)},
 		{"maxmemory-policy", "allkeys-lru"},
-		{"maxclients", itoa(s.cfg.MaxClients)},
-		{"timeout", strconv.FormatInt(int64(s.cfg.IdleTimeout/time.Second), 10)},
+		{"maxclients", strconv.FormatInt(s.maxClients.Load(), 10)},
+		{"timeout", strconv.FormatInt(int64(s.idle()/time.Second), 10)},
 		{"requirepass", pass},
 		{"proto-max-bulk-len", itoa(s.cfg.MaxBulkBytes)},
 		{"client-query-buffer-limit", itoa(s.cfg.MaxRequestBytes)},
 		{"databases", "1"},
 		{"save", ""},
 		{"appendonly", "no"},
-		{"client-output-buffer-limit", "normal 0 0 0 slave 0 0 0 pubsub " + strconv.FormatInt(s.cfg.PubSubHardLimit, 10) + " " +
-			strconv.FormatInt(s.cfg.PubSubSoftLimit, 10) + " " + strconv.FormatInt(int64(s.cfg.PubSubSoftTime/time.Second), 10)},
+		{"client-output-buffer-limit", "normal 0 0 0 slave 0 0 0 pubsub " + limitText(s.psHard.Load()) + " " +
+			limitText(s.psSoft.Load()) + " " + strconv.FormatInt(s.psSoftTime.Load()/int64(time.Second), 10)},
 		{"geocache-max-args", itoa(s.cfg.MaxArgs)},
 		{"geocache-unauth-limit", itoa(s.cfg.UnauthLimit)},
 		{"protected-mode", yesNo(s.cfg.ProtectedMode)},
@@ -359,60 +383,17 @@ func (s *Server) configParams() [][2]string {
 		{"geocache-default-ttl", strconv.FormatInt(int64(s.nodeCfg.DefaultTTL/time.Millisecond), 10)},
 		{"geocache-region", s.nodeCfg.Region},
 		{"notify-keyspace-events", s.node.KeyspaceEvents()},
-	}
-}
-
-// configSet is CONFIG SET name value [name value ...], all or nothing as
-// in Redis 7. notify-keyspace-events is the one setting that changes at
-// run time; every other parameter CONFIG GET shows is fixed at start.
-func (c *conn) configSet(pairs [][]byte) {
-	switch {
-	case len(pairs) < 2:
-		c.wrongArity("config|set")
-		return
-	case len(pairs)%2 != 0:
-		c.replyError("ERR syntax error")
-		return
-	}
-	known := map[string]bool{}
-	for _, p := range c.s.configParams() {
-		known[p[0]] = true
-	}
-	failed := func(name, why string) {
-		c.replyError("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + why)
-	}
-	seen := map[string]bool{}
-	var events string
-	for i := 0; i < len(pairs); i += 2 {
-		name := strings.ToLower(string(pairs[i]))
-		switch {
-		case !known[name]:
-			c.replyError("ERR Unknown option or number of arguments for CONFIG SET - '" + string(pairs[i]) + "'")
-			return
-		case seen[name]:
-			failed(name, "duplicate parameter")
-			return
-		case name != "notify-keyspace-events":
-			failed(name, "can't set immutable config")
-			return
-		}
-		seen[name] = true
-		events = string(pairs[i+1])
-	}
-	if err := c.s.node.SetKeyspaceEvents(events); err != nil {
-		failed("notify-keyspace-events", "Invalid event class character. Use '"+geocache.KeyspaceEventClasses+"'.")
-		return
-	}
-	c.replyOK()
+	}, s.slowlog.params()...)
 }
 
 var configHelp = []string{
 	"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
 	"GET <pattern>",
 	"    Return parameters matching the glob-like <pattern> and their values.",
-	"SET <directive> <value>",
-	"    Set the configuration <directive> to <value>: notify-keyspace-events only;",
-	"    the other settings are fixed when geocache starts.",
+	"SET <directive> <value> [<directive> <value> ...]",
+	"    Set the configuration <directive> to <value>: maxmemory, requirepass,",
+	"    maxclients, timeout, client-output-buffer-limit (pubsub), slowlog-log-slower-than,",
+	"    slowlog-max-len, notify-keyspace-events; the others are fixed when geocache starts.",
 	"HELP",
 	"    Print this help.",
 }

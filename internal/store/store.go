@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"github.com/geocache/geocache/lru"
@@ -49,6 +50,8 @@ type Store struct {
 	// purging is non-zero while Purge runs, so that the eviction hook
 	// records ghosts for the engine's Deleted removals (see onEvictLocked).
 	purging atomic.Int32
+
+	resizeMu sync.Mutex // serializes Resize (resize.go)
 
 	onChange func(key string, c Change, created bool) // Config.OnChange
 
