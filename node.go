@@ -140,6 +140,10 @@ type Node struct {
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate
 	notify    atomic.Uint32             // keyspace notification classes (notify.go)
+	// notifyMu serializes SetKeyspaceEvents, which sets notify and the
+	// store's removal reports: two calls at once must not leave each with
+	// the other's value.
+	notifyMu sync.Mutex
 }
 
 // Open starts a node: its store, its clock and, if PeerAddr, Listener or
@@ -315,8 +319,8 @@ func (n *Node) set(ctx context.Context, s *Session, key string, value []byte, op
 	if err := n.checkSizes(key, value); err != nil {
 		return err
 	}
-	op := store.Op{Kind: store.KindSet, Key: key, Value: append([]byte(nil), value...), ExpireAt: n.expireAt(o)}
-	return n.write(ctx, s, op, o.ack)
+	op := store.Op{Kind: store.KindSet, Key: key, Value: append([]byte(nil), value...)}
+	return n.write(ctx, s, op, o)
 }
 
 // CheckSize reports whether a write of a key of keyLen bytes with a value
@@ -348,7 +352,7 @@ func (n *Node) delete(ctx context.Context, s *Session, key string, opts []Option
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	return n.write(ctx, s, store.Op{Kind: store.KindDelete, Key: key}, n.options(s, opts).ack)
+	return n.write(ctx, s, store.Op{Kind: store.KindDelete, Key: key}, n.options(s, opts))
 }
 
 func (n *Node) options(s *Session, opts []Option) writeOpts {
@@ -393,13 +397,16 @@ func (n *Node) defaultExpireAt() int64 {
 	return 0
 }
 
-// expireAt turns the options into an absolute expiry (Unix ns, 0 = none).
-func (n *Node) expireAt(o writeOpts) int64 {
+// expireAt turns the options into an absolute expiry (Unix ns, 0 = none)
+// for a write made at now (Unix ns, a reading of n.phys).
+func (n *Node) expireAt(o writeOpts, now int64) int64 {
 	switch o.expiry {
 	case expiryDefault:
-		return n.defaultExpireAt()
+		if n.cfg.DefaultTTL > 0 {
+			return now + int64(n.cfg.DefaultTTL)
+		}
 	case expiryTTL:
-		return n.phys.UnixNano() + max(int64(o.ttl), 0)
+		return now + max(int64(o.ttl), 0)
 	case expiryAt:
 		return max(o.expireAt.UnixNano(), 1)
 	}
@@ -407,35 +414,49 @@ func (n *Node) expireAt(o writeOpts) int64 {
 }
 
 func (n *Node) version(ctx context.Context) (store.Version, error) {
+	ver, _, err := n.versionAt(ctx)
+	return ver, err
+}
+
+// versionAt returns the version of a write made now and the physical time
+// (Unix ns, a reading of n.phys) it was taken at, which a Set's expiry
+// counts from: one clock read for both.
+func (n *Node) versionAt(ctx context.Context) (store.Version, int64, error) {
 	select {
 	case <-n.ready:
 	default:
 		select {
 		case <-n.ready:
 		case <-ctx.Done():
-			return store.Version{}, fmt.Errorf("%w: %w", ErrStarting, ctx.Err())
+			return store.Version{}, 0, fmt.Errorf("%w: %w", ErrStarting, ctx.Err())
 		}
 	}
-	ts, err := n.clock.NowWithin()
+	now := n.phys.UnixNano()
+	ts, err := n.clock.NowWithinAt(now)
 	if err != nil {
 		if errors.Is(err, hlc.ErrClockOutOfBounds) || errors.Is(err, hlc.ErrAheadOfPhysical) {
-			return store.Version{}, fmt.Errorf("%w: %w", ErrClockSkew, err)
+			return store.Version{}, 0, fmt.Errorf("%w: %w", ErrClockSkew, err)
 		}
-		return store.Version{}, err
+		return store.Version{}, 0, err
 	}
-	return store.Version{HLC: ts, Origin: n.id}, nil
+	return store.Version{HLC: ts, Origin: n.id}, now, nil
 }
 
-func (n *Node) write(ctx context.Context, s *Session, op store.Op, ack Ack) error {
-	ver, err := n.version(ctx)
+// write versions op, gives a Set its expiry from o, applies op here and
+// publishes it.
+func (n *Node) write(ctx context.Context, s *Session, op store.Op, o writeOpts) error {
+	ver, now, err := n.versionAt(ctx)
 	if err != nil {
 		return err
 	}
 	op.Version = ver
+	if op.Kind == store.KindSet {
+		op.ExpireAt = n.expireAt(o, now)
+	}
 	if res := n.store.Apply(op); res == store.TooLarge {
 		return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 	}
-	return n.await(ctx, n.publish(s, op), ack)
+	return n.await(ctx, n.publish(s, op), o.ack)
 }
 
 // publish hands a write applied here to replication and records it in its

@@ -67,7 +67,13 @@ func (n *Node) SetKeyspaceEvents(classes string) error {
 	if err != nil {
 		return err
 	}
+	n.notifyMu.Lock()
+	defer n.notifyMu.Unlock()
 	n.notify.Store(flags)
+	// The store reports the engine's expiries and evictions only while an
+	// event is announced for them: otherwise every eviction would collect
+	// its entry (an allocation) for a report that onChange drops.
+	n.store.ReportRemovals(flags&(notifyKeyspace|notifyKeyevent) != 0 && flags&(notifyExpired|notifyEvicted) != 0)
 	return nil
 }
 

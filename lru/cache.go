@@ -51,9 +51,13 @@ type Cache[K comparable, V any] struct {
 	shards    []shard[K, V]
 	shardMask uint64
 	clock     Clock
-	real      *clock.Real // the clock when Config.Clock is nil: called directly, not through the interface
-	anyTimed  atomic.Bool // set once any entry has an expiry; until then reads skip the clock
-	maxEntry  int64       // largest Size(key, value) one shard can hold
+	real      *clock.Real  // the clock when Config.Clock is nil: called directly, not through the interface
+	anyTimed  atomic.Bool  // set once any entry has an expiry; until then reads skip the clock
+	maxEntry  atomic.Int64 // largest Size(key, value) one shard can hold (Resize changes it under concurrent Sets)
+
+	// onEvict is Config.OnEvict, or what SetOnEvict set; nil when nobody
+	// listens, and then no operation collects what it removes.
+	onEvict atomic.Pointer[func(K, V, Reason)]
 
 	test testHooks // set only by this package's tests
 
@@ -95,12 +99,13 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 	if v.DefaultTTL > 0 {
 		c.anyTimed.Store(true)
 	}
+	c.SetOnEvict(v.OnEvict)
 	now := c.clock.UnixNano()
 	limits := splitLimits(v.MaxEntries, v.MaxBytes, v.shards)
 	for i := range c.shards {
 		c.shards[i].init(limits[i].entries, limits[i].bytes, now, v.OnEvictLocked)
 	}
-	c.maxEntry = c.maxEntrySize()
+	c.maxEntry.Store(c.maxEntrySize())
 	if v.ReclaimInterval > 0 {
 		c.stop = make(chan struct{})
 		c.done = make(chan struct{})
@@ -170,7 +175,7 @@ func (c *Cache[K, V]) EntryOverhead() int64 { return int64(entryOverhead[K, V]()
 
 // MaxEntrySize returns the largest Size(key, value) that the cache accepts:
 // each shard holds an equal part of MaxBytes, and an entry must fit in one.
-func (c *Cache[K, V]) MaxEntrySize() int64 { return c.maxEntry }
+func (c *Cache[K, V]) MaxEntrySize() int64 { return c.maxEntry.Load() }
 
 // Get returns the value of key and makes it the most recently used. It
 // never returns an entry whose expiry has passed.
@@ -212,7 +217,7 @@ func (c *Cache[K, V]) get(key K, touch bool) (value V, ok bool) {
 // removeAndUnlock removes idx from the locked shard s, unlocks it and then
 // tells OnEvict.
 func (c *Cache[K, V]) removeAndUnlock(s *shard[K, V], idx uint32, reason Reason) {
-	if c.cfg.OnEvict == nil {
+	if c.onEvict.Load() == nil {
 		s.removeLocked(idx, reason, nil)
 		s.mu.Unlock()
 		return
@@ -224,18 +229,38 @@ func (c *Cache[K, V]) removeAndUnlock(s *shard[K, V], idx uint32, reason Reason)
 }
 
 func (c *Cache[K, V]) notify(drops []dropped[K, V]) {
+	if len(drops) == 0 {
+		return
+	}
+	fn := c.onEvict.Load()
+	if fn == nil {
+		return // SetOnEvict(nil) since they were collected
+	}
 	for _, d := range drops {
-		c.cfg.OnEvict(d.key, d.value, d.reason)
+		(*fn)(d.key, d.value, d.reason)
 	}
 }
 
 // dropBuffer returns where a locked operation records what it removes: nil
 // when nobody listens, so that the common case collects nothing.
 func (c *Cache[K, V]) dropBuffer(buf *[]dropped[K, V]) *[]dropped[K, V] {
-	if c.cfg.OnEvict == nil {
+	if c.onEvict.Load() == nil {
 		return nil
 	}
 	return buf
+}
+
+// SetOnEvict replaces Config.OnEvict; nil stops the reports, and with them
+// the work of collecting what each operation removes, for a caller whose
+// interest in removals comes and goes while the cache runs. Removals under
+// way during the call are reported to the old callback, to the new one, or
+// to none. OnEvictLocked is not affected.
+func (c *Cache[K, V]) SetOnEvict(fn func(key K, value V, reason Reason)) {
+	if fn == nil {
+		c.onEvict.Store(nil)
+		return
+	}
+	c.onEvict.Store(&fn)
 }
 
 // lookupLocked returns the live entry of key, removing it first if it has
@@ -301,7 +326,7 @@ func (c *Cache[K, V]) SetExpireAt(key K, value V, at time.Time) bool {
 
 func (c *Cache[K, V]) set(key K, value V, expireAt int64) bool {
 	size, ok := clampSize(c.cfg.Size(key, value))
-	fits := ok && int64(size) <= c.maxEntry
+	fits := ok && int64(size) <= c.maxEntry.Load()
 	if expireAt != 0 && !c.anyTimed.Load() {
 		c.anyTimed.Store(true)
 	}
@@ -349,6 +374,18 @@ func (c *Cache[K, V]) writeReclaimLocked(s *shard[K, V], now int64, drops *[]dro
 // fn runs while the shard's lock is held: it must be quick and must not call
 // the cache.
 func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool) (V, int64, Action)) (V, bool) {
+	return c.ComputeNow(key, func(value V, expireAt int64, found bool, _ int64) (V, int64, Action) {
+		return fn(value, expireAt, found)
+	})
+}
+
+// ComputeNow is Compute that also gives fn now, the clock's reading
+// (Unix nanoseconds) that the call judges expiry by: the entry fn gets has
+// not expired by now, and a returned expiry after now is stored. A caller
+// that makes its own expiry decisions under the lock uses it rather than
+// reading the clock again, so that its decisions and the cache's agree
+// whatever the clock does in between (and saves the read).
+func (c *Cache[K, V]) ComputeNow(key K, fn func(value V, expireAt int64, found bool, now int64) (V, int64, Action)) (V, bool) {
 	h := c.cfg.Hash(key)
 	s := c.shardOf(h)
 	tag := uint32(h >> 32)
@@ -362,7 +399,7 @@ func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool
 	if idx != 0 {
 		old, oldExp = s.entries[idx].value, s.entries[idx].expireAt
 	}
-	value, exp, op := fn(old, oldExp, idx != 0)
+	value, exp, op := fn(old, oldExp, idx != 0, now)
 	var result V
 	present := false
 	switch op {
@@ -375,7 +412,7 @@ func (c *Cache[K, V]) Compute(key K, fn func(value V, expireAt int64, found bool
 	case Store:
 		size, ok := clampSize(c.cfg.Size(key, value))
 		switch {
-		case !ok || int64(size) > c.maxEntry:
+		case !ok || int64(size) > c.maxEntry.Load():
 			if idx != 0 {
 				s.removeLocked(idx, Deleted, drops)
 			}
@@ -541,13 +578,14 @@ func (c *Cache[K, V]) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		var drops []dropped[K, V]
+		listen := c.onEvict.Load() != nil
 		s.mu.Lock()
 		for idx := s.entries[0].next; idx != 0; idx = s.entries[idx].next {
 			e := &s.entries[idx]
 			if s.onLocked != nil {
 				s.onLocked(e.key, e.value, Deleted)
 			}
-			if c.cfg.OnEvict != nil {
+			if listen {
 				drops = append(drops, dropped[K, V]{e.key, e.value, Deleted})
 			}
 		}
@@ -582,7 +620,7 @@ func (c *Cache[K, V]) Resize(maxEntries int, maxBytes int64) error {
 		c.notify(buf)
 	}
 	c.cfg.MaxEntries, c.cfg.MaxBytes = maxEntries, maxBytes
-	c.maxEntry = c.maxEntrySize()
+	c.maxEntry.Store(c.maxEntrySize())
 	return nil
 }
 

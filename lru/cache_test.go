@@ -514,3 +514,62 @@ func TestAllIncludingExpired(t *testing.T) {
 		t.Errorf("Len = %d after iterating, want 2 (nothing reclaimed)", c.Len())
 	}
 }
+
+// TestSetOnEvict: SetOnEvict replaces Config.OnEvict at run time; nil stops
+// the reports (OnEvictLocked goes on), and a callback set later gets them
+// again. A Set that evicts with nobody listening allocates nothing.
+func TestSetOnEvict(t *testing.T) {
+	var got, locked []string
+	c := newCache(t, Config[string, string]{
+		MaxEntries: 1, ReclaimInterval: -1,
+		OnEvict:       func(k, _ string, r Reason) { got = append(got, "old "+k+":"+r.String()) },
+		OnEvictLocked: func(k, _ string, _ Reason) { locked = append(locked, k) },
+	})
+	c.Set("a", "1")
+	c.Set("b", "2") // evicts a: reported to Config.OnEvict
+	c.SetOnEvict(nil)
+	c.Set("c", "3") // evicts b: not reported
+	c.Delete("c")
+	c.Set("d", "4")
+	c.SetOnEvict(func(k, _ string, r Reason) { got = append(got, "new "+k+":"+r.String()) })
+	c.Set("e", "5") // evicts d
+	c.Purge()
+	want := []string{"old a:evicted", "new d:evicted", "new e:deleted"}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnEvict got %q, want %q", got, want)
+	}
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(locked, want) {
+		t.Errorf("OnEvictLocked got %q, want %q", locked, want)
+	}
+
+	if testing.CoverMode() != "" || raceEnabled {
+		return // allocation counts are meaningless under -race or -cover
+	}
+	c.SetOnEvict(nil)
+	keys := []string{"k0", "k1", "k2", "k3"}
+	i := 0
+	if n := testing.AllocsPerRun(100, func() { c.Set(keys[i%len(keys)], "v"); i++ }); n != 0 {
+		t.Errorf("an evicting Set with OnEvict off allocates %.1f per call", n)
+	}
+}
+
+// TestComputeNow: the callback gets the reading the call judges expiry by:
+// an entry expired by it is not passed, and an expiry after it is stored.
+func TestComputeNow(t *testing.T) {
+	clock := testkit.NewClock(epoch)
+	c := newCache(t, Config[string, string]{MaxEntries: 10, Clock: clock, ReclaimInterval: -1})
+	c.SetWithTTL("k", "v", time.Second)
+	clock.Advance(time.Second)
+	var got int64
+	found := true
+	v, ok := c.ComputeNow("k", func(_ string, _ int64, f bool, now int64) (string, int64, Action) {
+		got, found = now, f
+		return "w", now + 1, Store
+	})
+	if got != clock.UnixNano() || found {
+		t.Errorf("callback got now %d, found %v; want %d, false (k expired at now)", got, found, clock.UnixNano())
+	}
+	if !ok || v != "w" {
+		t.Errorf("ComputeNow stored %q, %v; want w, true (its expiry is after now)", v, ok)
+	}
+}

@@ -88,7 +88,8 @@ type Config[K comparable, V any] struct {
 
 	// OnEvict, if set, is called for every entry that leaves the cache other
 	// than by being overwritten, with the reason. It is never called while an
-	// internal lock is held, so it may call the cache.
+	// internal lock is held, so it may call the cache. Cache.SetOnEvict
+	// replaces it.
 	OnEvict func(key K, value V, reason Reason)
 
 	// OnEvictLocked, if set, is called like OnEvict but while the shard's

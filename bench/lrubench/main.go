@@ -44,7 +44,7 @@ func main() {
 		workloads  = flag.String("workloads", "read,90/10,50/50,aside", "comma-separated workloads: read, 90/10, 50/50, aside")
 		procs      = flag.String("procs", "1,2", "comma-separated GOMAXPROCS values; each runs that many worker goroutines")
 		caches     = flag.String("caches", "", "comma-separated caches (default all): "+strings.Join(factoryIDs(), ", "))
-		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the throughput runs to this file (combine with -caches to profile one cache)")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the throughput runs to this file; samples carry a label cell=\"<cache> <workload> <prefill|measure>\" (go tool pprof -tagfocus='cell=^geocache-node read measure$')")
 	)
 	flag.DurationVar(&o.duration, "duration", time.Second, "measured time per cache per cell per round")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per cell; caches are interleaved within a round and the median is reported")
@@ -173,6 +173,7 @@ func printHeader(o options) {
 		names[i] = c.name
 	}
 	fmt.Printf("caches: %s\n", strings.Join(names, "; "))
+	fmt.Println("cpu ns/op: this process's CPU time (all threads, GC included) per op; other load stretches ns/op far more than it; cpu x: its ratio to geocache's")
 }
 
 func cpuModel() string {

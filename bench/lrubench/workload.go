@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -142,6 +144,12 @@ func work(c cache, w workload, d *data, pos int, stop *atomic.Bool, out *counts)
 
 type sample struct {
 	opsPerSec, allocsPerOp, hitRatio float64
+	// cpuPerOp is this process's CPU time (user and system, every thread:
+	// the workers, the GC, the caches' own goroutines) per op, in ns. Other
+	// load on the machine stretches the wall time of a run but hardly its
+	// CPU time, so on a busy machine it compares costs more steadily than
+	// ops/s does.
+	cpuPerOp float64
 }
 
 // measure builds a fresh cache, prefills it, and runs procs workers for
@@ -152,10 +160,17 @@ func measure(o options, d *data, f factory, w workload, procs int) (sample, erro
 		return sample{}, err
 	}
 	defer c.Close()
-	for i := range o.prefill {
-		c.Set(d.keys[d.stream[i]], d.value)
-	}
-	c.Settle()
+	// The label lets one -cpuprofile of many cells be cut by cache,
+	// workload and phase (prefill, measure), e.g.
+	// go tool pprof -tagfocus='cell=^geocache-node 50/50 measure$'.
+	labels := pprof.Labels("cell", f.id+" "+w.id+" prefill")
+	pprof.Do(context.Background(), labels, func(context.Context) {
+		for i := range o.prefill {
+			c.Set(d.keys[d.stream[i]], d.value)
+		}
+		c.Settle()
+	})
+	labels = pprof.Labels("cell", f.id+" "+w.id+" measure")
 	runtime.GC()
 
 	var (
@@ -174,17 +189,21 @@ func measure(o options, d *data, f factory, w workload, procs int) (sample, erro
 			defer done.Done()
 			ready.Done()
 			<-start
-			work(c, w, d, pos, &stop, &tallies[i])
+			pprof.Do(context.Background(), labels, func(context.Context) {
+				work(c, w, d, pos, &stop, &tallies[i])
+			})
 		}()
 	}
 	ready.Wait()
 	runtime.ReadMemStats(&m0)
+	cpu0 := selfCPU()
 	t0 := time.Now()
 	close(start)
 	time.Sleep(o.duration)
 	stop.Store(true)
 	done.Wait()
 	elapsed := time.Since(t0)
+	cpu := selfCPU() - cpu0
 	runtime.ReadMemStats(&m1)
 
 	var t counts
@@ -196,6 +215,7 @@ func measure(o options, d *data, f factory, w workload, procs int) (sample, erro
 	s := sample{
 		opsPerSec:   float64(t.ops) / elapsed.Seconds(),
 		allocsPerOp: float64(m1.Mallocs-m0.Mallocs) / float64(t.ops),
+		cpuPerOp:    float64(cpu.Nanoseconds()) / float64(t.ops),
 	}
 	if t.gets > 0 {
 		s.hitRatio = float64(t.hits) / float64(t.gets)
@@ -240,25 +260,25 @@ func runCell(o options, d *data, w workload, procs int) {
 	fmt.Printf("== %s, GOMAXPROCS=%d, %d worker goroutine(s); median of %d x %s; %s\n",
 		w.name, procs, procs, o.rounds, o.duration, load)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "cache\t ops/s\t ns/op\t allocs/op\t hit %\t best ops/s\t spread\t geocache x\t")
-	var geo float64
+	fmt.Fprintln(tw, "cache\t ops/s\t ns/op\t cpu ns/op\t allocs/op\t hit %\t best ops/s\t spread\t geocache x\t cpu x\t")
+	var geo, geoCPU float64
 	med := make([]sample, n)
 	for i := range n {
 		if len(samples[i]) == 0 {
 			continue
 		}
-		var ops, al, hr []float64
+		var ops, al, hr, cpu []float64
 		for _, s := range samples[i] {
-			ops, al, hr = append(ops, s.opsPerSec), append(al, s.allocsPerOp), append(hr, s.hitRatio)
+			ops, al, hr, cpu = append(ops, s.opsPerSec), append(al, s.allocsPerOp), append(hr, s.hitRatio), append(cpu, s.cpuPerOp)
 		}
-		med[i] = sample{median(ops), median(al), median(hr)}
+		med[i] = sample{median(ops), median(al), median(hr), median(cpu)}
 		if o.caches[i].id == "geocache" {
-			geo = med[i].opsPerSec
+			geo, geoCPU = med[i].opsPerSec, med[i].cpuPerOp
 		}
 	}
 	for i, f := range o.caches {
 		if failed[i] != nil {
-			fmt.Fprintf(tw, "%s\t FAILED: %v\t\t\t\t\t\t\t\n", f.name, failed[i])
+			fmt.Fprintf(tw, "%s\t FAILED: %v\t\t\t\t\t\t\t\t\t\n", f.name, failed[i])
 			continue
 		}
 		ops := make([]float64, len(samples[i]))
@@ -266,13 +286,14 @@ func runCell(o options, d *data, w workload, procs int) {
 			ops[k] = s.opsPerSec
 		}
 		spread := (slices.Max(ops) - slices.Min(ops)) / med[i].opsPerSec * 100
-		ratio := "-"
+		ratio, cpuRatio := "-", "-"
 		if geo > 0 && f.id != "geocache" {
 			ratio = fmt.Sprintf("%.2fx", geo/med[i].opsPerSec)
+			cpuRatio = fmt.Sprintf("%.2fx", med[i].cpuPerOp/geoCPU)
 		}
-		fmt.Fprintf(tw, "%s\t %s\t %.1f\t %.3f\t %.2f\t %s\t %.0f%%\t %s\t\n",
-			f.name, human(med[i].opsPerSec), 1e9/med[i].opsPerSec, med[i].allocsPerOp, med[i].hitRatio*100,
-			human(slices.Max(ops)), spread, ratio)
+		fmt.Fprintf(tw, "%s\t %s\t %.1f\t %.1f\t %.3f\t %.2f\t %s\t %.0f%%\t %s\t %s\t\n",
+			f.name, human(med[i].opsPerSec), 1e9/med[i].opsPerSec, med[i].cpuPerOp, med[i].allocsPerOp, med[i].hitRatio*100,
+			human(slices.Max(ops)), spread, ratio, cpuRatio)
 	}
 	tw.Flush()
 	fmt.Println()

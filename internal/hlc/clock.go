@@ -175,6 +175,12 @@ func (c *Clock) readPhysical() int64 {
 func (c *Clock) Now() (Timestamp, error) {
 	pt := c.readPhysical() / int64(time.Millisecond)
 	c.mu.Lock()
+	return c.nowAndUnlock(pt)
+}
+
+// nowAndUnlock is Now with the physical time pt (Unix ms) read and c.mu
+// held; it unlocks c.mu.
+func (c *Clock) nowAndUnlock(pt int64) (Timestamp, error) {
 	if c.outOfBoundsLocked() {
 		c.stats.OutOfBoundsRefusals++
 		c.mu.Unlock()
@@ -204,15 +210,23 @@ var ErrAheadOfPhysical = errors.New("hlc: clock ahead of local physical time by 
 // so the node refuses writes instead, until physical time catches up or it
 // restarts. Refusals are counted in Stats.OutOfBoundsRefusals.
 func (c *Clock) NowWithin() (Timestamp, error) {
-	pt := c.readPhysical() / int64(time.Millisecond)
+	return c.NowWithinAt(c.physical.UnixNano())
+}
+
+// NowWithinAt is NowWithin given the physical time, physNanos (Unix ns),
+// which the caller has just read from Config.Physical: a caller that needs
+// that reading too (a write's version and its expiry) reads the clock once.
+// Both checks and the timestamp use this one reading under one hold of the
+// clock's lock: writes from every goroutine of a node pass through here.
+func (c *Clock) NowWithinAt(physNanos int64) (Timestamp, error) {
+	pt := max(physNanos, 0) / int64(time.Millisecond)
 	c.mu.Lock()
 	if c.aheadLocked(pt) {
 		c.stats.OutOfBoundsRefusals++
 		c.mu.Unlock()
 		return 0, ErrAheadOfPhysical
 	}
-	c.mu.Unlock()
-	return c.Now()
+	return c.nowAndUnlock(pt)
 }
 
 // Writable reports whether NowWithin may issue a timestamp now: the clock

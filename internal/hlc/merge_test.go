@@ -80,3 +80,26 @@ func TestNowWithinAfterClockSetBack(t *testing.T) {
 		t.Error("not Writable once caught up")
 	}
 }
+
+// NowWithinAt versions by the physical reading it is given, not a reading
+// of its own: the caller's expiry and the version come from one reading.
+// Its checks use that reading too.
+func TestNowWithinAt(t *testing.T) {
+	c, _ := newClock(t, hlc.Config{MaxOffset: 100 * time.Millisecond})
+	given := start.Add(3 * time.Second) // the physical clock still reads start
+	ts, err := c.NowWithinAt(given.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hlc.MakeTimestamp(given.UnixMilli(), 0); ts != want {
+		t.Errorf("NowWithinAt(start+3s) = %v, want %v", ts, want)
+	}
+	// The last timestamp is now 3 s ahead of a reading of start: more than
+	// RemoteTolerance (200 ms).
+	if _, err := c.NowWithinAt(start.UnixNano()); !errors.Is(err, hlc.ErrAheadOfPhysical) {
+		t.Errorf("NowWithinAt(start) 3 s behind the last timestamp: %v, want ErrAheadOfPhysical", err)
+	}
+	if ts2, err := c.NowWithinAt(given.UnixNano()); err != nil || ts2 != ts+1 {
+		t.Errorf("NowWithinAt(start+3s) again = %v, %v; want %v", ts2, err, ts+1)
+	}
+}

@@ -83,6 +83,18 @@ func TestOnChange(t *testing.T) {
 				apply(t, s, set(fmt.Sprint("x", i), "v", v(int64(20+i))), Applied)
 			}
 		}, []string{"x0:set(new)", "u:evicted", "x1:set(new)", "f:evicted", "x2:set(new)"}}, // u and f were the least recently used
+		{"eviction and expiry with removal reports off", func() {
+			s.ReportRemovals(false)
+			apply(t, s, set("y0", "v", v(30)), Applied)
+			apply(t, s, setExp("y1", "v", v(31), clock.UnixNano()+int64(time.Second)), Applied)
+			clock.Advance(2 * time.Second)
+			s.Reclaim()
+		}, []string{"y0:set(new)", "y1:set(new)"}}, // evicted x0 and x1, expired y1: not reported
+		{"eviction with removal reports back on", func() {
+			s.ReportRemovals(true)
+			apply(t, s, set("x1", "v", v(32)), Applied)
+			apply(t, s, set("y2", "v", v(33)), Applied)
+		}, []string{"x1:set(new)", "x2:evicted", "y2:set(new)"}},
 		{"drop after a full sync", func() {
 			s.DropUnvouched(func(key string, _ Version) bool { return key != "x1" })
 		}, []string{"x1:del"}},

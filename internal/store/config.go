@@ -82,7 +82,8 @@ type Config struct {
 	// or a full sync's drop rule removed it. It runs after the store's
 	// locks are released, on the goroutine that made the change, so it may
 	// call the store; two changes of one key made at once by two goroutines
-	// may reach it in either order.
+	// may reach it in either order. Store.ReportRemovals turns the reports
+	// of expiries and evictions found by the engine off and on.
 	OnChange func(key string, c Change, created bool)
 }
 
@@ -146,11 +147,13 @@ func (cfg Config) validate() (Config, error) {
 }
 
 // The store passes its clock to its lru engine too, so that both agree on
-// what has expired, and the clock never goes back. That matters: the engine
-// reads the time before it locks a shard and Apply reads it again under the
-// lock; Apply's reading must not be the earlier one, or an op that Apply
-// judges live (and so stores) the engine judges expired, and drops without
-// a trace of its version.
+// what has expired, and the clock never goes back: an entry seen expired
+// stays expired (the engine reads the clock before it locks a shard, and a
+// reading that went back would find such an entry live again). Apply and
+// Update decide under the lock by the engine's own reading for the call
+// (lru's ComputeNow), so an op they judge live the engine stores: a later
+// reading of their own, if it were earlier, would have them store an op the
+// engine drops as expired, without a trace of its version.
 
 // monoClock makes an injected clock monotonic: a reading earlier than one
 // already returned counts as that one.

@@ -28,10 +28,6 @@ func newGhostTable(n int) *ghostTable {
 	return &ghostTable{slots: make([]atomic.Uint64, n), mask: uint64(n - 1)}
 }
 
-func (g *ghostTable) slot(key string) *atomic.Uint64 {
-	return &g.slots[ghostHash(key)&g.mask]
-}
-
 // ghostHash is FNV-1a: the same on every node, so that a node can read
 // another's ghost table (sent with a full sync).
 func ghostHash(key string) uint64 {
@@ -113,12 +109,19 @@ func (g *ghostTable) raise(j int, v uint64) {
 
 // record raises key's slot to at least ts.
 func (g *ghostTable) record(key string, ts hlc.Timestamp) {
-	g.raise(int(ghostHash(key)&g.mask), uint64(ts))
+	g.recordHash(ghostHash(key), ts)
 }
 
-// covers reports whether a version of key with HLC ts may be older than (or
-// as old as) one that left the store. The comparison is on HLC alone, which
-// errs on the side of refusing: a slot holding t refuses (t, any origin).
-func (g *ghostTable) covers(key string, ts hlc.Timestamp) bool {
-	return uint64(ts) <= g.slot(key).Load()
+// recordHash is record given the key's ghostHash, h (or its low 32 bits:
+// a table has at most maxGhostSlots).
+func (g *ghostTable) recordHash(h uint64, ts hlc.Timestamp) {
+	g.raise(int(h&g.mask), uint64(ts))
+}
+
+// coversHash reports whether a version of the key whose ghostHash is h,
+// with HLC ts, may be older than (or as old as) one that left the store.
+// The comparison is on HLC alone, which errs on the side of refusing: a
+// slot holding t refuses (t, any origin).
+func (g *ghostTable) coversHash(h uint64, ts hlc.Timestamp) bool {
+	return uint64(ts) <= g.slots[h&g.mask].Load()
 }

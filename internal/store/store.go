@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/lru"
 )
 
@@ -21,11 +22,28 @@ const (
 // item is what the store keeps in the lru engine for a live key. It lives
 // inline in the engine's arena, so the engine's per-entry overhead already
 // charges its fixed size; expireAt duplicates the engine's own expiry so
-// that Get can return it without a second lookup.
+// that Get can return it without a second lookup. The version is spelled
+// out (hlc, origin) so that ghost fits in what would be Version's padding.
 type item struct {
-	value    []byte
-	ver      Version
+	value  []byte
+	hlc    hlc.Timestamp
+	origin uint32
+	// ghost is the key's ghost hash (ghostHash; its low 32 bits index any
+	// ghost table here, of at most maxGhostSlots). The eviction hook
+	// records the key's ghost with it instead of hashing the key: the
+	// least recently used entry's key bytes are seldom in the CPU's cache,
+	// and reading them was the most costly part of an eviction. Apply
+	// hashes a key that has no entry anyway (for the ghost checks) and
+	// later writes carry it over.
+	ghost    uint32
 	expireAt int64
+}
+
+func (it *item) version() Version { return Version{HLC: it.hlc, Origin: it.origin} }
+
+// newItem is the entry op (a Set) stores; ghost is its key's ghost hash.
+func newItem(op *Op, ghost uint32) item {
+	return item{value: op.Value, hlc: op.Version.HLC, origin: op.Version.Origin, ghost: ghost, expireAt: op.ExpireAt}
 }
 
 // Store is a versioned key-value store on the lru engine: last-writer-wins
@@ -113,12 +131,14 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 // in anti-entropy and full syncs, so the older version is removed there
 // too (I3). The tombstone's horizon counts from the expiry.
 //
-// An entry purged after its expiry passed is an expiry too (the engine
-// reports an expired eviction as Expired itself, but FLUSHALL takes expired
-// entries with the rest): it leaves the same tombstone, which the purge
-// then turns into a tombstone ghost. As a local ghost, the expiry would be
-// lost to full syncs, and a peer away since would keep a version older
-// than the expired write for good.
+// An entry purged after its expiry passed is an expiry too (FLUSHALL takes
+// expired entries with the rest): it leaves the same tombstone, which the
+// purge then turns into a tombstone ghost. As a local ghost, the expiry
+// would be lost to full syncs, and a peer away since would keep a version
+// older than the expired write for good. An eviction needs no such check:
+// the engine reports an entry expired by the reading it evicts by as
+// Expired itself, and the store goes by the engine's reading (as Apply
+// does), without reading the clock again for every eviction.
 //
 // The engine's Deleted removals are the store's own doing, and each already
 // leaves an exact or newer record: a Delete or an expired Set removes the
@@ -130,12 +150,28 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
 	switch {
 	case reason == lru.Deleted && s.purging.Load() == 0:
-	case reason == lru.Expired || it.expireAt != 0 && it.expireAt <= s.clock.UnixNano():
+	case reason == lru.Expired || reason == lru.Deleted && it.expireAt != 0 && it.expireAt <= s.clock.UnixNano():
 		s.tombs.mu.Lock()
-		s.tombs.putLocked(key, it.ver, it.expireAt)
+		s.tombs.putLocked(key, it.version(), it.expireAt)
 		s.tombs.mu.Unlock()
 	default:
-		s.ghosts.record(key, it.ver.HLC)
+		s.ghosts.recordHash(uint64(it.ghost), it.hlc)
+	}
+}
+
+// ReportRemovals sets whether OnChange hears of the entries the engine
+// expires or evicts (ChangeExpired, ChangeEvicted); Open turns it on when
+// OnChange is set. A caller that nobody listens to for those turns it off:
+// the engine then collects nothing for each eviction (an allocation) to
+// report it after its lock. Changes the store makes itself (ChangeSet,
+// ChangeDelete, and an expired entry that Apply or Update replaces) are
+// reported either way. Removals under way during the call may be reported
+// or not.
+func (s *Store) ReportRemovals(on bool) {
+	if on && s.onChange != nil {
+		s.cache.SetOnEvict(s.onEvict)
+	} else {
+		s.cache.SetOnEvict(nil)
 	}
 }
 
@@ -187,11 +223,11 @@ func (s *Store) Apply(op Op) Result {
 	}
 	var res Result
 	var n notice
-	s.cache.Compute(op.Key, func(old item, _ int64, found bool) (item, int64, lru.Action) {
-		r, what := s.applyLocked(&op, old, found, &n)
+	s.cache.ComputeNow(op.Key, func(old item, _ int64, found bool, now int64) (item, int64, lru.Action) {
+		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
 		res = r
 		if what == lru.Store {
-			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
+			return newItem(&op, ghost), op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})
@@ -216,10 +252,10 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 	res = Declined
 	var n notice
 	defer func() { s.report(key, n) }()
-	s.cache.Compute(key, func(old item, _ int64, ok bool) (item, int64, lru.Action) {
-		live := ok && (old.expireAt == 0 || old.expireAt > s.clock.UnixNano())
+	s.cache.ComputeNow(key, func(old item, _ int64, ok bool, now int64) (item, int64, lru.Action) {
+		live := ok && (old.expireAt == 0 || old.expireAt > now)
 		if live {
-			prev, found = Entry{Value: old.value, Version: old.ver, ExpireAt: old.expireAt}, true
+			prev, found = Entry{Value: old.value, Version: old.version(), ExpireAt: old.expireAt}, true
 		}
 		next, write := fn(prev, found)
 		if !write {
@@ -231,10 +267,10 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 		}
 		op = next
 		op.Key, op.Version = key, ver
-		r, what := s.applyLocked(&op, old, ok, &n)
+		r, what, ghost := s.applyLocked(&op, old, ok, now, &n)
 		res = r
 		if what == lru.Store {
-			return item{value: op.Value, ver: op.Version, expireAt: op.ExpireAt}, op.ExpireAt, lru.Store
+			return newItem(&op, ghost), op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})
@@ -250,20 +286,23 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 
 // applyLocked decides op against the key's current state; it runs under the
 // key's lru shard lock. old is the key's entry if found. It records in n
-// what it did to a live entry.
-func (s *Store) applyLocked(op *Op, old item, found bool, n *notice) (Result, lru.Action) {
-	// Read the clock under the lock. The engine read it just before locking
-	// and removed the entry if it had expired by then; reading again here
-	// means that an op whose expiry is after this reading is also after the
-	// engine's, so an op judged live is stored.
-	now := s.clock.UnixNano()
+// what it did to a live entry, and returns with lru.Store the ghost hash of
+// op.Key for the new item.
+//
+// now is the engine's reading for this call (lru's ComputeNow): by it the
+// engine removed the entry first if it had expired, and by it the engine
+// stores what it is given only if its expiry is after it. Judging by the
+// same reading, an op judged live here is stored, and one judged expired
+// leaves its tombstone.
+func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) (Result, lru.Action, uint32) {
 	expiredSet := op.Kind == KindSet && op.ExpireAt != 0 && op.ExpireAt <= now
 	leave := lru.Keep // what to do with the key's entry if op is not stored
 	if found && old.expireAt != 0 && old.expireAt <= now {
-		// It expired between the engine's reading and ours: it is absent,
-		// after its tombstone is written, as when the engine removes it.
+		// The engine removes an entry expired by now before calling fn;
+		// should one come through, it is absent, after its tombstone is
+		// written, as when the engine removes it.
 		s.tombs.mu.Lock()
-		s.tombs.putLocked(op.Key, old.ver, old.expireAt)
+		s.tombs.putLocked(op.Key, old.version(), old.expireAt)
 		s.tombs.mu.Unlock()
 		found = false
 		leave = lru.Remove
@@ -271,8 +310,8 @@ func (s *Store) applyLocked(op *Op, old item, found bool, n *notice) (Result, lr
 	}
 
 	if found {
-		if op.Version.Compare(old.ver) <= 0 {
-			return Stale, lru.Keep
+		if op.Version.Compare(old.version()) <= 0 {
+			return Stale, lru.Keep, 0
 		}
 		switch {
 		case op.Kind == KindDelete || expiredSet:
@@ -282,46 +321,47 @@ func (s *Store) applyLocked(op *Op, old item, found bool, n *notice) (Result, lr
 			s.tombs.mu.Unlock()
 			n.change = ChangeDelete
 			if expiredSet {
-				return AlreadyExpired, lru.Remove
+				return AlreadyExpired, lru.Remove, 0
 			}
-			return Applied, lru.Remove
+			return Applied, lru.Remove, 0
 		case s.tooLarge(op):
-			s.ghosts.record(op.Key, op.Version.HLC)
+			s.ghosts.recordHash(uint64(old.ghost), op.Version.HLC)
 			n.change = ChangeDelete
-			return TooLarge, lru.Remove
+			return TooLarge, lru.Remove, 0
 		}
 		n.change = ChangeSet
-		return Applied, lru.Store // a live key has no tombstone to remove
+		return Applied, lru.Store, old.ghost // a live key has no tombstone to remove
 	}
 
 	// The key is absent: its tombstone, else its ghosts, decide. All are
 	// read under the tombstone lock, under which a dropped tombstone's ghost
 	// is recorded before the tombstone goes.
+	gh := ghostHash(op.Key)
 	s.tombs.mu.Lock()
 	defer s.tombs.mu.Unlock()
 	s.tombs.pruneLocked(now, pruneBudget)
 	tv, hasTomb := s.tombs.getLocked(op.Key)
 	switch {
 	case hasTomb && op.Version.Compare(tv) <= 0:
-		return Stale, leave
-	case !hasTomb && (s.ghosts.covers(op.Key, op.Version.HLC) || s.tombGhosts.covers(op.Key, op.Version.HLC)):
-		return Refused, leave
+		return Stale, leave, 0
+	case !hasTomb && (s.ghosts.coversHash(gh, op.Version.HLC) || s.tombGhosts.coversHash(gh, op.Version.HLC)):
+		return Refused, leave, 0
 	case op.Kind == KindDelete:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
-		return Applied, leave
+		return Applied, leave, 0
 	case expiredSet:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
-		return AlreadyExpired, leave
+		return AlreadyExpired, leave, 0
 	case s.tooLarge(op):
 		// The ghost of op's version covers the tombstone's older one; the
 		// tombstone must go, or a version between the two would pass it.
-		s.ghosts.record(op.Key, op.Version.HLC)
+		s.ghosts.recordHash(gh, op.Version.HLC)
 		s.tombs.removeLocked(op.Key)
-		return TooLarge, leave
+		return TooLarge, leave, 0
 	}
 	s.tombs.removeLocked(op.Key) // the live entry's newer version replaces it
 	n.change, n.created = ChangeSet, true
-	return Applied, lru.Store
+	return Applied, lru.Store, uint32(gh)
 }
 
 // tooLarge reports whether a Set can never fit in one lru shard. It is the
@@ -338,7 +378,7 @@ func (s *Store) Get(key string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return Entry{Value: it.value, Version: it.ver, ExpireAt: it.expireAt}, true
+	return Entry{Value: it.value, Version: it.version(), ExpireAt: it.expireAt}, true
 }
 
 // Peek is Get without making key more recently used.
@@ -347,7 +387,7 @@ func (s *Store) Peek(key string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return Entry{Value: it.value, Version: it.ver, ExpireAt: it.expireAt}, true
+	return Entry{Value: it.value, Version: it.version(), ExpireAt: it.expireAt}, true
 }
 
 // Tombstone returns the version of key's tombstone, if it has one.
@@ -382,7 +422,7 @@ func (s *Store) TombstoneOp(key string) (Op, bool) {
 // shared with the store and must not be modified.
 func (s *Store) Snapshot(yield func(Op) bool) {
 	for key, it := range s.cache.AllIncludingExpired() {
-		if !yield(Op{Kind: KindSet, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.ver}) {
+		if !yield(Op{Kind: KindSet, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.version()}) {
 			return
 		}
 	}
@@ -410,16 +450,16 @@ func (s *Store) Snapshot(yield func(Op) bool) {
 func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 	n := 0
 	for key, it := range s.cache.All() {
-		if keep(key, it.ver) {
+		if keep(key, it.version()) {
 			continue
 		}
-		seen := it.ver
+		seen := it.version()
 		dropped := false
 		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Action) {
-			if !found || cur.ver != seen {
+			if !found || cur.version() != seen {
 				return item{}, 0, lru.Keep
 			}
-			s.ghosts.record(key, cur.ver.HLC) // under the shard lock: see onEvictLocked
+			s.ghosts.recordHash(uint64(cur.ghost), cur.hlc) // under the shard lock: see onEvictLocked
 			n++
 			dropped = true
 			return item{}, 0, lru.Remove

@@ -588,9 +588,10 @@ func (c *scriptClock) UnixNano() int64 {
 }
 
 // TestExpiredBetweenClockReads pins the window between the engine's clock
-// reading (before it locks the shard) and the store's (under the lock): an
-// entry live at the first and expired at the second must leave its
-// tombstone like any expired entry, or the older write it hides gets in.
+// reading (before it locks the shard) and the next one: an entry live at
+// the first is live to Apply too (it decides by the engine's reading), and
+// once expired it must leave its tombstone like any expired entry, or the
+// older write it hides gets in.
 func TestExpiredBetweenClockReads(t *testing.T) {
 	start := epoch.UnixNano()
 	exp := start + int64(time.Second)

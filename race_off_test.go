@@ -1,0 +1,5 @@
+//go:build !race
+
+package geocache
+
+const raceEnabled = false
