@@ -706,8 +706,9 @@ func (n *Node) Close() error {
 // Call it before Close for a graceful shutdown, once no more writes come:
 // writes still in the replication log when Close runs are lost for the
 // other regions (unless anti-entropy from a region that has them repairs
-// it). Peers that are down are not waited for. It returns ErrClosed after
-// Close.
+// it). A peer whose link dropped moments ago (within twice the reconnect
+// backoff's cap) is waited for; peers down for longer are not. It returns
+// ErrClosed after Close.
 func (n *Node) Drain(ctx context.Context) error {
 	if err := n.repl.Drain(ctx); errors.Is(err, repl.ErrClosed) {
 		return ErrClosed
