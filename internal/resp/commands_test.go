@@ -1,7 +1,6 @@
 package resp
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -303,10 +302,7 @@ func TestCommandScript(t *testing.T) {
 // REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
 // It runs FLUSHALL there.
 func TestCommandScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runScript(t, addr, true)
 }
 

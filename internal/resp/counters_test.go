@@ -1,7 +1,6 @@
 package resp
 
 import (
-	"os"
 	"testing"
 )
 
@@ -84,9 +83,6 @@ func TestCounterScript(t *testing.T) {
 // REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
 // It runs FLUSHALL there.
 func TestCounterScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runSteps(t, addr, counterScript, true)
 }

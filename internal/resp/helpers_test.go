@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -357,3 +358,14 @@ func (r *rawConn) do(args ...string) string {
 }
 
 var bg = context.Background()
+
+// redisAddr returns REDIS_ADDR, the redis-server a script is matched
+// against, and skips the test when it is not set.
+func redisAddr(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		t.Skip("REDIS_ADDR is not set")
+	}
+	return addr
+}

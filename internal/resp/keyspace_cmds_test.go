@@ -3,7 +3,6 @@ package resp
 import (
 	"context"
 	"fmt"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -143,10 +142,7 @@ func TestKeyspaceScript(t *testing.T) {
 // REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
 // It runs FLUSHALL there.
 func TestKeyspaceScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runSteps(t, addr, keyspaceScript, true)
 }
 

@@ -2,7 +2,6 @@ package resp
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -96,10 +95,7 @@ func TestMultiScript(t *testing.T) {
 // REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
 // It runs FLUSHALL there.
 func TestMultiScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runSteps(t, addr, multiScript, true)
 	watchByOther(t, addr)
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -145,10 +144,7 @@ func TestClientReply(t *testing.T) {
 }
 
 func TestClientReplyAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	clientReplyRun(t, addr)
 }
 
@@ -313,10 +309,7 @@ func TestSlowlogEntries(t *testing.T) {
 }
 
 func TestSlowlogEntriesAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	slowlogRun(t, addr)
 }
 

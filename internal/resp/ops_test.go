@@ -1,7 +1,6 @@
 package resp
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -250,9 +249,6 @@ func TestOpsScript(t *testing.T) {
 // It runs FLUSHALL there and leaves the settings it changes as Redis's
 // defaults.
 func TestOpsScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runSteps(t, addr, opsScript, true)
 }

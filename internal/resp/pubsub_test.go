@@ -217,10 +217,7 @@ func TestPubSubScript(t *testing.T) {
 // TestPubSubScriptAgainstRedis checks the script against a real Redis:
 // REDIS_ADDR=127.0.0.1:6379 go test -run AgainstRedis ./internal/resp/.
 func TestPubSubScriptAgainstRedis(t *testing.T) {
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		t.Skip("REDIS_ADDR is not set")
-	}
+	addr := redisAddr(t)
 	runPubSubScript(t, addr, true)
 }
 
