@@ -124,8 +124,13 @@ type Node struct {
 
 	// ready is closed once writes no longer wait for the peers' clocks
 	// (see Ready); readyTimer and readyWait end with Close.
-	ready      chan struct{}
-	readyOnce  sync.Once
+	ready     chan struct{}
+	readyOnce sync.Once
+	// boot is an HLC timestamp at or before every version this process
+	// issues and after every version an earlier process of this node
+	// issued (set when ready): a counter's contribution opened at or
+	// after it is this process's own (internal/store's IncrBy).
+	boot       atomic.Uint64
 	readyTimer *time.Timer
 	readyWait  sync.WaitGroup
 
@@ -238,7 +243,16 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) markReady() { n.readyOnce.Do(func() { close(n.ready) }) }
+func (n *Node) markReady() {
+	n.readyOnce.Do(func() {
+		// Every version issued from now on is above the clock's last
+		// reading and not behind the physical clock, which (Ready's
+		// wait) is past every version of an earlier process.
+		phys := hlc.MakeTimestamp(n.phys.UnixNano()/int64(time.Millisecond), 0)
+		n.boot.Store(uint64(max(n.clock.Last()+1, phys)))
+		close(n.ready)
+	})
+}
 
 // Ready is closed once the node versions writes without waiting. A node
 // with peers starts by merging their clocks (each peer's answer to its
@@ -550,7 +564,8 @@ const (
 type Change struct {
 	Action Action
 	// Value is the new value for Put. It may be the current value passed to
-	// the callback (to change only the expiry); otherwise it is copied.
+	// the callback, unchanged, to change only the expiry (a counter then
+	// keeps its contributions: see IncrBy); otherwise it is copied.
 	Value []byte
 	// ExpireAt is the expiry for Put; the zero time means none.
 	ExpireAt time.Time
@@ -586,18 +601,20 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 		ch := fn(itemOf(cur, false), found)
 		switch ch.Action {
 		case Put:
-			if sizeErr = n.checkSizes(key, ch.Value); sizeErr != nil {
-				return store.Op{}, false
-			}
-			v := ch.Value
-			if !found || len(v) != len(cur.Value) || (len(v) > 0 && &v[0] != &cur.Value[0]) {
-				v = append([]byte(nil), v...) // not the stored value: copy it
-			}
 			exp := ch.expireAt
 			if !ch.rawExpiry && !ch.ExpireAt.IsZero() {
 				exp = max(ch.ExpireAt.UnixNano(), 1)
 			}
-			return store.Op{Kind: store.KindSet, Value: v, ExpireAt: exp}, true
+			v := ch.Value
+			if found && len(v) == len(cur.Value) && len(v) > 0 && &v[0] == &cur.Value[0] {
+				// The value passed in: only the expiry changes, and a
+				// counter keeps its contributions.
+				return store.Op{Kind: store.KindExpire, ExpireAt: exp}, true
+			}
+			if sizeErr = n.checkSizes(key, ch.Value); sizeErr != nil {
+				return store.Op{}, false
+			}
+			return store.Op{Kind: store.KindSet, Value: append([]byte(nil), v...), ExpireAt: exp}, true
 		case Remove:
 			return store.Op{Kind: store.KindDelete}, true
 		}

@@ -78,7 +78,13 @@ func (r *Replicator) startProbeRound() *probeRound {
 			}
 		}
 		r.cfg.Store.Snapshot(func(op store.Op) bool {
-			op.Value = nil // versions only
+			if op.Kind == store.KindCounter {
+				// Two counters of one version may hold different
+				// contributions: the digest tells them apart.
+				op.Value = store.CounterDigest(op.Value)
+			} else {
+				op.Value = nil // versions only
+			}
 			w := toWireOp(&op)
 			if size+w.Size() > r.cfg.BatchBytes && !send() {
 				return false
@@ -106,14 +112,20 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		p := &probe.Ops[i]
 		pv := store.Version{HLC: hlc.Timestamp(p.HLC), Origin: p.VOrigin}
 		var op store.Op
-		if e, ok := r.cfg.Store.Peek(p.Key); ok {
+		if e, ok := r.cfg.Store.Peek(p.Key); ok && e.Kind == store.KindCounter {
+			op = store.Op{Kind: store.KindCounter, Key: p.Key, Value: e.State, ExpireAt: e.ExpireAt, Version: e.Version}
+		} else if ok {
 			op = store.Op{Kind: store.KindSet, Key: p.Key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}
 		} else if t, ok := r.cfg.Store.TombstoneOp(p.Key); ok {
 			op = t
 		} else {
 			continue
 		}
-		if op.Version.Compare(pv) <= 0 {
+		// A newer version, or a counter of the same version with other
+		// contributions (the prober merges it; its own round with this
+		// node brings this node what only the prober has).
+		c := op.Version.Compare(pv)
+		if c < 0 || c == 0 && (op.Kind != store.KindCounter || p.Kind != wire.KindCounter || store.SameCounter(op.Value, p.Value)) {
 			continue
 		}
 		w := toWireOp(&op)

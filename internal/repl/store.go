@@ -14,7 +14,8 @@ import (
 type Store interface {
 	// Apply merges a replicated write by its version.
 	Apply(op store.Op) store.Result
-	// Snapshot calls yield with every live entry as a KindSet op, then
+	// Snapshot calls yield with every live entry as a KindSet op (a
+	// counter's as a KindCounter op), then
 	// every tombstone as a KindDelete op, until yield returns false.
 	Snapshot(yield func(store.Op) bool)
 	// Peek returns key's live entry without making it more recently used.
@@ -51,6 +52,8 @@ func wireKind(k store.Kind) (wire.Kind, bool) {
 		return wire.KindPublish, true
 	case store.KindBatch:
 		return wire.KindBatch, true
+	case store.KindCounter:
+		return wire.KindCounter, true
 	}
 	return 0, false
 }
@@ -67,6 +70,8 @@ func storeKind(k wire.Kind) (store.Kind, bool) {
 		return store.KindPublish, true
 	case wire.KindBatch:
 		return store.KindBatch, true
+	case wire.KindCounter:
+		return store.KindCounter, true
 	}
 	return 0, false
 }

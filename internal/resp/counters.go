@@ -2,16 +2,19 @@ package resp
 
 import (
 	"bytes"
+	"errors"
 	"math/big"
-	"strconv"
+	"strings"
+
+	"github.com/geocache/geocache"
 )
 
-// Counters: INCR, INCRBY, DECR, DECRBY, INCRBYFLOAT. Each is a
-// read-modify-write under the key's lock on this node (exact here, keeping
-// the key's expiry) whose result travels to other regions as a plain write
-// of the new value: across regions the last writer wins, so increments
-// made at once in two regions do not add up (a counter that merges them is
-// not built yet; see docs/compatibility.md).
+// Counters: INCR, INCRBY, DECR, DECRBY go to Node.IncrBy: each node's
+// increments are its own contribution to the key and every region reads
+// their sum, so increments made at once in several regions all count
+// (docs/compatibility.md). INCRBYFLOAT is a read-modify-write of the value
+// as a string, which replaces a counter (last writer wins), as a SET
+// would.
 
 const (
 	errOverflow          = "ERR increment or decrement would overflow"
@@ -44,27 +47,24 @@ func cmdDecrby(c *conn, args [][]byte) {
 	}
 }
 
-// incrBy adds d to key's integer value (0 if absent) and replies with the
-// result, with Redis's errors for a value that is not an integer and for
-// overflow.
+// incrBy adds d to key's counter and replies with the result, with
+// Redis's errors for a value that is not an integer and for overflow.
 func (c *conn) incrBy(key []byte, d int64) {
-	var result int64
-	c.rewrite(key, func(cur []byte, found bool) ([]byte, bool, bool) {
-		var v int64
-		if found {
-			var ok bool
-			if v, ok = parseInt(cur); !ok {
-				c.replyError(errNotInteger)
-				return nil, false, false
-			}
-		}
-		if (d > 0 && v > maxInt64-d) || (d < 0 && v < minInt64-d) {
-			c.replyError(errOverflow)
-			return nil, false, false
-		}
-		result = v + d
-		return strconv.AppendInt(nil, result, 10), true, true
-	}, func([]byte) { c.replyInt(result) })
+	ctx, cancel := c.writeCtx()
+	v, err := c.sess.IncrBy(ctx, string(key), d)
+	cancel()
+	switch {
+	case errors.Is(err, geocache.ErrNotInteger):
+		c.replyError(errNotInteger)
+	case errors.Is(err, geocache.ErrOverflow):
+		c.replyError(errOverflow)
+	case errors.Is(err, geocache.ErrCounterFull):
+		c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: "))
+	case err != nil:
+		c.replyWriteError(err)
+	default:
+		c.replyInt(v)
+	}
 }
 
 const (

@@ -43,6 +43,10 @@ func (it *item) version() Version { return Version{HLC: it.hlc, Origin: it.origi
 
 // newItem is the entry op (a Set) stores; ghost is its key's ghost hash.
 func newItem(op *Op, ghost uint32) item {
+	ghost &^= counterFlag
+	if op.Kind == KindCounter {
+		ghost |= counterFlag
+	}
 	return item{value: op.Value, hlc: op.Version.HLC, origin: op.Version.Origin, ghost: ghost, expireAt: op.ExpireAt}
 }
 
@@ -73,7 +77,7 @@ type Store struct {
 
 	onChange func(key string, c Change, created bool) // Config.OnChange
 
-	counts [3][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
+	counts [KindCounter + 1][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
 }
 
 // Open returns a store configured by cfg, or an error wrapping
@@ -217,7 +221,7 @@ func (s *Store) report(key string, n notice) {
 // with neither, the ghost tables decide: an op whose HLC is not above the
 // key's slot in either is Refused.
 func (s *Store) Apply(op Op) Result {
-	if op.Kind != KindSet && op.Kind != KindDelete {
+	if op.Kind != KindSet && op.Kind != KindDelete && (op.Kind != KindCounter || !checkCounterOp(&op)) {
 		s.counts[0][Invalid].Add(1)
 		return Invalid
 	}
@@ -246,6 +250,11 @@ func (s *Store) Apply(op Op) Result {
 // step matters: a separate read and write would let a concurrent Set be
 // overwritten by a value computed from an older one.
 //
+// fn may return a KindExpire op for a live key: the key keeps its value (a
+// counter its contributions) with the op's expiry; res is Declined if the
+// key is a counter with a write newer than ver (the expiry would lose to
+// it).
+//
 // fn runs under the engine's shard lock: it must be quick and must not call
 // the store.
 func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (Op, bool)) (prev Entry, found bool, op Op, res Result) {
@@ -255,18 +264,36 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 	s.cache.ComputeNow(key, func(old item, _ int64, ok bool, now int64) (item, int64, lru.Action) {
 		live := ok && (old.expireAt == 0 || old.expireAt > now)
 		if live {
-			prev, found = Entry{Value: old.value, Version: old.version(), ExpireAt: old.expireAt}, true
+			prev, found = entryOf(&old), true
 		}
 		next, write := fn(prev, found)
 		if !write {
 			return item{}, 0, lru.Keep
 		}
-		if next.Kind != KindSet && next.Kind != KindDelete {
+		switch {
+		case next.Kind == KindExpire && live && isCounter(&old):
+			// The expiry is the counter's own register: its contributions
+			// stay, and merge with concurrent ones elsewhere.
+			c := counterOf(&old)
+			if ver.Compare(c.ttl) <= 0 || ver.Compare(c.reset) <= 0 {
+				// A newer write came first, which the expiry's write would
+				// lose to anyway: nothing to write or replicate.
+				return item{}, 0, lru.Keep
+			}
+			c.ttl, c.expireAt = ver, next.ExpireAt
+			next = Op{Kind: KindCounter}
+			s.setCounterOp(&next, &c)
+		case next.Kind == KindExpire && live:
+			next = Op{Kind: KindSet, Value: old.value, ExpireAt: next.ExpireAt}
+		case next.Kind != KindSet && next.Kind != KindDelete:
 			res = Invalid
 			return item{}, 0, lru.Keep
 		}
 		op = next
-		op.Key, op.Version = key, ver
+		op.Key = key
+		if op.Kind != KindCounter {
+			op.Version = ver // a counter's is its state's newest
+		}
 		r, what, ghost := s.applyLocked(&op, old, ok, now, &n)
 		res = r
 		if what == lru.Store {
@@ -285,7 +312,9 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 }
 
 // applyLocked decides op against the key's current state; it runs under the
-// key's lru shard lock. old is the key's entry if found. It records in n
+// key's lru shard lock. A Counter op is first merged into the key's counter
+// (counter.go) and then decided as a Set of the merged state; a Set or
+// Delete must be newer than a counter's reset to replace it. old is the key's entry if found. It records in n
 // what it did to a live entry, and returns with lru.Store the ghost hash of
 // op.Key for the new item.
 //
@@ -295,7 +324,6 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 // same reading, an op judged live here is stored, and one judged expired
 // leaves its tombstone.
 func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) (Result, lru.Action, uint32) {
-	expiredSet := op.Kind == KindSet && op.ExpireAt != 0 && op.ExpireAt <= now
 	leave := lru.Keep // what to do with the key's entry if op is not stored
 	if found && old.expireAt != 0 && old.expireAt <= now {
 		// The engine removes an entry expired by now before calling fn;
@@ -308,9 +336,20 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 		leave = lru.Remove
 		n.expired = true
 	}
+	var reset Version // a Counter op's
+	if op.Kind == KindCounter {
+		var res Result
+		var ok bool
+		if reset, res, ok = s.mergeCounterLocked(op, old, found); !ok {
+			return res, leave, 0
+		}
+		// From here a Counter op is decided as a Set of its (merged) state.
+	}
+	expiredSet := op.Kind != KindDelete && op.ExpireAt != 0 && op.ExpireAt <= now
 
 	if found {
-		if op.Version.Compare(old.version()) <= 0 {
+		// A counter is replaced by a write newer than its reset (counter.go).
+		if op.Version.Compare(resetOf(&old)) <= 0 {
 			return Stale, lru.Keep, 0
 		}
 		switch {
@@ -340,9 +379,11 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 	s.tombs.mu.Lock()
 	defer s.tombs.mu.Unlock()
 	s.tombs.pruneLocked(now, pruneBudget)
-	tv, hasTomb := s.tombs.getLocked(op.Key)
+	t, hasTomb := s.tombs.opLocked(op.Key)
 	switch {
-	case hasTomb && op.Version.Compare(tv) <= 0:
+	case hasTomb && op.Kind == KindCounter && reset.Compare(tombReset(t)) < 0:
+		return Stale, leave, 0 // counted on a reset older than the tombstone's
+	case hasTomb && op.Version.Compare(t.Version) <= 0:
 		return Stale, leave, 0
 	case !hasTomb && (s.ghosts.coversHash(gh, op.Version.HLC) || s.tombGhosts.coversHash(gh, op.Version.HLC)):
 		return Refused, leave, 0
@@ -378,7 +419,7 @@ func (s *Store) Get(key string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return Entry{Value: it.value, Version: it.version(), ExpireAt: it.expireAt}, true
+	return entryOf(&it), true
 }
 
 // Peek is Get without making key more recently used.
@@ -387,7 +428,7 @@ func (s *Store) Peek(key string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return Entry{Value: it.value, Version: it.version(), ExpireAt: it.expireAt}, true
+	return entryOf(&it), true
 }
 
 // Tombstone returns the version of key's tombstone, if it has one.
@@ -422,7 +463,11 @@ func (s *Store) TombstoneOp(key string) (Op, bool) {
 // shared with the store and must not be modified.
 func (s *Store) Snapshot(yield func(Op) bool) {
 	for key, it := range s.cache.AllIncludingExpired() {
-		if !yield(Op{Kind: KindSet, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.version()}) {
+		kind := KindSet
+		if isCounter(&it) {
+			kind = KindCounter
+		}
+		if !yield(Op{Kind: kind, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.version()}) {
 			return
 		}
 	}
@@ -521,11 +566,12 @@ type KindStats struct {
 
 // Stats are the store's counters (cumulative since Open) and sizes (now).
 type Stats struct {
-	Sets    KindStats // Apply results of KindSet ops
-	Deletes KindStats // Apply results of KindDelete ops
-	Invalid uint64    // ops of an unknown kind
+	Sets     KindStats // Apply results of KindSet ops
+	Deletes  KindStats // Apply results of KindDelete ops
+	Counters KindStats // Apply results of KindCounter ops (IncrBy's included)
+	Invalid  uint64    // ops of an unknown kind
 
-	GhostRefusals uint64 // Sets.Refused + Deletes.Refused
+	GhostRefusals uint64 // Sets.Refused + Deletes.Refused + Counters.Refused
 
 	Entries    int   // live entries, as Len
 	Bytes      int64 // as Bytes
@@ -549,8 +595,8 @@ func (s *Store) Stats() Stats {
 			TooLarge:       c[TooLarge].Load(),
 		}
 	}
-	st := Stats{Sets: kind(KindSet), Deletes: kind(KindDelete), Invalid: s.counts[0][Invalid].Load()}
-	st.GhostRefusals = st.Sets.Refused + st.Deletes.Refused
+	st := Stats{Sets: kind(KindSet), Deletes: kind(KindDelete), Counters: kind(KindCounter), Invalid: s.counts[0][Invalid].Load()}
+	st.GhostRefusals = st.Sets.Refused + st.Deletes.Refused + st.Counters.Refused
 	ls := s.cache.Stats()
 	st.Hits, st.Misses, st.Evictions, st.Expirations = ls.Hits, ls.Misses, ls.Evictions, ls.Expirations
 	st.Entries = s.cache.Len()

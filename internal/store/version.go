@@ -57,9 +57,14 @@ const (
 	KindBatch Kind = 4
 )
 
-// String returns "set", "delete", "publish", "batch" or "Kind(n)".
+// String returns "set", "delete", "publish", "batch", "counter", "expire"
+// or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
+	case KindCounter:
+		return "counter"
+	case KindExpire:
+		return "expire"
 	case KindSet:
 		return "set"
 	case KindDelete:
@@ -86,9 +91,13 @@ type Op struct {
 // Entry is a live value as the store holds it. Value is shared with the
 // store: callers must not modify it.
 type Entry struct {
-	Value    []byte
+	Value    []byte // a counter's: its value in base 10 (a new slice)
 	Version  Version
 	ExpireAt int64 // Unix nanoseconds; 0 = never
+	// Kind is KindSet for a string, KindCounter for a counter, whose
+	// encoded state (shared with the store) is State.
+	Kind  Kind
+	State []byte
 }
 
 // Result says what Apply did with an Op.

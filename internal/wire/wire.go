@@ -13,7 +13,8 @@ import (
 // Version 2: Resume carries the receiver's HLC.
 // Version 3: an Op may be a pub/sub message (KindPublish) or a batch's
 // start (KindBatch) in Ops frames.
-const Proto = 3
+// Version 4: an Op may be a counter's state (KindCounter).
+const Proto = 4
 
 // Limits. See the package documentation for how they bound decoding.
 const (
@@ -151,14 +152,23 @@ const (
 	// MaxBatchOps; Key and Value empty) are one transaction, applied as
 	// one unit. Valid in Ops frames only (protocol 3).
 	KindBatch Kind = 4
+	// KindCounter carries a counter's whole state in Value (the store's
+	// encoding; the receiver's store checks it) with the state's newest
+	// version and its expiry: receivers merge it into theirs instead of
+	// replacing (protocol 4). Valid in every op list; in a Probe, Value is
+	// the state's digest.
+	KindCounter Kind = 5
 )
 
 // MaxBatchOps bounds the ops of one batch (KindBatch).
 const MaxBatchOps = 1 << 16
 
-// String returns "set", "delete", "publish", "batch" or "Kind(n)".
+// String returns "set", "delete", "publish", "batch", "counter" or
+// "Kind(n)".
 func (k Kind) String() string {
 	switch k {
+	case KindCounter:
+		return "counter"
 	case KindSet:
 		return "set"
 	case KindDelete:

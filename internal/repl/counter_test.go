@@ -1,0 +1,96 @@
+package repl
+
+import (
+	"testing"
+	"testing/synctest"
+
+	"github.com/geocache/geocache/internal/hlc"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// A counter probed at the version this node holds is repaired all the same
+// when its contributions differ (the probe's digest), and not when they are
+// the same; the node's own probes carry its counters' digests.
+func TestProbeOfCounterComparesDigests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, true)
+		// Two states of one version: the second lacks a contribution the
+		// first has (an older increment of origin 7).
+		t0 := nowTS()
+		_, full, _, err := scratchIncr(t, []incr{{7, t0, 1}, {5, t0 + 1, 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, partial, _, err := scratchIncr(t, []incr{{5, t0 + 1, 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full.Version != partial.Version {
+			t.Fatalf("test setup: versions %v and %v", full.Version, partial.Version)
+		}
+		full.Key, partial.Key = "c", "c"
+		if res := a.st.Apply(full); res != store.Applied {
+			t.Fatalf("apply: %v", res)
+		}
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		probe := func(state []byte) []wire.Op {
+			p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindCounter, Key: "c", Value: store.CounterDigest(state), HLC: uint64(full.Version.HLC), VOrigin: full.Version.Origin}}})
+			p.send(&wire.Ping{SentNanos: 1})
+			var got []wire.Op
+			for {
+				f, err := p.recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch f := f.(type) {
+				case *wire.Pong:
+					return got
+				case *wire.Repair:
+					got = append(got, f.Ops...)
+				}
+			}
+		}
+		if got := probe(full.Value); len(got) != 0 {
+			t.Errorf("probe with the same contributions repaired %d ops", len(got))
+		}
+		got := probe(partial.Value)
+		if len(got) != 1 || got[0].Kind != wire.KindCounter || string(got[0].Value) != string(full.Value) {
+			t.Fatalf("probe with other contributions: repaired %+v; want the node's state", got)
+		}
+	})
+}
+
+type incr struct {
+	origin uint32
+	ts     hlc.Timestamp
+	delta  int64
+}
+
+// scratchIncr makes the increments in a fresh store and returns the last
+// one's result: its Counter op carries the state they built.
+func scratchIncr(t *testing.T, incrs []incr) (int64, store.Op, store.Result, error) {
+	t.Helper()
+	st, err := store.Open(store.Config{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var (
+		v   int64
+		op  store.Op
+		res store.Result
+	)
+	for _, in := range incrs {
+		if v, op, res, err = st.IncrBy("c", store.Version{HLC: in.ts, Origin: in.origin}, in.delta, 0, 0); err != nil {
+			return 0, op, res, err
+		}
+	}
+	return v, op, res, nil
+}
