@@ -9,9 +9,10 @@ package geocache
 // unbounded. One shard of the budget must hold at least one entry, and a
 // write larger than one shard's part is refused (ErrTooLarge). It returns
 // a *ConfigError for MaxBytes (wrapping ErrInvalidConfig), changing
-// nothing, for a budget it refuses. Config keeps reporting the budget the
-// node was opened with.
+// nothing, for a budget it refuses. Config reports the budget in force.
 func (n *Node) SetMaxBytes(maxBytes int64) error {
+	n.maxBytesMu.Lock()
+	defer n.maxBytesMu.Unlock()
 	switch {
 	case maxBytes < 0:
 		return &ConfigError{Field: "MaxBytes", Reason: "must not be negative"}
@@ -21,6 +22,7 @@ func (n *Node) SetMaxBytes(maxBytes int64) error {
 	if err := n.store.Resize(n.cfg.MaxEntries, maxBytes); err != nil {
 		return &ConfigError{"MaxBytes", maxBytes, "is too small: each shard of the store must hold one entry"}
 	}
+	n.maxBytes.Store(maxBytes)
 	return nil
 }
 

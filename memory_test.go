@@ -78,6 +78,9 @@ func TestSetMaxBytes(t *testing.T) {
 	if st := n.Stats(); st.Bytes > budget || st.Evictions != 100-uint64(st.Entries) || st.Entries == 100 {
 		t.Errorf("after shrinking to %d bytes: %d bytes, %d entries, %d evictions", budget, st.Bytes, st.Entries, st.Evictions)
 	}
+	if got := n.Config().MaxBytes; got != budget {
+		t.Errorf("Config().MaxBytes = %d after SetMaxBytes(%d)", got, budget)
+	}
 	if err := n.SetMaxBytes(1 << 20); err != nil {
 		t.Fatal(err)
 	}

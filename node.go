@@ -121,6 +121,10 @@ type Node struct {
 	repl  *repl.Replicator
 	phys  Clock
 	acks  ackLatency // time writes wait for Quorum and All (stats.go)
+	// maxBytes is the memory budget in force (SetMaxBytes, which
+	// maxBytesMu serializes); Config reports it.
+	maxBytes   atomic.Int64
+	maxBytesMu sync.Mutex
 
 	// ready is closed once writes no longer wait for the peers' clocks
 	// (see Ready); readyTimer and readyWait end with Close.
@@ -164,6 +168,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, clock: clock, phys: phys}
+	n.maxBytes.Store(cfg.MaxBytes)
 	st, err := store.Open(store.Config{
 		MaxBytes: cfg.MaxBytes, MaxEntries: cfg.MaxEntries, Clock: phys,
 		MaxTombstones: cfg.MaxTombstones, TombstoneHorizon: cfg.TombstoneHorizon,
@@ -741,10 +746,12 @@ func (n *Node) Drain(ctx context.Context) error {
 // back.
 func (n *Node) FlushLocal() { n.store.Purge() }
 
-// Config returns the node's configuration, with defaults filled in.
+// Config returns the node's configuration, with defaults filled in and
+// the memory budget in force (SetMaxBytes).
 func (n *Node) Config() Config {
 	c := n.cfg
 	c.Peers = append([]string(nil), n.cfg.Peers...)
+	c.MaxBytes = n.maxBytes.Load()
 	return c
 }
 

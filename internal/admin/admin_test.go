@@ -204,6 +204,13 @@ func TestMetricsAfterWrites(t *testing.T) {
 			t.Errorf("%s%v = %v, want %s", tt.name, tt.labels, v, tt.what)
 		}
 	}
+	// The budget is the one in force (CONFIG SET maxmemory).
+	if err := n.SetMaxBytes(2 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := value(scrape(t, s.Handler()), "geocache_memory_max_bytes"); v != 2<<20 {
+		t.Errorf("geocache_memory_max_bytes = %v after SetMaxBytes(2 MiB)", v)
+	}
 	for name, typ := range map[string]dto.MetricType{
 		"geocache_hits_total":          dto.MetricType_COUNTER,
 		"geocache_entries":             dto.MetricType_GAUGE,
