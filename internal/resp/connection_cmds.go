@@ -1,6 +1,8 @@
 package resp
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -287,17 +289,7 @@ func cmdClient(c *conn, args [][]byte) {
 			c.replyVerbatim(c.describe(time.Now()) + "\n")
 		}
 	case equalFold(sub, "list"):
-		if len(args) != 2 {
-			c.replyError(errSyntax)
-			return
-		}
-		now := time.Now()
-		var b strings.Builder
-		for _, o := range c.s.connsByID() {
-			b.WriteString(o.describe(now))
-			b.WriteByte('\n')
-		}
-		c.replyVerbatim(b.String())
+		c.clientList(args)
 	case equalFold(sub, "help"):
 		if arity(2) {
 			c.helpReply(clientHelp)
@@ -306,6 +298,56 @@ func cmdClient(c *conn, args [][]byte) {
 	default:
 		c.unknownSubcommand("client", sub)
 	}
+}
+
+// clientList is CLIENT LIST [TYPE normal|master|replica|slave|pubsub]
+// [ID id ...], with Redis 7.0's replies: the ID form lists the given
+// clients in the order given (the ones that exist), a TYPE of master or
+// replica lists none (geocache has no Redis replicas; its regions'
+// links are not clients).
+func (c *conn) clientList(args [][]byte) {
+	conns := c.s.connsByID()
+	var list []*conn
+	switch {
+	case len(args) == 2:
+		list = conns
+	case len(args) == 4 && equalFold(args[2], "type"):
+		t := args[3]
+		switch {
+		case equalFold(t, "normal"), equalFold(t, "pubsub"):
+			pubsub := equalFold(t, "pubsub")
+			for _, o := range conns {
+				if o.subscribed() == pubsub {
+					list = append(list, o)
+				}
+			}
+		case equalFold(t, "master"), equalFold(t, "replica"), equalFold(t, "slave"):
+		default:
+			c.replyError("ERR Unknown client type '" + string(t) + "'")
+			return
+		}
+	case len(args) > 3 && equalFold(args[2], "id"):
+		for _, a := range args[3:] {
+			id, ok := parseInt(a)
+			if !ok {
+				c.replyError("ERR Invalid client ID")
+				return
+			}
+			if i, found := slices.BinarySearchFunc(conns, id, func(o *conn, id int64) int { return cmp.Compare(o.id, id) }); found {
+				list = append(list, conns[i])
+			}
+		}
+	default:
+		c.replyError(errSyntax)
+		return
+	}
+	now := time.Now()
+	var b strings.Builder
+	for _, o := range list {
+		b.WriteString(o.describe(now))
+		b.WriteByte('\n')
+	}
+	c.replyVerbatim(b.String())
 }
 
 // describe returns the connection's CLIENT LIST line.

@@ -40,6 +40,19 @@ var redisMemoryHelp = []string{
 // connections) has tests of its own below.
 var opsScript = []step{
 	both("+OK", "FLUSHALL"),
+	// CLIENT LIST's filters (the lines themselves differ: ids, addresses)
+	both(`""`, "CLIENT", "LIST", "TYPE", "master"),
+	both(`""`, "CLIENT", "LIST", "TYPE", "REPLICA"),
+	both(`""`, "CLIENT", "LIST", "TYPE", "slave"),
+	both(`""`, "CLIENT", "LIST", "TYPE", "pubsub"),
+	both("-ERR Unknown client type 'foo'", "CLIENT", "LIST", "TYPE", "foo"),
+	both(syntaxErr, "CLIENT", "LIST", "TYPE"),
+	both(syntaxErr, "CLIENT", "LIST", "TYPE", "normal", "x"),
+	both(syntaxErr, "CLIENT", "LIST", "ID"),
+	both(syntaxErr, "CLIENT", "LIST", "foo", "bar"),
+	both("-ERR Invalid client ID", "CLIENT", "LIST", "ID", "abc"),
+	both("-ERR Invalid client ID", "CLIENT", "LIST", "ID", "999999999", "1.5"),
+	both(`""`, "CLIENT", "LIST", "ID", "999999999", "-1"),
 	// CLIENT NO-EVICT and REPLY
 	both("+OK", "CLIENT", "NO-EVICT", "on"),
 	both("+OK", "CLIENT", "NO-EVICT", "OFF"),

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -646,6 +647,26 @@ func TestPubSubIntrospection(t *testing.T) {
 	if !strings.Contains(list, "id=1 ") || !regexp.MustCompile(`id=1 [^\\]* flags=P db=0`).MatchString(list) ||
 		!regexp.MustCompile(`id=2 [^\\]* flags=N db=0`).MatchString(list) {
 		t.Errorf("CLIENT LIST: %s", list)
+	}
+	// The filters: by type, and by id in the order given.
+	ids := func(list string) (out []string) {
+		for _, m := range regexp.MustCompile(`id=(\d+) `).FindAllStringSubmatch(list, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"TYPE", "pubsub"}, []string{"1"}},
+		{[]string{"TYPE", "NORMAL"}, []string{"2"}},
+		{[]string{"ID", "2", "7", "1", "2"}, []string{"2", "1", "2"}},
+	} {
+		got := ids(other.do(append([]string{"CLIENT", "LIST"}, tc.args...)...))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("CLIENT LIST %v: ids %v, want %v", tc.args, got, tc.want)
+		}
 	}
 	info := other.do("INFO", "stats")
 	for _, want := range []string{`pubsub_channels:2\r\n`, `pubsub_patterns:2\r\n`, `client_output_buffer_limit_disconnections:0\r\n`, `geocache_pubsub_output_bytes:0\r\n`} {
