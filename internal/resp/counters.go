@@ -67,11 +67,6 @@ func (c *conn) incrBy(key []byte, d int64) {
 	}
 }
 
-const (
-	maxInt64 = 1<<63 - 1
-	minInt64 = -1 << 63
-)
-
 func cmdIncrbyfloat(c *conn, args [][]byte) {
 	d, ok := parseLongDouble(args[2])
 	if !ok {
