@@ -1,7 +1,11 @@
 package resp
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/redis/go-redis/v9"
 )
 
 // counterScript is INCR, INCRBY, DECR, DECRBY and INCRBYFLOAT against
@@ -118,4 +122,47 @@ func TestCounterScript(t *testing.T) {
 func TestCounterScriptAgainstRedis(t *testing.T) {
 	addr := redisAddr(t)
 	runSteps(t, addr, counterScript, true)
+}
+
+// Counters in transactions replicate with them: a MULTI of INCRs in one
+// region and INCRs made at once in the other all count in both.
+func TestCounterTransactionsAcrossRegions(t *testing.T) {
+	nodes := openRegions(t, "us", "eu")
+	_, aus := startServer(t, Config{Node: nodes[0]})
+	_, aeu := startServer(t, Config{Node: nodes[1]})
+	linksUp(t, nodes)
+	cus, ceu := newClient(t, aus), newClient(t, aeu)
+	const rounds = 100
+	done := make(chan error, 1)
+	go func() {
+		for range rounds {
+			if _, err := ceu.IncrBy(bg, "{c}b", 2).Result(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range rounds {
+		_, err := cus.TxPipelined(bg, func(p redis.Pipeliner) error {
+			p.Incr(bg, "{c}a")
+			p.IncrBy(bg, "{c}b", 3)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "every increment in both regions", func() bool {
+		for _, c := range []*redis.Client{cus, ceu} {
+			vals, err := c.MGet(bg, "{c}a", "{c}b").Result()
+			if err != nil || fmt.Sprint(vals) != fmt.Sprintf("[%d %d]", rounds, 5*rounds) {
+				return false
+			}
+		}
+		return true
+	})
 }
