@@ -95,6 +95,9 @@ func runChaos(t *testing.T, cfg Config) *Report {
 		}
 	}
 	checkTLS(t, cfg, rep)
+	if cfg.CounterKeys >= 0 && (rep.Counters.Checked == 0 || rep.Counters.Incrs == 0) {
+		t.Errorf("seed %d: the counter check examined nothing: %+v", cfg.Seed, rep.Counters)
+	}
 	if rep.Ops.OwnVersions == 0 || rep.Ops.QuorumAcked == 0 || rep.Checked[CheckRYW] == 0 {
 		t.Errorf("seed %d: the run checked little: %d own versions, %d Quorum writes acknowledged, %d reads checked for read-your-writes",
 			cfg.Seed, rep.Ops.OwnVersions, rep.Ops.QuorumAcked, rep.Checked[CheckRYW])
@@ -178,6 +181,21 @@ func TestChaosShort(t *testing.T) {
 			t.Errorf("random seed %d: violations (replay with GEOCACHE_CHAOS_SEED=%d):\n%s", seed, seed, rep.Summary())
 		}
 	})
+}
+
+// TestChaosCounters: every writer of every region increments the same
+// counters at once (INCR, INCRBY, DECR, DECRBY, deltas of both signs),
+// through a cut of one region and a kill; after the heal every ample
+// node's value must be the sum of the acknowledged increments (within
+// the ones of unknown outcome or lost with the killed process).
+func TestChaosCounters(t *testing.T) {
+	rep := runChaos(t, Config{Seed: 31, Duration: 10 * time.Second, CounterKeys: 4, CounterFraction: 0.3, Schedule: &Schedule{Faults: []Fault{
+		{Kind: FaultIsolate, At: 2 * time.Second, For: 2 * time.Second, Region: 1},
+		{Kind: FaultKill, At: 6 * time.Second, For: 2 * time.Second, Node: 2},
+	}}})
+	if !rep.Pass || rep.Counters.Checked != 12 || rep.Counters.Durable == 0 {
+		t.Errorf("counters %+v; violations:\n%s", rep.Counters, rep.Summary())
+	}
 }
 
 // TestChaosCatchesDataLoss checks that the checker fails a run in which a

@@ -11,23 +11,25 @@ import (
 
 // Checks, by the name a Violation carries.
 const (
-	CheckConvergence  = "I1-convergence"        // after heal, two nodes hold different versions of a key
-	CheckBehind       = "I1-behind"             // a node holds a version older than a durable acknowledged write
-	CheckResurrection = "I3-resurrection"       // a node holds a version older than an acknowledged delete
-	CheckAfterExpiry  = "I3-older-after-expiry" // a node holds a version older than an acknowledged write that has expired
-	CheckLostQuorum   = "I4-lost-quorum-write"  // a Quorum-acknowledged set is nowhere, though no majority of regions was lost at once
-	CheckLostWrite    = "lost-write"            // a Local-acknowledged set is nowhere, though its origin never stopped
-	CheckExpiredRead  = "I5-read-after-expiry"  // a read returned a value after its expiry on the serving node's clock
-	CheckPhantom      = "phantom-value"         // a read (or the dump) returned a value never written to that key
-	CheckValueVersion = "value-version"         // a node holds a write's version with another value
-	CheckHLC          = "hlc-monotonic"         // a node's versions went back within one process
-	CheckHLCClock     = "hlc-vs-clock"          // a version's physical time is behind the node's clock, or ahead of every clock
-	CheckRYW          = "read-your-writes"      // a read on a node returned an older version than the node had already reported
-	CheckCrash        = "node-crash"            // a node exited without being told to
-	CheckRefill       = "refill"                // a restarted node of an ample region misses a key another ample node holds
-	CheckWait         = "wait-count"            // WAIT answered more regions than there are others
-	CheckLostProbe    = "lost-probe"            // an ample node misses a probe written by an ample node that never stopped
-	CheckTLS          = "tls"                   // a run with TLS: a node's replication port did not speak mutual TLS only
+	CheckConvergence  = "I1-convergence"         // after heal, two nodes hold different versions of a key
+	CheckBehind       = "I1-behind"              // a node holds a version older than a durable acknowledged write
+	CheckResurrection = "I3-resurrection"        // a node holds a version older than an acknowledged delete
+	CheckAfterExpiry  = "I3-older-after-expiry"  // a node holds a version older than an acknowledged write that has expired
+	CheckLostQuorum   = "I4-lost-quorum-write"   // a Quorum-acknowledged set is nowhere, though no majority of regions was lost at once
+	CheckLostWrite    = "lost-write"             // a Local-acknowledged set is nowhere, though its origin never stopped
+	CheckExpiredRead  = "I5-read-after-expiry"   // a read returned a value after its expiry on the serving node's clock
+	CheckPhantom      = "phantom-value"          // a read (or the dump) returned a value never written to that key
+	CheckValueVersion = "value-version"          // a node holds a write's version with another value
+	CheckHLC          = "hlc-monotonic"          // a node's versions went back within one process
+	CheckHLCClock     = "hlc-vs-clock"           // a version's physical time is behind the node's clock, or ahead of every clock
+	CheckRYW          = "read-your-writes"       // a read on a node returned an older version than the node had already reported
+	CheckCrash        = "node-crash"             // a node exited without being told to
+	CheckRefill       = "refill"                 // a restarted node of an ample region misses a key another ample node holds
+	CheckWait         = "wait-count"             // WAIT answered more regions than there are others
+	CheckLostProbe    = "lost-probe"             // an ample node misses a probe written by an ample node that never stopped
+	CheckTLS          = "tls"                    // a run with TLS: a node's replication port did not speak mutual TLS only
+	CheckCounter      = "counter-sum"            // after heal, an ample node holds a counter outside the range its history allows (counter.go)
+	CheckCounterConv  = "I1-counter-convergence" // after heal, two ample nodes hold different values of a counter
 )
 
 // Violation is one failed check.
@@ -97,6 +99,8 @@ type CheckResult struct {
 	// where read-your-writes would otherwise have required a value (the
 	// node may have evicted it).
 	RYWEvicted int `json:"ryw_evicted,omitempty"`
+	// Counters is what the counter check examined (counter.go).
+	Counters CounterFigures `json:"counters"`
 }
 
 // RefillFigures counts what the refill check examined: per key held live
@@ -252,6 +256,7 @@ func Check(in *checkInput) *CheckResult {
 		c.lostWrites()
 		c.dumpValues()
 		c.refill()
+		c.counters()
 	}
 	c.reads()
 	c.waits()

@@ -48,6 +48,17 @@ type Config struct {
 	WaitFraction float64
 	// ProbeInterval is the time between visibility probes (default 200ms).
 	ProbeInterval time.Duration
+	// CounterKeys is how many counter keys the run has (default 4;
+	// negative: none, and no increments). Every writer of every node
+	// increments every one of them — INCR, INCRBY, DECR, DECRBY, with
+	// deltas of both signs — so the same counter is incremented in
+	// several regions at once. They are never set, deleted or expired:
+	// after the heal, every ample-memory node's value must be the sum of
+	// the acknowledged increments (CheckCounter).
+	CounterKeys int
+	// CounterFraction is the share of a writer's operations that are
+	// increments (default 0.1; negative: none).
+	CounterFraction float64
 
 	// Faults lists the fault kinds the random schedule may use (default
 	// AllFaults). Ignored when Schedule is set.
@@ -170,6 +181,16 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	if c.WaitFraction < 0 {
 		c.WaitFraction = 0
 	}
+	def(&c.CounterKeys, 4)
+	if c.CounterKeys < 0 {
+		c.CounterKeys = 0
+	}
+	if c.CounterFraction == 0 {
+		c.CounterFraction = 0.1
+	}
+	if c.CounterFraction < 0 {
+		c.CounterFraction = 0
+	}
 	if c.MaxMemory == "" {
 		c.MaxMemory = "1GB"
 	}
@@ -194,6 +215,8 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 		return c, fmt.Errorf("chaos: max clock offset %v: at most 400ms (the node refuses writes at 500ms)", c.MaxOffset)
 	case c.OwnKeys < 1 || c.SharedKeys < 0:
 		return c, errors.New("chaos: OwnKeys must be at least 1 and SharedKeys not negative")
+	case c.CounterKeys > maxCounterKeys || c.CounterFraction > 1:
+		return c, fmt.Errorf("chaos: %d counter keys (at most %d), counter fraction %v (at most 1)", c.CounterKeys, maxCounterKeys, c.CounterFraction)
 	case c.QuorumFraction+c.AllFraction > 1 || c.WaitFraction > 1:
 		return c, fmt.Errorf("chaos: Quorum (%v) and All (%v) fractions add up to more than 1, or Wait fraction %v above 1", c.QuorumFraction, c.AllFraction, c.WaitFraction)
 	case c.SmallRegionMemory != "" && !memorySize.MatchString(c.SmallRegionMemory):

@@ -24,7 +24,10 @@
 //     — SET with and without PX, DEL, PEXPIRE, PERSIST — and read, recording for every operation
 //     its invoke and completion times, its result and the version that
 //     GEOCACHE VERSION reports right after it on the same connection; a
-//     prober writes keys that watchers in every region poll, to measure
+//     share of their operations (Config.CounterFraction) increments
+//     counter keys that every writer of every region increments at once
+//     (INCR, INCRBY, DECR, DECRBY) and nothing sets, deletes or expires;
+//     a prober writes keys that watchers in every region poll, to measure
 //     replication visibility;
 //  3. meanwhile applies the fault schedule: partitions (a region isolated,
 //     one-way cuts, a pair of regions cut apart, a minority split),
@@ -36,7 +39,10 @@
 //     VERSION and GET over every key written);
 //  5. checks (Check) and returns a Report, with every violation (among
 //     them: a restarted node of an ample region that misses a key another
-//     ample node holds, the refill check), the convergence time, visibility quantiles and the Local writes lost with
+//     ample node holds, the refill check; a counter whose value on an
+//     ample node is not the sum of its acknowledged increments, within
+//     those of unknown outcome or lost with a stopped process, the counter
+//     check), the convergence time, visibility quantiles and the Local writes lost with
 //     a killed node.
 //
 // Everything is derived from Config.Seed: the fault schedule, the initial

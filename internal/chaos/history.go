@@ -89,6 +89,10 @@ const (
 	KindPExpire = "pexpire"
 	KindPersist = "persist"
 	KindGet     = "get"
+	// KindIncr is an increment of a counter key by Delta (INCR, INCRBY,
+	// DECR or DECRBY); Value is the node's reply, the counter's value
+	// there right after it.
+	KindIncr = "incr"
 )
 
 // Op is one operation of the history.
@@ -106,6 +110,7 @@ type Op struct {
 	Value string        `json:"value,omitempty"`
 	Found bool          `json:"found,omitempty"`
 	TTL   time.Duration `json:"ttl_ns,omitempty"` // set with PX, pexpire
+	Delta int64         `json:"delta,omitempty"`  // incr
 	// Invoke and Complete are real times in Unix ns.
 	Invoke   int64  `json:"t0"`
 	Complete int64  `json:"t1"`
@@ -162,6 +167,11 @@ func (o *Op) Format(base int64) string {
 		}
 	case KindPExpire:
 		fmt.Fprintf(&b, " px=%d", o.TTL.Milliseconds())
+	case KindIncr:
+		fmt.Fprintf(&b, " %+d", o.Delta)
+		if o.Value != "" {
+			fmt.Fprintf(&b, " -> %s", o.Value)
+		}
 	case KindGet:
 		if o.Found {
 			fmt.Fprintf(&b, " -> %q", o.Value)

@@ -255,6 +255,13 @@ func (r *Report) Summary() string {
 	for _, l := range r.LostLocal {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
+	if cf := r.Counters; cf.Keys > 0 {
+		fmt.Fprintf(&b, "  counters: %d key(s), %d increments: %d acknowledged (%d must count, %d of them pinned by a later one of their stopped process; %d may be lost with a stopped process or a lost majority), %d of unknown outcome, %d failed; %d values checked on ample nodes (%d in small regions not), %d key(s) exact; values outside their range: %d\n",
+			cf.Keys, cf.Incrs, cf.Acked, cf.Durable, cf.Pinned, cf.MaybeLost, cf.Unknown, cf.Failed, cf.Checked, cf.Small, cf.Exact, cf.Outside)
+		for _, k := range cf.PerKey {
+			fmt.Fprintf(&b, "    %s: must count %+d, allowed [%d, %d], %+d if every uncertain one counted; final per node %s\n", k.Key, k.Sure, k.Lo, k.Hi, k.Every, strings.Join(k.Values, " "))
+		}
+	}
 	fmt.Fprintf(&b, "  writes refused for clock skew (-TRYAGAIN): %d, of which not explained by the injected offsets: %d\n",
 		r.Refusals.Total, r.Refusals.Unjustified)
 	fmt.Fprintf(&b, "  restarted nodes' writes versioned below their previous process's: %d (at most %.0f ms behind)\n",

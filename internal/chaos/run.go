@@ -34,7 +34,9 @@ type harness struct {
 	writers []*writer
 	prober  *prober
 	tls     []TLSProbe // nil: plaintext links
-	keys    []string   // every key a client may touch
+	keys    []string   // every key a client may touch but the counters
+	// counters are the counter keys: only incremented (counter.go)
+	counters []string
 
 	mu     sync.Mutex
 	events []*FaultEvent
@@ -126,6 +128,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for j := range cfg.SharedKeys {
 		h.keys = append(h.keys, sharedKey(j))
 	}
+	h.counters = counterKeys(cfg.CounterKeys, h.keys)
 	h.prober = &prober{h: h}
 	watchers := make([]*redis.Client, len(cl.nodes))
 	for i, nd := range cl.nodes {
@@ -473,6 +476,10 @@ type final struct {
 	DumpErr     []string
 	Evicted     []int64
 	FullSyncs   []int64
+	// CounterKeys are the run's counter keys and Counters what every node
+	// holds of them ([node][key]), from the same rounds as Dump.
+	CounterKeys []string         `json:",omitempty"`
+	Counters    [][]CounterState `json:",omitempty"`
 }
 
 type divergencePoint struct {
@@ -500,7 +507,7 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 			}
 		}
 	}
-	f := &final{HealAt: h.clock.now()}
+	f := &final{HealAt: h.clock.now(), CounterKeys: h.counters}
 	keySet := map[string]bool{}
 	for _, k := range h.keys {
 		keySet[k] = true
@@ -524,9 +531,12 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		}
 		dump, at, errs := h.dump(ctx, clients, f.Keys)
 		n := len(divergent(dump, f.Keys))
+		counters, cerrs := h.dumpCounters(ctx, clients, f.CounterKeys)
+		n += h.counterDivergent(counters)
+		errs = append(errs, cerrs...)
 		t := h.clock.now()
 		f.Timeline = append(f.Timeline, divergencePoint{T: t, Divergent: n, LinksUp: up})
-		f.Dump, f.DumpAt, f.DumpErr = dump, at, errs
+		f.Dump, f.DumpAt, f.DumpErr, f.Counters = dump, at, errs, counters
 		if n == 0 && up && len(errs) == 0 {
 			if agreedAt == 0 {
 				agreedAt = t

@@ -102,6 +102,10 @@ func (w *writer) step() bool {
 	case u < w.h.cfg.QuorumFraction+w.h.cfg.AllFraction:
 		ack = AckAll
 	}
+	if len(w.h.counters) > 0 && w.rng.Float64() < w.h.cfg.CounterFraction {
+		// (no draw without counters: a seed replays as before them)
+		return w.incr(w.rng.IntN(len(w.h.counters)), ack)
+	}
 
 	switch {
 	case r < 24:
