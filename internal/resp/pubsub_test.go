@@ -668,7 +668,14 @@ func TestPubSubIntrospection(t *testing.T) {
 			t.Errorf("CLIENT LIST %v: ids %v, want %v", tc.args, got, tc.want)
 		}
 	}
+	// The subscribers' writers count their bytes out once their write
+	// returns, which may be after the client has read the reply: wait for
+	// the queues to be empty (a generous deadline only catches a leak).
 	info := other.do("INFO", "stats")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(info, `geocache_pubsub_output_bytes:0\r\n`) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		info = other.do("INFO", "stats")
+	}
 	for _, want := range []string{`pubsub_channels:2\r\n`, `pubsub_patterns:2\r\n`, `client_output_buffer_limit_disconnections:0\r\n`, `geocache_pubsub_output_bytes:0\r\n`} {
 		if !strings.Contains(info, want) {
 			t.Errorf("INFO stats lacks %s: %s", want, info)
