@@ -68,8 +68,8 @@ func commandList() []*command {
 		{name: "getset", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Returns the previous string value of a key after setting it to a new value.", fn: cmdGetset},
 		{name: "strlen", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.2.0", summary: "Returns the length of a string value.", fn: cmdStrlen},
 		{name: "append", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.0.0", summary: "Appends a string to the value of a key. Creates the key if it doesn't exist.", fn: cmdAppend},
-		{name: "incr", arity: 2, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Increments the integer value of a key by one (exact on this node; across regions the last writer wins).", fn: cmdIncr},
-		{name: "incrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Increments the integer value of a key by a number (exact on this node; across regions the last writer wins).", fn: cmdIncrby},
+		{name: "incr", arity: 2, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Increments the integer value of a key by one (increments made at once in several regions all count).", fn: cmdIncr},
+		{name: "incrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Increments the integer value of a key by a number (increments made at once in several regions all count).", fn: cmdIncrby},
 		{name: "incrbyfloat", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "2.6.0", summary: "Increments the floating point value of a key by a number, in Redis's long double arithmetic.", fn: cmdIncrbyfloat},
 		{name: "decr", arity: 2, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by one.", fn: cmdDecr},
 		{name: "decrby", arity: 3, flags: []string{"write", "denyoom", "fast"}, firstKey: 1, lastKey: 1, step: 1, group: "string", since: "1.0.0", summary: "Decrements a number from the integer value of a key.", fn: cmdDecrby},
@@ -268,7 +268,7 @@ func (c *conn) failTx() {
 // otherwise it only marks itself running, which EXEC waits out.
 func (c *conn) run(cmd *command, args [][]byte) {
 	c.s.commands.Add(1)
-	c.noteCommand(cmd.name)
+	c.noteCommand(cmd)
 	if !c.inExec && cmd.firstKey > 0 {
 		if c.s.locks.enter(&c.running) {
 			defer c.running.Store(false)
@@ -292,10 +292,15 @@ func (c *conn) run(cmd *command, args [][]byte) {
 	}
 }
 
-// noteCommand records the last command for CLIENT LIST.
-func (c *conn) noteCommand(name string) {
+// noteCommand records the last command for CLIENT LIST. A client that
+// repeats a command does not take the connection's lock again.
+func (c *conn) noteCommand(cmd *command) {
+	if c.noted == cmd {
+		return
+	}
+	c.noted = cmd
 	c.mu.Lock()
-	c.lastCmd = name
+	c.lastCmd = cmd.name
 	c.mu.Unlock()
 }
 

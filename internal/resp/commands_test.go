@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -317,4 +318,28 @@ func runScript(t *testing.T, addr string, redis bool) {
 		}
 	}
 	r.expectClosed("")
+}
+
+// TestClientListLastCommand: CLIENT LIST's cmd= follows a client's last
+// command as it changes, also when a command repeats in between
+// (noteCommand takes the lock only for a change), as in Redis.
+func TestClientListLastCommand(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	a, admin := dialRaw(t, addr), dialRaw(t, addr)
+	id := strings.TrimPrefix(a.do("CLIENT", "ID"), ":")
+	line := regexp.MustCompile(`id=` + id + ` [^\\]* cmd=([a-z|-]+) `) // do renders the list quoted, lines joined by \n
+	lastOf := func() string {
+		t.Helper()
+		m := line.FindStringSubmatch(admin.do("CLIENT", "LIST"))
+		if m == nil {
+			t.Fatalf("client %s not listed", id)
+		}
+		return m[1]
+	}
+	for _, step := range [][]string{{"GET", "k"}, {"SET", "k", "v"}, {"SET", "k", "w"}, {"GET", "k"}, {"PING"}, {"PING"}, {"GET", "k"}} {
+		a.do(step...)
+		if got, want := lastOf(), strings.ToLower(step[0]); got != want {
+			t.Errorf("after %q: cmd=%s; want %s", step, got, want)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/geocache/geocache"
@@ -70,6 +71,17 @@ type conn struct {
 	// its batch was read, or when the previous command ended.
 	tick time.Duration
 
+	// Raw reads (rawread.go): raw is the socket's RawConn (plain TCP
+	// only); inRaw is set while batches run inside a raw read; rawLeave
+	// ends the raw read before a command that must not run inside it
+	// (left unconsumed), keepTick keeps the batch's timing for it; ended
+	// says the connection must close once the raw read returns.
+	raw                              syscall.RawConn
+	rawFn                            func(fd uintptr) bool // rawStep, bound once
+	rawState                         atomic.Int32          // rawOut, rawIn or rawClosed
+	skipped                          atomic.Bool           // a read was skipped and not verified since (verifyRawReads)
+	inRaw, rawLeave, keepTick, ended bool
+
 	lastActive atomic.Int64 // Unix ns of the last read
 	proto      atomic.Int32 // 2 or 3: resp3 for other goroutines (CLIENT LIST)
 
@@ -107,6 +119,10 @@ type conn struct {
 	replyOff, skipNext, skipThis, mute bool
 	muteAt                             int
 
+	// noted is the command lastCmd names, for the connection's goroutine
+	// alone (noteCommand).
+	noted *command
+
 	mu      sync.Mutex
 	name    string
 	libName string
@@ -127,6 +143,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	_, isTLS := nc.(*tls.Conn)
 	c.lazyWrite = !isTLS
+	c.raw = rawConnOf(nc)
+	c.rawFn = c.rawStep
 	c.authSince = c.created
 	c.lastActive.Store(c.created.UnixNano())
 	c.proto.Store(2)
@@ -151,6 +169,9 @@ func (c *conn) serve() {
 			return
 		}
 		c.fill()
+		if c.ended {
+			return
+		}
 	}
 }
 
@@ -168,7 +189,11 @@ func (c *conn) logEnd() {
 // process executes every complete command in the buffer. It returns false
 // if the connection must close (after its replies are flushed).
 func (c *conn) process() bool {
-	c.tick = c.batchTick()
+	if c.keepTick {
+		c.keepTick = false // the batch's command left unconsumed by a raw read (rawread.go)
+	} else {
+		c.tick = c.batchTick()
+	}
 	ran := 0
 	defer func() { c.pipe.executed(ran) }()
 	for {
@@ -188,6 +213,11 @@ func (c *conn) process() bool {
 		if n == 0 {
 			return true
 		}
+		if c.inRaw && len(args) > 0 && mayBlock(args) {
+			c.rawLeave, c.keepTick = true, true // the plain loop runs it (rawread.go)
+			return true
+		}
+		c.rawLeave = false
 		c.r += n
 		c.reqStart = time.Time{} // a request completed: the next one's clock starts with its first byte
 		if unauth {
@@ -237,6 +267,49 @@ func (c *conn) protocolError(err error, unauthLimit bool) {
 // read that brings bytes: that reading is the batch's time for the
 // deadlines, CLIENT LIST and the command latencies.
 func (c *conn) fill() {
+	if c.rawState.Load() == rawClosed {
+		c.rerr = net.ErrClosed // closed by another goroutine (closeSocket)
+		return
+	}
+	if !c.makeRoom() {
+		return
+	}
+	if c.raw != nil && c.rawEligible() {
+		c.fillRaw()
+		return
+	}
+	c.verified() // this read is a real one (rawread.go)
+	for {
+		c.armRead()
+		free := len(c.buf) - c.w
+		n, err := c.nc.Read(c.buf[c.w:])
+		if n > 0 {
+			c.gotBytes(n, free)
+		}
+		if err != nil && n == 0 && isTimeout(err) && !c.readDue() {
+			continue // a deadline armed for an earlier bound passed; the next one is re-armed
+		}
+		if err != nil {
+			c.rerr = err
+		}
+		return
+	}
+}
+
+// gotBytes records a read of n bytes into free bytes of the buffer: the
+// batch's one clock reading, and the pipeline's size.
+func (c *conn) gotBytes(n, free int) {
+	c.w += n
+	c.lastRead = time.Now()
+	c.lastActive.Store(c.lastRead.UnixNano())
+	c.pipe.read(n, free, len(c.buf))
+}
+
+// makeRoom prepares the read buffer for the next read: it drops what a
+// large request or a longer pipeline grew, compacts, and grows it for the
+// rest of an incomplete request. It returns false if the connection must
+// end instead (rerr is set, and the client answered if need be).
+func (c *conn) makeRoom() bool {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 		c.reqStart = time.Time{}
@@ -280,31 +353,14 @@ func (c *conn) fill() {
 			// Cannot happen: the buffer always has room for the rest of
 			// a request within the limits. Fail closed rather than spin.
 			c.rerr = errBufferFull
-			return
+			return false
 		}
 		if !c.resize(size) {
 			c.bufferRefused()
-			return
+			return false
 		}
 	}
-	for {
-		c.armRead()
-		free := len(c.buf) - c.w
-		n, err := c.nc.Read(c.buf[c.w:])
-		if n > 0 {
-			c.w += n
-			c.lastRead = time.Now()
-			c.lastActive.Store(c.lastRead.UnixNano())
-			c.pipe.read(n, free, len(c.buf))
-		}
-		if err != nil && n == 0 && isTimeout(err) && !c.readDue() {
-			continue // a deadline armed for an earlier bound passed; the next one is re-armed
-		}
-		if err != nil {
-			c.rerr = err
-		}
-		return
-	}
+	return true
 }
 
 // resize replaces the read buffer by one of size bytes, keeping its
@@ -443,8 +499,14 @@ func (c *conn) flushIfFull() {
 // closeRaw closes the connection's socket under its TLS layer, if any,
 // without a word to the client: the goroutines reading and writing it
 // return at once, and unlike tls.Conn.Close it never waits to send a
-// close_notify. Safe from any goroutine.
+// close_notify. A plain TCP connection inside a raw read is closed by its
+// own goroutine instead (closeSocket, rawread.go). Safe from any goroutine;
+// it never waits for the connection.
 func (c *conn) closeRaw() {
+	if c.raw != nil {
+		c.closeSocket() // Close would wait for a raw read in progress (rawread.go)
+		return
+	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		tc.NetConn().Close()
 		return
@@ -477,6 +539,7 @@ func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 	}
 	c.setReadDeadline(time.Time{})
 	done := make(chan struct{})
+	var stop atomic.Bool // set before the deadline that ends the watcher
 	go func() {
 		defer close(done)
 		for len(c.side) < cap(c.side) {
@@ -486,12 +549,25 @@ func (c *conn) block(ctx context.Context, fn func(ctx context.Context)) {
 				if !errors.Is(err, os.ErrDeadlineExceeded) {
 					c.rerr = err
 					cancel()
+					return
 				}
-				return
+				if stop.Load() {
+					return
+				}
+				// A poke of another goroutine (pokeReaders, the raw
+				// reads' verifier) that came as the wait began: keep
+				// watching. Looking at stop again after clearing the
+				// deadline: if block set it meanwhile, its deadline came
+				// after this one and the next read returns at once.
+				c.nc.SetReadDeadline(time.Time{})
+				if stop.Load() {
+					return
+				}
 			}
 		}
 	}()
 	fn(ctx)
+	stop.Store(true)
 	c.nc.SetReadDeadline(aLongTimeAgo)
 	<-done
 	c.setReadDeadline(time.Time{})

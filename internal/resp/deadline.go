@@ -126,8 +126,8 @@ func (c *conn) write(b []byte) error {
 	renewed := false
 	for {
 		n, err := c.nc.Write(b)
-		if err == nil || renewed || !isTimeout(err) {
-			return err
+		if err == nil || renewed || !isTimeout(err) || c.rawState.Load() == rawClosed {
+			return err // (closed by another goroutine: closeSocket's past deadline)
 		}
 		// The deadline armed for an earlier write has passed: this write
 		// gets a full one from now.

@@ -247,7 +247,11 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	wg        sync.WaitGroup // Serve loops and connection goroutines
+	// The raw reads' verifier (rawread.go): its timer, and whether it is
+	// pending.
+	verifyTimer *time.Timer
+	verifyArmed bool
+	wg          sync.WaitGroup // Serve loops and connection goroutines
 
 	nextID        atomic.Int64
 	clients       atomic.Int64
@@ -420,6 +424,7 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
+	s.armVerifierLocked()
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.clients.Add(1)
@@ -447,13 +452,20 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
+		if s.verifyTimer != nil {
+			s.verifyTimer.Stop()
+		}
 		s.unlisten()
 		s.cancel()
 		for ln := range s.listeners {
 			ln.Close()
 		}
 		for c := range s.conns {
-			c.nc.Close()
+			if c.raw != nil {
+				c.closeSocket() // Close would wait for a raw read in progress (rawread.go)
+			} else {
+				c.nc.Close()
+			}
 		}
 	}
 	s.mu.Unlock()
