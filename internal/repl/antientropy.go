@@ -78,9 +78,10 @@ func (r *Replicator) startProbeRound() *probeRound {
 			}
 		}
 		r.cfg.Store.Snapshot(func(op store.Op) bool {
-			if op.Kind == store.KindCounter {
-				// Two counters of one version may hold different
-				// contributions: the digest tells them apart.
+			if op.Kind == store.KindCounter || op.Kind == store.KindHash {
+				// Two counters (hashes) of one version may hold different
+				// contributions (fields, resets): the digest tells them
+				// apart.
 				op.Value = store.CounterDigest(op.Value)
 			} else {
 				op.Value = nil // versions only
@@ -112,8 +113,8 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		p := &probe.Ops[i]
 		pv := store.Version{HLC: hlc.Timestamp(p.HLC), Origin: p.VOrigin}
 		var op store.Op
-		if e, ok := r.cfg.Store.Peek(p.Key); ok && e.Kind == store.KindCounter {
-			op = store.Op{Kind: store.KindCounter, Key: p.Key, Value: e.State, ExpireAt: e.ExpireAt, Version: e.Version}
+		if e, ok := r.cfg.Store.Peek(p.Key); ok && (e.Kind == store.KindCounter || e.Kind == store.KindHash) {
+			op = store.Op{Kind: e.Kind, Key: p.Key, Value: e.State, ExpireAt: e.ExpireAt, Version: e.Version}
 		} else if ok {
 			op = store.Op{Kind: store.KindSet, Key: p.Key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}
 		} else if t, ok := r.cfg.Store.TombstoneOp(p.Key); ok {
@@ -121,11 +122,11 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		} else {
 			continue
 		}
-		// A newer version, or a counter of the same version with other
-		// contributions (the prober merges it; its own round with this
+		// A newer version, or a counter or hash of the same version with
+		// other contents (the prober merges it; its own round with this
 		// node brings this node what only the prober has).
 		c := op.Version.Compare(pv)
-		if c < 0 || c == 0 && (op.Kind != store.KindCounter || p.Kind != wire.KindCounter || store.SameCounter(op.Value, p.Value)) {
+		if c < 0 || c == 0 && (!mergesState(op.Kind, p.Kind) || store.SameCounter(op.Value, p.Value)) {
 			continue
 		}
 		w := toWireOp(&op)
@@ -175,4 +176,12 @@ func (r *Replicator) applyRepair(l *link, f *wire.Repair) {
 		r.cfg.Logger.Warn("anti-entropy repairs not applied: versions ahead of this node's clock by more than twice the max clock offset",
 			"peer", l.addr, "node", name, "held", held, "err", firstErr, "suppressed", suppressed)
 	}
+}
+
+// mergesState reports whether this node's op of kind k and a probed op of
+// wire kind w are states of one merging kind (counter, hash), which two
+// nodes may hold at one version with different contents: their digests
+// decide.
+func mergesState(k store.Kind, w wire.Kind) bool {
+	return k == store.KindCounter && w == wire.KindCounter || k == store.KindHash && w == wire.KindHash
 }

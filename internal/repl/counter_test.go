@@ -29,42 +29,49 @@ func TestProbeOfCounterComparesDigests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if full.Version != partial.Version {
-			t.Fatalf("test setup: versions %v and %v", full.Version, partial.Version)
-		}
-		full.Key, partial.Key = "c", "c"
-		if res := a.st.Apply(full); res != store.Applied {
-			t.Fatalf("apply: %v", res)
-		}
+		checkProbeComparesDigest(t, a, mem, wire.KindCounter, "c", full, partial)
+	})
+}
 
-		p := dialFake(t, mem, "fake", "a")
-		p.open(fakeHello(fakeID))
-		p.emptySync(fakeID)
-		probe := func(state []byte) []wire.Op {
-			p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindCounter, Key: "c", Value: store.CounterDigest(state), HLC: uint64(full.Version.HLC), VOrigin: full.Version.Origin}}})
-			p.send(&wire.Ping{SentNanos: 1})
-			var got []wire.Op
-			for {
-				f, err := p.recv()
-				if err != nil {
-					t.Fatal(err)
-				}
-				switch f := f.(type) {
-				case *wire.Pong:
-					return got
-				case *wire.Repair:
-					got = append(got, f.Ops...)
-				}
+// checkProbeComparesDigest checks that node a, probed for key at the
+// version of two states full and partial (a part of full), repairs
+// nothing for full's digest and sends full for partial's.
+func checkProbeComparesDigest(t *testing.T, a *node, mem *testkit.Network, kind wire.Kind, key string, full, partial store.Op) {
+	t.Helper()
+	if full.Version != partial.Version {
+		t.Fatalf("test setup: versions %v and %v", full.Version, partial.Version)
+	}
+	full.Key, partial.Key = key, key
+	if res := a.st.Apply(full); res != store.Applied {
+		t.Fatalf("apply: %v", res)
+	}
+	p := dialFake(t, mem, "fake", "a")
+	p.open(fakeHello(fakeID))
+	p.emptySync(fakeID)
+	probe := func(state []byte) []wire.Op {
+		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: kind, Key: key, Value: store.CounterDigest(state), HLC: uint64(full.Version.HLC), VOrigin: full.Version.Origin}}})
+		p.send(&wire.Ping{SentNanos: 1})
+		var got []wire.Op
+		for {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch f := f.(type) {
+			case *wire.Pong:
+				return got
+			case *wire.Repair:
+				got = append(got, f.Ops...)
 			}
 		}
-		if got := probe(full.Value); len(got) != 0 {
-			t.Errorf("probe with the same contributions repaired %d ops", len(got))
-		}
-		got := probe(partial.Value)
-		if len(got) != 1 || got[0].Kind != wire.KindCounter || string(got[0].Value) != string(full.Value) {
-			t.Fatalf("probe with other contributions: repaired %+v; want the node's state", got)
-		}
-	})
+	}
+	if got := probe(full.Value); len(got) != 0 {
+		t.Errorf("probe with the same state repaired %d ops", len(got))
+	}
+	got := probe(partial.Value)
+	if len(got) != 1 || got[0].Kind != kind || string(got[0].Value) != string(full.Value) {
+		t.Fatalf("probe with another state: repaired %+v; want the node's state", got)
+	}
 }
 
 type incr struct {

@@ -433,7 +433,7 @@ func (r *Replicator) batchOpLocked(o *originState, w *wire.Op) error {
 		b.ops = append(b.ops, *w)
 		return nil
 	}
-	if w.Kind != wire.KindSet && w.Kind != wire.KindDelete && w.Kind != wire.KindCounter {
+	if w.Kind != wire.KindSet && w.Kind != wire.KindDelete && w.Kind != wire.KindCounter && w.Kind != wire.KindHash {
 		return fmt.Errorf("%w: a %v op inside a batch", errBadBatch, w.Kind)
 	}
 	b.bytes += int64(len(w.Key) + len(w.Value))
@@ -534,7 +534,7 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 			return fmt.Errorf("a %v op inside a snapshot", w.Kind)
 		}
 		track := false
-		if w.Kind == wire.KindSet || w.Kind == wire.KindCounter {
+		if w.Kind == wire.KindSet || w.Kind == wire.KindCounter || w.Kind == wire.KindHash {
 			if _, in := snap.keys[w.Key]; !in {
 				cost := int64(len(w.Key)) + snapshotKeyOverhead
 				if len(snap.keys) >= r.cfg.MaxSnapshotKeys || snap.bytes+cost > r.cfg.MaxSnapshotBytes {

@@ -14,7 +14,7 @@ import (
 // back to itself, every wire kind the decoder accepts maps to a store kind,
 // and nothing else maps.
 func TestKindMapping(t *testing.T) {
-	storeKinds := []store.Kind{store.KindSet, store.KindDelete, store.KindPublish, store.KindBatch, store.KindCounter}
+	storeKinds := []store.Kind{store.KindSet, store.KindDelete, store.KindPublish, store.KindBatch, store.KindCounter, store.KindHash}
 	for _, k := range storeKinds {
 		w, ok := wireKind(k)
 		if !ok {

@@ -15,7 +15,7 @@ type Store interface {
 	// Apply merges a replicated write by its version.
 	Apply(op store.Op) store.Result
 	// Snapshot calls yield with every live entry as a KindSet op (a
-	// counter's as a KindCounter op), then
+	// counter's as a KindCounter op, a hash's as a KindHash op), then
 	// every tombstone as a KindDelete op, until yield returns false.
 	Snapshot(yield func(store.Op) bool)
 	// Peek returns key's live entry without making it more recently used.
@@ -54,6 +54,8 @@ func wireKind(k store.Kind) (wire.Kind, bool) {
 		return wire.KindBatch, true
 	case store.KindCounter:
 		return wire.KindCounter, true
+	case store.KindHash:
+		return wire.KindHash, true
 	}
 	return 0, false
 }
@@ -72,6 +74,8 @@ func storeKind(k wire.Kind) (store.Kind, bool) {
 		return store.KindBatch, true
 	case wire.KindCounter:
 		return store.KindCounter, true
+	case wire.KindHash:
+		return store.KindHash, true
 	}
 	return 0, false
 }

@@ -415,6 +415,10 @@ func resetOf(it *item) Version {
 // base 10, its state in State.
 func entryOf(it *item) Entry {
 	e := Entry{Value: it.value, Version: it.version(), ExpireAt: it.expireAt, Kind: KindSet}
+	if isHash(it) {
+		e.Kind, e.State, e.Value, e.Empty = KindHash, it.value, nil, isEmptyHash(it)
+		return e
+	}
 	if isCounter(it) {
 		c := counterOf(it)
 		e.Kind, e.State = KindCounter, it.value
@@ -449,6 +453,17 @@ func (s *Store) IncrBy(key string, ver Version, delta int64, boot hlc.Timestamp,
 		live := found && (old.expireAt == 0 || old.expireAt > now)
 		var c counter
 		switch {
+		case live && isHash(&old) && !isEmptyHash(&old):
+			err = ErrWrongType
+			return item{}, 0, lru.Keep
+		case live && isHash(&old):
+			// A hash without fields reads as absent: the counter counts
+			// from all of it, so that it replaces it everywhere.
+			c.reset = old.version()
+			c.ttl = c.reset
+			if expireAt != 0 {
+				c.ttl, c.expireAt = ver, expireAt
+			}
 		case live && isCounter(&old):
 			c = counterOf(&old)
 		case live:
@@ -483,7 +498,7 @@ func (s *Store) IncrBy(key string, ver Version, delta int64, boot hlc.Timestamp,
 		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
 		res = r
 		if what == lru.Store {
-			return newItem(&op, ghost), op.ExpireAt, lru.Store
+			return s.storeItem(&op, old, found, ghost, &n), op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})

@@ -19,6 +19,15 @@
 // Set whose expiry is ahead; a tombstone for a Delete or for a Set that had
 // already expired). A key never has both a live entry and a tombstone.
 //
+// Counters (counter.go) and hashes (hash.go) are the exceptions: their
+// ops carry a state that Apply merges with the key's by a join
+// (commutative, associative, idempotent) instead of replacing it, so that
+// increments, or fields, written at once on different nodes all count. A
+// plain write meets them by the same lattice: a counter stands at its
+// reset, a hash stays a hash raised to a plain write's reset if it holds a
+// newer write. A hash whose fields are all deleted keeps its state and
+// reads as absent (Len, Scan and RandomKey leave it out).
+//
 // Eviction, expiry and the bounds on tombstones are local and make keys
 // absent, which is always allowed (a miss). What is never allowed is an
 // older write filling the hole (invariant I3 of docs/design.md).

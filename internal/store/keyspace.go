@@ -27,7 +27,7 @@ type Keyspace struct {
 // each shard it visits (the engine's iterator copies a shard under its lock
 // and yields outside it) and holds no lock while counting.
 func (s *Store) Keyspace(maxSample int) Keyspace {
-	ks := Keyspace{Keys: s.cache.Len()}
+	ks := Keyspace{Keys: s.Len()}
 	now := s.clock.UnixNano()
 	expires := 0
 	for _, it := range s.cache.AllIncludingExpired() {

@@ -43,9 +43,15 @@ func (it *item) version() Version { return Version{HLC: it.hlc, Origin: it.origi
 
 // newItem is the entry op (a Set) stores; ghost is its key's ghost hash.
 func newItem(op *Op, ghost uint32) item {
-	ghost &^= counterFlag
-	if op.Kind == KindCounter {
+	ghost &^= counterFlag | hashFlag | emptyHashFlag
+	switch op.Kind {
+	case KindCounter:
 		ghost |= counterFlag
+	case KindHash:
+		ghost |= hashFlag
+		if !hashHasLive(op.Value) {
+			ghost |= emptyHashFlag
+		}
 	}
 	return item{value: op.Value, hlc: op.Version.HLC, origin: op.Version.Origin, ghost: ghost, expireAt: op.ExpireAt}
 }
@@ -77,7 +83,11 @@ type Store struct {
 
 	onChange func(key string, c Change, created bool) // Config.OnChange
 
-	counts [KindCounter + 1][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
+	counts [KindHash + 1][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
+
+	// emptyHashes counts the hash items without a live field, which read
+	// as absent: Len and the keyspace walks leave them out.
+	emptyHashes atomic.Int64
 }
 
 // Open returns a store configured by cfg, or an error wrapping
@@ -108,6 +118,31 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return s, nil
+}
+
+// storeItem is the item that op (stored by applyLocked) makes over old
+// (found: old is in the engine, which replaces it), keeping emptyHashes.
+// A hash without fields reads as absent, so n reports a hash that loses
+// its last field as deleted, and one that gains a first field as created.
+func (s *Store) storeItem(op *Op, old item, found bool, ghost uint32, n *notice) item {
+	it := newItem(op, ghost)
+	wasEmpty, isEmpty := found && isEmptyHash(&old), isEmptyHash(&it)
+	if wasEmpty {
+		s.emptyHashes.Add(-1)
+	}
+	if isEmpty {
+		s.emptyHashes.Add(1)
+	}
+	switch {
+	case isEmpty && n.change == ChangeSet:
+		n.change, n.created = 0, false
+		if found && !wasEmpty {
+			n.change = ChangeDelete
+		}
+	case wasEmpty && n.change == ChangeSet:
+		n.created = true
+	}
+	return it
 }
 
 func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it.value)) }
@@ -152,6 +187,9 @@ func itemSize(key string, it item) int64 { return int64(len(key)) + int64(len(it
 // its slot, which would make the final state depend on arrival order even
 // when nothing was evicted. Purge is the exception, flagged by purging.
 func (s *Store) onEvictLocked(key string, it item, reason lru.Reason) {
+	if isEmptyHash(&it) {
+		s.emptyHashes.Add(-1)
+	}
 	switch {
 	case reason == lru.Deleted && s.purging.Load() == 0:
 	case reason == lru.Expired || reason == lru.Deleted && it.expireAt != 0 && it.expireAt <= s.clock.UnixNano():
@@ -221,21 +259,26 @@ func (s *Store) report(key string, n notice) {
 // with neither, the ghost tables decide: an op whose HLC is not above the
 // key's slot in either is Refused.
 func (s *Store) Apply(op Op) Result {
-	if op.Kind != KindSet && op.Kind != KindDelete && (op.Kind != KindCounter || !checkCounterOp(&op)) {
+	switch {
+	case op.Kind == KindSet, op.Kind == KindDelete:
+	case op.Kind == KindCounter && checkCounterOp(&op):
+	case op.Kind == KindHash && checkHashOp(&op):
+	default:
 		s.counts[0][Invalid].Add(1)
 		return Invalid
 	}
+	kind := op.Kind // a plain op that meets a hash may become the hash's op
 	var res Result
 	var n notice
 	s.cache.ComputeNow(op.Key, func(old item, _ int64, found bool, now int64) (item, int64, lru.Action) {
 		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
 		res = r
 		if what == lru.Store {
-			return newItem(&op, ghost), op.ExpireAt, lru.Store
+			return s.storeItem(&op, old, found, ghost, &n), op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})
-	s.counts[op.Kind][res].Add(1)
+	s.counts[kind][res].Add(1)
 	s.report(op.Key, n)
 	return res
 }
@@ -251,9 +294,12 @@ func (s *Store) Apply(op Op) Result {
 // overwritten by a value computed from an older one.
 //
 // fn may return a KindExpire op for a live key: the key keeps its value (a
-// counter its contributions) with the op's expiry; res is Declined if the
-// key is a counter with a write newer than ver (the expiry would lose to
-// it).
+// counter its contributions, a hash its fields) with the op's expiry; res
+// is Declined if the key is a counter or a hash with a write newer than
+// ver (the expiry would lose to it). fn may return a KindHash op whose
+// Value is another key's hash state (Entry.State): the key becomes a copy
+// of that hash's fields, written at ver, with the op's expiry (COPY,
+// RENAME). A hash without fields is found false.
 //
 // fn runs under the engine's shard lock: it must be quick and must not call
 // the store.
@@ -263,7 +309,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 	defer func() { s.report(key, n) }()
 	s.cache.ComputeNow(key, func(old item, _ int64, ok bool, now int64) (item, int64, lru.Action) {
 		live := ok && (old.expireAt == 0 || old.expireAt > now)
-		if live {
+		if live && !isEmptyHash(&old) { // a hash without fields reads as absent
 			prev, found = entryOf(&old), true
 		}
 		next, write := fn(prev, found)
@@ -283,21 +329,39 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 			c.ttl, c.expireAt = ver, next.ExpireAt
 			next = Op{Kind: KindCounter}
 			s.setCounterOp(&next, &c)
-		case next.Kind == KindExpire && live:
+		case next.Kind == KindExpire && found && isHash(&old):
+			// The expiry is the hash's own register: its fields stay, and
+			// merge with concurrent ones elsewhere.
+			h := hashOf(&old)
+			if ver.Compare(h.ttl) <= 0 || ver.Compare(h.reset) <= 0 {
+				return item{}, 0, lru.Keep
+			}
+			h.ttl, h.expireAt = ver, next.ExpireAt
+			next = Op{}
+			setHashOp(&next, &h)
+		case next.Kind == KindExpire && found:
 			next = Op{Kind: KindSet, Value: old.value, ExpireAt: next.ExpireAt}
+		case next.Kind == KindHash:
+			h, ok := copyHash(next.Value, ver, next.ExpireAt)
+			if !ok {
+				res = Invalid
+				return item{}, 0, lru.Keep
+			}
+			next = Op{}
+			setHashOp(&next, &h)
 		case next.Kind != KindSet && next.Kind != KindDelete:
 			res = Invalid
 			return item{}, 0, lru.Keep
 		}
 		op = next
 		op.Key = key
-		if op.Kind != KindCounter {
-			op.Version = ver // a counter's is its state's newest
+		if op.Kind != KindCounter && op.Kind != KindHash {
+			op.Version = ver // a counter's or a hash's is its state's newest
 		}
 		r, what, ghost := s.applyLocked(&op, old, ok, now, &n)
 		res = r
 		if what == lru.Store {
-			return newItem(&op, ghost), op.ExpireAt, lru.Store
+			return s.storeItem(&op, old, ok, ghost, &n), op.ExpireAt, lru.Store
 		}
 		return item{}, 0, what
 	})
@@ -336,11 +400,33 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 		leave = lru.Remove
 		n.expired = true
 	}
+	// decided: the op was already compared with the key's live entry.
+	decided := false
+	switch {
+	case op.Kind == KindHash:
+		if res, ok := s.mergeHashLocked(op, old, found); !ok {
+			return res, leave, 0
+		}
+		// From here a Hash op is decided as a Set of its (merged) state.
+		decided = true
+	case found && isHash(&old):
+		// A plain write meets a hash: the hash stays, raised to the
+		// write's reset, if it holds a newer write (hash.go).
+		res, replace := s.plainOnHashLocked(op, old, now)
+		if !replace {
+			if res == Applied {
+				n.change = ChangeSet
+				return Applied, lru.Store, old.ghost
+			}
+			return res, leave, 0
+		}
+		decided = true
+	}
 	var reset Version // a Counter op's
 	if op.Kind == KindCounter {
 		var res Result
 		var ok bool
-		if reset, res, ok = s.mergeCounterLocked(op, old, found); !ok {
+		if reset, res, ok = s.mergeCounterLocked(op, old, found && !decided); !ok {
 			return res, leave, 0
 		}
 		// From here a Counter op is decided as a Set of its (merged) state.
@@ -349,7 +435,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 
 	if found {
 		// A counter is replaced by a write newer than its reset (counter.go).
-		if op.Version.Compare(resetOf(&old)) <= 0 {
+		if !decided && op.Version.Compare(resetOf(&old)) <= 0 {
 			return Stale, lru.Keep, 0
 		}
 		switch {
@@ -380,12 +466,30 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 	defer s.tombs.mu.Unlock()
 	s.tombs.pruneLocked(now, pruneBudget)
 	t, hasTomb := s.tombs.opLocked(op.Key)
+	if hasTomb && op.Kind == KindHash {
+		// The tombstone is the hash's reset if the hash holds newer
+		// writes; otherwise it stays (hash.go).
+		h, _ := decodeHash(op.Value) // checked by mergeHashLocked
+		r := hashTombReset(t)
+		if h.version().Compare(r) <= 0 {
+			return Stale, leave, 0
+		}
+		h.raise(r)
+		setHashOp(op, &h)
+	}
+	// A hash whose oldest write a ghost covers may hold a field older than
+	// one that left this store: refused whole (a miss).
+	ghostAt := op.Version.HLC
+	if op.Kind == KindHash && !hasTomb {
+		h, _ := decodeHash(op.Value)
+		ghostAt = h.oldest().HLC
+	}
 	switch {
 	case hasTomb && op.Kind == KindCounter && reset.Compare(tombReset(t)) < 0:
 		return Stale, leave, 0 // counted on a reset older than the tombstone's
 	case hasTomb && op.Version.Compare(t.Version) <= 0:
 		return Stale, leave, 0
-	case !hasTomb && (s.ghosts.coversHash(gh, op.Version.HLC) || s.tombGhosts.coversHash(gh, op.Version.HLC)):
+	case !hasTomb && (s.ghosts.coversHash(gh, ghostAt) || s.tombGhosts.coversHash(gh, ghostAt)):
 		return Refused, leave, 0
 	case op.Kind == KindDelete:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
@@ -464,8 +568,11 @@ func (s *Store) TombstoneOp(key string) (Op, bool) {
 func (s *Store) Snapshot(yield func(Op) bool) {
 	for key, it := range s.cache.AllIncludingExpired() {
 		kind := KindSet
-		if isCounter(&it) {
+		switch {
+		case isCounter(&it):
 			kind = KindCounter
+		case isHash(&it):
+			kind = KindHash
 		}
 		if !yield(Op{Kind: kind, Key: key, Value: it.value, ExpireAt: it.expireAt, Version: it.version()}) {
 			return
@@ -541,8 +648,9 @@ func (s *Store) Purge() {
 }
 
 // Len returns the number of live entries, including expired ones not yet
-// reclaimed (which no read returns).
-func (s *Store) Len() int { return s.cache.Len() }
+// reclaimed (which no read returns), and not counting hashes without a
+// field (which read as absent).
+func (s *Store) Len() int { return max(s.cache.Len()-int(s.emptyHashes.Load()), 0) }
 
 // Bytes returns the memory charged to the live entries: their keys and
 // values plus the engine's per-entry overhead.
@@ -569,11 +677,12 @@ type Stats struct {
 	Sets     KindStats // Apply results of KindSet ops
 	Deletes  KindStats // Apply results of KindDelete ops
 	Counters KindStats // Apply results of KindCounter ops (IncrBy's included)
+	Hashes   KindStats // Apply results of KindHash ops (HashUpdate's included)
 	Invalid  uint64    // ops of an unknown kind
 
-	GhostRefusals uint64 // Sets.Refused + Deletes.Refused + Counters.Refused
+	GhostRefusals uint64 // the Refused of every kind
 
-	Entries    int   // live entries, as Len
+	Entries    int   // live entries, as Len (hashes without a field left out)
 	Bytes      int64 // as Bytes
 	Tombstones int   // tombstones held
 
@@ -595,11 +704,11 @@ func (s *Store) Stats() Stats {
 			TooLarge:       c[TooLarge].Load(),
 		}
 	}
-	st := Stats{Sets: kind(KindSet), Deletes: kind(KindDelete), Counters: kind(KindCounter), Invalid: s.counts[0][Invalid].Load()}
-	st.GhostRefusals = st.Sets.Refused + st.Deletes.Refused + st.Counters.Refused
+	st := Stats{Sets: kind(KindSet), Deletes: kind(KindDelete), Counters: kind(KindCounter), Hashes: kind(KindHash), Invalid: s.counts[0][Invalid].Load()}
+	st.GhostRefusals = st.Sets.Refused + st.Deletes.Refused + st.Counters.Refused + st.Hashes.Refused
 	ls := s.cache.Stats()
 	st.Hits, st.Misses, st.Evictions, st.Expirations = ls.Hits, ls.Misses, ls.Evictions, ls.Expirations
-	st.Entries = s.cache.Len()
+	st.Entries = s.Len()
 	st.Bytes = s.cache.Bytes()
 	s.tombs.mu.Lock()
 	st.Tombstones = s.tombs.lenLocked()

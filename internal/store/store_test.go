@@ -95,7 +95,8 @@ func TestStrings(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{KindSet.String(), "set"},
 		{KindDelete.String(), "delete"},
-		{Kind(7).String(), "Kind(7)"},
+		{KindHash.String(), "hash"},
+		{Kind(8).String(), "Kind(8)"},
 		{Applied.String(), "applied"},
 		{Stale.String(), "stale"},
 		{Refused.String(), "refused"},

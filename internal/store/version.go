@@ -57,12 +57,14 @@ const (
 	KindBatch Kind = 4
 )
 
-// String returns "set", "delete", "publish", "batch", "counter", "expire"
-// or "Kind(n)".
+// String returns "set", "delete", "publish", "batch", "counter", "expire",
+// "hash" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindCounter:
 		return "counter"
+	case KindHash:
+		return "hash"
 	case KindExpire:
 		return "expire"
 	case KindSet:
@@ -94,10 +96,13 @@ type Entry struct {
 	Value    []byte // a counter's: its value in base 10 (a new slice)
 	Version  Version
 	ExpireAt int64 // Unix nanoseconds; 0 = never
-	// Kind is KindSet for a string, KindCounter for a counter, whose
-	// encoded state (shared with the store) is State.
+	// Kind is KindSet for a string, KindCounter for a counter or KindHash
+	// for a hash, whose encoded state (shared with the store) is State. A
+	// hash's Value is nil (Store.Hash reads its fields).
 	Kind  Kind
 	State []byte
+	// Empty marks a hash without a live field, which reads as absent.
+	Empty bool
 }
 
 // Result says what Apply did with an Op.

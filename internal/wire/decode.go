@@ -330,7 +330,7 @@ func (d *decoder) opList() []Op {
 	for i := range ops {
 		op := &ops[i]
 		op.Kind = Kind(d.u8())
-		if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter {
+		if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash {
 			d.fail("unknown op kind")
 		}
 		op.HLC = d.u64()

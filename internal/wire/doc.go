@@ -71,7 +71,7 @@
 //     a Value is bounded only by the frame;
 //   - an op count above remaining/16, 16 bytes being the smallest Op, checked
 //     before the []Op slice is allocated;
-//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch] and [KindCounter], an Ops frame whose
+//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter] and [KindHash], an Ops frame whose
 //     last sequence number FirstSeq+count-1 overflows a uint64, and a varint
 //     that is not in its shortest form.
 //
@@ -112,9 +112,9 @@
 //
 // # Versions
 //
-// [Proto] is 4 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 5 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
-// counters' states, [KindCounter]). The layout of Hello is frozen: every version sends the same
+// counters' states, [KindCounter]; 5: hashes' states, [KindHash]). The layout of Hello is frozen: every version sends the same
 // Hello first, so a node can always decode its peer's Hello and answer a
 // version it does not speak with a Reject of code [RejectProtocol]. A later
 // version adds information in new frame types, sent only once both sides

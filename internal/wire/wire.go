@@ -14,7 +14,8 @@ import (
 // Version 3: an Op may be a pub/sub message (KindPublish) or a batch's
 // start (KindBatch) in Ops frames.
 // Version 4: an Op may be a counter's state (KindCounter).
-const Proto = 4
+// Version 5: an Op may be a hash's state (KindHash).
+const Proto = 5
 
 // Limits. See the package documentation for how they bound decoding.
 const (
@@ -158,17 +159,25 @@ const (
 	// replacing (protocol 4). Valid in every op list; in a Probe, Value is
 	// the state's digest.
 	KindCounter Kind = 5
+	// KindHash carries a hash's whole state in Value (the store's
+	// encoding; the receiver's store checks it) with the state's newest
+	// version and its expiry: receivers merge it field by field
+	// (protocol 5). Valid in every op list; in a Probe, Value is the
+	// state's digest.
+	KindHash Kind = 6
 )
 
 // MaxBatchOps bounds the ops of one batch (KindBatch).
 const MaxBatchOps = 1 << 16
 
-// String returns "set", "delete", "publish", "batch", "counter" or
-// "Kind(n)".
+// String returns "set", "delete", "publish", "batch", "counter", "hash"
+// or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindCounter:
 		return "counter"
+	case KindHash:
+		return "hash"
 	case KindSet:
 		return "set"
 	case KindDelete:

@@ -283,7 +283,7 @@ func TestMalformed(t *testing.T) {
 		{"Ops count one more than fits", frameBytes(TypeOps, cat(u32(1), uv(1), uv(2), okOp, make([]byte, 2*minOpLen-len(okOp)-1))...), ErrMalformed, "op count exceeds payload"},
 		{"Ops count one less than present", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), okOp, okOp)...), ErrMalformed, "trailing bytes"},
 		{"Ops kind 0", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(0, uv(0), uv(0)))...), ErrMalformed, "unknown op kind"},
-		{"Ops kind 6", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(6, uv(0), uv(0)))...), ErrMalformed, "unknown op kind"},
+		{"Ops kind 7", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(7, uv(0), uv(0)))...), ErrMalformed, "unknown op kind"},
 		{"Ops key longer than payload", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(1, uv(1000), make([]byte, 10)))...), ErrMalformed, "key length exceeds payload"},
 		{"Ops key over MaxKeyLen", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(1, uv(MaxKeyLen+1), make([]byte, MaxKeyLen+1), uv(0)))...), ErrMalformed, "key too long"},
 		{"Ops value longer than payload", frameBytes(TypeOps, cat(u32(1), uv(1), uv(1), op(1, uv(0), uv(100), make([]byte, 99)))...), ErrMalformed, "value length exceeds payload"},
