@@ -36,7 +36,8 @@ var (
 // by a node that had not yet seen the reset is discarded with it. Reading
 // the key (Get) returns the value in base 10, as Redis does.
 //
-// Errors: ErrNotInteger, ErrOverflow, ErrCounterFull, and those of Set.
+// Errors: ErrNotInteger, ErrOverflow, ErrCounterFull, ErrWrongType (the
+// key holds a hash), and those of Set.
 func (n *Node) IncrBy(ctx context.Context, key string, delta int64, opts ...Option) (int64, error) {
 	return n.incrBy(ctx, nil, key, delta, opts)
 }
@@ -75,6 +76,8 @@ func (n *Node) incrBy(ctx context.Context, s *Session, key string, delta int64, 
 			return 0, ErrOverflow
 		case errors.Is(err, store.ErrCounterSlots):
 			return 0, ErrCounterFull
+		case errors.Is(err, store.ErrWrongType):
+			return 0, ErrWrongType
 		case err != nil:
 			return 0, err
 		case res == store.TooLarge:

@@ -25,7 +25,10 @@
 // serve them stale.
 //
 // Values are opaque bytes; SetValue and GetValue store any Go value through
-// a Codec (JSON by default).
+// a Codec (JSON by default). Two kinds merge instead of last-writer-wins:
+// counters (IncrBy: increments made at once in several regions all count)
+// and hashes (HSet, HDel, UpdateHash, HGetAll: fields written at once in
+// several regions all survive, each field last-writer-wins).
 //
 // The local engine is package lru, usable on its own. The design is in the
 // repository's docs/ folder.

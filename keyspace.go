@@ -143,7 +143,11 @@ func (n *Node) deleteIfVersion(ctx context.Context, s *Session, key string, v st
 // dst is live. It reports whether it wrote, and the write's sequence, or
 // ErrNotFound if src expired since it was read.
 func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst string, replace bool) (bool, uint64, error) {
-	value := append([]byte(nil), src.Value...) // the store owns what it is given
+	kind, value := store.KindSet, append([]byte(nil), src.Value...) // the store owns what it is given
+	if src.Kind == store.KindHash {
+		// A copy of the hash's fields, written now (store.Update).
+		kind, value = store.KindHash, src.State
+	}
 	gone := false
 	_, _, _, seq, err := n.writeIf(ctx, s, dst, func(_ store.Entry, found bool) (store.Op, bool) {
 		if found && !replace {
@@ -153,7 +157,7 @@ func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst stri
 			gone = true // it expired since it was read: nothing to copy
 			return store.Op{}, false
 		}
-		return store.Op{Kind: store.KindSet, Value: value, ExpireAt: src.ExpireAt}, true
+		return store.Op{Kind: kind, Value: value, ExpireAt: src.ExpireAt}, true
 	})
 	if gone && err == nil {
 		err = ErrNotFound
@@ -163,7 +167,7 @@ func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst stri
 
 func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bool, opts []Option) (bool, error) {
 	src, ok := n.store.Peek(key)
-	if !ok {
+	if !ok || src.Empty {
 		return false, ErrNotFound
 	}
 	if key == newKey {
@@ -192,7 +196,7 @@ func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace
 		return false, ErrSameKey
 	}
 	e, ok := n.store.Peek(src)
-	if !ok {
+	if !ok || e.Empty {
 		return false, nil
 	}
 	wrote, seq, err := n.copyTo(ctx, s, e, dst, replace)

@@ -1,5 +1,7 @@
 package geocache
 
+import "github.com/geocache/geocache/internal/store"
+
 // SetMaxBytes changes the memory budget of the entries (Config.MaxBytes)
 // while the node runs, as Redis's CONFIG SET maxmemory: a smaller budget
 // evicts least recently used entries down to it at once (local evictions,
@@ -32,8 +34,12 @@ func (n *Node) SetMaxBytes(maxBytes int64) error {
 // ErrNotFound if key holds no live entry here.
 func (n *Node) MemoryUsage(key string) (int64, error) {
 	e, ok := n.store.Peek(key)
-	if !ok {
+	if !ok || e.Empty {
 		return 0, ErrNotFound
 	}
-	return int64(len(key)) + int64(len(e.Value)) + n.store.EntryOverhead(), nil
+	size := len(e.Value)
+	if e.Kind == store.KindHash {
+		size = len(e.State) // the whole hash, as the budget charges it
+	}
+	return int64(len(key)) + int64(size) + n.store.EntryOverhead(), nil
 }

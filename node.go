@@ -298,15 +298,15 @@ func (n *Node) Synced() <-chan struct{} { return n.repl.Synced() }
 func (n *Node) IDConflict() <-chan struct{} { return n.repl.IDConflict() }
 
 // Get returns a copy of the value of key, served by this node. It returns
-// ErrNotFound if the key holds no live entry here; it never returns an
-// entry after its expiry time.
+// ErrNotFound if the key holds no live entry here (it never returns an
+// entry after its expiry time), ErrWrongType if it holds a hash (HGetAll
+// reads it).
 func (n *Node) Get(key string) ([]byte, error) {
-	e, ok := n.store.Get(key)
-	if !ok {
-		n.keyMiss(key)
-		return nil, ErrNotFound
+	v, err := n.GetShared(key)
+	if err != nil {
+		return nil, err
 	}
-	return append([]byte(nil), e.Value...), nil
+	return append([]byte(nil), v...), nil
 }
 
 // GetShared is Get without the copy: the returned bytes are the node's own
@@ -317,9 +317,12 @@ func (n *Node) Get(key string) ([]byte, error) {
 // to the socket without a copy.
 func (n *Node) GetShared(key string) ([]byte, error) {
 	e, ok := n.store.Get(key)
-	if !ok {
+	switch {
+	case !ok || e.Empty:
 		n.keyMiss(key)
 		return nil, ErrNotFound
+	case e.Kind == store.KindHash:
+		return nil, ErrWrongType
 	}
 	return e.Value, nil
 }
@@ -610,10 +613,13 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 			if !ch.rawExpiry && !ch.ExpireAt.IsZero() {
 				exp = max(ch.ExpireAt.UnixNano(), 1)
 			}
-			v := ch.Value
-			if found && len(v) == len(cur.Value) && len(v) > 0 && &v[0] == &cur.Value[0] {
-				// The value passed in: only the expiry changes, and a
-				// counter keeps its contributions.
+			v, base := ch.Value, cur.Value
+			if cur.Kind == store.KindHash {
+				base = cur.State // a hash's Item.Value
+			}
+			if found && len(v) == len(base) && len(v) > 0 && &v[0] == &base[0] {
+				// The value passed in: only the expiry changes, a counter
+				// keeps its contributions and a hash its fields.
 				return store.Op{Kind: store.KindExpire, ExpireAt: exp}, true
 			}
 			if sizeErr = n.checkSizes(key, ch.Value); sizeErr != nil {
@@ -638,7 +644,10 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 }
 
 func itemOf(e store.Entry, copyValue bool) Item {
-	it := Item{Value: e.Value, HLC: uint64(e.Version.HLC), Origin: e.Version.Origin}
+	it := Item{Value: e.Value, HLC: uint64(e.Version.HLC), Origin: e.Version.Origin, Type: TypeString}
+	if e.Kind == store.KindHash {
+		it.Type, it.Value = TypeHash, e.State
+	}
 	if copyValue && e.Value != nil {
 		it.Value = append([]byte(nil), e.Value...)
 	}
@@ -653,7 +662,7 @@ func itemOf(e store.Entry, copyValue bool) Item {
 // at least 1 ns: 0 always means "never".
 func (n *Node) TTL(key string) (time.Duration, error) {
 	e, ok := n.store.Peek(key)
-	if !ok {
+	if !ok || e.Empty {
 		return 0, ErrNotFound
 	}
 	if e.ExpireAt == 0 {
@@ -668,8 +677,8 @@ func (n *Node) TTL(key string) (time.Duration, error) {
 // Contains reports whether key holds a live entry on this node, without
 // making it more recently used (as Lookup, without copying the value).
 func (n *Node) Contains(key string) bool {
-	_, ok := n.store.Peek(key)
-	return ok
+	e, ok := n.store.Peek(key)
+	return ok && !e.Empty
 }
 
 // Item is a key's entry with its version, as Lookup returns it.
@@ -681,13 +690,18 @@ type Item struct {
 	Origin uint32
 	// ExpireAt is when the entry expires everywhere; zero if never.
 	ExpireAt time.Time
+	// Type is the type of the value: TypeString, or TypeHash for a hash,
+	// whose Value is its state in an internal encoding (HGetAll reads its
+	// fields). An Update callback that Puts a hash's Value back, unchanged,
+	// changes only its expiry, as for a string.
+	Type Type
 }
 
 // Lookup returns key's entry with its version without making it more
 // recently used, or ErrNotFound.
 func (n *Node) Lookup(key string) (Item, error) {
 	e, ok := n.store.Peek(key)
-	if !ok {
+	if !ok || e.Empty {
 		return Item{}, ErrNotFound
 	}
 	return itemOf(e, true), nil
