@@ -58,6 +58,8 @@ func (c *conn) incrBy(key []byte, d int64) {
 		c.replyError(errNotInteger)
 	case errors.Is(err, geocache.ErrOverflow):
 		c.replyError(errOverflow)
+	case errors.Is(err, geocache.ErrWrongType):
+		c.replyError(errWrongType)
 	case errors.Is(err, geocache.ErrCounterFull):
 		c.replyError("ERR " + strings.TrimPrefix(err.Error(), "geocache: "))
 	case err != nil:

@@ -30,6 +30,13 @@
 // [BYTE|BIT]]; MSETNX; KEYS pattern, SCAN cursor [MATCH pattern] [COUNT n]
 // [TYPE type], RANDOMKEY, RENAME, RENAMENX, COPY [DB 0] [REPLACE].
 //
+// Hashes (hashes.go): HSET, HMSET, HSETNX, HGET, HMGET, HDEL, HGETALL,
+// HKEYS, HVALS, HLEN, HEXISTS, HSTRLEN, HINCRBY, HINCRBYFLOAT, HRANDFIELD
+// [count [WITHVALUES]], HSCAN cursor [MATCH pattern] [COUNT n]. A hash
+// merges field by field across regions (geocache.Node.UpdateHash); every
+// string command on a hash, and every hash command on a string, answers
+// "-WRONGTYPE Operation against a key holding the wrong kind of value".
+//
 // Pub/sub: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH,
 // PUBSUB CHANNELS | NUMSUB | NUMPAT | HELP. A message published on any node
 // reaches the subscribers of every region (geocache.Node.Publish), at most
@@ -65,7 +72,7 @@
 // range", "-ERR invalid expire time in 'set' command", "-NOAUTH
 // Authentication required.", "-WRONGPASS invalid username-password pair or
 // user is disabled.", "-NOPROTO unsupported protocol version". Commands
-// not listed (hashes and the other non-string types, ...) are unknown
+// not listed (lists, sets, sorted sets, streams, ...) are unknown
 // commands.
 //
 // MULTI/EXEC runs its queue isolated on this node: no other client's
@@ -118,8 +125,16 @@
 //     answers Redis's "can't set immutable config". RESETSTAT and REWRITE
 //     answer an error.
 //   - OBJECT ENCODING answers from the value alone (int, embstr up to 44
-//     bytes, raw): Redis answers raw for a short string APPEND or SETRANGE
-//     made. OBJECT REFCOUNT is 1. Eviction keeps a recency order, not
+//     bytes, raw; listpack or hashtable by Redis's thresholds for a hash's
+//     fields now): Redis answers raw for a short string APPEND or SETRANGE
+//     made, and hashtable for a hash that once grew past them.
+//   - Hash replies list fields in the order of their names; HSCAN returns
+//     the whole hash with cursor 0 (as Redis does for a small hash);
+//     HRANDFIELD with a negative count returns at most 65,536 fields. A
+//     hash is at most 32,768 fields (deleted ones counted until a DEL) and
+//     its state at most the value limit. HINCRBY and HINCRBYFLOAT are
+//     read-modify-writes of one field: last writer wins across regions.
+//     Hash writes announce "set" keyspace events (Redis: hset, hdel, ...). OBJECT REFCOUNT is 1. Eviction keeps a recency order, not
 //     access times or counters, so OBJECT IDLETIME answers Redis's error for
 //     an untracked idle time and OBJECT FREQ its error for an LRU policy.
 //   - MEMORY USAGE is what the entry counts against maxmemory (key, value

@@ -129,11 +129,14 @@ func (c *conn) replyWriteError(err error) {
 
 func cmdGet(c *conn, args [][]byte) {
 	v, err := c.s.node.GetShared(peekKey(args[1]))
-	if err != nil {
+	switch {
+	case errors.Is(err, geocache.ErrWrongType):
+		c.replyError(errWrongType)
+	case err != nil:
 		c.replyNull()
-		return
+	default:
+		c.replyBulk(v)
 	}
-	c.replyBulk(v)
 }
 
 // strOpts are the options of SET and GETEX, parsed as Redis's
@@ -213,9 +216,13 @@ func cmdSet(c *conn, args [][]byte) {
 		return
 	}
 	val := args[2]
-	applied := false
+	applied, wrongType := false, false
 	ctx, cancel := c.writeCtx()
 	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if o.get && isHash(cur, found) {
+			wrongType = true // SET ... GET of a hash, as Redis: nothing written
+			return geocache.Change{}
+		}
 		if (o.nx && found) || (o.xx && !found) {
 			return geocache.Change{}
 		}
@@ -235,6 +242,8 @@ func cmdSet(c *conn, args [][]byte) {
 	switch {
 	case err != nil:
 		c.replyWriteError(err)
+	case wrongType:
+		c.replyError(errWrongType)
 	case o.get && found:
 		c.replyBulk(prev.Value)
 	case o.get || !applied:
@@ -295,11 +304,14 @@ func cmdSetnx(c *conn, args [][]byte) {
 }
 
 // replyPrevious answers with the value a conditional write replaced, or
-// with the write's error.
+// with the write's error; WRONGTYPE for a hash (which the write left
+// alone).
 func (c *conn) replyPrevious(prev geocache.Item, found bool, err error) {
 	switch {
 	case err != nil:
 		c.replyWriteError(err)
+	case isHash(prev, found):
+		c.replyError(errWrongType)
 	case found:
 		c.replyBulk(prev.Value)
 	default:
@@ -315,7 +327,12 @@ func removeAlways(geocache.Item, bool) geocache.Change {
 
 func cmdGetdel(c *conn, args [][]byte) {
 	ctx, cancel := c.writeCtx()
-	prev, found, err := c.sess.Update(ctx, string(args[1]), removeAlways)
+	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if isHash(cur, found) {
+			return geocache.Change{} // WRONGTYPE (replyPrevious)
+		}
+		return geocache.Change{Action: geocache.Remove}
+	})
 	cancel()
 	c.replyPrevious(prev, found, err)
 }
@@ -333,7 +350,7 @@ func cmdGetex(c *conn, args [][]byte) {
 	ctx, cancel := c.writeCtx()
 	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
 		switch {
-		case !found:
+		case !found, isHash(cur, found): // a hash: WRONGTYPE (replyPrevious)
 			return geocache.Change{}
 		case o.persist:
 			if cur.ExpireAt.IsZero() {
@@ -431,11 +448,7 @@ func cmdExists(c *conn, args [][]byte) {
 }
 
 func cmdType(c *conn, args [][]byte) {
-	if c.s.node.Contains(peekKey(args[1])) {
-		c.replySimple("string")
-	} else {
-		c.replySimple("none")
-	}
+	c.replySimple(c.keyType(peekKey(args[1])))
 }
 
 func cmdExpire(c *conn, args [][]byte)    { c.expire(args, "expire", expireSeconds) }

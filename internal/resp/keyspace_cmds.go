@@ -68,12 +68,14 @@ func parseCursor(b []byte) (uint64, bool) {
 	return n, true
 }
 
-// keyType is what TYPE answers for key: "string", or "none" if absent.
+// keyType is what TYPE answers for key: "string", "hash", or "none" if
+// absent.
 func (c *conn) keyType(key string) string {
-	if c.s.node.Contains(key) {
-		return "string"
+	t, ok := c.s.node.Type(key)
+	if !ok {
+		return "none"
 	}
-	return "none"
+	return t.String()
 }
 
 func cmdKeys(c *conn, args [][]byte) {

@@ -247,11 +247,15 @@ func cmdObject(c *conn, args [][]byte) {
 	key := peekKey(args[2])
 	if name == "encoding" {
 		it, err := c.s.node.Lookup(key)
-		if err != nil {
+		switch {
+		case err != nil:
 			c.replyNull()
-			return
+		case it.Type == geocache.TypeHash:
+			fields, _ := c.s.node.HGetAllShared(key)
+			c.replyBulkString(hashEncoding(fields))
+		default:
+			c.replyBulkString(stringEncoding(it.Value))
 		}
-		c.replyBulkString(stringEncoding(it.Value))
 		return
 	}
 	if !c.s.node.Contains(key) {

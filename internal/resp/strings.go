@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"errors"
 	"math"
 	"math/bits"
 	"strconv"
@@ -37,10 +38,28 @@ func (c *conn) lookup(key []byte) (geocache.Item, bool) {
 	return it, err == nil
 }
 
+// lookupString is lookup for a string command: ok is false after it
+// replied WRONGTYPE to a hash.
+func (c *conn) lookupString(key []byte) (it geocache.Item, found, ok bool) {
+	it, found = c.lookup(key)
+	if found && it.Type == geocache.TypeHash {
+		c.replyError(errWrongType)
+		return it, found, false
+	}
+	return it, found, true
+}
+
+// isHash reports whether an Update callback's entry is a hash, which a
+// string command answers WRONGTYPE.
+func isHash(cur geocache.Item, found bool) bool { return found && cur.Type == geocache.TypeHash }
+
 func cmdGetset(c *conn, args [][]byte) {
 	val := args[2]
 	ctx, cancel := c.writeCtx()
-	prev, found, err := c.sess.Update(ctx, string(args[1]), func(geocache.Item, bool) geocache.Change {
+	prev, found, err := c.sess.Update(ctx, string(args[1]), func(cur geocache.Item, found bool) geocache.Change {
+		if isHash(cur, found) {
+			return geocache.Change{}
+		}
 		return geocache.Change{Action: geocache.Put, Value: val, ExpireAt: c.s.node.DefaultExpireAt()}
 	})
 	cancel()
@@ -48,8 +67,9 @@ func cmdGetset(c *conn, args [][]byte) {
 }
 
 func cmdStrlen(c *conn, args [][]byte) {
-	it, _ := c.lookup(args[1])
-	c.replyInt(int64(len(it.Value)))
+	if it, _, ok := c.lookupString(args[1]); ok {
+		c.replyInt(int64(len(it.Value)))
+	}
 }
 
 // rewrite applies fn to key's value under the key's lock and stores the
@@ -62,6 +82,11 @@ func (c *conn) rewrite(key []byte, fn func(cur []byte, found bool) (next []byte,
 	failed := false
 	ctx, cancel := c.writeCtx()
 	_, _, err := c.sess.Update(ctx, string(key), func(cur geocache.Item, found bool) geocache.Change {
+		if isHash(cur, found) {
+			c.replyError(errWrongType)
+			failed = true
+			return geocache.Change{}
+		}
 		n, write, ok := fn(cur.Value, found)
 		if !ok {
 			failed = true
@@ -140,7 +165,10 @@ func cmdGetrange(c *conn, args [][]byte) {
 		c.replyError(errNotInteger)
 		return
 	}
-	it, _ := c.lookup(args[1])
+	it, _, ok := c.lookupString(args[1])
+	if !ok {
+		return
+	}
 	lo, hi, empty := rangeOf(start, end, int64(len(it.Value)))
 	if empty {
 		c.replyBulk(nil)
@@ -193,8 +221,9 @@ func cmdGetbit(c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	it, _ := c.lookup(args[1])
-	c.replyInt(int64(bitAt(it.Value, off)))
+	if it, _, ok := c.lookupString(args[1]); ok {
+		c.replyInt(int64(bitAt(it.Value, off)))
+	}
 }
 
 func bitAt(v []byte, off int64) byte {
@@ -265,7 +294,10 @@ func cmdBitcount(c *conn, args [][]byte) {
 		c.replyError(errSyntax)
 		return
 	}
-	it, found := c.lookup(args[1])
+	it, found, ok := c.lookupString(args[1])
+	if !ok {
+		return
+	}
 	if !found {
 		c.replyInt(0)
 		return
@@ -334,8 +366,8 @@ func (c *conn) replyExpireTime(key []byte, millis bool) {
 func cmdTouch(c *conn, args [][]byte) {
 	n := 0
 	for _, k := range args[1:] {
-		if _, err := c.s.node.GetShared(peekKey(k)); err == nil {
-			n++
+		if _, err := c.s.node.GetShared(peekKey(k)); err == nil || errors.Is(err, geocache.ErrWrongType) {
+			n++ // a hash is touched too
 		}
 	}
 	c.replyInt(int64(n))
