@@ -197,6 +197,9 @@ func (c *conn) process() bool {
 	ran := 0
 	defer func() { c.pipe.executed(ran) }()
 	for {
+		if c.inRaw && c.rawState.Load() == rawClosed {
+			return false // closed by another goroutine (closeSocket): run nothing more
+		}
 		if len(c.side) > 0 && !c.takeSide() {
 			return false
 		}
@@ -213,7 +216,7 @@ func (c *conn) process() bool {
 		if n == 0 {
 			return true
 		}
-		if c.inRaw && len(args) > 0 && mayBlock(args) {
+		if c.inRaw && len(args) > 0 && (mayBlock(args) || c.sess.Ack() != geocache.Local) {
 			c.rawLeave, c.keepTick = true, true // the plain loop runs it (rawread.go)
 			return true
 		}

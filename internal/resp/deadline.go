@@ -121,7 +121,7 @@ func (c *conn) write(b []byte) error {
 	}
 	if c.wdl.IsZero() {
 		c.wdl = time.Now().Add(d)
-		c.nc.SetWriteDeadline(c.wdl)
+		c.setWriteDeadline(c.wdl)
 	}
 	renewed := false
 	for {
@@ -133,7 +133,7 @@ func (c *conn) write(b []byte) error {
 		// gets a full one from now.
 		b, renewed = b[n:], true
 		c.wdl = time.Now().Add(d)
-		if err := c.nc.SetWriteDeadline(c.wdl); err != nil {
+		if err := c.setWriteDeadline(c.wdl); err != nil {
 			return err
 		}
 	}
@@ -152,4 +152,15 @@ func (c *conn) batchTick() time.Duration {
 		return monoNow()
 	}
 	return c.lastRead.Sub(monoBase)
+}
+
+// setWriteDeadline sets the socket's write deadline from the serve
+// goroutine without undoing closeSocket's past one (closeSocket marks
+// rawClosed before it sets it).
+func (c *conn) setWriteDeadline(t time.Time) error {
+	err := c.nc.SetWriteDeadline(t)
+	if c.rawState.Load() == rawClosed {
+		c.nc.SetWriteDeadline(aLongTimeAgo)
+	}
+	return err
 }

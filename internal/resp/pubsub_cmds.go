@@ -139,7 +139,7 @@ func (c *conn) startWriter() {
 	}
 	// The deadline armed for the last direct write (deadline.go) must not
 	// cut the writer's writes: a subscriber is bounded by the limits.
-	c.nc.SetWriteDeadline(time.Time{})
+	c.setWriteDeadline(time.Time{})
 	c.wdl = time.Time{}
 	c.ps.q = q
 	go q.run()
