@@ -399,9 +399,11 @@ func TestPubSubSlowSubscribersDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	received := make(chan int)
+	var got atomic.Int64 // messages the reading subscriber has taken
 	go func() {
 		n := 0
 		for range good.Channel(redis.WithChannelSize(msgs)) {
+			got.Add(1)
 			if n++; n == msgs {
 				break
 			}
@@ -436,7 +438,15 @@ func TestPubSubSlowSubscribersDisconnected(t *testing.T) {
 	}()
 	pub := dialRaw(t, addr)
 	payload := strings.Repeat("x", size)
-	for range msgs {
+	// The publisher stays at most lead messages (1 MiB, half the hard
+	// limit) ahead of the reading subscriber, so that it is a subscriber
+	// that keeps up however loaded the machine, while the others fall
+	// behind without bound.
+	const lead = 16
+	for i := range msgs {
+		for deadline := time.Now().Add(testkit.EventuallyTimeout); got.Load() < int64(i-lead) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Microsecond)
+		}
 		pub.do("PUBLISH", "flood", payload)
 	}
 	select {
