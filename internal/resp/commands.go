@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -28,8 +29,12 @@ type command struct {
 	// subscribed mode (refuseSubscribed); the handler checks its own.
 	subcommands map[string]int
 	fn          func(c *conn, args [][]byte)
-	id          int  // index in commands (per-command figures: latency.go)
+	id          int  // index in statEntries (per-command figures: latency.go)
 	skipSlowlog bool // flags has skip_slowlog (EXEC): SLOWLOG logs its commands instead
+	// subs are a container's per-subcommand statistics entries
+	// ("client|list"), as Redis 7 counts them: only their name and id
+	// are set (statsOf).
+	subs map[string]*command
 }
 
 // commandList is the table of commands, in COMMAND's order. It is a
@@ -155,16 +160,53 @@ func commandList() []*command {
 var (
 	commands   []*command
 	commandMap map[string]*command
+	// statEntries are what INFO commandstats and latencystats report, in
+	// their order: every command, each container followed by its
+	// subcommands' entries.
+	statEntries []*command
 )
 
 func init() {
 	commands = commandList()
 	commandMap = make(map[string]*command, len(commands))
-	for i, cmd := range commands {
-		cmd.id = i
+	for _, cmd := range commands {
 		cmd.skipSlowlog = slices.Contains(cmd.flags, "skip_slowlog")
 		commandMap[cmd.name] = cmd
+		cmd.id = len(statEntries)
+		statEntries = append(statEntries, cmd)
+		if cmd.subcommands == nil {
+			continue
+		}
+		cmd.subs = make(map[string]*command, len(cmd.subcommands))
+		for _, name := range slices.Sorted(maps.Keys(cmd.subcommands)) {
+			sub := &command{name: cmd.name + "|" + name, id: len(statEntries)}
+			cmd.subs[name] = sub
+			statEntries = append(statEntries, sub)
+		}
 	}
+}
+
+// maxSubcommandName bounds the subcommand names statsOf looks up.
+const maxSubcommandName = 16
+
+// statsOf returns the entry a call of cmd with args counts in: its
+// subcommand's for a container called with a subcommand it has (in any
+// case), as Redis 7 counts them, otherwise cmd's. It does not allocate.
+func (cmd *command) statsOf(args [][]byte) *command {
+	if cmd.subs == nil || len(args) < 2 || len(args[1]) > maxSubcommandName {
+		return cmd
+	}
+	var lower [maxSubcommandName]byte
+	for i, c := range args[1] {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	if sub := cmd.subs[string(lower[:len(args[1])])]; sub != nil {
+		return sub
+	}
+	return cmd
 }
 
 const maxCommandName = 32
@@ -247,13 +289,13 @@ func (c *conn) execCommand(args [][]byte) {
 		return
 	}
 	if !cmd.noAuth && c.needAuth() {
-		c.s.rejectedCalls[cmd.id].Add(1)
+		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
 		c.failTx()
 		c.replyError("NOAUTH Authentication required.")
 		return
 	}
 	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {
-		c.s.rejectedCalls[cmd.id].Add(1)
+		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
 		c.refuseSubscribed(cmd, args)
 		return
 	}
@@ -299,10 +341,11 @@ func (c *conn) run(cmd *command, args [][]byte) {
 		}
 	}
 	cmd.fn(c, args)
-	d := c.s.latency.observe(c, cmd)
+	st := cmd.statsOf(args)
+	d := c.s.latency.observe(c, st)
 	if c.errs != c.errMark { // as Redis: an error since the last command ended
 		c.errMark = c.errs
-		c.s.failedCalls[cmd.id].Add(1)
+		c.s.failedCalls[st.id].Add(1)
 	}
 	if d >= time.Duration(c.s.slowlog.slowerThan.Load()) {
 		c.s.slowlog.add(c, cmd, args, d) // the one comparison a fast command pays

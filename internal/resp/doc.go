@@ -140,8 +140,9 @@
 //   - MEMORY USAGE is what the entry counts against maxmemory (key, value
 //     and the store's fixed overhead per entry), not Redis's allocator
 //     figures; MEMORY DOCTOR, STATS, PURGE and MALLOC-STATS do not exist.
-//   - INFO commandstats counts a container command (CLIENT, CONFIG ...) as
-//     one, where Redis 7 counts each subcommand apart.
+//   - INFO commandstats counts a container command (CLIENT, CONFIG ...) by
+//     subcommand, as Redis 7; a call with an unknown subcommand counts
+//     under the container, where Redis counts it nowhere.
 //   - CLIENT NO-EVICT is accepted and does nothing: clients are never
 //     evicted.
 //   - AUTH knows one user, "default", whose password is RequirePass.

@@ -6,9 +6,10 @@ import (
 	"github.com/geocache/geocache/internal/latency"
 )
 
-// maxCommands bounds the command table; commandLatency has one histogram
-// per possible entry, so that the server needs no allocation for it.
-const maxCommands = 96
+// maxCommands bounds the statistics entries (statEntries: the commands
+// and the containers' subcommands); commandLatency has one histogram per
+// possible entry, so that the server needs no allocation for it.
+const maxCommands = 192
 
 // commandLatency times the commands a server executes: one sharded
 // histogram per command of the table, indexed by command.id, each shard
@@ -23,8 +24,8 @@ const maxCommands = 96
 type commandLatency [maxCommands]latency.Sharded
 
 func init() {
-	if len(commands) > maxCommands {
-		panic("resp: more commands than maxCommands")
+	if len(statEntries) > maxCommands {
+		panic("resp: more commands and subcommands than maxCommands")
 	}
 }
 
@@ -51,10 +52,12 @@ func (l *commandLatency) observe(c *conn, cmd *command) time.Duration {
 // output buffer (see commandLatency), so without network time or waiting
 // for the client, and including the time a command blocks (WAIT, a write
 // waiting for other regions). Commands refused before they run (unknown,
-// wrong arity, NOAUTH) are not timed.
+// wrong arity, NOAUTH) are not timed. A container command called with one
+// of its subcommands is keyed by both names, as Redis 7 reports it
+// ("client|list"); with an unknown one, by the container's name.
 func (s *Server) CommandLatency() map[string]latency.Snapshot {
 	out := make(map[string]latency.Snapshot)
-	for _, cmd := range commands {
+	for _, cmd := range statEntries {
 		snap := s.latency[cmd.id].Snapshot()
 		if snap.Count() > 0 {
 			out[cmd.name] = snap

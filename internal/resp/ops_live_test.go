@@ -581,3 +581,39 @@ func TestReset(t *testing.T) {
 		t.Errorf("COMMAND INFO reset: %s", got)
 	}
 }
+
+// INFO commandstats counts a container command by subcommand, as Redis 7
+// (cmdstat_config|get, never cmdstat_config), in any case the client
+// writes it, with the errors of a subcommand counted on it.
+func TestCommandstatsBySubcommand(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	checkCommandstatsBySubcommand(t, addr)
+}
+
+func TestCommandstatsBySubcommandAgainstRedis(t *testing.T) {
+	checkCommandstatsBySubcommand(t, redisAddr(t))
+}
+
+func checkCommandstatsBySubcommand(t *testing.T, addr string) {
+	r := dialRaw(t, addr)
+	r.do("CONFIG", "RESETSTAT") // redis-server's counts are the whole run's (geocache: an error, counted on config|resetstat)
+	r.do("CLIENT", "ID")
+	r.do("config", "GET", "maxmemory")
+	r.do("CONFIG", "get", "maxmemory-policy")
+	r.do("CLIENT", "KILL", "1.2.3.4:5") // an error: no such client
+	r.do("OBJECT", "ENCODING", "nosuchkey")
+	stats := r.do("INFO", "commandstats")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`cmdstat_client\|id:calls=1,usec=\d+,usec_per_call=[\d.]+,rejected_calls=0,failed_calls=0\\r\\n`),
+		regexp.MustCompile(`cmdstat_config\|get:calls=2,usec=\d+,usec_per_call=[\d.]+,rejected_calls=0,failed_calls=0\\r\\n`),
+		regexp.MustCompile(`cmdstat_client\|kill:calls=1,usec=\d+,usec_per_call=[\d.]+,rejected_calls=0,failed_calls=1\\r\\n`),
+		regexp.MustCompile(`cmdstat_object\|encoding:calls=1,usec=\d+,usec_per_call=[\d.]+,rejected_calls=0,failed_calls=0\\r\\n`),
+	} {
+		if !want.MatchString(stats) {
+			t.Errorf("INFO commandstats lacks %s:\n%s", want, stats)
+		}
+	}
+	if m := regexp.MustCompile(`cmdstat_(client|config|object):`).FindString(stats); m != "" {
+		t.Errorf("INFO commandstats counts a container as a whole (%s):\n%s", m, stats)
+	}
+}

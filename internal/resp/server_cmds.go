@@ -302,8 +302,9 @@ func (s *Server) info(want map[string]bool) string {
 	if want["commandstats"] || want["latencystats"] {
 		lat := s.CommandLatency()
 		if section("Commandstats") {
-			// As Redis 7: every command called, refused or failed.
-			for _, cmd := range commands {
+			// As Redis 7: every command called, refused or failed, a
+			// container's calls by subcommand (cmdstat_client|list).
+			for _, cmd := range statEntries {
 				l := lat[cmd.name]
 				n := l.Count()
 				rejected, failed := s.rejectedCalls[cmd.id].Load(), s.failedCalls[cmd.id].Load()
@@ -324,7 +325,7 @@ func (s *Server) info(want map[string]bool) string {
 			usec := func(d time.Duration) string {
 				return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 3, 64)
 			}
-			for _, cmd := range commands {
+			for _, cmd := range statEntries {
 				if l, ok := lat[cmd.name]; ok {
 					kv("latency_percentiles_usec_"+cmd.name, "p50="+usec(l.Quantile(0.5))+",p99="+usec(l.Quantile(0.99))+
 						",p99.9="+usec(l.Quantile(0.999)))
