@@ -33,8 +33,10 @@ the history: convergence (I1), no resurrected delete (I3), no lost Quorum
 write (I4), no read after expiry (I5), no phantom value, monotonic clocks,
 read-your-writes, that restarted nodes refill every key another
 region holds (the last region runs with a small --max-memory and evicts),
-and that every counter (--counter-keys, incremented in every region at
-once) ends at the sum of its acknowledged increments.
+that every counter (--counter-keys, incremented in every region at
+once) ends at the sum of its acknowledged increments, and that every hash
+(--hash-keys, fields written in every region at once) merges field by
+field.
 The links run over mutual TLS (a throwaway CA and one certificate per node
 in OUT/certs; --tls=false for plaintext), and every node's replication port
 is probed: it must complete a TLS 1.3 handshake with the run's certificates
@@ -76,6 +78,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.StringVar(&f.cfg.SmallRegionMemory, "small-region-memory", chaos.DefaultSmallRegionMemory, "--max-memory of the last region's nodes, so that it evicts heavily (none: every node keeps everything)")
 	fs.Float64Var(&f.cfg.AllFraction, "all", 0.05, "share of writes acknowledged at level ALL (0: none)")
 	fs.Float64Var(&f.cfg.WaitFraction, "wait", 0.05, "share of Local writes followed by WAIT <regions-1> 1000 (0: none)")
+	fs.IntVar(&f.cfg.HashKeys, "hash-keys", 2, "hash keys every writer writes and deletes fields of (HSET, HDEL, a tenth of its operations), checked after the heal for convergence, phantom values and lost fields (0: none)")
 	fs.IntVar(&f.cfg.CounterKeys, "counter-keys", 4, "counter keys every writer increments (INCR/INCRBY/DECR/DECRBY, a tenth of its operations), checked after the heal against the sum of the acknowledged increments (0: none)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
 	fs.StringVar(&f.out, "out", "", "directory for report.json, summary.txt and the node logs (default: a new temporary directory)")
@@ -114,6 +117,9 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	}
 	if f.cfg.CounterKeys == 0 {
 		f.cfg.CounterKeys = -1 // the package's "none"
+	}
+	if f.cfg.HashKeys == 0 {
+		f.cfg.HashKeys = -1
 	}
 	if f.cfg.ThinkTime == 0 {
 		f.cfg.ThinkTime = -1

@@ -13,14 +13,14 @@ import (
 
 func TestChaosFlags(t *testing.T) {
 	f, _, err := parseChaosFlags([]string{"--duration", "5m", "--seed", "42", "--regions", "5", "--nodes", "2",
-		"--faults", "kill, pause,isolate", "--latency", "0", "--out", "/tmp/x", "--small-region-memory", "none", "--all", "0.1", "--wait", "0", "--counter-keys", "0"})
+		"--faults", "kill, pause,isolate", "--latency", "0", "--out", "/tmp/x", "--small-region-memory", "none", "--all", "0.1", "--wait", "0", "--counter-keys", "0", "--hash-keys", "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := f.cfg
 	if !f.set || f.seed != 42 || c.Duration != 5*time.Minute || c.Regions != 5 || c.NodesPerRegion != 2 ||
 		!slices.Equal(c.Faults, []string{"kill", "pause", "isolate"}) || c.Latency >= 0 || f.out != "/tmp/x" ||
-		c.SmallRegionMemory != "" || c.AllFraction != 0.1 || c.WaitFraction >= 0 || c.CounterKeys >= 0 {
+		c.SmallRegionMemory != "" || c.AllFraction != 0.1 || c.WaitFraction >= 0 || c.CounterKeys >= 0 || c.HashKeys >= 0 {
 		t.Errorf("parsed %+v", f)
 	}
 	f, _, err = parseChaosFlags([]string{"--faults", "none"})
@@ -71,8 +71,8 @@ func TestChaosFaultsDefault(t *testing.T) {
 	if !slices.Equal(f.cfg.Faults, chaos.AllFaults) {
 		t.Errorf("default faults %v, want %v", f.cfg.Faults, chaos.AllFaults)
 	}
-	if f.cfg.CounterKeys != 4 {
-		t.Errorf("default counter keys %d, want 4 (on)", f.cfg.CounterKeys)
+	if f.cfg.CounterKeys != 4 || f.cfg.HashKeys != 2 {
+		t.Errorf("default counter keys %d, hash keys %d; want 4 and 2 (on)", f.cfg.CounterKeys, f.cfg.HashKeys)
 	}
 	if f.cfg.SmallRegionMemory != chaos.DefaultSmallRegionMemory {
 		t.Errorf("default small region memory %q, want %q", f.cfg.SmallRegionMemory, chaos.DefaultSmallRegionMemory)

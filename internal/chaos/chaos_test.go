@@ -98,6 +98,9 @@ func runChaos(t *testing.T, cfg Config) *Report {
 	if cfg.CounterKeys >= 0 && (rep.Counters.Checked == 0 || rep.Counters.Incrs == 0) {
 		t.Errorf("seed %d: the counter check examined nothing: %+v", cfg.Seed, rep.Counters)
 	}
+	if cfg.HashKeys >= 0 && (rep.Hashes.Nodes == 0 || rep.Hashes.HSets == 0) {
+		t.Errorf("seed %d: the hash check examined nothing: %+v", cfg.Seed, rep.Hashes)
+	}
 	if rep.Ops.OwnVersions == 0 || rep.Ops.QuorumAcked == 0 || rep.Checked[CheckRYW] == 0 {
 		t.Errorf("seed %d: the run checked little: %d own versions, %d Quorum writes acknowledged, %d reads checked for read-your-writes",
 			cfg.Seed, rep.Ops.OwnVersions, rep.Ops.QuorumAcked, rep.Checked[CheckRYW])

@@ -30,6 +30,9 @@ const (
 	CheckTLS          = "tls"                    // a run with TLS: a node's replication port did not speak mutual TLS only
 	CheckCounter      = "counter-sum"            // after heal, an ample node holds a counter outside the range its history allows (counter.go)
 	CheckCounterConv  = "I1-counter-convergence" // after heal, two ample nodes hold different values of a counter
+	CheckHashConv     = "I1-hash-convergence"    // after heal, two ample nodes hold different fields of a hash (hash.go)
+	CheckHashPhantom  = "hash-phantom"           // after heal, a node holds a hash field value no HSET of that field wrote
+	CheckHashLost     = "hash-lost-field"        // after heal, an ample node lacks a hash field never deleted that a durable HSET wrote
 )
 
 // Violation is one failed check.
@@ -101,6 +104,8 @@ type CheckResult struct {
 	RYWEvicted int `json:"ryw_evicted,omitempty"`
 	// Counters is what the counter check examined (counter.go).
 	Counters CounterFigures `json:"counters"`
+	// Hashes is what the hash check examined (hash.go).
+	Hashes HashFigures `json:"hashes"`
 }
 
 // RefillFigures counts what the refill check examined: per key held live
@@ -257,6 +262,7 @@ func Check(in *checkInput) *CheckResult {
 		c.dumpValues()
 		c.refill()
 		c.counters()
+		c.hashes()
 	}
 	c.reads()
 	c.waits()

@@ -59,6 +59,15 @@ type Config struct {
 	// CounterFraction is the share of a writer's operations that are
 	// increments (default 0.1; negative: none).
 	CounterFraction float64
+	// HashKeys is how many hash keys the run has (default 2; negative:
+	// none). Every writer of every node writes and deletes their fields
+	// (HSET, HDEL) and nothing else writes them: after the heal every
+	// ample node must hold the same fields, each a value an HSET of it
+	// wrote (hash.go).
+	HashKeys int
+	// HashFraction is the share of a writer's operations (after the
+	// increments) that are hash writes (default 0.1; negative: none).
+	HashFraction float64
 
 	// Faults lists the fault kinds the random schedule may use (default
 	// AllFaults). Ignored when Schedule is set.
@@ -191,6 +200,16 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	if c.CounterFraction < 0 {
 		c.CounterFraction = 0
 	}
+	def(&c.HashKeys, 2)
+	if c.HashKeys < 0 {
+		c.HashKeys = 0
+	}
+	if c.HashFraction == 0 {
+		c.HashFraction = 0.1
+	}
+	if c.HashFraction < 0 {
+		c.HashFraction = 0
+	}
 	if c.MaxMemory == "" {
 		c.MaxMemory = "1GB"
 	}
@@ -217,6 +236,8 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 		return c, errors.New("chaos: OwnKeys must be at least 1 and SharedKeys not negative")
 	case c.CounterKeys > maxCounterKeys || c.CounterFraction > 1:
 		return c, fmt.Errorf("chaos: %d counter keys (at most %d), counter fraction %v (at most 1)", c.CounterKeys, maxCounterKeys, c.CounterFraction)
+	case c.HashKeys > maxHashKeys || c.HashFraction > 1:
+		return c, fmt.Errorf("chaos: %d hash keys (at most %d), hash fraction %v (at most 1)", c.HashKeys, maxHashKeys, c.HashFraction)
 	case c.QuorumFraction+c.AllFraction > 1 || c.WaitFraction > 1:
 		return c, fmt.Errorf("chaos: Quorum (%v) and All (%v) fractions add up to more than 1, or Wait fraction %v above 1", c.QuorumFraction, c.AllFraction, c.WaitFraction)
 	case c.SmallRegionMemory != "" && !memorySize.MatchString(c.SmallRegionMemory):

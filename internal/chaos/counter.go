@@ -30,14 +30,18 @@ const maxCounterDelta = 10
 // are none of avoid's (the keys the workload deletes or lets expire): a
 // full sync's lossy drop rule then has no delete of another key that it
 // could mistake for a reset of a counter.
-func counterKeys(n int, avoid []string) []string {
+func counterKeys(n int, avoid []string) []string { return workloadKeys("c", n, avoid) }
+
+// workloadKeys names n keys ("<prefix><i>") whose tombstone-ghost slots are
+// none of avoid's.
+func workloadKeys(prefix string, n int, avoid []string) []string {
 	slots := make(map[uint64]bool, len(avoid))
 	for _, k := range avoid {
 		slots[ghostSlot(k)] = true
 	}
 	var out []string
 	for i := 0; len(out) < n; i++ { // avoid holds far fewer than ghostSlots keys
-		if k := fmt.Sprintf("c%d", i); !slots[ghostSlot(k)] {
+		if k := fmt.Sprintf("%s%d", prefix, i); !slots[ghostSlot(k)] {
 			out = append(out, k)
 		}
 	}

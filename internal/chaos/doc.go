@@ -27,6 +27,8 @@
 //     share of their operations (Config.CounterFraction) increments
 //     counter keys that every writer of every region increments at once
 //     (INCR, INCRBY, DECR, DECRBY) and nothing sets, deletes or expires;
+//     another share writes and deletes fields of hash keys that every
+//     writer of every region writes at once (HSET, HDEL);
 //     a prober writes keys that watchers in every region poll, to measure
 //     replication visibility;
 //  3. meanwhile applies the fault schedule: partitions (a region isolated,
@@ -42,7 +44,9 @@
 //     ample node holds, the refill check; a counter whose value on an
 //     ample node is not the sum of its acknowledged increments, within
 //     those of unknown outcome or lost with a stopped process, the counter
-//     check), the convergence time, visibility quantiles and the Local writes lost with
+//     check; a hash whose ample nodes disagree, that holds a value no
+//     HSET wrote, or that lacks a field never deleted that a durable HSET
+//     wrote, the hash checks), the convergence time, visibility quantiles and the Local writes lost with
 //     a killed node.
 //
 // Everything is derived from Config.Seed: the fault schedule, the initial

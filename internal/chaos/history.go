@@ -93,6 +93,10 @@ const (
 	// DECR or DECRBY); Value is the node's reply, the counter's value
 	// there right after it.
 	KindIncr = "incr"
+	// KindHSet writes Field of a hash key with Value (HSET); KindHDel
+	// deletes Field (HDEL).
+	KindHSet = "hset"
+	KindHDel = "hdel"
 )
 
 // Op is one operation of the history.
@@ -111,6 +115,7 @@ type Op struct {
 	Found bool          `json:"found,omitempty"`
 	TTL   time.Duration `json:"ttl_ns,omitempty"` // set with PX, pexpire
 	Delta int64         `json:"delta,omitempty"`  // incr
+	Field string        `json:"field,omitempty"`  // hset, hdel
 	// Invoke and Complete are real times in Unix ns.
 	Invoke   int64  `json:"t0"`
 	Complete int64  `json:"t1"`
@@ -167,6 +172,10 @@ func (o *Op) Format(base int64) string {
 		}
 	case KindPExpire:
 		fmt.Fprintf(&b, " px=%d", o.TTL.Milliseconds())
+	case KindHSet:
+		fmt.Fprintf(&b, " %s=%q", o.Field, o.Value)
+	case KindHDel:
+		fmt.Fprintf(&b, " %s", o.Field)
 	case KindIncr:
 		fmt.Fprintf(&b, " %+d", o.Delta)
 		if o.Value != "" {

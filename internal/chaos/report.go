@@ -262,6 +262,10 @@ func (r *Report) Summary() string {
 			fmt.Fprintf(&b, "    %s: must count %+d, allowed [%d, %d], %+d if every uncertain one counted; final per node %s\n", k.Key, k.Sure, k.Lo, k.Hi, k.Every, strings.Join(k.Values, " "))
 		}
 	}
+	if hf := r.Hashes; hf.Keys > 0 {
+		fmt.Fprintf(&b, "  hashes: %d key(s), %d HSET and %d HDEL (%d applied); %d (node, key) states compared on ample nodes, holding %d fields, every value checked against the HSETs of its field\n",
+			hf.Keys, hf.HSets, hf.HDels, hf.Acked, hf.Nodes, hf.Fields)
+	}
 	fmt.Fprintf(&b, "  writes refused for clock skew (-TRYAGAIN): %d, of which not explained by the injected offsets: %d\n",
 		r.Refusals.Total, r.Refusals.Unjustified)
 	fmt.Fprintf(&b, "  restarted nodes' writes versioned below their previous process's: %d (at most %.0f ms behind)\n",

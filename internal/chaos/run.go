@@ -37,6 +37,8 @@ type harness struct {
 	keys    []string   // every key a client may touch but the counters
 	// counters are the counter keys: only incremented (counter.go)
 	counters []string
+	// hashes are the hash keys: only HSET and HDEL (hash.go)
+	hashes []string
 
 	mu     sync.Mutex
 	events []*FaultEvent
@@ -129,6 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		h.keys = append(h.keys, sharedKey(j))
 	}
 	h.counters = counterKeys(cfg.CounterKeys, h.keys)
+	h.hashes = workloadKeys("h", cfg.HashKeys, h.keys)
 	h.prober = &prober{h: h}
 	watchers := make([]*redis.Client, len(cl.nodes))
 	for i, nd := range cl.nodes {
@@ -480,6 +483,9 @@ type final struct {
 	// holds of them ([node][key]), from the same rounds as Dump.
 	CounterKeys []string         `json:",omitempty"`
 	Counters    [][]CounterState `json:",omitempty"`
+	// HashKeys and Hashes: the same for the hash keys.
+	HashKeys []string      `json:",omitempty"`
+	Hashes   [][]HashState `json:",omitempty"`
 }
 
 type divergencePoint struct {
@@ -507,7 +513,7 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 			}
 		}
 	}
-	f := &final{HealAt: h.clock.now(), CounterKeys: h.counters}
+	f := &final{HealAt: h.clock.now(), CounterKeys: h.counters, HashKeys: h.hashes}
 	keySet := map[string]bool{}
 	for _, k := range h.keys {
 		keySet[k] = true
@@ -534,9 +540,12 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		counters, cerrs := h.dumpCounters(ctx, clients, f.CounterKeys)
 		n += h.counterDivergent(counters)
 		errs = append(errs, cerrs...)
+		hashes, herrs := h.dumpHashes(ctx, clients, f.HashKeys)
+		n += h.hashDivergent(hashes)
+		errs = append(errs, herrs...)
 		t := h.clock.now()
 		f.Timeline = append(f.Timeline, divergencePoint{T: t, Divergent: n, LinksUp: up})
-		f.Dump, f.DumpAt, f.DumpErr, f.Counters = dump, at, errs, counters
+		f.Dump, f.DumpAt, f.DumpErr, f.Counters, f.Hashes = dump, at, errs, counters, hashes
 		if n == 0 && up && len(errs) == 0 {
 			if agreedAt == 0 {
 				agreedAt = t

@@ -106,6 +106,9 @@ func (w *writer) step() bool {
 		// (no draw without counters: a seed replays as before them)
 		return w.incr(w.rng.IntN(len(w.h.counters)), ack)
 	}
+	if len(w.h.hashes) > 0 && w.rng.Float64() < w.h.cfg.HashFraction {
+		return w.hashOp(w.rng.IntN(len(w.h.hashes)), ack)
+	}
 
 	switch {
 	case r < 24:
