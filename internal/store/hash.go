@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
-
-	"github.com/geocache/geocache/lru"
 )
 
 // Hashes. A key that HSET (HashUpdate) has written holds a hash: a state
@@ -247,7 +244,8 @@ func decodeHash(b []byte) (hashState, error) {
 			return h, errBadHash
 		}
 	}
-	if d.bad || len(d.b) != 0 || h.expireAt < 0 || h.ttl.Compare(h.reset) < 0 || h.version().Compare(h.reset) <= 0 {
+	if d.bad || len(d.b) != 0 || h.expireAt < 0 || h.ttl.Compare(h.reset) < 0 || h.ttl == h.reset && h.expireAt != 0 ||
+		h.version().Compare(h.reset) <= 0 {
 		return h, errBadHash
 	}
 	return h, nil
@@ -298,7 +296,10 @@ func joinHash(a, b hashState) hashState {
 			}
 		}
 	}
-	if out.ttl.Compare(out.reset) < 0 { // not from valid states; kept for safety
+	if out.ttl.Compare(out.reset) <= 0 {
+		// An expiry not newer than the reset is gone with it. (At the
+		// reset's own version: a reset taken from a state's newest
+		// version, an EXPIRE's, supersedes that EXPIRE.)
 		out.ttl, out.expireAt = out.reset, 0
 	}
 	if len(out.fields) > MaxHashFields {
@@ -332,7 +333,7 @@ func (h *hashState) raise(r Version) {
 	}
 	h.reset = r
 	h.fields = slices.DeleteFunc(slices.Clone(h.fields), func(f hashField) bool { return f.ver.Compare(r) <= 0 })
-	if h.ttl.Compare(r) < 0 {
+	if h.ttl.Compare(r) <= 0 {
 		h.ttl, h.expireAt = r, 0
 	}
 }
@@ -397,8 +398,8 @@ func setHashOp(op *Op, h *hashState) {
 // checkHashOp reports whether a Hash op from outside is well formed: its
 // state decodes and its Version and ExpireAt are the state's.
 func checkHashOp(op *Op) bool {
-	h, err := decodeHash(op.Value)
-	return err == nil && h.version() == op.Version && h.expireAt == op.ExpireAt
+	h, ok := scanHash(op.Value)
+	return ok && h.version == op.Version && h.expireAt == op.ExpireAt
 }
 
 // mergeHashLocked is the first step of applyLocked for a Hash op (found:
@@ -408,6 +409,26 @@ func checkHashOp(op *Op) bool {
 // op changes nothing (Invalid, Stale). An absent key's tombstone is
 // applied later, by applyLocked.
 func (s *Store) mergeHashLocked(op *Op, old item, found bool) (res Result, ok bool) {
+	switch {
+	case found && isHash(&old):
+		// Most states supersede the key's (a local edit, a replicated one
+		// made over the same state): the join is op's state itself,
+		// found in one walk without decoding or encoding.
+		sum, ok, valid := supersedes(old.value, op.Value)
+		switch {
+		case !valid:
+			return Invalid, false
+		case ok && bytes.Equal(op.Value, old.value):
+			return Stale, false // encodings are canonical
+		case ok && sum.version == op.Version && sum.expireAt == op.ExpireAt:
+			return 0, true
+		}
+	case !found:
+		if _, ok := scanHash(op.Value); !ok {
+			return Invalid, false
+		}
+		return 0, true
+	}
 	in, err := decodeHash(op.Value)
 	if err != nil {
 		return Invalid, false
@@ -451,60 +472,6 @@ func (s *Store) plainOnHashLocked(op *Op, old item, now int64) (res Result, repl
 	h.raise(r)
 	setHashOp(op, &h)
 	return Applied, false
-}
-
-// HashEdit is a hash being changed by HashUpdate's callback: every change
-// is a write of the field with HashUpdate's version.
-type HashEdit struct {
-	h       *hashState
-	ver     Version
-	changed bool
-	added   int
-}
-
-// Len returns the number of live fields.
-func (e *HashEdit) Len() int { return e.h.live() }
-
-// Get returns the value of a live field (shared: not to be modified or
-// kept past the callback).
-func (e *HashEdit) Get(name []byte) ([]byte, bool) {
-	i, ok := e.h.find(name)
-	if !ok || e.h.fields[i].del {
-		return nil, false
-	}
-	return e.h.fields[i].value, true
-}
-
-// Set writes a field and reports whether it is new (held no value). The
-// name and value must stay unchanged until the callback returns.
-func (e *HashEdit) Set(name, value []byte) bool {
-	e.changed = true
-	if value == nil {
-		value = []byte{}
-	}
-	i, ok := e.h.find(name)
-	if ok {
-		f := &e.h.fields[i]
-		added := f.del
-		f.value, f.del, f.ver = value, false, e.ver
-		return added
-	}
-	e.h.fields = slices.Insert(e.h.fields, i, hashField{name: name, value: value, ver: e.ver})
-	e.added++
-	return true
-}
-
-// Delete removes a live field (leaving its tombstone) and reports whether
-// it held a value.
-func (e *HashEdit) Delete(name []byte) bool {
-	i, ok := e.h.find(name)
-	if !ok || e.h.fields[i].del {
-		return false
-	}
-	e.changed = true
-	f := &e.h.fields[i]
-	f.value, f.del, f.ver = nil, true, e.ver
-	return true
 }
 
 // Hash returns the live fields of key's hash in name order, with the entry
@@ -556,80 +523,6 @@ func liveFields(b []byte) []Field {
 		fields = append(fields, Field{Name: name, Value: value})
 	}
 	return fields
-}
-
-// HashUpdate changes key's hash as a write of version ver: under the key's
-// lock, fn sees the live fields through a HashEdit and changes them; the
-// new state is applied and returned as the Hash op that carries it to
-// other nodes. An absent key (or a hash without fields) starts a new hash,
-// counting from its tombstone, with expiry expireAt (0: none). res is
-// Declined if fn changed nothing (or returned an error, which HashUpdate
-// returns), TooLarge if the state cannot be stored (nothing is written
-// then). Errors: ErrWrongType for a key that holds a string or a counter;
-// ErrVersionBehind if the key holds a write newer than ver (try again with
-// a new version); ErrHashFields; ErrHashTooLarge if the state would exceed
-// maxBytes (0: no limit); fn's.
-func (s *Store) HashUpdate(key string, ver Version, expireAt int64, maxBytes int, fn func(e *HashEdit) error) (op Op, res Result, err error) {
-	res = Declined
-	var n notice
-	s.cache.ComputeNow(key, func(old item, _ int64, found bool, now int64) (item, int64, lru.Action) {
-		live := found && (old.expireAt == 0 || old.expireAt > now)
-		var h hashState
-		fresh := true // the key reads as absent: a new hash
-		switch {
-		case live && isHash(&old):
-			h = hashOf(&old)
-			fresh = isEmptyHash(&old)
-		case live:
-			err = ErrWrongType
-			return item{}, 0, lru.Keep
-		case found: // expired: applyLocked leaves this tombstone
-			h.reset = hashTombReset(Op{Version: old.version(), ExpireAt: old.expireAt})
-		default:
-			s.tombs.mu.Lock()
-			if t, ok := s.tombs.opLocked(key); ok {
-				h.reset = hashTombReset(t)
-			}
-			s.tombs.mu.Unlock()
-		}
-		if h.ttl.Compare(h.reset) < 0 {
-			h.ttl = h.reset
-		}
-		if ver.Compare(h.version()) <= 0 {
-			err = ErrVersionBehind
-			return item{}, 0, lru.Keep
-		}
-		if fresh {
-			// A new key: no expiry but the one given (an empty hash's
-			// register would otherwise carry over).
-			h.ttl, h.expireAt = ver, expireAt
-		}
-		e := HashEdit{h: &h, ver: ver}
-		if err = fn(&e); err != nil || !e.changed {
-			return item{}, 0, lru.Keep
-		}
-		if e.added > 0 && len(h.fields) > MaxNewHashFields {
-			err = fmt.Errorf("%w (%d; the limit is %d)", ErrHashFields, len(h.fields), MaxNewHashFields)
-			return item{}, 0, lru.Keep
-		}
-		op = Op{Key: key}
-		setHashOp(&op, &h)
-		if maxBytes > 0 && len(op.Value) > maxBytes {
-			err = fmt.Errorf("%w: %d bytes (the limit is %d)", ErrHashTooLarge, len(op.Value), maxBytes)
-			return item{}, 0, lru.Keep
-		}
-		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
-		res = r
-		if what == lru.Store {
-			return s.storeItem(&op, old, found, ghost, &n), op.ExpireAt, lru.Store
-		}
-		return item{}, 0, what
-	})
-	if err == nil && res != Declined {
-		s.counts[KindHash][res].Add(1)
-		s.report(key, n)
-	}
-	return op, res, err
 }
 
 // hashHasLive reports whether an encoded state (one the store checked)

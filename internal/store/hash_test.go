@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -461,7 +462,16 @@ func TestHashJoinProperties(t *testing.T) {
 // and a hash holds exactly the fields the reference model (the join of
 // every write) says.
 func TestHashConvergesRandomly(t *testing.T) {
-	rng := newRand(t)
+	// A seed that once diverged: an EXPIRE's version became the reset of
+	// a counter written over the emptied hash, and states raised to it
+	// kept or dropped the expiry written at it depending on the path
+	// (joinHash and raise now drop it on every path).
+	const pinned = 1796284019738581987
+	hashConvergence(t, rand.New(rand.NewPCG(pinned, pinned^0x9e3779b97f4a7c15)))
+	hashConvergence(t, newRand(t))
+}
+
+func hashConvergence(t *testing.T, rng *rand.Rand) {
 	fieldNames := []string{"a", "b", "c", "d"}
 	for round := range 300 {
 		c := newCounterCluster(t, 3)
@@ -618,8 +628,18 @@ func FuzzDecodeHash(f *testing.F) {
 	f.Add((&hashState{reset: v(1), ttl: v(2)}).encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHash(b)
+		sum, ok := scanHash(b)
+		if ok != (err == nil) {
+			t.Fatalf("scanHash ok %v, decodeHash %v", ok, err)
+		}
 		if err != nil {
 			return
+		}
+		if sum.version != h.version() || sum.expireAt != h.expireAt || sum.live != h.live() {
+			t.Fatalf("scanHash %+v disagrees with the decoder", sum)
+		}
+		if _, ok, valid := supersedes(b, b); !ok || !valid {
+			t.Fatal("a state does not supersede itself")
 		}
 		if got := h.encode(); !bytes.Equal(got, b) {
 			t.Fatalf("re-encoded %x, decoded from %x", got, b)
@@ -707,23 +727,25 @@ func scratchHashOp(t *testing.T, vv Version, pairs ...string) Op {
 	return op
 }
 
-// BenchmarkHashUpdate is one HSET of one field into a hash of n fields
-// (each write decodes, changes and re-encodes the whole state).
+// BenchmarkHashUpdate is one HSET of one field (the middle one) into a
+// hash of n fields: the edit of the encoded state and its merge into the
+// key.
 func BenchmarkHashUpdate(b *testing.B) {
-	for _, n := range []int{10, 1000} {
+	for _, n := range []int{10, 50, 1000} {
 		b.Run(fmt.Sprint(n, "fields"), func(b *testing.B) {
 			s := open(b, testConfig(testkit.NewClock(epoch)))
 			ms := int64(1)
+			value := []byte("value-0123456789") // as a request's bytes: not an allocation of the write
 			write := func(name []byte) {
 				ms++
-				if _, _, err := s.HashUpdate("h", v(ms), 0, 0, func(e *HashEdit) error { e.Set(name, []byte("value-0123456789")); return nil }); err != nil {
+				if _, _, err := s.HashUpdate("h", v(ms), 0, 0, func(e *HashEdit) error { e.Set(name, value); return nil }); err != nil {
 					b.Fatal(err)
 				}
 			}
 			for i := range n {
 				write(fmt.Appendf(nil, "field-%d", i))
 			}
-			name := []byte("field-0")
+			name := fmt.Appendf(nil, "field-%d", n/2)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -735,7 +757,7 @@ func BenchmarkHashUpdate(b *testing.B) {
 
 // BenchmarkHashRead is an HGETALL-style read of a hash of n fields.
 func BenchmarkHashRead(b *testing.B) {
-	for _, n := range []int{10, 1000} {
+	for _, n := range []int{10, 50, 1000} {
 		b.Run(fmt.Sprint(n, "fields"), func(b *testing.B) {
 			s := open(b, testConfig(testkit.NewClock(epoch)))
 			if _, _, err := s.HashUpdate("h", v(1), 0, 0, func(e *HashEdit) error {
