@@ -73,20 +73,7 @@ func (w *writer) incr(i int, ack string) bool {
 	default:
 		args = []any{"INCRBY", key, d}
 	}
-	c := w.local
-	switch ack {
-	case AckQuorum:
-		c = w.quorum
-	case AckAll:
-		c = w.all
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	op.Invoke = w.h.clock.now()
-	n, err := c.Do(ctx, args...).Int64()
-	op.Complete = w.h.clock.now()
-	op.Inc1 = w.nd.incarnation()
-	op.Status, op.Err, op.Late = classify(err)
+	n, err := w.do(op, ack, args...)
 	if err == nil {
 		op.Value = strconv.FormatInt(n, 10)
 	}
@@ -129,20 +116,25 @@ func (h *harness) dumpCounters(ctx context.Context, clients []*redis.Client, key
 // ample-memory nodes (a small region may have evicted a counter and hold
 // part of it since: it is not waited for).
 func (h *harness) counterDivergent(dump [][]CounterState) int {
-	small := h.cfg.smallRegion()
-	ample := func(n int) bool { return h.cfg.regionOf(n) != small }
-	n := 0
-	for k := range h.counters {
-		if counterDivergence(dump, k, ample) != "" {
-			n++
-		}
-	}
-	return n
+	return divergentKeys(h, dump, len(h.counters), func(a, b CounterState) bool { return a == b })
 }
 
-// counterDivergence describes how the ample nodes disagree on counter index
-// k, or "".
-func counterDivergence(dump [][]CounterState, k int, ample func(int) bool) string {
+// divergentKeys counts the keys (of n, indexing dump's rows) that two
+// ample-memory nodes hold differently.
+func divergentKeys[T fmt.Stringer](h *harness, dump [][]T, n int, equal func(a, b T) bool) int {
+	small := h.cfg.smallRegion()
+	ample := func(node int) bool { return h.cfg.regionOf(node) != small }
+	d := 0
+	for k := range n {
+		if divergence(dump, k, ample, equal) != "" {
+			d++
+		}
+	}
+	return d
+}
+
+// divergence describes how the ample nodes disagree on key index k, or "".
+func divergence[T fmt.Stringer](dump [][]T, k int, ample func(int) bool, equal func(a, b T) bool) string {
 	first := -1
 	for n := range dump {
 		if !ample(n) || k >= len(dump[n]) {
@@ -152,7 +144,7 @@ func counterDivergence(dump [][]CounterState, k int, ample func(int) bool) strin
 			first = n
 			continue
 		}
-		if a, b := dump[first][k], dump[n][k]; a != b {
+		if a, b := dump[first][k], dump[n][k]; !equal(a, b) {
 			return fmt.Sprintf("node %d holds %s, node %d holds %s", first+1, a, n+1, b)
 		}
 	}
@@ -314,7 +306,7 @@ func (c *checker) counters() {
 					key, ck.Lo, ck.Hi, ck.Sure, strings.Join(bad, "; "), c.counterLine(key))})
 		}
 		c.res.Checked[CheckCounterConv]++
-		if d := counterDivergence(f.Counters, k, func(n int) bool { return !c.small(n) }); d != "" {
+		if d := divergence(f.Counters, k, func(n int) bool { return !c.small(n) }, func(a, b CounterState) bool { return a == b }); d != "" {
 			c.fail(Violation{Check: CheckCounterConv, Key: key, Detail: d})
 		}
 		if len(cf.PerKey) < maxCounterKeys {

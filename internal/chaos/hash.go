@@ -52,20 +52,7 @@ func (w *writer) hashOp(i int, ack string) bool {
 		op.Value = fmt.Sprintf("%s.%s|%d.%d", key, field, w.idx, w.seq)
 		args = []any{"HSET", key, field, op.Value}
 	}
-	c := w.local
-	switch ack {
-	case AckQuorum:
-		c = w.quorum
-	case AckAll:
-		c = w.all
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	op.Invoke = w.h.clock.now()
-	_, err := c.Do(ctx, args...).Int64()
-	op.Complete = w.h.clock.now()
-	op.Inc1 = w.nd.incarnation()
-	op.Status, op.Err, op.Late = classify(err)
+	w.do(op, ack, args...)
 	w.ops = append(w.ops, *op)
 	return replied(op)
 }
@@ -114,35 +101,10 @@ func (h *harness) dumpHashes(ctx context.Context, clients []*redis.Client, keys 
 // hashDivergent counts the hash keys that two ample-memory nodes hold
 // differently (a small region may have evicted a hash: not waited for).
 func (h *harness) hashDivergent(dump [][]HashState) int {
-	small := h.cfg.smallRegion()
-	ample := func(n int) bool { return h.cfg.regionOf(n) != small }
-	n := 0
-	for k := range h.hashes {
-		if hashDivergence(dump, k, ample) != "" {
-			n++
-		}
-	}
-	return n
+	return divergentKeys(h, dump, len(h.hashes), hashEqual)
 }
 
-// hashDivergence describes how the ample nodes disagree on hash index k,
-// or "".
-func hashDivergence(dump [][]HashState, k int, ample func(int) bool) string {
-	first := -1
-	for n := range dump {
-		if !ample(n) || k >= len(dump[n]) {
-			continue
-		}
-		if first < 0 {
-			first = n
-			continue
-		}
-		if a, b := dump[first][k], dump[n][k]; !maps.Equal(a, b) {
-			return fmt.Sprintf("node %d holds {%s}, node %d holds {%s}", first+1, a, n+1, b)
-		}
-	}
-	return ""
-}
+func hashEqual(a, b HashState) bool { return maps.Equal(a, b) }
 
 // HashFigures is what the hash check examined.
 type HashFigures struct {
@@ -219,7 +181,7 @@ func (c *checker) hashes() {
 			}
 		}
 		c.res.Checked[CheckHashConv]++
-		if d := hashDivergence(f.Hashes, k, ample); d != "" {
+		if d := divergence(f.Hashes, k, ample, hashEqual); d != "" {
 			c.fail(Violation{Check: CheckHashConv, Key: key, Detail: d})
 		}
 	}

@@ -181,13 +181,7 @@ func (w *writer) write(kind, key string, ttl time.Duration, ack string) bool {
 	case KindPersist:
 		args = []any{"PERSIST", key}
 	}
-	c := w.local
-	switch ack {
-	case AckQuorum:
-		c = w.quorum
-	case AckAll:
-		c = w.all
-	}
+	c := w.client(ack)
 	wait := ack == "" && w.h.cfg.Regions > 1 && w.rng.Float64() < w.h.cfg.WaitFraction
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -436,4 +430,30 @@ func (p *prober) watch(i int, c *redis.Client, stop <-chan struct{}) {
 		p.mu.Unlock()
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// client is the writer's connection for writes acknowledged at level ack
+// (GEOCACHE ACK set once per connection).
+func (w *writer) client(ack string) *redis.Client {
+	switch ack {
+	case AckQuorum:
+		return w.quorum
+	case AckAll:
+		return w.all
+	}
+	return w.local
+}
+
+// do runs one command for op on the connection of its acknowledgement
+// level, recording its times, incarnation and outcome, and returns its
+// integer reply.
+func (w *writer) do(op *Op, ack string, args ...any) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	op.Invoke = w.h.clock.now()
+	n, err := w.client(ack).Do(ctx, args...).Int64()
+	op.Complete = w.h.clock.now()
+	op.Inc1 = w.nd.incarnation()
+	op.Status, op.Err, op.Late = classify(err)
+	return n, err
 }
