@@ -376,32 +376,9 @@ func cmdHscan(c *conn, args [][]byte) {
 		c.replyArray(0)
 		return
 	}
-	var pat []byte
-	for i := 3; i < len(args); i += 2 {
-		if i+1 >= len(args) {
-			c.replyError(errSyntax)
-			return
-		}
-		switch a := args[i]; {
-		case equalFold(a, "count"):
-			n, ok := parseInt(args[i+1])
-			if !ok {
-				c.replyError(errNotInteger)
-				return
-			}
-			if n < 1 {
-				c.replyError(errSyntax)
-				return
-			}
-		case equalFold(a, "match"):
-			pat = args[i+1]
-			if len(pat) == 1 && pat[0] == '*' {
-				pat = nil
-			}
-		default:
-			c.replyError(errSyntax)
-			return
-		}
+	_, pat, _, ok := c.scanOptions(args[3:], false)
+	if !ok {
+		return
 	}
 	kept := fields[:0:0]
 	for _, f := range fields {

@@ -100,42 +100,52 @@ func cmdKeys(c *conn, args [][]byte) {
 	}
 }
 
+// scanOptions parses SCAN's options ([MATCH pattern] [COUNT count], and
+// [TYPE type] if withType) as Redis does, replying the error if they are
+// wrong (ok false). count is 10 if not given; pat is nil for none or "*".
+func (c *conn) scanOptions(opts [][]byte, withType bool) (count int64, pat, typ []byte, ok bool) {
+	count = 10
+	for i := 0; i < len(opts); i += 2 {
+		if i+1 >= len(opts) {
+			c.replyError(errSyntax)
+			return 0, nil, nil, false
+		}
+		switch a := opts[i]; {
+		case equalFold(a, "count"):
+			n, ok := parseInt(opts[i+1])
+			if !ok {
+				c.replyError(errNotInteger)
+				return 0, nil, nil, false
+			}
+			if n < 1 {
+				c.replyError(errSyntax)
+				return 0, nil, nil, false
+			}
+			count = n
+		case equalFold(a, "match"):
+			pat = opts[i+1]
+			if len(pat) == 1 && pat[0] == '*' {
+				pat = nil
+			}
+		case withType && equalFold(a, "type"):
+			typ = opts[i+1]
+		default:
+			c.replyError(errSyntax)
+			return 0, nil, nil, false
+		}
+	}
+	return count, pat, typ, true
+}
+
 func cmdScan(c *conn, args [][]byte) {
 	cursor, ok := parseCursor(args[1])
 	if !ok {
 		c.replyError("ERR invalid cursor")
 		return
 	}
-	count := int64(10)
-	var pat, typ []byte
-	for i := 2; i < len(args); i += 2 {
-		if i+1 >= len(args) {
-			c.replyError(errSyntax)
-			return
-		}
-		switch a := args[i]; {
-		case equalFold(a, "count"):
-			n, ok := parseInt(args[i+1])
-			if !ok {
-				c.replyError(errNotInteger)
-				return
-			}
-			if n < 1 {
-				c.replyError(errSyntax)
-				return
-			}
-			count = n
-		case equalFold(a, "match"):
-			pat = args[i+1]
-			if len(pat) == 1 && pat[0] == '*' {
-				pat = nil
-			}
-		case equalFold(a, "type"):
-			typ = args[i+1]
-		default:
-			c.replyError(errSyntax)
-			return
-		}
+	count, pat, typ, ok := c.scanOptions(args[2:], true)
+	if !ok {
+		return
 	}
 	keys, next := c.s.node.Scan(cursor, int(min(count, math.MaxInt32)), nil)
 	// Filter after collecting, as Redis does: COUNT bounds the work, not
