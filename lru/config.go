@@ -83,6 +83,13 @@ type Config[K comparable, V any] struct {
 	// equal part of MaxEntries and MaxBytes and is exactly LRU within itself.
 	Shards int
 
+	// LargestEntry is the size (as Size counts it) of the largest entry the
+	// cache must always be able to hold. With Shards 0, the automatic shard
+	// count is lowered, down to one shard, until one shard's part of
+	// MaxBytes holds such an entry. 0 means no such requirement; an entry
+	// larger than a shard's part is never stored (Cache.MaxEntrySize).
+	LargestEntry int64
+
 	// Clock supplies the time for expiry. nil means the real clock.
 	Clock Clock
 
@@ -134,6 +141,8 @@ func (cfg Config[K, V]) validate() (validated[K, V], error) {
 		return v, fmt.Errorf("%w: MaxBytes %d is negative", ErrInvalidConfig, cfg.MaxBytes)
 	case cfg.DefaultTTL < 0:
 		return v, fmt.Errorf("%w: DefaultTTL %v is negative", ErrInvalidConfig, cfg.DefaultTTL)
+	case cfg.LargestEntry < 0:
+		return v, fmt.Errorf("%w: LargestEntry %d is negative", ErrInvalidConfig, cfg.LargestEntry)
 	case cfg.Shards < 0 || cfg.Shards > 1<<16:
 		return v, fmt.Errorf("%w: Shards %d is outside [0, 65536]", ErrInvalidConfig, cfg.Shards)
 	}
@@ -152,6 +161,10 @@ func (cfg Config[K, V]) validate() (validated[K, V], error) {
 	v.shards = v.Shards
 	if v.shards == 0 {
 		v.shards = autoShards(v.MaxEntries, v.MaxBytes)
+		for v.shards > 1 && v.LargestEntry > 0 && v.MaxBytes > 0 &&
+			v.MaxBytes/int64(v.shards)-int64(entryOverhead[K, V]()) < v.LargestEntry {
+			v.shards /= 2
+		}
 	}
 	v.shards = nextPow2(v.shards)
 	if v.MaxEntries > 0 && v.shards > v.MaxEntries {

@@ -130,6 +130,12 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 			continue
 		}
 		w := toWireOp(&op)
+		if r.isLarge(&w) {
+			if err := r.writeLarge(fc, w); err != nil {
+				return err
+			}
+			continue
+		}
 		if size+w.Size() > r.cfg.BatchBytes && len(out) > 0 {
 			if err := fc.write(&wire.Repair{Origin: r.cfg.NodeID, Ops: out}); err != nil {
 				return err

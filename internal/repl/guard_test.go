@@ -76,7 +76,7 @@ func (p *fakePeer) expectReject(code wire.RejectCode) *wire.Reject {
 			p.t.Fatalf("want a Reject %v: %v", code, err)
 		}
 		switch f := f.(type) {
-		case *wire.Ack:
+		case *wire.Ack, *wire.PartAck:
 			continue
 		case *wire.Reject:
 			if f.Code != code {

@@ -23,7 +23,11 @@ type originState struct {
 	mu          sync.Mutex
 	gen         uint64 // bumped by each new connection; older ones stop
 	incarnation uint64
-	applied     uint64 // last sequence number applied
+	applied     uint64 // last sequence number applied, or passed by overtaking ops
+	// hole is the sequence number of an overtaken large op whose parts are
+	// still arriving (0: none): acks stop before it, and a new connection
+	// resumes from it (large.go).
+	hole uint64
 	// delivered is the sequence number of the last message handed to
 	// OnPublish: a replay after a full sync does not deliver it again.
 	delivered uint64
@@ -140,6 +144,16 @@ type inStream struct {
 	lastWrite time.Time // of the last frame written to the origin
 	unacked   int       // Ops frames applied and not yet acknowledged
 	pending   uint64    // the sequence number those acks would carry
+	large     *largeRecv
+}
+
+// acked returns the sequence number this node acknowledges: the last one
+// applied, or the one before an overtaken op still arriving.
+func (o *originState) acked() uint64 {
+	if o.hole != 0 {
+		return o.hole - 1
+	}
+	return o.applied
 }
 
 // handshakeIn reads the peer's Hello, answers it, takes over the origin's
@@ -195,6 +209,10 @@ func (in *inStream) serve() error {
 			err = in.onSnapshotEnd(f)
 		case *wire.Probe:
 			err = in.onProbe(f)
+		case *wire.LargeOp:
+			err = in.onLargeOp(f)
+		case *wire.ValuePart:
+			err = in.onValuePart(f)
 		case *wire.Ping:
 			err = in.fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: in.r.cfg.Physical.UnixNano()})
 		case *wire.Reject:
@@ -229,7 +247,18 @@ func (in *inStream) onOps(f *wire.Ops) error {
 	if err := in.fromOrigin(f.Origin, "ops"); err != nil {
 		return err
 	}
+	if in.large != nil && !in.large.overtaken {
+		return in.fc.reject(wire.RejectBadFrame, "ops while the value of op %d is arriving, which they may not pass", in.large.seq)
+	}
 	applied, err := in.r.applyOps(in.o, in.gen, f, in.snap != nil)
+	return in.applied(applied, err)
+}
+
+// applied acknowledges the origin's log up to applied after a frame, at
+// once or with the frames already received behind it; or, if applying
+// stopped at a version too far ahead, acknowledges what was applied and
+// holds the stream.
+func (in *inStream) applied(applied uint64, err error) error {
 	if errors.Is(err, hlc.ErrRemoteAhead) {
 		// Acknowledge what was applied, so the origin resumes after it.
 		if err := in.ack(applied); err != nil {
@@ -251,7 +280,7 @@ func (in *inStream) onOps(f *wire.Ops) error {
 
 func (in *inStream) onSnapshotBegin(f *wire.SnapshotBegin) error {
 	r := in.r
-	if f.Origin != in.h.NodeID || in.snap != nil {
+	if f.Origin != in.h.NodeID || in.snap != nil || in.large != nil {
 		return in.fc.reject(wire.RejectBadFrame, "unexpected snapshot begin")
 	}
 	if !in.asked {
@@ -268,11 +297,16 @@ func (in *inStream) onSnapshotBegin(f *wire.SnapshotBegin) error {
 }
 
 func (in *inStream) onSnapshotChunk(f *wire.SnapshotChunk) error {
-	r := in.r
-	if f.Origin != in.h.NodeID || in.snap == nil {
+	if f.Origin != in.h.NodeID || in.snap == nil || in.large != nil {
 		return in.fc.reject(wire.RejectBadFrame, "snapshot chunk outside a snapshot")
 	}
-	if err := r.applySnapshotChunk(in.o, in.gen, in.snap, f.Ops); err != nil {
+	return in.snapshotOps(f.Ops)
+}
+
+// snapshotOps applies entries of the full sync in progress.
+func (in *inStream) snapshotOps(ops []wire.Op) error {
+	r := in.r
+	if err := r.applySnapshotChunk(in.o, in.gen, in.snap, ops); err != nil {
 		switch {
 		case errors.Is(err, hlc.ErrRemoteAhead):
 			return r.holdAhead(in.fc, in.o, in.h, "full sync", err)
@@ -286,7 +320,7 @@ func (in *inStream) onSnapshotChunk(f *wire.SnapshotChunk) error {
 	// its reader alive with a repeat of the last ack.
 	if time.Since(in.lastWrite) > r.cfg.PingInterval {
 		in.o.mu.Lock()
-		applied := in.o.applied
+		applied := in.o.acked()
 		in.o.mu.Unlock()
 		return in.ack(applied)
 	}
@@ -295,7 +329,7 @@ func (in *inStream) onSnapshotChunk(f *wire.SnapshotChunk) error {
 
 func (in *inStream) onSnapshotEnd(f *wire.SnapshotEnd) error {
 	r := in.r
-	if f.Origin != in.h.NodeID || in.snap == nil {
+	if f.Origin != in.h.NodeID || in.snap == nil || in.large != nil {
 		return in.fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
 	}
 	if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
@@ -340,6 +374,9 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 		o.applied, o.delivered = 0, 0
 	}
 	o.batch = pendingBatch{}
+	if o.hole != 0 { // resume from the overtaken op: it never arrived whole
+		o.applied, o.hole = o.hole-1, 0
+	}
 	// Away longer than the tombstone horizon: deletes this node missed may
 	// have left no tombstone anywhere, so no stream or anti-entropy round
 	// would bring them; a full sync's drop rule removes what they deleted.
@@ -389,28 +426,34 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 	}
 	for i := range f.Ops {
 		w, seq := &f.Ops[i], f.FirstSeq+uint64(i)
-		var err error
-		switch {
-		case len(o.batch.ops) > 0 || w.Kind == wire.KindBatch:
-			err = r.batchOpLocked(o, w)
-		case w.Kind == wire.KindPublish:
-			err = r.deliverLocked(o, seq, w)
-		default:
-			err = r.applyLocked(o, w)
-		}
-		if err != nil {
+		if err := r.streamOpLocked(o, seq, w); err != nil {
 			// Hold the stream here: the ops before are applied, this one
 			// and the rest come again once the origin reconnects (a batch
 			// from its marker).
 			r.observeVisibility(o, f.Ops[:i])
-			return o.applied, fmt.Errorf("op %d: %w", seq, err)
-		}
-		if len(o.batch.ops) == 0 && w.Kind != wire.KindBatch {
-			o.applied = seq
+			return o.acked(), fmt.Errorf("op %d: %w", seq, err)
 		}
 	}
 	r.observeVisibility(o, f.Ops)
-	return o.applied, nil
+	return o.acked(), nil
+}
+
+// streamOpLocked applies (or delivers, or adds to the batch arriving) the
+// op of sequence number seq, next in the stream's order.
+func (r *Replicator) streamOpLocked(o *originState, seq uint64, w *wire.Op) error {
+	var err error
+	switch {
+	case len(o.batch.ops) > 0 || w.Kind == wire.KindBatch:
+		err = r.batchOpLocked(o, w)
+	case w.Kind == wire.KindPublish:
+		err = r.deliverLocked(o, seq, w)
+	default:
+		err = r.applyLocked(o, w)
+	}
+	if err == nil && len(o.batch.ops) == 0 && w.Kind != wire.KindBatch {
+		o.applied = seq
+	}
+	return err
 }
 
 // pendingBatch is a batch whose ops are still arriving: the KindBatch
@@ -620,7 +663,7 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		}
 		return !store.GhostCovers(ghosts, key, v.HLC)
 	})
-	o.applied = snap.seq
+	o.applied, o.hole = snap.seq, 0
 	o.synced = true
 	o.fullSyncs++
 	o.dropped += uint64(n)

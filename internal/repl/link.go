@@ -50,11 +50,16 @@ type link struct {
 
 	clockMerged bool // the peer's clock was merged once; guarded by Replicator.mu
 
-	kick         chan struct{} // wakes the writer for an anti-entropy round
-	repairWanted bool
-	lastRound    time.Time
-	rounds       uint64 // anti-entropy rounds completed
-	repaired     uint64 // entries this node took from the peer's repairs
+	kick chan struct{} // wakes the writer for an anti-entropy round
+	// partSeq and partAcked are the large op being sent and how much of
+	// its value the peer holds (PartAck); window wakes the sender when
+	// that moves.
+	partSeq, partAcked uint64
+	window             chan struct{}
+	repairWanted       bool
+	lastRound          time.Time
+	rounds             uint64 // anti-entropy rounds completed
+	repaired           uint64 // entries this node took from the peer's repairs
 }
 
 // setState records a change of the link. A connected link has no last
@@ -254,10 +259,14 @@ type sender struct {
 	needSnapshot bool
 	readErr      <-chan error // the reader's end
 
-	batch  []store.Op
-	ops    []wire.Op
-	round  *probeRound
-	probes <-chan []wire.Op // nil unless a round is running
+	batch []store.Op
+	ops   []wire.Op
+	round *probeRound
+	// large is the large op being sent, a part per turn (large.go), and
+	// batchLeft the ops of the current batch not sent yet.
+	large     *largeSend
+	batchLeft uint64
+	probes    <-chan []wire.Op // nil unless a round is running
 
 	// lastOps is when the last frame of writes went out; hold fires when
 	// the next may (Config.Coalesce), and held is its channel while the
@@ -308,6 +317,7 @@ func (s *sender) run() error {
 		case <-s.held:
 			s.held = nil
 		case <-l.kick:
+		case <-l.window:
 		case chunk, ok := <-s.probes:
 			if err := s.sendProbe(chunk, ok); err != nil {
 				return err
@@ -329,51 +339,98 @@ func (s *sender) run() error {
 	}
 }
 
-// sendAvailable sends a full sync if one is due, else the next batch of
-// the log, and reports whether it sent anything.
+// sendAvailable sends the next part of a large op in flight, a full sync
+// if one is due, or else the next batch of the log (the ops an overtaken
+// large op lets pass, up to the next large one), and reports whether it
+// sent anything.
 func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	r := s.r
-	var n uint64
+	sentPart := false
+	if s.large != nil {
+		if err := s.pingIfDue(ping); err != nil {
+			return false, err
+		}
+		if s.windowOpen() {
+			done, err := s.large.next(s.fc, r.cfg.BatchBytes)
+			if err != nil {
+				return false, err
+			}
+			if done {
+				s.large = nil
+			}
+			sentPart = true
+		}
+		if s.large != nil && !s.large.overtake {
+			return sentPart, nil // nothing passes a message or a batch's op
+		}
+	}
 	var err error
-	s.batch, n, err = r.log.Read(s.next, int64(r.cfg.BatchBytes), s.batch[:0])
+	s.batch, _, err = r.log.Read(s.next, int64(r.cfg.BatchBytes), s.batch[:0])
 	if errors.Is(err, ErrTruncated) || s.needSnapshot {
+		if s.large != nil {
+			return true, nil // the op in flight first: the receiver refuses a sync inside it
+		}
 		replay := s.next
 		if !s.needSnapshot {
 			replay = 0 // the log no longer reaches back to the peer
 		}
 		s.needSnapshot = false
 		s.next, err = r.sendSnapshot(s.l, s.fc, replay)
+		s.batchLeft = 0
 		return err == nil, err
 	}
 	if len(s.batch) == 0 {
-		return false, nil
+		return sentPart, nil
 	}
-	if s.holding(len(s.batch)) {
+	if s.large == nil && s.holding(len(s.batch)) {
 		clear(s.batch)
 		return false, nil
 	}
-	// A busy link still pings (RTT, clock offset, liveness) and notices a
-	// failed reader.
-	select {
-	case <-ping:
-		if err := s.ping(); err != nil {
+	if s.large == nil {
+		if err := s.pingIfDue(ping); err != nil {
 			return false, err
 		}
-	case err := <-s.readErr:
-		return false, err
-	default:
 	}
 	s.ops = toWire(s.batch, s.ops[:0])
-	if err := s.fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: s.next, Ops: s.ops}); err != nil {
-		return false, err
-	}
 	clear(s.batch) // do not pin values until the next batch
-	s.next = n
-	if s.r.cfg.Coalesce > 0 {
-		s.lastOps = time.Now()
+	k := 0
+	for k < len(s.ops) && !r.isLarge(&s.ops[k]) {
+		k++
 	}
+	switch {
+	case k > 0:
+		if err := s.fc.write(&wire.Ops{Origin: r.cfg.NodeID, FirstSeq: s.next, Ops: s.ops[:k]}); err != nil {
+			return false, err
+		}
+		if s.r.cfg.Coalesce > 0 {
+			s.lastOps = time.Now()
+		}
+	case s.large != nil:
+		// The next op is large too: it waits for the one in flight.
+		clear(s.ops)
+		return true, nil
+	default:
+		w := s.ops[0]
+		s.l.mu.Lock()
+		s.l.partSeq, s.l.partAcked = s.next, 0
+		s.l.mu.Unlock()
+		s.large, err = startLarge(s.fc, r.cfg.NodeID, s.next, w, r.cfg.BatchBytes, overtakes(w.Kind, s.batchLeft > 0))
+		if err != nil {
+			return false, err
+		}
+		k = 1
+	}
+	for i := range k {
+		if s.batchLeft > 0 {
+			s.batchLeft--
+		} else if s.ops[i].Kind == wire.KindBatch {
+			s.batchLeft = uint64(s.ops[i].ExpireAt)
+		}
+	}
+	clear(s.ops)
+	s.next += uint64(k)
 	s.l.mu.Lock()
-	s.l.sent = n
+	s.l.sent = s.next
 	s.l.mu.Unlock()
 	return true, nil
 }
@@ -394,6 +451,35 @@ func (s *sender) holding(n int) bool {
 	s.hold.Reset(wait)
 	s.held = s.hold.C
 	return true
+}
+
+// windowOpen reports whether the large op in flight may send its next
+// part: the peer holds all but less than LargeWindow of what was sent.
+// Without the bound the parts would fill every buffer between here and the
+// link's narrowest point, and the small writes that pass the large op would
+// queue behind all of them there.
+func (s *sender) windowOpen() bool {
+	s.l.mu.Lock()
+	acked := uint64(0)
+	if s.l.partSeq == s.large.seq {
+		acked = s.l.partAcked
+	}
+	s.l.mu.Unlock()
+	return uint64(s.large.off) < acked+uint64(s.r.cfg.LargeWindow)
+}
+
+// pingIfDue pings if the ticker says so and returns the reader's error if
+// it failed: a busy link still pings (RTT, clock offset, liveness: a long
+// large op keeps the peer's answers coming) and notices a failed reader.
+func (s *sender) pingIfDue(ping <-chan time.Time) error {
+	select {
+	case <-ping:
+		return s.ping()
+	case err := <-s.readErr:
+		return err
+	default:
+	}
+	return nil
 }
 
 func (s *sender) ping() error {
@@ -471,6 +557,13 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64
 	}
 	r.cfg.Store.Snapshot(func(op store.Op) bool {
 		w := toWireOp(&op)
+		if r.isLarge(&w) {
+			flush()
+			if err == nil {
+				err = r.writeLarge(fc, w)
+			}
+			return err == nil
+		}
 		if size+w.Size() > r.cfg.BatchBytes {
 			flush()
 		}
@@ -498,6 +591,7 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64
 // readAcks reads the peer's side of an outbound connection: one handler
 // per frame kind.
 func (r *Replicator) readAcks(l *link, fc *frameConn) error {
+	var large largeRepair
 	for {
 		f, err := fc.read()
 		if err != nil {
@@ -509,7 +603,16 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 		case *wire.Pong:
 			r.onPong(l, f)
 		case *wire.Repair:
+			if large.lr != nil {
+				return fc.reject(wire.RejectBadFrame, "repair while a large one is arriving")
+			}
 			r.applyRepair(l, f)
+		case *wire.PartAck:
+			err = r.onPartAck(l, fc, f)
+		case *wire.LargeOp:
+			err = large.onLargeOp(r, fc, f)
+		case *wire.ValuePart:
+			err = large.onValuePart(r, l, fc, f)
 		case *wire.Reject:
 			err = onPeerReject(f)
 		default:
@@ -534,6 +637,24 @@ func (r *Replicator) onAck(l *link, fc *frameConn, f *wire.Ack) error {
 	l.mu.Unlock()
 	if advanced {
 		r.ackAdvancedLocked()
+	}
+	return nil
+}
+
+// onPartAck records how much of the large op in flight the peer holds and
+// wakes the sender.
+func (r *Replicator) onPartAck(l *link, fc *frameConn, f *wire.PartAck) error {
+	if f.Origin != r.cfg.NodeID || f.Seq >= r.log.Next() {
+		return fc.reject(wire.RejectBadFrame, "part ack of origin %d seq %d", f.Origin, f.Seq)
+	}
+	l.mu.Lock()
+	if f.Seq == l.partSeq {
+		l.partAcked = max(l.partAcked, f.Received)
+	}
+	l.mu.Unlock()
+	select {
+	case l.window <- struct{}{}:
+	default:
 	}
 	return nil
 }

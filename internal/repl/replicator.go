@@ -132,6 +132,19 @@ type Config struct {
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.
 	MaxBatchBytes int64
+	// LargeWindow bounds the bytes of a large op's value sent on a stream
+	// and not yet acknowledged by the peer (PartAck): what a write that
+	// passes the large op may find queued before it on the way. It also
+	// bounds a large value's speed to LargeWindow per round trip. Default
+	// 4 MiB (100 MB/s at 40 ms).
+	LargeWindow int
+	// MaxValueBytes bounds the value of one large op (an op too large for
+	// a frame, sent in parts) collected from a peer: at most one per
+	// connection is in memory, growing with the parts received. A peer
+	// that announces more is refused. Default and most wire.MaxValueLen
+	// (512 MiB): peers of one cluster should all take what any of them
+	// may send, or a stream stops at the first value one cannot take.
+	MaxValueBytes int
 
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
@@ -213,6 +226,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 64 << 20
+	}
+	if c.LargeWindow <= 0 {
+		c.LargeWindow = 4 << 20
+	}
+	if c.MaxValueBytes <= 0 || c.MaxValueBytes > wire.MaxValueLen {
+		c.MaxValueBytes = wire.MaxValueLen
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = time.Minute

@@ -120,7 +120,7 @@ func (r *Replicator) Stats() Stats {
 		o.mu.Lock()
 		os := OriginStats{
 			NodeID: o.id, Node: o.name, Region: o.region, Connected: o.connected,
-			Since: o.since, Applied: o.applied, FullSyncs: o.fullSyncs, Dropped: o.dropped,
+			Since: o.since, Applied: o.acked(), FullSyncs: o.fullSyncs, Dropped: o.dropped,
 			Stale: o.results[store.Stale], Refused: o.results[store.Refused],
 			Visibility: o.visibility.Snapshot(),
 			HeldAhead:  o.heldAhead, SyncsRefused: o.syncsRefused, Messages: o.messages,

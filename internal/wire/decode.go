@@ -143,6 +143,12 @@ func decode(body []byte) (Frame, error) {
 	case TypeRepair:
 		origin := d.u32()
 		f = &Repair{Origin: origin, Ops: d.opList()}
+	case TypeLargeOp:
+		f = d.largeOp()
+	case TypeValuePart:
+		f = d.valuePart()
+	case TypePartAck:
+		f = &PartAck{Origin: d.u32(), Seq: d.uvarint(), Received: d.uvarint()}
 	default:
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
 	}
@@ -328,21 +334,54 @@ func (d *decoder) opList() []Op {
 	}
 	ops := make([]Op, n)
 	for i := range ops {
-		op := &ops[i]
-		op.Kind = Kind(d.u8())
-		if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash {
-			d.fail("unknown op kind")
-		}
-		op.HLC = d.u64()
-		op.VOrigin = d.u32()
-		op.ExpireAt = d.varint()
-		op.Key = d.str(MaxKeyLen, "key")
-		if v := d.bytes(math.MaxInt, "value"); len(v) > 0 {
-			op.Value = append([]byte(nil), v...)
-		}
-		if d.err != "" {
+		if d.op(&ops[i]); d.err != "" {
 			return nil
 		}
 	}
 	return ops
+}
+
+// op reads one Op.
+func (d *decoder) op(op *Op) {
+	op.Kind = Kind(d.u8())
+	if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash {
+		d.fail("unknown op kind")
+	}
+	op.HLC = d.u64()
+	op.VOrigin = d.u32()
+	op.ExpireAt = d.varint()
+	op.Key = d.str(MaxKeyLen, "key")
+	if v := d.bytes(math.MaxInt, "value"); len(v) > 0 {
+		op.Value = append([]byte(nil), v...)
+	}
+}
+
+func (d *decoder) largeOp() *LargeOp {
+	var f LargeOp
+	f.Origin = d.u32()
+	f.Seq = d.uvarint()
+	f.Size = d.uvarint()
+	d.op(&f.Op)
+	switch {
+	case d.err != "":
+	case f.Size > MaxValueLen:
+		d.fail("large op size above MaxValueLen")
+	case f.Size <= uint64(len(f.Op.Value)):
+		d.fail("large op size not above its first part")
+	case f.Op.Kind == KindDelete || f.Op.Kind == KindBatch:
+		d.fail("large op of a kind without a value")
+	}
+	return &f
+}
+
+func (d *decoder) valuePart() *ValuePart {
+	var f ValuePart
+	f.Origin = d.u32()
+	f.Seq = d.uvarint()
+	if v := d.bytes(math.MaxInt, "data"); len(v) > 0 {
+		f.Data = append([]byte(nil), v...)
+	} else if d.err == "" {
+		d.fail("empty value part")
+	}
+	return &f
 }

@@ -44,6 +44,9 @@
 //	10    Pong           EchoNanos i64 | PhysicalNanos i64
 //	11    Probe          Origin u32 | count uvarint | count × Op (values empty)
 //	12    Repair         Origin u32 | count uvarint | count × Op
+//	13    LargeOp        Origin u32 | Seq uvarint | Size uvarint | Op (Value: the first bytes)
+//	14    ValuePart      Origin u32 | Seq uvarint | Data str
+//	15    PartAck        Origin u32 | Seq uvarint | Received uvarint
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -69,6 +72,9 @@
 //     slicing), a Key over [MaxKeyLen] (64 KiB), a Hello name over
 //     [MaxNameLen] (255 bytes), a Reject message over [MaxMessageLen] (1 KiB);
 //     a Value is bounded only by the frame;
+//   - a LargeOp whose Size is not above its first part's length, is
+//     above [MaxValueLen] (512 MiB), or whose op is a delete or a batch
+//     start; a ValuePart with no data;
 //   - an op count above remaining/16, 16 bytes being the smallest Op, checked
 //     before the []Op slice is allocated;
 //   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter] and [KindHash], an Ops frame whose
@@ -112,9 +118,11 @@
 //
 // # Versions
 //
-// [Proto] is 5 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 6 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
-// counters' states, [KindCounter]; 5: hashes' states, [KindHash]). The layout of Hello is frozen: every version sends the same
+// counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
+// too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
+// by the receiver's [PartAck]s). The layout of Hello is frozen: every version sends the same
 // Hello first, so a node can always decode its peer's Hello and answer a
 // version it does not speak with a Reject of code [RejectProtocol]. A later
 // version adds information in new frame types, sent only once both sides

@@ -110,6 +110,37 @@ type Repair struct {
 	Ops    []Op
 }
 
+// LargeOp starts an op whose value does not fit in one frame: Op carries
+// the op with the first bytes of its value, and the ValuePart frames of
+// the same Seq that follow carry the rest, in order, until the value has
+// Size bytes (Size > len(Op.Value), at most MaxValueLen). Seq is the op's
+// sequence number in Origin's log, or 0 for an op of a full sync or of a
+// Repair. Frames of other kinds may come between the parts; what may is
+// the replication layer's business.
+type LargeOp struct {
+	Origin uint32
+	Seq    uint64
+	Size   uint64
+	Op     Op
+}
+
+// ValuePart continues the value of the LargeOp of the same Origin and Seq
+// with Data (never empty).
+type ValuePart struct {
+	Origin uint32
+	Seq    uint64
+	Data   []byte
+}
+
+// PartAck tells Origin that the sender holds Received bytes of the value of
+// the large op Seq of Origin's log: the origin paces the parts it sends
+// by them.
+type PartAck struct {
+	Origin   uint32
+	Seq      uint64
+	Received uint64
+}
+
 // SnapshotEnd ends the full sync of Origin. Ghosts is the sender's
 // tombstone-ghost table at the end of the snapshot (a power-of-two number
 // of slots, each the largest HLC of the deletes and expiries whose exact
@@ -168,6 +199,15 @@ func (*Probe) Type() Type { return TypeProbe }
 
 // Type returns TypeRepair.
 func (*Repair) Type() Type { return TypeRepair }
+
+// Type returns TypeLargeOp.
+func (*LargeOp) Type() Type { return TypeLargeOp }
+
+// Type returns TypeValuePart.
+func (*ValuePart) Type() Type { return TypeValuePart }
+
+// Type returns TypePartAck.
+func (*PartAck) Type() Type { return TypePartAck }
 
 // Append appends the encoded frame to buf. It does not check the name
 // limits: a name longer than MaxNameLen is encoded, and the peer rejects it.
@@ -263,6 +303,39 @@ func appendOpList(buf []byte, t Type, origin uint32, ops []Op) []byte {
 	return finish(buf, start)
 }
 
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *LargeOp) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+MaxLargeOpHeader+f.Op.Size())
+	buf, start := begin(buf, TypeLargeOp)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.Seq)
+	buf = binary.AppendUvarint(buf, f.Size)
+	buf = appendOp(buf, &f.Op)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *ValuePart) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+MaxValuePartHeader+len(f.Data))
+	buf, start := begin(buf, TypeValuePart)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.Seq)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Data)))
+	buf = append(buf, f.Data...)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *PartAck) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypePartAck)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, f.Seq)
+	buf = binary.AppendUvarint(buf, f.Received)
+	return finish(buf, start)
+}
+
 // Append appends the encoded frame to buf.
 func (f *SnapshotEnd) Append(buf []byte) []byte {
 	buf = slices.Grow(buf, 4+1+4+binaryMaxVarintLen64+8*len(f.Ghosts))
@@ -315,16 +388,19 @@ func appendString(buf []byte, s string) []byte {
 func appendOps(buf []byte, ops []Op) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(ops)))
 	for i := range ops {
-		op := &ops[i]
-		buf = append(buf, byte(op.Kind))
-		buf = binary.BigEndian.AppendUint64(buf, op.HLC)
-		buf = binary.BigEndian.AppendUint32(buf, op.VOrigin)
-		buf = binary.AppendVarint(buf, op.ExpireAt)
-		buf = appendString(buf, op.Key)
-		buf = binary.AppendUvarint(buf, uint64(len(op.Value)))
-		buf = append(buf, op.Value...)
+		buf = appendOp(buf, &ops[i])
 	}
 	return buf
+}
+
+func appendOp(buf []byte, op *Op) []byte {
+	buf = append(buf, byte(op.Kind))
+	buf = binary.BigEndian.AppendUint64(buf, op.HLC)
+	buf = binary.BigEndian.AppendUint32(buf, op.VOrigin)
+	buf = binary.AppendVarint(buf, op.ExpireAt)
+	buf = appendString(buf, op.Key)
+	buf = binary.AppendUvarint(buf, uint64(len(op.Value)))
+	return append(buf, op.Value...)
 }
 
 func opsSize(ops []Op) int {

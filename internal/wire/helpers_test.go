@@ -68,6 +68,13 @@ func samples() []sample {
 		{"Repair/ops", &Repair{Origin: 5, Ops: []Op{
 			{Kind: KindSet, Key: "a", Value: []byte("apple"), ExpireAt: 77, HLC: 7, VOrigin: 9},
 		}}},
+		{"LargeOp/set", &LargeOp{Origin: 6, Seq: 12, Size: 1 << 20, Op: Op{Kind: KindSet, Key: "big", Value: []byte("first part"), ExpireAt: 9, HLC: 11, VOrigin: 6}}},
+		{"LargeOp/max", &LargeOp{Origin: math.MaxUint32, Seq: math.MaxUint64, Size: MaxValueLen, Op: Op{Kind: KindHash, Key: "h", Value: []byte{1}, ExpireAt: math.MinInt64, HLC: math.MaxUint64, VOrigin: math.MaxUint32}}},
+		{"LargeOp/snapshot, empty first part", &LargeOp{Origin: 6, Size: 1, Op: Op{Kind: KindPublish, Key: "ch"}}},
+		{"PartAck/zero", &PartAck{}},
+		{"PartAck/max", &PartAck{Origin: math.MaxUint32, Seq: math.MaxUint64, Received: math.MaxUint64}},
+		{"ValuePart/one byte", &ValuePart{Origin: 6, Seq: 12, Data: []byte{0}}},
+		{"ValuePart/chunk", &ValuePart{Origin: 6, Data: bytes.Repeat([]byte("d"), 1000)}},
 	}
 }
 

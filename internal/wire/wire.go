@@ -15,7 +15,10 @@ import (
 // start (KindBatch) in Ops frames.
 // Version 4: an Op may be a counter's state (KindCounter).
 // Version 5: an Op may be a hash's state (KindHash).
-const Proto = 5
+// Version 6: an Op whose value is too large for one frame travels as a
+// LargeOp frame and the ValuePart frames that follow it, which the
+// receiver acknowledges with PartAck frames.
+const Proto = 6
 
 // Limits. See the package documentation for how they bound decoding.
 const (
@@ -33,6 +36,18 @@ const (
 	// MaxMessageLen is the longest Message a Reject may carry. Reject.Append
 	// truncates a longer message.
 	MaxMessageLen = 1024
+
+	// MaxValueLen is the largest value a LargeOp may announce: 512 MiB,
+	// Redis's largest string. A receiver may accept less.
+	MaxValueLen = 512 << 20
+
+	// MaxLargeOpHeader is the most bytes of a LargeOp frame's length that
+	// are not its op (type, Origin, Seq, Size).
+	MaxLargeOpHeader = 1 + 4 + binaryMaxVarintLen64 + binaryMaxVarintLen64
+
+	// MaxValuePartHeader is the most bytes of a ValuePart frame's length
+	// that are not its data (type, Origin, Seq, the data's length).
+	MaxValuePartHeader = 1 + 4 + binaryMaxVarintLen64 + binaryMaxVarintLen64
 
 	// MaxOpsHeader is the most bytes of an Ops or SnapshotChunk frame's
 	// length that are not ops (type, Origin, FirstSeq, count): a batch whose
@@ -98,6 +113,9 @@ const (
 	TypePong          Type = 10
 	TypeProbe         Type = 11
 	TypeRepair        Type = 12
+	TypeLargeOp       Type = 13
+	TypeValuePart     Type = 14
+	TypePartAck       Type = 15
 )
 
 var typeNames = [...]string{
@@ -113,6 +131,9 @@ var typeNames = [...]string{
 	TypePong:          "Pong",
 	TypeProbe:         "Probe",
 	TypeRepair:        "Repair",
+	TypeLargeOp:       "LargeOp",
+	TypeValuePart:     "ValuePart",
+	TypePartAck:       "PartAck",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -126,7 +147,7 @@ func (t Type) String() string {
 
 // Frame is one decoded or to-be-encoded frame. The concrete types are the
 // pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
-// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe and *Repair; ReadFrame returns one of
+// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart and *PartAck; ReadFrame returns one of
 // them, so callers dispatch with a type switch.
 type Frame interface {
 	// Type returns the frame's type byte.

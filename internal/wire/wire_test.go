@@ -268,7 +268,7 @@ func TestMalformed(t *testing.T) {
 		why  string
 	}{
 		{"type 0", frameBytes(0), ErrUnknownType, ""},
-		{"type 13", frameBytes(13, 1, 2, 3), ErrUnknownType, ""},
+		{"type 16", frameBytes(16, 1, 2, 3), ErrUnknownType, ""},
 		{"type 255", frameBytes(255), ErrUnknownType, ""},
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
@@ -292,6 +292,15 @@ func TestMalformed(t *testing.T) {
 		{"Ops sequence overflow", frameBytes(TypeOps, cat(u32(1), uv(math.MaxUint64), uv(2), okOp, okOp)...), ErrMalformed, "sequence numbers overflow"},
 		{"SnapshotChunk count exceeds", frameBytes(TypeSnapshotChunk, cat(u32(1), uv(5), okOp)...), ErrMalformed, "op count exceeds payload"},
 		{"SnapshotEnd short", frameBytes(TypeSnapshotEnd, 0, 0, 1), ErrMalformed, "truncated"},
+		{"LargeOp size not above first part", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(1), okOp)...), ErrMalformed, "not above its first part"},
+		{"LargeOp size over MaxValueLen", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(MaxValueLen+1), okOp)...), ErrMalformed, "above MaxValueLen"},
+		{"LargeOp of a delete", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(10), op(2, uv(1), []byte("k"), uv(0)))...), ErrMalformed, "kind without a value"},
+		{"LargeOp of a batch", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(10), op(4, uv(0), uv(0)))...), ErrMalformed, "kind without a value"},
+		{"LargeOp two ops", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(10), okOp, okOp)...), ErrMalformed, "trailing bytes"},
+		{"LargeOp kind 7", frameBytes(TypeLargeOp, cat(u32(1), uv(1), uv(10), op(7, uv(0), uv(0)))...), ErrMalformed, "unknown op kind"},
+		{"ValuePart empty", frameBytes(TypeValuePart, cat(u32(1), uv(1), uv(0))...), ErrMalformed, "empty value part"},
+		{"ValuePart data longer than payload", frameBytes(TypeValuePart, cat(u32(1), uv(1), uv(5), []byte("abcd"))...), ErrMalformed, "data length exceeds payload"},
+		{"ValuePart trailing", frameBytes(TypeValuePart, cat(u32(1), uv(1), uv(1), []byte("ab"))...), ErrMalformed, "trailing bytes"},
 		{"Ping long", frameBytes(TypePing, make([]byte, 9)...), ErrMalformed, "trailing bytes"},
 		{"Pong short", frameBytes(TypePong, make([]byte, 15)...), ErrMalformed, "truncated"},
 	}

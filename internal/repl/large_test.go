@@ -1,0 +1,530 @@
+package repl
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Large ops (large.go): values too large for one frame travel in parts,
+// and plain writes behind a large one pass it. BatchBytes is 1 KiB here,
+// so a value of a few KiB is large.
+
+const testBatch = 1 << 10
+
+// bigValue returns n bytes that differ from one position to the next, so a
+// part out of place shows.
+func bigValue(n int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "%08d", i)
+	}
+	return b.String()[:n]
+}
+
+// collect reads a large op's remaining parts from p and returns the value,
+// with the Ops frames that came between them.
+func collectLarge(t *testing.T, p *fakePeer, lo *wire.LargeOp) (string, []*wire.Ops) {
+	t.Helper()
+	value := append([]byte(nil), lo.Op.Value...)
+	var between []*wire.Ops
+	for uint64(len(value)) < lo.Size {
+		switch f := p.recvData().(type) {
+		case *wire.ValuePart:
+			if f.Seq != lo.Seq || f.Origin != lo.Origin || len(f.Data) > testBatch {
+				t.Fatalf("part %+v of large op %d", f, lo.Seq)
+			}
+			value = append(value, f.Data...)
+		case *wire.Ops:
+			between = append(between, f)
+		default:
+			t.Fatalf("want a part of op %d, got %T", lo.Seq, f)
+		}
+	}
+	if uint64(len(value)) != lo.Size {
+		t.Fatalf("value of %d bytes, announced %d", len(value), lo.Size)
+	}
+	return string(value), between
+}
+
+// A large Set goes as a LargeOp and parts no larger than BatchBytes, and
+// the small writes behind it go out between its parts, not after.
+func TestLargeSetIsOvertaken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch}, false)
+		big := bigValue(20 * testBatch)
+		a.put(t, "big", big)
+		for i := 2; i <= 4; i++ {
+			a.put(t, fmt.Sprint("k", i), "v")
+		}
+
+		p := ln.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		lo := dataAs[*wire.LargeOp](t, p)
+		if lo.Seq != 1 || lo.Op.Key != "big" || lo.Op.Kind != wire.KindSet || lo.Size != uint64(len(big)) || len(lo.Op.Value) != testBatch {
+			t.Fatalf("LargeOp %d %s %v size %d first %d", lo.Seq, lo.Op.Key, lo.Op.Kind, lo.Size, len(lo.Op.Value))
+		}
+		got, between := collectLarge(t, p, lo)
+		if got != big {
+			t.Fatal("the value arrived changed")
+		}
+		if len(between) != 1 || between[0].FirstSeq != 2 || len(between[0].Ops) != 3 {
+			t.Fatalf("ops between the parts: %v; want seqs 2..4 in one frame", between)
+		}
+		// What follows comes after: nothing is sent twice.
+		a.put(t, "k5", "v")
+		if ops := dataAs[*wire.Ops](t, p); ops.FirstSeq != 5 {
+			t.Fatalf("next Ops from %d, want 5", ops.FirstSeq)
+		}
+	})
+}
+
+// Nothing passes a large pub/sub message (messages keep their order) or a
+// large op inside a batch (a batch stays one unit).
+func TestLargeMessageAndBatchOpNotOvertaken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch}, false)
+		big := bigValue(5 * testBatch)
+		ts, _ := a.clock.Now()
+		a.r.Append(store.Op{Kind: store.KindPublish, Key: "ch", Value: []byte(big), Version: store.Version{HLC: ts, Origin: 1}})
+		a.put(t, "k2", "v")
+		ts, _ = a.clock.Now()
+		a.r.AppendBatch([]store.Op{
+			{Kind: store.KindSet, Key: "b1", Value: []byte(big), Version: store.Version{HLC: ts, Origin: 1}},
+			{Kind: store.KindSet, Key: "b2", Value: []byte("small"), Version: store.Version{HLC: ts, Origin: 1}},
+		})
+		a.put(t, "k6", "v")
+
+		p := ln.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		lo := dataAs[*wire.LargeOp](t, p)
+		if lo.Seq != 1 || lo.Op.Kind != wire.KindPublish {
+			t.Fatalf("LargeOp %d %v, want the message at 1", lo.Seq, lo.Op.Kind)
+		}
+		if got, between := collectLarge(t, p, lo); got != big || len(between) != 0 {
+			t.Fatalf("message intact %v, %d Ops frames passed it", got == big, len(between))
+		}
+		// k2 and the batch's marker, then the batch's large op: nothing
+		// passes it either.
+		if ops := dataAs[*wire.Ops](t, p); ops.FirstSeq != 2 || len(ops.Ops) != 2 || ops.Ops[1].Kind != wire.KindBatch {
+			t.Fatalf("Ops from %d: %v", ops.FirstSeq, opKeys(ops.Ops))
+		}
+		lo = dataAs[*wire.LargeOp](t, p)
+		if lo.Seq != 4 || lo.Op.Key != "b1" {
+			t.Fatalf("LargeOp %d %s, want b1 at 4", lo.Seq, lo.Op.Key)
+		}
+		if got, between := collectLarge(t, p, lo); got != big || len(between) != 0 {
+			t.Fatalf("batch op intact %v, %d Ops frames passed it", got == big, len(between))
+		}
+		if ops := dataAs[*wire.Ops](t, p); ops.FirstSeq != 5 || len(ops.Ops) != 2 {
+			t.Fatalf("Ops from %d: %v; want b2 and k6", ops.FirstSeq, opKeys(ops.Ops))
+		}
+	})
+}
+
+// nextAck returns the next Ack from the node, skipping its PartAcks.
+func nextAck(t *testing.T, p *fakePeer) *wire.Ack {
+	t.Helper()
+	for {
+		f, err := p.recv()
+		if err != nil {
+			t.Fatalf("want an Ack: %v", err)
+		}
+		switch f := f.(type) {
+		case *wire.Ack:
+			return f
+		case *wire.PartAck:
+			continue
+		default:
+			t.Fatalf("want an Ack, got %T %+v", f, f)
+		}
+	}
+}
+
+// largeOrigin is a fake origin streaming to node b: synced, so b resumes
+// it where it left off.
+func largeOrigin(t *testing.T, cfg Config) (*node, *fakePeer, *testkit.Network) {
+	t.Helper()
+	mem := testkit.NewNetwork()
+	t.Cleanup(func() { mem.Close() })
+	cfg.NodeID = 2
+	b := startTestNode(t, mem, "b", cfg, true)
+	p := dialFake(t, mem, "fake", "b")
+	if r := p.handshake(fakeID); r.NextSeq != 0 {
+		t.Fatalf("first resume at %d", r.NextSeq)
+	}
+	p.emptySync(fakeID)
+	return b, p, mem
+}
+
+// The receiver applies the writes that pass a large op at once, acks up to
+// just before it until its last part, and applies it then.
+func TestLargeOpReceived(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, p, _ := largeOrigin(t, Config{})
+		big := bigValue(3000)
+		op := setOp("big", big[:1000], nowTS(), fakeID)
+		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: op})
+		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[1000:2000])})
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("k2", "v", nowTS(), fakeID), setOp("k3", "v", nowTS(), fakeID)}})
+		if a := nextAck(t, p); a.Seq != 0 {
+			t.Fatalf("ack %d with op 1 arriving; want 0", a.Seq)
+		}
+		if b.value("k2") != "v" || b.value("k3") != "v" || b.has("big") {
+			t.Fatalf("k2 %q k3 %q big %v: want the small writes applied, the large one not yet", b.value("k2"), b.value("k3"), b.has("big"))
+		}
+		if got := b.origin(t, fakeID).Applied; got != 0 {
+			t.Fatalf("stats say applied up to %d", got)
+		}
+		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[2000:])})
+		if a := nextAck(t, p); a.Seq != 3 {
+			t.Fatalf("ack %d once op 1 is complete; want 3", a.Seq)
+		}
+		if b.value("big") != big {
+			t.Fatal("the large value is not what was sent")
+		}
+	})
+}
+
+// A connection that ends inside an overtaken op resumes from it: the ops
+// that passed it come again, and applying them twice is harmless.
+func TestLargeOpResumesFromTheHole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, p, mem := largeOrigin(t, Config{})
+		big := bigValue(3000)
+		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: setOp("big", big[:1000], nowTS(), fakeID)})
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("k2", "v", nowTS(), fakeID)}})
+		nextAck(t, p)
+		p.c.Close()
+		synctest.Wait()
+
+		p = dialFake(t, mem, "fake", "b")
+		if r := p.handshake(fakeID); r.NextSeq != 1 {
+			t.Fatalf("resume at %d; want 1, the large op", r.NextSeq)
+		}
+		if b.value("k2") != "v" || b.has("big") {
+			t.Fatal("k2 lost or a partial value applied")
+		}
+		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: setOp("big", big[:2000], nowTS(), fakeID)})
+		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[2000:])})
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("k2", "v", nowTS(), fakeID)}})
+		for {
+			if a := nextAck(t, p); a.Seq == 2 {
+				break
+			}
+		}
+		if b.value("big") != big {
+			t.Fatal("the large value is not what was sent")
+		}
+	})
+}
+
+// Full syncs carry large entries as large ops of sequence number 0, both
+// ways.
+func TestLargeEntriesInFullSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch}, false)
+		big := bigValue(4 * testBatch)
+		a.put(t, "big", big)
+		a.put(t, "small", "v")
+		p := ln.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+		dataAs[*wire.SnapshotBegin](t, p)
+		got := map[string]string{}
+		for done := false; !done; {
+			switch f := p.recvData().(type) {
+			case *wire.SnapshotChunk:
+				for _, op := range f.Ops {
+					got[op.Key] = string(op.Value)
+				}
+			case *wire.LargeOp:
+				if f.Seq != 0 {
+					t.Fatalf("a snapshot's large op of seq %d", f.Seq)
+				}
+				v, between := collectLarge(t, p, f)
+				if len(between) > 0 {
+					t.Fatal("ops inside a snapshot")
+				}
+				got[f.Op.Key] = v
+			case *wire.SnapshotEnd:
+				done = true
+			default:
+				t.Fatalf("unexpected %T in a snapshot", f)
+			}
+		}
+		if got["big"] != big || got["small"] != "v" || len(got) != 2 {
+			t.Fatalf("snapshot: big intact %v, small %q, %d entries", got["big"] == big, got["small"], len(got))
+		}
+
+		// And received: b takes a large entry from a snapshot.
+		mem2 := testkit.NewNetwork()
+		defer mem2.Close()
+		b := startTestNode(t, mem2, "b", Config{NodeID: 2}, true)
+		q := dialFake(t, mem2, "fake", "b")
+		q.handshake(fakeID)
+		q.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 0, HLC: uint64(nowTS())})
+		q.send(&wire.LargeOp{Origin: fakeID, Size: uint64(len(big)), Op: setOp("big", big[:100], nowTS()-1, fakeID)})
+		q.send(&wire.ValuePart{Origin: fakeID, Data: []byte(big[100:])})
+		q.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
+		nextAck(t, q)
+		if b.value("big") != big {
+			t.Fatal("b does not hold the snapshot's large entry")
+		}
+	})
+}
+
+// Anti-entropy answers carry large entries too: a probe of an older
+// version gets the large value back in parts.
+func TestLargeRepair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, p, _ := largeOrigin(t, Config{BatchBytes: testBatch})
+		big := bigValue(3 * testBatch)
+		ts := nowTS()
+		b.hold(t, "big", big, ts, 5)
+		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindSet, Key: "big", HLC: uint64(ts - 1), VOrigin: 5}}})
+		lo := recvAs[*wire.LargeOp](t, p)
+		if lo.Seq != 0 || lo.Op.Key != "big" {
+			t.Fatalf("repair LargeOp seq %d key %s", lo.Seq, lo.Op.Key)
+		}
+		if v, _ := collectLarge(t, p, lo); v != big {
+			t.Fatal("the repaired value is not the one held")
+		}
+	})
+}
+
+// Two real nodes: large values and small writes interleaved on the stream,
+// the connection reset in the middle, arrive all and intact.
+func TestLargeValuesBetweenNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		cfg := Config{BatchBytes: testBatch, Coalesce: -1}
+		cfg.NodeID, cfg.Peers = 1, []string{"b"}
+		a := startTestNode(t, mem, "a", cfg, true)
+		cfg.NodeID, cfg.Peers = 2, []string{"a"}
+		b := startTestNode(t, mem, "b", cfg, true)
+		want := map[string]string{}
+		for i := range 40 {
+			k, v := fmt.Sprint("k", i), fmt.Sprint("v", i)
+			if i%5 == 0 {
+				v = bigValue(testBatch*(2+i%7) + i)
+			}
+			a.put(t, k, v)
+			want[k] = v
+			if i == 20 {
+				time.Sleep(time.Millisecond)
+				mem.Reset("a", "b")
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			missing := 0
+			for k, v := range want {
+				if b.value(k) != v {
+					missing++
+				}
+			}
+			if missing == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d values missing or wrong on b", missing, len(want))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// Every way a peer can misuse large ops is refused with a Reject, and the
+// node goes on taking the origin's stream on the next connection.
+func TestLargeOpAbuseRefused(t *testing.T) {
+	big := bigValue(3000)
+	first := func(seq uint64) *wire.LargeOp {
+		return &wire.LargeOp{Origin: fakeID, Seq: seq, Size: uint64(len(big)), Op: setOp("big", big[:1000], nowTS(), fakeID)}
+	}
+	part := func(seq uint64, from, to int) *wire.ValuePart {
+		return &wire.ValuePart{Origin: fakeID, Seq: seq, Data: []byte(big[from:to])}
+	}
+	msg := func() *wire.LargeOp {
+		return &wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: wire.Op{Kind: wire.KindPublish, Key: "ch", Value: []byte(big[:10]), HLC: uint64(nowTS()), VOrigin: fakeID}}
+	}
+	cases := []struct {
+		name   string
+		frames func() []wire.Frame
+		why    string
+	}{
+		{"over the value limit", func() []wire.Frame {
+			f := first(1)
+			f.Size = 1 << 20
+			return []wire.Frame{f}
+		}, "over this node's limit"},
+		{"part with no large op", func() []wire.Frame { return []wire.Frame{part(1, 0, 10)} }, "no large op arriving"},
+		{"parts past the size", func() []wire.Frame { return []wire.Frame{first(1), part(1, 0, 2500)} }, "over its"},
+		{"part of another op", func() []wire.Frame { return []wire.Frame{first(1), part(2, 1000, 1100)} }, "while op 1 is arriving"},
+		{"second large op", func() []wire.Frame { return []wire.Frame{first(1), first(2)} }, "while the value of op 1"},
+		{"out of sequence", func() []wire.Frame { return []wire.Frame{first(5)} }, "out of sequence"},
+		{"seq 0 outside a sync", func() []wire.Frame { return []wire.Frame{first(0)} }, "outside a full sync"},
+		{"ops passing a message", func() []wire.Frame {
+			return []wire.Frame{msg(), &wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("k", "v", nowTS(), fakeID)}}}
+		}, "which they may not pass"},
+		{"snapshot inside a large op", func() []wire.Frame {
+			return []wire.Frame{first(1), &wire.SnapshotBegin{Origin: fakeID, HLC: uint64(nowTS())}}
+		}, "unexpected snapshot begin"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b, p, mem := largeOrigin(t, Config{MaxValueBytes: 64 << 10})
+				for _, f := range tc.frames() {
+					p.send(f)
+				}
+				if rej := p.expectReject(wire.RejectBadFrame); !strings.Contains(rej.Message, tc.why) {
+					t.Fatalf("Reject %q; want it to say %q", rej.Message, tc.why)
+				}
+				p.expectClosed()
+				synctest.Wait()
+				if b.has("big") {
+					t.Fatal("a partial or refused value was applied")
+				}
+				// The origin comes back and streams properly.
+				q := dialFake(t, mem, "fake", "b")
+				r := q.handshake(fakeID)
+				q.send(&wire.Ops{Origin: fakeID, FirstSeq: r.NextSeq, Ops: []wire.Op{setOp("after", "v", nowTS(), fakeID)}})
+				if a := nextAck(t, q); a.Seq != r.NextSeq {
+					t.Fatalf("ack %d, want %d", a.Seq, r.NextSeq)
+				}
+				if b.value("after") != "v" {
+					t.Fatal("the node does not take the stream after the refusal")
+				}
+			})
+		})
+	}
+}
+
+// The value grows with the parts received, to exactly its size: a peer
+// that announces 500 MiB and sends 1 KiB makes the node hold about 1 KiB.
+func TestLargeRecvGrowsWithParts(t *testing.T) {
+	lr, err := newLargeRecv(&wire.LargeOp{Seq: 1, Size: 500 << 20, Op: wire.Op{Kind: wire.KindSet, Value: []byte("x")}}, wire.MaxValueLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lr.add(&wire.ValuePart{Seq: 1, Data: make([]byte, 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	if c := cap(lr.op.Value); c > 64<<10 {
+		t.Fatalf("holds %d bytes for 1,001 received", c)
+	}
+	size := 300_001
+	lr, _ = newLargeRecv(&wire.LargeOp{Seq: 1, Size: uint64(size), Op: wire.Op{Kind: wire.KindSet, Value: []byte("x")}}, wire.MaxValueLen)
+	data := bytes.Repeat([]byte("y"), 1000)
+	for done := false; !done; {
+		n := min(len(data), size-len(lr.op.Value))
+		if done, err = lr.add(&wire.ValuePart{Seq: 1, Data: data[:n]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lr.op.Value) != size || cap(lr.op.Value) != size {
+		t.Fatalf("value len %d cap %d; want both %d", len(lr.op.Value), cap(lr.op.Value), size)
+	}
+}
+
+// The sender keeps at most LargeWindow of a large value unacknowledged
+// (PartAck), so the writes that pass it never queue behind more than that;
+// small writes still pass while the window is shut, and an ack opens it.
+func TestLargeWindowPacesParts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "fake")
+		const window = 4 * testBatch
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch, LargeWindow: window, Coalesce: -1}, false)
+		big := bigValue(20 * testBatch)
+		a.put(t, "big", big)
+
+		p := ln.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		lo := dataAs[*wire.LargeOp](t, p)
+		got := len(lo.Op.Value)
+		// drain reads what the node sends until it has been silent for a
+		// while (virtual time): the parts' bytes, and the Ops frames.
+		drain := func() (parts int, ops []*wire.Ops) {
+			for {
+				synctest.Wait()
+				p.c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				f, _, err := wire.ReadFrame(p.r, 0, nil)
+				if err != nil {
+					return parts, ops
+				}
+				switch f := f.(type) {
+				case *wire.ValuePart:
+					parts += len(f.Data)
+				case *wire.Ops:
+					ops = append(ops, f)
+				}
+			}
+		}
+		parts, _ := drain()
+		got += parts
+		if got != window {
+			t.Fatalf("%d bytes sent with none acknowledged; want the window, %d", got, window)
+		}
+		a.put(t, "small", "v") // passes, window shut or not
+		if _, ops := drain(); len(ops) != 1 || ops[0].FirstSeq != 2 {
+			t.Fatalf("Ops while the window is shut: %v; want the small write at 2", ops)
+		}
+		p.send(&wire.PartAck{Origin: 1, Seq: 1, Received: uint64(2 * testBatch)})
+		parts, _ = drain()
+		if parts != 2*testBatch {
+			t.Fatalf("%d more bytes after an ack of 2 KiB; want 2 KiB", parts)
+		}
+		got += parts
+		for got < len(big) {
+			p.send(&wire.PartAck{Origin: 1, Seq: 1, Received: uint64(got)})
+			parts, _ = drain()
+			if parts == 0 {
+				t.Fatalf("no parts after an ack of %d", got)
+			}
+			got += parts
+		}
+		if got != len(big) {
+			t.Fatalf("%d bytes sent of %d", got, len(big))
+		}
+	})
+}
+
+// The receiver acknowledges each part of a large op of the log with the
+// bytes it holds.
+func TestLargeOpPartAcks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, p, _ := largeOrigin(t, Config{})
+		big := bigValue(3000)
+		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: setOp("big", big[:1000], nowTS(), fakeID)})
+		if a := recvAs[*wire.PartAck](t, p); a.Seq != 1 || a.Received != 1000 || a.Origin != fakeID {
+			t.Fatalf("PartAck %+v; want seq 1, 1000 bytes", a)
+		}
+		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[1000:2500])})
+		if a := recvAs[*wire.PartAck](t, p); a.Received != 2500 {
+			t.Fatalf("PartAck %+v; want 2500 bytes", a)
+		}
+	})
+}
