@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/geocache/geocache/internal/wire"
@@ -14,14 +15,16 @@ import (
 // rejected and closed.
 var errProtocol = errors.New("repl: protocol error")
 
-// frameConn reads and writes frames on one connection. Each direction is
-// used by one goroutine at a time, so it needs no lock. Every read and
-// write has a deadline: a peer that goes silent, or a link that stalls, is
-// detected within DeadTimeout.
+// frameConn reads and writes frames on one connection. Reads are made by
+// one goroutine at a time. Writes take wmu: an outbound connection's writer
+// is its sender, but its reader writes the Reject that ends it when the
+// peer breaks the protocol. Every read and write has a deadline: a peer
+// that goes silent, or a link that stalls, is detected within DeadTimeout.
 type frameConn struct {
 	c        net.Conn
 	r        *bufio.Reader
 	rbuf     []byte
+	wmu      sync.Mutex // guards wbuf and the connection's writes
 	wbuf     []byte
 	maxFrame int
 	dead     time.Duration
@@ -67,6 +70,8 @@ func (fc *frameConn) readHello() (wire.Frame, error) {
 }
 
 func (fc *frameConn) write(f wire.Frame) error {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
 	fc.wbuf = f.Append(fc.wbuf[:0])
 	if err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead)); err != nil {
 		return err

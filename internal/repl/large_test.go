@@ -528,3 +528,37 @@ func TestLargeOpPartAcks(t *testing.T) {
 		}
 	})
 }
+
+// A PartAck for another origin or an op the log never had ends the link
+// with a Reject; the node redials and streams on.
+func TestBadPartAckRefused(t *testing.T) {
+	for _, ack := range []*wire.PartAck{{Origin: 7, Seq: 1, Received: 1}, {Origin: 1, Seq: 1000, Received: 1}} {
+		synctest.Test(t, func(t *testing.T) {
+			mem := testkit.NewNetwork()
+			defer mem.Close()
+			ln := listenFake(t, mem, "fake")
+			a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+			a.put(t, "k1", "v")
+			p := ln.accept()
+			p.answer(fakeHello(fakeID))
+			p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+			dataAs[*wire.Ops](t, p)
+			p.send(ack)
+			for {
+				f := p.recvData()
+				if rej, ok := f.(*wire.Reject); ok {
+					if rej.Code != wire.RejectBadFrame || !strings.Contains(rej.Message, "part ack") {
+						t.Fatalf("Reject %v %q", rej.Code, rej.Message)
+					}
+					break
+				}
+			}
+			q := ln.accept()
+			q.answer(fakeHello(fakeID))
+			q.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+			if ops := dataAs[*wire.Ops](t, q); ops.FirstSeq != 1 {
+				t.Fatalf("after the refusal, Ops from %d", ops.FirstSeq)
+			}
+		})
+	}
+}
