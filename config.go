@@ -50,8 +50,10 @@ type Config struct {
 	MaxBytes int64
 	// MaxEntries bounds the number of entries. 0 means no entry limit.
 	MaxEntries int
-	// MaxValueBytes bounds one value. Default 1 MiB; at most 3 MiB (a value
-	// travels in one replication frame).
+	// MaxValueBytes bounds one value (and a hash's whole state). Default
+	// 16 MiB (DefaultMaxValueBytes); at most 512 MiB (MaxValueBytesLimit,
+	// Redis's proto-max-bulk-len). The store keeps a value within one
+	// shard of MaxBytes, so a large one needs MaxBytes well above it.
 	MaxValueBytes int
 	// DefaultTTL is the time to live of writes without one. 0 means they
 	// never expire.
@@ -80,8 +82,11 @@ type Config struct {
 	TombstoneHorizon time.Duration
 	// ReplicationLogBytes bounds the log of this node's writes kept for
 	// peers that are behind; a peer further behind gets a full sync.
-	// Default 64 MiB (DefaultReplicationLogBytes). A node without Peers
-	// keeps no log (only a link to a peer reads it), whatever this says.
+	// Default 64 MiB (DefaultReplicationLogBytes) or 4 × MaxValueBytes,
+	// whichever is larger: the log must hold several of the largest
+	// writes, or one pushes out the writes queued before it and the peers
+	// that had not taken them need a full sync. A node without Peers keeps
+	// no log (only a link to a peer reads it), whatever this says.
 	ReplicationLogBytes int64
 	// SyncTimeout bounds how long Node.Synced waits for the first full sync
 	// from a peer this node reached at start; past it the node reports
@@ -139,7 +144,7 @@ type Config struct {
 // Config's fields; Node.Config returns them filled in.
 const (
 	DefaultMaxBytes            = 64 << 20
-	DefaultMaxValueBytes       = 1 << 20
+	DefaultMaxValueBytes       = 16 << 20
 	DefaultMaxClockOffset      = hlc.DefaultMaxOffset
 	DefaultMaxTombstones       = store.DefaultMaxTombstones
 	DefaultTombstoneHorizon    = store.DefaultTombstoneHorizon
@@ -150,9 +155,9 @@ const (
 
 // Limits on Config's fields and on writes.
 const (
-	// MaxValueBytesLimit is the largest Config.MaxValueBytes: a value
-	// travels in one replication frame.
-	MaxValueBytesLimit = 3 << 20
+	// MaxValueBytesLimit is the largest Config.MaxValueBytes: 512 MiB,
+	// the largest string Redis takes (its proto-max-bulk-len default).
+	MaxValueBytesLimit = 512 << 20
 	// MaxTombstonesLimit is the largest Config.MaxTombstones.
 	MaxTombstonesLimit = store.MaxTombstonesLimit
 	// MaxClockOffsetLimit is the largest Config.MaxClockOffset: clocks
@@ -172,9 +177,9 @@ type ConfigError struct {
 	// Value is the field's value as given, or nil when Reason says all
 	// (e.g. "must not be negative").
 	Value any
-	// Reason says what is wrong with the value, e.g. "exceeds 3MiB: a
-	// value travels in one replication frame". It names other fields by
-	// their names in Config.
+	// Reason says what is wrong with the value, e.g. "exceeds 512MiB,
+	// the largest value Redis takes". It names other fields by their names
+	// in Config.
 	Reason string
 }
 
@@ -233,7 +238,7 @@ func (c *Config) validate() error {
 	}
 	switch {
 	case c.MaxValueBytes > MaxValueBytesLimit:
-		return &ConfigError{"MaxValueBytes", c.MaxValueBytes, fmt.Sprintf("exceeds %dMiB: a value travels in one replication frame", MaxValueBytesLimit>>20)}
+		return &ConfigError{"MaxValueBytes", c.MaxValueBytes, fmt.Sprintf("exceeds %dMiB, the largest value Redis takes (proto-max-bulk-len)", MaxValueBytesLimit>>20)}
 	case c.MaxTombstones > MaxTombstonesLimit:
 		return &ConfigError{"MaxTombstones", c.MaxTombstones, fmt.Sprintf("exceeds %d", MaxTombstonesLimit)}
 	case c.MaxClockOffset > MaxClockOffsetLimit:
@@ -293,7 +298,7 @@ func (c *Config) validate() error {
 		c.MaxTombstones = DefaultMaxTombstones
 	}
 	if c.ReplicationLogBytes == 0 {
-		c.ReplicationLogBytes = DefaultReplicationLogBytes
+		c.ReplicationLogBytes = max(DefaultReplicationLogBytes, 4*int64(c.MaxValueBytes))
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = DefaultSyncTimeout

@@ -30,7 +30,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative horizon", Config{TombstoneHorizon: -1}, "TombstoneHorizon", "must not be negative"},
 		{"negative peer timeout", Config{PeerTimeout: -1}, "PeerTimeout", "must not be negative"},
 		{"negative sync timeout", Config{SyncTimeout: -1}, "SyncTimeout", "must not be negative"},
-		{"value over a frame", Config{MaxValueBytes: 4 << 20}, "MaxValueBytes", "MaxValueBytes 4194304 exceeds 3MiB"},
+		{"value over Redis's largest", Config{MaxValueBytes: MaxValueBytesLimit + 1}, "MaxValueBytes", "MaxValueBytes 536870913 exceeds 512MiB"},
 		{"too many tombstones", Config{MaxTombstones: MaxTombstonesLimit + 1}, "MaxTombstones", "exceeds 2147483646"},
 		{"offset of broken clocks", Config{MaxClockOffset: 2 * time.Minute}, "MaxClockOffset", "MaxClockOffset 2m0s exceeds 1m0s"},
 		{"peer timeout too short", Config{PeerTimeout: 10 * time.Millisecond}, "PeerTimeout", "is below 40ms"},
@@ -164,5 +164,23 @@ func TestNodePolicy(t *testing.T) {
 	}
 	if _, err := n.TTL("k"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("TTL of an expired key: %v", err)
+	}
+}
+
+// The replication log holds four of the largest values by default: one
+// large write must not push the writes queued before it out of the log.
+func TestReplicationLogFollowsMaxValue(t *testing.T) {
+	for _, tc := range []struct {
+		value int
+		log   int64
+	}{{1 << 20, DefaultReplicationLogBytes}, {64 << 20, 256 << 20}, {MaxValueBytesLimit, 4 * MaxValueBytesLimit}} {
+		n, err := Open(Config{MaxBytes: 1 << 30, MaxValueBytes: tc.value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.Config().ReplicationLogBytes; got != tc.log {
+			t.Errorf("MaxValueBytes %d: log of %d bytes, want %d", tc.value, got, tc.log)
+		}
+		n.Close()
 	}
 }

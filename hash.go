@@ -65,7 +65,9 @@ type Field struct {
 // HashTx is a hash being changed by UpdateHash's callback. Each change is
 // a write of the field with the call's version.
 type HashTx struct {
-	e *store.HashEdit
+	e     *store.HashEdit
+	ev    Event
+	wrote bool // Set was called
 }
 
 // Len returns the number of fields.
@@ -77,10 +79,34 @@ func (h *HashTx) Get(field []byte) ([]byte, bool) { return h.e.Get(field) }
 
 // Set writes field and reports whether it is new. field and value must not
 // change until the callback returns (the write copies them).
-func (h *HashTx) Set(field, value []byte) bool { return h.e.Set(field, value) }
+func (h *HashTx) Set(field, value []byte) bool {
+	h.wrote = true
+	return h.e.Set(field, value)
+}
 
 // Delete deletes field and reports whether it existed.
 func (h *HashTx) Delete(field []byte) bool { return h.e.Delete(field) }
+
+// SetEvent names the keyspace notification the change announces, if
+// enabled (SetKeyspaceEvents): EventHincrBy or EventHincrByFloat for a
+// read-modify-write of one field, as Redis names them. By default
+// (EventAuto, or an event other than EventHset, EventHdel, EventHincrBy
+// and EventHincrByFloat) a change that wrote a field announces "hset",
+// one that only deleted fields "hdel". A change that deletes the hash's
+// last field announces "del" after its event.
+func (h *HashTx) SetEvent(ev Event) { h.ev = ev }
+
+// event is the change's Event, as SetEvent says.
+func (h *HashTx) event() store.Event {
+	switch h.ev {
+	case EventHset, EventHdel, EventHincrBy, EventHincrByFloat:
+		return store.Event(h.ev)
+	}
+	if h.wrote {
+		return store.Event(EventHset)
+	}
+	return store.Event(EventHdel)
+}
 
 // Type returns the type of key's value on this node, or false if it holds
 // none.
@@ -233,7 +259,10 @@ func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h
 			exp = n.expireAt(o, now)
 		}
 		op, res, err := n.store.HashUpdate(key, ver, exp, n.cfg.MaxValueBytes, func(e *store.HashEdit) error {
-			return fn(&HashTx{e: e})
+			h := HashTx{e: e}
+			err := fn(&h)
+			e.Event = h.event()
+			return err
 		})
 		switch {
 		case errors.Is(err, store.ErrVersionBehind):

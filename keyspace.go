@@ -131,18 +131,19 @@ func (n *Node) writeIf(ctx context.Context, s *Session, key string, fn func(cur 
 	return prev, found, op, n.publish(s, op), nil
 }
 
-// deleteIfVersion deletes key if it still holds the write of version v.
-func (n *Node) deleteIfVersion(ctx context.Context, s *Session, key string, v store.Version) (uint64, error) {
+// deleteIfVersion deletes key if it still holds the write of version v,
+// announcing ev.
+func (n *Node) deleteIfVersion(ctx context.Context, s *Session, key string, v store.Version, ev Event) (uint64, error) {
 	_, _, _, seq, err := n.writeIf(ctx, s, key, func(cur store.Entry, found bool) (store.Op, bool) {
-		return store.Op{Kind: store.KindDelete}, found && cur.Version == v
+		return store.Op{Kind: store.KindDelete, Event: store.Event(ev)}, found && cur.Version == v
 	})
 	return seq, err
 }
 
 // copyTo writes src (a live entry read before) to dst unless !replace and
-// dst is live. It reports whether it wrote, and the write's sequence, or
-// ErrNotFound if src expired since it was read.
-func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst string, replace bool) (bool, uint64, error) {
+// dst is live, announcing ev. It reports whether it wrote, and the
+// write's sequence, or ErrNotFound if src expired since it was read.
+func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst string, replace bool, ev Event) (bool, uint64, error) {
 	kind, value := store.KindSet, append([]byte(nil), src.Value...) // the store owns what it is given
 	if src.Kind == store.KindHash {
 		// A copy of the hash's fields, written now (store.Update).
@@ -157,7 +158,7 @@ func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst stri
 			gone = true // it expired since it was read: nothing to copy
 			return store.Op{}, false
 		}
-		return store.Op{Kind: kind, Value: value, ExpireAt: src.ExpireAt}, true
+		return store.Op{Kind: kind, Value: value, ExpireAt: src.ExpireAt, Event: store.Event(ev)}, true
 	})
 	if gone && err == nil {
 		err = ErrNotFound
@@ -176,14 +177,18 @@ func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bo
 	// The destination first, then the source: a reader never finds the
 	// value under neither key, and a failed write leaves the source as it
 	// was. Each region applies them in this order too.
-	wrote, seq, err := n.copyTo(ctx, s, src, newKey, !nx)
+	wrote, seq, err := n.copyTo(ctx, s, src, newKey, !nx, eventRenameTo)
 	if err != nil || !wrote {
 		return false, err
 	}
 	// Delete the source only if it still holds what was moved: a newer
 	// write of key, made after the read, is not the renamed value and stays
 	// (as if the rename had come first).
-	if del, err := n.deleteIfVersion(ctx, s, key, src.Version); err != nil {
+	del, err := n.deleteIfVersion(ctx, s, key, src.Version, eventRenameFrom)
+	// Announced even if the delete failed: newKey holds the value now,
+	// and a listener must hear of it.
+	n.announceRename(key, newKey)
+	if err != nil {
 		return false, err
 	} else if del != 0 {
 		seq = del
@@ -199,7 +204,7 @@ func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace
 	if !ok || e.Empty {
 		return false, nil
 	}
-	wrote, seq, err := n.copyTo(ctx, s, e, dst, replace)
+	wrote, seq, err := n.copyTo(ctx, s, e, dst, replace, eventCopyTo)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -236,7 +241,7 @@ func (n *Node) setAllIfAbsent(ctx context.Context, s *Session, kvs map[string][]
 	undo := func(cause error) (bool, error) {
 		var last uint64
 		for _, w := range done {
-			seq, err := n.deleteIfVersion(ctx, s, w.key, w.ver)
+			seq, err := n.deleteIfVersion(ctx, s, w.key, w.ver, EventDel)
 			if err != nil && cause == nil {
 				cause = err
 			}

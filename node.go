@@ -13,6 +13,7 @@ import (
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/repl"
 	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
 )
 
 // Errors. Each method's doc lists those it returns; test with errors.Is.
@@ -171,6 +172,9 @@ func Open(cfg Config) (*Node, error) {
 	n.maxBytes.Store(cfg.MaxBytes)
 	st, err := store.Open(store.Config{
 		MaxBytes: cfg.MaxBytes, MaxEntries: cfg.MaxEntries, Clock: phys,
+		// A value of the largest size allowed fits in one shard of the
+		// budget, unless the budget is smaller than the value.
+		LargestEntry:  int64(cfg.MaxValueBytes) + MaxKeyBytes,
 		MaxTombstones: cfg.MaxTombstones, TombstoneHorizon: cfg.TombstoneHorizon,
 		OnChange: n.onChange,
 	})
@@ -208,9 +212,12 @@ func Open(cfg Config) (*Node, error) {
 		// Tracking a full sync's keys costs at most what holding them
 		// does: a peer with this node's budget never exceeds it.
 		MaxSnapshotBytes: max(repl.DefaultMaxSnapshotBytes, cfg.MaxBytes),
-		OnPublish:        func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
-		ApplyBatch:       n.applyBatch,
-		Logger:           cfg.Logger,
+		// Any transaction a peer's clients can make, whatever its
+		// MaxValueBytes: a batch a receiver refused would stop the stream.
+		MaxBatchBytes: wire.MaxValueLen + 64<<20,
+		OnPublish:     func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
+		ApplyBatch:    n.applyBatch,
+		Logger:        cfg.Logger,
 	})
 	if err != nil {
 		if ln != nil {
@@ -474,6 +481,9 @@ func (n *Node) write(ctx context.Context, s *Session, op store.Op, o writeOpts) 
 	op.Version = ver
 	if op.Kind == store.KindSet {
 		op.ExpireAt = n.expireAt(o, now)
+		if o.expiry >= expiryTTL { // an expiry of its own: "set", "expire"
+			op.Event = store.Event(EventSetExpire)
+		}
 	}
 	if res := n.store.Apply(op); res == store.TooLarge {
 		return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
@@ -541,14 +551,18 @@ func (n *Node) Persist(ctx context.Context, key string, opts ...Option) error {
 // expire rewrites key's expiry (Unix ns; 0 = none; not after now =
 // delete) in one atomic read-modify-write.
 func (n *Node) expire(ctx context.Context, s *Session, key string, at int64, opts []Option) error {
+	ev := EventExpire
+	if at == 0 {
+		ev = EventPersist
+	}
 	_, found, err := n.update(ctx, s, key, func(cur Item, found bool) Change {
 		if !found {
 			return Change{}
 		}
 		if at != 0 && at <= n.phys.UnixNano() {
-			return Change{Action: Remove}
+			return Change{Action: Remove, Event: ev} // "del"
 		}
-		return Change{Action: Put, Value: cur.Value, expireAt: at, rawExpiry: true}
+		return Change{Action: Put, Value: cur.Value, expireAt: at, rawExpiry: true, Event: ev}
 	}, opts)
 	if err == nil && !found {
 		return ErrNotFound
@@ -577,6 +591,14 @@ type Change struct {
 	Value []byte
 	// ExpireAt is the expiry for Put; the zero time means none.
 	ExpireAt time.Time
+	// Event is the keyspace notification the change announces, if
+	// enabled (SetKeyspaceEvents): EventAuto, the default, announces
+	// "set" for a new value, "expire" (or "persist") for the current
+	// value with another expiry, "del" for a removal; a command that
+	// Redis names otherwise names its event (EventAppend for an APPEND
+	// made with Update). A Remove announces "del" (after "hdel" for
+	// EventHdel) whatever the event.
+	Event Event
 
 	expireAt  int64 // Unix ns, used instead of ExpireAt when rawExpiry
 	rawExpiry bool
@@ -607,6 +629,10 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	var sizeErr error
 	prevEntry, found, op, res := n.store.Update(key, ver, func(cur store.Entry, found bool) (store.Op, bool) {
 		ch := fn(itemOf(cur, false), found)
+		ev := ch.Event
+		if ev >= eventCopyTo {
+			ev = EventAuto // the node's own codes are not for callers
+		}
 		switch ch.Action {
 		case Put:
 			exp := ch.expireAt
@@ -620,14 +646,20 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 			if found && len(v) == len(base) && len(v) > 0 && &v[0] == &base[0] {
 				// The value passed in: only the expiry changes, a counter
 				// keeps its contributions and a hash its fields.
-				return store.Op{Kind: store.KindExpire, ExpireAt: exp}, true
+				if ev == EventAuto {
+					ev = EventExpire
+					if exp == 0 {
+						ev = EventPersist
+					}
+				}
+				return store.Op{Kind: store.KindExpire, ExpireAt: exp, Event: store.Event(ev)}, true
 			}
 			if sizeErr = n.checkSizes(key, ch.Value); sizeErr != nil {
 				return store.Op{}, false
 			}
-			return store.Op{Kind: store.KindSet, Value: append([]byte(nil), v...), ExpireAt: exp}, true
+			return store.Op{Kind: store.KindSet, Value: append([]byte(nil), v...), ExpireAt: exp, Event: store.Event(ev)}, true
 		case Remove:
-			return store.Op{Kind: store.KindDelete}, true
+			return store.Op{Kind: store.KindDelete, Event: store.Event(ev)}, true
 		}
 		return store.Op{}, false
 	})

@@ -50,8 +50,8 @@ func TestPubSubLimitFlag(t *testing.T) {
 			obufLimit{true, 64 << 20, 16 << 20, 2 * time.Minute}, [3]int64{64 << 20, 16 << 20, int64(2 * time.Minute)}},
 		{nil, []string{"GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB=  pubsub 1GiB 256MB 5  "},
 			obufLimit{true, 1 << 30, 256 << 20, 5 * time.Second}, [3]int64{1 << 30, 256 << 20, int64(5 * time.Second)}},
-		{[]string{"--client-output-buffer-limit-pubsub=16MB 16MB 0"}, []string{"GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB=0 0 0"},
-			obufLimit{true, 16 << 20, 16 << 20, 0}, [3]int64{16 << 20, 16 << 20, 1}}, // the flag wins
+		{[]string{"--client-output-buffer-limit-pubsub=24MB 16MB 0"}, []string{"GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB=0 0 0"},
+			obufLimit{true, 24 << 20, 16 << 20, 0}, [3]int64{24 << 20, 16 << 20, 1}}, // the flag wins
 		{nil, []string{"GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB=0 0 0"},
 			obufLimit{set: true}, [3]int64{none, none, 1}},
 		{[]string{"--client-output-buffer-limit-pubsub", "0 8mb 60"}, nil,
@@ -103,13 +103,13 @@ func TestPubSubLimitFlagErrors(t *testing.T) {
 		{[]string{flag, "1.5gb 8mb 60"}, "", "only whole numbers"},
 		{[]string{flag, "32mb 8zb 60"}, "", `unknown unit "zb"`},
 		{[]string{flag, "9999999t 0 0"}, "", `size "9999999t" is too large`},
-		{[]string{flag, "1100k 0 0"}, "", "the hard limit 1100000 is below the largest message, 1089KiB"},
+		{[]string{flag, "16800k 0 0"}, "", "the hard limit 16800000 is below the largest message, 16449KiB"},
 		{[]string{flag, "32mb 8mb 1.5"}, "", `seconds "1.5": want a whole number of seconds`},
 		{[]string{flag, "32mb 8mb -1"}, "", `seconds "-1"`},
 		{[]string{flag, "32mb 8mb 60s"}, "", `seconds "60s"`},
 		{[]string{flag, "32mb 8mb 9223372037"}, "", `seconds "9223372037"`},
 		{[]string{flag, "8mb 32mb 60"}, "", "the soft limit 32MiB is above the hard limit 8MiB: it could never apply"},
-		{[]string{flag, "1mb 0 0"}, "", "the hard limit 1MiB is below the largest message, 1089KiB (--max-value-size + 65KiB"},
+		{[]string{flag, "16mb 0 0"}, "", "the hard limit 16MiB is below the largest message, 16449KiB (--max-value-size + 65KiB"},
 		{[]string{flag, "2mb 1mb 60", "--max-value-size", "3MB"}, "", "the hard limit 2MiB is below the largest message, 3137KiB"},
 		{nil, "32mb", "invalid value \"32mb\" for GEOCACHE_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB: \"32mb\": want three values"},
 	} {

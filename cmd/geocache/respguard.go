@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 
-	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/resp"
 )
 
@@ -42,11 +41,7 @@ func (c *serveConfig) validateRESPGuard() error {
 // maxRequestBytes is the largest RESP request: the largest value and a
 // margin for the command, the key and the headers.
 func (c *serveConfig) maxRequestBytes() int64 {
-	v := c.maxValueSize
-	if v == 0 {
-		v = geocache.DefaultMaxValueBytes
-	}
-	return v + resp.RequestMargin
+	return c.largestValue() + resp.RequestMargin
 }
 
 // respTLSConfig is the TLS configuration of --tls-addr: the node's own

@@ -26,8 +26,8 @@ func TestRESPGuardFlags(t *testing.T) {
 		t.Errorf("defaults: protected-mode %q, auth-timeout %v, request-timeout %v, max-client-buffer %d, tls-addr %q, tls-client-auth %v",
 			c.protectedMode, c.authTimeout, c.requestTimeout, c.maxClientBuffer, c.tlsAddr, c.tlsClientAuth)
 	}
-	if got := c.maxRequestBytes(); got != 2<<20 {
-		t.Errorf("largest request by default: %d; want 2MiB (1MiB values + 1MiB)", got)
+	if got := c.maxRequestBytes(); got != 17<<20 {
+		t.Errorf("largest request by default: %d; want 17MiB (16MiB values + 1MiB)", got)
 	}
 	c, _, err = parseServeConfig([]string{"--auth-timeout", "3s", "--request-timeout", "1m", "--max-client-buffer", "256MB", "--max-value-size", "3MB"},
 		[]string{"GEOCACHE_PROTECTED_MODE=no"})
@@ -120,7 +120,8 @@ func TestServeRESPOverTLS(t *testing.T) {
 	}
 	for k, want := range map[string]string{
 		"protected-mode": "no", "geocache-auth-timeout": "7000", "geocache-request-timeout": "30000",
-		"client-query-buffer-limit": "2097152", "geocache-max-client-buffer": "33554432",
+		"client-query-buffer-limit": "17825792", "geocache-max-client-buffer": "285212672", // 17 MiB; 16 of them
+		"proto-max-bulk-len": "16777216", "geocache-max-value-bytes": "16777216",
 	} {
 		if cfg[k] != want {
 			t.Errorf("CONFIG GET %s = %q; want %q", k, cfg[k], want)
@@ -139,7 +140,7 @@ func TestServeRESPOverTLS(t *testing.T) {
 // The node serves throughout.
 func TestServeRESPMemoryFlood(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	logs, _, done := serveInProcess(t, ctx, "--max-client-buffer", "4MB")
+	logs, _, done := serveInProcess(t, ctx, "--max-client-buffer", "4MB", "--max-value-size", "1MB")
 	addr, _ := logRecord(t, logs, "geocache serving")["addr"].(string)
 
 	const attackers = 30
@@ -160,10 +161,11 @@ func TestServeRESPMemoryFlood(t *testing.T) {
 			}()
 		}
 	}
-	// 60 MiB announced: over the largest request (1 MiB values + 1 MiB).
+	// 60 MiB announced: over the largest value (1 MiB), Redis's
+	// proto-max-bulk-len.
 	flood("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$62914560\r\n", 0)
 	for range attackers {
-		if got := <-results; got != "-ERR Protocol error: argument of 62914560 bytes is over the limit of 1049600\r\n" {
+		if got := <-results; got != "-ERR Protocol error: invalid bulk length\r\n" {
 			t.Fatalf("a 60 MiB request: %q", got)
 		}
 	}

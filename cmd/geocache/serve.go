@@ -80,6 +80,13 @@ func serve(ctx context.Context, args, environ []string, sigs <-chan os.Signal, s
 	if l := cfg.pubsubLimit; l.set && l.hard == 0 && l.soft == 0 {
 		log.Warn("--client-output-buffer-limit-pubsub turns both limits off: a subscriber that stops reading keeps every message published to it in memory")
 	}
+	if !cfg.pubsubLimit.set && cfg.largestMessage() > resp.DefaultPubSubHardLimit {
+		// An explicit limit below the largest message is refused
+		// (validatePubSub); Redis's default, which Redis applies the same
+		// way, is kept but said.
+		log.Warn("a message as large as --max-value-size is over the pub/sub hard limit: it disconnects every subscriber it is published to; set --client-output-buffer-limit-pubsub to publish such messages",
+			"max_value_size", formatSize(cfg.largestValue()), "pubsub_hard_limit", formatSize(resp.DefaultPubSubHardLimit))
+	}
 	if cfg.peerAddr != "" && len(cfg.peers) == 0 && cfg.gossipAddr == "" {
 		log.Warn("--peer-addr without --peers: this node receives the writes of the nodes that list it, and sends its own nowhere", "peer_addr", cfg.peerAddr)
 	}

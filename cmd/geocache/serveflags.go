@@ -114,8 +114,8 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tombstoneHorizon, "tombstone-horizon", 0, "how long deletes and expiries are remembered exactly; a peer unreachable for longer is fully resynced (0: "+shortDuration(geocache.DefaultTombstoneHorizon)+")")
 	fs.DurationVar(&c.antiEntropyInterval, "anti-entropy-interval", 0, "period of the anti-entropy rounds on every link, at most half the tombstone horizon (0: the smaller of 10m and a quarter of the horizon)")
 	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: "+strconv.Itoa(geocache.DefaultMaxTombstones)+" each)")
-	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, at most "+formatSize(geocache.MaxValueBytesLimit)+" (default "+formatSize(geocache.DefaultMaxValueBytes)+")")
-	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default "+formatSize(geocache.DefaultReplicationLogBytes)+"; a node without --peers keeps none)")
+	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, and Redis's proto-max-bulk-len: a longer argument is a protocol error; at most "+formatSize(geocache.MaxValueBytesLimit)+", as Redis (default "+formatSize(geocache.DefaultMaxValueBytes)+"; a value needs --max-memory well above it)")
+	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default "+formatSize(geocache.DefaultReplicationLogBytes)+" or 4 × --max-value-size, whichever is larger; a node without --peers keeps none)")
 	fs.BoolVar(&c.readyRequiresPeers, "ready-requires-peers", false, "make /readyz answer 503 while no peer of some region is reachable (off: a region serves on its own)")
 	// TLS and trust (replication)
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate of this node, from the cluster's CA, to serve and dial replication links over mutual TLS 1.3 (reloaded on SIGHUP and when the file changes; 'geocache cert node' makes one)")
@@ -132,7 +132,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	// RESP protection
 	fs.Var(enumValue{&c.protectedMode, []string{"yes", "no"}}, "protected-mode", "without --requirepass, serve only loopback clients and answer others Redis's -DENIED error: yes or no (default yes)")
 	fs.DurationVar(&c.authTimeout, "auth-timeout", 0, "with --requirepass, close RESP clients not authenticated this long after they connect (0: "+resp.DefaultAuthTimeout.String()+")")
-	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "close RESP clients whose request has not arrived whole this long after its first byte; bounds slow clients and TLS handshakes (0: "+resp.DefaultRequestTimeout.String()+")")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "close RESP clients whose request has not arrived whole this long after its first byte, plus a second per MiB of it received; bounds slow clients and TLS handshakes (0: "+resp.DefaultRequestTimeout.String()+")")
 	fs.Var((*sizeValue)(&c.maxClientBuffer), "max-client-buffer", "bound on the bytes held in RESP request buffers across all clients; a client needing more is refused (default the larger of a quarter of --max-memory and 16 requests of the largest size, --max-value-size + 1MiB)")
 	fs.StringVar(&c.tlsAddr, "tls-addr", "", "listen address of RESP over TLS, with the node's --tls-cert (e.g. 0.0.0.0:6390; empty: off)")
 	fs.BoolVar(&c.tlsClientAuth, "tls-client-auth", false, "require RESP clients on --tls-addr to present a certificate signed by --tls-ca")
@@ -257,10 +257,7 @@ func (c *serveConfig) validate() error {
 	if err := c.validatePubSub(); err != nil {
 		return err
 	}
-	largestValue := c.maxValueSize
-	if largestValue == 0 {
-		largestValue = geocache.DefaultMaxValueBytes
-	}
+	largestValue := c.largestValue()
 	switch {
 	case c.maxClients < 1:
 		return bad("--max-clients must be at least 1")
@@ -311,7 +308,7 @@ var fieldsToFlags = func() *strings.Replacer {
 }()
 
 // flagError reports an error of Config.Validate as a usage error in the
-// flags' terms: "--max-value-size 4MiB exceeds 3MiB: ...".
+// flags' terms: "--max-value-size 1GiB exceeds 512MiB, ...".
 func flagError(err error) error {
 	var ce *geocache.ConfigError
 	name, ok := "", false
@@ -661,18 +658,27 @@ func (l obufLimit) respLimits() (hard, soft int64, softTime time.Duration) {
 // largest message: a hard limit below it would disconnect every subscriber
 // of a channel that such a message is published on.
 func (c *serveConfig) validatePubSub() error {
-	largestValue := c.maxValueSize
-	if largestValue == 0 {
-		largestValue = geocache.DefaultMaxValueBytes
-	}
-	// A message frame holds the payload, the channel (a key's bound) and
-	// a few dozen bytes of framing, or a pattern as well.
-	largestMessage := largestValue + geocache.MaxKeyBytes + 1<<10
+	largestMessage := c.largestMessage()
 	if h := c.pubsubLimit.hard; h != 0 && h < largestMessage {
 		return fmt.Errorf("%w: --client-output-buffer-limit-pubsub: the hard limit %s is below the largest message, %s (--max-value-size + 65KiB for the channel and framing): one such message would disconnect every subscriber it is published to; raise the limit or lower --max-value-size",
 			errUsage, formatSize(h), formatSize(largestMessage))
 	}
 	return nil
+}
+
+// largestValue is --max-value-size, or the node's default.
+func (c *serveConfig) largestValue() int64 {
+	if c.maxValueSize == 0 {
+		return geocache.DefaultMaxValueBytes
+	}
+	return c.maxValueSize
+}
+
+// largestMessage is the largest pub/sub message frame: the payload (a
+// value's bound), the channel (a key's bound) and a few dozen bytes of
+// framing, or a pattern as well.
+func (c *serveConfig) largestMessage() int64 {
+	return c.largestValue() + geocache.MaxKeyBytes + 1<<10
 }
 
 // serveUsage writes the help of geocache serve, with the environment

@@ -134,7 +134,7 @@ func commandList() []*command {
 		{name: "flushall", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only; not replicated.", fn: cmdFlushall},
 		{name: "flushdb", arity: -1, flags: []string{"write"}, group: "server", since: "1.0.0", summary: "Removes every key on THIS node only, as FLUSHALL.", fn: cmdFlushall},
 		{name: "info", arity: -1, flags: []string{"loading", "stale"}, group: "server", since: "1.0.0", summary: "Returns information and statistics: server, clients, memory, persistence, stats, replication, cpu, errorstats, cluster, keyspace.", fn: cmdInfo},
-		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET; SET of maxmemory, requirepass, maxclients, timeout, client-output-buffer-limit, slowlog-*, notify-keyspace-events).", fn: cmdConfig,
+		{name: "config", arity: -2, flags: []string{"admin", "stale"}, group: "server", since: "2.0.0", summary: "A container for server configuration commands (GET, RESETSTAT; SET of maxmemory, requirepass, maxclients, timeout, client-output-buffer-limit, slowlog-*, notify-keyspace-events).", fn: cmdConfig,
 			subcommands: map[string]int{"get": -3, "set": -4, "resetstat": 2, "rewrite": 2, "help": 2}},
 		{name: "command", arity: -1, flags: []string{"stale"}, group: "server", since: "2.8.13", summary: "Returns detailed information about commands (COUNT, DOCS, INFO, LIST).", fn: cmdCommand,
 			subcommands: map[string]int{"count": 2, "list": -2, "info": -2, "docs": -2, "help": 2}},

@@ -24,6 +24,11 @@ const (
 	// pipeBufMax is the largest read buffer a pipeline grows (pipeline.go);
 	// only a single larger request grows it further.
 	pipeBufMax = 64 << 10
+	// streamAt is the size from which a stored value is written to the
+	// socket from its own bytes, in writeChunk pieces, rather than copied
+	// into out (replyValue).
+	streamAt   = 256 << 10
+	writeChunk = 1 << 20
 )
 
 // conn is one client connection. Its goroutine (serve) owns everything but
@@ -44,6 +49,9 @@ type conn struct {
 	werr  error  // the first write error; the connection ends
 	resp3 bool
 	quit  bool
+	// big are the large values of the replies in out, each to go out
+	// after out[:at] (replyValue).
+	big []bigValue
 
 	sess         *geocache.Session
 	authed       bool      // AUTH succeeded, or no password was set when the connection began (needAuth)
@@ -234,7 +242,9 @@ func (c *conn) process() bool {
 		if c.quit || c.werr != nil {
 			return false
 		}
-		if len(c.out) >= flushAt {
+		if len(c.out) >= flushAt || len(c.big) > 0 {
+			// A large value goes out as soon as its command has ended
+			// (no longer counted running by EXEC, nor holding stripes).
 			if !c.flush() {
 				return false
 			}
@@ -258,7 +268,11 @@ func (c *conn) protocolError(err error, unauthLimit bool) {
 	}
 	if pe.limit || unauthLimit {
 		c.s.rejectedReqs.Add(1)
-		c.s.logLimit("resp: request over a limit; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id, "error", msg)
+		attrs := []any{"remote", c.nc.RemoteAddr(), "id", c.id, "error", msg}
+		if pe.detail != "" {
+			attrs = append(attrs, "detail", pe.detail)
+		}
+		c.s.logLimit("resp: request over a limit; closing the connection", attrs...)
 	} else {
 		c.s.cfg.Logger.Debug("resp: protocol error; closing the connection", "remote", c.nc.RemoteAddr(), "id", c.id, "error", msg)
 	}
@@ -434,7 +448,7 @@ func (c *conn) timedOut() {
 	case deadlineAuth:
 		msg = "ERR Protocol error: not authenticated within " + c.s.cfg.AuthTimeout.String()
 	case deadlineRequest:
-		msg = "ERR Protocol error: request not completed within " + c.s.cfg.RequestTimeout.String()
+		msg = "ERR Protocol error: request not completed within " + c.requestAllowance().Round(time.Millisecond).String()
 	default:
 		c.s.cfg.Logger.Debug("resp: closing idle client", "remote", c.nc.RemoteAddr(), "id", c.id)
 		return
@@ -474,14 +488,25 @@ func (c *conn) flush() bool {
 		c.out = c.out[:min(c.muteAt, len(c.out))]
 		c.muteAt = 0
 	}
+	if len(c.big) > 0 && (c.ps != nil && c.ps.q != nil || c.big[len(c.big)-1].at > len(c.out)) {
+		c.inlineBig() // cannot happen (see replyValue); fail safe
+	}
 	if c.ps != nil && c.ps.q != nil {
 		return c.queueOut()
 	}
-	if len(c.out) > 0 && c.werr == nil {
-		c.werr = c.write(c.out)
+	if (len(c.out) > 0 || len(c.big) > 0) && c.werr == nil {
+		if len(c.big) > 0 {
+			c.werr = c.writeBig()
+		} else {
+			c.werr = c.write(c.out)
+		}
 		if c.s.idle() > 0 {
 			c.lastFlush = time.Now() // idleness counts from here, as it did from the next read's start
 		}
+	}
+	if len(c.big) > 0 {
+		clear(c.big) // do not keep the values alive
+		c.big = c.big[:0]
 	}
 	if cap(c.out) > outKeep {
 		c.out = make([]byte, 0, 1024)
@@ -489,6 +514,57 @@ func (c *conn) flush() bool {
 		c.out = c.out[:0]
 	}
 	return c.werr == nil
+}
+
+// bigValue is a large value of a reply, written after out[:at].
+type bigValue struct {
+	at int
+	v  []byte
+}
+
+// writeBig writes out with the values of big in their places: the bytes
+// of out before each value, then the value in writeChunk pieces, each
+// with its own write bound (write), so a client that reads a long reply
+// slowly but steadily is not closed for it, while one that stops reading
+// is, as for any write.
+func (c *conn) writeBig() error {
+	prev := 0
+	for _, b := range c.big {
+		if b.at > prev {
+			if err := c.write(c.out[prev:b.at]); err != nil {
+				return err
+			}
+		}
+		for v := b.v; len(v) > 0; {
+			n := min(len(v), writeChunk)
+			if err := c.write(v[:n]); err != nil {
+				return err
+			}
+			v = v[n:]
+		}
+		prev = b.at
+	}
+	if prev < len(c.out) {
+		return c.write(c.out[prev:])
+	}
+	return nil
+}
+
+// inlineBig copies the values of big into out, in their places (those
+// whose place was cut off with the replies around them are dropped).
+func (c *conn) inlineBig() {
+	var out []byte
+	prev := 0
+	for _, b := range c.big {
+		if b.at > len(c.out) {
+			break
+		}
+		out = append(append(out, c.out[prev:b.at]...), b.v...)
+		prev = b.at
+	}
+	c.out = append(out, c.out[prev:]...)
+	clear(c.big)
+	c.big = c.big[:0]
 }
 
 // flushIfFull writes the pending replies out if many are waiting, so that a
@@ -585,6 +661,27 @@ func (c *conn) replyOK()             { c.out = append(c.out, "+OK\r\n"...) }
 func (c *conn) replySimple(s string) { c.out = appendSimple(c.out, s) }
 func (c *conn) replyInt(n int64)     { c.out = appendInt(c.out, n) }
 func (c *conn) replyBulk(b []byte)   { c.out = appendBulk(c.out, b) }
+
+// replyValue replies with a value held by the node (or a slice of one),
+// as replyBulk. A value of streamAt bytes or more is not copied: its
+// reference waits in big, and it goes out from the node's own bytes once
+// the command has ended (process flushes then), or sooner if the command
+// fills out (flushIfFull). So a GET of a 512 MiB value needs no buffer of
+// its size: a client sending a few bytes cannot make the server copy a
+// large value per request. v must not change until it is written; the node
+// never modifies a value in place (Node.GetShared). Values are copied as
+// before while the command's replies may yet be dropped or replaced
+// (CLIENT REPLY OFF or SKIP, EXEC) or are queued for a subscriber's writer.
+func (c *conn) replyValue(v []byte) {
+	if len(v) < streamAt || c.mute || c.inExec || c.ps != nil && c.ps.q != nil || c.werr != nil {
+		c.out = appendBulk(c.out, v)
+		return
+	}
+	c.out = appendPrefix(c.out, '$', int64(len(v)))
+	c.big = append(c.big, bigValue{at: len(c.out), v: v})
+	c.out = append(c.out, '\r', '\n')
+}
+
 func (c *conn) replyBulkString(s string) {
 	c.out = appendBulkString(c.out, s)
 }

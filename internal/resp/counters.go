@@ -75,7 +75,7 @@ func cmdIncrbyfloat(c *conn, args [][]byte) {
 		c.replyError(errNotFloat)
 		return
 	}
-	c.rewrite(args[1], func(cur []byte, found bool) ([]byte, bool, bool) {
+	c.rewrite(args[1], geocache.EventIncrByFloat, func(cur []byte, found bool) ([]byte, bool, bool) {
 		v := newLongDouble()
 		if found {
 			if v, ok = parseLongDouble(cur); !ok {

@@ -62,9 +62,23 @@ func (c *conn) readDeadline() (time.Time, deadlineKind) {
 		set(c.authSince.Add(c.s.cfg.AuthTimeout), deadlineAuth)
 	}
 	if !c.reqStart.IsZero() {
-		set(c.reqStart.Add(c.s.cfg.RequestTimeout), deadlineRequest)
+		set(c.reqStart.Add(c.requestAllowance()), deadlineRequest)
 	}
 	return at, kind
+}
+
+// requestRate is the slowest rate, in bytes per second, at which a large
+// request arrives in time: besides RequestTimeout, a request has one
+// second for every requestRate bytes of it received so far. A 512 MiB
+// value may thus take RequestTimeout + 512 s; a client sending one byte a
+// second earns a microsecond a byte.
+const requestRate = 1 << 20
+
+// requestAllowance is how long the incomplete request at buf[r:w] may take
+// from its first byte: RequestTimeout, and a second for every requestRate
+// bytes of it received.
+func (c *conn) requestAllowance() time.Duration {
+	return c.s.cfg.RequestTimeout + time.Duration(c.w-c.r)*(time.Second/requestRate)
 }
 
 // armRead makes sure the socket's read deadline is no later than the

@@ -122,8 +122,9 @@
 //     client-output-buffer-limit (the pubsub class; normal and replica stay
 //     "0 0 0"), slowlog-log-slower-than, slowlog-max-len (at most 10,000)
 //     and notify-keyspace-events, all or nothing; every other parameter
-//     answers Redis's "can't set immutable config". RESETSTAT and REWRITE
-//     answer an error.
+//     answers Redis's "can't set immutable config". RESETSTAT resets what
+//     INFO counts, as Redis does, but not the counters the admin
+//     endpoint's /metrics serves; REWRITE answers an error.
 //   - OBJECT ENCODING answers from the value alone (int, embstr up to 44
 //     bytes, raw; listpack or hashtable by Redis's thresholds for a hash's
 //     fields now): Redis answers raw for a short string APPEND or SETRANGE
@@ -134,7 +135,7 @@
 //     hash is at most 32,768 fields (deleted ones counted until a DEL) and
 //     its state at most the value limit. HINCRBY and HINCRBYFLOAT are
 //     read-modify-writes of one field: last writer wins across regions.
-//     Hash writes announce "set" keyspace events (Redis: hset, hdel, ...). OBJECT REFCOUNT is 1. Eviction keeps a recency order, not
+//     OBJECT REFCOUNT is 1. Eviction keeps a recency order, not
 //     access times or counters, so OBJECT IDLETIME answers Redis's error for
 //     an untracked idle time and OBJECT FREQ its error for an LRU policy.
 //   - MEMORY USAGE is what the entry counts against maxmemory (key, value
@@ -177,15 +178,18 @@
 // nothing.
 //
 //	MaxClients       10,000            "-ERR max number of clients reached", then close (at accept)
-//	MaxRequestBytes  64 MiB            "-ERR Protocol error: request over the limit of N bytes", close
-//	MaxArgs          1,048,576         "-ERR Protocol error: too many arguments: N (limit M)", close
-//	MaxBulkBytes     node's MaxValueBytes + 1 KiB
-//	                                   "-ERR Protocol error: argument of N bytes is over the limit of M", close
+//	MaxRequestBytes  64 MiB, or node's "-ERR Protocol error: request over the limit of N bytes", close
+//	                 MaxValueBytes + 1 MiB if larger (CONFIG GET client-query-buffer-limit)
+//	MaxArgs          1,048,576         Redis's "-ERR Protocol error: invalid multibulk length", close
+//	                                   (Redis's limit: 2^31-1); inline: "... too many arguments: N (limit M)"
+//	MaxBulkBytes     node's MaxValueBytes, at least 64 KiB (Redis's proto-max-bulk-len, as CONFIG GET
+//	                                   reports it): Redis's "-ERR Protocol error: invalid bulk length", close
 //	inline line      64 KiB (Redis's)  "-ERR Protocol error: too big inline request", close
 //	UnauthLimit      16 KiB            "-ERR Protocol error: unauthenticated client sent more than N bytes; AUTH first", close
 //	IdleTimeout      0 (never)         the connection is closed silently, as Redis's "timeout"
 //	AuthTimeout      10 s              "-ERR Protocol error: not authenticated within 10s", close (with RequirePass)
-//	RequestTimeout   30 s              "-ERR Protocol error: request not completed within 30s", close
+//	RequestTimeout   30 s, + 1 s per   "-ERR Protocol error: request not completed within <d>", close
+//	                 MiB received
 //	MaxClientBuffer  max(MaxBytes/4, 16 × MaxRequestBytes)
 //	                                   "-ERR max-client-buffer reached", close
 //	ProtectedMode    off (serve: on)   Redis's "-DENIED Redis is running in protected mode ...", close
@@ -196,6 +200,16 @@
 // CONFIG SET changes MaxClients (maxclients), IdleTimeout (timeout, for
 // idle connections too), RequirePass (requirepass) and the pub/sub limits
 // (client-output-buffer-limit) while the server runs (settings.go).
+//
+// The two limits Redis also has answer in Redis 7.0's words (checked
+// against redis-server 7.0.15), and the server's log line (Warn, at most
+// one per 10 s) gives the figures: "argument of N bytes, over the limit
+// of M", "N arguments, over the limit of M"; Stats.Rejected (INFO stats
+// geocache_rejected_requests) counts every refusal. As in Redis, the
+// value limit also bounds what APPEND and SETRANGE make ("-ERR string
+// exceeds maximum allowed size (proto-max-bulk-len)") and the offsets of
+// GETBIT and SETBIT ("-ERR bit offset is not an integer or out of range"
+// for a byte at or past MaxBulkBytes).
 //
 // UnauthLimit counts every byte a client sends before it authenticates
 // (its failed AUTH attempts included) when RequirePass is set. Before
@@ -238,11 +252,15 @@
 //
 // Slow clients: Redis's "timeout" (IdleTimeout here) counts idle time, so a
 // client sending one byte a second is never idle. RequestTimeout bounds
-// the time from a request's first byte to its last instead; a client whose
-// requests each arrive in time may stay forever, however slowly it sends
-// between them. A TLS handshake is bounded by RequestTimeout too, and so
-// is the write of replies when there is no IdleTimeout (a client that does
-// not read its replies would otherwise hold its goroutine for ever).
+// the time from a request's first byte to its last instead, with one
+// second more for every MiB of the request received, so that a large value
+// arriving at 1 MiB/s or faster is never cut (a 512 MiB one may take
+// RequestTimeout + 512 s), while a client dribbling bytes earns about a
+// microsecond a byte; a client whose requests each arrive in time may stay
+// forever, however slowly it sends between them. A TLS handshake is
+// bounded by RequestTimeout too, and so is each write of replies when
+// there is no IdleTimeout (a client that does not read its replies would
+// otherwise hold its goroutine for ever).
 //
 // Bytes across clients: each connection keeps an 8 KiB read buffer at
 // rest (bounded by MaxClients); a request that needs more grows it by
@@ -255,6 +273,18 @@
 // each other. The buffer shrinks back, and its bytes return to the
 // budget, once the large request is consumed. geocache serve bounds one
 // request to the node's MaxValueBytes + RequestMargin (1 MiB).
+//
+// Large replies: a value of 256 KiB or more (GET, MGET, GETRANGE, the
+// GETSET family, HGET, HMGET, HGETALL, HVALS, HRANDFIELD, HSCAN) is not
+// copied into the connection's output: it is written from the node's own
+// bytes (the node never modifies a value in place) once its command has
+// ended, in 1 MiB pieces, each with the write bound above. So a client
+// sending a few bytes cannot make the server copy a 512 MiB value per
+// request, a command is not held (nor a transaction waiting for it) while
+// its reply crawls to a slow client, and a client that reads a long reply
+// slowly but steadily is not closed for it, while one that stops reading
+// is. Replies that CLIENT REPLY may drop, EXEC's, and those of a
+// subscribed RESP3 client are copied, as before.
 //
 // TLS: ServeTLS serves RESP over TLS with a *tls.Config (geocache serve
 // passes the node's, whose GetCertificate follows certificate reloads);

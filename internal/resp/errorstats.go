@@ -58,6 +58,14 @@ func (e *errorStats) add(code string) *atomic.Uint64 {
 	return n
 }
 
+// reset forgets every code and its count (CONFIG RESETSTAT). An error
+// counted at the same time may be lost.
+func (e *errorStats) reset() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.codes = nil
+}
+
 // snapshot returns the codes seen, sorted as Redis lists them (its radix
 // tree's order), with their counts.
 func (e *errorStats) snapshot() (codes []string, counts []uint64) {

@@ -140,7 +140,7 @@ func cmdHget(c *conn, args [][]byte) {
 		return
 	}
 	if v, found := findField(fields, args[2]); found {
-		c.replyBulk(v)
+		c.replyValue(v)
 	} else {
 		c.replyNull()
 	}
@@ -154,7 +154,7 @@ func cmdHmget(c *conn, args [][]byte) {
 	c.replyArray(len(args) - 2)
 	for _, name := range args[2:] {
 		if v, found := findField(fields, name); found {
-			c.replyBulk(v)
+			c.replyValue(v)
 		} else {
 			c.replyNull()
 		}
@@ -174,7 +174,7 @@ func cmdHgetall(c *conn, args [][]byte) {
 	}
 	for _, f := range fields {
 		c.replyBulk(f.Name)
-		c.replyBulk(f.Value)
+		c.replyValue(f.Value)
 		c.flushIfFull()
 	}
 }
@@ -192,7 +192,7 @@ func (c *conn) hashColumn(key []byte, names bool) {
 		if names {
 			c.replyBulk(f.Name)
 		} else {
-			c.replyBulk(f.Value)
+			c.replyValue(f.Value)
 		}
 		c.flushIfFull()
 	}
@@ -239,6 +239,7 @@ func cmdHincrby(c *conn, args [][]byte) {
 		}
 		result = v + d
 		h.Set(args[2], strconv.AppendInt(nil, result, 10))
+		h.SetEvent(geocache.EventHincrBy)
 		return nil
 	}, func() { c.replyInt(result) })
 }
@@ -274,6 +275,7 @@ func cmdHincrbyfloat(c *conn, args [][]byte) {
 		}
 		next = formatLongDouble(v)
 		h.Set(args[2], next)
+		h.SetEvent(geocache.EventHincrByFloat)
 		return nil
 	}, func() { c.replyBulk(next) })
 }
@@ -352,7 +354,7 @@ func cmdHrandfield(c *conn, args [][]byte) {
 		}
 		c.replyBulk(f.Name)
 		if withValues {
-			c.replyBulk(f.Value)
+			c.replyValue(f.Value)
 		}
 		c.flushIfFull()
 	}
@@ -391,7 +393,7 @@ func cmdHscan(c *conn, args [][]byte) {
 	c.replyArray(2 * len(kept))
 	for _, f := range kept {
 		c.replyBulk(f.Name)
-		c.replyBulk(f.Value)
+		c.replyValue(f.Value)
 		c.flushIfFull()
 	}
 }

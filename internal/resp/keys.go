@@ -135,7 +135,7 @@ func cmdGet(c *conn, args [][]byte) {
 	case err != nil:
 		c.replyNull()
 	default:
-		c.replyBulk(v)
+		c.replyValue(v)
 	}
 }
 
@@ -231,6 +231,7 @@ func cmdSet(c *conn, args [][]byte) {
 		switch {
 		case at != 0:
 			ch.ExpireAt = time.Unix(0, at)
+			ch.Event = geocache.EventSetExpire // "set", then "expire"
 		case o.keepTTL && found:
 			ch.ExpireAt = cur.ExpireAt
 		default:
@@ -245,7 +246,7 @@ func cmdSet(c *conn, args [][]byte) {
 	case wrongType:
 		c.replyError(errWrongType)
 	case o.get && found:
-		c.replyBulk(prev.Value)
+		c.replyValue(prev.Value)
 	case o.get || !applied:
 		c.replyNull()
 	default:
@@ -313,7 +314,7 @@ func (c *conn) replyPrevious(prev geocache.Item, found bool, err error) {
 	case isHash(prev, found):
 		c.replyError(errWrongType)
 	case found:
-		c.replyBulk(prev.Value)
+		c.replyValue(prev.Value)
 	default:
 		c.replyNull()
 	}
@@ -356,11 +357,11 @@ func cmdGetex(c *conn, args [][]byte) {
 			if cur.ExpireAt.IsZero() {
 				return geocache.Change{}
 			}
-			return geocache.Change{Action: geocache.Put, Value: cur.Value}
+			return geocache.Change{Action: geocache.Put, Value: cur.Value, Event: geocache.EventPersist}
 		case at <= nowNs:
-			return geocache.Change{Action: geocache.Remove}
+			return geocache.Change{Action: geocache.Remove} // "del", as Redis
 		}
-		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at)}
+		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at), Event: geocache.EventExpire}
 	})
 	cancel()
 	c.replyPrevious(prev, found, err)
@@ -370,7 +371,7 @@ func cmdMget(c *conn, args [][]byte) {
 	c.replyArray(len(args) - 1)
 	for _, k := range args[1:] {
 		if v, err := c.s.node.GetShared(peekKey(k)); err == nil {
-			c.replyBulk(v)
+			c.replyValue(v)
 		} else {
 			c.replyNull()
 		}
@@ -524,9 +525,9 @@ func (c *conn) expire(args [][]byte, name string, kind byte) {
 		}
 		done = true
 		if when <= now {
-			return geocache.Change{Action: geocache.Remove}
+			return geocache.Change{Action: geocache.Remove} // "del", as Redis
 		}
-		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at)}
+		return geocache.Change{Action: geocache.Put, Value: cur.Value, ExpireAt: time.Unix(0, at), Event: geocache.EventExpire}
 	})
 	cancel()
 	switch {
@@ -568,7 +569,7 @@ func cmdPersist(c *conn, args [][]byte) {
 			return geocache.Change{}
 		}
 		done = true
-		return geocache.Change{Action: geocache.Put, Value: cur.Value}
+		return geocache.Change{Action: geocache.Put, Value: cur.Value, Event: geocache.EventPersist}
 	})
 	cancel()
 	switch {

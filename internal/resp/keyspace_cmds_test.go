@@ -134,7 +134,9 @@ var keyspaceScript = []step{
 }
 
 func TestKeyspaceScript(t *testing.T) {
-	_, addr := startServer(t, Config{})
+	// Arguments up to 2 MiB, values up to 1 MiB: a value the node refuses
+	// after it was read (MSETNX below).
+	_, addr := startServer(t, Config{Node: testNode(t, geocache.Config{MaxValueBytes: 1 << 20}), MaxBulkBytes: 2 << 20})
 	runSteps(t, addr, keyspaceScript, false)
 }
 

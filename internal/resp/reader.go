@@ -38,6 +38,9 @@ type protoError struct {
 	// limit marks a request that was well formed but over one of the
 	// configured limits (counted in Stats.Rejected).
 	limit bool
+	// detail gives the figures of a limit the client is answered in
+	// Redis's words ("invalid bulk length"), for the server's log.
+	detail string
 	// tooLarge marks a request over the byte limit passed to next: the
 	// connection words it for the limit that applied (MaxRequestBytes or
 	// the unauthenticated budget).
@@ -107,7 +110,9 @@ func (r *reader) next(b []byte, limit int) (args [][]byte, n int, err error) {
 			return nil, end, nil
 		}
 		if count > r.maxArgs {
-			return nil, 0, &protoError{msg: "too many arguments: " + strconv.Itoa(count) + " (limit " + strconv.Itoa(r.maxArgs) + ")", limit: true}
+			// Redis 7.0's text for a count over its limit (2^31-1 there).
+			return nil, 0, &protoError{msg: errMultibulkLength.msg, limit: true,
+				detail: strconv.Itoa(count) + " arguments, over the limit of " + strconv.Itoa(r.maxArgs)}
 		}
 		if end > limit {
 			return nil, 0, errTooLarge
@@ -132,7 +137,9 @@ func (r *reader) next(b []byte, limit int) (args [][]byte, n int, err error) {
 				return nil, 0, errBulkLength
 			}
 			if size > r.maxBulk {
-				return nil, 0, &protoError{msg: "argument of " + strconv.Itoa(size) + " bytes is over the limit of " + strconv.Itoa(r.maxBulk), limit: true}
+				// Redis 7.0's text for a length over proto-max-bulk-len.
+				return nil, 0, &protoError{msg: errBulkLength.msg, limit: true,
+					detail: "argument of " + strconv.Itoa(size) + " bytes, over the limit of " + strconv.Itoa(r.maxBulk)}
 			}
 			start := r.pos + len(line) + 2
 			if size > limit || start+size+2 > limit {

@@ -73,8 +73,8 @@ func TestReader(t *testing.T) {
 		{in: "*2\r\n$1\r\na\r\n$-1\r\n", err: "invalid bulk length"},
 		{in: "*1\r\n$1\r\naXY", err: "expected CRLF after bulk data"},
 		{in: "*1\r\n:1\r\n", err: "expected '$', got ':'"},
-		{in: "*9\r\n", err: "too many arguments: 9 (limit 8)"},
-		{in: "*1\r\n$65\r\n", err: "argument of 65 bytes is over the limit of 64"},
+		{in: "*9\r\n", err: "invalid multibulk length"},
+		{in: "*1\r\n$65\r\n", err: "invalid bulk length"},
 		{in: "*4\r\n$60\r\n" + strings.Repeat("a", 60) + "\r\n$60\r\n", err: "request too large"},
 		{in: "a b c d e f g h i\n", err: "too many arguments: 9 (limit 8)"},
 		{in: strings.Repeat("a", 101), err: "request too large"},
@@ -172,4 +172,21 @@ func FuzzParseInt(f *testing.F) {
 			t.Fatalf("parseInt(%q) = %d, %v; strconv says %d, %v", s, got, ok, want, err)
 		}
 	})
+}
+
+// TestReaderLimitErrors: a count or a length over the limits is answered
+// in Redis's words, marked as a limit (Stats.Rejected), with the figures
+// kept for the server's log.
+func TestReaderLimitErrors(t *testing.T) {
+	for _, tt := range []struct{ in, msg, detail string }{
+		{"*9\r\n", "invalid multibulk length", "9 arguments, over the limit of 8"},
+		{"*1\r\n$65\r\n", "invalid bulk length", "argument of 65 bytes, over the limit of 64"},
+		{"*1\r\n$-2\r\n", "invalid bulk length", ""}, // malformed: no limit
+	} {
+		_, err := parseAll([]byte(tt.in), 0, 8, 64, 100)
+		var pe *protoError
+		if !errors.As(err, &pe) || pe.msg != tt.msg || pe.detail != tt.detail || pe.limit != (tt.detail != "") {
+			t.Errorf("%q: %+v; want %q with detail %q", tt.in, pe, tt.msg, tt.detail)
+		}
+	}
 }

@@ -60,15 +60,23 @@ type Config struct {
 	// closed. Default 10,000; CONFIG SET maxclients changes it later.
 	MaxClients int
 	// MaxRequestBytes bounds one request (a whole command, headers
-	// included), in bytes. Default 64 MiB.
+	// included), in bytes (CONFIG GET client-query-buffer-limit). Default
+	// 64 MiB, or the node's MaxValueBytes + RequestMargin if that is
+	// larger: a request must be able to carry the largest value. At most
+	// 2 GiB.
 	MaxRequestBytes int
 	// MaxArgs bounds the arguments of one command (its name included).
 	// Default 1,048,576.
 	MaxArgs int
-	// MaxBulkBytes bounds a single argument, in bytes. Default the node's
-	// MaxValueBytes + 1 KiB: larger values are refused before they are
-	// read; values between the node's limit and this one are read and then
-	// answered with a clear error by the node.
+	// MaxBulkBytes bounds a single argument, in bytes: Redis's
+	// proto-max-bulk-len, which CONFIG GET reports and which bounds
+	// GETBIT's and SETBIT's offsets as in Redis. An argument announced
+	// longer is answered Redis's "-ERR Protocol error: invalid bulk
+	// length" as its header arrives, before its bytes, and the connection
+	// closes. Default the node's MaxValueBytes, or MaxKeyBytes (64 KiB) if
+	// that is larger, so that every key can be sent; a value between the
+	// node's limit and this one is read and refused by the node ("-ERR key
+	// or value too large: ...", the connection stays open).
 	MaxBulkBytes int
 	// IdleTimeout closes a client that has sent nothing (or has not read
 	// its replies) for this long. 0 means never, like Redis's "timeout 0".
@@ -101,9 +109,11 @@ type Config struct {
 	AuthTimeout time.Duration
 	// RequestTimeout closes a client whose request has not arrived whole
 	// this long after its first byte did ("-ERR Protocol error: request
-	// not completed within <d>"), and bounds a TLS handshake. Default
-	// 30 s. Unlike IdleTimeout (Redis's "timeout", reset by every byte),
-	// a client sending one byte a second cannot stretch it.
+	// not completed within <d>"), and bounds a TLS handshake. A large
+	// request has one second more for every MiB of it received, so that
+	// a value arriving at 1 MiB/s or faster is never cut, however large.
+	// Default 30 s. Unlike IdleTimeout (Redis's "timeout", reset by every
+	// byte), a client sending one byte a second cannot stretch it.
 	RequestTimeout time.Duration
 	// MaxClientBuffer bounds the bytes held in request buffers across all
 	// clients beyond each connection's resting 8 KiB buffer (which
@@ -157,13 +167,13 @@ func (c *Config) validate() error {
 		c.MaxClients = DefaultMaxClients
 	}
 	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = DefaultMaxRequestBytes
+		c.MaxRequestBytes = max(DefaultMaxRequestBytes, c.Node.Config().MaxValueBytes+RequestMargin)
 	}
 	if c.MaxArgs == 0 {
 		c.MaxArgs = DefaultMaxArgs
 	}
 	if c.MaxBulkBytes == 0 {
-		c.MaxBulkBytes = c.Node.Config().MaxValueBytes + 1<<10
+		c.MaxBulkBytes = max(c.Node.Config().MaxValueBytes, geocache.MaxKeyBytes)
 	}
 	if c.UnauthLimit == 0 {
 		c.UnauthLimit = DefaultUnauthLimit
@@ -275,6 +285,10 @@ type Server struct {
 	rejectedCalls, failedCalls [maxCommands]atomic.Uint64
 	errStats                   errorStats // error replies by code (INFO errorstats)
 	slowlog                    slowLog    // SLOWLOG (slowlog.go)
+	// statBase is where the counters stood at the last CONFIG RESETSTAT
+	// (resetstat.go), nil before the first: INFO reports what they
+	// counted since.
+	statBase atomic.Pointer[statBase]
 
 	// Live settings (settings.go): Config's values at New, changed by
 	// CONFIG SET, which configMu serializes.

@@ -178,6 +178,7 @@ func cmdInfo(c *conn, args [][]byte) {
 }
 
 func (s *Server) info(want map[string]bool) string {
+	base := s.stats() // CONFIG RESETSTAT's
 	v := s.regionView()
 	st := v.st
 	var b strings.Builder
@@ -238,22 +239,23 @@ func (s *Server) info(want map[string]bool) string {
 		ki("aof_rewrite_in_progress", 0)
 	}
 	if section("Stats") {
-		ku("total_connections_received", s.connections.Load())
-		ku("total_commands_processed", s.commands.Load())
-		ku("rejected_connections", s.rejectedConns.Load())
-		ku("geocache_rejected_requests", s.rejectedReqs.Load())
-		ku("total_error_replies", s.errors.Load())
+		// Counts since CONFIG RESETSTAT (resetstat.go), gauges as they are.
+		ku("total_connections_received", since(s.connections.Load(), base.connections))
+		ku("total_commands_processed", since(s.commands.Load(), base.commands))
+		ku("rejected_connections", since(s.rejectedConns.Load(), base.rejectedConns))
+		ku("geocache_rejected_requests", since(s.rejectedReqs.Load(), base.rejectedReqs))
+		ku("total_error_replies", since(s.errors.Load(), base.errors))
 		ku("acl_access_denied_auth", s.authFailures.Load())
 		ki("geocache_client_buffer_bytes", s.bufBytes.Load())
-		ku("geocache_tls_handshake_errors", s.tlsErrors.Load())
-		ku("keyspace_hits", st.Hits)
-		ku("keyspace_misses", st.Misses)
+		ku("geocache_tls_handshake_errors", since(s.tlsErrors.Load(), base.tlsErrors))
+		ku("keyspace_hits", since(st.Hits, base.hits))
+		ku("keyspace_misses", since(st.Misses, base.misses))
 		ki("pubsub_channels", int64(s.hub.NumChannels()))
 		ki("pubsub_patterns", int64(s.hub.NumPat()))
-		ku("client_output_buffer_limit_disconnections", s.obufKills.Load())
+		ku("client_output_buffer_limit_disconnections", since(s.obufKills.Load(), base.obufKills))
 		ki("geocache_pubsub_output_bytes", s.psBytes.Load())
-		ku("evicted_keys", st.Evictions)
-		ku("expired_keys", st.Expired)
+		ku("evicted_keys", since(st.Evictions, base.evictions))
+		ku("expired_keys", since(st.Expired, base.expired))
 	}
 	if section("Replication") {
 		kv("role", "master")
@@ -300,14 +302,15 @@ func (s *Server) info(want map[string]bool) string {
 		}
 	}
 	if want["commandstats"] || want["latencystats"] {
-		lat := s.CommandLatency()
+		lat := s.infoLatency(base)
 		if section("Commandstats") {
 			// As Redis 7: every command called, refused or failed, a
 			// container's calls by subcommand (cmdstat_client|list).
 			for _, cmd := range statEntries {
 				l := lat[cmd.name]
 				n := l.Count()
-				rejected, failed := s.rejectedCalls[cmd.id].Load(), s.failedCalls[cmd.id].Load()
+				rejected := since(s.rejectedCalls[cmd.id].Load(), base.rejectedCalls[cmd.id])
+				failed := since(s.failedCalls[cmd.id].Load(), base.failedCalls[cmd.id])
 				if n == 0 && rejected == 0 && failed == 0 {
 					continue
 				}
@@ -395,6 +398,8 @@ var configHelp = []string{
 	"    Set the configuration <directive> to <value>: maxmemory, requirepass,",
 	"    maxclients, timeout, client-output-buffer-limit (pubsub), slowlog-log-slower-than,",
 	"    slowlog-max-len, notify-keyspace-events; the others are fixed when geocache starts.",
+	"RESETSTAT",
+	"    Reset statistics reported by the INFO command.",
 	"HELP",
 	"    Print this help.",
 }
@@ -423,7 +428,14 @@ func cmdConfig(c *conn, args [][]byte) {
 		}
 	case equalFold(sub, "set"):
 		c.configSet(args[2:])
-	case equalFold(sub, "resetstat"), equalFold(sub, "rewrite"):
+	case equalFold(sub, "resetstat"):
+		if len(args) != 2 {
+			c.wrongArity("config|resetstat")
+			return
+		}
+		c.s.resetStats()
+		c.replyOK()
+	case equalFold(sub, "rewrite"):
 		c.replyError("ERR CONFIG " + strings.ToUpper(string(sub)) + " is not supported: geocache's settings are fixed when it starts (see 'geocache serve -h')")
 	case equalFold(sub, "help"):
 		c.helpReply(configHelp)

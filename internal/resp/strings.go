@@ -27,8 +27,6 @@ const (
 	errBitOffset     = "ERR bit offset is not an integer or out of range"
 	errBitValue      = "ERR bit is not an integer or out of range"
 	errOffsetRange   = "ERR offset is out of range"
-	// maxBitOffset is Redis's: a bit offset addresses at most 512 MiB.
-	maxBitOffset = 512<<20*8 - 1
 )
 
 // lookup returns key's entry without touching its recency, or found ==
@@ -73,11 +71,12 @@ func cmdStrlen(c *conn, args [][]byte) {
 }
 
 // rewrite applies fn to key's value under the key's lock and stores the
-// result with the entry's expiry. fn returns the new value, or ok == false
-// after replying with an error (nothing is written). done is called with
-// the value written, unless fn declined or the write failed (then rewrite
-// has replied).
-func (c *conn) rewrite(key []byte, fn func(cur []byte, found bool) (next []byte, write, ok bool), done func(next []byte)) {
+// result with the entry's expiry, announcing ev (the command's keyspace
+// event). fn returns the new value, or ok == false after replying with an
+// error (nothing is written). done is called with the value written (the
+// current one if fn wrote nothing), unless fn failed or the write failed
+// (then rewrite has replied).
+func (c *conn) rewrite(key []byte, ev geocache.Event, fn func(cur []byte, found bool) (next []byte, write, ok bool), done func(next []byte)) {
 	var next []byte
 	failed := false
 	ctx, cancel := c.writeCtx()
@@ -97,7 +96,7 @@ func (c *conn) rewrite(key []byte, fn func(cur []byte, found bool) (next []byte,
 			return geocache.Change{}
 		}
 		next = n
-		ch := geocache.Change{Action: geocache.Put, Value: n, ExpireAt: cur.ExpireAt}
+		ch := geocache.Change{Action: geocache.Put, Value: n, ExpireAt: cur.ExpireAt, Event: ev}
 		if !found {
 			ch.ExpireAt = c.s.node.DefaultExpireAt()
 		}
@@ -126,7 +125,7 @@ func (c *conn) fits(n int64) bool {
 
 func cmdAppend(c *conn, args [][]byte) {
 	add := args[2]
-	c.rewrite(args[1], func(cur []byte, found bool) ([]byte, bool, bool) {
+	c.rewrite(args[1], geocache.EventAppend, func(cur []byte, found bool) ([]byte, bool, bool) {
 		if !c.fits(int64(len(cur)) + int64(len(add))) {
 			return nil, false, false
 		}
@@ -174,7 +173,7 @@ func cmdGetrange(c *conn, args [][]byte) {
 		c.replyBulk(nil)
 		return
 	}
-	c.replyBulk(it.Value[lo : hi+1])
+	c.replyValue(it.Value[lo : hi+1])
 }
 
 func cmdSetrange(c *conn, args [][]byte) {
@@ -188,7 +187,7 @@ func cmdSetrange(c *conn, args [][]byte) {
 		return
 	}
 	val := args[3]
-	c.rewrite(args[1], func(cur []byte, found bool) ([]byte, bool, bool) {
+	c.rewrite(args[1], geocache.EventSetRange, func(cur []byte, found bool) ([]byte, bool, bool) {
 		if len(val) == 0 { // nothing to write: Redis answers the length and creates no key
 			return nil, false, true
 		}
@@ -206,10 +205,11 @@ func cmdSetrange(c *conn, args [][]byte) {
 	}, func(next []byte) { c.replyInt(int64(len(next))) })
 }
 
-// bitOffset parses a bit offset as Redis's getBitOffsetFromArgument.
+// bitOffset parses a bit offset as Redis's getBitOffsetFromArgument: its
+// byte must lie within proto-max-bulk-len (MaxBulkBytes).
 func (c *conn) bitOffset(arg []byte) (int64, bool) {
 	off, ok := parseInt(arg)
-	if !ok || off < 0 || off > maxBitOffset {
+	if !ok || off < 0 || off>>3 >= int64(c.s.cfg.MaxBulkBytes) {
 		c.replyError(errBitOffset)
 		return 0, false
 	}
@@ -248,11 +248,16 @@ func cmdSetbit(c *conn, args [][]byte) {
 		return
 	}
 	var old byte
-	c.rewrite(args[1], func(cur []byte, found bool) ([]byte, bool, bool) {
+	c.rewrite(args[1], geocache.EventSetBit, func(cur []byte, found bool) ([]byte, bool, bool) {
 		old = bitAt(cur, off)
 		need := off>>3 + 1
 		if !c.fits(need) {
 			return nil, false, false
+		}
+		if found && need <= int64(len(cur)) && (old == 1) == on {
+			// As Redis 7.0: a bit already so in a string long enough is
+			// no change (no write, no keyspace event).
+			return nil, false, true
 		}
 		next := make([]byte, max(int64(len(cur)), need))
 		copy(next, cur)

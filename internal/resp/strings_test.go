@@ -63,7 +63,7 @@ var stringScript = []step{
 	both("-ERR offset is out of range", "SETRANGE", "sr", "-1", "x"),
 	both(notInt, "SETRANGE", "sr", "x", "x"),
 	both("-ERR string exceeds maximum allowed size (proto-max-bulk-len)", "SETRANGE", "sr", "536870911", "xx"),
-	ours("-ERR string exceeds maximum allowed size (proto-max-bulk-len)", "SETRANGE", "sr", strconv.Itoa(1<<20), "x"), // over --max-value-size here
+	ours("-ERR string exceeds maximum allowed size (proto-max-bulk-len)", "SETRANGE", "sr", strconv.Itoa(16<<20), "x"), // over the node's 16 MiB here
 	both(`"xyaZZZ"`, "GET", "sr"),
 	// GETBIT and SETBIT
 	both(":0", "SETBIT", "b", "7", "1"),
@@ -83,7 +83,7 @@ var stringScript = []step{
 	both("-ERR bit offset is not an integer or out of range", "SETBIT", "b", "x", "1"),
 	both("-ERR bit is not an integer or out of range", "SETBIT", "b", "1", "2"),
 	both("-ERR bit is not an integer or out of range", "SETBIT", "b", "1", "-1"),
-	ours("-ERR string exceeds maximum allowed size (proto-max-bulk-len)", "SETBIT", "b", strconv.Itoa(8<<20), "1"),
+	ours("-ERR bit offset is not an integer or out of range", "SETBIT", "b", strconv.Itoa(16<<20*8), "1"), // past proto-max-bulk-len, 16 MiB here, as Redis
 	// BITCOUNT
 	both("+OK", "SET", "bc", "foobar"),
 	both(":26", "BITCOUNT", "bc"),

@@ -47,6 +47,11 @@ type Config struct {
 	// chooses from GOMAXPROCS and the limits.
 	Shards int
 
+	// LargestEntry is the key and value bytes of the largest entry the store
+	// must be able to hold: with Shards 0, the shard count is lowered until
+	// one shard holds it (lru.Config.LargestEntry).
+	LargestEntry int64
+
 	// Clock supplies physical time in Unix nanoseconds, for expiry and for
 	// the age of tombstones. nil means the real clock. The store never lets
 	// time go back: a reading earlier than one it has already made counts as
@@ -77,15 +82,41 @@ type Config struct {
 	ReclaimInterval time.Duration
 
 	// OnChange, if set, is called after every change of a live key: a Set
-	// stored (created says the key held no live entry), a Delete or an
-	// already-expired Set removed one, the entry expired or was evicted,
-	// or a full sync's drop rule removed it. It runs after the store's
-	// locks are released, on the goroutine that made the change, so it may
-	// call the store; two changes of one key made at once by two goroutines
-	// may reach it in either order. Store.ReportRemovals turns the reports
-	// of expiries and evictions found by the engine off and on.
-	OnChange func(key string, c Change, created bool)
+	// stored (Notice.Created says the key held no live entry), a Delete or
+	// an already-expired Set removed one, the entry expired or was
+	// evicted, or a full sync's drop rule removed it; and after every
+	// already-expired Set of a key without one (ChangeLapsed). It runs
+	// after the store's locks are released, on the goroutine that made
+	// the change, so it may call the store; two changes of one key made at
+	// once by two goroutines may reach it in either order.
+	// Store.ReportRemovals turns the reports of expiries and evictions
+	// found by the engine off and on.
+	OnChange func(key string, n Notice)
 }
+
+// Notice is one report of OnChange: what happened to a key, and the code
+// of the command that made it happen, if its caller gave one.
+type Notice struct {
+	Change Change
+	// Created: a ChangeSet of a key that held no live entry (a hash
+	// without fields counts as none); a ChangeLapsed of a key that held
+	// none (so nothing was removed).
+	Created bool
+	// Event is the caller's code for the command that made the change:
+	// Op.Event of the op given to Apply or returned by Update's callback,
+	// HashEdit.Event. The store gives it no meaning and carries it only
+	// to OnChange; it is 0 for replicated ops (it is never encoded), for
+	// IncrBy, and for the store's own removals (ChangeExpired,
+	// ChangeEvicted, the drops of DropUnvouched).
+	Event Event
+	// Kind is the kind of the op the change stored (ChangeSet: KindSet,
+	// KindCounter or KindHash), 0 for the other changes.
+	Kind Kind
+}
+
+// Event is a caller's code for the command behind a change, for its
+// keyspace notifications (Notice.Event); 0 means none.
+type Event uint8
 
 // Change is what happened to a live key (Config.OnChange).
 type Change uint8
@@ -93,13 +124,17 @@ type Change uint8
 // Changes.
 const (
 	ChangeSet     Change = iota + 1 // a Set stored a value
-	ChangeDelete                    // a Delete, an already-expired Set or a drop removed the entry
+	ChangeDelete                    // a Delete or a drop removed the entry
 	ChangeExpired                   // the entry's expiry passed and it was removed
 	ChangeEvicted                   // the engine evicted the entry for room
+	// ChangeLapsed: a Set whose expiry had already passed stored nothing
+	// and removed the key's live entry, if any (Notice.Created: there was
+	// none).
+	ChangeLapsed
 )
 
 // String returns the change's name: "set", "del", "expired" or "evicted",
-// the event names of Redis's keyspace notifications.
+// the event names of Redis's keyspace notifications, or "lapsed".
 func (c Change) String() string {
 	switch c {
 	case ChangeSet:
@@ -110,6 +145,8 @@ func (c Change) String() string {
 		return "expired"
 	case ChangeEvicted:
 		return "evicted"
+	case ChangeLapsed:
+		return "lapsed"
 	}
 	return fmt.Sprintf("Change(%d)", uint8(c))
 }

@@ -36,6 +36,10 @@ type HashEdit struct {
 	live    int // fields holding a value before the edits; -1 until counted
 	changed bool
 	added   int // edits of names the state does not hold
+
+	// Event is the caller's code for the command, which the callback may
+	// set: OnChange receives it (Notice.Event) with the change.
+	Event Event
 }
 
 // fieldEdit is a write of a field: its name and its value or tombstone,
@@ -296,6 +300,7 @@ func (s *Store) HashUpdate(key string, ver Version, expireAt int64, maxBytes int
 		// ver is newer than all the state held and some field is written
 		// at it: it is the new state's version.
 		op = Op{Key: key, Kind: KindHash, Value: e.encode(size), Version: ver, ExpireAt: e.expireAt}
+		n.event = e.Event
 		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
 		res = r
 		if what == lru.Store {

@@ -700,7 +700,7 @@ func TestHashChanges(t *testing.T) {
 	other := scratchHashOp(t, v(4), "-c") // a peer's empty hash
 	apply(t, s, other, Applied)
 	write(v(5), "c")
-	want := []string{"h:set(new)", "h:set", "h:del", "h:set(new)"}
+	want := []string{"h:set(new)[hash]", "h:set[hash]", "h:del", "h:set(new)[hash]"}
 	if got := ch.take(); !slices.Equal(got, want) {
 		t.Errorf("reported %q, want %q", got, want)
 	}

@@ -81,7 +81,7 @@ type Store struct {
 
 	resizeMu sync.Mutex // serializes Resize (resize.go)
 
-	onChange func(key string, c Change, created bool) // Config.OnChange
+	onChange func(key string, n Notice) // Config.OnChange
 
 	counts [KindHash + 1][numResults]atomic.Uint64 // Apply results by Kind (0 = invalid kind)
 
@@ -108,6 +108,7 @@ func Open(cfg Config) (*Store, error) {
 		MaxEntries:      cfg.MaxEntries,
 		MaxBytes:        cfg.MaxBytes,
 		Shards:          cfg.Shards,
+		LargestEntry:    cfg.LargestEntry,
 		Clock:           cfg.Clock,
 		Size:            itemSize,
 		OnEvictLocked:   s.onEvictLocked,
@@ -142,6 +143,7 @@ func (s *Store) storeItem(op *Op, old item, found bool, ghost uint32, n *notice)
 	case wasEmpty && n.change == ChangeSet:
 		n.created = true
 	}
+	n.kind = op.Kind
 	return it
 }
 
@@ -223,9 +225,9 @@ func (s *Store) ReportRemovals(on bool) {
 func (s *Store) onEvict(key string, _ item, reason lru.Reason) {
 	switch reason {
 	case lru.Expired:
-		s.onChange(key, ChangeExpired, false)
+		s.onChange(key, Notice{Change: ChangeExpired})
 	case lru.Evicted:
-		s.onChange(key, ChangeEvicted, false)
+		s.onChange(key, Notice{Change: ChangeEvicted})
 	}
 }
 
@@ -234,7 +236,9 @@ func (s *Store) onEvict(key string, _ item, reason lru.Reason) {
 type notice struct {
 	expired bool   // the key's entry had expired and was removed first
 	change  Change // then this, 0 for nothing
-	created bool   // ChangeSet of a key with no live entry
+	created bool   // ChangeSet of a key with no live entry, ChangeLapsed of a key without one
+	event   Event  // the caller's (Notice.Event)
+	kind    Kind   // the kind stored, for ChangeSet
 }
 
 func (s *Store) report(key string, n notice) {
@@ -242,10 +246,10 @@ func (s *Store) report(key string, n notice) {
 		return
 	}
 	if n.expired {
-		s.onChange(key, ChangeExpired, false)
+		s.onChange(key, Notice{Change: ChangeExpired})
 	}
 	if n.change != 0 {
-		s.onChange(key, n.change, n.created)
+		s.onChange(key, Notice{Change: n.change, Created: n.created, Event: n.event, Kind: n.kind})
 	}
 }
 
@@ -269,7 +273,7 @@ func (s *Store) Apply(op Op) Result {
 	}
 	kind := op.Kind // a plain op that meets a hash may become the hash's op
 	var res Result
-	var n notice
+	n := notice{event: op.Event}
 	s.cache.ComputeNow(op.Key, func(old item, _ int64, found bool, now int64) (item, int64, lru.Action) {
 		r, what, ghost := s.applyLocked(&op, old, found, now, &n)
 		res = r
@@ -316,6 +320,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 		if !write {
 			return item{}, 0, lru.Keep
 		}
+		ev := next.Event // the conversions below make new ops
 		switch {
 		case next.Kind == KindExpire && live && isCounter(&old):
 			// The expiry is the counter's own register: its contributions
@@ -353,6 +358,7 @@ func (s *Store) Update(key string, ver Version, fn func(cur Entry, found bool) (
 			res = Invalid
 			return item{}, 0, lru.Keep
 		}
+		n.event = ev
 		op = next
 		op.Key = key
 		if op.Kind != KindCounter && op.Kind != KindHash {
@@ -444,10 +450,11 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 			s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
 			s.tombs.pruneLocked(now, pruneBudget)
 			s.tombs.mu.Unlock()
-			n.change = ChangeDelete
 			if expiredSet {
+				n.change = ChangeLapsed
 				return AlreadyExpired, lru.Remove, 0
 			}
+			n.change = ChangeDelete
 			return Applied, lru.Remove, 0
 		case s.tooLarge(op):
 			s.ghosts.recordHash(uint64(old.ghost), op.Version.HLC)
@@ -496,6 +503,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 		return Applied, leave, 0
 	case expiredSet:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)
+		n.change, n.created = ChangeLapsed, true
 		return AlreadyExpired, leave, 0
 	case s.tooLarge(op):
 		// The ghost of op's version covers the tombstone's older one; the
@@ -617,7 +625,7 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 			return item{}, 0, lru.Remove
 		})
 		if dropped && s.onChange != nil {
-			s.onChange(key, ChangeDelete, false)
+			s.onChange(key, Notice{Change: ChangeDelete})
 		}
 	}
 	return n

@@ -81,7 +81,11 @@ func (k Kind) String() string {
 
 // Op is one versioned write, local or replicated.
 type Op struct {
-	Kind  Kind
+	Kind Kind
+	// Event is the local caller's code for the command that made the op,
+	// passed to OnChange (Notice.Event) when Apply or Update applies it.
+	// It is not part of the write: replication never carries it.
+	Event Event
 	Key   string
 	Value []byte // Set only; the store takes ownership of it
 	// ExpireAt is the absolute expiry time of a Set in Unix nanoseconds; 0
