@@ -87,7 +87,9 @@ func (fc *frameConn) read() (wire.Frame, error) {
 	if err := fc.c.SetReadDeadline(time.Now().Add(fc.dead)); err != nil {
 		return nil, err
 	}
-	f, buf, err := wire.ReadFrame(fc.r, fc.maxFrame, fc.rbuf)
+	// A ValuePart's data is moved into its value at once (largeRecv), so
+	// it may stay in the read buffer: no allocation and copy per part.
+	f, buf, err := wire.ReadFrameShared(fc.r, fc.maxFrame, fc.rbuf)
 	fc.rbuf = buf
 	return f, err
 }

@@ -79,42 +79,112 @@ func (r *Replicator) writeLarge(fc *frameConn, w wire.Op) error {
 	return err
 }
 
+// largeFirstStep is how much of a large value a receiver takes before it
+// makes room for the whole announced size (largeRecv.add).
+const largeFirstStep = 4 << 20
+
 // largeRecv is a large op whose parts are arriving.
+//
+// The parts are kept as they were decoded until the peer has sent
+// largeFirstStep bytes (or the whole value, if smaller): a peer makes this
+// node hold little more than it sent. Then one buffer of exactly the
+// announced size is allocated, by a goroutine of its own, and the parts go
+// into it. Allocating tens of MiB at once while the garbage collector is
+// marking charges the allocating goroutine a matching assist debt, and it
+// waits for the collector to finish: on the connection's goroutine, that
+// held up every small write the large value lets pass, by hundreds of
+// milliseconds (docs/benchmarks-replication.md). The allocator goroutine
+// only allocates and hands the buffer over, so it ends on its own.
 type largeRecv struct {
 	seq       uint64
-	op        wire.Op
+	op        wire.Op // its Value is set once complete
 	size      int
 	overtaken bool
+
+	got   int      // bytes received
+	parts [][]byte // received, not yet in buf
+	buf   []byte   // the value, once allocated
+	alloc chan []byte
 }
 
 // newLargeRecv starts collecting f's value, refusing one larger than max.
-// The value grows with the parts that arrive, not at once to the size the
-// peer announced.
 func newLargeRecv(f *wire.LargeOp, max int) (*largeRecv, error) {
 	if f.Size > uint64(max) {
 		return nil, fmt.Errorf("a value of %d bytes, over this node's limit of %d (MaxValueBytes)", f.Size, max)
 	}
-	return &largeRecv{seq: f.Seq, op: f.Op, size: int(f.Size)}, nil
+	lr := &largeRecv{seq: f.Seq, op: f.Op, size: int(f.Size)}
+	lr.op.Value = nil
+	lr.take(f.Op.Value, true)
+	return lr, nil
 }
+
+// received returns the bytes of the value received so far.
+func (lr *largeRecv) received() int { return lr.got }
 
 // add appends a part and reports whether the value is complete.
 func (lr *largeRecv) add(f *wire.ValuePart) (bool, error) {
 	if f.Seq != lr.seq {
 		return false, fmt.Errorf("a value part of op %d while op %d is arriving", f.Seq, lr.seq)
 	}
-	v := lr.op.Value
-	if len(f.Data) > lr.size-len(v) {
+	if len(f.Data) > lr.size-lr.got {
 		return false, fmt.Errorf("value parts of op %d over its %d bytes", lr.seq, lr.size)
 	}
-	if len(v)+len(f.Data) > cap(v) {
-		// Double, up to the announced size: the last growth makes the value
-		// exactly its size, so the store keeps no slack.
-		grown := make([]byte, len(v), min(lr.size, max(2*cap(v), len(v)+len(f.Data), 64<<10)))
-		copy(grown, v)
-		v = grown
+	lr.take(f.Data, false) // read with wire.ReadFrameShared
+	if lr.got < lr.size {
+		return false, nil
 	}
-	lr.op.Value = append(v, f.Data...)
-	return len(lr.op.Value) == lr.size, nil
+	if lr.buf == nil && lr.alloc == nil {
+		lr.buf = make([]byte, 0, lr.size) // small, or the peer sent it all at once
+	}
+	if lr.buf == nil {
+		lr.buf = <-lr.alloc
+	}
+	lr.fill()
+	lr.op.Value, lr.buf = lr.buf, nil
+	return true, nil
+}
+
+// take keeps a part (a copy unless owned: a ValuePart's data is only lent
+// by the read buffer), starts the allocation of the whole value once
+// largeFirstStep has arrived, and moves the parts into the value's buffer
+// once it is there.
+func (lr *largeRecv) take(p []byte, owned bool) {
+	if len(p) > 0 {
+		if lr.buf != nil {
+			lr.buf = append(lr.buf, p...)
+			lr.got += len(p)
+			return
+		}
+		if !owned {
+			p = append([]byte(nil), p...)
+		}
+		lr.parts = append(lr.parts, p)
+		lr.got += len(p)
+	}
+	if lr.alloc == nil && lr.buf == nil && lr.got < lr.size && lr.got >= min(lr.size, largeFirstStep) {
+		ch := make(chan []byte, 1)
+		size := lr.size
+		go func() { ch <- make([]byte, 0, size) }()
+		lr.alloc = ch
+	}
+	if lr.buf == nil && lr.alloc != nil {
+		select {
+		case lr.buf = <-lr.alloc:
+		default:
+		}
+	}
+	if lr.buf != nil {
+		lr.fill()
+	}
+}
+
+// fill moves the parts received into buf.
+func (lr *largeRecv) fill() {
+	for i, p := range lr.parts {
+		lr.buf = append(lr.buf, p...)
+		lr.parts[i] = nil
+	}
+	lr.parts = lr.parts[:0]
 }
 
 // onLargeOp starts a large op: of the log (it must be the next op of the
@@ -155,7 +225,7 @@ func (in *inStream) partAck(lr *largeRecv) error {
 		return nil // a full sync's: sent part after part, unpaced
 	}
 	in.lastWrite = time.Now()
-	return in.fc.write(&wire.PartAck{Origin: in.h.NodeID, Seq: lr.seq, Received: uint64(len(lr.op.Value))})
+	return in.fc.write(&wire.PartAck{Origin: in.h.NodeID, Seq: lr.seq, Received: uint64(lr.received())})
 }
 
 // onValuePart adds a part to the large op arriving and applies the op once

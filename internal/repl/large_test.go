@@ -420,9 +420,10 @@ func TestLargeOpAbuseRefused(t *testing.T) {
 	}
 }
 
-// The value grows with the parts received, to exactly its size: a peer
-// that announces 500 MiB and sends 1 KiB makes the node hold about 1 KiB.
-func TestLargeRecvGrowsWithParts(t *testing.T) {
+// A receiver holds what the peer sent, not what it announced, until the
+// first step (4 MiB) has arrived; then one buffer of exactly the value's
+// size, allocated off the connection's goroutine, takes the parts.
+func TestLargeRecvHoldsWhatArrived(t *testing.T) {
 	lr, err := newLargeRecv(&wire.LargeOp{Seq: 1, Size: 500 << 20, Op: wire.Op{Kind: wire.KindSet, Value: []byte("x")}}, wire.MaxValueLen)
 	if err != nil {
 		t.Fatal(err)
@@ -430,103 +431,33 @@ func TestLargeRecvGrowsWithParts(t *testing.T) {
 	if _, err := lr.add(&wire.ValuePart{Seq: 1, Data: make([]byte, 1000)}); err != nil {
 		t.Fatal(err)
 	}
-	if c := cap(lr.op.Value); c > 64<<10 {
-		t.Fatalf("holds %d bytes for 1,001 received", c)
+	if lr.buf != nil || lr.alloc != nil || lr.received() != 1001 {
+		t.Fatalf("1,001 bytes of 500 MiB received: buffer of %d, allocation started %v", cap(lr.buf), lr.alloc != nil)
 	}
-	size := 300_001
-	lr, _ = newLargeRecv(&wire.LargeOp{Seq: 1, Size: uint64(size), Op: wire.Op{Kind: wire.KindSet, Value: []byte("x")}}, wire.MaxValueLen)
-	data := bytes.Repeat([]byte("y"), 1000)
-	for done := false; !done; {
-		n := min(len(data), size-len(lr.op.Value))
-		if done, err = lr.add(&wire.ValuePart{Seq: 1, Data: data[:n]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(lr.op.Value) != size || cap(lr.op.Value) != size {
-		t.Fatalf("value len %d cap %d; want both %d", len(lr.op.Value), cap(lr.op.Value), size)
-	}
-}
-
-// The sender keeps at most LargeWindow of a large value unacknowledged
-// (PartAck), so the writes that pass it never queue behind more than that;
-// small writes still pass while the window is shut, and an ack opens it.
-func TestLargeWindowPacesParts(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
-		ln := listenFake(t, mem, "fake")
-		const window = 4 * testBatch
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch, LargeWindow: window, Coalesce: -1}, false)
-		big := bigValue(20 * testBatch)
-		a.put(t, "big", big)
-
-		p := ln.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
-		lo := dataAs[*wire.LargeOp](t, p)
-		got := len(lo.Op.Value)
-		// drain reads what the node sends until it has been silent for a
-		// while (virtual time): the parts' bytes, and the Ops frames.
-		drain := func() (parts int, ops []*wire.Ops) {
-			for {
-				synctest.Wait()
-				p.c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-				f, _, err := wire.ReadFrame(p.r, 0, nil)
-				if err != nil {
-					return parts, ops
-				}
-				switch f := f.(type) {
-				case *wire.ValuePart:
-					parts += len(f.Data)
-				case *wire.Ops:
-					ops = append(ops, f)
-				}
+	for _, size := range []int{3000, largeFirstStep + 300_001} {
+		lr, _ = newLargeRecv(&wire.LargeOp{Seq: 1, Size: uint64(size), Op: wire.Op{Kind: wire.KindSet, Value: []byte("x")}}, wire.MaxValueLen)
+		want := []byte("x")
+		for i := 0; ; i++ {
+			if lr.received() >= largeFirstStep && lr.alloc == nil && lr.buf == nil {
+				t.Fatalf("%d of %d bytes received and no allocation started", lr.received(), size)
+			}
+			if lr.received() < largeFirstStep && (lr.alloc != nil || lr.buf != nil) {
+				t.Fatalf("room made at %d bytes received, before the first step", lr.received())
+			}
+			data := bytes.Repeat([]byte{byte(i)}, min(100_000, size-lr.received()))
+			want = append(want, data...)
+			done, err := lr.add(&wire.ValuePart{Seq: 1, Data: data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				break
 			}
 		}
-		parts, _ := drain()
-		got += parts
-		if got != window {
-			t.Fatalf("%d bytes sent with none acknowledged; want the window, %d", got, window)
+		if v := lr.op.Value; len(v) != size || cap(v) != size || !bytes.Equal(v, want) {
+			t.Fatalf("value of %d bytes (cap %d), intact %v; want %d", len(v), cap(v), bytes.Equal(v, want), size)
 		}
-		a.put(t, "small", "v") // passes, window shut or not
-		if _, ops := drain(); len(ops) != 1 || ops[0].FirstSeq != 2 {
-			t.Fatalf("Ops while the window is shut: %v; want the small write at 2", ops)
-		}
-		p.send(&wire.PartAck{Origin: 1, Seq: 1, Received: uint64(2 * testBatch)})
-		parts, _ = drain()
-		if parts != 2*testBatch {
-			t.Fatalf("%d more bytes after an ack of 2 KiB; want 2 KiB", parts)
-		}
-		got += parts
-		for got < len(big) {
-			p.send(&wire.PartAck{Origin: 1, Seq: 1, Received: uint64(got)})
-			parts, _ = drain()
-			if parts == 0 {
-				t.Fatalf("no parts after an ack of %d", got)
-			}
-			got += parts
-		}
-		if got != len(big) {
-			t.Fatalf("%d bytes sent of %d", got, len(big))
-		}
-	})
-}
-
-// The receiver acknowledges each part of a large op of the log with the
-// bytes it holds.
-func TestLargeOpPartAcks(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		_, p, _ := largeOrigin(t, Config{})
-		big := bigValue(3000)
-		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: setOp("big", big[:1000], nowTS(), fakeID)})
-		if a := recvAs[*wire.PartAck](t, p); a.Seq != 1 || a.Received != 1000 || a.Origin != fakeID {
-			t.Fatalf("PartAck %+v; want seq 1, 1000 bytes", a)
-		}
-		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[1000:2500])})
-		if a := recvAs[*wire.PartAck](t, p); a.Received != 2500 {
-			t.Fatalf("PartAck %+v; want 2500 bytes", a)
-		}
-	})
+	}
 }
 
 // A PartAck for another origin or an op the log never had ends the link

@@ -34,6 +34,19 @@ import (
 // (the runtime interns one-byte strings), and buf growth for frames larger
 // than r's buffer; nothing per op beyond its key and value.
 func ReadFrame(r *bufio.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
+	return readFrame(r, maxFrame, buf, false)
+}
+
+// ReadFrameShared is ReadFrame, except that the Data of a ValuePart it
+// returns is not copied: it aliases buf or r's buffer, and is valid only
+// until the next call with r or buf. Every other frame owns its memory, as
+// from ReadFrame. A receiver that moves each part straight into the value
+// it assembles saves an allocation and a copy per part.
+func ReadFrameShared(r *bufio.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
+	return readFrame(r, maxFrame, buf, true)
+}
+
+func readFrame(r *bufio.Reader, maxFrame int, buf []byte, shared bool) (Frame, []byte, error) {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
@@ -59,8 +72,8 @@ func ReadFrame(r *bufio.Reader, maxFrame int, buf []byte) (Frame, []byte, error)
 		if err != nil {
 			return nil, buf, eofIsUnexpected(err)
 		}
-		f, err := decode(p[4:])
-		_, _ = r.Discard(4 + int(n)) // cannot fail: the bytes are buffered
+		f, err := decode(p[4:], shared)
+		_, _ = r.Discard(4 + int(n)) // cannot fail: the bytes are buffered (Discard keeps them in place)
 		return f, buf, err
 	}
 
@@ -69,7 +82,7 @@ func ReadFrame(r *bufio.Reader, maxFrame int, buf []byte) (Frame, []byte, error)
 	if err != nil {
 		return nil, buf, err
 	}
-	f, err := decode(buf)
+	f, err := decode(buf, shared)
 	return f, buf, err
 }
 
@@ -109,8 +122,9 @@ func eofIsUnexpected(err error) error {
 	return err
 }
 
-// decode decodes one frame body: the type byte and the payload.
-func decode(body []byte) (Frame, error) {
+// decode decodes one frame body: the type byte and the payload. With
+// shared, a ValuePart's Data aliases body.
+func decode(body []byte, shared bool) (Frame, error) {
 	t := Type(body[0])
 	d := decoder{p: body[1:]}
 	var f Frame
@@ -146,7 +160,7 @@ func decode(body []byte) (Frame, error) {
 	case TypeLargeOp:
 		f = d.largeOp()
 	case TypeValuePart:
-		f = d.valuePart()
+		f = d.valuePart(shared)
 	case TypePartAck:
 		f = &PartAck{Origin: d.u32(), Seq: d.uvarint(), Received: d.uvarint()}
 	default:
@@ -374,12 +388,15 @@ func (d *decoder) largeOp() *LargeOp {
 	return &f
 }
 
-func (d *decoder) valuePart() *ValuePart {
+func (d *decoder) valuePart(shared bool) *ValuePart {
 	var f ValuePart
 	f.Origin = d.u32()
 	f.Seq = d.uvarint()
 	if v := d.bytes(math.MaxInt, "data"); len(v) > 0 {
-		f.Data = append([]byte(nil), v...)
+		f.Data = v
+		if !shared {
+			f.Data = append([]byte(nil), v...)
+		}
 	} else if d.err == "" {
 		d.fail("empty value part")
 	}

@@ -453,3 +453,25 @@ func TestReadErrorPassesThrough(t *testing.T) {
 		}
 	}
 }
+
+// ReadFrameShared decodes every frame as ReadFrame does; only a
+// ValuePart's Data aliases the buffers.
+func TestReadFrameShared(t *testing.T) {
+	for _, s := range samples() {
+		enc := s.f.Append(nil)
+		for _, size := range bufSizes {
+			br := getReader(bytes.NewReader(enc), size)
+			f, buf, err := ReadFrameShared(br, 0, nil)
+			putReader(br)
+			if err != nil {
+				t.Fatalf("%s, bufio size %d: %v", s.name, size, err)
+			}
+			mustEqualFrames(t, []Frame{f}, []Frame{s.f})
+			if vp, ok := f.(*ValuePart); ok && size < len(enc) {
+				if &vp.Data[0] != &buf[len(buf)-len(vp.Data)] {
+					t.Fatalf("%s: Data copied, want it in the read buffer", s.name)
+				}
+			}
+		}
+	}
+}
