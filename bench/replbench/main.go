@@ -9,7 +9,9 @@
 // until the key is readable in regions B and C), throughput (sustained
 // writes/s over one link and the sender's lag), memory (memory of the
 // writing node while one region is down, then the time for that region to
-// catch up). See bench/README.md and docs/benchmarks-replication.md.
+// catch up), and, only when asked for (-scenarios large), large: how
+// long small writes take to cross a bandwidth-limited link while 64 MiB
+// values cross it too. See bench/README.md and docs/benchmarks-replication.md.
 //
 // Each scenario runs in a fresh child process (so that memory figures and
 // GC state do not carry over from one scenario to the next); scenarios
@@ -29,7 +31,7 @@ import (
 )
 
 var (
-	flagScenarios = flag.String("scenarios", "visibility,throughput,memory", "scenarios to run, comma-separated: visibility, throughput, memory")
+	flagScenarios = flag.String("scenarios", "visibility,throughput,memory", "scenarios to run, comma-separated: visibility, throughput, memory, large")
 
 	// visibility
 	flagLatencies   = flag.String("latencies", "0ms,40ms", "one-way latencies between regions for the visibility scenario (whole milliseconds)")
@@ -83,6 +85,7 @@ var scenarios = map[string]func() error{
 	"visibility": runVisibility,
 	"throughput": runThroughput,
 	"memory":     runMemory,
+	"large":      runLarge,
 }
 
 func runOne(name string) error {
@@ -103,7 +106,7 @@ func runAll() error {
 			continue
 		}
 		if _, ok := scenarios[s]; !ok {
-			return fmt.Errorf("unknown scenario %q (want visibility, throughput, memory)", s)
+			return fmt.Errorf("unknown scenario %q (want visibility, throughput, memory, large)", s)
 		}
 		names = append(names, s)
 	}

@@ -31,6 +31,11 @@ import (
 // Ping, Y's Pong) therefore crosses L twice: the RTT geocache reports in
 // Stats().Peers[].RTT is about 2L. The connection Y dials to X crosses the
 // Y->X proxy, with the same L each way, so the region pair is symmetric.
+// linkRate, if positive, limits the upstream direction of every proxy
+// added afterwards (the dialer's stream) to that many KB/s, with
+// toxiproxy's bandwidth toxic.
+var linkRate int64
+
 type proxyNet struct {
 	server  *toxiproxy.ApiServer
 	mu      sync.Mutex
@@ -62,6 +67,13 @@ func (pn *proxyNet) add(name, upstream string, oneWay time.Duration) (string, er
 				p.Stop()
 				return "", fmt.Errorf("proxy %s: latency toxic: %w", name, err)
 			}
+		}
+	}
+	if linkRate > 0 {
+		js := fmt.Sprintf(`{"name":"bandwidth","type":"bandwidth","stream":"upstream","toxicity":1.0,"attributes":{"rate":%d}}`, linkRate)
+		if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+			p.Stop()
+			return "", fmt.Errorf("proxy %s: bandwidth toxic: %w", name, err)
 		}
 	}
 	pn.mu.Lock()

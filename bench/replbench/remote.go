@@ -29,14 +29,17 @@ type nodeSpec struct {
 	Peers    []string `json:"peers"`
 	MaxBytes int64    `json:"max_bytes"`
 	LogBytes int64    `json:"log_bytes"`
-	TLS      *tlsSpec `json:"tls,omitempty"` // nil: plaintext links
+	MaxValue int      `json:"max_value,omitempty"` // Config.MaxValueBytes; 0: the default
+	TLS      *tlsSpec `json:"tls,omitempty"`       // nil: plaintext links
 }
 
 type remoteReq struct {
-	Op    string    `json:"op"` // listen, open, close, stats, quit
-	Names []string  `json:"names,omitempty"`
-	Name  string    `json:"name,omitempty"`
-	Node  *nodeSpec `json:"node,omitempty"`
+	Op    string        `json:"op"` // listen, open, close, stats, watch, seen, quit
+	Names []string      `json:"names,omitempty"`
+	Keys  []string      `json:"keys,omitempty"` // watch: the keys to wait for, in order
+	Wait  time.Duration `json:"wait,omitempty"` // seen: how long to wait for the last key
+	Name  string        `json:"name,omitempty"`
+	Node  *nodeSpec     `json:"node,omitempty"`
 }
 
 type remoteResp struct {
@@ -44,6 +47,16 @@ type remoteResp struct {
 	Addrs map[string]string `json:"addrs,omitempty"`
 	Stats *geocache.Stats   `json:"stats,omitempty"`
 	Proc  procStats         `json:"proc"`
+	Seen  []int64           `json:"seen,omitempty"` // seen: when each watched key was first found (Unix ns; 0: never)
+}
+
+// watch is a reader of the child: readInOrder on one of its nodes, with
+// the times on the wall clock (the parent's and the child's are the same
+// clock: one machine).
+type watch struct {
+	seen []int64
+	stop chan struct{}
+	done chan struct{}
 }
 
 // serveRemote is the child's side.
@@ -53,7 +66,13 @@ func serveRemote() error {
 	lns := map[string]net.Listener{}
 	addrs := map[string]string{}
 	nodes := map[string]*geocache.Node{}
+	sigs := map[string]chan struct{}{}
+	watches := map[string]*watch{}
 	defer func() {
+		for _, w := range watches {
+			close(w.stop)
+			<-w.done
+		}
 		for _, n := range nodes {
 			n.Close()
 		}
@@ -79,7 +98,8 @@ func serveRemote() error {
 				if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 					break
 				}
-				lns[name], addrs[name] = ln, ln.Addr().String()
+				sigs[name] = make(chan struct{}, 1)
+				lns[name], addrs[name] = sigListener{Listener: ln, sig: sigs[name]}, ln.Addr().String()
 				resp.Addrs[name] = addrs[name]
 			}
 		case "open":
@@ -88,6 +108,7 @@ func serveRemote() error {
 			if ln == nil { // reopening a closed node: listen on the same address again
 				for try := 0; try < 50; try++ {
 					if ln, err = net.Listen("tcp", addrs[s.Name]); err == nil {
+						ln = sigListener{Listener: ln, sig: sigs[s.Name]}
 						break
 					}
 					time.Sleep(20 * time.Millisecond)
@@ -100,6 +121,9 @@ func serveRemote() error {
 			cfg := geocache.MultiRegion(s.Region, s.ID, addrs[s.Name], s.Peers...)
 			cfg.NodeName, cfg.Listener = s.Name, ln
 			cfg.MaxBytes, cfg.ReplicationLogBytes = s.MaxBytes, s.LogBytes
+			if s.MaxValue > 0 {
+				cfg.MaxValueBytes = s.MaxValue
+			}
 			if s.TLS != nil {
 				cfg.TLS, err = s.TLS.config()
 			}
@@ -121,6 +145,32 @@ func serveRemote() error {
 			} else {
 				err = fmt.Errorf("no open node %q", req.Name)
 			}
+		case "watch":
+			n := nodes[req.Name]
+			if n == nil || watches[req.Name] != nil {
+				err = fmt.Errorf("no open node %q, or one watch on it already", req.Name)
+				break
+			}
+			w := &watch{seen: make([]int64, len(req.Keys)), stop: make(chan struct{}), done: make(chan struct{})}
+			watches[req.Name] = w
+			go func() {
+				defer close(w.done)
+				readInOrder(n, sigs[req.Name], req.Keys, w.seen, time.Unix(0, 0), w.stop)
+			}()
+		case "seen":
+			w := watches[req.Name]
+			if w == nil {
+				err = fmt.Errorf("no watch on %q", req.Name)
+				break
+			}
+			select {
+			case <-w.done:
+			case <-time.After(req.Wait):
+				close(w.stop)
+				<-w.done
+			}
+			delete(watches, req.Name)
+			resp.Seen = w.seen
 		case "quit":
 			enc.Encode(remoteResp{Proc: readProc()})
 			return nil
@@ -205,6 +255,20 @@ func (r *remote) stats(name string) (geocache.Stats, procStats, error) {
 		return geocache.Stats{}, resp.Proc, err
 	}
 	return *resp.Stats, resp.Proc, nil
+}
+
+// watch starts a reader on the child's node name that records when each
+// of keys is first readable there.
+func (r *remote) watch(name string, keys []string) error {
+	_, err := r.call(remoteReq{Op: "watch", Name: name, Keys: keys})
+	return err
+}
+
+// seen waits up to wait for the watch on name to find its last key and
+// returns the times (Unix ns; 0: not found).
+func (r *remote) seen(name string, wait time.Duration) ([]int64, error) {
+	resp, err := r.call(remoteReq{Op: "seen", Name: name, Wait: wait})
+	return resp.Seen, err
 }
 
 // quit stops the child and returns its final process figures.

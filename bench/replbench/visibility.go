@@ -77,6 +77,10 @@ type localNode struct {
 
 // localCluster is a set of single-node regions in this process, fully
 // meshed through proxies.
+// tweakConfig, if set, adjusts each node's Config in newLocalCluster
+// (a scenario runs in a process of its own, so it may set it).
+var tweakConfig func(*geocache.Config)
+
 type localCluster struct {
 	pn    *proxyNet
 	nodes []*localNode
@@ -129,6 +133,9 @@ func newLocalCluster(names []string, oneWay time.Duration, maxBytes int64, useTL
 		cfg.NodeName = n.name
 		cfg.Listener = sigListener{Listener: lns[i], sig: n.sig}
 		cfg.MaxBytes = maxBytes
+		if tweakConfig != nil {
+			tweakConfig(&cfg)
+		}
 		if tlsSpecs[i] != nil {
 			tc, err := tlsSpecs[i].config()
 			if err != nil {
