@@ -78,6 +78,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.StringVar(&f.cfg.SmallRegionMemory, "small-region-memory", chaos.DefaultSmallRegionMemory, "--max-memory of the last region's nodes, so that it evicts heavily (none: every node keeps everything)")
 	fs.Float64Var(&f.cfg.AllFraction, "all", 0.05, "share of writes acknowledged at level ALL (0: none)")
 	fs.Float64Var(&f.cfg.WaitFraction, "wait", 0.05, "share of Local writes followed by WAIT <regions-1> 1000 (0: none)")
+	fs.Float64Var(&f.cfg.LargeFraction, "large", 0.02, "share of SETs with a value of 300 KiB to 1 MiB, which crosses regions in parts (0: none)")
 	fs.IntVar(&f.cfg.HashKeys, "hash-keys", 2, "hash keys every writer writes and deletes fields of (HSET, HDEL, a tenth of its operations), checked after the heal for convergence, phantom values and lost fields (0: none)")
 	fs.IntVar(&f.cfg.CounterKeys, "counter-keys", 4, "counter keys every writer increments (INCR/INCRBY/DECR/DECRBY, a tenth of its operations), checked after the heal against the sum of the acknowledged increments (0: none)")
 	faults := fs.String("faults", strings.Join(chaos.AllFaults, ","), "fault kinds to inject, comma-separated, or none")
@@ -114,6 +115,9 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	}
 	if f.cfg.WaitFraction == 0 {
 		f.cfg.WaitFraction = -1
+	}
+	if f.cfg.LargeFraction == 0 {
+		f.cfg.LargeFraction = -1
 	}
 	if f.cfg.CounterKeys == 0 {
 		f.cfg.CounterKeys = -1 // the package's "none"

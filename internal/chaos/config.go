@@ -46,6 +46,13 @@ type Config struct {
 	// that are followed by `WAIT <regions-1> 1000` (default 0.05; negative:
 	// none).
 	WaitFraction float64
+	// LargeFraction is the share of SETs whose value is large: 300 KiB to
+	// 1 MiB, more than a replication frame's batch, so it crosses regions
+	// as a large op in parts that the writes behind it pass (default 0.02;
+	// negative: none). The value is its write's usual tag padded with '~'
+	// to a length derived from the tag (padValue): a read of a truncated,
+	// mixed or misplaced value matches no write.
+	LargeFraction float64
 	// ProbeInterval is the time between visibility probes (default 200ms).
 	ProbeInterval time.Duration
 	// CounterKeys is how many counter keys the run has (default 4;
@@ -186,6 +193,12 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	}
 	if c.WaitFraction == 0 {
 		c.WaitFraction = 0.05
+	}
+	if c.LargeFraction == 0 {
+		c.LargeFraction = 0.02
+	}
+	if c.LargeFraction < 0 {
+		c.LargeFraction = 0
 	}
 	if c.WaitFraction < 0 {
 		c.WaitFraction = 0

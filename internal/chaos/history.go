@@ -116,6 +116,9 @@ type Op struct {
 	TTL   time.Duration `json:"ttl_ns,omitempty"` // set with PX, pexpire
 	Delta int64         `json:"delta,omitempty"`  // incr
 	Field string        `json:"field,omitempty"`  // hset, hdel
+	// Large: a set whose value was Value padded to a large size
+	// (padValue); Value is the tag.
+	Large bool `json:"large,omitempty"`
 	// Invoke and Complete are real times in Unix ns.
 	Invoke   int64  `json:"t0"`
 	Complete int64  `json:"t1"`

@@ -76,6 +76,8 @@ type OpCounts struct {
 	AllAcked    int            `json:"all_acked"`
 	Refused     int            `json:"refused_tryagain"` // -TRYAGAIN: clock out of bounds
 	OwnVersions int            `json:"own_versions"`     // writes whose own version is known
+	Large       int            `json:"large,omitempty"`  // sets of a large value (Config.LargeFraction)
+	LargeAcked  int            `json:"large_acked,omitempty"`
 	Probes      int            `json:"probes"`
 }
 
@@ -171,6 +173,12 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 		if _, ok := op.known(); ok {
 			r.Ops.OwnVersions++
 		}
+		if op.Large {
+			r.Ops.Large++
+			if op.Status == StatusOK {
+				r.Ops.LargeAcked++
+			}
+		}
 	}
 	if f := in.Final; f != nil {
 		r.Keys = len(f.Keys)
@@ -225,6 +233,9 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "  ops: %d (%s); statuses %s; Quorum or All %d (%d acknowledged), of which All %d (%d acknowledged); refused with TRYAGAIN %d; own versions known %d\n",
 		r.Ops.Total, mixString(r.Ops.ByKind), mixString(r.Ops.ByStatus), r.Ops.Quorum, r.Ops.QuorumAcked, r.Ops.All, r.Ops.AllAcked, r.Ops.Refused, r.Ops.OwnVersions)
+	if r.Ops.Large > 0 {
+		fmt.Fprintf(&b, "  large values: %d sets of 300 KiB to 1 MiB (%d acknowledged), crossing regions in parts\n", r.Ops.Large, r.Ops.LargeAcked)
+	}
 	if len(r.SmallRegions) > 0 {
 		fmt.Fprintf(&b, "  small region(s) %v (--max-memory %s): reads that found nothing there, allowed: %d\n", r.smallNames(), r.SmallRegionMemory, r.RYWEvicted)
 	}

@@ -609,7 +609,7 @@ func (h *harness) dump(ctx context.Context, clients []*redis.Client, keys []stri
 			}
 			st := KeyState{Ver: v}
 			if s, err := gets[k].Result(); err == nil {
-				st.Value, st.HasValue = s, true
+				st.Value, st.HasValue = unpadValue(s), true
 			}
 			if v != nil && v.Deleted {
 				st.HasValue = false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -168,7 +169,11 @@ func (w *writer) write(kind, key string, ttl time.Duration, ack string) bool {
 	switch kind {
 	case KindSet:
 		op.Value = fmt.Sprintf("%s|%d.%d", key, w.idx, w.seq)
-		args = []any{"SET", key, op.Value}
+		value := op.Value
+		if w.rng.Float64() < w.h.cfg.LargeFraction {
+			value, op.Large = padValue(op.Value), true
+		}
+		args = []any{"SET", key, value}
 		if ttl > 0 {
 			op.TTL = ttl
 			args = append(args, "PX", ttl.Milliseconds())
@@ -274,7 +279,7 @@ func (w *writer) get(key string) bool {
 	case errors.Is(err, redis.Nil):
 		op.Status = StatusOK
 	case err == nil:
-		op.Status, op.Found, op.Value = StatusOK, true, v
+		op.Status, op.Found, op.Value = StatusOK, true, unpadValue(v)
 	default:
 		op.Status, op.Err, op.Late = classify(err)
 	}
@@ -456,4 +461,39 @@ func (w *writer) do(op *Op, ack string, args ...any) (int64, error) {
 	op.Inc1 = w.nd.incarnation()
 	op.Status, op.Err, op.Late = classify(err)
 	return n, err
+}
+
+// Large values (Config.LargeFraction): a write's tag, then '~' up to a
+// length between 300 KiB and 1 MiB that the tag decides.
+const (
+	largeMin  = 300 << 10
+	largeSpan = 724 << 10
+	padByte   = '~'
+)
+
+// padValue returns tag padded to its large length.
+func padValue(tag string) string {
+	return tag + strings.Repeat(string(padByte), padLen(tag))
+}
+
+func padLen(tag string) int {
+	h := fnv.New32a()
+	h.Write([]byte(tag))
+	return largeMin - len(tag) + int(h.Sum32()%largeSpan)
+}
+
+// unpadValue returns the tag of a large value read back, or v itself if it
+// is not one. A large value whose padding is not its tag's (cut short,
+// mixed with another) comes back whole: it matches no write, and the
+// checks report it.
+func unpadValue(v string) string {
+	i := strings.IndexByte(v, padByte)
+	if i < 0 {
+		return v
+	}
+	tag := v[:i]
+	if len(v)-i != padLen(tag) || strings.Trim(v[i:], string(padByte)) != "" {
+		return fmt.Sprintf("%.64s...(%d bytes, not a value of this run)", v, len(v))
+	}
+	return tag
 }
