@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -272,6 +273,12 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	p("")
+	p("7. A %d MiB value from us-east, and %d small writes right behind it", demoLargeMiB, demoSmall)
+	if err := demoLarge(ctx, c, p); err != nil {
+		return err
+	}
+
+	p("")
 	p("Try it with any Redis client:")
 	for i, r := range demoRegions {
 		host, port, _ := net.SplitHostPort(c.resp[i])
@@ -342,6 +349,65 @@ func demoMerge(ctx context.Context, c *demoCluster, p printer) error {
 		p("   %-9s page:views %d   profile:42 fields %s   after %s", demoRegions[i], want, strings.Join(names, ","), ms(time.Since(start)))
 	}
 	p("   every increment counts and every field survives (a last-writer-wins value would keep one region's)")
+	return nil
+}
+
+// The large value of the tour, and the small writes made right after it.
+const (
+	demoLargeMiB = 12
+	demoSmall    = 20
+)
+
+// demoLarge writes a large value in us-east and small writes right after
+// it, and reports when each region reads the last small write and the
+// large value: the value crosses in parts, and the small writes pass it.
+func demoLarge(ctx context.Context, c *demoCluster, p printer) error {
+	us := c.nodes[0]
+	big := make([]byte, demoLargeMiB<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	start := time.Now()
+	if err := us.Set(ctx, "asset:video", big); err != nil {
+		return err
+	}
+	for i := range demoSmall {
+		if err := us.Set(ctx, fmt.Sprint("click:", i), []byte("1")); err != nil {
+			return err
+		}
+	}
+	last := fmt.Sprint("click:", demoSmall-1)
+	wait, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	small := make([]time.Duration, len(c.nodes))
+	large := make([]time.Duration, len(c.nodes))
+	errs := make([]error, len(c.nodes))
+	var wg sync.WaitGroup
+	for i := 1; i < len(c.nodes); i++ {
+		n := c.nodes[i]
+		wg.Go(func() {
+			errs[i] = poll(wait, 100*time.Microsecond, func() bool {
+				if _, err := n.TTL(last); small[i] == 0 && err == nil {
+					small[i] = time.Since(start)
+				}
+				if _, err := n.TTL("asset:video"); large[i] == 0 && err == nil {
+					large[i] = time.Since(start)
+				}
+				return small[i] > 0 && large[i] > 0
+			})
+		})
+	}
+	wg.Wait()
+	for i := 1; i < len(c.nodes); i++ {
+		if errs[i] != nil {
+			return fmt.Errorf("%s did not read the large value and the writes behind it: %w", demoRegions[i], errs[i])
+		}
+		if v, err := c.nodes[i].GetShared("asset:video"); err != nil || !bytes.Equal(v, big) {
+			return fmt.Errorf("%s holds a different asset:video (%d bytes, %v)", demoRegions[i], len(v), err)
+		}
+		p("   %-9s reads %s after %s; asset:video (%d MiB, intact) after %s", demoRegions[i], last, ms(small[i]), demoLargeMiB, ms(large[i]))
+	}
+	p("   the value crossed in 256 KiB parts; the small writes behind it went between them")
 	return nil
 }
 

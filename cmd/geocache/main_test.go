@@ -25,6 +25,7 @@ func TestDemo(t *testing.T) {
 		"eu-west read item:0000 midway, so it kept it; the others evicted it",
 		"gone", "holds 100 of 100", "acknowledged by a majority", "redis-cli -h 127.0.0.1 -p", "stopping",
 		"page:views 30   profile:42 fields ap-south,eu-west,us-east", "every increment counts and every field survives",
+		"asset:video (12 MiB, intact) after", "the small writes behind it went between them",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, got)
