@@ -68,9 +68,7 @@ func TestLargeSetIsOvertaken(t *testing.T) {
 			a.put(t, fmt.Sprint("k", i), "v")
 		}
 
-		p := ln.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		p := streamTo(t, ln, 1)
 		lo := dataAs[*wire.LargeOp](t, p)
 		if lo.Seq != 1 || lo.Op.Key != "big" || lo.Op.Kind != wire.KindSet || lo.Size != uint64(len(big)) || len(lo.Op.Value) != testBatch {
 			t.Fatalf("LargeOp %d %s %v size %d first %d", lo.Seq, lo.Op.Key, lo.Op.Kind, lo.Size, len(lo.Op.Value))
@@ -109,9 +107,7 @@ func TestLargeMessageAndBatchOpNotOvertaken(t *testing.T) {
 		})
 		a.put(t, "k6", "v")
 
-		p := ln.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		p := streamTo(t, ln, 1)
 		lo := dataAs[*wire.LargeOp](t, p)
 		if lo.Seq != 1 || lo.Op.Kind != wire.KindPublish {
 			t.Fatalf("LargeOp %d %v, want the message at 1", lo.Seq, lo.Op.Kind)
@@ -135,6 +131,16 @@ func TestLargeMessageAndBatchOpNotOvertaken(t *testing.T) {
 			t.Fatalf("Ops from %d: %v; want b2 and k6", ops.FirstSeq, opKeys(ops.Ops))
 		}
 	})
+}
+
+// streamTo accepts node 1's connection to the fake peer, answers its Hello
+// and resumes its stream at next (0: a full sync).
+func streamTo(t *testing.T, ln *fakeListener, next uint64) *fakePeer {
+	t.Helper()
+	p := ln.accept()
+	p.answer(fakeHello(fakeID))
+	p.send(&wire.Resume{Origin: 1, NextSeq: next, HLC: uint64(nowTS())})
+	return p
 }
 
 // nextAck returns the next Ack from the node, skipping its PartAcks.
@@ -245,9 +251,7 @@ func TestLargeEntriesInFullSync(t *testing.T) {
 		big := bigValue(4 * testBatch)
 		a.put(t, "big", big)
 		a.put(t, "small", "v")
-		p := ln.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+		p := streamTo(t, ln, 0)
 		dataAs[*wire.SnapshotBegin](t, p)
 		got := map[string]string{}
 		for done := false; !done; {
@@ -470,9 +474,7 @@ func TestBadPartAckRefused(t *testing.T) {
 			ln := listenFake(t, mem, "fake")
 			a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
 			a.put(t, "k1", "v")
-			p := ln.accept()
-			p.answer(fakeHello(fakeID))
-			p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+			p := streamTo(t, ln, 1)
 			dataAs[*wire.Ops](t, p)
 			p.send(ack)
 			for {
@@ -484,9 +486,7 @@ func TestBadPartAckRefused(t *testing.T) {
 					break
 				}
 			}
-			q := ln.accept()
-			q.answer(fakeHello(fakeID))
-			q.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+			q := streamTo(t, ln, 1)
 			if ops := dataAs[*wire.Ops](t, q); ops.FirstSeq != 1 {
 				t.Fatalf("after the refusal, Ops from %d", ops.FirstSeq)
 			}
