@@ -88,6 +88,15 @@ type Config struct {
 	// that had not taken them need a full sync. A node without Peers keeps
 	// no log (only a link to a peer reads it), whatever this says.
 	ReplicationLogBytes int64
+	// LargeValueWindow bounds, on each link, the bytes of a large value (a
+	// write over a replication frame's 256 KiB batch, sent in parts) sent
+	// and not yet acknowledged by the peer: such a value crosses at most
+	// this much per round trip (4 MiB at 80 ms: 50 MB/s), and a write that
+	// passes it on the stream may find this much of it queued ahead at the
+	// link's narrowest point. Raise it toward the links' bandwidth × round
+	// trip for faster large values over long, fast links. Default 4 MiB
+	// (DefaultLargeValueWindow); 256 KiB to 256 MiB.
+	LargeValueWindow int
 	// SyncTimeout bounds how long Node.Synced waits for the first full sync
 	// from a peer this node reached at start; past it the node reports
 	// synced without it (with a warning). Default 1 min
@@ -149,6 +158,7 @@ const (
 	DefaultMaxTombstones       = store.DefaultMaxTombstones
 	DefaultTombstoneHorizon    = store.DefaultTombstoneHorizon
 	DefaultReplicationLogBytes = 64 << 20
+	DefaultLargeValueWindow    = 4 << 20
 	DefaultSyncTimeout         = time.Minute
 	DefaultPeerTimeout         = 4 * time.Second
 )
@@ -158,6 +168,11 @@ const (
 	// MaxValueBytesLimit is the largest Config.MaxValueBytes: 512 MiB,
 	// the largest string Redis takes (its proto-max-bulk-len default).
 	MaxValueBytesLimit = 512 << 20
+	// MinLargeValueWindow and MaxLargeValueWindow bound
+	// Config.LargeValueWindow: at least one part, at most what a link may
+	// reasonably hold in flight.
+	MinLargeValueWindow = 256 << 10
+	MaxLargeValueWindow = 256 << 20
 	// MaxTombstonesLimit is the largest Config.MaxTombstones.
 	MaxTombstonesLimit = store.MaxTombstonesLimit
 	// MaxClockOffsetLimit is the largest Config.MaxClockOffset: clocks
@@ -228,6 +243,7 @@ func (c *Config) validate() error {
 	}{
 		{"MaxBytes", c.MaxBytes}, {"MaxEntries", int64(c.MaxEntries)}, {"MaxValueBytes", int64(c.MaxValueBytes)},
 		{"MaxTombstones", int64(c.MaxTombstones)}, {"ReplicationLogBytes", c.ReplicationLogBytes},
+		{"LargeValueWindow", int64(c.LargeValueWindow)},
 		{"DefaultTTL", int64(c.DefaultTTL)}, {"MaxClockOffset", int64(c.MaxClockOffset)},
 		{"TombstoneHorizon", int64(c.TombstoneHorizon)}, {"PeerTimeout", int64(c.PeerTimeout)},
 		{"SyncTimeout", int64(c.SyncTimeout)},
@@ -239,6 +255,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.MaxValueBytes > MaxValueBytesLimit:
 		return &ConfigError{"MaxValueBytes", c.MaxValueBytes, fmt.Sprintf("exceeds %dMiB, the largest value Redis takes (proto-max-bulk-len)", MaxValueBytesLimit>>20)}
+	case c.LargeValueWindow != 0 && (c.LargeValueWindow < MinLargeValueWindow || c.LargeValueWindow > MaxLargeValueWindow):
+		return &ConfigError{"LargeValueWindow", c.LargeValueWindow, fmt.Sprintf("is outside %dKiB to %dMiB", MinLargeValueWindow>>10, MaxLargeValueWindow>>20)}
 	case c.MaxTombstones > MaxTombstonesLimit:
 		return &ConfigError{"MaxTombstones", c.MaxTombstones, fmt.Sprintf("exceeds %d", MaxTombstonesLimit)}
 	case c.MaxClockOffset > MaxClockOffsetLimit:
@@ -296,6 +314,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxTombstones == 0 {
 		c.MaxTombstones = DefaultMaxTombstones
+	}
+	if c.LargeValueWindow == 0 {
+		c.LargeValueWindow = DefaultLargeValueWindow
 	}
 	if c.ReplicationLogBytes == 0 {
 		c.ReplicationLogBytes = max(DefaultReplicationLogBytes, 4*int64(c.MaxValueBytes))

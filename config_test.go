@@ -31,6 +31,9 @@ func TestConfigErrors(t *testing.T) {
 		{"negative peer timeout", Config{PeerTimeout: -1}, "PeerTimeout", "must not be negative"},
 		{"negative sync timeout", Config{SyncTimeout: -1}, "SyncTimeout", "must not be negative"},
 		{"value over Redis's largest", Config{MaxValueBytes: MaxValueBytesLimit + 1}, "MaxValueBytes", "MaxValueBytes 536870913 exceeds 512MiB"},
+		{"window below a part", Config{LargeValueWindow: 64 << 10}, "LargeValueWindow", "is outside 256KiB to 256MiB"},
+		{"window over the bound", Config{LargeValueWindow: 1 << 30}, "LargeValueWindow", "is outside 256KiB to 256MiB"},
+		{"negative window", Config{LargeValueWindow: -1}, "LargeValueWindow", "must not be negative"},
 		{"too many tombstones", Config{MaxTombstones: MaxTombstonesLimit + 1}, "MaxTombstones", "exceeds 2147483646"},
 		{"offset of broken clocks", Config{MaxClockOffset: 2 * time.Minute}, "MaxClockOffset", "MaxClockOffset 2m0s exceeds 1m0s"},
 		{"peer timeout too short", Config{PeerTimeout: 10 * time.Millisecond}, "PeerTimeout", "is below 40ms"},
@@ -99,7 +102,8 @@ func TestConfigDefaults(t *testing.T) {
 		MaxBytes: DefaultMaxBytes, MaxValueBytes: DefaultMaxValueBytes,
 		MaxClockOffset: DefaultMaxClockOffset, MaxTombstones: DefaultMaxTombstones,
 		TombstoneHorizon: DefaultTombstoneHorizon, ReplicationLogBytes: DefaultReplicationLogBytes,
-		SyncTimeout: DefaultSyncTimeout, PeerTimeout: DefaultPeerTimeout,
+		LargeValueWindow: DefaultLargeValueWindow,
+		SyncTimeout:      DefaultSyncTimeout, PeerTimeout: DefaultPeerTimeout,
 		AntiEntropyInterval: 10 * time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {

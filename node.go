@@ -215,6 +215,7 @@ func Open(cfg Config) (*Node, error) {
 		// Any transaction a peer's clients can make, whatever its
 		// MaxValueBytes: a batch a receiver refused would stop the stream.
 		MaxBatchBytes: wire.MaxValueLen + 64<<20,
+		LargeWindow:   cfg.LargeValueWindow,
 		OnPublish:     func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
 		ApplyBatch:    n.applyBatch,
 		Logger:        cfg.Logger,

@@ -46,6 +46,7 @@ type serveConfig struct {
 	maxTombstones         int
 	maxValueSize          int64
 	replLogSize           int64
+	largeWindow           int64
 	readyRequiresPeers    bool
 
 	// TLS and trust (replication)
@@ -115,6 +116,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.antiEntropyInterval, "anti-entropy-interval", 0, "period of the anti-entropy rounds on every link, at most half the tombstone horizon (0: the smaller of 10m and a quarter of the horizon)")
 	fs.IntVar(&c.maxTombstones, "max-tombstones", 0, "bound on the deletes remembered exactly, and on the expiries (0: "+strconv.Itoa(geocache.DefaultMaxTombstones)+" each)")
 	fs.Var((*sizeValue)(&c.maxValueSize), "max-value-size", "largest value a write may carry, and Redis's proto-max-bulk-len: a longer argument is a protocol error; at most "+formatSize(geocache.MaxValueBytesLimit)+", as Redis (default "+formatSize(geocache.DefaultMaxValueBytes)+"; a value needs --max-memory well above it)")
+	fs.Var((*sizeValue)(&c.largeWindow), "large-value-window", "bytes of a large value (over 256 KiB, sent in parts) in flight on each replication link: it crosses at most this much per round trip, and writes that pass it may queue behind this much (default "+formatSize(geocache.DefaultLargeValueWindow)+"; raise toward bandwidth × round trip on long, fast links)")
 	fs.Var((*sizeValue)(&c.replLogSize), "replication-log-size", "bound of the log of this node's writes kept for peers that are behind; a peer further behind gets a full sync (default "+formatSize(geocache.DefaultReplicationLogBytes)+" or 4 × --max-value-size, whichever is larger; a node without --peers keeps none)")
 	fs.BoolVar(&c.readyRequiresPeers, "ready-requires-peers", false, "make /readyz answer 503 while no peer of some region is reachable (off: a region serves on its own)")
 	// TLS and trust (replication)
@@ -282,7 +284,8 @@ func (c *serveConfig) nodeConfig() geocache.Config {
 		TombstoneHorizon: c.tombstoneHorizon, AntiEntropyInterval: c.antiEntropyInterval,
 		MaxTombstones: c.maxTombstones,
 		MaxValueBytes: int(min(c.maxValueSize, math.MaxInt)), ReplicationLogBytes: c.replLogSize,
-		Gossip: c.gossipConfig(),
+		LargeValueWindow: int(min(c.largeWindow, math.MaxInt)),
+		Gossip:           c.gossipConfig(),
 	}
 }
 
@@ -294,7 +297,8 @@ var configFlags = map[string]string{
 	"KeyspaceEvents":   "--notify-keyspace-events",
 	"TombstoneHorizon": "--tombstone-horizon", "AntiEntropyInterval": "--anti-entropy-interval",
 	"MaxTombstones": "--max-tombstones", "MaxValueBytes": "--max-value-size", "ReplicationLogBytes": "--replication-log-size",
-	"Gossip.Addr": "--gossip-addr", "Gossip.Copies": "--copies", "Gossip.Key": "--gossip-key",
+	"LargeValueWindow": "--large-value-window",
+	"Gossip.Addr":      "--gossip-addr", "Gossip.Copies": "--copies", "Gossip.Key": "--gossip-key",
 }
 
 // fieldsToFlags rewrites the Config field names in a ConfigError's reason
@@ -335,7 +339,7 @@ func flagError(err error) error {
 // formatFieldInt writes a Config field's number as its flag takes it.
 func formatFieldInt(field string, n int64) string {
 	switch field {
-	case "MaxBytes", "MaxValueBytes", "ReplicationLogBytes":
+	case "MaxBytes", "MaxValueBytes", "ReplicationLogBytes", "LargeValueWindow":
 		return formatSize(n)
 	}
 	return strconv.FormatInt(n, 10)

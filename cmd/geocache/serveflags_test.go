@@ -109,6 +109,7 @@ func TestParseServeConfig(t *testing.T) {
 				"--idle-timeout", "5m", "--admin-addr", "127.0.0.1:9380", "--log-level", "debug",
 				"--log-format", "json",
 				"--max-value-size", "2MiB", "--replication-log-size", "256MiB", "--ready-requires-peers",
+				"--large-value-window", "16MiB",
 				"--tls-cert", "n.pem", "--tls-key", "n-key.pem", "--tls-ca", "ca.pem", "--insecure",
 			},
 			want: func(c *serveConfig) {
@@ -119,7 +120,7 @@ func TestParseServeConfig(t *testing.T) {
 					maxMemory: 1 << 30, maxEntries: 5000, defaultTTL: 10 * time.Minute,
 					requirePass: "s3cret", maxClients: 100, idleTimeout: 5 * time.Minute,
 					adminAddr: "127.0.0.1:9380", logLevel: slog.LevelDebug, logFormat: "json",
-					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true,
+					maxValueSize: 2 << 20, replLogSize: 256 << 20, readyRequiresPeers: true, largeWindow: 16 << 20,
 					tlsCert: "n.pem", tlsKey: "n-key.pem", tlsCA: "ca.pem", insecure: true,
 				}
 			},
@@ -225,6 +226,7 @@ func TestParseServeConfigErrors(t *testing.T) {
 		{"log smaller than a value", []string{"--max-value-size", "2MiB", "--replication-log-size", "1MiB"}, nil, "--replication-log-size 1MiB is below the largest value, 2MiB"},
 		{"log smaller than the default value", []string{"--replication-log-size", "8MiB"}, nil, "--replication-log-size 8MiB is below the largest value, 16MiB"},
 		{"zero log size", []string{"--replication-log-size", "0"}, nil, "at least 1 byte"},
+		{"window below a part", []string{"--large-value-window", "64KiB"}, nil, "--large-value-window 64KiB is outside 256KiB to 256MiB"},
 		{"positional argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"bad size", []string{"--max-memory", "12XB"}, nil, `unknown unit "XB"`},
 		{"fractional size", []string{"--max-memory", "1.5GB"}, nil, "only whole numbers"},
@@ -292,8 +294,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 40 {
-		t.Errorf("%d flags, want 40 (update docs/operations.md when adding one)", n)
+	if n != 41 {
+		t.Errorf("%d flags, want 41 (update docs/operations.md when adding one)", n)
 	}
 	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
 		t.Errorf("the help shows a test hook:\n%s", b.String())
