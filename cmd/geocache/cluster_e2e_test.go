@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/geocache/geocache/internal/clock"
 )
 
 // Black-box tests of a three-region cluster of real `geocache serve`
@@ -147,9 +149,11 @@ func testE2EReplication(t *testing.T) {
 	// Every bound below comes from clock readings taken around the
 	// requests (the nodes share this machine's clock), not from how long
 	// anything took: they hold however loaded the machine is. Versions and
-	// PTTL are in whole milliseconds, TTL in whole seconds.
+	// PTTL are in whole milliseconds, TTL in whole seconds, and a node's
+	// clock follows this process's wall clock within clock.StepThreshold
+	// (it runs on the monotonic clock between checks of the wall clock).
 	expireAt := time.UnixMilli(ver[2])
-	if lo, hi := sent.Add(100*time.Second-time.Millisecond), answered.Add(100*time.Second); expireAt.Before(lo) || expireAt.After(hi) {
+	if lo, hi := sent.Add(100*time.Second-time.Millisecond-clock.StepThreshold), answered.Add(100*time.Second+clock.StepThreshold); expireAt.Before(lo) || expireAt.After(hi) {
 		t.Errorf("session expires at %v; want 100 s after the EXPIRE, between %v and %v", expireAt, lo, hi)
 	}
 	for i, cl := range cs {
@@ -209,7 +213,7 @@ func testE2EReplication(t *testing.T) {
 			t.Errorf("%s: GEOCACHE VERSION flash = %v: no expiry", e2eRegions[i], v)
 		case flashAt.IsZero():
 			flashAt = time.UnixMilli(v[2])
-			if lo, hi := before.Add(2*time.Second-time.Millisecond), after.Add(2*time.Second); flashAt.Before(lo) || flashAt.After(hi) {
+			if lo, hi := before.Add(2*time.Second-time.Millisecond-clock.StepThreshold), after.Add(2*time.Second+clock.StepThreshold); flashAt.Before(lo) || flashAt.After(hi) {
 				t.Errorf("%s: flash expires at %v; want 2 s after the SET, between %v and %v", e2eRegions[i], flashAt, lo, hi)
 			}
 		case !time.UnixMilli(v[2]).Equal(flashAt):
