@@ -493,3 +493,45 @@ func TestBadPartAckRefused(t *testing.T) {
 		})
 	}
 }
+
+// A large op stamped too far ahead of the node's clock is not applied at
+// its last part: the node acknowledges up to just before it, holds the
+// stream with a clock-ahead Reject, keeps the writes that passed it, and
+// resumes the origin from it on the next connection.
+func TestLargeOpAheadHeldAtTheHole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, p, mem := largeOrigin(t, Config{})
+		big := bigValue(3000)
+		p.send(&wire.LargeOp{Origin: fakeID, Seq: 1, Size: uint64(len(big)), Op: setOp("big", big[:1000], at(time.Hour), fakeID)})
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("k2", "v", nowTS(), fakeID)}})
+		p.send(&wire.ValuePart{Origin: fakeID, Seq: 1, Data: []byte(big[1000:])})
+		for held := false; !held; {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatalf("waiting for the Reject: %v", err)
+			}
+			switch f := f.(type) {
+			case *wire.PartAck:
+			case *wire.Ack:
+				if f.Seq != 0 {
+					t.Fatalf("ack %d past the op held", f.Seq)
+				}
+			case *wire.Reject:
+				if f.Code != wire.RejectClockAhead {
+					t.Fatalf("Reject %v %q, want clock ahead", f.Code, f.Message)
+				}
+				held = true
+			default:
+				t.Fatalf("unexpected %T", f)
+			}
+		}
+		synctest.Wait()
+		if b.has("big") || b.value("k2") != "v" {
+			t.Fatalf("big applied %v, k2 %q: want the op ahead held and the write that passed it kept", b.has("big"), b.value("k2"))
+		}
+		q := dialFake(t, mem, "fake", "b")
+		if r := q.handshake(fakeID); r.NextSeq != 1 {
+			t.Fatalf("resume at %d, want 1: the op held", r.NextSeq)
+		}
+	})
+}
