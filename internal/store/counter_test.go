@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
@@ -54,6 +55,35 @@ func (c *counterCluster) incr(i int, key string, d int64) (int64, error) {
 		nd.out = append(nd.out, op)
 	}
 	return val, err
+}
+
+// redeliver applies one to three of a node's ops, picked at random, again
+// on another node: late, repeated and reordered delivery.
+func (c *counterCluster) redeliver(rng *rand.Rand) {
+	from, to := rng.IntN(len(c.nodes)), rng.IntN(len(c.nodes))
+	if from != to && len(c.nodes[from].out) > 0 {
+		out := c.nodes[from].out
+		for range 1 + rng.IntN(3) {
+			c.nodes[to].s.Apply(out[rng.IntN(len(out))])
+		}
+	}
+}
+
+// deliverAll applies every node's ops on every other node, in a random
+// order per receiver.
+func (c *counterCluster) deliverAll(rng *rand.Rand) {
+	for to := range c.nodes {
+		var all []Op
+		for from := range c.nodes {
+			if from != to {
+				all = append(all, c.nodes[from].out...)
+			}
+		}
+		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		for _, op := range all {
+			c.nodes[to].s.Apply(op)
+		}
+	}
 }
 
 func (c *counterCluster) write(i int, op Op) {
@@ -185,28 +215,10 @@ func TestCounterConvergesRandomly(t *testing.T) {
 					c.expire(i, key, c.clock.Now().Add(time.Duration(1+rng.IntN(1000))*time.Hour).UnixNano())
 				}
 			default:
-				from, to := rng.IntN(3), rng.IntN(3)
-				if from != to && len(c.nodes[from].out) > 0 {
-					out := c.nodes[from].out
-					for range 1 + rng.IntN(3) {
-						c.nodes[to].s.Apply(out[rng.IntN(len(out))])
-					}
-				}
+				c.redeliver(rng)
 			}
 		}
-		// Deliver everything, in a random order per receiver.
-		for to := range c.nodes {
-			var all []Op
-			for from := range c.nodes {
-				if from != to {
-					all = append(all, c.nodes[from].out...)
-				}
-			}
-			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-			for _, op := range all {
-				c.nodes[to].s.Apply(op)
-			}
-		}
+		c.deliverAll(rng)
 		for _, key := range keys {
 			e0, ok0 := c.nodes[0].s.Peek(key)
 			for i := 1; i < 3; i++ {

@@ -507,27 +507,10 @@ func hashConvergence(t *testing.T, rng *rand.Rand) {
 			case r < 16:
 				c.repair(rng.IntN(3), i)
 			default:
-				from, to := rng.IntN(3), rng.IntN(3)
-				if from != to && len(c.nodes[from].out) > 0 {
-					out := c.nodes[from].out
-					for range 1 + rng.IntN(3) {
-						c.nodes[to].s.Apply(out[rng.IntN(len(out))])
-					}
-				}
+				c.redeliver(rng)
 			}
 		}
-		for to := range c.nodes {
-			var all []Op
-			for from := range c.nodes {
-				if from != to {
-					all = append(all, c.nodes[from].out...)
-				}
-			}
-			rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-			for _, op := range all {
-				c.nodes[to].s.Apply(op)
-			}
-		}
+		c.deliverAll(rng)
 		for _, key := range keys {
 			want := hashString(c.nodes[0].s, key)
 			op0, ok0 := snapshotOpOf(c.nodes[0].s, key)
