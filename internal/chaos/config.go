@@ -165,64 +165,22 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	def(&c.SharedKeys, 16)
 	defD(&c.Duration, time.Minute)
 	defD(&c.Latency, 10*time.Millisecond)
-	defD(&c.ThinkTime, 10*time.Millisecond)
+	defaultOrNone(&c.ThinkTime, 10*time.Millisecond)
 	defD(&c.ProbeInterval, 200*time.Millisecond)
 	defD(&c.MaxOffset, 400*time.Millisecond)
 	defD(&c.ConvergeTimeout, 30*time.Second)
-	defD(&c.TombstoneHorizon, 3*time.Second)
-	if c.TombstoneHorizon < 0 {
-		c.TombstoneHorizon = 0
-	}
+	defaultOrNone(&c.TombstoneHorizon, 3*time.Second)
 	if c.Latency < 0 {
 		c.Latency = 0
 	}
-	if c.ThinkTime < 0 {
-		c.ThinkTime = 0
-	}
-	if c.QuorumFraction == 0 {
-		c.QuorumFraction = 0.15
-	}
-	if c.QuorumFraction < 0 {
-		c.QuorumFraction = 0
-	}
-	if c.AllFraction == 0 {
-		c.AllFraction = 0.05
-	}
-	if c.AllFraction < 0 {
-		c.AllFraction = 0
-	}
-	if c.WaitFraction == 0 {
-		c.WaitFraction = 0.05
-	}
-	if c.LargeFraction == 0 {
-		c.LargeFraction = 0.02
-	}
-	if c.LargeFraction < 0 {
-		c.LargeFraction = 0
-	}
-	if c.WaitFraction < 0 {
-		c.WaitFraction = 0
-	}
-	def(&c.CounterKeys, 4)
-	if c.CounterKeys < 0 {
-		c.CounterKeys = 0
-	}
-	if c.CounterFraction == 0 {
-		c.CounterFraction = 0.1
-	}
-	if c.CounterFraction < 0 {
-		c.CounterFraction = 0
-	}
-	def(&c.HashKeys, 2)
-	if c.HashKeys < 0 {
-		c.HashKeys = 0
-	}
-	if c.HashFraction == 0 {
-		c.HashFraction = 0.1
-	}
-	if c.HashFraction < 0 {
-		c.HashFraction = 0
-	}
+	defaultOrNone(&c.QuorumFraction, 0.15)
+	defaultOrNone(&c.AllFraction, 0.05)
+	defaultOrNone(&c.WaitFraction, 0.05)
+	defaultOrNone(&c.LargeFraction, 0.02)
+	defaultOrNone(&c.CounterKeys, 4)
+	defaultOrNone(&c.CounterFraction, 0.1)
+	defaultOrNone(&c.HashKeys, 2)
+	defaultOrNone(&c.HashFraction, 0.1)
 	if c.MaxMemory == "" {
 		c.MaxMemory = "1GB"
 	}
@@ -290,6 +248,17 @@ func (c Config) smallRegion() int {
 }
 
 // maxMemory is the --max-memory of the nodes of region r.
+// defaultOrNone gives *p its default v if it is 0, and makes a negative
+// one 0: the Config fields where negative means "none".
+func defaultOrNone[T int | float64 | time.Duration](p *T, v T) {
+	if *p == 0 {
+		*p = v
+	}
+	if *p < 0 {
+		*p = 0
+	}
+}
+
 func (c Config) maxMemory(r int) string {
 	if r == c.smallRegion() {
 		return c.SmallRegionMemory
