@@ -269,14 +269,11 @@ func testE2EWait(t *testing.T) {
 	if n, err := conn.Wait(ctx, 1, e2eHang).Result(); err != nil || n < 1 {
 		t.Fatalf("WAIT 1 with ap paused = %d, %v; want at least 1", n, err)
 	}
-	start := time.Now()
+	// That it waits out its timeout first is internal/resp's
+	// TestWaitCountsRegions; here, what it counts.
 	n, err := conn.Wait(ctx, 2, 300*time.Millisecond).Result()
-	took := time.Since(start)
 	if err != nil || n != 1 {
 		t.Errorf("WAIT 2 300 with ap paused = %d, %v; want 1", n, err)
-	}
-	if took < 300*time.Millisecond-time.Millisecond { // a lower bound only: it can take longer
-		t.Errorf("WAIT 2 300 returned after %v, before its timeout", took)
 	}
 	if got, err := cs[1].Get(ctx, "w2").Result(); err != nil || got != "v2" {
 		t.Errorf("eu: GET w2 = %q, %v after WAIT counted it; want v2", got, err)
@@ -294,15 +291,10 @@ func testE2EWait(t *testing.T) {
 	if err := conn.Do(ctx, "GEOCACHE", "ACK", "ALL", "400").Err(); err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
 	err = conn.Set(ctx, "w4", "v4", 0).Err()
-	took = time.Since(start)
 	var rerr redis.Error
 	if !errors.As(err, &rerr) || !strings.HasPrefix(err.Error(), "TIMEOUT write applied locally, not acknowledged by enough regions within 400ms") {
 		t.Errorf("SET with ACK ALL while ap is paused: %v; want a -TIMEOUT error", err)
-	}
-	if took < 400*time.Millisecond-time.Millisecond { // a lower bound only: it can take longer
-		t.Errorf("SET with ACK ALL 400 answered -TIMEOUT after %v, before its timeout", took)
 	}
 	// The write stays applied and replicates.
 	if got, err := conn.Get(ctx, "w4").Result(); err != nil || got != "v4" {

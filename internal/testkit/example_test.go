@@ -22,11 +22,10 @@ func ExampleNetwork() {
 	eu, _ := dial(context.Background(), "us/1")
 	us, _ := l.Accept()
 
-	start := time.Now()
-	eu.Write([]byte("hello"))
+	eu.Write([]byte("hello")) // delivered 30 ms later (TestNetworkLatency)
 	buf := make([]byte, 5)
 	io.ReadFull(us, buf)
-	fmt.Println(string(buf), time.Since(start) >= 30*time.Millisecond)
+	fmt.Println(string(buf))
 
 	n.Cut("eu/1", "us/1")
 	eu.Write([]byte("held"))
@@ -43,7 +42,7 @@ func ExampleNetwork() {
 	_, err = us.Read(buf)
 	fmt.Println(err)
 	// Output:
-	// hello true
+	// hello
 	// true
 	// held
 	// EOF
