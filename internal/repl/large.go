@@ -47,11 +47,14 @@ type largeSend struct {
 // returns what remains to send.
 func startLarge(fc *frameConn, origin uint32, seq uint64, w wire.Op, part int, overtake bool) (*largeSend, error) {
 	value := w.Value
-	w.Value = value[:part]
+	// The op with its first part is at most part bytes, like an Ops
+	// frame's batch, so the frame fits whatever the key's length.
+	first := min(len(value), max(0, part-(w.Size()-len(value))))
+	w.Value = value[:first]
 	if err := fc.write(&wire.LargeOp{Origin: origin, Seq: seq, Size: uint64(len(value)), Op: w}); err != nil {
 		return nil, err
 	}
-	return &largeSend{origin: origin, seq: seq, value: value, off: part, overtake: overtake}, nil
+	return &largeSend{origin: origin, seq: seq, value: value, off: first, overtake: overtake}, nil
 }
 
 // next writes the next ValuePart of at most part bytes and reports whether
