@@ -8,8 +8,9 @@ import (
 )
 
 // Large ops. An op whose encoding is larger than Config.BatchBytes does not
-// travel in an Ops frame: it goes as a LargeOp frame with the first
-// BatchBytes of its value, then ValuePart frames of BatchBytes each.
+// travel in an Ops frame: it goes as a LargeOp frame with as much of its
+// value as fits in BatchBytes with the rest of the op, then ValuePart
+// frames of BatchBytes each.
 //
 // On the stream of an origin's log, a large Set, Counter or Hash op outside
 // a batch may be overtaken: the sender goes on sending the ops behind it in
