@@ -1,6 +1,8 @@
 package geocache
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -13,10 +15,13 @@ import (
 // Redis Cluster's hash slots (each slot owned by Copies of them, computed by
 // every node from the live membership alone), and replicate to each other
 // as regions do: every node of the region holds every key today, so any
-// node serves any key, and a node that gains slots is warm at once. A node
-// of a region that fails is declared dead by the others in about a second;
-// its slots pass to their other owners and cluster-aware clients follow
-// the new map (CLUSTER SLOTS, SHARDS, NODES).
+// node serves any key. A node that joins owns no slot until it holds what
+// the others hold (until Synced), so cluster-aware clients are not sent to
+// it while it would answer misses; a node that leaves (LeaveRegion, or
+// Close) gives its slots up first. A node of a region that fails is
+// declared dead by the others in about a second; its slots pass to their
+// other owners and cluster-aware clients follow the new map (CLUSTER
+// SLOTS, SHARDS, NODES).
 type GossipConfig struct {
 	// Addr is the host:port gossip listens on, UDP and TCP (port 0 picks a
 	// free one). Required.
@@ -46,9 +51,10 @@ type GossipConfig struct {
 
 // startRegion joins the region's gossip and links to its members; repl
 // is created and not started, so the members found by the join count
-// toward Ready and Synced like configured peers.
+// toward Ready and Synced like configured peers. The node joins as
+// Joining and announces itself Serving once Synced.
 func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
-	self := cluster.Member{ID: n.id, Name: n.cfg.NodeName, Addr: g.ClientAddr, ReplAddr: replAddr}
+	self := cluster.Member{ID: n.id, Name: n.cfg.NodeName, Addr: g.ClientAddr, ReplAddr: replAddr, State: cluster.Joining}
 	n.regionPeers = map[string]bool{}
 	n.applyMembers([]cluster.Member{self})
 	m, err := cluster.StartMembership(cluster.MembershipConfig{
@@ -62,7 +68,43 @@ func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
 	}
 	n.members = m
 	n.applyMembers(m.Members())
+	n.readyWait.Go(func() {
+		<-n.repl.Synced() // closed by repl.Close at the latest
+		// After LeaveRegion or Close this fails, as it should.
+		if err := m.SetState(cluster.Serving, announceTimeout); err == nil {
+			n.cfg.Logger.Info("region: synced; taking this node's share of the slots")
+		} else if !errors.Is(err, cluster.ErrLeaving) && !errors.Is(err, cluster.ErrClosed) {
+			n.cfg.Logger.Warn("region: serving state not announced in time; gossip spreads it", "err", err)
+		}
+	})
 	return nil
+}
+
+// announceTimeout bounds the wait for a state announcement to be sent.
+const announceTimeout = time.Second
+
+// LeaveRegion announces that this node is leaving its region: the other
+// members (and this node) drop it from the slot map at once, so its slots
+// pass to their other owners and cluster-aware clients that reload the map
+// are sent there, while this node goes on serving and replicating. It
+// waits until the announcement was sent to the others or ctx ends. For a
+// graceful stop call it first, then stop taking requests, Drain (every
+// write made here reaches the others), and Close. It does nothing without
+// Config.Gossip; after it, the node never owns slots again (Close follows).
+func (n *Node) LeaveRegion(ctx context.Context) error {
+	if n.members == nil {
+		return nil
+	}
+	timeout := announceTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if err := n.members.SetState(cluster.Leaving, timeout); errors.Is(err, cluster.ErrClosed) {
+		return ErrClosed
+	} else if err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // applyMembers follows a change of the region's live members: the slot map

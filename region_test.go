@@ -2,9 +2,12 @@ package geocache
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/testkit"
 )
 
@@ -34,9 +37,9 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 	c := openRegionNode(t, 3, join)
 	nodes := []*Node{a, b, c}
 	for _, n := range nodes {
-		testkit.Eventually(t, "three members linked", func() bool {
+		testkit.Eventually(t, "three members linked and serving", func() bool {
 			m, _ := n.SlotMap()
-			return m != nil && len(m.Members()) == 3 && len(n.repl.Peers()) == 2
+			return m != nil && len(m.Members()) == 3 && len(n.repl.Peers()) == 2 && allServing(m)
 		})
 	}
 	version := func(n *Node) uint64 { m, _ := n.SlotMap(); return m.Version() }
@@ -81,7 +84,81 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 	}
 }
 
+func allServing(m *cluster.Map) bool {
+	for _, mb := range m.Members() {
+		if mb.State != cluster.Serving {
+			return false
+		}
+	}
+	return true
+}
+
 func key(i int) string { return "k" + string(rune('a'+i)) }
+
+// A node that joins owns no slot until it holds what the others hold: no
+// map of the region sends clients to it while it would answer misses. A
+// node that leaves gives its slots up at once and still replicates until
+// it closes, so what it takes meanwhile reaches the others.
+func TestRegionJoinsWarmAndLeavesFirst(t *testing.T) {
+	a := openRegionNode(t, 1)
+	join := a.members.Addr()
+	b := openRegionNode(t, 2, join)
+	testkit.Eventually(t, "two members linked", func() bool { return len(a.repl.Peers()) == 1 && len(b.repl.Peers()) == 1 })
+	const entries = 20000
+	ctx := context.Background()
+	value := make([]byte, 256)
+	for i := range entries {
+		if err := a.Set(ctx, fmt.Sprint("user:", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, "b holds every entry", func() bool { return b.Stats().Entries == entries })
+
+	c := openRegionNode(t, 3, join)
+	ownsSlots := func(n *Node, id uint32) bool { m, _ := n.SlotMap(); return m.RangesOf(id) != nil }
+	held := -1
+	testkit.Eventually(t, "a gives the joined node its share", func() bool {
+		if !ownsSlots(a, 3) {
+			return false
+		}
+		held = c.Stats().Entries
+		return true
+	})
+	if held != entries {
+		t.Errorf("a gave the joined node slots while it held %d of %d entries", held, entries)
+	}
+	for _, n := range []*Node{a, b, c} {
+		testkit.Eventually(t, "three owners", func() bool { return ownsSlots(n, 1) && ownsSlots(n, 2) && ownsSlots(n, 3) })
+	}
+
+	if err := c.LeaveRegion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b, c} {
+		testkit.Eventually(t, "the leaving node owns nothing", func() bool { return !ownsSlots(n, 3) && ownsSlots(n, 1) && ownsSlots(n, 2) })
+		m, _ := n.SlotMap()
+		if mb, ok := m.Member(3); !ok || mb.State != cluster.Leaving {
+			t.Errorf("the leaving node listed as %+v, %v", mb, ok)
+		}
+	}
+	if err := c.Set(ctx, "after-leave", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b} {
+		if _, err := n.Get("after-leave"); err != nil {
+			t.Errorf("a write on the leaving node, drained, is not on the others: %v", err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LeaveRegion(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("LeaveRegion after Close: %v, want ErrClosed", err)
+	}
+}
 
 // A region node refuses a config it cannot run with.
 func TestRegionConfigErrors(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -95,4 +97,64 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 		}
 		return nil
 	})
+
+	// SIGTERM: the node gives its slots up, then stops serving, and what
+	// it acknowledged until its last reply is on the others.
+	routesTo := func(n, to *e2eNode) bool {
+		for _, sh := range n.client().ClusterShards(ctx).Val() {
+			for _, sn := range sh.Nodes {
+				if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == to.addr {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" routes to the restarted node", func() error {
+			if !routesTo(n, nodes[1]) {
+				return fmt.Errorf("no slots to %s", nodes[1].name)
+			}
+			return nil
+		})
+	}
+	leaving := nodes[1].client()
+	defer leaving.Close()
+	var written atomic.Int64
+	writes := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := leaving.Set(ctx, fmt.Sprint("late:", i), i, 0).Err(); err != nil {
+				writes <- err
+				return
+			}
+			written.Add(1)
+		}
+	}()
+	e2eEventually(t, e2eHang, "writes on the node about to leave", func() error {
+		if written.Load() < 100 {
+			return fmt.Errorf("%d writes", written.Load())
+		}
+		return nil
+	})
+	nodes[1].signal(syscall.SIGTERM)
+	<-writes // the connection closed: nothing more is acknowledged
+	acked := int(written.Load())
+	if code := nodes[1].waitExit(e2eHang); code != 0 {
+		t.Fatalf("%s exited with %d", nodes[1].name, code)
+	}
+	if !strings.Contains(nodes[1].logs.String(), "this node is leaving") {
+		t.Errorf("%s did not announce its leave:\n%s", nodes[1].name, nodes[1].logs)
+	}
+	for _, n := range []*e2eNode{nodes[0], nodes[2]} {
+		e2eEventually(t, e2eHang, n.name+" drops the stopped node", knownNodes(n, 2))
+		c := n.client()
+		for i := range acked {
+			if v, err := c.Get(ctx, fmt.Sprint("late:", i)).Int(); err != nil || v != i {
+				t.Fatalf("%s: late:%d = %v, %v: a write the stopped node acknowledged is lost (%d acknowledged)", n.name, i, v, err, acked)
+			}
+		}
+		c.Close()
+	}
+	t.Logf("%d writes acknowledged by the stopping node, all on the others", acked)
 }

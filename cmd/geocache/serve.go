@@ -31,6 +31,10 @@ const shutdownTimeout = 15 * time.Second
 // peers to acknowledge this node's last writes.
 const drainTimeout = 5 * time.Second
 
+// leaveTimeout bounds how long a graceful shutdown waits for the region to
+// hear that this node is leaving.
+const leaveTimeout = 2 * time.Second
+
 // forceExit ends the process at once: on a second signal, or when a
 // shutdown takes longer than shutdownTimeout.
 var forceExit = os.Exit
@@ -330,6 +334,13 @@ func (s *server) stop() error {
 	if s.admin != nil {
 		s.admin.SetReady(false)
 	}
+	// The region first: its other nodes take this node's slots while it
+	// still serves, then the clients go, then what they wrote is drained.
+	leave, cancelLeave := context.WithTimeout(context.Background(), leaveTimeout)
+	if err := s.node.LeaveRegion(leave); err != nil && s.log != nil {
+		s.log.Warn("region: leave not announced in time; the others will see this node go", "err", err)
+	}
+	cancelLeave()
 	if err := s.resp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close RESP server: %w", err))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // DefaultCopies is the number of owners of each slot when New is given 0.
@@ -52,6 +53,50 @@ type Member struct {
 	Addr string
 	// ReplAddr is the node's replication address; carried, not interpreted.
 	ReplAddr string
+	// State says whether the member takes slots: only Serving members own
+	// any, unless none is serving (see New).
+	State MemberState
+}
+
+// A MemberState is what a member announces of its part in the region.
+type MemberState uint8
+
+const (
+	// Serving members own their share of the slots.
+	Serving MemberState = iota
+	// Joining members are filling up from the others (their first sync):
+	// they own no slot yet, so that clients are not sent to a node that
+	// would answer misses, and take their share once they hold what the
+	// others held.
+	Joining
+	// Leaving members are shutting down: they own no slot, so that their
+	// slots pass to the others while they still serve and replicate what
+	// they hold.
+	Leaving
+)
+
+// String returns the state's name as gossip announces it: "serving",
+// "joining" or "leaving".
+func (s MemberState) String() string {
+	switch s {
+	case Serving:
+		return "serving"
+	case Joining:
+		return "joining"
+	case Leaving:
+		return "leaving"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseMemberState returns the state String names.
+func ParseMemberState(name string) (MemberState, bool) {
+	for s := Serving; s <= Leaving; s++ {
+		if s.String() == name {
+			return s, true
+		}
+	}
+	return 0, false
 }
 
 // A SlotRange is the slots First to Last, both included.
@@ -75,7 +120,8 @@ type Range struct {
 // and must not be modified.
 type Map struct {
 	members []Member // by ID
-	copies  int      // owners per slot: min(requested copies, len(members))
+	owning  []int32  // indexes in members of the members that own slots
+	copies  int      // owners per slot: min(requested copies, len(owning))
 	ranges  []Range  // adjacent ranges with the same owners merged
 	// rangeOf is, for each fixed range of slotsPerRange slots, the index
 	// in ranges of the merged range that holds it.
@@ -95,6 +141,11 @@ type Map struct {
 // one, and a member that leaves is replaced by the next in line, so a
 // change of membership moves only the slots it must. Among a range's
 // owners, the primary is chosen to spread primaries evenly (see assign).
+//
+// Only Serving members own slots; the others are listed (Members) and own
+// nothing. A region with no serving member (every node starting at once)
+// gives the slots to its joining members, and one whose members are all
+// leaving to all of them, so that every slot always has an owner.
 func New(members []Member, copies int) (*Map, error) {
 	if len(members) == 0 {
 		return nil, ErrNoMembers
@@ -105,14 +156,28 @@ func New(members []Member, copies int) (*Map, error) {
 	if copies == 0 {
 		copies = DefaultCopies
 	}
-	copies = min(copies, len(members))
-	m := &Map{members: slices.Clone(members), copies: copies}
+	m := &Map{members: slices.Clone(members)}
 	slices.SortFunc(m.members, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	for i := 1; i < len(m.members); i++ {
 		if m.members[i].ID == m.members[i-1].ID {
 			return nil, fmt.Errorf("%w: %d", ErrDuplicateID, m.members[i].ID)
 		}
 	}
+	for _, take := range []func(MemberState) bool{
+		func(s MemberState) bool { return s == Serving },
+		func(s MemberState) bool { return s != Leaving },
+		func(MemberState) bool { return true },
+	} {
+		for i, mb := range m.members {
+			if take(mb.State) {
+				m.owning = append(m.owning, int32(i))
+			}
+		}
+		if len(m.owning) > 0 {
+			break
+		}
+	}
+	m.copies = min(copies, len(m.owning))
 	m.merge(m.assign())
 	m.version = m.digest()
 	return m, nil
@@ -150,7 +215,7 @@ func (m *Map) assign() []int32 {
 	prevPrimary := int32(-1)
 	for r := range numRanges {
 		n := 0
-		for i := range int32(len(m.members)) {
+		for _, i := range m.owning {
 			w := weight(uint32(r), m.members[i].ID)
 			if n == c && w <= best[c-1].w {
 				continue
@@ -271,17 +336,19 @@ func (m *Map) digest() uint64 {
 		str(mb.Name)
 		str(mb.Addr)
 		str(mb.ReplAddr)
+		word(uint64(mb.State))
 	}
 	return h
 }
 
 // Version is a 64-bit digest of everything the map was computed from: the
-// assignment scheme, the effective copies and every member's id, name and
-// addresses. Two nodes whose maps have the same Version agree on every
+// assignment scheme, the effective copies and every member's id, name,
+// addresses and state. Two nodes whose maps have the same Version agree on every
 // owner and every address (up to a hash collision); it is not ordered.
 func (m *Map) Version() uint64 { return m.version }
 
-// Members returns the members, by id.
+// Members returns the members, by id, those that own no slot (joining or
+// leaving) included.
 func (m *Map) Members() []Member { return m.members[:len(m.members):len(m.members)] }
 
 // Member returns the member with the given id, and whether there is one.

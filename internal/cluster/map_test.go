@@ -528,3 +528,64 @@ func BenchmarkDiff(b *testing.B) {
 		Diff(prev, next)
 	}
 }
+
+// Joining and leaving members own nothing: the map is the one of the
+// serving members alone, and lists the others. A region with no serving
+// member gives the slots to its joining members, then to all.
+func TestMemberStates(t *testing.T) {
+	serving := mustNew(t, members(1, 2, 3), 2)
+	all := members(1, 2, 3, 4, 5)
+	all[3].State, all[4].State = Joining, Leaving
+	m := mustNew(t, all, 2)
+	if len(m.Members()) != 5 {
+		t.Fatalf("%d members listed, want 5", len(m.Members()))
+	}
+	for slot := range Slots {
+		if got, want := ownerIDs(m, slot), ownerIDs(serving, slot); !slices.Equal(got, want) {
+			t.Fatalf("slot %d: owners %v, want the serving members' %v", slot, got, want)
+		}
+	}
+	if m.RangesOf(4) != nil || m.RangesOf(5) != nil {
+		t.Error("a joining or leaving member owns slots")
+	}
+	if m.Version() == serving.Version() {
+		t.Error("the same version with and without the joining and leaving members")
+	}
+
+	for _, tc := range []struct {
+		name   string
+		states []MemberState
+		owners []uint32
+	}{
+		{"one serving", []MemberState{Joining, Serving, Leaving}, []uint32{2}},
+		{"none serving", []MemberState{Joining, Joining, Leaving}, []uint32{1, 2}},
+		{"all leaving", []MemberState{Leaving, Leaving, Leaving}, []uint32{1, 2, 3}},
+	} {
+		ms := members(1, 2, 3)
+		for i, s := range tc.states {
+			ms[i].State = s
+		}
+		m := mustNew(t, ms, 3)
+		if m.Copies() != len(tc.owners) {
+			t.Errorf("%s: copies %d, want %d", tc.name, m.Copies(), len(tc.owners))
+		}
+		for slot := 0; slot < Slots; slot += 101 {
+			got := ownerIDs(m, slot)
+			slices.Sort(got)
+			if !slices.Equal(got, tc.owners) {
+				t.Fatalf("%s: slot %d owned by %v, want %v", tc.name, slot, got, tc.owners)
+			}
+		}
+	}
+}
+
+func TestMemberStateNames(t *testing.T) {
+	for s := Serving; s <= Leaving; s++ {
+		if got, ok := ParseMemberState(s.String()); !ok || got != s {
+			t.Errorf("ParseMemberState(%q) = %v, %v", s.String(), got, ok)
+		}
+	}
+	if _, ok := ParseMemberState("ready"); ok {
+		t.Error(`ParseMemberState("ready") accepted`)
+	}
+}

@@ -25,10 +25,30 @@ type announcement struct {
 	Region   string `json:"region"`
 	Addr     string `json:"resp,omitempty"`
 	ReplAddr string `json:"repl,omitempty"`
+	// State is the member's state by name, omitted when serving (the
+	// announcement of nodes from before states existed).
+	State string `json:"state,omitempty"`
 }
 
-func (a announcement) member() Member {
-	return Member{ID: a.ID, Name: a.Name, Addr: a.Addr, ReplAddr: a.ReplAddr}
+func announce(region string, mb Member) announcement {
+	a := announcement{ID: mb.ID, Name: mb.Name, Region: region, Addr: mb.Addr, ReplAddr: mb.ReplAddr}
+	if mb.State != Serving {
+		a.State = mb.State.String()
+	}
+	return a
+}
+
+// member returns the member announced, and false for an unknown state.
+func (a announcement) member() (Member, bool) {
+	mb := Member{ID: a.ID, Name: a.Name, Addr: a.Addr, ReplAddr: a.ReplAddr}
+	if a.State != "" {
+		st, ok := ParseMemberState(a.State)
+		if !ok || st == Serving {
+			return mb, false
+		}
+		mb.State = st
+	}
+	return mb, true
 }
 
 // maxMetaBytes bounds a member's announcement (memberlist's own bound is
@@ -40,8 +60,9 @@ type MembershipConfig struct {
 	// Cluster names the cluster. Gossip packets are labelled with it:
 	// members of other clusters are not heard. Default "geocache".
 	Cluster string
-	// Self is this node (ID and Name required); Region is its region
-	// (required): gossip joins the nodes of one region.
+	// Self is this node (ID and Name required; its State is announced
+	// until SetState changes it); Region is its region (required): gossip
+	// joins the nodes of one region.
 	Self   Member
 	Region string
 	// BindAddr is the host:port gossip listens on (UDP and TCP). Required;
@@ -77,7 +98,10 @@ type MembershipConfig struct {
 type Membership struct {
 	cfg  MembershipConfig
 	list *memberlist.Memberlist
-	self []byte // this node's encoded announcement
+	addr string // the advertised gossip address
+
+	selfMu sync.Mutex // guards self (SetState holds closeMu, which orders its calls)
+	self   []byte     // this node's encoded announcement
 
 	closeMu sync.Mutex // guards closed; held by Leave, which memberlist refuses after Shutdown
 	closed  bool
@@ -91,8 +115,12 @@ type Membership struct {
 	ignored map[string]bool   // names of members of other regions warned about
 }
 
-// Errors of StartMembership.
-var ErrInvalidMembership = errors.New("cluster: invalid membership config")
+// Errors of StartMembership and SetState.
+var (
+	ErrInvalidMembership = errors.New("cluster: invalid membership config")
+	ErrLeaving           = errors.New("cluster: this node is leaving its region")
+	ErrClosed            = errors.New("cluster: membership closed")
+)
 
 // StartMembership starts gossiping and, if cfg.Join names members, joins
 // them (it fails if none of them answers).
@@ -119,12 +147,12 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	case len(cfg.SecretKey) != 0 && len(cfg.SecretKey) != 16 && len(cfg.SecretKey) != 24 && len(cfg.SecretKey) != 32:
 		return nil, fmt.Errorf("%w: the gossip key must be 16, 24 or 32 bytes, not %d", ErrInvalidMembership, len(cfg.SecretKey))
 	}
-	self, err := json.Marshal(announcement{ID: cfg.Self.ID, Name: cfg.Self.Name, Region: cfg.Region, Addr: cfg.Self.Addr, ReplAddr: cfg.Self.ReplAddr})
+	if cfg.Self.State > Leaving {
+		return nil, fmt.Errorf("%w: this node's state %v", ErrInvalidMembership, cfg.Self.State)
+	}
+	self, err := encodeAnnouncement(cfg.Region, cfg.Self)
 	if err != nil {
 		return nil, err
-	}
-	if len(self) > maxMetaBytes {
-		return nil, fmt.Errorf("%w: this node's announcement is %d bytes, over %d (shorter names or addresses)", ErrInvalidMembership, len(self), maxMetaBytes)
 	}
 	m := &Membership{
 		cfg:     cfg,
@@ -168,6 +196,9 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("cluster: gossip: %w", err)
 	}
 	m.list = list
+	// Read once: memberlist rewrites its local node on every UpdateNode
+	// without a lock readers could take.
+	m.addr = list.LocalNode().Address()
 	m.wg.Go(m.notify)
 	if len(cfg.Join) > 0 {
 		if _, err := list.Join(cfg.Join); err != nil {
@@ -177,6 +208,63 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	}
 	cfg.Logger.Info("gossip started", "addr", cfg.BindAddr, "joined", len(cfg.Join) > 0, "members", list.NumMembers())
 	return m, nil
+}
+
+// encodeAnnouncement returns what gossip says of mb, or an error if it does
+// not fit memberlist's bound.
+func encodeAnnouncement(region string, mb Member) ([]byte, error) {
+	self, err := json.Marshal(announce(region, mb))
+	if err != nil {
+		return nil, err
+	}
+	if len(self) > maxMetaBytes {
+		return nil, fmt.Errorf("%w: this node's announcement is %d bytes, over %d (shorter names or addresses)", ErrInvalidMembership, len(self), maxMetaBytes)
+	}
+	return self, nil
+}
+
+// SetState announces this node's new state to the region and waits up to
+// timeout for the announcement to be sent to the other members (they then
+// spread it among themselves); OnChange reports the change here at once.
+// Leaving is final: after it, SetState returns ErrLeaving for any other
+// state. It returns an error if the announcement could not be sent in time
+// (the others learn it by gossip later) or after Close.
+func (m *Membership) SetState(s MemberState, timeout time.Duration) error {
+	if s > Leaving {
+		return fmt.Errorf("%w: state %v", ErrInvalidMembership, s)
+	}
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	self := m.selfMember()
+	if self.State == s {
+		return nil
+	}
+	if self.State == Leaving {
+		return ErrLeaving
+	}
+	self.State = s
+	enc, err := encodeAnnouncement(m.cfg.Region, self)
+	if err != nil {
+		return err
+	}
+	m.selfMu.Lock()
+	m.self = enc
+	m.selfMu.Unlock()
+	m.mu.Lock()
+	m.cfg.Self.State = s
+	m.mu.Unlock()
+	m.cfg.Logger.Info("region: this node is "+s.String(), "node", self.Name)
+	m.wake()
+	return m.list.UpdateNode(timeout)
+}
+
+func (m *Membership) selfMember() Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.Self
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -192,7 +280,7 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 // Addr returns the host:port other members reach this node's gossip at.
-func (m *Membership) Addr() string { return m.list.LocalNode().Address() }
+func (m *Membership) Addr() string { return m.addr }
 
 // Members returns the live members of this node's region, this node
 // included, sorted by name.
@@ -269,9 +357,9 @@ func (m *Membership) update(n *memberlist.Node) {
 	}
 	var a announcement
 	err := json.Unmarshal(n.Meta, &a)
-	mb := a.member()
+	mb, known := a.member()
 	switch {
-	case err != nil || mb.ID == 0 || mb.Name != n.Name:
+	case err != nil || !known || mb.ID == 0 || mb.Name != n.Name:
 		m.ignore(n.Name, "unreadable announcement", "err", err)
 		return
 	case a.Region != m.cfg.Region:
@@ -286,7 +374,7 @@ func (m *Membership) update(n *memberlist.Node) {
 	m.members[n.Name] = mb
 	m.mu.Unlock()
 	if !had || old != mb {
-		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr)
+		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr, "state", mb.State.String())
 		m.wake()
 	}
 }
@@ -323,6 +411,8 @@ func (m *Membership) remove(n *memberlist.Node) {
 type delegate Membership
 
 func (d *delegate) NodeMeta(limit int) []byte {
+	d.selfMu.Lock()
+	defer d.selfMu.Unlock()
 	if len(d.self) > limit {
 		return nil
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -169,6 +170,60 @@ func TestMembershipRefusesStrangers(t *testing.T) {
 	}
 }
 
+// A member's state spreads: the others see it joining, then serving, then
+// leaving, each change reported by OnChange, its own included.
+func TestMembershipStates(t *testing.T) {
+	a := mustStart(t, 1)
+	b := mustStart(t, 2, a.Addr())
+	stateOf := func(ms []Member, id uint32) MemberState {
+		for _, mb := range ms {
+			if mb.ID == id {
+				return mb.State
+			}
+		}
+		return 255
+	}
+	for _, s := range []MemberState{Joining, Serving, Leaving} {
+		if err := b.SetState(s, 5*time.Second); err != nil {
+			t.Fatalf("SetState(%v): %v", s, err)
+		}
+		if got := stateOf(b.lastChange(), 2); got != s {
+			t.Errorf("its own OnChange says %v, want %v", got, s)
+		}
+		testkit.Eventually(t, "the other member sees "+s.String(), func() bool { return stateOf(a.lastChange(), 2) == s })
+	}
+	if err := b.SetState(Serving, time.Second); !errors.Is(err, ErrLeaving) {
+		t.Errorf("SetState(Serving) after Leaving: %v, want ErrLeaving", err)
+	}
+	if err := b.SetState(Leaving+1, time.Second); err == nil {
+		t.Error("an unknown state was announced")
+	}
+	b.Close()
+	if err := b.SetState(Serving, time.Second); err == nil {
+		t.Error("SetState after Close did not fail")
+	}
+}
+
+// An announcement with a state this version does not know is unreadable:
+// the member is ignored rather than given slots it may not be ready for.
+func TestAnnouncementStates(t *testing.T) {
+	for _, tc := range []struct {
+		state string
+		want  MemberState
+		ok    bool
+	}{{"", Serving, true}, {"joining", Joining, true}, {"leaving", Leaving, true}, {"serving", 0, false}, {"draining", 0, false}} {
+		mb, ok := announcement{ID: 1, Name: "a", State: tc.state}.member()
+		if ok != tc.ok || (ok && mb.State != tc.want) {
+			t.Errorf("state %q: %v, %v; want %v, %v", tc.state, mb.State, ok, tc.want, tc.ok)
+		}
+	}
+	for s := Serving; s <= Leaving; s++ {
+		if mb, ok := announce("eu", Member{ID: 1, Name: "a", State: s}).member(); !ok || mb.State != s {
+			t.Errorf("%v does not round-trip: %v, %v", s, mb.State, ok)
+		}
+	}
+}
+
 func TestMembershipConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -181,6 +236,7 @@ func TestMembershipConfigErrors(t *testing.T) {
 		{"bad port", MembershipConfig{Self: Member{ID: 1, Name: "a"}, Region: "eu", BindAddr: "127.0.0.1:x"}, "bad port"},
 		{"timeouts", MembershipConfig{Self: Member{ID: 1, Name: "a"}, Region: "eu", BindAddr: "127.0.0.1:0", ProbeInterval: time.Millisecond, ProbeTimeout: time.Second}, "shorter than the probe interval"},
 		{"long meta", MembershipConfig{Self: Member{ID: 1, Name: "a", ReplAddr: strings.Repeat("x", 600)}, Region: "eu", BindAddr: "127.0.0.1:0"}, "announcement is"},
+		{"bad state", MembershipConfig{Self: Member{ID: 1, Name: "a", State: Leaving + 1}, Region: "eu", BindAddr: "127.0.0.1:0"}, "state"},
 	} {
 		if _, err := StartMembership(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
