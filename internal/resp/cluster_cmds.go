@@ -5,10 +5,10 @@ import "strings"
 // Redis Cluster's commands, answered from the node's slot map (see
 // geocache.GossipConfig). A node without gossip is a region of one node and
 // answers them as a Redis without cluster support does. Every node of a
-// region holds every key today, so a node serves any key it is asked for:
-// it never answers -MOVED, and cluster-aware clients, which route each key
-// to the slot's primary from CLUSTER SLOTS, spread the load over the
-// region.
+// region holds every key today, so a node serves any key it is asked for
+// (unless Config.Redirect: redirect.go), and cluster-aware clients, which
+// route each key to the slot's primary from CLUSTER SLOTS, spread the load
+// over the region.
 
 const errClusterDisabled = "ERR This instance has cluster support disabled"
 

@@ -15,10 +15,13 @@ import (
 )
 
 // regionServers starts n nodes of one region (gossip and replication on
-// loopback), each behind a RESP server, and returns the servers' addresses.
-func regionServers(t *testing.T, n int) []string {
+// loopback), each behind a RESP server, and returns the servers' addresses
+// and the nodes once every node's map has every member serving. opt, if
+// given, adjusts each node's gossip and each server's config.
+func regionServers(t *testing.T, n int, opt ...func(*geocache.GossipConfig, *Config)) ([]string, []*geocache.Node) {
 	t.Helper()
 	var addrs []string
+	var nodes []*geocache.Node
 	join := ""
 	for i := range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,11 +32,16 @@ func regionServers(t *testing.T, n int) []string {
 		if join != "" {
 			g.Join = []string{join}
 		}
+		var cfg Config
+		for _, o := range opt {
+			o(g, &cfg)
+		}
 		node := testNode(t, geocache.Config{Region: "eu", NodeID: uint32(i + 1), PeerAddr: "127.0.0.1:0", Gossip: g})
 		if join == "" {
 			join = node.RegionGossipAddr()
 		}
-		s, err := New(Config{Node: node})
+		cfg.Node = node
+		s, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,16 +52,24 @@ func regionServers(t *testing.T, n int) []string {
 			<-done
 		})
 		addrs = append(addrs, ln.Addr().String())
+		nodes = append(nodes, node)
 	}
-	// Every node sees every member before the test starts.
-	for _, a := range addrs {
-		c := newClient(t, a)
-		testkit.Eventually(t, "every member in the map", func() bool {
-			info, err := c.ClusterInfo(context.Background()).Result()
-			return err == nil && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n))
+	// Every node sees every member serving before the test starts.
+	for _, node := range nodes {
+		testkit.Eventually(t, "every member serving in the map", func() bool {
+			m, _ := node.SlotMap()
+			if len(m.Members()) != n {
+				return false
+			}
+			for _, mb := range m.Members() {
+				if mb.State != cluster.Serving {
+					return false
+				}
+			}
+			return true
 		})
 	}
-	return addrs
+	return addrs, nodes
 }
 
 // go-redis's ClusterClient, pointed at one node of a three-node region,
@@ -61,7 +77,7 @@ func regionServers(t *testing.T, n int) []string {
 // reads back what it wrote; every node agrees on the map and serves
 // every key (each holds them all).
 func TestClusterClientOverRegion(t *testing.T) {
-	addrs := regionServers(t, 3)
+	addrs, _ := regionServers(t, 3)
 	ctx := context.Background()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs[:1]})
 	t.Cleanup(func() { cc.Close() })

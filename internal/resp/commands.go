@@ -267,8 +267,8 @@ func (c *conn) execSilenced(args [][]byte) {
 }
 
 // execCommand runs one command, with Redis's order of checks: unknown
-// command, then arity, then authentication, then subscribed mode (RESP2
-// only).
+// command, then arity, then authentication, then cluster redirection
+// (Config.Redirect, redirect.go), then subscribed mode (RESP2 only).
 func (c *conn) execCommand(args [][]byte) {
 	c.errMark = c.errs
 	cmd := lookupCommand(args[0])
@@ -292,6 +292,9 @@ func (c *conn) execCommand(args [][]byte) {
 		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
 		c.failTx()
 		c.replyError("NOAUTH Authentication required.")
+		return
+	}
+	if c.s.cfg.Redirect && routed(cmd) && !c.route(cmd, args) {
 		return
 	}
 	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {

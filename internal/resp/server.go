@@ -78,6 +78,12 @@ type Config struct {
 	// node's limit and this one is read and refused by the node ("-ERR key
 	// or value too large: ...", the connection stays open).
 	MaxBulkBytes int
+	// Redirect makes the server answer as a Redis Cluster node: -MOVED
+	// for a key of a slot this node does not own, -CROSSSLOT for keys in
+	// several slots (redirect.go). It needs a node of a region of several
+	// nodes (geocache.Config.Gossip); without a slot map it changes
+	// nothing. Off by default: every node serves every key.
+	Redirect bool
 	// IdleTimeout closes a client that has sent nothing (or has not read
 	// its replies) for this long. 0 means never, like Redis's "timeout 0".
 	// A client blocked in WAIT is not idle, and, as in Redis, a subscribed

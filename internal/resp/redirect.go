@@ -1,0 +1,103 @@
+package resp
+
+import "github.com/geocache/geocache/internal/cluster"
+
+// Redirection as a Redis Cluster node does it (Config.Redirect).
+//
+// Every node of a region holds every key today, so by default a node
+// serves whatever it is asked: plain clients may use any node, and
+// cluster-aware clients, which send each key to its slot's primary, spread
+// the load. With Redirect, a node answers as a Redis Cluster node does,
+// for regions whose clients are all cluster-aware: a command whose keys
+// are in a slot this node does not own is answered "-MOVED <slot>
+// <host>:<port>" (the slot's primary), which makes the client reload the
+// map; a command (or a transaction, at EXEC) whose keys are in several
+// slots is answered "-CROSSSLOT Keys in request don't hash to the same
+// slot", even if this node owns them all. Every owner of a slot serves it
+// (reads and writes), not only its primary. A node joining or leaving its
+// region owns no slot, so it redirects every keyed command: cluster-aware
+// clients follow a node's slots as it hands them over. Key-less commands
+// (KEYS, SCAN, DBSIZE, PUBLISH, ...) are served, from every key this node
+// holds. The checks run where Redis runs them (processCommand): after
+// authentication, before the subscribed-mode check and before queuing in
+// MULTI; a command refused while queuing dooms the transaction, and EXEC
+// refused discards it. Replies and their order match redis-server 7.0.15
+// with cluster-enabled (TestRedirectAsRedisCluster).
+
+const errCrossSlot = "CROSSSLOT Keys in request don't hash to the same slot"
+
+// routed reports whether the redirection checks cmd: a command with keys,
+// EXEC (its queued commands' keys), and the containers with a key
+// subcommand (OBJECT, MEMORY USAGE).
+func routed(cmd *command) bool {
+	return cmd.firstKey > 0 || cmd.name == "exec" || cmd.name == "object" || cmd.name == "memory"
+}
+
+// route returns true if this node serves the command. Otherwise it has
+// answered -CROSSSLOT or -MOVED and doomed (or, for EXEC, discarded) the
+// open transaction.
+func (c *conn) route(cmd *command, args [][]byte) bool {
+	m, _ := c.s.node.SlotMap()
+	if m == nil {
+		return true
+	}
+	slot, cross := -1, false
+	see := func(cmd *command, args [][]byte) {
+		c.keyBuf = routedKeys(c.keyBuf[:0], cmd, args)
+		for _, k := range c.keyBuf {
+			s := cluster.KeySlotBytes(k)
+			if slot >= 0 && s != slot {
+				cross = true
+			}
+			slot = s
+		}
+		clear(c.keyBuf) // do not pin the request's buffer
+	}
+	if cmd.name == "exec" {
+		if c.tx == nil {
+			return true
+		}
+		for _, q := range c.tx.cmds {
+			see(q.cmd, q.args)
+		}
+	} else {
+		see(cmd, args)
+	}
+	if slot < 0 || !cross && m.Owns(c.s.nodeCfg.NodeID, slot) {
+		return true
+	}
+	c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
+	if cmd.name == "exec" {
+		c.tx, c.watched = nil, nil
+	} else {
+		c.failTx()
+	}
+	if cross {
+		c.replyError(errCrossSlot)
+		return false
+	}
+	// replyError's bookkeeping, and the reply without building a string.
+	c.s.errors.Add(1)
+	c.s.errStats.count("MOVED ") // the code is the first word
+	c.errs++
+	c.out = appendMoved(c.out, slot, m.Primary(slot).Addr)
+	return false
+}
+
+// routedKeys appends the keys of a call of cmd: its key positions, or the
+// key of OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT and MEMORY USAGE.
+func routedKeys(dst [][]byte, cmd *command, args [][]byte) [][]byte {
+	switch cmd.name {
+	case "object":
+		if len(args) == 3 && !equalFold(args[1], "help") {
+			return append(dst, args[2])
+		}
+		return dst
+	case "memory":
+		if len(args) >= 3 && equalFold(args[1], "usage") {
+			return append(dst, args[2])
+		}
+		return dst
+	}
+	return commandKeys(dst, cmd, args)
+}
