@@ -255,7 +255,8 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	srv, err := resp.New(resp.Config{
 		Node: node, RequirePass: cfg.requirePass,
 		MaxClients: cfg.maxClients, IdleTimeout: cfg.idleTimeout,
-		Logger: log.With("component", "resp"),
+		Redirect: cfg.clusterRedirect,
+		Logger:   log.With("component", "resp"),
 		// RESP protection
 		MaxRequestBytes: int(cfg.maxRequestBytes()), MaxClientBuffer: cfg.maxClientBuffer,
 		ProtectedMode: cfg.protectedMode != "no", AuthTimeout: cfg.authTimeout, RequestTimeout: cfg.requestTimeout,

@@ -258,6 +258,12 @@ func TestParseServeConfigErrors(t *testing.T) {
 		{"peer is self", []string{"--peers", "127.0.0.1:7380"}, nil, "own --peer-addr"},
 		{"peer twice", []string{"--peers", "a:1,a:1"}, nil, "listed twice"},
 		{"peers without listening", []string{"--peer-addr", "", "--peers", "a:1"}, nil, "--peers needs --peer-addr"},
+		{"join without gossip", []string{"--join", "127.0.0.1:7946"}, nil, "--join needs --gossip-addr"},
+		{"copies without gossip", []string{"--copies", "3"}, nil, "--copies needs --gossip-addr"},
+		{"redirect without gossip", []string{"--cluster-redirect"}, nil, "--cluster-redirect needs --gossip-addr"},
+		{"redirect without gossip in env", nil, []string{"GEOCACHE_CLUSTER_REDIRECT=true"}, "--cluster-redirect needs --gossip-addr"},
+		{"gossip without peer addr", []string{"--gossip-addr", "127.0.0.1:7946", "--peer-addr", ""}, nil, "--gossip-addr needs --peer-addr"},
+		{"gossip beyond loopback without a key", []string{"--gossip-addr", "10.0.0.1:7946"}, nil, "give every node of the region --gossip-key"},
 		// Rules of the node's Config, reported with the flags' names.
 		{"negative tombstone horizon", []string{"--tombstone-horizon", "-1s"}, nil, "--tombstone-horizon must not be negative"},
 		{"too many tombstones", []string{"--max-tombstones", "3000000000"}, nil, "--max-tombstones 3000000000 exceeds 2147483646"},
@@ -294,8 +300,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 41 {
-		t.Errorf("%d flags, want 41 (update docs/operations.md when adding one)", n)
+	if n != 42 {
+		t.Errorf("%d flags, want 42 (update docs/operations.md when adding one)", n)
 	}
 	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
 		t.Errorf("the help shows a test hook:\n%s", b.String())

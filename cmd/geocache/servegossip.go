@@ -21,7 +21,7 @@ func (c *serveConfig) validateGossip() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}} {
+		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}, {"--cluster-redirect", c.clusterRedirect}} {
 			if f.set {
 				return bad("%s needs --gossip-addr", f.name)
 			}
