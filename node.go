@@ -141,11 +141,15 @@ type Node struct {
 
 	// The region's gossip and slot map (region.go); nil without
 	// Config.Gossip. regionMu serializes membership changes and guards
-	// regionPeers, the replication peers added for the region's members.
+	// regionPeers, the replication peers added for the region's members,
+	// regionLeft and regionLeavingFrom.
 	members     *cluster.Membership
 	slots       atomic.Pointer[slotMap]
 	regionMu    sync.Mutex
 	regionPeers map[string]bool
+	regionLeft  bool // LeaveRegion dropped this node from its own map
+	// regionLeavingFrom is this node's state before LeaveRegion.
+	regionLeavingFrom cluster.MemberState
 
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate

@@ -84,13 +84,17 @@ func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
 const announceTimeout = time.Second
 
 // LeaveRegion announces that this node is leaving its region: the other
-// members (and this node) drop it from the slot map at once, so its slots
-// pass to their other owners and cluster-aware clients that reload the map
-// are sent there, while this node goes on serving and replicating. It
-// waits until the announcement was sent to the others or ctx ends. For a
-// graceful stop call it first, then stop taking requests, Drain (every
-// write made here reaches the others), and Close. It does nothing without
-// Config.Gossip; after it, the node never owns slots again (Close follows).
+// members drop it from the slot map, so its slots pass to their other
+// owners and cluster-aware clients that reload the map are sent there,
+// while this node goes on serving and replicating. This node drops itself
+// from its own map last, once the others have had time to hear of it
+// (five gossip rounds after the announcement went out: 0.5 s with the
+// default probe interval; they take one to three on a quiet network), so
+// that it does not redirect a client to a node that would send it back.
+// For a graceful stop call it first, then stop taking requests, Drain
+// (every write made here reaches the others), and Close. It returns when this node's map no longer gives it slots, or
+// when ctx ends. It does nothing without Config.Gossip; after it, the node
+// never owns slots again (Close follows).
 func (n *Node) LeaveRegion(ctx context.Context) error {
 	if n.members == nil {
 		return nil
@@ -99,12 +103,30 @@ func (n *Node) LeaveRegion(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
+	n.regionMu.Lock()
+	n.regionLeavingFrom = n.members.State()
+	n.regionMu.Unlock()
 	if err := n.members.SetState(cluster.Leaving, timeout); errors.Is(err, cluster.ErrClosed) {
 		return ErrClosed
 	} else if err != nil {
 		return err
 	}
-	return ctx.Err()
+	probe := n.cfg.Gossip.ProbeInterval
+	if probe == 0 {
+		probe = cluster.DefaultProbeInterval
+	}
+	wait := time.NewTimer(5 * probe / 2) // memberlist gossips every half probe interval
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	n.regionMu.Lock()
+	n.regionLeft = true
+	n.regionMu.Unlock()
+	n.applyMembers(n.members.Members())
+	return nil
 }
 
 // applyMembers follows a change of the region's live members: the slot map
@@ -113,6 +135,16 @@ func (n *Node) LeaveRegion(ctx context.Context) error {
 func (n *Node) applyMembers(members []cluster.Member) {
 	n.regionMu.Lock()
 	defer n.regionMu.Unlock()
+	if !n.regionLeft {
+		// This node announced its leave and the others are still hearing
+		// of it: it keeps its state (and slots) meanwhile (LeaveRegion).
+		for i, mb := range members {
+			if mb.ID == n.id && mb.State == cluster.Leaving {
+				members = slices.Clone(members)
+				members[i].State = n.regionLeavingFrom
+			}
+		}
+	}
 	m, err := cluster.New(members, n.cfg.Gossip.Copies)
 	if err != nil {
 		n.cfg.Logger.Error("region: slot map not computed", "err", err)

@@ -158,3 +158,86 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged by the stopping node, all on the others", acked)
 }
+
+// With --cluster-redirect, a node stopped with SIGTERM hands its slots over
+// to a cluster-aware client that never reloads its map by itself (go-redis
+// reloads every 60 s): the leaving node answers -MOVED for every key, the
+// client follows and reloads, and no write fails while the node goes.
+func TestClusterClientFollowsAGracefulStop(t *testing.T) {
+	bin := e2eBinary(t)
+	addrs := e2eFreeAddrs(t, 9)
+	var nodes []*e2eNode
+	for i := range 3 {
+		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--cluster-redirect"}
+		if i > 0 {
+			args = append(args, "--join", addrs[2])
+		}
+		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
+		if err := n.start(); err != nil {
+			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	ctx := context.Background()
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
+			strs := n.client().ClusterSlots(ctx).Val()
+			owners := map[string]bool{}
+			for _, s := range strs {
+				for _, sn := range s.Nodes {
+					owners[sn.Addr] = true
+				}
+			}
+			if len(owners) != 3 {
+				return fmt.Errorf("slots owned by %v", owners)
+			}
+			return nil
+		})
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].addr}})
+	t.Cleanup(func() { cc.Close() })
+
+	var written, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := cc.Set(ctx, fmt.Sprint("k:", i), i, 0).Err(); err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("k:%d: %v", i, err))
+				continue
+			}
+			written.Add(1)
+		}
+	}()
+	e2eEventually(t, e2eHang, "writes through the cluster client", func() error {
+		if written.Load() < 300 {
+			return fmt.Errorf("%d writes", written.Load())
+		}
+		return nil
+	})
+	nodes[1].signal(syscall.SIGTERM)
+	if code := nodes[1].waitExit(e2eHang); code != 0 {
+		t.Fatalf("%s exited with %d", nodes[1].name, code)
+	}
+	after := written.Load()
+	e2eEventually(t, e2eHang, "writes after the node's exit", func() error {
+		if written.Load() < after+300 {
+			return fmt.Errorf("%d writes since", written.Load()-after)
+		}
+		return nil
+	})
+	close(stop)
+	<-done
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d writes failed while a node handed its slots over; first: %v", n, n+written.Load(), firstErr.Load())
+	}
+	t.Logf("%d writes, %d after the node's exit", written.Load(), written.Load()-after)
+}

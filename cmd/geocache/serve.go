@@ -35,6 +35,10 @@ const drainTimeout = 5 * time.Second
 // hear that this node is leaving.
 const leaveTimeout = 2 * time.Second
 
+// handoverGrace is how long a node of a region with --cluster-redirect
+// keeps serving after it announced its leave, redirecting every key.
+const handoverGrace = time.Second
+
 // forceExit ends the process at once: on a second signal, or when a
 // shutdown takes longer than shutdownTimeout.
 var forceExit = os.Exit
@@ -189,6 +193,7 @@ type server struct {
 	respDone  chan error    // Serve's result; nil once received
 	adminDone chan error    // nil if no admin, or once received
 	stopTLS   func()        // ends the certificate reloads; nil without TLS
+	handover  time.Duration // serving after the leave (--cluster-redirect)
 	log       *slog.Logger
 }
 
@@ -284,6 +289,9 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	// respDone gets the result of each Serve loop (plaintext, TLS); the
 	// first ends serve, and Close ends both.
 	s := &server{node: node, resp: rs, respDone: make(chan error, 2), log: log, stopTLS: stopTLS}
+	if cfg.clusterRedirect {
+		s.handover = handoverGrace
+	}
 	var adminLn net.Listener
 	if cfg.adminAddr != "" {
 		s.admin, err = admin.New(admin.Config{
@@ -342,6 +350,12 @@ func (s *server) stop() error {
 		s.log.Warn("region: leave not announced in time; the others will see this node go", "err", err)
 	}
 	cancelLeave()
+	if s.handover > 0 {
+		// Redirecting, this node now answers -MOVED for every key: the
+		// cluster-aware clients that use it reload their maps and move to
+		// the others, instead of finding a closed connection.
+		time.Sleep(s.handover)
+	}
 	if err := s.resp.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close RESP server: %w", err))
 	}

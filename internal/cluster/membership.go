@@ -115,6 +115,9 @@ type Membership struct {
 	ignored map[string]bool   // names of members of other regions warned about
 }
 
+// DefaultProbeInterval is MembershipConfig.ProbeInterval's default.
+const DefaultProbeInterval = 200 * time.Millisecond
+
 // Errors of StartMembership and SetState.
 var (
 	ErrInvalidMembership = errors.New("cluster: invalid membership config")
@@ -132,7 +135,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.ProbeInterval == 0 {
-		cfg.ProbeInterval = 200 * time.Millisecond
+		cfg.ProbeInterval = DefaultProbeInterval
 	}
 	if cfg.ProbeTimeout == 0 {
 		cfg.ProbeTimeout = 100 * time.Millisecond
@@ -260,6 +263,9 @@ func (m *Membership) SetState(s MemberState, timeout time.Duration) error {
 	m.wake()
 	return m.list.UpdateNode(timeout)
 }
+
+// State returns the state this node announces.
+func (m *Membership) State() MemberState { return m.selfMember().State }
 
 func (m *Membership) selfMember() Member {
 	m.mu.Lock()
