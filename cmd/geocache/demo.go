@@ -168,7 +168,9 @@ const demoUsage = `usage: geocache demo [flags]
 
 Starts three regions (us-east, eu-west, ap-south) on this machine, linked
 through user-space proxies that add the WAN latency, and narrates a tour:
-replication, LRU eviction, expiry, a partition and its heal, a Quorum write.
+replication, LRU eviction, expiry, a partition and its heal, a Quorum write,
+merging counters and hashes, a large value, and a region of three processes
+losing one.
 Every sentence it prints is what it observed. The regions then keep serving
 the Redis protocol until Ctrl-C or -duration.
 
@@ -275,6 +277,12 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	p("")
 	p("7. A %d MiB value from us-east, and %d small writes right behind it", demoLargeMiB, demoSmall)
 	if err := demoLarge(ctx, c, p); err != nil {
+		return err
+	}
+
+	p("")
+	p("8. A region of %d nodes sharing Redis Cluster's hash slots (eu-central, %d geocache serve processes); one is killed", demoRegionNodes, demoRegionNodes)
+	if err := demoRegion(ctx, p); err != nil {
 		return err
 	}
 
