@@ -181,11 +181,10 @@ func TestClusterClientFollowsAGracefulStop(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range nodes {
 		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
-			strs := n.client().ClusterSlots(ctx).Val()
 			owners := map[string]bool{}
-			for _, s := range strs {
-				for _, sn := range s.Nodes {
-					owners[sn.Addr] = true
+			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				for _, sn := range sh.Nodes {
+					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
 				}
 			}
 			if len(owners) != 3 {
