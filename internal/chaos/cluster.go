@@ -39,7 +39,8 @@ type node struct {
 	id          uint32
 	addr        string // RESP
 	peerAddr    string
-	peers       []string // proxies to every other node
+	gossipAddr  string   // with Config.Gossip
+	peers       []string // proxies to every other node (of the other regions, with Config.Gossip)
 	log         *os.File
 
 	mu       sync.Mutex
@@ -132,14 +133,17 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 		}
 	}()
 	n := cfg.nodes()
-	addrs, err := freePorts(2 * n)
+	addrs, err := freePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
 	c.srv = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	c.srv.Metrics.ProxyMetrics = collectors.NewProxyMetricCollectors()
 	for i := range n {
-		nd := &node{idx: i, region: cfg.regionOf(i), id: uint32(i + 1), addr: addrs[2*i], peerAddr: addrs[2*i+1]}
+		nd := &node{idx: i, region: cfg.regionOf(i), id: uint32(i + 1), addr: addrs[3*i], peerAddr: addrs[3*i+1]}
+		if cfg.Gossip {
+			nd.gossipAddr = addrs[3*i+2]
+		}
 		c.nodes = append(c.nodes, nd)
 	}
 	if !cfg.Plaintext {
@@ -153,8 +157,8 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 	}
 	for i := range n {
 		for j := range n {
-			if i == j {
-				continue
+			if i == j || cfg.Gossip && cfg.regionOf(i) == cfg.regionOf(j) {
+				continue // gossip links the nodes of a region
 			}
 			p := toxiproxy.NewProxy(c.srv, fmt.Sprintf("%d-%d", i, j), "127.0.0.1:0", c.nodes[j].peerAddr)
 			if err := p.Start(); err != nil {
@@ -183,6 +187,12 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 		}
 		if err := c.start(nd, off); err != nil {
 			return nil, err
+		}
+		if cfg.Gossip {
+			// The next node of its region joins through it.
+			if err := c.waitReady(nd, 15*time.Second); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, nd := range c.nodes {
@@ -221,7 +231,9 @@ func addLatency(p *toxiproxy.Proxy, name, stream string, d time.Duration) error 
 // so that the production binary shows no such option.
 const testClockOffsetVar = "GEOCACHE_TEST_CLOCK_OFFSET"
 
-func (c *cluster) args(nd *node) []string {
+// args returns nd's flags; join lists the gossip addresses of the other
+// running nodes of its region (with Config.Gossip).
+func (c *cluster) args(nd *node, join []string) []string {
 	a := []string{"serve",
 		"--region", regionName(nd.region), "--node", fmt.Sprint(nd.id),
 		"--addr", nd.addr, "--peer-addr", nd.peerAddr,
@@ -229,6 +241,12 @@ func (c *cluster) args(nd *node) []string {
 	}
 	if len(nd.peers) > 0 {
 		a = append(a, "--peers", strings.Join(nd.peers, ","))
+	}
+	if nd.gossipAddr != "" {
+		a = append(a, "--gossip-addr", nd.gossipAddr)
+		if len(join) > 0 {
+			a = append(a, "--join", strings.Join(join, ","))
+		}
 	}
 	if h := c.cfg.TombstoneHorizon; h > 0 {
 		a = append(a, "--tombstone-horizon", h.String())
@@ -241,12 +259,13 @@ func (c *cluster) args(nd *node) []string {
 
 // start starts a new incarnation of nd with the given clock offset.
 func (c *cluster) start(nd *node, offset time.Duration) error {
+	join := c.regionGossip(nd) // before nd.mu: it takes the others' locks
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	if nd.cmd != nil {
 		return fmt.Errorf("node %d is already running", nd.id)
 	}
-	cmd := exec.Command(c.cfg.Bin, c.args(nd)...)
+	cmd := exec.Command(c.cfg.Bin, c.args(nd, join)...)
 	// Always set, so that an offset in the harness's own environment does
 	// not reach the nodes.
 	hook := testClockOffsetVar + "=" + offset.String()
@@ -285,6 +304,25 @@ func (c *cluster) start(nd *node, offset time.Duration) error {
 		close(exited)
 	}()
 	return nil
+}
+
+// regionGossip returns the gossip addresses of the other running nodes of
+// nd's region (none without Config.Gossip): a node starts alone only when
+// none of its region runs.
+func (c *cluster) regionGossip(nd *node) []string {
+	var out []string
+	for _, o := range c.nodes {
+		if o == nd || o.region != nd.region || o.gossipAddr == "" {
+			continue
+		}
+		o.mu.Lock()
+		running := o.cmd != nil
+		o.mu.Unlock()
+		if running {
+			out = append(out, o.gossipAddr)
+		}
+	}
+	return out
 }
 
 // waitReady waits until nd answers PING.

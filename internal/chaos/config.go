@@ -21,6 +21,14 @@ type Config struct {
 	Seed int64
 	// Regions and NodesPerRegion: 3 and 1 by default.
 	Regions, NodesPerRegion int
+	// Gossip makes the nodes of each region one region of several nodes
+	// (--gossip-addr, --join): they find each other by gossip, share the
+	// slot map and replicate to each other over the links gossip announces,
+	// directly (no proxy: the faults between regions cut and slow only the
+	// links between regions; kills, pauses and skews hit single nodes).
+	// Without it the nodes of a region list each other in --peers, through
+	// proxies, as regions do.
+	Gossip bool
 	// Duration is how long the clients write and faults are injected
 	// (default 60s); healing and the final checks come after.
 	Duration time.Duration

@@ -16,6 +16,7 @@ type Report struct {
 	Seed           int64  `json:"seed"`
 	Regions        int    `json:"regions"`
 	NodesPerRegion int    `json:"nodes_per_region"`
+	Gossip         bool   `json:"gossip,omitempty"`
 	Duration       string `json:"duration"`
 	Latency        string `json:"latency"`
 	Horizon        string `json:"tombstone_horizon"`
@@ -125,7 +126,7 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 	r := &Report{
 		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
 			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, SmallMemory: cfg.SmallRegionMemory, Schedule: sched, Input: in},
-		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
+		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, Gossip: cfg.Gossip,
 		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(), Horizon: "1h (the node default)",
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
 		CheckResult:  *res,
@@ -216,8 +217,12 @@ func (r *Report) Summary() string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "chaos run seed %d: %s\n", r.Seed, verdict)
-	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s), %s of faults and writes, %s one-way latency between regions\n",
-		r.Regions, r.NodesPerRegion, r.Duration, r.Latency)
+	joined := ""
+	if r.Gossip {
+		joined = " joined by gossip"
+	}
+	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s)%s, %s of faults and writes, %s one-way latency between regions\n",
+		r.Regions, r.NodesPerRegion, joined, r.Duration, r.Latency)
 	fmt.Fprintf(&b, "  faults: %s; tombstone horizon %s, outlasted by %d cut(s)\n", mixString(r.FaultMix), r.Horizon, r.OutlastHorizon)
 	fmt.Fprintf(&b, "  replication links: %s\n", r.tlsLine())
 	fmt.Fprintf(&b, "  initial clock offsets: %v\n", r.Schedule.Offsets)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -73,11 +75,11 @@ func TestArgsTLS(t *testing.T) {
 	}
 	nd := &node{idx: 1, region: 1, id: 2, addr: "127.0.0.1:1", peerAddr: "127.0.0.1:2"}
 	c := &cluster{cfg: cfg}
-	if a := strings.Join(c.args(nd), " "); strings.Contains(a, "--tls") {
+	if a := strings.Join(c.args(nd, nil), " "); strings.Contains(a, "--tls") {
 		t.Errorf("plaintext: %s", a)
 	}
 	c.certs = &runCerts{dir: "/d", names: []string{"us-1", "eu-2"}}
-	a := strings.Join(c.args(nd), " ")
+	a := strings.Join(c.args(nd, nil), " ")
 	if want := "--tls-cert /d/eu-2.pem --tls-key /d/eu-2-key.pem --tls-ca /d/ca.pem"; !strings.Contains(a, want) {
 		t.Errorf("TLS: %s lacks %s", a, want)
 	}
@@ -191,4 +193,36 @@ func TestProbeTLS(t *testing.T) {
 			t.Logf("plaintext node %d: %s", p.Node, p.Err)
 		}
 	})
+}
+
+// With Gossip, a node joins through the running nodes of its region only,
+// and starts alone when none runs.
+func TestArgsGossip(t *testing.T) {
+	cfg, err := Config{Regions: 2, NodesPerRegion: 3, Gossip: true}.withDefaults(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{cfg: cfg}
+	for i := range cfg.nodes() {
+		c.nodes = append(c.nodes, &node{idx: i, region: cfg.regionOf(i), id: uint32(i + 1), gossipAddr: fmt.Sprint("127.0.0.1:", 100+i)})
+	}
+	running := &exec.Cmd{}
+	c.nodes[1].cmd, c.nodes[2].cmd, c.nodes[3].cmd = running, running, running
+	if got := c.regionGossip(c.nodes[0]); !slices.Equal(got, []string{"127.0.0.1:101", "127.0.0.1:102"}) {
+		t.Errorf("node 1 joins through %v", got)
+	}
+	if got := c.regionGossip(c.nodes[4]); !slices.Equal(got, []string{"127.0.0.1:103"}) {
+		t.Errorf("node 5 joins through %v", got)
+	}
+	c.nodes[3].cmd = nil
+	if got := c.regionGossip(c.nodes[4]); got != nil {
+		t.Errorf("node 5 joins through %v, its region's others being down", got)
+	}
+	a := strings.Join(c.args(c.nodes[0], []string{"127.0.0.1:101"}), " ")
+	if !strings.Contains(a, "--gossip-addr 127.0.0.1:100 --join 127.0.0.1:101") {
+		t.Errorf("args: %s", a)
+	}
+	if a := strings.Join(c.args(c.nodes[0], nil), " "); strings.Contains(a, "--join") {
+		t.Errorf("args without a running member: %s", a)
+	}
 }
