@@ -60,6 +60,7 @@ type serveConfig struct {
 	gossipKey                   []byte // read from gossipKeyFile by validate
 	copies                      int
 	announceAddr                string
+	peerAnnounceAddr            string
 	clusterRedirect             bool
 
 	// RESP protection
@@ -132,6 +133,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.gossipKeyFile, "gossip-key", "", "file holding the region's gossip key (base64 of 16, 24 or 32 bytes; 'geocache cert gossip-key' makes one): gossip is encrypted and authenticated with it")
 	fs.IntVar(&c.copies, "copies", 0, "nodes of the region owning each hash slot (0: 2)")
 	fs.StringVar(&c.announceAddr, "announce-addr", "", "Redis address announced to cluster-aware clients (CLUSTER SLOTS; default --addr)")
+	fs.StringVar(&c.peerAnnounceAddr, "peer-announce-addr", "", "replication address the region's other nodes dial (default --peer-addr; required when --peer-addr is a wildcard)")
 	fs.BoolVar(&c.clusterRedirect, "cluster-redirect", false, "answer as a Redis Cluster node: -MOVED for keys of slots this node does not own, -CROSSSLOT for keys in several slots (off: every node serves every key)")
 	// RESP protection
 	fs.Var(enumValue{&c.protectedMode, []string{"yes", "no"}}, "protected-mode", "without --requirepass, serve only loopback clients and answer others Redis's -DENIED error: yes or no (default yes)")

@@ -262,6 +262,10 @@ func TestParseServeConfigErrors(t *testing.T) {
 		{"copies without gossip", []string{"--copies", "3"}, nil, "--copies needs --gossip-addr"},
 		{"redirect without gossip", []string{"--cluster-redirect"}, nil, "--cluster-redirect needs --gossip-addr"},
 		{"redirect without gossip in env", nil, []string{"GEOCACHE_CLUSTER_REDIRECT=true"}, "--cluster-redirect needs --gossip-addr"},
+		{"peer announce without gossip", []string{"--peer-announce-addr", "10.0.0.1:7380"}, nil, "--peer-announce-addr needs --gossip-addr"},
+		{"wildcard peer addr in a region", []string{"--gossip-addr", "127.0.0.1:7946", "--peer-addr", "0.0.0.0:7380", "--insecure"}, nil,
+			"--peer-addr 0.0.0.0:7380 is not an address the region's other nodes can reach: give --peer-announce-addr"},
+		{"peer announce without port", []string{"--gossip-addr", "127.0.0.1:7946", "--peer-announce-addr", "10.0.0.1"}, nil, "--peer-announce-addr"},
 		{"gossip without peer addr", []string{"--gossip-addr", "127.0.0.1:7946", "--peer-addr", ""}, nil, "--gossip-addr needs --peer-addr"},
 		{"gossip beyond loopback without a key", []string{"--gossip-addr", "10.0.0.1:7946"}, nil, "give every node of the region --gossip-key"},
 		// Rules of the node's Config, reported with the flags' names.
@@ -300,8 +304,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 42 {
-		t.Errorf("%d flags, want 42 (update docs/operations.md when adding one)", n)
+	if n != 43 {
+		t.Errorf("%d flags, want 43 (update docs/operations.md when adding one)", n)
 	}
 	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
 		t.Errorf("the help shows a test hook:\n%s", b.String())
@@ -360,5 +364,29 @@ func TestPeerAddrDefault(t *testing.T) {
 				t.Errorf("peer addr %q, %v; want %q", c.peerAddr, err, tt.want)
 			}
 		})
+	}
+}
+
+// A node listening on every interface announces the addresses given: the
+// Redis one to cluster-aware clients, the replication one to its region.
+func TestGossipAnnouncedAddrs(t *testing.T) {
+	c, _, err := parseServeConfig([]string{
+		"--addr", "0.0.0.0:6380", "--announce-addr", "10.0.0.5:6380",
+		"--peer-addr", "0.0.0.0:7380", "--peer-announce-addr", "10.0.0.5:7380",
+		"--gossip-addr", "10.0.0.5:7946", "--insecure", "--cluster-redirect",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.gossipConfig()
+	if g.ClientAddr != "10.0.0.5:6380" || g.ReplAddr != "10.0.0.5:7380" || !c.clusterRedirect {
+		t.Errorf("gossip config %+v, redirect %v", g, c.clusterRedirect)
+	}
+	c, _, err = parseServeConfig([]string{"--gossip-addr", "127.0.0.1:7946"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.gossipConfig(); g.ReplAddr != "" || g.ClientAddr != c.addr {
+		t.Errorf("defaults: %+v (the node's listener and --addr)", g)
 	}
 }

@@ -21,7 +21,7 @@ func (c *serveConfig) validateGossip() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}, {"--cluster-redirect", c.clusterRedirect}} {
+		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}, {"--cluster-redirect", c.clusterRedirect}, {"--peer-announce-addr", c.peerAnnounceAddr != ""}} {
 			if f.set {
 				return bad("%s needs --gossip-addr", f.name)
 			}
@@ -48,11 +48,18 @@ func (c *serveConfig) validateGossip() error {
 		if err := checkAddr(c.announceAddr, true); err != nil {
 			return bad("--announce-addr: %v", err)
 		}
-	} else if host, _, _ := net.SplitHostPort(c.addr); host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+	} else if isWildcard(c.addr) {
 		return bad("--addr %s is not an address clients can reach: give --announce-addr, the address cluster-aware clients are sent to", c.addr)
 	}
 	if c.peerAddr == "" {
 		return bad("--gossip-addr needs --peer-addr: the region's nodes replicate to each other")
+	}
+	if c.peerAnnounceAddr != "" {
+		if err := checkAddr(c.peerAnnounceAddr, true); err != nil {
+			return bad("--peer-announce-addr: %v", err)
+		}
+	} else if isWildcard(c.peerAddr) {
+		return bad("--peer-addr %s is not an address the region's other nodes can reach: give --peer-announce-addr, the replication address they dial", c.peerAddr)
 	}
 	if c.gossipKeyFile != "" {
 		b, err := os.ReadFile(c.gossipKeyFile)
@@ -84,6 +91,14 @@ func (c *serveConfig) gossipConfig() *geocache.GossipConfig {
 	}
 	return &geocache.GossipConfig{
 		Addr: c.gossipAddr, AdvertiseAddr: c.gossipAdvertise, Join: c.join,
-		Key: c.gossipKey, Copies: c.copies, ClientAddr: announce,
+		Key: c.gossipKey, Copies: c.copies, ClientAddr: announce, ReplAddr: c.peerAnnounceAddr,
 	}
+}
+
+// isWildcard reports whether addr listens on every interface (no host, or
+// an unspecified address): others cannot dial it.
+func isWildcard(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
