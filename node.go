@@ -235,6 +235,11 @@ func Open(cfg Config) (*Node, error) {
 		replAddr := g.ReplAddr
 		if replAddr == "" && ln != nil {
 			replAddr = ln.Addr().String()
+			if ip, ok := ln.Addr().(*net.TCPAddr); ok && ip.IP.IsUnspecified() {
+				n.repl.Close()
+				st.Close()
+				return nil, fmt.Errorf("%w: Gossip.ReplAddr: the replication listener %s listens on every interface; give the address the region's other nodes dial", ErrInvalidConfig, replAddr)
+			}
 		}
 		// Joined before replication starts: the members found now count
 		// toward Ready and Synced like configured peers.

@@ -42,7 +42,9 @@ type GossipConfig struct {
 	// cluster-aware clients (CLUSTER SLOTS and friends).
 	ClientAddr string
 	// ReplAddr is the replication address this node announces to the
-	// region. Default the listener's address (PeerAddr or Listener).
+	// region. Default the listener's address (PeerAddr or Listener), which
+	// must then not listen on every interface (Open refuses it: the others
+	// would dial 0.0.0.0).
 	ReplAddr string
 	// ProbeInterval and ProbeTimeout tune failure detection (defaults
 	// 200 ms and 100 ms: a dead member is declared in about a second).

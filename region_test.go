@@ -170,10 +170,23 @@ func TestRegionConfigErrors(t *testing.T) {
 		{"no replication address", Config{NodeID: 1, Gossip: &GossipConfig{Addr: "127.0.0.1:0"}}},
 		{"bad key", Config{NodeID: 1, PeerAddr: "127.0.0.1:0", Gossip: &GossipConfig{Addr: "127.0.0.1:0", Key: []byte("short")}}},
 		{"negative copies", Config{NodeID: 1, PeerAddr: "127.0.0.1:0", Gossip: &GossipConfig{Addr: "127.0.0.1:0", Copies: -1}}},
+		{"wildcard replication address", Config{NodeID: 1, PeerAddr: "0.0.0.0:0", Gossip: &GossipConfig{Addr: "127.0.0.1:0"}}},
 	} {
 		if n, err := Open(tc.cfg); err == nil {
 			n.Close()
 			t.Errorf("%s: opened", tc.name)
+		} else if !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, err)
 		}
+	}
+	// A wildcard listener is fine with the address to announce.
+	n, err := Open(Config{NodeID: 1, Region: "eu", PeerAddr: "0.0.0.0:0",
+		Gossip: &GossipConfig{Addr: "127.0.0.1:0", ReplAddr: "127.0.0.1:7380", ClientAddr: "127.0.0.1:6380"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if m, _ := n.SlotMap(); m.Members()[0].ReplAddr != "127.0.0.1:7380" {
+		t.Errorf("announced %q", m.Members()[0].ReplAddr)
 	}
 }
