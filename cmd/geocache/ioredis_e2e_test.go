@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// ioredisScript drives ioredis's Cluster client against the region: it
+// writes and reads keys, a multi-key command on a hash tag, then writes
+// without pause, printing "writing" once it has, until it reads a line on
+// its standard input; it ends with one JSON line of what it saw.
+const ioredisScript = `
+const Redis = require(process.env.IOREDIS_DIR + '/ioredis');
+const seeds = JSON.parse(process.argv[2]);
+const cluster = new Redis.Cluster(seeds, { maxRedirections: 16 });
+let stop = false;
+process.stdin.on('data', () => { stop = true; });
+(async () => {
+  for (let i = 0; i < 200; i++) await cluster.set('key:' + i, String(i));
+  for (let i = 0; i < 200; i++) {
+    const v = await cluster.get('key:' + i);
+    if (v !== String(i)) throw new Error('key:' + i + ' = ' + v);
+  }
+  await cluster.mset('{user1}.a', '1', '{user1}.b', '2');
+  const mget = await cluster.mget('{user1}.a', '{user1}.b');
+  const masters = cluster.nodes('master').map(n => n.options.host + ':' + n.options.port).sort();
+  let written = 0, failed = 0, firstError = '';
+  console.log('writing');
+  for (let i = 0; !stop || i % 100 !== 0; i++) {
+    try {
+      await cluster.set('late:' + i, String(i));
+      written++;
+    } catch (e) {
+      failed++;
+      if (!firstError) firstError = String(e);
+    }
+  }
+  console.log(JSON.stringify({ masters, mget, written, failed, firstError }));
+  cluster.disconnect();
+  process.exit(0);
+})().catch(e => { console.error(String(e)); process.exit(1); });
+`
+
+// ioredis's Cluster client (IOREDIS_DIR names a node_modules directory
+// holding ioredis; node on PATH) against a region of three geocache serve
+// processes with --cluster-redirect: it reads the map with CLUSTER SLOTS,
+// routes every key to its slot's primary on all three nodes, keeps a hash
+// tag's keys together, and writes through a node's SIGTERM without a
+// failure (the leaving node redirects; ioredis would also reconnect and
+// refresh its map by itself when the connection closes: without
+// --cluster-redirect it loses no write either).
+//
+//	mkdir -p /tmp/ioredis && (cd /tmp/ioredis && npm install ioredis@5)
+//	IOREDIS_DIR=/tmp/ioredis/node_modules go test -run IORedis ./cmd/geocache
+func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
+	dir := os.Getenv("IOREDIS_DIR")
+	if dir == "" {
+		t.Skip("IOREDIS_DIR not set (a node_modules directory with ioredis)")
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("no node on PATH")
+	}
+	bin := e2eBinary(t)
+	addrs := e2eFreeAddrs(t, 9)
+	var nodes []*e2eNode
+	for i := range 3 {
+		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--cluster-redirect"}
+		if i > 0 {
+			args = append(args, "--join", addrs[2])
+		}
+		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
+		if err := n.start(); err != nil {
+			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	ctx := context.Background()
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
+			owners := map[string]bool{}
+			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				for _, sn := range sh.Nodes {
+					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
+				}
+			}
+			if len(owners) != 3 {
+				return fmt.Errorf("slots owned by %v", owners)
+			}
+			return nil
+		})
+	}
+
+	script := filepath.Join(t.TempDir(), "cluster.js")
+	if err := os.WriteFile(script, []byte(ioredisScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(nodes[0].addr, ":")
+	seeds := fmt.Sprintf(`[{"host":%q,"port":%s}]`, host, port)
+	cmd := exec.Command(nodeBin, script, seeds)
+	cmd.Env = append(os.Environ(), "IOREDIS_DIR="+dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "writing" {
+		cmd.Wait()
+		t.Fatalf("ioredis: %q; stderr:\n%s", lines.Text(), stderr.String())
+	}
+
+	nodes[1].signal(syscall.SIGTERM)
+	if code := nodes[1].waitExit(e2eHang); code != 0 {
+		t.Fatalf("%s exited with %d", nodes[1].name, code)
+	}
+	fmt.Fprintln(stdin)
+	if !lines.Scan() {
+		cmd.Wait()
+		t.Fatalf("ioredis ended without its result; stderr:\n%s", stderr.String())
+	}
+	var got struct {
+		Masters    []string
+		MGet       []string `json:"mget"`
+		Written    int
+		Failed     int
+		FirstError string
+	}
+	if err := json.Unmarshal(lines.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, lines.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ioredis: %v\n%s", err, stderr.String())
+	}
+	want := []string{nodes[0].addr, nodes[1].addr, nodes[2].addr}
+	for _, a := range want {
+		if !strings.Contains(strings.Join(got.Masters, ","), a) {
+			t.Errorf("ioredis's masters %v lack %s", got.Masters, a)
+		}
+	}
+	if strings.Join(got.MGet, ",") != "1,2" {
+		t.Errorf("MGET of a hash tag's keys: %v", got.MGet)
+	}
+	if got.Failed > 0 {
+		t.Errorf("%d of %d writes failed while a node handed its slots over; first: %s", got.Failed, got.Failed+got.Written, got.FirstError)
+	}
+	t.Logf("ioredis: masters %v, %d writes through the stop, %d failed", got.Masters, got.Written, got.Failed)
+}
