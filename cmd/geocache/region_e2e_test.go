@@ -75,8 +75,10 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 			}
 		}
 	}
-	cc.ReloadState(ctx)
 	e2eEventually(t, e2eHang, "every key through the cluster client", func() error {
+		// go-redis reloads its map in the background from a random known
+		// node, which may be the dead one: ask again until it has.
+		cc.ReloadState(ctx)
 		for i := range 100 {
 			if v, err := cc.Get(ctx, fmt.Sprint("user:", i)).Int(); err != nil || v != i {
 				return fmt.Errorf("user:%d = %v, %v", i, v, err)
@@ -239,4 +241,108 @@ func TestClusterClientFollowsAGracefulStop(t *testing.T) {
 		t.Errorf("%d of %d writes failed while a node handed its slots over; first: %v", n, n+written.Load(), firstErr.Load())
 	}
 	t.Logf("%d writes, %d after the node's exit", written.Load(), written.Load()-after)
+}
+
+// A region of three nodes and a region of one: the one node lists the
+// three in --peers and they list it; writes through a cluster client in
+// the big region reach the small one, and the small one's reach all three;
+// WAIT counts the big region once; a node of the big region killed and
+// restarted refills with what both regions wrote meanwhile.
+func TestRegionOfThreeAndRegionOfOne(t *testing.T) {
+	bin := e2eBinary(t)
+	addrs := e2eFreeAddrs(t, 11)
+	usPeer := addrs[10]
+	var eu []*e2eNode
+	for i := range 3 {
+		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--peers", usPeer}
+		if i > 0 {
+			args = append(args, "--join", addrs[2])
+		}
+		eu = append(eu, newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...))
+	}
+	us := newE2ENode(t, bin, "us", addrs[9], usPeer, "--region", "us", "--node", "10",
+		"--peers", strings.Join([]string{eu[0].peerAddr, eu[1].peerAddr, eu[2].peerAddr}, ","))
+	for _, n := range append(eu, us) {
+		if err := n.start(); err != nil {
+			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
+		}
+	}
+	ctx := context.Background()
+	dbsize := func(n *e2eNode, want int64) func() error {
+		return func() error {
+			if got := n.client().DBSize(ctx).Val(); got != want {
+				return fmt.Errorf("%d keys, want %d", got, want)
+			}
+			return nil
+		}
+	}
+	for _, n := range eu {
+		e2eEventually(t, e2eHang, n.name+" routes to every node of eu", func() error {
+			owners := map[string]bool{}
+			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				for _, sn := range sh.Nodes {
+					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
+				}
+			}
+			if len(owners) != 3 {
+				return fmt.Errorf("slots owned by %v", owners)
+			}
+			return nil
+		})
+	}
+
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{eu[0].addr}, MaxRetries: -1})
+	t.Cleanup(func() { cc.Close() })
+	for i := range 100 {
+		if err := cc.Set(ctx, fmt.Sprint("eu:", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e2eEventually(t, e2eHang, "us holds eu's writes", dbsize(us, 100))
+
+	uc := us.client()
+	defer uc.Close()
+	pipe := uc.Pipeline()
+	pipe.Set(ctx, "us:0", "x", 0)
+	wait := pipe.Do(ctx, "WAIT", 1, 30000) // a minute only catches a hang; 1 region is all there is
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := wait.Int(); err != nil || n != 1 {
+		t.Errorf("WAIT 1 after a write in us: %d, %v; want 1 (eu, counted once for its three nodes)", n, err)
+	}
+	for _, n := range eu {
+		e2eEventually(t, e2eHang, n.name+" holds us's write", dbsize(n, 101))
+	}
+
+	eu[1].kill()
+	e2eEventually(t, e2eHang, "eu-1 drops the killed node", func() error {
+		if info := eu[0].client().ClusterInfo(ctx).Val(); !strings.Contains(info, "cluster_known_nodes:2\r\n") {
+			return fmt.Errorf("CLUSTER INFO:\n%s", info)
+		}
+		return nil
+	})
+	e2eEventually(t, e2eHang, "writes through the cluster client after the kill", func() error {
+		// go-redis reloads its map in the background from a random known
+		// node, which may be the dead one: ask again until it has.
+		cc.ReloadState(ctx)
+		for i := range 50 {
+			if err := cc.Set(ctx, fmt.Sprint("after:", i), i, 0).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i := range 50 {
+		if err := uc.Set(ctx, fmt.Sprint("us-after:", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*e2eNode{us, eu[0], eu[2]} {
+		e2eEventually(t, e2eHang, n.name+" holds every write", dbsize(n, 201))
+	}
+	if err := eu[1].start(); err != nil {
+		t.Fatal(err)
+	}
+	e2eEventually(t, e2eHang, "the restarted eu-2 refilled from both regions", dbsize(eu[1], 201))
 }
