@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -69,35 +68,7 @@ func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
 	if err != nil {
 		t.Skip("no node on PATH")
 	}
-	bin := e2eBinary(t)
-	addrs := e2eFreeAddrs(t, 9)
-	var nodes []*e2eNode
-	for i := range 3 {
-		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--cluster-redirect"}
-		if i > 0 {
-			args = append(args, "--join", addrs[2])
-		}
-		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
-		if err := n.start(); err != nil {
-			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
-		}
-		nodes = append(nodes, n)
-	}
-	ctx := context.Background()
-	for _, n := range nodes {
-		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
-			owners := map[string]bool{}
-			for _, sh := range n.client().ClusterShards(ctx).Val() {
-				for _, sn := range sh.Nodes {
-					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
-				}
-			}
-			if len(owners) != 3 {
-				return fmt.Errorf("slots owned by %v", owners)
-			}
-			return nil
-		})
-	}
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-redirect"} })
 
 	script := filepath.Join(t.TempDir(), "cluster.js")
 	if err := os.WriteFile(script, []byte(ioredisScript), 0o644); err != nil {

@@ -17,20 +17,7 @@ import (
 // reads every key from the survivors; the node restarted at the same
 // addresses rejoins and refills.
 func TestRegionOfThreeProcesses(t *testing.T) {
-	bin := e2eBinary(t)
-	addrs := e2eFreeAddrs(t, 9)
-	var nodes []*e2eNode
-	for i := range 3 {
-		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2]}
-		if i > 0 {
-			args = append(args, "--join", addrs[2])
-		}
-		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
-		if err := n.start(); err != nil {
-			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err) // rare; the other e2e tests retry
-		}
-		nodes = append(nodes, n)
-	}
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), nil)
 	ctx := context.Background()
 	knownNodes := func(n *e2eNode, want int) func() error {
 		return func() error {
@@ -102,24 +89,7 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 
 	// SIGTERM: the node gives its slots up, then stops serving, and what
 	// it acknowledged until its last reply is on the others.
-	routesTo := func(n, to *e2eNode) bool {
-		for _, sh := range n.client().ClusterShards(ctx).Val() {
-			for _, sn := range sh.Nodes {
-				if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == to.addr {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	for _, n := range nodes {
-		e2eEventually(t, e2eHang, n.name+" routes to the restarted node", func() error {
-			if !routesTo(n, nodes[1]) {
-				return fmt.Errorf("no slots to %s", nodes[1].name)
-			}
-			return nil
-		})
-	}
+	e2eRoutesToAll(t, nodes)
 	leaving := nodes[1].client()
 	defer leaving.Close()
 	var written atomic.Int64
@@ -166,35 +136,8 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 // reloads every 60 s): the leaving node answers -MOVED for every key, the
 // client follows and reloads, and no write fails while the node goes.
 func TestClusterClientFollowsAGracefulStop(t *testing.T) {
-	bin := e2eBinary(t)
-	addrs := e2eFreeAddrs(t, 9)
-	var nodes []*e2eNode
-	for i := range 3 {
-		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--cluster-redirect"}
-		if i > 0 {
-			args = append(args, "--join", addrs[2])
-		}
-		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
-		if err := n.start(); err != nil {
-			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
-		}
-		nodes = append(nodes, n)
-	}
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-redirect"} })
 	ctx := context.Background()
-	for _, n := range nodes {
-		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
-			owners := map[string]bool{}
-			for _, sh := range n.client().ClusterShards(ctx).Val() {
-				for _, sn := range sh.Nodes {
-					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
-				}
-			}
-			if len(owners) != 3 {
-				return fmt.Errorf("slots owned by %v", owners)
-			}
-			return nil
-		})
-	}
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].addr}})
 	t.Cleanup(func() { cc.Close() })
 
@@ -249,23 +192,13 @@ func TestClusterClientFollowsAGracefulStop(t *testing.T) {
 // WAIT counts the big region once; a node of the big region killed and
 // restarted refills with what both regions wrote meanwhile.
 func TestRegionOfThreeAndRegionOfOne(t *testing.T) {
-	bin := e2eBinary(t)
 	addrs := e2eFreeAddrs(t, 11)
 	usPeer := addrs[10]
-	var eu []*e2eNode
-	for i := range 3 {
-		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2], "--peers", usPeer}
-		if i > 0 {
-			args = append(args, "--join", addrs[2])
-		}
-		eu = append(eu, newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...))
-	}
-	us := newE2ENode(t, bin, "us", addrs[9], usPeer, "--region", "us", "--node", "10",
+	eu := e2eRegion(t, addrs[:9], func(int) []string { return []string{"--peers", usPeer} })
+	us := newE2ENode(t, e2eBinary(t), "us", addrs[9], usPeer, "--region", "us", "--node", "10",
 		"--peers", strings.Join([]string{eu[0].peerAddr, eu[1].peerAddr, eu[2].peerAddr}, ","))
-	for _, n := range append(eu, us) {
-		if err := n.start(); err != nil {
-			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err)
-		}
+	if err := us.start(); err != nil {
+		t.Skipf("start us: %v (ports taken meanwhile)", err)
 	}
 	ctx := context.Background()
 	dbsize := func(n *e2eNode, want int64) func() error {
@@ -275,20 +208,6 @@ func TestRegionOfThreeAndRegionOfOne(t *testing.T) {
 			}
 			return nil
 		}
-	}
-	for _, n := range eu {
-		e2eEventually(t, e2eHang, n.name+" routes to every node of eu", func() error {
-			owners := map[string]bool{}
-			for _, sh := range n.client().ClusterShards(ctx).Val() {
-				for _, sn := range sh.Nodes {
-					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
-				}
-			}
-			if len(owners) != 3 {
-				return fmt.Errorf("slots owned by %v", owners)
-			}
-			return nil
-		})
 	}
 
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{eu[0].addr}, MaxRetries: -1})
@@ -345,4 +264,54 @@ func TestRegionOfThreeAndRegionOfOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2eEventually(t, e2eHang, "the restarted eu-2 refilled from both regions", dbsize(eu[1], 201))
+}
+
+// e2eRegion starts a region "eu" of len(addrs)/3 geocache serve processes
+// joined by gossip, node i on addrs[3i:3i+3] (RESP, replication, gossip)
+// with the flags extra(i) adds (extra may be nil), the first alone and the
+// others joining it, and waits until every node's map routes to all of
+// them (every node serving). It skips the test if a port was taken
+// meanwhile.
+func e2eRegion(t *testing.T, addrs []string, extra func(i int) []string) []*e2eNode {
+	t.Helper()
+	bin := e2eBinary(t)
+	var nodes []*e2eNode
+	for i := range len(addrs) / 3 {
+		args := []string{"--region", "eu", "--node", fmt.Sprint(i + 1), "--gossip-addr", addrs[3*i+2]}
+		if i > 0 {
+			args = append(args, "--join", addrs[2])
+		}
+		if extra != nil {
+			args = append(args, extra(i)...)
+		}
+		n := newE2ENode(t, bin, fmt.Sprint("eu-", i+1), addrs[3*i], addrs[3*i+1], args...)
+		if err := n.start(); err != nil {
+			t.Skipf("start %s: %v (ports taken meanwhile)", n.name, err) // rare; the other e2e tests retry
+		}
+		nodes = append(nodes, n)
+	}
+	e2eRoutesToAll(t, nodes)
+	return nodes
+}
+
+// e2eRoutesToAll waits until every node's CLUSTER SHARDS routes to every
+// node of nodes.
+func e2eRoutesToAll(t *testing.T, nodes []*e2eNode) {
+	t.Helper()
+	for _, n := range nodes {
+		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
+			owners := map[string]bool{}
+			for _, sh := range n.client().ClusterShards(context.Background()).Val() {
+				for _, sn := range sh.Nodes {
+					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
+				}
+			}
+			for _, o := range nodes {
+				if !owners[o.addr] {
+					return fmt.Errorf("no slots to %s: %v", o.name, owners)
+				}
+			}
+			return nil
+		})
+	}
 }
