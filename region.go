@@ -204,6 +204,26 @@ func (n *Node) SlotMap() (*cluster.Map, uint64) {
 	return sm.m, sm.epoch
 }
 
+// regionStats returns the figures of Stats.Region, or nil without
+// Config.Gossip.
+func (n *Node) regionStats() *RegionStats {
+	sm := n.slots.Load()
+	if n.members == nil || sm == nil {
+		return nil
+	}
+	rs := &RegionStats{State: n.members.State().String(), Members: map[string]int{}, Epoch: sm.epoch}
+	for _, mb := range n.members.Members() {
+		rs.Members[mb.State.String()]++
+	}
+	for _, r := range sm.m.RangesOf(n.id) {
+		rs.Slots += r.Last - r.First + 1
+	}
+	for _, r := range sm.m.PrimaryRanges(n.id) {
+		rs.PrimarySlots += r.Last - r.First + 1
+	}
+	return rs
+}
+
 // RegionMembers returns the live members of this node's region as gossip
 // knows them (this node included), or nil without Config.Gossip.
 func (n *Node) RegionMembers() []cluster.Member {

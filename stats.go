@@ -46,6 +46,25 @@ type Stats struct {
 	// Acks describes the writes that waited for other regions: one entry
 	// for Quorum, one for All.
 	Acks []AckStats
+
+	// RegionNodes describes this node's region of several nodes; nil
+	// without Config.Gossip.
+	RegionNodes *RegionStats
+}
+
+// RegionStats describes a node's place in its region of several nodes.
+type RegionStats struct {
+	// State is this node's announced state: "joining" (filling up from
+	// the others; it owns no slot), "serving" or "leaving".
+	State string
+	// Members counts the region's live members, this node included, by
+	// state.
+	Members map[string]int
+	// Epoch is the slot map's epoch (one more at each change).
+	Epoch uint64
+	// Slots and PrimarySlots count the slots this node owns (as any copy)
+	// and those it is the primary of, in its own map.
+	Slots, PrimarySlots int
 }
 
 // AckStats describes the writes of one acknowledgement level.
@@ -194,6 +213,7 @@ func (n *Node) Stats() Stats {
 		})
 	}
 	st.Acks = n.acks.stats()
+	st.RegionNodes = n.regionStats()
 	return st
 }
 

@@ -179,6 +179,10 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if st.IDConflicts > 0 {
 		fmt.Fprintf(&b, "node id conflicts %d, last: %s\n", st.IDConflicts, st.IDConflict)
 	}
+	if r := st.RegionNodes; r != nil {
+		fmt.Fprintf(&b, "region member %s; members serving %d, joining %d, leaving %d; slot map epoch %d; slots owned %d, primary of %d\n",
+			r.State, r.Members["serving"], r.Members["joining"], r.Members["leaving"], r.Epoch, r.Slots, r.PrimarySlots)
+	}
 	up := 0
 	for _, p := range st.Peers {
 		if p.Connected {

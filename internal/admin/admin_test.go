@@ -225,11 +225,56 @@ func TestMetricsAfterWrites(t *testing.T) {
 			t.Errorf("%s has type %v, want %v", name, got, typ)
 		}
 	}
-	// A single node has no peer or origin series.
+	// A single node has no peer, origin or region series.
 	for name := range mfs {
-		if strings.HasPrefix(name, "geocache_peer_") || strings.HasPrefix(name, "geocache_origin_") {
+		if strings.HasPrefix(name, "geocache_peer_") || strings.HasPrefix(name, "geocache_origin_") || strings.HasPrefix(name, "geocache_region_") {
 			t.Errorf("single node exports %s", name)
 		}
+	}
+}
+
+// A node of a region of several nodes (here, alone in it) reports its
+// state, the members by state, the map's epoch and its slots.
+func TestRegionMetrics(t *testing.T) {
+	n := openNode(t, geocache.Config{Region: "eu", NodeID: 4, PeerAddr: "127.0.0.1:0",
+		Gossip: &geocache.GossipConfig{Addr: "127.0.0.1:0", ClientAddr: "127.0.0.1:6380"}})
+	<-n.Synced()
+	s := newServer(t, admin.Config{Node: n})
+	var mfs map[string]*dto.MetricFamily
+	testkit.Eventually(t, "the node serving", func() bool {
+		mfs = scrape(t, s.Handler())
+		v, _ := value(mfs, "geocache_region_state", "state", "serving")
+		return v == 1
+	})
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"geocache_region_state", []string{"state", "joining"}, 0},
+		{"geocache_region_state", []string{"state", "leaving"}, 0},
+		{"geocache_region_members", []string{"state", "serving"}, 1},
+		{"geocache_region_members", []string{"state", "joining"}, 0},
+		{"geocache_region_slots", []string{"role", "owned"}, 16384},
+		{"geocache_region_slots", []string{"role", "primary"}, 16384},
+	} {
+		if v, ok := value(mfs, tt.name, tt.labels...); !ok || v != tt.want {
+			t.Errorf("%s%v = %v, %v; want %v", tt.name, tt.labels, v, ok, tt.want)
+		}
+	}
+	if _, body := get(t, s.Handler(), http.MethodGet, "/readyz"); !strings.Contains(body, "region member serving; members serving 1, joining 0, leaving 0; slot map epoch ") ||
+		!strings.Contains(body, "slots owned 16384, primary of 16384\n") {
+		t.Errorf("/readyz lacks the region line:\n%s", body)
+	}
+	if v, _ := value(mfs, "geocache_region_slot_map_epoch"); v < 2 {
+		t.Errorf("epoch %v after joining and serving, want at least 2", v)
+	}
+	if err := n.LeaveRegion(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs = scrape(t, s.Handler())
+	if v, _ := value(mfs, "geocache_region_state", "state", "leaving"); v != 1 {
+		t.Errorf("leaving: state %v", v)
 	}
 }
 

@@ -65,6 +65,9 @@ func NewCollector(node NodeStats, resp func() RESPStats) prometheus.Collector {
 	return &collector{node: node, resp: resp}
 }
 
+// regionStates are the states a member of a region announces.
+var regionStates = []string{"joining", "serving", "leaving"}
+
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("geocache_"+name, help, labels, nil)
 }
@@ -112,6 +115,11 @@ var (
 	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
+	descRegionState   = desc("region_state", "This node's state in its region of several nodes: 1 for the state it announces (joining, serving, leaving), 0 for the others.", "state")
+	descRegionMembers = desc("region_members", "Live members of this node's region, this node included, by state.", "state")
+	descRegionEpoch   = desc("region_slot_map_epoch", "Epoch of this node's slot map (one more at each change).")
+	descRegionSlots   = desc("region_slots", "Hash slots this node owns, as any copy (owned) or as their primary (primary).", "role")
+
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
 	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")
 
@@ -142,6 +150,7 @@ var (
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld,
 		descVisibility, descAckDuration, descAckFailures,
+		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
@@ -192,6 +201,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descInboundConns, float64(st.InboundConns))
 	counter(descInboundRefused, st.InboundRefused)
 	counter(descRepairsHeld, st.RepairsHeld)
+	if r := st.RegionNodes; r != nil {
+		for _, s := range regionStates {
+			gauge(descRegionState, map[bool]float64{true: 1}[r.State == s], s)
+			gauge(descRegionMembers, float64(r.Members[s]), s)
+		}
+		gauge(descRegionEpoch, float64(r.Epoch))
+		gauge(descRegionSlots, float64(r.Slots), "owned")
+		gauge(descRegionSlots, float64(r.PrimarySlots), "primary")
+	}
 
 	// A registry refuses a whole scrape that holds two series with the same
 	// labels, so a label set seen twice (two origins configured with the

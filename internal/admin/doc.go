@@ -57,6 +57,11 @@
 // and the histogram geocache_replication_visibility_seconds (per streamed
 // write: this node's clock at its apply minus the write's HLC time).
 //
+// Region of several nodes (only with gossip): geocache_region_state{state}
+// (1 for the state this node announces), geocache_region_members{state},
+// geocache_region_slot_map_epoch, geocache_region_slots{role} (owned,
+// primary).
+//
 // Acknowledgements, labelled level (quorum, all): the histogram
 // geocache_ack_duration_seconds and geocache_ack_failures_total.
 //
