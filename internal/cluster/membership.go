@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -103,8 +104,9 @@ type Membership struct {
 	selfMu sync.Mutex // guards self (SetState holds closeMu, which orders its calls)
 	self   []byte     // this node's encoded announcement
 
-	closeMu sync.Mutex // guards closed; held by Leave, which memberlist refuses after Shutdown
-	closed  bool
+	closeMu  sync.Mutex // guards closed; held by Leave, which memberlist refuses after Shutdown
+	closed   bool
+	stopping atomic.Bool // Leave or Close began (slogWriter)
 
 	changed chan struct{} // wakes the notifier
 	done    chan struct{} // closed by Close
@@ -182,7 +184,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	mc.SecretKey = cfg.SecretKey
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
-	mc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
+	mc.Logger = log.New(slogWriter{l: cfg.Logger, stopping: &m.stopping}, "", 0)
 	host, port, err := splitHostPort(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: gossip address: %w", ErrInvalidMembership, err)
@@ -315,6 +317,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	if m.closed {
 		return nil
 	}
+	m.stopping.Store(true)
 	return m.list.Leave(timeout)
 }
 
@@ -327,6 +330,7 @@ func (m *Membership) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.stopping.Store(true)
 	m.closeMu.Unlock()
 	close(m.done)
 	err := m.list.Shutdown()
@@ -438,7 +442,15 @@ func (e *events) NotifyLeave(n *memberlist.Node)  { (*Membership)(e).remove(n) }
 
 // slogWriter turns memberlist's log lines ("[LEVEL] memberlist: ...")
 // into structured records of the matching level.
-type slogWriter struct{ l *slog.Logger }
+//
+// Once this node leaves or closes, memberlist's goroutines report the
+// sends they could not make on the sockets it closed ("use of closed
+// network connection") as errors: those are logged at debug level, so that
+// a graceful stop logs no error.
+type slogWriter struct {
+	l        *slog.Logger
+	stopping *atomic.Bool // set by Leave and Close
+}
 
 var _ io.Writer = slogWriter{}
 
@@ -455,6 +467,9 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	if i := strings.Index(line, "] "); i >= 0 && strings.HasPrefix(line, "[") {
 		line = line[i+2:]
+	}
+	if level > slog.LevelDebug && w.stopping != nil && w.stopping.Load() && strings.Contains(line, "use of closed network connection") {
+		level = slog.LevelDebug
 	}
 	w.l.Log(context.Background(), level, line, "component", "gossip")
 	return len(p), nil

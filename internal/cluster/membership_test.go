@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,5 +242,22 @@ func TestMembershipConfigErrors(t *testing.T) {
 		if _, err := StartMembership(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// memberlist's errors about the sockets this node closed are debug lines
+// once it leaves or closes; other errors, and those before, stay errors.
+func TestSlogWriterQuietAfterStop(t *testing.T) {
+	var buf bytes.Buffer
+	var stopping atomic.Bool
+	w := slogWriter{l: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), stopping: &stopping}
+	closed := "[ERR] memberlist: Failed to send UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection\n"
+	w.Write([]byte(closed))
+	stopping.Store(true)
+	w.Write([]byte(closed))
+	w.Write([]byte("[ERR] memberlist: Failed to receive: EOF\n"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "level=ERROR") || !strings.Contains(lines[1], "level=DEBUG") || !strings.Contains(lines[2], "level=ERROR") {
+		t.Errorf("levels:\n%s", buf.String())
 	}
 }
