@@ -81,11 +81,12 @@ func (c *conn) keyType(key string) string {
 func cmdKeys(c *conn, args [][]byte) {
 	pat := args[1]
 	all := len(pat) == 1 && pat[0] == '*'
+	mine := c.primaryOnly()
 	var keys, buf []string
 	for cur := uint64(0); ; {
 		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
 		for _, k := range buf {
-			if all || glob.Match(pat, k, false) {
+			if (all || glob.Match(pat, k, false)) && (mine == nil || mine(k)) {
 				keys = append(keys, k)
 			}
 		}
@@ -151,8 +152,12 @@ func cmdScan(c *conn, args [][]byte) {
 	// Filter after collecting, as Redis does: COUNT bounds the work, not
 	// the keys that match.
 	kept := keys[:0]
+	mine := c.primaryOnly()
 	for _, k := range keys {
 		if pat != nil && !glob.Match(pat, k, false) {
+			continue
+		}
+		if mine != nil && !mine(k) {
 			continue
 		}
 		if typ != nil && !equalFold(typ, c.keyType(k)) {
@@ -169,13 +174,25 @@ func cmdScan(c *conn, args [][]byte) {
 }
 
 func cmdRandomkey(c *conn, _ [][]byte) {
-	k, err := c.s.node.RandomKey()
-	if err != nil {
-		c.replyNull()
-		return
+	mine := c.primaryOnly()
+	// Redirecting, a key of this node's primary slots: each draw finds one
+	// with a probability of about its share of the slots, so a few dozen
+	// draws miss only when it holds (almost) none.
+	for range randomKeyDraws {
+		k, err := c.s.node.RandomKey()
+		if err != nil {
+			break
+		}
+		if mine == nil || mine(k) {
+			c.replyBulkString(k)
+			return
+		}
 	}
-	c.replyBulkString(k)
+	c.replyNull()
 }
+
+// randomKeyDraws bounds RANDOMKEY's draws when it redirects.
+const randomKeyDraws = 64
 
 func cmdRename(c *conn, args [][]byte) {
 	ctx, cancel := c.writeCtx()

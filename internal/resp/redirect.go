@@ -17,8 +17,8 @@ import "github.com/geocache/geocache/internal/cluster"
 // (reads and writes), not only its primary. A node joining or leaving its
 // region owns no slot, so it redirects every keyed command: cluster-aware
 // clients follow a node's slots as it hands them over. Key-less commands
-// (KEYS, SCAN, DBSIZE, PUBLISH, ...) are served, from every key this node
-// holds. The checks run where Redis runs them (processCommand): after
+// (PUBLISH, ...) are served; KEYS, SCAN, RANDOMKEY and DBSIZE list only
+// the keys of the slots this node is the primary of (primaryOnly). The checks run where Redis runs them (processCommand): after
 // authentication, before the subscribed-mode check and before queuing in
 // MULTI; a command refused while queuing dooms the transaction, and EXEC
 // refused discards it. Replies and their order match redis-server 7.0.15
@@ -82,6 +82,23 @@ func (c *conn) route(cmd *command, args [][]byte) bool {
 	c.errs++
 	c.out = appendMoved(c.out, slot, m.Primary(slot).Addr)
 	return false
+}
+
+// primaryOnly returns, when the server redirects, a test of whether this
+// node is the primary of a key's slot, and nil otherwise: a redirecting
+// node lists (KEYS, SCAN, RANDOMKEY, DBSIZE) only the keys of the slots it
+// is the primary of, as a Redis Cluster master lists its own, so that a
+// client that walks every master sees each key once.
+func (c *conn) primaryOnly() func(key string) bool {
+	if !c.s.cfg.Redirect {
+		return nil
+	}
+	m, _ := c.s.node.SlotMap()
+	if m == nil {
+		return nil
+	}
+	self := c.s.nodeCfg.NodeID
+	return func(key string) bool { return m.Primary(cluster.KeySlot(key)).ID == self }
 }
 
 // routedKeys appends the keys of a call of cmd: its key positions, or the

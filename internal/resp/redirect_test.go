@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,4 +174,64 @@ func statLine(info, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// Redirecting, a node lists only the keys of the slots it is the primary
+// of, as a Redis Cluster master: walking every node sees each key once.
+func TestRedirectListsPrimaryKeys(t *testing.T) {
+	addrs, nodes := regionServers(t, 2, redirecting)
+	ctx := context.Background()
+	for i := range 100 {
+		if err := nodes[i%2].Set(ctx, fmt.Sprint("key:", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, "every key on both nodes", func() bool {
+		return nodes[0].Stats().Entries == 100 && nodes[1].Stats().Entries == 100
+	})
+	m, _ := nodes[0].SlotMap()
+	seen := map[string]int{}
+	size := int64(0)
+	for i, a := range addrs {
+		c := newClient(t, a)
+		keys := c.Keys(ctx, "*").Val()
+		var scanned []string
+		for cur := uint64(0); ; {
+			ks, next, err := c.Scan(ctx, cur, "", 7).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			scanned = append(scanned, ks...)
+			if cur = next; cur == 0 {
+				break
+			}
+		}
+		slices.Sort(keys)
+		slices.Sort(scanned)
+		if !slices.Equal(keys, scanned) {
+			t.Errorf("node %d: KEYS %v, SCAN %v", i+1, keys, scanned)
+		}
+		for _, k := range keys {
+			seen[k]++
+			if p := m.Primary(cluster.KeySlot(k)).ID; p != uint32(i+1) {
+				t.Errorf("node %d lists %s, whose slot's primary is node %d", i+1, k, p)
+			}
+		}
+		n := c.DBSize(ctx).Val()
+		if n != int64(len(keys)) {
+			t.Errorf("node %d: DBSIZE %d, KEYS %d", i+1, n, len(keys))
+		}
+		size += n
+		if k := c.RandomKey(ctx).Val(); m.Primary(cluster.KeySlot(k)).ID != uint32(i+1) {
+			t.Errorf("node %d: RANDOMKEY %q is not of its slots", i+1, k)
+		}
+	}
+	if len(seen) != 100 || size != 100 {
+		t.Errorf("the two nodes list %d distinct keys, DBSIZE %d in all; want 100 each", len(seen), size)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s listed by %d nodes", k, n)
+		}
+	}
 }
