@@ -694,8 +694,15 @@ func (c *conn) replyVerbatim(s string) { c.out = appendVerbatim(c.out, s, c.resp
 
 // replyError sends an error reply; msg starts with its code ("ERR ...").
 func (c *conn) replyError(msg string) {
+	c.countError(msg)
+	c.out = appendError(c.out, msg)
+}
+
+// countError counts an error reply (INFO errorstats, the command's failed
+// calls) whose text starts with msg's code; replyError and the replies
+// built in place (-MOVED) call it.
+func (c *conn) countError(msg string) {
 	c.s.errors.Add(1)
 	c.s.errStats.count(msg)
 	c.errs++
-	c.out = appendError(c.out, msg)
 }

@@ -81,19 +81,12 @@ func (c *conn) keyType(key string) string {
 func cmdKeys(c *conn, args [][]byte) {
 	pat := args[1]
 	all := len(pat) == 1 && pat[0] == '*'
-	mine := c.primaryOnly()
-	var keys, buf []string
-	for cur := uint64(0); ; {
-		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
-		for _, k := range buf {
-			if (all || glob.Match(pat, k, false)) && (mine == nil || mine(k)) {
-				keys = append(keys, k)
-			}
+	var keys []string
+	c.eachKey(func(k string) {
+		if all || glob.Match(pat, k, false) {
+			keys = append(keys, k)
 		}
-		if cur == 0 {
-			break
-		}
-	}
+	})
 	c.replyArray(len(keys))
 	for _, k := range keys {
 		c.replyBulkString(k)
@@ -136,6 +129,24 @@ func (c *conn) scanOptions(opts [][]byte, withType bool) (count int64, pat, typ 
 		}
 	}
 	return count, pat, typ, true
+}
+
+// eachKey calls yield with every key this node lists: every key it holds,
+// or, redirecting, those of the slots it is the primary of (primaryOnly).
+func (c *conn) eachKey(yield func(key string)) {
+	mine := c.primaryOnly()
+	var buf []string
+	for cur := uint64(0); ; {
+		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
+		for _, k := range buf {
+			if mine == nil || mine(k) {
+				yield(k)
+			}
+		}
+		if cur == 0 {
+			return
+		}
+	}
 }
 
 func cmdScan(c *conn, args [][]byte) {

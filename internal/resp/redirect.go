@@ -76,10 +76,7 @@ func (c *conn) route(cmd *command, args [][]byte) bool {
 		c.replyError(errCrossSlot)
 		return false
 	}
-	// replyError's bookkeeping, and the reply without building a string.
-	c.s.errors.Add(1)
-	c.s.errStats.count("MOVED ") // the code is the first word
-	c.errs++
+	c.countError("MOVED ") // the code is the first word
 	c.out = appendMoved(c.out, slot, m.Primary(slot).Addr)
 	return false
 }

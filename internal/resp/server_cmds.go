@@ -19,26 +19,14 @@ import (
 // Server commands: DBSIZE, FLUSHALL, INFO, CONFIG, COMMAND, WAIT.
 
 func cmdDbsize(c *conn, _ [][]byte) {
-	mine := c.primaryOnly()
-	if mine == nil {
+	if c.primaryOnly() == nil {
 		c.replyInt(int64(c.s.node.Stats().Entries))
 		return
 	}
 	// Redirecting: the keys of this node's primary slots, counted by a
 	// walk of the keyspace (O(n), where Redis's is O(1)).
 	n := 0
-	var buf []string
-	for cur := uint64(0); ; {
-		buf, cur = c.s.node.Scan(cur, keysChunk, buf[:0])
-		for _, k := range buf {
-			if mine(k) {
-				n++
-			}
-		}
-		if cur == 0 {
-			break
-		}
-	}
+	c.eachKey(func(string) { n++ })
 	c.replyInt(int64(n))
 }
 
