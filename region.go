@@ -94,9 +94,10 @@ const announceTimeout = time.Second
 // default probe interval; they take one to three on a quiet network), so
 // that it does not redirect a client to a node that would send it back.
 // For a graceful stop call it first, then stop taking requests, Drain
-// (every write made here reaches the others), and Close. It returns when this node's map no longer gives it slots, or
-// when ctx ends. It does nothing without Config.Gossip; after it, the node
-// never owns slots again (Close follows).
+// (every write made here reaches the others), and Close. It returns when
+// this node's map no longer gives it slots, or when ctx ends. It does
+// nothing without Config.Gossip; after it, the node never owns slots again
+// (Close follows).
 func (n *Node) LeaveRegion(ctx context.Context) error {
 	if n.members == nil {
 		return nil
@@ -204,7 +205,7 @@ func (n *Node) SlotMap() (*cluster.Map, uint64) {
 	return sm.m, sm.epoch
 }
 
-// regionStats returns the figures of Stats.Region, or nil without
+// regionStats returns the figures of Stats.RegionNodes, or nil without
 // Config.Gossip.
 func (n *Node) regionStats() *RegionStats {
 	sm := n.slots.Load()
@@ -216,10 +217,10 @@ func (n *Node) regionStats() *RegionStats {
 		rs.Members[mb.State.String()]++
 	}
 	for _, r := range sm.m.RangesOf(n.id) {
-		rs.Slots += r.Last - r.First + 1
+		rs.Slots += r.Len()
 	}
 	for _, r := range sm.m.PrimaryRanges(n.id) {
-		rs.PrimarySlots += r.Last - r.First + 1
+		rs.PrimarySlots += r.Len()
 	}
 	return rs
 }

@@ -27,10 +27,10 @@ func Example() {
 	for _, ch := range cluster.Diff(m, bigger) {
 		n := 0
 		for _, tr := range ch.Gained {
-			n += tr.Last - tr.First + 1
+			n += tr.Len()
 		}
 		for _, tr := range ch.Lost {
-			n -= tr.Last - tr.First + 1
+			n -= tr.Len()
 		}
 		fmt.Printf("%s: %+d slots\n", ch.Node.Name, n)
 	}

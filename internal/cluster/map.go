@@ -104,6 +104,9 @@ type SlotRange struct {
 	First, Last int
 }
 
+// Len returns the number of slots in r.
+func (r SlotRange) Len() int { return r.Last - r.First + 1 }
+
 // A Range is a run of adjacent slots with the same owners.
 type Range struct {
 	SlotRange

@@ -101,9 +101,6 @@ type Membership struct {
 	list *memberlist.Memberlist
 	addr string // the advertised gossip address
 
-	selfMu sync.Mutex // guards self (SetState holds closeMu, which orders its calls)
-	self   []byte     // this node's encoded announcement
-
 	closeMu  sync.Mutex // guards closed; held by Leave, which memberlist refuses after Shutdown
 	closed   bool
 	stopping atomic.Bool // Leave or Close began (slogWriter)
@@ -112,7 +109,11 @@ type Membership struct {
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
 
+	// mu guards members, ignored, cfg.Self.State and self, this node's
+	// encoded announcement (SetState holds closeMu, which orders its
+	// calls). It is never held across a call into memberlist.
 	mu      sync.Mutex
+	self    []byte
 	members map[string]Member // live, by name
 	ignored map[string]bool   // names of members of other regions warned about
 }
@@ -255,11 +256,8 @@ func (m *Membership) SetState(s MemberState, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	m.selfMu.Lock()
-	m.self = enc
-	m.selfMu.Unlock()
 	m.mu.Lock()
-	m.cfg.Self.State = s
+	m.self, m.cfg.Self.State = enc, s
 	m.mu.Unlock()
 	m.cfg.Logger.Info("region: this node is "+s.String(), "node", self.Name)
 	m.wake()
@@ -421,8 +419,8 @@ func (m *Membership) remove(n *memberlist.Node) {
 type delegate Membership
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	d.selfMu.Lock()
-	defer d.selfMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if len(d.self) > limit {
 		return nil
 	}
