@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/geocache/geocache/internal/ports"
 )
 
 // The demo's last step: a region of three geocache serve processes (this
@@ -77,7 +79,8 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 	if err != nil {
 		return fmt.Errorf("the demo's region runs this binary: %w", err)
 	}
-	ports, err := freeLoopbackPorts(3 * demoRegionNodes)
+	// Below the ephemeral range: the killed node comes back on its ports.
+	addrs, err := ports.Free(3 * demoRegionNodes)
 	if err != nil {
 		return err
 	}
@@ -90,7 +93,7 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 		}
 	}()
 	for i := range procs {
-		rp := &regionProc{name: fmt.Sprint("eu-central-", i+1), addr: ports[3*i], peerAddr: ports[3*i+1], gossip: ports[3*i+2]}
+		rp := &regionProc{name: fmt.Sprint("eu-central-", i+1), addr: addrs[3*i], peerAddr: addrs[3*i+1], gossip: addrs[3*i+2]}
 		rp.args = []string{"serve", "--region", "eu-central", "--node", fmt.Sprint(11 + i), "--name", rp.name,
 			"--addr", rp.addr, "--peer-addr", rp.peerAddr, "--gossip-addr", rp.gossip, "--log-level", "error"}
 		if i > 0 {
@@ -299,27 +302,6 @@ func readReply(br *bufio.Reader) (string, error) {
 		return string(buf[:n]), nil
 	}
 	return "", fmt.Errorf("unexpected reply %q", line)
-}
-
-// freeLoopbackPorts returns n loopback addresses that were free a moment
-// ago.
-func freeLoopbackPorts(n int) ([]string, error) {
-	var addrs []string
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
-	}
-	return addrs, nil
 }
 
 // tailBuffer keeps the last 4 KiB written to it, for error messages.

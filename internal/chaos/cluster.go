@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +17,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/geocache/geocache/internal/ports"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -85,42 +84,6 @@ func (c *runClock) now() int64 { return c.base + int64(time.Since(c.start)) }
 // since is the time of t since the start of the run.
 func (c *runClock) since(t int64) time.Duration { return time.Duration(t - c.base) }
 
-// freePorts returns n loopback addresses that were free a moment ago, on
-// ports below the kernel's ephemeral range: a node keeps its ports across
-// restarts, and while it is down an outgoing connection (whose local port
-// comes from the ephemeral range, as do the ports of listeners on port 0)
-// could otherwise take its port.
-func freePorts(n int) ([]string, error) {
-	lo, hi := 20000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if first, err := strconv.Atoi(f[0]); err == nil && first > 2048 {
-				hi = first
-				lo = max(1024, hi-12768)
-			}
-		}
-	}
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var addrs []string
-	for tries := 0; len(addrs) < n; tries++ {
-		if tries > 1000 {
-			return nil, errors.New("no free loopback port below the ephemeral range")
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo)))
-		if err != nil {
-			continue
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs, nil
-}
-
 func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluster, err error) {
 	c := &cluster{
 		cfg: cfg, clock: clock, proxies: map[[2]int]*toxiproxy.Proxy{}, cuts: map[[2]int]int{},
@@ -133,7 +96,7 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 		}
 	}()
 	n := cfg.nodes()
-	addrs, err := freePorts(3 * n)
+	addrs, err := ports.Free(3 * n)
 	if err != nil {
 		return nil, err
 	}
