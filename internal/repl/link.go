@@ -368,7 +368,10 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	s.batch, _, err = r.log.Read(s.next, int64(r.cfg.BatchBytes), s.batch[:0])
 	if errors.Is(err, ErrTruncated) || s.needSnapshot {
 		if s.large != nil {
-			return true, nil // the op in flight first: the receiver refuses a sync inside it
+			// The op in flight first: the receiver refuses a sync inside
+			// it. With its window closed nothing went out: wait for a
+			// PartAck (l.window) rather than read again at once.
+			return sentPart, nil
 		}
 		replay := s.next
 		if !s.needSnapshot {
@@ -406,9 +409,10 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 			s.lastOps = time.Now()
 		}
 	case s.large != nil:
-		// The next op is large too: it waits for the one in flight.
+		// The next op is large too: it waits for the one in flight (and,
+		// if its window is closed, for a PartAck).
 		clear(s.ops)
-		return true, nil
+		return sentPart, nil
 	default:
 		w := s.ops[0]
 		s.l.mu.Lock()
