@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -553,4 +554,54 @@ func TestLargeOpWithLongKeyFitsTheFrame(t *testing.T) {
 		a.put(t, "after", "v")
 		testkit.Eventually(t, "the value on b", func() bool { return b.value(key) == value && b.value("after") == "v" })
 	})
+}
+
+// A peer that withholds its PartAcks stops a large op at its window, and
+// the sender then waits, whatever is next in the log (another large op
+// here): it does not spin reading the log again and again. The bubble
+// settles (synctest.Wait returns) only if every goroutine in it is
+// blocked; a spinning sender would keep it busy, which the minute outside
+// the bubble catches.
+func TestClosedWindowWaitsForPartAck(t *testing.T) {
+	settled, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		synctest.Test(t, func(t *testing.T) {
+			mem := testkit.NewNetwork()
+			defer mem.Close()
+			ln := listenFake(t, mem, "fake")
+			a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: testBatch, LargeWindow: 2 * testBatch}, false)
+			big := bigValue(20 * testBatch)
+			a.put(t, "big1", big)
+			a.put(t, "big2", big)
+			p := streamTo(t, ln, 1)
+			var got atomic.Int64
+			go func() {
+				for {
+					f, err := p.recv()
+					if err != nil {
+						return
+					}
+					switch f := f.(type) {
+					case *wire.LargeOp:
+						got.Add(int64(len(f.Op.Value)))
+					case *wire.ValuePart:
+						got.Add(int64(len(f.Data)))
+					}
+				}
+			}()
+			synctest.Wait()
+			close(settled)
+			if n := got.Load(); n == 0 || n >= int64(len(big)) {
+				t.Errorf("%d bytes of the value sent with no PartAck; want some, within the window", n)
+			}
+			p.c.Close()
+		})
+	}()
+	select {
+	case <-settled:
+		<-done
+	case <-time.After(time.Minute): // only catches the spin
+		t.Fatal("the sender never waited with its window closed: it spins")
+	}
 }
