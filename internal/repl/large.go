@@ -214,7 +214,7 @@ func (in *inStream) onLargeOp(f *wire.LargeOp) error {
 		return in.fc.reject(wire.RejectBadFrame, "large op %d: %v", f.Seq, err)
 	}
 	if f.Seq != 0 {
-		if lr.overtaken, err = in.r.startLarge(in.o, in.gen, f); err != nil {
+		if lr.overtaken, err = in.r.admitLarge(in.o, in.gen, f); err != nil {
 			return in.fc.reject(wire.RejectBadFrame, "%v", err)
 		}
 	}
@@ -257,10 +257,10 @@ func (in *inStream) onValuePart(f *wire.ValuePart) error {
 	return in.applied(applied, err)
 }
 
-// startLarge checks that a large op of the log comes next in the stream's
+// admitLarge checks that a large op of the log comes next in the stream's
 // order and reports whether the ops behind it may pass it; if so, the
 // stream moves past it and leaves it as the hole the acks stop at.
-func (r *Replicator) startLarge(o *originState, gen uint64, f *wire.LargeOp) (bool, error) {
+func (r *Replicator) admitLarge(o *originState, gen uint64, f *wire.LargeOp) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != gen {

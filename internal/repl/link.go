@@ -463,11 +463,10 @@ func (s *sender) holding(n int) bool {
 // link's narrowest point, and the small writes that pass the large op would
 // queue behind all of them there.
 func (s *sender) windowOpen() bool {
+	// partAcked is the op in flight's: the sender set partSeq to it when it
+	// started the op, and onPartAck counts only its acks.
 	s.l.mu.Lock()
-	acked := uint64(0)
-	if s.l.partSeq == s.large.seq {
-		acked = s.l.partAcked
-	}
+	acked := s.l.partAcked
 	s.l.mu.Unlock()
 	return uint64(s.large.off) < acked+uint64(s.r.cfg.LargeWindow)
 }
