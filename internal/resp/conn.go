@@ -494,12 +494,8 @@ func (c *conn) flush() bool {
 	if c.ps != nil && c.ps.q != nil {
 		return c.queueOut()
 	}
-	if (len(c.out) > 0 || len(c.big) > 0) && c.werr == nil {
-		if len(c.big) > 0 {
-			c.werr = c.writeBig()
-		} else {
-			c.werr = c.write(c.out)
-		}
+	if len(c.out) > 0 && c.werr == nil { // a value in big has its prefix in out
+		c.werr = c.writeBig() // out in one write when big is empty
 		if c.s.idle() > 0 {
 			c.lastFlush = time.Now() // idleness counts from here, as it did from the next read's start
 		}
@@ -673,7 +669,7 @@ func (c *conn) replyBulk(b []byte)   { c.out = appendBulk(c.out, b) }
 // before while the command's replies may yet be dropped or replaced
 // (CLIENT REPLY OFF or SKIP, EXEC) or are queued for a subscriber's writer.
 func (c *conn) replyValue(v []byte) {
-	if len(v) < streamAt || c.mute || c.inExec || c.ps != nil && c.ps.q != nil || c.werr != nil {
+	if len(v) < streamAt || c.mute || c.inExec || c.ps != nil && c.ps.q != nil {
 		c.out = appendBulk(c.out, v)
 		return
 	}

@@ -55,13 +55,4 @@ func (l *commandLatency) observe(c *conn, cmd *command) time.Duration {
 // wrong arity, NOAUTH) are not timed. A container command called with one
 // of its subcommands is keyed by both names, as Redis 7 reports it
 // ("client|list"); with an unknown one, by the container's name.
-func (s *Server) CommandLatency() map[string]latency.Snapshot {
-	out := make(map[string]latency.Snapshot)
-	for _, cmd := range statEntries {
-		snap := s.latency[cmd.id].Snapshot()
-		if snap.Count() > 0 {
-			out[cmd.name] = snap
-		}
-	}
-	return out
-}
+func (s *Server) CommandLatency() map[string]latency.Snapshot { return s.latencySince(&noBase) }

@@ -76,8 +76,8 @@ func since(v, base uint64) uint64 {
 	return v - base
 }
 
-// infoLatency is CommandLatency since the last RESETSTAT (b).
-func (s *Server) infoLatency(b *statBase) map[string]latency.Snapshot {
+// latencySince is CommandLatency since b (a RESETSTAT's base, or noBase).
+func (s *Server) latencySince(b *statBase) map[string]latency.Snapshot {
 	out := make(map[string]latency.Snapshot)
 	for _, cmd := range statEntries {
 		snap := s.latency[cmd.id].Snapshot()

@@ -312,7 +312,7 @@ func (s *Server) info(want map[string]bool) string {
 		}
 	}
 	if want["commandstats"] || want["latencystats"] {
-		lat := s.infoLatency(base)
+		lat := s.latencySince(base)
 		if section("Commandstats") {
 			// As Redis 7: every command called, refused or failed, a
 			// container's calls by subcommand (cmdstat_client|list).
