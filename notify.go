@@ -223,12 +223,19 @@ func (n *Node) onChange(key string, c store.Notice) {
 		// anew: "new" either way.
 		if c.Change == store.ChangeSet {
 			n.notifyEvent(flags, notifyNew, "new", key)
-			n.notifyEvent(flags, notifyGeneric, "copy_to", key)
+			n.notifyEvent(flags, eventNames[eventCopyTo].class, eventNames[eventCopyTo].name, key)
 		}
 		return
 	}
 	switch c.Change {
-	case store.ChangeSet:
+	case store.ChangeSet, store.ChangeLapsed:
+		if c.Change == store.ChangeLapsed && ev != EventSetExpire {
+			// A write already past its expiry that removed the key's entry.
+			if !c.Created {
+				n.notifyEvent(flags, notifyGeneric, "del", key)
+			}
+			return
+		}
 		if c.Created {
 			n.notifyEvent(flags, notifyNew, "new", key)
 		}
@@ -248,24 +255,15 @@ func (n *Node) onChange(key string, c store.Notice) {
 		if ev == EventSetExpire {
 			n.notifyEvent(flags, notifyGeneric, "expire", key)
 		}
+		if c.Change == store.ChangeLapsed {
+			// As Redis: the write and its expiry, which then expires.
+			n.notifyEvent(flags, notifyExpired, "expired", key)
+		}
 	case store.ChangeDelete:
 		if ev == EventHdel {
 			n.notifyEvent(flags, notifyHash, "hdel", key)
 		}
 		n.notifyEvent(flags, notifyGeneric, "del", key)
-	case store.ChangeLapsed:
-		switch {
-		case ev == EventSetExpire:
-			// As Redis: the write and its expiry, which then expires.
-			if c.Created {
-				n.notifyEvent(flags, notifyNew, "new", key)
-			}
-			n.notifyEvent(flags, notifyString, "set", key)
-			n.notifyEvent(flags, notifyGeneric, "expire", key)
-			n.notifyEvent(flags, notifyExpired, "expired", key)
-		case !c.Created: // it removed the key's entry
-			n.notifyEvent(flags, notifyGeneric, "del", key)
-		}
 	}
 }
 
