@@ -20,7 +20,18 @@ type evStep struct {
 
 // ev is a step of one command.
 func ev(cmdline, want string, events ...string) evStep {
-	return evStep{cmds: [][]string{strings.Fields(cmdline)}, wants: []string{want}, events: events}
+	return evStep{cmds: [][]string{fields(cmdline)}, wants: []string{want}, events: events}
+}
+
+// fields splits a command line at spaces; '' stands for an empty argument.
+func fields(cmdline string) []string {
+	f := strings.Fields(cmdline)
+	for i, a := range f {
+		if a == "''" {
+			f[i] = ""
+		}
+	}
+	return f
 }
 
 // evs is a step of several commands, whose events are checked together:
@@ -29,7 +40,7 @@ func ev(cmdline, want string, events ...string) evStep {
 func evs(cmdlines []string, events ...string) evStep {
 	st := evStep{events: events}
 	for _, c := range cmdlines {
-		st.cmds = append(st.cmds, strings.Fields(c))
+		st.cmds = append(st.cmds, fields(c))
 		st.wants = append(st.wants, "*")
 	}
 	return st
@@ -185,11 +196,6 @@ func runKeyEventScript(t *testing.T, addr string) {
 	}
 	for i, st := range keyEventScript {
 		for j, c := range st.cmds {
-			for k, a := range c {
-				if a == "''" {
-					c[k] = ""
-				}
-			}
 			if got := r.do(c...); st.wants[j] != "*" && got != st.wants[j] {
 				t.Errorf("step %d %q: got %s\n\twant %s", i, c, got, st.wants[j])
 			}
