@@ -23,7 +23,7 @@ func ev(cmdline, want string, events ...string) evStep {
 	return evStep{cmds: [][]string{fields(cmdline)}, wants: []string{want}, events: events}
 }
 
-// fields splits a command line at spaces; '' stands for an empty argument.
+// fields splits a command line at spaces; ” stands for an empty argument.
 func fields(cmdline string) []string {
 	f := strings.Fields(cmdline)
 	for i, a := range f {
