@@ -23,7 +23,8 @@ func ev(cmdline, want string, events ...string) evStep {
 	return evStep{cmds: [][]string{fields(cmdline)}, wants: []string{want}, events: events}
 }
 
-// fields splits a command line at spaces; ” stands for an empty argument.
+// fields splits a command line at spaces; an argument of two single quotes
+// stands for an empty one.
 func fields(cmdline string) []string {
 	f := strings.Fields(cmdline)
 	for i, a := range f {
