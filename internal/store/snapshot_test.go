@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -221,4 +222,33 @@ func TestPurge(t *testing.T) {
 		apply(t, s, set(k, "old", v(9)), Refused)
 		apply(t, s, set(k, "new", v(11)), Applied)
 	}
+}
+
+// Forget removes the entries asked for and nothing else, leaves their
+// tombstones and no ghost: the same versions come back in (a full sync
+// refilling a slot), while a write older than a kept tombstone is still
+// refused.
+func TestForget(t *testing.T) {
+	s, _ := newStore(t)
+	keys := keysOf(100)
+	for _, k := range keys {
+		s.Apply(set(k, "v", v(10)))
+	}
+	s.Apply(del("gone", v(10)))
+	odd := func(key string) bool { return slices.Index(keys, key)%2 == 1 }
+	if n := s.Forget(odd); n != 50 || s.Len() != 50 {
+		t.Fatalf("Forget = %d, Len %d; want 50 and 50", n, s.Len())
+	}
+	for i, k := range keys {
+		if _, ok := s.Peek(k); ok != (i%2 == 0) {
+			t.Fatalf("Peek(%s) = %v after Forget", k, ok)
+		}
+		if i%2 == 1 {
+			apply(t, s, set(k, "v", v(10)), Applied) // no ghost refuses it
+		}
+	}
+	if s.Forget(func(key string) bool { return key == "gone" }) != 0 || s.Tombstones() != 1 {
+		t.Fatal("Forget touched a tombstone")
+	}
+	apply(t, s, set("gone", "old", v(9)), Stale)
 }

@@ -631,6 +631,31 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 	return n
 }
 
+// Forget removes the live entries whose keys drop returns true for, on
+// this node only, and returns how many it removed: a region node forgets
+// the slots it no longer keeps. Unlike DropUnvouched and Purge it leaves
+// no ghost, so a later full sync brings the same versions back in (a
+// ghost would refuse them: a miss for nothing); the tombstones stay, and
+// still refuse older writes. Nothing is reported to OnChange: no key
+// changed, this node just stopped holding some. drop is called without a
+// lock held.
+func (s *Store) Forget(drop func(key string) bool) int {
+	n := 0
+	for key := range s.cache.All() {
+		if !drop(key) {
+			continue
+		}
+		s.cache.Compute(key, func(_ item, _ int64, found bool) (item, int64, lru.Action) {
+			if !found {
+				return item{}, 0, lru.Keep
+			}
+			n++
+			return item{}, 0, lru.Remove
+		})
+	}
+	return n
+}
+
 // Reclaim removes expired entries (a bounded step of the lru engine) and
 // every tombstone past the horizon, and returns how many it removed. The
 // engine's sweep and Apply do both in the background of normal traffic; the
