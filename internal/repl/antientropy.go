@@ -163,7 +163,7 @@ func (r *Replicator) applyRepair(l *link, f *wire.Repair) {
 			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
-		if r.cfg.Store.Apply(fromWireOp(&f.Ops[i])) == store.Applied {
+		if r.keeps(&f.Ops[i]) && r.cfg.Store.Apply(fromWireOp(&f.Ops[i])) == store.Applied {
 			n++
 		}
 	}

@@ -46,6 +46,7 @@ type originState struct {
 	region    string
 	connected bool
 	since     time.Time
+	conn      net.Conn // the connection applying the stream, while connected (Resync)
 	// heard is when the last connection from the origin last delivered a
 	// frame: the start of an absence.
 	heard     time.Time
@@ -178,7 +179,7 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 		return nil, err
 	}
 	fc.grow()
-	o, gen, next := r.takeOver(h)
+	o, gen, next := r.takeOver(h, c)
 	now := time.Now()
 	in := &inStream{r: r, fc: fc, h: h, o: o, gen: gen, asked: next == 0, next: next, heard: now, lastWrite: now}
 	return in, fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())})
@@ -358,7 +359,7 @@ func (in *inStream) onProbe(f *wire.Probe) error {
 // for the same incarnation; from the start for a new one (a restarted
 // origin's log starts at 1 again); or 0, asking for a full sync, if this
 // node has never synced with the origin.
-func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
+func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (*originState, uint64, uint64) {
 	r.mu.Lock()
 	o := r.origins[h.NodeID]
 	if o == nil {
@@ -386,7 +387,7 @@ func (r *Replicator) takeOver(h *wire.Hello) (*originState, uint64, uint64) {
 			"origin", h.NodeName, "away", time.Since(o.heard).Round(time.Millisecond), "horizon", horizon)
 	}
 	o.name, o.region = h.NodeName, h.Region
-	o.connected, o.since = true, time.Now()
+	o.connected, o.since, o.conn = true, time.Now(), c
 	if !o.synced {
 		return o, o.gen, 0
 	}
@@ -401,7 +402,7 @@ func (r *Replicator) release(o *originState, gen uint64, heard time.Time) {
 	o.mu.Lock()
 	lost := o.gen == gen
 	if lost {
-		o.connected, o.since, o.heard = false, time.Now(), heard
+		o.connected, o.since, o.heard, o.conn = false, time.Now(), heard, nil
 	}
 	o.mu.Unlock()
 	if lost && r.ctx.Err() == nil {
@@ -539,12 +540,25 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(w.HLC)); err != nil {
 		return err
 	}
+	if !r.keeps(w) {
+		return nil
+	}
 	op := fromWireOp(w)
 	res := r.cfg.Store.Apply(op)
 	if int(res) < len(o.results) {
 		o.results[res]++
 	}
 	return nil
+}
+
+// keeps reports whether this node applies the replicated write w
+// (Config.Keeps), and counts it if not. A delete is always applied.
+func (r *Replicator) keeps(w *wire.Op) bool {
+	if r.cfg.Keeps == nil || w.Kind == wire.KindDelete || r.cfg.Keeps(w.Key) {
+		return true
+	}
+	r.notKept.Add(1)
+	return false
 }
 
 // deliverLocked hands the message with sequence number seq to OnPublish,
@@ -577,7 +591,7 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 			return fmt.Errorf("a %v op inside a snapshot", w.Kind)
 		}
 		track := false
-		if w.Kind == wire.KindSet || w.Kind == wire.KindCounter || w.Kind == wire.KindHash {
+		if (w.Kind == wire.KindSet || w.Kind == wire.KindCounter || w.Kind == wire.KindHash) && r.keeps(w) {
 			if _, in := snap.keys[w.Key]; !in {
 				cost := int64(len(w.Key)) + snapshotKeyOverhead
 				if len(snap.keys) >= r.cfg.MaxSnapshotKeys || snap.bytes+cost > r.cfg.MaxSnapshotBytes {

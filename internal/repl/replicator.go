@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -128,6 +129,15 @@ type Config struct {
 	// runs apply directly (the store applies each op atomically, not the
 	// batch).
 	ApplyBatch func(keys []string, apply func())
+	// Keeps, if set, says whether this node keeps the live entries of a
+	// key (a node of a region that stores only its own slots). A
+	// replicated write of a key it does not keep — from a stream, a full
+	// sync or an anti-entropy repair — is merged into the clock and
+	// counted, not applied. Deletes are applied whatever the key, so that
+	// a node that comes to keep the key later still refuses an older write
+	// of it arriving late (I3). Keeps is called on the receiving
+	// goroutines and must be fast. nil keeps every key.
+	Keeps func(key string) bool
 
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.
@@ -297,6 +307,11 @@ type Replicator struct {
 	// rate-limits their warning.
 	repairsHeld uint64
 	repairWarn  warnState
+
+	// notKept counts the replicated writes not applied because this node
+	// does not keep their keys (Config.Keeps).
+	notKept atomic.Uint64
+	resyncs uint64 // Resync calls; guarded by mu
 }
 
 // New validates cfg and returns a replicator that has started nothing yet;

@@ -81,6 +81,9 @@ type Stats struct {
 	// version was too far ahead of this node's clock (taken again by a later
 	// round).
 	RepairsHeld uint64
+	// NotKept counts the replicated writes not applied because this node
+	// does not keep their keys (Config.Keeps); Resyncs counts Resync calls.
+	NotKept, Resyncs uint64
 }
 
 // Stats returns the current figures.
@@ -90,6 +93,7 @@ func (r *Replicator) Stats() Stats {
 	r.mu.Lock()
 	st.IDConflicts, st.IDConflict = r.idConflicts, r.idConflict
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
+	st.NotKept, st.Resyncs = r.notKept.Load(), r.resyncs
 	for _, l := range r.links {
 		l.mu.Lock()
 		ls := LinkStats{

@@ -1,0 +1,112 @@
+package repl
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+// A node that keeps only some keys (Config.Keeps) applies the others'
+// deletes but not their writes; once it keeps them too, Resync brings what
+// the origin holds of them by a full sync, and a delete it applied while
+// not keeping the key still refuses an older write of it.
+func TestKeepsAndResync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var all atomic.Bool
+		keeps := func(key string) bool { return all.Load() || strings.HasPrefix(key, "mine") }
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Keeps: keeps}, true)
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		ctx := context.Background()
+		time.Sleep(time.Second) // b's first dial, before a listened, backs off
+		synctest.Wait()         // linked both ways, the first (empty) full syncs done
+
+		a.put(t, "mine1", "v1")
+		a.put(t, "other1", "v1")
+		a.put(t, "other2", "v1")
+		old := a.clock.Last() // before the delete below: an older version of other2
+		ts, err := a.clock.Now()
+		if err != nil {
+			t.Fatal(err)
+		}
+		del := store.Op{Kind: store.KindDelete, Key: "other2", Version: store.Version{HLC: ts, Origin: a.id}}
+		a.st.Apply(del)
+		a.r.Append(del)
+		if err := a.r.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.value("mine1") != "v1" || b.has("other1") {
+			t.Fatalf("b holds mine1=%q, other1 %v; want v1, not held", b.value("mine1"), b.has("other1"))
+		}
+		if _, ok := b.st.Tombstone("other2"); !ok {
+			t.Fatal("the delete of a key b does not keep was not applied")
+		}
+		if got := b.r.Stats().NotKept; got != 2 {
+			t.Fatalf("NotKept %d; want 2 (other1, other2's set)", got)
+		}
+
+		all.Store(true)
+		<-b.r.Resync()
+		if got := b.origin(t, a.id).FullSyncs; got != 2 {
+			t.Fatalf("full syncs from a: %d; want 2 (the first, then the one Resync asked for)", got)
+		}
+		if b.value("other1") != "v1" {
+			t.Fatalf("after Resync b holds other1=%q; want v1", b.value("other1"))
+		}
+		late := store.Op{Kind: store.KindSet, Key: "other2", Value: []byte("stale"), Version: store.Version{HLC: old, Origin: a.id}}
+		if res := b.st.Apply(late); res == store.Applied || b.has("other2") {
+			t.Fatalf("a write older than other2's delete was applied (%v)", res)
+		}
+		if st := b.r.Stats(); st.Resyncs != 1 {
+			t.Fatalf("Resyncs %d; want 1", st.Resyncs)
+		}
+		// And the stream goes on after the resync.
+		a.put(t, "other3", "v3")
+		if err := a.r.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.value("other3") != "v3" {
+			t.Fatalf("after Resync the stream did not resume: other3=%q", b.value("other3"))
+		}
+	})
+}
+
+// Resync does not wait for an origin this node's own link no longer
+// reaches, and returns a closed channel once the replicator is closed.
+func TestResyncDoesNotWaitForAGoneOrigin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}}, true)
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		resynced := b.r.Resync() // a is connected: it is waited for
+		a.r.Close()
+		<-resynced
+		if b.origin(t, a.id).FullSyncs != 1 {
+			t.Fatal("a full sync from a closed origin")
+		}
+		if strings.Contains(b.logs.String(), "not complete in time") {
+			t.Fatal("Resync waited for the closed origin until SyncTimeout")
+		}
+	})
+}
+
+// Resync on a closed replicator returns a closed channel.
+func TestResyncAfterClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		b := startTestNode(t, mem, "b", Config{NodeID: 2}, true)
+		b.r.Close()
+		<-b.r.Resync()
+	})
+}
