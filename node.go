@@ -150,6 +150,19 @@ type Node struct {
 	regionLeft  bool // LeaveRegion dropped this node from its own map
 	// regionLeavingFrom is this node's state before LeaveRegion.
 	regionLeavingFrom cluster.MemberState
+	// Slot-owned storage (region_keep.go; GossipConfig.SlotsOnly): the
+	// slots kept and cold, coldGen the last warming round marked (under
+	// regionMu), warmGen the last one done (keepSlots' own), keepWake
+	// wakes keepSlots, regionStop (closed by Close) stops it, forgotten
+	// counts the entries forgotten.
+	keep       atomic.Pointer[slotSet]
+	cold       atomic.Pointer[coldSlots]
+	coldGen    uint32
+	warmGen    uint32
+	keepWake   chan struct{}
+	regionStop chan struct{}
+	stopRegion sync.Once
+	forgotten  atomic.Uint64
 
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate
@@ -194,6 +207,11 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("geocache: listen for replication: %w", err)
 		}
 	}
+	var keeps func(string) bool
+	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
+		keeps = n.keeps
+		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
+	}
 	dial := cfg.Dial
 	if cfg.TLS != nil {
 		pt := newPeerTLS(&cfg, phys)
@@ -222,6 +240,7 @@ func Open(cfg Config) (*Node, error) {
 		LargeWindow:   cfg.LargeValueWindow,
 		OnPublish:     func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
 		ApplyBatch:    n.applyBatch,
+		Keeps:         keeps,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
@@ -773,6 +792,9 @@ func (n *Node) Close() error {
 			n.cfg.Logger.Warn("region: leave not announced", "err", err)
 		}
 		n.members.Close()
+		if n.regionStop != nil {
+			n.stopRegion.Do(func() { close(n.regionStop) })
+		}
 	}
 	n.repl.Close()
 	n.readyWait.Wait()

@@ -49,6 +49,20 @@ type GossipConfig struct {
 	// ProbeInterval and ProbeTimeout tune failure detection (defaults
 	// 200 ms and 100 ms: a dead member is declared in about a second).
 	ProbeInterval, ProbeTimeout time.Duration
+	// SlotsOnly makes this node keep only the entries of the slots it
+	// owns, so that a region of N nodes holds about N/Copies times what
+	// one node holds, for regions whose clients all follow the slot map
+	// (cluster-aware Redis clients, with serve's --cluster-redirect, or an
+	// embedding that routes each key by SlotMap). Without it every node
+	// keeps every key. A replicated write of a key of another node's slot
+	// is not kept here; a local write of one is kept until the next change
+	// of the slot map. A node that loses slots forgets their entries; a
+	// node that gains slots it did not keep takes them by a full sync
+	// from every peer (Resync), and until that completes the slots are
+	// cold (ColdSlot): a redirecting server sends their commands to a
+	// co-owner that held them. A joining node keeps the slots it will own
+	// once serving.
+	SlotsOnly bool
 }
 
 // startRegion joins the region's gossip and links to its members; repl
@@ -70,6 +84,9 @@ func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
 	}
 	n.members = m
 	n.applyMembers(m.Members())
+	if g.SlotsOnly {
+		n.readyWait.Go(n.keepSlots)
+	}
 	n.readyWait.Go(func() {
 		<-n.repl.Synced() // closed by repl.Close at the latest
 		// After LeaveRegion or Close this fails, as it should.
@@ -165,6 +182,13 @@ func (n *Node) applyMembers(members []cluster.Member) {
 	}
 	n.slots.Store(&slotMap{m: m, epoch: epoch})
 	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
+	if n.cfg.Gossip.SlotsOnly {
+		var prev *cluster.Map
+		if old != nil {
+			prev = old.m
+		}
+		n.updateKeep(members, prev, m)
+	}
 	want := map[string]bool{}
 	for _, mb := range members {
 		if mb.ID != n.id && mb.ReplAddr != "" {
@@ -221,6 +245,13 @@ func (n *Node) regionStats() *RegionStats {
 	}
 	for _, r := range sm.m.PrimaryRanges(n.id) {
 		rs.PrimarySlots += r.Len()
+	}
+	if k := n.keep.Load(); k != nil {
+		rs.KeptSlots = k.count()
+		if c := n.cold.Load(); c != nil {
+			rs.ColdSlots = c.n
+		}
+		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), n.repl.Stats().Resyncs
 	}
 	return rs
 }

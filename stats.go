@@ -42,6 +42,9 @@ type Stats struct {
 	// RepairsHeld counts anti-entropy repairs not applied because their
 	// version was too far ahead of this node's clock.
 	RepairsHeld uint64
+	// NotKept counts the replicated writes not applied because this node
+	// does not keep their slots (GossipConfig.SlotsOnly).
+	NotKept uint64
 
 	// Acks describes the writes that waited for other regions: one entry
 	// for Quorum, one for All.
@@ -65,6 +68,13 @@ type RegionStats struct {
 	// Slots and PrimarySlots count the slots this node owns (as any copy)
 	// and those it is the primary of, in its own map.
 	Slots, PrimarySlots int
+	// With GossipConfig.SlotsOnly: KeptSlots counts the slots whose
+	// entries this node keeps, ColdSlots those of them still taking what
+	// the region holds (ColdSlot), and Forgotten the entries forgotten
+	// because their slots were no longer kept. Resyncs counts the rounds
+	// of full syncs asked of every peer for gained slots.
+	KeptSlots, ColdSlots int
+	Forgotten, Resyncs   uint64
 }
 
 // AckStats describes the writes of one acknowledgement level.
@@ -199,7 +209,7 @@ func (n *Node) Stats() Stats {
 		Hits: ss.Hits, Misses: ss.Misses, Evictions: ss.Evictions, Expired: ss.Expirations,
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
 		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
-		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld,
+		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, NotKept: rs.NotKept,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))

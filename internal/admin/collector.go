@@ -112,13 +112,16 @@ var (
 	descOriginSyncsRef  = desc("origin_full_syncs_refused_total", "Full syncs from the origin refused: not asked for by this node, or over the full-sync budget.", originLabels...)
 	descInboundConns    = desc("replication_inbound_connections", "Replication connections accepted and open now.")
 	descInboundRefused  = desc("replication_inbound_refused_total", "Replication connections closed at once because the cap on inbound connections was reached.")
+	descNotKept         = desc("replication_not_kept_total", "Replicated writes not applied because this node does not keep their slots (slot-owned storage).")
 	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
-	descRegionState   = desc("region_state", "This node's state in its region of several nodes: 1 for the state it announces (joining, serving, leaving), 0 for the others.", "state")
-	descRegionMembers = desc("region_members", "Live members of this node's region, this node included, by state.", "state")
-	descRegionEpoch   = desc("region_slot_map_epoch", "Epoch of this node's slot map (one more at each change).")
-	descRegionSlots   = desc("region_slots", "Hash slots this node owns, as any copy (owned) or as their primary (primary).", "role")
+	descRegionState     = desc("region_state", "This node's state in its region of several nodes: 1 for the state it announces (joining, serving, leaving), 0 for the others.", "state")
+	descRegionMembers   = desc("region_members", "Live members of this node's region, this node included, by state.", "state")
+	descRegionEpoch     = desc("region_slot_map_epoch", "Epoch of this node's slot map (one more at each change).")
+	descRegionSlots     = desc("region_slots", "Hash slots this node owns, as any copy (owned) or as their primary (primary); with slot-owned storage also those whose entries it keeps (kept) and those of them still filling from the peers (cold).", "role")
+	descRegionForgotten = desc("region_forgotten_entries_total", "Entries forgotten because their slots were no longer kept (slot-owned storage).")
+	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
 	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")
@@ -148,9 +151,9 @@ var (
 		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
-		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld,
+		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept,
 		descVisibility, descAckDuration, descAckFailures,
-		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots,
+		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
@@ -201,6 +204,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descInboundConns, float64(st.InboundConns))
 	counter(descInboundRefused, st.InboundRefused)
 	counter(descRepairsHeld, st.RepairsHeld)
+	counter(descNotKept, st.NotKept)
 	if r := st.RegionNodes; r != nil {
 		for _, s := range regionStates {
 			gauge(descRegionState, map[bool]float64{true: 1}[r.State == s], s)
@@ -209,6 +213,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRegionEpoch, float64(r.Epoch))
 		gauge(descRegionSlots, float64(r.Slots), "owned")
 		gauge(descRegionSlots, float64(r.PrimarySlots), "primary")
+		if r.KeptSlots > 0 {
+			gauge(descRegionSlots, float64(r.KeptSlots), "kept")
+			gauge(descRegionSlots, float64(r.ColdSlots), "cold")
+			counter(descRegionForgotten, r.Forgotten)
+			counter(descRegionResyncs, r.Resyncs)
+		}
 	}
 
 	// A registry refuses a whole scrape that holds two series with the same

@@ -1,0 +1,226 @@
+package geocache
+
+import (
+	"slices"
+
+	"github.com/geocache/geocache/internal/cluster"
+)
+
+// Slot-owned storage (GossipConfig.SlotsOnly): which slots this node keeps,
+// forgetting the ones it stops keeping, and warming the ones it starts
+// keeping.
+
+// slotSet is a set of hash slots. It is immutable once published.
+type slotSet [cluster.Slots / 64]uint64
+
+func (s *slotSet) has(slot int) bool { return s[slot>>6]&(1<<(slot&63)) != 0 }
+
+func (s *slotSet) add(r cluster.SlotRange) {
+	for slot := r.First; slot <= r.Last; slot++ {
+		s[slot>>6] |= 1 << (slot & 63)
+	}
+}
+
+// minus returns the slots of s not in o, and whether there are any.
+func (s *slotSet) minus(o *slotSet) (*slotSet, bool) {
+	d, any := new(slotSet), false
+	for i := range s {
+		d[i] = s[i] &^ o[i]
+		any = any || d[i] != 0
+	}
+	return d, any
+}
+
+func (s *slotSet) count() int {
+	n := 0
+	for slot := range cluster.Slots {
+		if s.has(slot) {
+			n++
+		}
+	}
+	return n
+}
+
+func setOf(ranges []cluster.SlotRange) *slotSet {
+	s := new(slotSet)
+	for _, r := range ranges {
+		s.add(r)
+	}
+	return s
+}
+
+// coldSlots are the slots this node keeps without holding what the region
+// holds of them yet: gained since its last full syncs. It is immutable
+// once published.
+type coldSlots struct {
+	// gen is the warming round that will make the slot warm (0: warm).
+	gen [cluster.Slots]uint32
+	// ask is 1 + the index in addrs of a co-owner that owned the slot
+	// before this node gained it (0: none known), the client address a
+	// redirecting server sends the slot's commands to meanwhile.
+	ask   [cluster.Slots]uint16
+	addrs []string
+	n     int // cold slots
+}
+
+// ColdSlot reports whether this node owns slot without holding what the
+// region holds of it yet (GossipConfig.SlotsOnly: gained since the node's
+// last full syncs, which are under way), and if so the client address of
+// a co-owner that owned it before ("" if none is known). Reads of a cold
+// slot here may miss entries the region holds; they never return a
+// version older than one this node has applied.
+func (n *Node) ColdSlot(slot int) (ask string, cold bool) {
+	c := n.cold.Load()
+	if c == nil || slot < 0 || slot >= cluster.Slots || c.gen[slot] == 0 {
+		return "", false
+	}
+	if i := c.ask[slot]; i > 0 {
+		return c.addrs[i-1], true
+	}
+	return "", true
+}
+
+// keeps reports whether this node keeps key's entries (repl.Config.Keeps).
+func (n *Node) keeps(key string) bool {
+	k := n.keep.Load()
+	return k == nil || k.has(cluster.KeySlot(key))
+}
+
+// updateKeep follows a new slot map m (the one before was prev, nil for the
+// first) with the slots this node keeps: a serving node keeps the slots it
+// owns, a joining one those it will own once serving, and a leaving one
+// what it kept. Slots it stops keeping are forgotten, and slots it starts
+// keeping are cold until the full syncs asked for complete (keepSlots does
+// both). Called by applyMembers, under regionMu.
+func (n *Node) updateKeep(members []cluster.Member, prev, m *cluster.Map) {
+	i := slices.IndexFunc(members, func(mb cluster.Member) bool { return mb.ID == n.id })
+	if n.regionLeft || i < 0 || members[i].State == cluster.Leaving {
+		return
+	}
+	owning := m
+	if members[i].State == cluster.Joining {
+		members = slices.Clone(members)
+		members[i].State = cluster.Serving
+		pm, err := cluster.New(members, n.cfg.Gossip.Copies)
+		if err != nil {
+			n.cfg.Logger.Error("region: slots to keep not computed", "err", err)
+			return
+		}
+		owning = pm
+	}
+	next := setOf(owning.RangesOf(n.id))
+	old := n.keep.Swap(next)
+	if old == nil {
+		return // the first map: the node is empty, and its first syncs fill it
+	}
+	_, lost := old.minus(next)
+	gained, any := next.minus(old)
+	if any {
+		n.markCold(gained, prev, m)
+	}
+	if lost || any {
+		select {
+		case n.keepWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// markCold publishes the slots of gained as cold, to be warmed by the next
+// warming round, each with a co-owner in m that owned it in prev, and
+// refreshes the co-owners of the slots still cold.
+func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
+	n.coldGen++
+	c := new(coldSlots)
+	if old := n.cold.Load(); old != nil {
+		c.gen = old.gen
+	}
+	index := map[string]uint16{}
+	for slot := range cluster.Slots {
+		if gained.has(slot) {
+			c.gen[slot] = n.coldGen
+		}
+		if c.gen[slot] == 0 {
+			continue
+		}
+		c.n++
+		if prev == nil {
+			continue
+		}
+		for _, o := range m.Owners(slot) {
+			if o.ID == n.id || o.Addr == "" || !prev.Owns(o.ID, slot) {
+				continue
+			}
+			j, ok := index[o.Addr]
+			if !ok && len(c.addrs) < 1<<16-1 {
+				c.addrs = append(c.addrs, o.Addr)
+				j = uint16(len(c.addrs))
+				index[o.Addr] = j
+			}
+			c.ask[slot] = j
+			break
+		}
+	}
+	n.cold.Store(c)
+	n.cfg.Logger.Info("region: slots gained; taking them by full syncs from the peers", "gained", gained.count(), "cold", c.n)
+}
+
+// keepSlots runs while the node is open (GossipConfig.SlotsOnly): at each
+// change of the slots kept, it forgets the entries of the slots no longer
+// kept, then, if slots were gained, asks every peer for a full sync and
+// marks them warm once those complete (or time out).
+func (n *Node) keepSlots() {
+	for {
+		select {
+		case <-n.keepWake:
+		case <-n.regionStop:
+			return
+		}
+		if k := n.keep.Load(); k != nil {
+			if gone := n.store.Forget(func(key string) bool { return !k.has(cluster.KeySlot(key)) }); gone > 0 {
+				n.forgotten.Add(uint64(gone))
+				n.cfg.Logger.Info("region: forgot the entries of slots no longer kept", "entries", gone)
+			}
+		}
+		n.regionMu.Lock()
+		gen := n.coldGen
+		n.regionMu.Unlock()
+		if gen == n.warmGen {
+			continue
+		}
+		select {
+		case <-n.repl.Resync():
+		case <-n.regionStop:
+			return
+		}
+		n.warmGen = gen
+		n.regionMu.Lock()
+		n.warmUpTo(gen)
+		n.regionMu.Unlock()
+	}
+}
+
+// warmUpTo marks warm the cold slots of warming rounds up to gen. Called
+// under regionMu.
+func (n *Node) warmUpTo(gen uint32) {
+	old := n.cold.Load()
+	if old == nil {
+		return
+	}
+	c := *old
+	c.n = 0
+	for slot := range cluster.Slots {
+		if c.gen[slot] != 0 && c.gen[slot] <= gen {
+			c.gen[slot], c.ask[slot] = 0, 0
+		}
+		if c.gen[slot] != 0 {
+			c.n++
+		}
+	}
+	if c.n == 0 {
+		n.cold.Store(nil)
+	} else {
+		n.cold.Store(&c)
+	}
+	n.cfg.Logger.Info("region: gained slots warm", "still_cold", c.n)
+}

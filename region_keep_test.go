@@ -1,0 +1,147 @@
+package geocache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+func openSlotsOnlyNode(t *testing.T, id uint32, join ...string) *Node {
+	t.Helper()
+	n, err := Open(Config{
+		Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second,
+		Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, ClientAddr: fmt.Sprint("127.0.0.1:", 6380+id), SlotsOnly: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// With SlotsOnly each node keeps the entries of its own slots only. When a
+// node goes, the others take over its slots and fill them from each other
+// (cold until then); when one joins, it fills before it serves, and the
+// others forget the slots it took.
+func TestRegionKeepsOnlyItsSlots(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	join := a.members.Addr()
+	b := openSlotsOnlyNode(t, 2, join)
+	c := openSlotsOnlyNode(t, 3, join)
+	nodes := map[uint32]*Node{1: a, 2: b, 3: c}
+	settled := func(what string, live ...*Node) {
+		t.Helper()
+		for _, n := range live {
+			testkit.Eventually(t, what, func() bool {
+				m, _ := n.SlotMap()
+				st := n.Stats().RegionNodes
+				return m != nil && len(m.Members()) == len(live) && allServing(m) && st.ColdSlots == 0 && st.KeptSlots == st.Slots
+			})
+		}
+	}
+	settled("three members serving", a, b, c)
+
+	const keys = 3000
+	ctx := context.Background()
+	m, _ := a.SlotMap()
+	for i := range keys {
+		k := fmt.Sprint("user:", i)
+		if err := nodes[m.Primary(cluster.KeySlot(k)).ID].Set(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// holds checks that each node holds exactly the keys of the slots it
+	// owns in its map.
+	holds := func(what string, live ...*Node) {
+		t.Helper()
+		for _, n := range live {
+			want := 0
+			testkit.Eventually(t, what, func() bool {
+				m, _ := n.SlotMap()
+				want = 0
+				for i := range keys {
+					if m.Owns(n.id, cluster.KeySlot(fmt.Sprint("user:", i))) {
+						want++
+					}
+				}
+				return n.Stats().Entries == want
+			})
+			m, _ := n.SlotMap()
+			for i := range keys {
+				k := fmt.Sprint("user:", i)
+				_, err := n.Get(k)
+				if owns := m.Owns(n.id, cluster.KeySlot(k)); owns != (err == nil) {
+					t.Fatalf("%s: node %d owns %s's slot: %v; holds it: %v", what, n.id, k, owns, err == nil)
+				}
+			}
+			if want == keys && len(live) == 3 {
+				t.Fatalf("%s: node %d owns every key of three nodes with two copies", what, n.id)
+			}
+		}
+	}
+	holds("each node its own slots", a, b, c)
+	if a.Stats().NotKept == 0 {
+		t.Error("a was sent no write of another node's slot")
+	}
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	settled("two members, warm again", a, b)
+	holds("the survivors hold every key", a, b)
+	for _, n := range []*Node{a, b} {
+		if st := n.Stats().RegionNodes; st.Resyncs == 0 || st.KeptSlots != cluster.Slots {
+			t.Errorf("node %d after a member left: %d resyncs, %d slots kept", n.id, st.Resyncs, st.KeptSlots)
+		}
+	}
+
+	d := openSlotsOnlyNode(t, 4, join)
+	settled("three members again", a, b, d)
+	holds("the joined node took its share, the others forgot it", a, b, d)
+	if a.Stats().RegionNodes.Forgotten+b.Stats().RegionNodes.Forgotten == 0 {
+		t.Error("nothing forgotten after a node joined")
+	}
+}
+
+// A slot gained is cold, and names a co-owner that owned it before: the
+// server sends its commands there until the slot is warm.
+func TestColdSlotsNameAFormerOwner(t *testing.T) {
+	members := []cluster.Member{
+		{ID: 1, Addr: "a:1", State: cluster.Serving},
+		{ID: 2, Addr: "b:1", State: cluster.Serving},
+		{ID: 3, Addr: "c:1", State: cluster.Serving},
+	}
+	before, err := cluster.New(members, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := cluster.New(members[:2], 2) // 3 went: 1 and 2 own everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{id: 1, cfg: Config{Logger: slog.New(slog.DiscardHandler)}}
+	kept, next := setOf(before.RangesOf(1)), setOf(after.RangesOf(1))
+	gained, any := next.minus(kept)
+	if !any {
+		t.Fatal("node 1 gained nothing")
+	}
+	n.markCold(gained, before, after)
+	for slot := range cluster.Slots {
+		ask, cold := n.ColdSlot(slot)
+		if cold != gained.has(slot) {
+			t.Fatalf("slot %d cold %v, gained %v", slot, cold, gained.has(slot))
+		}
+		if cold && ask != "b:1" { // 2 owned every slot 1 gained (with 3)
+			t.Fatalf("slot %d: ask %q, want b:1", slot, ask)
+		}
+	}
+	n.warmUpTo(n.coldGen)
+	if _, cold := n.ColdSlot(0); cold || n.cold.Load() != nil {
+		t.Fatal("slots still cold after their warming round")
+	}
+}
