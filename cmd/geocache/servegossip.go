@@ -92,6 +92,9 @@ func (c *serveConfig) gossipConfig() *geocache.GossipConfig {
 	return &geocache.GossipConfig{
 		Addr: c.gossipAddr, AdvertiseAddr: c.gossipAdvertise, Join: c.join,
 		Key: c.gossipKey, Copies: c.copies, ClientAddr: announce, ReplAddr: c.peerAnnounceAddr,
+		// Redirecting nodes are only asked for their own slots: they keep
+		// only those, and the region holds Nodes/Copies times one node.
+		SlotsOnly: c.clusterRedirect,
 	}
 }
 

@@ -78,6 +78,13 @@ func cmdCluster(c *conn, args [][]byte) {
 
 // cmdClusterOK answers ASKING, READONLY and READWRITE: every node of a
 // region serves reads and writes of every slot, so they change nothing.
+// cmdAsking is ASKING: the next command of the connection is served even
+// if its slot is cold here (route).
+func cmdAsking(c *conn, args [][]byte) {
+	cmdClusterOK(c, args)
+	c.asking = c.s.cfg.Redirect && c.errs == c.errMark
+}
+
 func cmdClusterOK(c *conn, args [][]byte) {
 	if m, _ := c.s.node.SlotMap(); m == nil {
 		c.replyError(errClusterDisabled)

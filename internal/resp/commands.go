@@ -61,7 +61,7 @@ func commandList() []*command {
 		// cluster
 		{name: "cluster", arity: -2, flags: []string{"stale"}, group: "cluster", since: "3.0.0", summary: "A container for Redis Cluster commands (SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT), answered from the region's slot map.", fn: cmdCluster,
 			subcommands: map[string]int{"slots": 2, "shards": 2, "nodes": 2, "info": 2, "myid": 2, "keyslot": 3, "help": 2}},
-		{name: "asking", arity: 1, flags: []string{"fast"}, group: "cluster", since: "3.0.0", summary: "Sent by cluster clients after an -ASK redirect; every region node serves every slot.", fn: cmdClusterOK},
+		{name: "asking", arity: 1, flags: []string{"fast"}, group: "cluster", since: "3.0.0", summary: "Sent by cluster clients after an -ASK redirect: the next command is served here.", fn: cmdAsking},
 		{name: "readonly", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Enables read queries to a replica: every region node serves reads.", fn: cmdClusterOK},
 		{name: "readwrite", arity: 1, flags: []string{"fast", "stale"}, group: "cluster", since: "3.0.0", summary: "Disables READONLY: every region node serves writes.", fn: cmdClusterOK},
 		// strings and keys
@@ -271,6 +271,8 @@ func (c *conn) execSilenced(args [][]byte) {
 // (Config.Redirect, redirect.go), then subscribed mode (RESP2 only).
 func (c *conn) execCommand(args [][]byte) {
 	c.errMark = c.errs
+	asking := c.asking // for this command only (ASKING sets it again)
+	c.asking = false
 	cmd := lookupCommand(args[0])
 	if cmd == nil {
 		c.failTx()
@@ -294,7 +296,7 @@ func (c *conn) execCommand(args [][]byte) {
 		c.replyError("NOAUTH Authentication required.")
 		return
 	}
-	if c.s.cfg.Redirect && routed(cmd) && !c.route(cmd, args) {
+	if c.s.cfg.Redirect && routed(cmd) && !c.route(cmd, args, asking) {
 		return
 	}
 	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {

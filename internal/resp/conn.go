@@ -119,6 +119,8 @@ type conn struct {
 	// Error replies so far, and their count when the command now running
 	// began (commandstats' failed_calls: run).
 	errs, errMark uint64
+	// asking is set by ASKING for the next command (redirect.go).
+	asking bool
 
 	// CLIENT REPLY (ops_cmds.go): replyOff drops every reply until CLIENT
 	// REPLY ON; skipNext drops the next command's, skipThis the running

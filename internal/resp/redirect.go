@@ -4,11 +4,12 @@ import "github.com/geocache/geocache/internal/cluster"
 
 // Redirection as a Redis Cluster node does it (Config.Redirect).
 //
-// Every node of a region holds every key today, so by default a node
-// serves whatever it is asked: plain clients may use any node, and
-// cluster-aware clients, which send each key to its slot's primary, spread
-// the load. With Redirect, a node answers as a Redis Cluster node does,
-// for regions whose clients are all cluster-aware: a command whose keys
+// By default every node of a region holds every key and serves whatever
+// it is asked: plain clients may use any node, and cluster-aware clients,
+// which send each key to its slot's primary, spread the load. With
+// Redirect (serve's --cluster-redirect, whose nodes keep only their own
+// slots: GossipConfig.SlotsOnly), a node answers as a Redis Cluster node
+// does, for regions whose clients are all cluster-aware: a command whose keys
 // are in a slot this node does not own is answered "-MOVED <slot>
 // <host>:<port>" (the slot's primary), which makes the client reload the
 // map; a command (or a transaction, at EXEC) whose keys are in several
@@ -17,7 +18,10 @@ import "github.com/geocache/geocache/internal/cluster"
 // (reads and writes), not only its primary. A node joining or leaving its
 // region owns no slot, so it redirects every keyed command: cluster-aware
 // clients follow a node's slots as it hands them over. Key-less commands
-// (PUBLISH, ...) are served; KEYS, SCAN, RANDOMKEY and DBSIZE list only
+// (PUBLISH, ...) are served. A command on a slot this node owns but has
+// just gained and is still filling from its peers (Node.ColdSlot) is
+// answered "-ASK <slot> <host>:<port>", naming a co-owner that held the
+// slot, unless it follows ASKING or is part of a transaction. KEYS, SCAN, RANDOMKEY and DBSIZE list only
 // the keys of the slots this node is the primary of (primaryOnly). The checks run where Redis runs them (processCommand): after
 // authentication, before the subscribed-mode check and before queuing in
 // MULTI; a command refused while queuing dooms the transaction, and EXEC
@@ -36,7 +40,7 @@ func routed(cmd *command) bool {
 // route returns true if this node serves the command. Otherwise it has
 // answered -CROSSSLOT or -MOVED and doomed (or, for EXEC, discarded) the
 // open transaction.
-func (c *conn) route(cmd *command, args [][]byte) bool {
+func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	m, _ := c.s.node.SlotMap()
 	if m == nil {
 		return true
@@ -63,8 +67,22 @@ func (c *conn) route(cmd *command, args [][]byte) bool {
 	} else {
 		see(cmd, args)
 	}
-	if slot < 0 || !cross && m.Owns(c.s.nodeCfg.NodeID, slot) {
+	if slot < 0 {
 		return true
+	}
+	if !cross && m.Owns(c.s.nodeCfg.NodeID, slot) {
+		// A cold slot (gained, still filling from the peers) is served by
+		// a co-owner that held it, for this request only: -ASK, as Redis
+		// answers for a key of a slot being migrated away. Not inside a
+		// transaction, and not after ASKING (never back and forth).
+		addr, cold := c.s.cfg.coldSlot(slot)
+		if !cold || addr == "" || asking || c.tx != nil || cmd.name == "exec" {
+			return true
+		}
+		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
+		c.countError("ASK ")
+		c.out = appendAsk(c.out, slot, addr)
+		return false
 	}
 	c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
 	if cmd.name == "exec" {

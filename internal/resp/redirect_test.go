@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -234,4 +235,64 @@ func TestRedirectListsPrimaryKeys(t *testing.T) {
 			t.Errorf("%s listed by %d nodes", k, n)
 		}
 	}
+}
+
+// A command on a cold slot (gained, still filling from the peers) is sent
+// once to a co-owner that held it (-ASK), which a cluster client follows
+// with ASKING; after ASKING, inside a transaction, and once the slot is
+// warm, the node serves it itself. -ASK counts as a rejected call and an
+// ASK error, as Redis counts its redirections.
+func TestRedirectAsksForAColdSlot(t *testing.T) {
+	var coldFor atomic.Int64 // 1 + the cold slot; 0: none
+	var askAddr atomic.Pointer[string]
+	first := true
+	addrs, nodes := regionServers(t, 2, func(g *geocache.GossipConfig, cfg *Config) {
+		g.SlotsOnly = true // two nodes, two copies: both own every slot
+		cfg.Redirect = true
+		if first { // node 1 has the cold slot
+			cfg.coldSlot = func(slot int) (string, bool) {
+				if int64(slot)+1 != coldFor.Load() {
+					return "", false
+				}
+				return *askAddr.Load(), true
+			}
+			first = false
+		}
+	})
+	ctx := context.Background()
+	key := "user:1"
+	slot := cluster.KeySlot(key)
+	if err := nodes[1].Set(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the key on both nodes", func() bool { _, err := nodes[0].Get(key); return err == nil })
+	askAddr.Store(&addrs[1])
+	coldFor.Store(int64(slot) + 1)
+
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("GET", key))
+	c.expect("-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
+	c.send(cmd("ASKING") + cmd("GET", key) + cmd("GET", key))
+	c.expect("+OK\r\n$1\r\nv\r\n-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
+	c.send(cmd("MULTI") + cmd("GET", key) + cmd("EXEC"))
+	c.expect("+OK\r\n+QUEUED\r\n*1\r\n$1\r\nv\r\n")
+	info := newClient(t, addrs[0]).Info(ctx, "errorstats", "commandstats").Val()
+	if got := statLine(info, "errorstat_ASK:"); got != "errorstat_ASK:count=2" {
+		t.Errorf("errorstats: %q; want 2 ASK", got)
+	}
+	if got := statLine(info, "cmdstat_get:"); !strings.Contains(got, "rejected_calls=2,") {
+		t.Errorf("commandstats: %q; want 2 rejected GETs", got)
+	}
+
+	// A cluster client follows -ASK without taking the slot off node 1.
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs[:1]})
+	t.Cleanup(func() { cc.Close() })
+	for range 3 {
+		if v, err := cc.Get(ctx, key).Result(); err != nil || v != "v" {
+			t.Fatalf("cluster client GET on a cold slot: %q, %v", v, err)
+		}
+	}
+	coldFor.Store(0) // warm
+	c.send(cmd("GET", key))
+	c.expect("$1\r\nv\r\n")
 }

@@ -82,8 +82,11 @@ type Config struct {
 	// for a key of a slot this node does not own, -CROSSSLOT for keys in
 	// several slots (redirect.go). It needs a node of a region of several
 	// nodes (geocache.Config.Gossip); without a slot map it changes
-	// nothing. Off by default: every node serves every key.
+	// nothing. Off by default: every node serves every key. A node that
+	// keeps only its own slots (geocache.GossipConfig.SlotsOnly) needs it.
 	Redirect bool
+	// coldSlot stands in for Node.ColdSlot in tests (nil: the node's).
+	coldSlot func(slot int) (ask string, cold bool)
 	// IdleTimeout closes a client that has sent nothing (or has not read
 	// its replies) for this long. 0 means never, like Redis's "timeout 0".
 	// A client blocked in WAIT is not idle, and, as in Redis, a subscribed
@@ -355,6 +358,9 @@ func New(cfg Config) (*Server, error) {
 		authLog:   newAddrLog(authLogEvery, authLogAddrs),
 		hub:       pubsub.New(),
 		locks:     newKeyLocks(),
+	}
+	if s.cfg.coldSlot == nil {
+		s.cfg.coldSlot = cfg.Node.ColdSlot
 	}
 	s.initSettings()
 	// Every message the node delivers — published here or arriving from
