@@ -7,18 +7,26 @@
 # with the same --max-memory per node, takes KEYS keys of 64-byte values
 # (written with redis-benchmark, through --cluster for the region), and the
 # distinct keys the setup holds are counted (the union over its nodes).
+# The region's nodes run with --cluster-redirect, so each keeps only its
+# own slots (REDIRECT=0: without it, every node keeps every key); a
+# redirecting node's SCAN lists the keys of the slots it is the primary
+# of, so the union counts the keys their primaries hold (a key that only
+# its other owner kept is not counted: the figure is a floor).
 # Prints per run:
 #   round setup P SET-rps GET-rps
 #   capacity setup distinct-keys
 # Usage:
 #   go build -o /tmp/geocache ./cmd/geocache
 #   bench/region-vs-node.sh /tmp/geocache [rounds] [nodes]
-# Environment: KEYS (default 400000), CAP_MEMORY (default 16MB).
+# Environment: KEYS (default 400000), CAP_MEMORY (default 16MB),
+# REDIRECT (default 1), COPIES (default 2). ROUNDS 0 measures capacity only.
 set -u
 BIN=$1 ROUNDS=${2:-3} NODES=${3:-3}
 KEYS=${KEYS:-400000} CAP_MEMORY=${CAP_MEMORY:-16MB}
-BASE=${BASE:-16400}
+BASE=${BASE:-16400} REDIRECT=${REDIRECT:-1} COPIES=${COPIES:-2}
 PIDS=()
+REGION_FLAGS=(--copies "$COPIES")
+[ "$REDIRECT" = 1 ] && REGION_FLAGS+=(--cluster-redirect)
 
 start() { # setup memory
 	PIDS=()
@@ -31,7 +39,7 @@ start() { # setup memory
 			join=()
 			[ "$i" -gt 1 ] && join=(--join 127.0.0.1:$((BASE + 200 + 1)))
 			"$BIN" serve --region eu --node "$i" --addr 127.0.0.1:$((BASE + i)) --peer-addr 127.0.0.1:$((BASE + 100 + i)) \
-				--gossip-addr 127.0.0.1:$((BASE + 200 + i)) "${join[@]}" --max-memory "$2" --log-level warn >/dev/null 2>&1 &
+				--gossip-addr 127.0.0.1:$((BASE + 200 + i)) "${join[@]}" "${REGION_FLAGS[@]}" --max-memory "$2" --log-level warn >/dev/null 2>&1 &
 			PIDS+=($!)
 			for _ in $(seq 100); do redis-cli -p $((BASE + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
 		done
