@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,17 +35,7 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	b := openSlotsOnlyNode(t, 2, join)
 	c := openSlotsOnlyNode(t, 3, join)
 	nodes := map[uint32]*Node{1: a, 2: b, 3: c}
-	settled := func(what string, live ...*Node) {
-		t.Helper()
-		for _, n := range live {
-			testkit.Eventually(t, what, func() bool {
-				m, _ := n.SlotMap()
-				st := n.Stats().RegionNodes
-				return m != nil && len(m.Members()) == len(live) && allServing(m) && st.ColdSlots == 0 && st.KeptSlots == st.Slots
-			})
-		}
-	}
-	settled("three members serving", a, b, c)
+	settled(t, "three members serving", a, b, c)
 
 	const keys = 3000
 	ctx := context.Background()
@@ -55,36 +46,7 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// holds checks that each node holds exactly the keys of the slots it
-	// owns in its map.
-	holds := func(what string, live ...*Node) {
-		t.Helper()
-		for _, n := range live {
-			want := 0
-			testkit.Eventually(t, what, func() bool {
-				m, _ := n.SlotMap()
-				want = 0
-				for i := range keys {
-					if m.Owns(n.id, cluster.KeySlot(fmt.Sprint("user:", i))) {
-						want++
-					}
-				}
-				return n.Stats().Entries == want
-			})
-			m, _ := n.SlotMap()
-			for i := range keys {
-				k := fmt.Sprint("user:", i)
-				_, err := n.Get(k)
-				if owns := m.Owns(n.id, cluster.KeySlot(k)); owns != (err == nil) {
-					t.Fatalf("%s: node %d owns %s's slot: %v; holds it: %v", what, n.id, k, owns, err == nil)
-				}
-			}
-			if want == keys && len(live) == 3 {
-				t.Fatalf("%s: node %d owns every key of three nodes with two copies", what, n.id)
-			}
-		}
-	}
-	holds("each node its own slots", a, b, c)
+	holds(t, keys, "each node its own slots", a, b, c)
 	if a.Stats().NotKept == 0 {
 		t.Error("a was sent no write of another node's slot")
 	}
@@ -92,8 +54,8 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	settled("two members, warm again", a, b)
-	holds("the survivors hold every key", a, b)
+	settled(t, "two members, warm again", a, b)
+	holds(t, keys, "the survivors hold every key", a, b)
 	for _, n := range []*Node{a, b} {
 		if st := n.Stats().RegionNodes; st.Resyncs == 0 || st.KeptSlots != cluster.Slots {
 			t.Errorf("node %d after a member left: %d resyncs, %d slots kept", n.id, st.Resyncs, st.KeptSlots)
@@ -101,11 +63,153 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	}
 
 	d := openSlotsOnlyNode(t, 4, join)
-	settled("three members again", a, b, d)
-	holds("the joined node took its share, the others forgot it", a, b, d)
+	settled(t, "three members again", a, b, d)
+	holds(t, keys, "the joined node took its share, the others forgot it", a, b, d)
 	if a.Stats().RegionNodes.Forgotten+b.Stats().RegionNodes.Forgotten == 0 {
 		t.Error("nothing forgotten after a node joined")
 	}
+}
+
+// settled waits until every node of live has every member of live serving
+// in its map, keeps the slots it owns and has none cold.
+func settled(t *testing.T, what string, live ...*Node) {
+	t.Helper()
+	for _, n := range live {
+		testkit.Eventually(t, what, func() bool {
+			m, _ := n.SlotMap()
+			st := n.Stats().RegionNodes
+			return m != nil && len(m.Members()) == len(live) && allServing(m) && st.ColdSlots == 0 && st.KeptSlots == st.Slots
+		})
+	}
+}
+
+// userKey is the i-th key of the tests.
+func userKey(i int) string { return fmt.Sprint("user:", i) }
+
+// holds checks that each node of live holds exactly the keys (of the
+// first keys) of the slots it owns in its map.
+func holds(t *testing.T, keys int, what string, live ...*Node) {
+	t.Helper()
+	for _, n := range live {
+		want := 0
+		testkit.Eventually(t, what, func() bool {
+			m, _ := n.SlotMap()
+			want = 0
+			for i := range keys {
+				if m.Owns(n.id, cluster.KeySlot(userKey(i))) {
+					want++
+				}
+			}
+			return n.Stats().Entries == want
+		})
+		m, _ := n.SlotMap()
+		for i := range keys {
+			_, err := n.Get(userKey(i))
+			if owns := m.Owns(n.id, cluster.KeySlot(userKey(i))); owns != (err == nil) {
+				t.Fatalf("%s: node %d owns %s's slot: %v; holds it: %v", what, n.id, userKey(i), owns, err == nil)
+			}
+		}
+		if want == keys && len(live) == 3 {
+			t.Fatalf("%s: node %d owns every key of three nodes with two copies", what, n.id)
+		}
+	}
+}
+
+// writeAll writes every key (of the first keys) with value on its slot's
+// primary in the first node's map.
+func writeAll(t *testing.T, keys int, value string, live ...*Node) {
+	t.Helper()
+	m, _ := live[0].SlotMap()
+	for i := range keys {
+		p := m.Primary(cluster.KeySlot(userKey(i))).ID
+		n := live[slices.IndexFunc(live, func(n *Node) bool { return n.id == p })]
+		if err := n.Set(context.Background(), userKey(i), []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// After a failover no read routed as a cluster client routes it (to the
+// slot's primary, or where a cold slot's -ASK sends it) returns a version
+// older than one every owner held before: the nodes that take a slot back
+// forgot what they held of it when they lost it, and serve it from a
+// co-owner that held it until they are warm.
+func TestRegionNoStaleReadAfterFailover(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	join := a.members.Addr()
+	b := openSlotsOnlyNode(t, 2, join)
+	c := openSlotsOnlyNode(t, 3, join)
+	settled(t, "three members serving", a, b, c)
+	const keys = 2000
+	writeAll(t, keys, "v1", a, b, c)
+	holds(t, keys, "v1 on the owners", a, b, c)
+
+	d := openSlotsOnlyNode(t, 4, join)
+	settled(t, "four members serving", a, b, c, d)
+	holds(t, keys, "the joined node took its share", a, b, c, d)
+	live := []*Node{a, b, c, d}
+	writeAll(t, keys, "v2", live...)
+	for _, n := range live {
+		testkit.Eventually(t, "v2 on every owner", func() bool {
+			m, _ := n.SlotMap()
+			for i := range keys {
+				if v, err := n.Get(userKey(i)); m.Owns(n.id, cluster.KeySlot(userKey(i))) && (err != nil || string(v) != "v2") {
+					return false
+				}
+			}
+			return true
+		})
+	}
+
+	byAddr := map[string]*Node{}
+	for _, n := range live {
+		byAddr[n.cfg.Gossip.ClientAddr] = n
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close() }()
+	live = live[:3]
+	reads, asked := 0, 0
+	readAll := func() {
+		for i := range keys {
+			k := userKey(i)
+			slot := cluster.KeySlot(k)
+			for _, n := range live {
+				m, _ := n.SlotMap()
+				if !m.Owns(n.id, slot) {
+					continue
+				}
+				from := n
+				if ask, cold := n.ColdSlot(slot); cold && ask != "" && byAddr[ask] != d {
+					from, asked = byAddr[ask], asked+1
+				}
+				reads++
+				if v, err := from.Get(k); err == nil && string(v) != "v2" {
+					t.Fatalf("%s read %q from node %d (for node %d) after the failover", k, v, from.id, n.id)
+				}
+			}
+		}
+	}
+	for !settledNow(live...) {
+		readAll()
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	readAll()
+	holds(t, keys, "every key on its owners after the failover", live...)
+	t.Logf("%d reads during and after the failover, %d sent to a co-owner of a cold slot", reads, asked)
+}
+
+// settledNow reports whether settled would return at once.
+func settledNow(live ...*Node) bool {
+	for _, n := range live {
+		m, _ := n.SlotMap()
+		st := n.Stats().RegionNodes
+		if m == nil || len(m.Members()) != len(live) || !allServing(m) || st.ColdSlots != 0 || st.KeptSlots != st.Slots {
+			return false
+		}
+	}
+	return true
 }
 
 // A slot gained is cold, and names a co-owner that owned it before: the
