@@ -15,6 +15,11 @@
 //
 //	cd bench && go run ./regionfailover -bin /tmp/geocache -nodes 3 -warm-keys 1000000
 //
+// With -redirect the nodes run with --cluster-redirect, so each keeps only
+// its own slots: the keys are written to every node (each keeps those of
+// its slots; the others answer -MOVED), and the joining node takes only
+// the slots it will own.
+//
 //	go build -o /tmp/geocache ./cmd/geocache
 //	cd bench && go run ./regionfailover -bin /tmp/geocache -nodes 3 -runs 5
 package main
@@ -34,12 +39,16 @@ import (
 	"time"
 )
 
+// redirect runs the nodes with --cluster-redirect (-redirect).
+var redirect bool
+
 func main() {
 	bin := flag.String("bin", "", "geocache binary (required)")
 	nodes := flag.Int("nodes", 3, "nodes in the region")
 	runs := flag.Int("runs", 5, "runs of each kind")
 	warmKeys := flag.Int("warm-keys", 0, "measure a join into a region holding this many keys instead of failovers")
 	valueSize := flag.Int("value-size", 64, "bytes per value with -warm-keys")
+	flag.BoolVar(&redirect, "redirect", false, "run the nodes with --cluster-redirect: each keeps only its own slots")
 	flag.Parse()
 	if *bin == "" || *nodes < 2 {
 		flag.Usage()
@@ -143,6 +152,9 @@ func (r *region) add() error {
 	i := len(r.nodes)
 	args := []string{"serve", "--region", "eu", "--node", fmt.Sprint(i + 1), "--addr", addrs[0],
 		"--peer-addr", addrs[1], "--gossip-addr", addrs[2], "--log-level", "warn", "--max-memory", "2GB"}
+	if redirect {
+		args = append(args, "--cluster-redirect")
+	}
 	if i > 0 {
 		args = append(args, "--join", r.nodes[0].gossip)
 	}
@@ -195,15 +207,29 @@ func warmJoin(bin string, n, keys, valueSize int) error {
 		return err
 	}
 	loadStart := time.Now()
-	if err := load(r.nodes[0].addr, keys, valueSize); err != nil {
-		return err
-	}
-	for _, nd := range r.nodes {
-		if err := waitDBSize(nd.addr, keys); err != nil {
+	if redirect {
+		// Each node takes the keys of its slots and answers -MOVED to
+		// the others; DBSIZE counts a node's primary slots, so the sum
+		// over the nodes is every key once.
+		for _, nd := range r.nodes {
+			if err := load(nd.addr, keys, valueSize); err != nil {
+				return err
+			}
+		}
+		if err := waitTotal(r.nodes, keys); err != nil {
 			return err
 		}
+	} else {
+		if err := load(r.nodes[0].addr, keys, valueSize); err != nil {
+			return err
+		}
+		for _, nd := range r.nodes {
+			if err := waitDBSize(nd.addr, keys); err != nil {
+				return err
+			}
+		}
 	}
-	fmt.Printf("region of %d nodes: %d keys of %d-byte values written and on every node in %v\n", n, keys, valueSize, time.Since(loadStart).Round(time.Millisecond))
+	fmt.Printf("region of %d nodes: %d keys of %d-byte values written and on their owners in %v\n", n, keys, valueSize, time.Since(loadStart).Round(time.Millisecond))
 	start := time.Now()
 	if err := r.add(); err != nil {
 		return err
@@ -219,7 +245,7 @@ func warmJoin(bin string, n, keys, valueSize int) error {
 	if err != nil {
 		return err
 	}
-	size, err := dbSize(joined.addr)
+	size, err := heldKeys(joined.addr)
 	if err != nil {
 		return err
 	}
@@ -253,7 +279,7 @@ func load(addr string, keys, valueSize int) error {
 			if err != nil {
 				return err
 			}
-			if line != "+OK\r\n" {
+			if line != "+OK\r\n" && !(redirect && strings.HasPrefix(line, "-MOVED ")) {
 				return fmt.Errorf("SET: %q", line)
 			}
 		}
@@ -293,6 +319,53 @@ func waitDBSize(addr string, want int) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: %d keys (%v), not %d, after 5 minutes", addr, n, err, want)
+}
+
+// waitTotal waits until the nodes' DBSIZEs (each its primary slots' keys,
+// with --cluster-redirect) add up to want.
+func waitTotal(nodes []*node, want int) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	total := 0
+	for time.Now().Before(deadline) {
+		total = 0
+		for _, nd := range nodes {
+			n, err := dbSize(nd.addr)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		if total == want {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the nodes' primary slots hold %d keys, not %d, after 5 minutes", total, want)
+}
+
+// heldKeys returns the keys addr holds (INFO keyspace: all its entries,
+// whatever slots they are in).
+func heldKeys(addr string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n")); err != nil {
+		return 0, err
+	}
+	var strs []string
+	if err := readValue(bufio.NewReader(c), &strs); err != nil || len(strs) != 1 {
+		return 0, fmt.Errorf("INFO keyspace: %v %q", err, strs)
+	}
+	_, rest, ok := strings.Cut(strs[0], "db0:keys=")
+	if !ok {
+		return 0, nil
+	}
+	var n int
+	fmt.Sscanf(rest, "%d", &n)
+	return n, nil
 }
 
 // rchar returns the bytes process pid read through system calls.
