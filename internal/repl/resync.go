@@ -13,8 +13,9 @@ import (
 // closed, so that they reconnect at once and are asked for a full sync in
 // the handshake; the others are asked when they come back. The channel
 // returned is closed once every origin connected at the call has
-// completed a full sync since or is no longer reachable (this node's own
-// link to it is down or removed: a peer that went is not waited for), once
+// completed a full sync since or is gone (this node's own link to it was
+// removed, or has been down for DeadTimeout: a peer that died is not
+// waited for, while one whose link a Resync of its own just cut is), once
 // SyncTimeout has passed (a warning names the origins still missing), or
 // at Close.
 func (r *Replicator) Resync() <-chan struct{} {
@@ -53,7 +54,7 @@ func (r *Replicator) Resync() <-chan struct{} {
 		poll := time.NewTicker(20 * time.Millisecond)
 		defer poll.Stop()
 		for {
-			up := r.linksUp()
+			up := r.linksAlive()
 			missing := wants[:0]
 			for _, w := range wants {
 				w.o.mu.Lock()
@@ -85,15 +86,15 @@ func (r *Replicator) Resync() <-chan struct{} {
 	return done
 }
 
-// linksUp returns the node ids of the peers this node's links are
-// connected to now.
-func (r *Replicator) linksUp() map[uint32]bool {
+// linksAlive returns the node ids of the peers this node's links are
+// connected to, or were until less than DeadTimeout ago.
+func (r *Replicator) linksAlive() map[uint32]bool {
 	up := map[uint32]bool{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, l := range r.links {
 		l.mu.Lock()
-		if l.connected && l.nodeID != 0 {
+		if l.nodeID != 0 && (l.connected || time.Since(l.since) < r.cfg.DeadTimeout) {
 			up[l.nodeID] = true
 		}
 		l.mu.Unlock()

@@ -110,3 +110,38 @@ func TestResyncAfterClose(t *testing.T) {
 		<-b.r.Resync()
 	})
 }
+
+// Two nodes that gain keys at once each cut the other's link by their
+// Resync: each still waits for the other's full sync (a link down for
+// less than DeadTimeout is not a gone peer).
+func TestResyncOnBothSides(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var all atomic.Bool
+		keeps := func(string) bool { return all.Load() }
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}, Keeps: keeps}, true)
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Keeps: keeps}, true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		a.put(t, "x", "from a")
+		b.put(t, "y", "from b")
+		ctx := context.Background()
+		if err := a.r.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.r.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.has("x") || a.has("y") {
+			t.Fatal("a write of a key not kept was applied")
+		}
+		all.Store(true)
+		resyncedA, resyncedB := a.r.Resync(), b.r.Resync()
+		<-resyncedA
+		<-resyncedB
+		if b.value("x") != "from a" || a.value("y") != "from b" {
+			t.Fatalf("a Resync reported done before the other side's full sync: b holds x=%q, a holds y=%q", b.value("x"), a.value("y"))
+		}
+	})
+}
