@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -314,4 +317,144 @@ func e2eRoutesToAll(t *testing.T, nodes []*e2eNode) {
 			return nil
 		})
 	}
+}
+
+// With --cluster-redirect each node keeps only its own slots: a region of
+// three with two copies holds each key twice, on its owners only. A node
+// killed with SIGKILL: its slots pass to the survivors, which take what
+// they lacked by full syncs and meanwhile send the commands on those slots
+// to the co-owner that held them (-ASK); a cluster client reading
+// throughout never gets a wrong value or a miss, and once the region has
+// settled it reads every key.
+func TestClusterClientReadsThroughAKill(t *testing.T) {
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-redirect"} })
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].addr}, MaxRedirects: 8})
+	t.Cleanup(func() { cc.Close() })
+	// Enough keys that the survivors' full syncs take a moment, during
+	// which the slots they gained are cold.
+	const keys, batch = 60000, 1000
+	for first := 0; first < keys; first += batch {
+		if _, err := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := first; i < first+batch; i++ {
+				p.Set(ctx, fmt.Sprint("k:", i), i, 0)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(n *e2eNode) int {
+		return int(keyspaceKeys(t, n))
+	}
+	e2eEventually(t, e2eHang, "every key on its two owners", func() error {
+		total := 0
+		for _, n := range nodes {
+			total += held(n)
+		}
+		if total != 2*keys {
+			return fmt.Errorf("the nodes hold %d entries, want %d", total, 2*keys)
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if h := held(n); h >= keys {
+			t.Fatalf("%s holds %d of %d keys: not only its own slots", n.name, h, keys)
+		}
+	}
+
+	nodes[2].kill()
+	survivors := nodes[:2]
+	// The survivors drop the node from their maps (and take its slots):
+	// from then on the client, reloading its map, reads from them. (Until
+	// it reloads, go-redis keeps dialling the dead node, which tells
+	// nothing about geocache.)
+	for _, n := range survivors {
+		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
+			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				for _, sn := range sh.Nodes {
+					if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[2].addr {
+						return fmt.Errorf("%s still has slots", nodes[2].name)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	cc.ReloadState(ctx)
+	reads, errs := 0, 0
+	var firstErr error
+	readOne := func(i int, c *redis.StringCmd) (missed int) {
+		reads++
+		v, err := c.Int()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return 1
+		case err != nil:
+			errs++
+			firstErr = cmp.Or(firstErr, err)
+		case v != i:
+			t.Fatalf("k:%d read %d", i, v)
+		}
+		return 0
+	}
+	readAll := func() (missed int) {
+		for first := 0; first < keys; first += batch {
+			cmds, _ := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i := first; i < first+batch; i++ {
+					p.Get(ctx, fmt.Sprint("k:", i))
+				}
+				return nil
+			})
+			for j, c := range cmds {
+				missed += readOne(first+j, c.(*redis.StringCmd))
+			}
+		}
+		return missed
+	}
+	e2eEventually(t, e2eHang, "the survivors hold every key, twice", func() error {
+		if missed := readAll(); missed > 0 {
+			t.Fatalf("%d reads missed during the failover", missed)
+		}
+		for _, n := range survivors {
+			if h := held(n); h != keys {
+				return fmt.Errorf("%s holds %d of %d keys", n.name, h, keys)
+			}
+		}
+		return nil
+	})
+	errs0 := errs
+	if missed := readAll(); missed > 0 || errs > errs0 {
+		t.Fatalf("after the failover: %d misses, %d errors", missed, errs-errs0)
+	}
+	asks := 0
+	for _, n := range survivors {
+		info := n.client().Info(ctx, "errorstats").Val()
+		if _, rest, ok := strings.Cut(info, "errorstat_ASK:count="); ok {
+			k, _, _ := strings.Cut(rest, "\r")
+			c, _ := strconv.Atoi(k)
+			asks += c
+		}
+	}
+	t.Logf("%d reads after the survivors took over, %d sent on by -ASK, %d failed (first: %v)", reads, asks, errs, firstErr)
+}
+
+// keyspaceKeys returns the entries n holds (INFO keyspace), whatever
+// their slots.
+func keyspaceKeys(t *testing.T, n *e2eNode) int64 {
+	t.Helper()
+	info, err := n.client().Info(context.Background(), "keyspace").Result()
+	if err != nil {
+		t.Fatalf("%s: INFO keyspace: %v", n.name, err)
+	}
+	_, rest, ok := strings.Cut(info, "db0:keys=")
+	if !ok {
+		return 0
+	}
+	k, _, _ := strings.Cut(rest, ",")
+	v, err := strconv.ParseInt(k, 10, 64)
+	if err != nil {
+		t.Fatalf("%s: INFO keyspace %q", n.name, info)
+	}
+	return v
 }
