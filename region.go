@@ -14,8 +14,9 @@ import (
 // find each other by gossip (hashicorp/memberlist), share the keyspace by
 // Redis Cluster's hash slots (each slot owned by Copies of them, computed by
 // every node from the live membership alone), and replicate to each other
-// as regions do: every node of the region holds every key today, so any
-// node serves any key. A node that joins owns no slot until it holds what
+// as regions do: by default every node of the region holds every key, so
+// any node serves any key; with SlotsOnly each keeps only its own slots. A
+// node that joins owns no slot until it holds what
 // the others hold (until Synced), so cluster-aware clients are not sent to
 // it while it would answer misses; a node that leaves (LeaveRegion, or
 // Close) gives its slots up first. A node of a region that fails is
