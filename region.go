@@ -230,9 +230,9 @@ func (n *Node) SlotMap() (*cluster.Map, uint64) {
 	return sm.m, sm.epoch
 }
 
-// regionStats returns the figures of Stats.RegionNodes, or nil without
-// Config.Gossip.
-func (n *Node) regionStats() *RegionStats {
+// regionStats returns the figures of Stats.RegionNodes (resyncs from the
+// replicator's Stats, which the caller has), or nil without Config.Gossip.
+func (n *Node) regionStats(resyncs uint64) *RegionStats {
 	sm := n.slots.Load()
 	if n.members == nil || sm == nil {
 		return nil
@@ -252,7 +252,7 @@ func (n *Node) regionStats() *RegionStats {
 		if c := n.cold.Load(); c != nil {
 			rs.ColdSlots = c.n
 		}
-		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), n.repl.Stats().Resyncs
+		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), resyncs
 	}
 	return rs
 }

@@ -223,7 +223,7 @@ func (n *Node) Stats() Stats {
 		})
 	}
 	st.Acks = n.acks.stats()
-	st.RegionNodes = n.regionStats()
+	st.RegionNodes = n.regionStats(rs.Resyncs)
 	return st
 }
 
