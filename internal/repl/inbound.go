@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/geocache/geocache/internal/hlc"
@@ -47,6 +48,10 @@ type originState struct {
 	connected bool
 	since     time.Time
 	conn      net.Conn // the connection applying the stream, while connected (Resync)
+	// resync is set by Resync to end the connection applying the stream
+	// now: it tells the origin (RejectResync) at its next frame, or at
+	// once if idle (Resync cuts its read short).
+	resync atomic.Bool
 	// heard is when the last connection from the origin last delivered a
 	// frame: the start of an absence.
 	heard     time.Time
@@ -195,6 +200,9 @@ func (in *inStream) serve() error {
 			}
 		}
 		f, err := in.fc.read()
+		if in.o.resync.Load() {
+			return in.askResync()
+		}
 		if err != nil {
 			return in.fc.rejectRead(err)
 		}
@@ -226,6 +234,17 @@ func (in *inStream) serve() error {
 		}
 	}
 }
+
+// askResync ends the stream at Resync's request, telling the origin to
+// reconnect at once (its handshake is then asked for a full sync). The
+// frame just read, if any, is not applied: the full sync brings it.
+func (in *inStream) askResync() error {
+	in.fc.write(&wire.Reject{Code: wire.RejectResync, Message: "this node asks for a full sync"})
+	return errResyncAsked
+}
+
+// errResyncAsked ends a stream that Resync asked to end.
+var errResyncAsked = errors.New("repl: a full sync is asked for")
 
 // ack acknowledges the origin's log up to seq.
 func (in *inStream) ack(seq uint64) error {
@@ -388,6 +407,7 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (*originState, uint64, 
 	}
 	o.name, o.region = h.NodeName, h.Region
 	o.connected, o.since, o.conn = true, time.Now(), c
+	o.resync.Store(false) // this connection starts with the full sync asked for, if any
 	if !o.synced {
 		return o, o.gen, 0
 	}

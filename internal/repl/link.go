@@ -60,6 +60,9 @@ type link struct {
 	lastRound          time.Time
 	rounds             uint64 // anti-entropy rounds completed
 	repaired           uint64 // entries this node took from the peer's repairs
+	// resyncAsked is set when the peer ended the connection asking for a
+	// full sync (RejectResync): the link reconnects at once, quietly.
+	resyncAsked bool
 }
 
 // setState records a change of the link. A connected link has no last
@@ -99,6 +102,14 @@ func (r *Replicator) dialLoop(l *link) {
 			r.untrack(conn)
 			if time.Since(start) > r.cfg.ReconnectMax {
 				backoff = r.cfg.ReconnectMin // it was up for a while: retry fast
+			}
+			l.mu.Lock()
+			asked := l.resyncAsked
+			l.resyncAsked = false
+			l.mu.Unlock()
+			if asked && l.ctx.Err() == nil {
+				r.cfg.Logger.Info("replication: the peer asks for a full sync; reconnecting", "peer", l.addr)
+				err, backoff = nil, r.cfg.ReconnectMin
 			}
 		}
 		if l.ctx.Err() != nil {
@@ -164,6 +175,11 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	defer conn.Close()
 	wg.Go(func() {
 		err := r.readAcks(l, fc)
+		if errors.Is(err, errResyncAsked) {
+			l.mu.Lock()
+			l.resyncAsked = true // whatever error the sender returns
+			l.mu.Unlock()
+		}
 		// A reader that stops (the peer went silent, or broke the
 		// protocol) takes the connection down with it, so that a sender
 		// busy writing does not go on streaming to a link whose acks
@@ -679,6 +695,9 @@ func (r *Replicator) onPong(l *link, f *wire.Pong) {
 
 // onPeerReject ends the link on the peer's Reject.
 func onPeerReject(f *wire.Reject) error {
+	if f.Code == wire.RejectResync {
+		return errResyncAsked
+	}
 	if f.Code == wire.RejectClockAhead {
 		// The peer found this node's versions too far ahead of its clock.
 		// This node already refuses writes if it is the culprit: its

@@ -9,9 +9,9 @@ import (
 // a node needs once it keeps keys it did not keep before (Config.Keeps
 // grew, as when a region node takes over slots), since the origins'
 // streams passed over those keys' writes and only a full sync brings what
-// each origin holds. The connections of the origins connected now are
-// closed, so that they reconnect at once and are asked for a full sync in
-// the handshake; the others are asked when they come back. The channel
+// each origin holds. The streams of the origins connected now are ended
+// with RejectResync, so that they reconnect at once and are asked for a
+// full sync in the handshake; the others are asked when they come back. The channel
 // returned is closed once every origin connected at the call has
 // completed a full sync since or is gone (this node's own link to it was
 // removed, or has been down for DeadTimeout: a peer that died is not
@@ -25,7 +25,7 @@ func (r *Replicator) Resync() <-chan struct{} {
 		syncs uint64 // its full syncs at the call
 	}
 	var wants []wanted
-	var conns []net.Conn
+	var conns []net.Conn // of the streams to end
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -39,13 +39,17 @@ func (r *Replicator) Resync() <-chan struct{} {
 		if o.connected {
 			wants = append(wants, wanted{o, o.fullSyncs})
 			if o.conn != nil {
+				o.resync.Store(true)
 				conns = append(conns, o.conn)
 			}
 		}
 		o.mu.Unlock()
 	}
 	for _, c := range conns {
-		c.Close() // the stream's goroutine sees it and releases the origin
+		// Cut the stream's read short: its goroutine sees o.resync and
+		// ends the stream with RejectResync (a stream busy applying sees
+		// it after its frame).
+		c.SetReadDeadline(time.Now())
 	}
 	r.wg.Go(func() { // under mu while open: Close has not begun its Wait
 		defer close(done)

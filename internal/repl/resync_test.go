@@ -67,6 +67,10 @@ func TestKeepsAndResync(t *testing.T) {
 		if st := b.r.Stats(); st.Resyncs != 1 {
 			t.Fatalf("Resyncs %d; want 1", st.Resyncs)
 		}
+		// The origin heard why its stream ended: no warning, a reconnection.
+		if logs := a.logs.String(); strings.Contains(logs, "replication link down") || !strings.Contains(logs, "asks for a full sync") {
+			t.Errorf("the origin's logs after a Resync:\n%s", logs)
+		}
 		// And the stream goes on after the resync.
 		a.put(t, "other3", "v3")
 		if err := a.r.Drain(ctx); err != nil {

@@ -243,6 +243,12 @@ const (
 	// A peer of an older version that does not name the code treats it as a
 	// refusal and reconnects all the same.
 	RejectClockAhead RejectCode = 8
+	// RejectResync: the receiver needs a full sync (it now keeps keys whose
+	// writes it passed over) and ends the stream; the sender should
+	// reconnect at once, and the receiver's Resume then asks for one. A
+	// peer of an older version treats it as a refusal and reconnects all
+	// the same, after its backoff.
+	RejectResync RejectCode = 9
 )
 
 var rejectNames = [...]string{
@@ -254,6 +260,7 @@ var rejectNames = [...]string{
 	RejectShuttingDown:  "shutting down",
 	RejectInternal:      "internal error",
 	RejectClockAhead:    "clock ahead",
+	RejectResync:        "full sync asked",
 }
 
 // String returns a short description such as "cluster mismatch", or
