@@ -281,7 +281,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	p("")
-	p("8. A region of %d nodes sharing Redis Cluster's hash slots (eu-central, %d geocache serve processes); one is killed", demoRegionNodes, demoRegionNodes)
+	p("8. A region of %d nodes sharing Redis Cluster's hash slots, each keeping its own (eu-central, %d geocache serve processes); one is killed", demoRegionNodes, demoRegionNodes)
 	if err := demoRegion(ctx, p); err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ import (
 
 // The demo's last step: a region of three geocache serve processes (this
 // very binary) that find each other by gossip and share Redis Cluster's
-// slots; one is killed with SIGKILL, as a crashed machine would be, and
-// comes back.
+// slots, each keeping only its own (--cluster-redirect); one is killed with
+// SIGKILL, as a crashed machine would be, and comes back.
 
 // demoRegionNodes is the size of the demo's region of several nodes.
 const demoRegionNodes = 3
@@ -95,7 +95,8 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 	for i := range procs {
 		rp := &regionProc{name: fmt.Sprint("eu-central-", i+1), addr: addrs[3*i], peerAddr: addrs[3*i+1], gossip: addrs[3*i+2]}
 		rp.args = []string{"serve", "--region", "eu-central", "--node", fmt.Sprint(11 + i), "--name", rp.name,
-			"--addr", rp.addr, "--peer-addr", rp.peerAddr, "--gossip-addr", rp.gossip, "--log-level", "error"}
+			"--addr", rp.addr, "--peer-addr", rp.peerAddr, "--gossip-addr", rp.gossip, "--log-level", "error",
+			"--cluster-redirect"} // each node keeps only its own slots
 		if i > 0 {
 			rp.args = append(rp.args, "--join", procs[0].gossip)
 		}
@@ -118,18 +119,21 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 		p("   %-12s redis %-16s primary of %5d slots", rp.name, rp.addr, shares[rp.addr])
 	}
 
-	if err := demoLoad(procs[0].addr); err != nil {
-		return err
-	}
+	// As a cluster client would: each key to its slot's owners (a node
+	// answers -MOVED for the others).
 	for _, rp := range procs {
-		if err := waitFor(ctx, rp, func() bool {
-			n, err := demoCall(rp.addr, "DBSIZE")
-			return err == nil && n == strconv.Itoa(demoRegionKeys)
-		}); err != nil {
-			return fmt.Errorf("%s did not get the %d keys: %w", rp.name, demoRegionKeys, err)
+		if err := demoLoad(rp.addr); err != nil {
+			return err
 		}
 	}
-	p("   %d keys written to %s; every node holds all %d (each replicates to the others)", demoRegionKeys, procs[0].name, demoRegionKeys)
+	// Two copies of each key in all: each on its slot's two owners.
+	if err := waitFor(ctx, procs[0], func() bool { return heldInAll(procs) == 2*demoRegionKeys }); err != nil {
+		return fmt.Errorf("the region did not hold each key twice: %w", err)
+	}
+	p("   %d keys written as a cluster client writes them; each node keeps only its slots (2 copies of each key):", demoRegionKeys)
+	for _, rp := range procs {
+		p("   %-12s keeps %3d of the %d keys", rp.name, held(rp.addr), demoRegionKeys)
+	}
 
 	lost := procs[1]
 	survivors := []*regionProc{procs[0], procs[2]}
@@ -142,15 +146,17 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 		}
 	}
 	p("   kill -9 %s: the survivors' slot maps dropped it %s later", lost.name, ms(time.Since(killed)))
+	// The survivors own its slots now: each fills those it lacked from the
+	// other (meanwhile it sends their commands there with -ASK).
+	for _, rp := range survivors {
+		if err := waitFor(ctx, rp, func() bool { return served(rp.addr) == demoRegionKeys }); err != nil {
+			return fmt.Errorf("%s did not take the killed node's share: %w", rp.name, err)
+		}
+	}
+	p("   the survivors took its share from each other, serving every key %s after the kill:", ms(time.Since(killed)))
 	shares = primaries(procs[0].addr)
 	for _, rp := range survivors {
-		held := 0
-		for i := range demoRegionKeys {
-			if _, err := demoCall(rp.addr, "GET", fmt.Sprint("user:", i)); err == nil {
-				held++
-			}
-		}
-		p("   %-12s primary of %5d slots, serves %d of %d keys", rp.name, shares[rp.addr], held, demoRegionKeys)
+		p("   %-12s primary of %5d slots, serves %d of %d keys", rp.name, shares[rp.addr], served(rp.addr), demoRegionKeys)
 	}
 
 	if err := lost.start(exe); err != nil {
@@ -163,12 +169,59 @@ func demoRegion(ctx context.Context, p printer) (err error) {
 		}
 	}
 	took := time.Since(restarted)
-	n, err := demoCall(lost.addr, "DBSIZE")
-	if err != nil {
-		return err
+	p("   %s restarted: it joined, took its share, and got its slots back %s after its start, holding %d keys", lost.name, ms(took), held(lost.addr))
+	// The others forget the slots it took back.
+	if err := waitFor(ctx, procs[0], func() bool { return heldInAll(procs) == 2*demoRegionKeys }); err != nil {
+		return fmt.Errorf("the others did not forget the slots it took back: %w", err)
 	}
-	p("   %s restarted: it joined, refilled, and took its slots back %s after its start, holding %s keys", lost.name, ms(took), n)
+	p("   the others forgot its share again: %s", keptList(procs))
 	return nil
+}
+
+// held returns the keys the node at addr keeps (INFO keyspace), -1 if it
+// does not answer.
+func held(addr string) int {
+	info, err := demoCall(addr, "INFO", "keyspace")
+	if err != nil {
+		return -1
+	}
+	_, rest, ok := strings.Cut(info, "db0:keys=")
+	if !ok {
+		return 0
+	}
+	k, _, _ := strings.Cut(rest, ",")
+	n, _ := strconv.Atoi(k)
+	return n
+}
+
+// heldInAll returns the keys the nodes keep, added up.
+func heldInAll(procs []*regionProc) int {
+	total := 0
+	for _, rp := range procs {
+		total += held(rp.addr)
+	}
+	return total
+}
+
+// keptList says how many keys each node keeps.
+func keptList(procs []*regionProc) string {
+	var parts []string
+	for _, rp := range procs {
+		parts = append(parts, fmt.Sprintf("%s keeps %d", rp.name, held(rp.addr)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// served returns how many of the demo's keys the node at addr answers a
+// GET for itself (not -MOVED, not -ASK).
+func served(addr string) int {
+	n := 0
+	for i := range demoRegionKeys {
+		if _, err := demoCall(addr, "GET", fmt.Sprint("user:", i)); err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // waitFor polls cond until it holds, rp exits (its last log lines are in
@@ -240,7 +293,7 @@ func demoLoad(addr string) error {
 	}
 	br := bufio.NewReader(c)
 	for range demoRegionKeys {
-		if _, err := readReply(br); err != nil {
+		if _, err := readReply(br); err != nil && !strings.HasPrefix(err.Error(), "MOVED ") {
 			return err
 		}
 	}
