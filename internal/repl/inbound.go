@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/latency"
 	"github.com/geocache/geocache/internal/store"
@@ -110,6 +111,9 @@ type snapshotState struct {
 	keys map[string]struct{}
 	// bytes is what keys costs, counted against Config.MaxSnapshotBytes.
 	bytes int64
+	// vouched is the sender's set of slots it holds all of (nil: every
+	// key): the drop rule judges only their keys.
+	vouched []byte
 }
 
 // maxUnackedFrames bounds how many received frames one ack may cover.
@@ -229,6 +233,9 @@ func (in *inStream) serve() error {
 		default:
 			err = in.fc.reject(wire.RejectBadFrame, "unexpected %T frame on a receiving stream", f)
 		}
+		if errors.Is(err, errResyncAsked) { // at the end of a snapshot
+			return in.askResync()
+		}
 		if err != nil {
 			return err
 		}
@@ -242,6 +249,9 @@ func (in *inStream) askResync() error {
 	in.fc.write(&wire.Reject{Code: wire.RejectResync, Message: "this node asks for a full sync"})
 	return errResyncAsked
 }
+
+// slotIn reports whether slot is in a wire.SlotSetLen-byte set.
+func slotIn(set []byte, slot int) bool { return set[slot>>3]&(1<<(slot&7)) != 0 }
 
 // errResyncAsked ends a stream that Resync asked to end.
 var errResyncAsked = errors.New("repl: a full sync is asked for")
@@ -312,7 +322,7 @@ func (in *inStream) onSnapshotBegin(f *wire.SnapshotBegin) error {
 		return r.holdAhead(in.fc, in.o, in.h, "snapshot time", err)
 	}
 	in.asked = false
-	in.snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}}
+	in.snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}, vouched: f.Vouched}
 	return nil
 }
 
@@ -679,6 +689,11 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	if o.gen != gen {
 		return errSuperseded
 	}
+	if o.resync.Load() {
+		// Resync asked for a new full sync while this one ran (its chunks
+		// were judged by the keys kept before): that one counts.
+		return errResyncAsked
+	}
 	// The sender's tombstone ghosts first: a version another peer's
 	// snapshot brings after this point is refused if the sender's table
 	// covers it, and one that came before is dropped below.
@@ -694,6 +709,9 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
 		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
 			return true
+		}
+		if snap.vouched != nil && !slotIn(snap.vouched, cluster.KeySlot(key)) {
+			return true // the sender does not hold that slot's keys: it cannot tell
 		}
 		return !store.GhostCovers(ghosts, key, v.HLC)
 	})

@@ -561,7 +561,11 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64
 	if replay > 0 && replay < s0 && r.log.Stats().First <= replay {
 		from = replay
 	}
-	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts)}); err != nil {
+	var vouched []byte
+	if r.cfg.Vouched != nil {
+		vouched = r.cfg.Vouched()
+	}
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: vouched}); err != nil {
 		return 0, err
 	}
 	var chunk []wire.Op

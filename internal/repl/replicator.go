@@ -138,6 +138,13 @@ type Config struct {
 	// of it arriving late (I3). Keeps is called on the receiving
 	// goroutines and must be fast. nil keeps every key.
 	Keeps func(key string) bool
+	// Vouched, if set, returns the hash slots (a wire.SlotSetLen-byte set)
+	// whose entries this node holds all of, or nil for every key: sent with
+	// each full sync (SnapshotBegin), so that the receiver's drop rule
+	// judges only those keys by it. A node keeping only some slots must set
+	// it (its slots kept and warm): a snapshot of part of the keyspace says
+	// nothing of the rest.
+	Vouched func() []byte
 
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.

@@ -11,9 +11,10 @@ import (
 // streams passed over those keys' writes and only a full sync brings what
 // each origin holds. The streams of the origins connected now are ended
 // with RejectResync, so that they reconnect at once and are asked for a
-// full sync in the handshake; the others are asked when they come back. The channel
-// returned is closed once every origin connected at the call has
-// completed a full sync since or is gone (this node's own link to it was
+// full sync in the handshake; the others are asked when they come back.
+// The channel returned is closed once every origin connected at the call,
+// or whose peer this node's link reached until lately, has completed a
+// full sync since or is gone (this node's own link to it was
 // removed, or has been down for DeadTimeout: a peer that died is not
 // waited for, while one whose link a Resync of its own just cut is), once
 // SyncTimeout has passed (a warning names the origins still missing), or
@@ -26,6 +27,7 @@ func (r *Replicator) Resync() <-chan struct{} {
 	}
 	var wants []wanted
 	var conns []net.Conn // of the streams to end
+	alive := r.linksAlive()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -36,8 +38,12 @@ func (r *Replicator) Resync() <-chan struct{} {
 	for _, o := range r.origins {
 		o.mu.Lock()
 		o.synced = false
-		if o.connected {
+		if o.connected || alive[o.id] {
+			// Connected, or about to be (its link from this node is up):
+			// either way its next full sync is the one wanted.
 			wants = append(wants, wanted{o, o.fullSyncs})
+		}
+		if o.connected {
 			if o.conn != nil {
 				o.resync.Store(true)
 				conns = append(conns, o.conn)

@@ -140,7 +140,14 @@ func decode(body []byte, shared bool) (Frame, error) {
 	case TypeAck:
 		f = &Ack{Origin: d.u32(), Seq: d.uvarint()}
 	case TypeSnapshotBegin:
-		f = &SnapshotBegin{Origin: d.u32(), Seq: d.uvarint(), HLC: d.u64()}
+		sb := &SnapshotBegin{Origin: d.u32(), Seq: d.uvarint(), HLC: d.u64()}
+		if v := d.bytes(SlotSetLen, "vouched slots"); len(v) > 0 {
+			if len(v) != SlotSetLen {
+				d.fail("vouched slots not a full set")
+			}
+			sb.Vouched = append([]byte(nil), v...)
+		}
+		f = sb
 	case TypeSnapshotChunk:
 		origin := d.u32()
 		f = &SnapshotChunk{Origin: origin, Ops: d.opList()}

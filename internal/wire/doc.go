@@ -37,7 +37,7 @@
 //	3     Resume         Origin u32 | NextSeq uvarint | HLC u64
 //	4     Ops            Origin u32 | FirstSeq uvarint | count uvarint | count × Op
 //	5     Ack            Origin u32 | Seq uvarint
-//	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64
+//	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64 | Vouched bytes (0 or SlotSetLen)
 //	7     SnapshotChunk  Origin u32 | count uvarint | count × Op
 //	8     SnapshotEnd    Origin u32 | count uvarint | count × u64 (ghost slots)
 //	9     Ping           SentNanos i64

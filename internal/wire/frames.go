@@ -86,6 +86,11 @@ type SnapshotBegin struct {
 	Origin uint32
 	Seq    uint64
 	HLC    uint64
+	// Vouched is nil if the sender vouches for every key (it keeps every
+	// key it holds), or a set of SlotSetLen bytes: the hash slots whose
+	// entries the sender holds all of, the only keys the receiver's drop
+	// rule may judge by this snapshot.
+	Vouched []byte
 }
 
 // SnapshotChunk carries part of a full sync started by SnapshotBegin. The
@@ -277,6 +282,8 @@ func (f *SnapshotBegin) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.Seq)
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Vouched)))
+	buf = append(buf, f.Vouched...)
 	return finish(buf, start)
 }
 

@@ -18,7 +18,14 @@ import (
 // Version 6: an Op whose value is too large for one frame travels as a
 // LargeOp frame and the ValuePart frames that follow it, which the
 // receiver acknowledges with PartAck frames.
-const Proto = 6
+// Version 7: SnapshotBegin carries the hash slots the sender vouches for
+// (a node of a region keeping only its own slots); Reject code 9
+// (RejectResync) asks the sender for a full sync.
+const Proto = 7
+
+// SlotSetLen is the length of a set of hash slots on the wire (one bit per
+// slot of Redis Cluster's 16,384: bit s&7 of byte s>>3).
+const SlotSetLen = 16384 / 8
 
 // Limits. See the package documentation for how they bound decoding.
 const (

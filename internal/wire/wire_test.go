@@ -273,6 +273,8 @@ func TestMalformed(t *testing.T) {
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
 		{"Hello region longer than payload", frameBytes(TypeHello, cat([]byte{0, 1}, uv(0), uv(200), []byte("eu"))...), ErrMalformed, "region length exceeds payload"},
+		{"SnapshotBegin with a partial slot set", frameBytes(TypeSnapshotBegin, cat(u32(1), uv(1), u64(1), uv(SlotSetLen-1), make([]byte, SlotSetLen-1))...), ErrMalformed, "vouched slots not a full set"},
+		{"SnapshotBegin slot set over limit", frameBytes(TypeSnapshotBegin, cat(u32(1), uv(1), u64(1), uv(SlotSetLen+1), make([]byte, SlotSetLen+1))...), ErrMalformed, "vouched slots too long"},
 		{"Reject message over limit", frameBytes(TypeReject, cat([]byte{0, 1}, uv(MaxMessageLen+1), make([]byte, MaxMessageLen+1))...), ErrMalformed, "message too long"},
 		{"Reject message length 2^63", frameBytes(TypeReject, cat([]byte{0, 1}, uv(1<<63))...), ErrMalformed, "message length exceeds payload"},
 		{"Resume varint overflow", frameBytes(TypeResume, cat(u32(1), bytes.Repeat([]byte{0xff}, 10), []byte{1}, u64(0))...), ErrMalformed, "varint overflows"},
