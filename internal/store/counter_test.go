@@ -469,3 +469,21 @@ func FuzzDecodeCounter(f *testing.F) {
 		}
 	})
 }
+
+// A counter that left a node by Forget (a slot lost, then regained) is not
+// continued from a refilled copy that lacks the node's last increment: the
+// node starts a new contribution, and every increment counts.
+func TestCounterNotContinuedAfterForget(t *testing.T) {
+	c := newCounterCluster(t, 2)
+	c.incr(0, "k", 1)
+	c.deliver(0, 1)
+	c.incr(0, "k", 1)
+	c.nodes[0].s.Forget(func(key string) bool { return key == "k" })
+	c.nodes[0].s.Apply(c.nodes[1].s.snapshotOp(t, "k"))
+	if _, err := c.incr(0, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.exchange()
+	c.repair(1, 0)
+	c.wantAll("k", "3")
+}

@@ -634,9 +634,9 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 // Forget removes the live entries whose keys drop returns true for, on
 // this node only, and returns how many it removed: a region node forgets
 // the slots it no longer keeps. Unlike DropUnvouched and Purge it leaves
-// no ghost, so a later full sync brings the same versions back in (a
-// ghost would refuse them: a miss for nothing); the tombstones stay, and
-// still refuse older writes. Nothing is reported to OnChange: no key
+// no ghost (but a counter's), so a later full sync brings the same
+// versions back in (a ghost would refuse them: a miss for nothing); the
+// tombstones stay, and still refuse older writes. Nothing is reported to OnChange: no key
 // changed, this node just stopped holding some. drop is called without a
 // lock held.
 func (s *Store) Forget(drop func(key string) bool) int {
@@ -645,9 +645,15 @@ func (s *Store) Forget(drop func(key string) bool) int {
 		if !drop(key) {
 			continue
 		}
-		s.cache.Compute(key, func(_ item, _ int64, found bool) (item, int64, lru.Action) {
+		s.cache.Compute(key, func(cur item, _ int64, found bool) (item, int64, lru.Action) {
 			if !found {
 				return item{}, 0, lru.Keep
+			}
+			if isCounter(&cur) {
+				// IncrBy continues this node's own contribution only if no
+				// ghost says the key left: a copy refilled later may lack
+				// its last increments (see IncrBy).
+				s.ghosts.recordHash(uint64(cur.ghost), cur.hlc) // under the shard lock: see onEvictLocked
 			}
 			n++
 			return item{}, 0, lru.Remove
