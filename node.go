@@ -208,8 +208,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 	var keeps func(string) bool
+	var vouched func() []byte
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
-		keeps = n.keeps
+		keeps, vouched = n.keeps, n.vouched
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
 	}
 	dial := cfg.Dial
@@ -241,6 +242,7 @@ func Open(cfg Config) (*Node, error) {
 		OnPublish:     func(channel string, payload []byte) { n.listeners.deliver(channel, payload) },
 		ApplyBatch:    n.applyBatch,
 		Keeps:         keeps,
+		Vouched:       vouched,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {

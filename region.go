@@ -181,15 +181,17 @@ func (n *Node) applyMembers(members []cluster.Member) {
 	if old != nil {
 		epoch = old.epoch + 1
 	}
-	n.slots.Store(&slotMap{m: m, epoch: epoch})
-	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
 	if n.cfg.Gossip.SlotsOnly {
+		// Before the map: a slot gained is cold (-ASK) from the moment
+		// the map gives it to this node.
 		var prev *cluster.Map
 		if old != nil {
 			prev = old.m
 		}
 		n.updateKeep(members, prev, m)
 	}
+	n.slots.Store(&slotMap{m: m, epoch: epoch})
+	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
 	want := map[string]bool{}
 	for _, mb := range members {
 		if mb.ID != n.id && mb.ReplAddr != "" {

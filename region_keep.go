@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/wire"
 )
 
 // Slot-owned storage (GossipConfig.SlotsOnly): which slots this node keeps,
@@ -167,37 +168,74 @@ func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
 
 // keepSlots runs while the node is open (GossipConfig.SlotsOnly): at each
 // change of the slots kept, it forgets the entries of the slots no longer
-// kept, then, if slots were gained, asks every peer for a full sync and
-// marks them warm once those complete (or time out).
+// kept and, if slots were gained, asks every peer for a full sync (one
+// round at a time) and marks them warm once those complete (or time out).
 func (n *Node) keepSlots() {
-	for {
-		select {
-		case <-n.keepWake:
-		case <-n.regionStop:
-			return
-		}
-		if k := n.keep.Load(); k != nil {
-			if gone := n.store.Forget(func(key string) bool { return !k.has(cluster.KeySlot(key)) }); gone > 0 {
-				n.forgotten.Add(uint64(gone))
-				n.cfg.Logger.Info("region: forgot the entries of slots no longer kept", "entries", gone)
-			}
-		}
+	var (
+		resynced <-chan struct{} // the warming round under way; nil: none
+		warming  uint32          // the cold generation it warms
+	)
+	startRound := func() {
 		n.regionMu.Lock()
 		gen := n.coldGen
 		n.regionMu.Unlock()
-		if gen == n.warmGen {
-			continue
+		if gen != n.warmGen && resynced == nil {
+			resynced, warming = n.repl.Resync(), gen
 		}
+	}
+	for {
 		select {
-		case <-n.repl.Resync():
+		case <-n.keepWake:
+			// Forgotten at once, even while a round waits: a slot lost
+			// and soon regained must not keep what it held before.
+			n.forget()
+			startRound()
+		case <-resynced:
+			n.warmGen, resynced = warming, nil
+			n.regionMu.Lock()
+			n.warmUpTo(warming)
+			n.regionMu.Unlock()
+			startRound() // slots gained meanwhile
 		case <-n.regionStop:
 			return
 		}
-		n.warmGen = gen
-		n.regionMu.Lock()
-		n.warmUpTo(gen)
-		n.regionMu.Unlock()
 	}
+}
+
+// forget removes the entries of the slots this node does not keep, judged
+// by the slots kept at each entry (a slot regained during the walk keeps
+// what arrived meanwhile).
+func (n *Node) forget() {
+	gone := n.store.Forget(func(key string) bool {
+		k := n.keep.Load()
+		return k != nil && !k.has(cluster.KeySlot(key))
+	})
+	if gone > 0 {
+		n.forgotten.Add(uint64(gone))
+		n.cfg.Logger.Info("region: forgot the entries of slots no longer kept", "entries", gone)
+	}
+}
+
+// vouched returns the slots whose entries this node holds all of (kept and
+// not cold), as a wire slot set: sent with each full sync, so that the
+// receiver's drop rule judges only those keys (repl.Config.Vouched).
+func (n *Node) vouched() []byte {
+	set := make([]byte, wire.SlotSetLen)
+	select {
+	case <-n.repl.Synced():
+	default:
+		return set // still taking its first syncs: no key vouched for
+	}
+	k, c := n.keep.Load(), n.cold.Load()
+	if k == nil {
+		return set // nothing kept yet: no key vouched for
+	}
+	for slot := range cluster.Slots {
+		if k.has(slot) && (c == nil || c.gen[slot] == 0) {
+			set[slot>>3] |= 1 << (slot & 7)
+		}
+	}
+	return set
 }
 
 // warmUpTo marks warm the cold slots of warming rounds up to gen. Called
