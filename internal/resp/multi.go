@@ -153,6 +153,7 @@ func cmdExec(c *conn, _ [][]byte) {
 		keys = commandKeys(keys, q.cmd, q.args)
 	}
 	start, err := c.execIsolated(tx, watched, keys)
+	c.asking = false // an ASKING queued in the transaction ends with it, as in Redis
 	if err != nil {
 		// Applied here and replicating, as a single write that times out:
 		// the transaction's answer is the error.

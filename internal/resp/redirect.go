@@ -21,7 +21,8 @@ import "github.com/geocache/geocache/internal/cluster"
 // (PUBLISH, ...) are served. A command on a slot this node owns but has
 // just gained and is still filling from its peers (Node.ColdSlot) is
 // answered "-ASK <slot> <host>:<port>", naming a co-owner that held the
-// slot, unless it follows ASKING or is part of a transaction. KEYS, SCAN, RANDOMKEY and DBSIZE list only
+// slot (inside MULTI too, dooming the transaction), unless it follows
+// ASKING. KEYS, SCAN, RANDOMKEY and DBSIZE list only
 // the keys of the slots this node is the primary of (primaryOnly). The checks run where Redis runs them (processCommand): after
 // authentication, before the subscribed-mode check and before queuing in
 // MULTI; a command refused while queuing dooms the transaction, and EXEC
@@ -73,13 +74,16 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	if !cross && m.Owns(c.s.nodeCfg.NodeID, slot) {
 		// A cold slot (gained, still filling from the peers) is served by
 		// a co-owner that held it, for this request only: -ASK, as Redis
-		// answers for a key of a slot being migrated away. Not inside a
-		// transaction, and not after ASKING (never back and forth).
+		// answers for a key of a slot being migrated away (inside MULTI
+		// too, which dooms the transaction, as Redis does). Not after
+		// ASKING (never back and forth), and not at EXEC (its commands
+		// were checked as they were queued).
 		addr, cold := c.s.cfg.coldSlot(slot)
-		if !cold || addr == "" || asking || c.tx != nil || cmd.name == "exec" {
+		if !cold || addr == "" || asking || cmd.name == "exec" {
 			return true
 		}
 		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
+		c.failTx()
 		c.countError("ASK ")
 		c.out = appendAsk(c.out, slot, addr)
 		return false

@@ -274,14 +274,19 @@ func TestRedirectAsksForAColdSlot(t *testing.T) {
 	c.expect("-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
 	c.send(cmd("ASKING") + cmd("GET", key) + cmd("GET", key))
 	c.expect("+OK\r\n$1\r\nv\r\n-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
+	// Inside MULTI the command is refused as it is queued, which dooms
+	// the transaction; an ASKING queued in it does not outlive EXEC.
+	ask := "-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n"
 	c.send(cmd("MULTI") + cmd("GET", key) + cmd("EXEC"))
-	c.expect("+OK\r\n+QUEUED\r\n*1\r\n$1\r\nv\r\n")
+	c.expect("+OK\r\n" + ask + "-EXECABORT Transaction discarded because of previous errors.\r\n")
+	c.send(cmd("MULTI") + cmd("ASKING") + cmd("EXEC") + cmd("GET", key))
+	c.expect("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n" + ask)
 	info := newClient(t, addrs[0]).Info(ctx, "errorstats", "commandstats").Val()
-	if got := statLine(info, "errorstat_ASK:"); got != "errorstat_ASK:count=2" {
-		t.Errorf("errorstats: %q; want 2 ASK", got)
+	if got := statLine(info, "errorstat_ASK:"); got != "errorstat_ASK:count=4" {
+		t.Errorf("errorstats: %q; want 4 ASK", got)
 	}
-	if got := statLine(info, "cmdstat_get:"); !strings.Contains(got, "rejected_calls=2,") {
-		t.Errorf("commandstats: %q; want 2 rejected GETs", got)
+	if got := statLine(info, "cmdstat_get:"); !strings.Contains(got, "rejected_calls=4,") {
+		t.Errorf("commandstats: %q; want 4 rejected GETs", got)
 	}
 
 	// A cluster client follows -ASK without taking the slot off node 1.
