@@ -209,8 +209,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	var keeps func(string) bool
 	var vouched func() []byte
+	var wanted func(bool) []byte
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
-		keeps, vouched = n.keeps, n.vouched
+		keeps, vouched, wanted = n.keeps, n.vouched, n.wanted
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
 	}
 	dial := cfg.Dial
@@ -243,6 +244,7 @@ func Open(cfg Config) (*Node, error) {
 		ApplyBatch:    n.applyBatch,
 		Keeps:         keeps,
 		Vouched:       vouched,
+		Wanted:        wanted,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {

@@ -216,6 +216,25 @@ func (n *Node) forget() {
 	}
 }
 
+// wanted returns the slots a full sync this node asks for is to carry
+// (repl.Config.Wanted): to fill what it came to keep, its cold slots (if
+// any); otherwise every slot it keeps.
+func (n *Node) wanted(fill bool) []byte {
+	k := n.keep.Load()
+	if k == nil {
+		return nil // nothing decided yet: every key
+	}
+	c := n.cold.Load()
+	onlyCold := fill && c != nil && c.n > 0
+	set := make([]byte, wire.SlotSetLen)
+	for slot := range cluster.Slots {
+		if k.has(slot) && (!onlyCold || c.gen[slot] != 0) {
+			set[slot>>3] |= 1 << (slot & 7)
+		}
+	}
+	return set
+}
+
 // vouched returns the slots whose entries this node holds all of (kept and
 // not cold), as a wire slot set: sent with each full sync, so that the
 // receiver's drop rule judges only those keys (repl.Config.Vouched).

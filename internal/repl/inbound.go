@@ -53,6 +53,10 @@ type originState struct {
 	// now: it tells the origin (RejectResync) at its next frame, or at
 	// once if idle (Resync cuts its read short).
 	resync atomic.Bool
+	// fill is set by Resync for an origin this node had synced with: the
+	// full sync it asks for only fills the keys it came to keep
+	// (Config.Wanted); an absence past the horizon clears it.
+	fill bool
 	// heard is when the last connection from the origin last delivered a
 	// frame: the start of an absence.
 	heard     time.Time
@@ -111,9 +115,10 @@ type snapshotState struct {
 	keys map[string]struct{}
 	// bytes is what keys costs, counted against Config.MaxSnapshotBytes.
 	bytes int64
-	// vouched is the sender's set of slots it holds all of (nil: every
-	// key): the drop rule judges only their keys.
-	vouched []byte
+	// vouched is the sender's set of slots it holds all of, wanted the set
+	// this node asked for (nil: every key): the drop rule judges only the
+	// keys of both.
+	vouched, wanted []byte
 }
 
 // maxUnackedFrames bounds how many received frames one ack may cover.
@@ -148,8 +153,11 @@ type inStream struct {
 	// then only one, since an unasked one could drop what it holds.
 	asked bool
 	next  uint64 // where this node asked the origin to resume
-	snap  *snapshotState
-	heard time.Time // when the last frame arrived
+	// wanted is the set of slots the full sync asked for is to carry (nil:
+	// every key; Config.Wanted).
+	wanted []byte
+	snap   *snapshotState
+	heard  time.Time // when the last frame arrived
 
 	lastWrite time.Time // of the last frame written to the origin
 	unacked   int       // Ops frames applied and not yet acknowledged
@@ -188,10 +196,13 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 		return nil, err
 	}
 	fc.grow()
-	o, gen, next := r.takeOver(h, c)
+	o, gen, next, fill := r.takeOver(h, c)
 	now := time.Now()
 	in := &inStream{r: r, fc: fc, h: h, o: o, gen: gen, asked: next == 0, next: next, heard: now, lastWrite: now}
-	return in, fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last())})
+	if next == 0 && r.cfg.Wanted != nil {
+		in.wanted = r.cfg.Wanted(fill)
+	}
+	return in, fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted})
 }
 
 func (in *inStream) serve() error {
@@ -322,7 +333,7 @@ func (in *inStream) onSnapshotBegin(f *wire.SnapshotBegin) error {
 		return r.holdAhead(in.fc, in.o, in.h, "snapshot time", err)
 	}
 	in.asked = false
-	in.snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}, vouched: f.Vouched}
+	in.snap = &snapshotState{seq: f.Seq, hlc: hlc.Timestamp(f.HLC), keys: map[string]struct{}{}, vouched: f.Vouched, wanted: in.wanted}
 	return nil
 }
 
@@ -388,9 +399,9 @@ func (in *inStream) onProbe(f *wire.Probe) error {
 // for the same incarnation; from the start for a new one (a restarted
 // origin's log starts at 1 again); or 0, asking for a full sync, if this
 // node has never synced with the origin.
-func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (*originState, uint64, uint64) {
+func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (o *originState, gen, next uint64, fill bool) {
 	r.mu.Lock()
-	o := r.origins[h.NodeID]
+	o = r.origins[h.NodeID]
 	if o == nil {
 		o = &originState{id: h.NodeID}
 		r.origins[h.NodeID] = o
@@ -410,8 +421,8 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (*originState, uint64, 
 	// Away longer than the tombstone horizon: deletes this node missed may
 	// have left no tombstone anywhere, so no stream or anti-entropy round
 	// would bring them; a full sync's drop rule removes what they deleted.
-	if horizon := r.cfg.TombstoneHorizon; horizon > 0 && o.synced && !o.connected && time.Since(o.heard) > horizon {
-		o.synced = false
+	if horizon := r.cfg.TombstoneHorizon; horizon > 0 && (o.synced || o.fill) && !o.connected && time.Since(o.heard) > horizon {
+		o.synced, o.fill = false, false
 		r.cfg.Logger.Info("origin away longer than the tombstone horizon: asking for a full sync",
 			"origin", h.NodeName, "away", time.Since(o.heard).Round(time.Millisecond), "horizon", horizon)
 	}
@@ -419,9 +430,9 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (*originState, uint64, 
 	o.connected, o.since, o.conn = true, time.Now(), c
 	o.resync.Store(false) // this connection starts with the full sync asked for, if any
 	if !o.synced {
-		return o, o.gen, 0
+		return o, o.gen, 0, o.fill
 	}
-	return o, o.gen, o.applied + 1
+	return o, o.gen, o.applied + 1, false
 }
 
 // release marks the origin disconnected unless a newer connection took
@@ -710,13 +721,16 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		if _, in := snap.keys[key]; in || v.HLC > snap.hlc {
 			return true
 		}
-		if snap.vouched != nil && !slotIn(snap.vouched, cluster.KeySlot(key)) {
-			return true // the sender does not hold that slot's keys: it cannot tell
+		if snap.vouched != nil || snap.wanted != nil {
+			slot := cluster.KeySlot(key)
+			if snap.vouched != nil && !slotIn(snap.vouched, slot) || snap.wanted != nil && !slotIn(snap.wanted, slot) {
+				return true // a slot the snapshot does not cover: it cannot tell
+			}
 		}
 		return !store.GhostCovers(ghosts, key, v.HLC)
 	})
 	o.applied, o.hole = snap.seq, 0
-	o.synced = true
+	o.synced, o.fill = true, false
 	o.fullSyncs++
 	o.dropped += uint64(n)
 	r.cfg.Logger.Info("full sync received", "origin", o.name, "seq", snap.seq, "entries", len(snap.keys), "dropped", n)

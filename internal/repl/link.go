@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/wire"
@@ -163,7 +165,7 @@ func readHello(fc *frameConn) (*wire.Hello, error) {
 // while a reader takes the peer's answers.
 func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	fc := newFrameConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
-	next, needSnapshot, err := r.handshakeOut(l, fc)
+	next, wanted, needSnapshot, err := r.handshakeOut(l, fc)
 	if err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 		conn.Close()
 		readErr <- err
 	})
-	s := &sender{r: r, l: l, fc: fc, next: next, needSnapshot: needSnapshot, readErr: readErr}
+	s := &sender{r: r, l: l, fc: fc, next: next, wanted: wanted, needSnapshot: needSnapshot, readErr: readErr}
 	return s.run()
 }
 
@@ -196,19 +198,19 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 // to stream from and whether the peer asked for a full sync. With a full
 // sync, next is where the log replays from after the snapshot: the peer's
 // last ack if the same process of the peer asks (see sendSnapshot), else 0.
-func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnapshot bool, err error) {
+func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted []byte, needSnapshot bool, err error) {
 	hello := r.hello()
 	if err := fc.write(hello); err != nil {
-		return 0, false, err
+		return 0, nil, false, err
 	}
 	h, err := readHello(fc)
 	if err != nil {
-		return 0, false, err
+		return 0, nil, false, err
 	}
 	recv := r.cfg.Physical.UnixNano()
 	if rej := r.checkHello(h); rej != nil {
 		fc.write(publicReject(rej, h))
-		return 0, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
+		return 0, nil, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
 	// The Hello exchange is the first measurement of the peer's clock: a
 	// node started far from its peers refuses writes from its first one
@@ -222,12 +224,12 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnap
 	r.cfg.Clock.ObservePeerOffset(h.NodeName, towardZero(off, rtt/2))
 	resume, err := expect[*wire.Resume](fc)
 	if err != nil {
-		return 0, false, err
+		return 0, nil, false, err
 	}
 	// NextSeq 0 asks for a full sync (the receiver has never synced).
 	next = max(resume.NextSeq, 1)
 	if resume.Origin != r.cfg.NodeID || next > r.log.Next() {
-		return 0, false, fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
+		return 0, nil, false, fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
 	}
 	r.mergePeerClock(l, h.NodeName, resume.HLC)
@@ -259,9 +261,9 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, needSnap
 		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
 	}
 	if resume.NextSeq == 0 {
-		return replay, true, nil
+		return replay, resume.Wanted, true, nil
 	}
-	return next, false, nil
+	return next, nil, false, nil
 }
 
 // sender streams this node's log on one connection, with a full sync when
@@ -272,6 +274,7 @@ type sender struct {
 	l            *link
 	fc           *frameConn
 	next         uint64 // next sequence number to send
+	wanted       []byte // the slots the peer's full sync is to carry (nil: every key)
 	needSnapshot bool
 	readErr      <-chan error // the reader's end
 
@@ -394,7 +397,7 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 			replay = 0 // the log no longer reaches back to the peer
 		}
 		s.needSnapshot = false
-		s.next, err = r.sendSnapshot(s.l, s.fc, replay)
+		s.next, err = r.sendSnapshot(s.l, s.fc, replay, s.wanted)
 		s.batchLeft = 0
 		return err == nil, err
 	}
@@ -543,7 +546,7 @@ func (r *Replicator) roundDue(l *link) bool {
 // store, framed by the log position it stands for. The receiver merges it
 // and drops what the snapshot does not vouch for. It returns the sequence
 // number to stream from afterwards.
-func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64, error) {
+func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted []byte) (uint64, error) {
 	// Every write with a sequence number below s0 was versioned before ts
 	// (versions come from a monotonic clock, and a write is versioned before
 	// it is logged), so the snapshot plus the log from s0 covers them all.
@@ -565,6 +568,16 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64
 	if r.cfg.Vouched != nil {
 		vouched = r.cfg.Vouched()
 	}
+	if wanted != nil { // it vouches for no other slot
+		if vouched == nil {
+			vouched = slices.Clone(wanted)
+		} else {
+			vouched = slices.Clone(vouched)
+			for i := range vouched {
+				vouched[i] &= wanted[i]
+			}
+		}
+	}
 	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: vouched}); err != nil {
 		return 0, err
 	}
@@ -579,6 +592,9 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64) (uint64
 		chunk, size = chunk[:0], 0
 	}
 	r.cfg.Store.Snapshot(func(op store.Op) bool {
+		if wanted != nil && !slotIn(wanted, cluster.KeySlot(op.Key)) {
+			return true
+		}
 		w := toWireOp(&op)
 		if r.isLarge(&w) {
 			flush()

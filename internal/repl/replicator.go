@@ -145,6 +145,13 @@ type Config struct {
 	// it (its slots kept and warm): a snapshot of part of the keyspace says
 	// nothing of the rest.
 	Vouched func() []byte
+	// Wanted, if set, returns the hash slots (a wire.SlotSetLen-byte set)
+	// a full sync this node asks for is to carry, or nil for every key;
+	// fill is true when the sync only fills keys this node came to keep
+	// (Resync) rather than vouching for everything it keeps (a first sync,
+	// an absence past the tombstone horizon). The sender sends only those
+	// slots' keys, and the drop rule judges only them.
+	Wanted func(fill bool) []byte
 
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.

@@ -37,6 +37,9 @@ func (r *Replicator) Resync() <-chan struct{} {
 	r.resyncs++
 	for _, o := range r.origins {
 		o.mu.Lock()
+		if o.synced {
+			o.fill = true // it asks only for what it came to keep
+		}
 		o.synced = false
 		if o.connected || alive[o.id] {
 			// Connected, or about to be (its link from this node is up):

@@ -145,3 +145,38 @@ func TestResyncWaitsForAnOriginReconnecting(t *testing.T) {
 		}
 	})
 }
+
+// A full sync asked for with a set of wanted slots carries only their
+// keys: a Resync fills what the node came to keep, not what it holds.
+func TestFullSyncCarriesTheWantedSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var fills atomic.Int32
+		wanted := func(fill bool) []byte {
+			if !fill {
+				return nil // the first sync: every key
+			}
+			fills.Add(1)
+			return slotsExcept("x1") // every slot but x1's
+		}
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Wanted: wanted}, true)
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		ctx := context.Background()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		a.put(t, "w1", "v")
+		a.put(t, "x1", "v")
+		if err := a.r.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		b.st.Forget(func(string) bool { return true }) // b holds neither now
+		<-b.r.Resync()
+		if fills.Load() != 1 {
+			t.Fatalf("Wanted asked %d times to fill; want 1", fills.Load())
+		}
+		if b.value("w1") != "v" || b.has("x1") {
+			t.Fatalf("after a full sync of every slot but x1's: w1=%q, x1 held %v", b.value("w1"), b.has("x1"))
+		}
+	})
+}

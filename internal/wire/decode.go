@@ -134,19 +134,16 @@ func decode(body []byte, shared bool) (Frame, error) {
 	case TypeReject:
 		f = &Reject{Code: RejectCode(d.u16()), Message: d.str(MaxMessageLen, "message")}
 	case TypeResume:
-		f = &Resume{Origin: d.u32(), NextSeq: d.uvarint(), HLC: d.u64()}
+		rs := &Resume{Origin: d.u32(), NextSeq: d.uvarint(), HLC: d.u64()}
+		rs.Wanted = d.slotSet("wanted slots")
+		f = rs
 	case TypeOps:
 		f = d.ops()
 	case TypeAck:
 		f = &Ack{Origin: d.u32(), Seq: d.uvarint()}
 	case TypeSnapshotBegin:
 		sb := &SnapshotBegin{Origin: d.u32(), Seq: d.uvarint(), HLC: d.u64()}
-		if v := d.bytes(SlotSetLen, "vouched slots"); len(v) > 0 {
-			if len(v) != SlotSetLen {
-				d.fail("vouched slots not a full set")
-			}
-			sb.Vouched = append([]byte(nil), v...)
-		}
+		sb.Vouched = d.slotSet("vouched slots")
 		f = sb
 	case TypeSnapshotChunk:
 		origin := d.u32()
@@ -289,6 +286,20 @@ func (d *decoder) bytes(limit int, what string) []byte {
 		return nil
 	}
 	return d.take(int(n))
+}
+
+// slotSet reads a length-prefixed set of hash slots: nil if empty, else
+// exactly SlotSetLen bytes (copied).
+func (d *decoder) slotSet(what string) []byte {
+	v := d.bytes(SlotSetLen, what)
+	if len(v) == 0 || d.err != "" {
+		return nil
+	}
+	if len(v) != SlotSetLen {
+		d.fail(what + " not a full set")
+		return nil
+	}
+	return append([]byte(nil), v...)
 }
 
 // str reads a length-prefixed string and copies it.

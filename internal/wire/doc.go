@@ -34,7 +34,7 @@
 //	Type  Frame          Payload (after the type byte)
 //	1     Hello          Proto u16 | Cluster str | Region str | NodeName str | NodeID u32 | Incarnation u64 | PhysicalNanos i64
 //	2     Reject         Code u16 | Message str
-//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64
+//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64 | Wanted bytes (0 or SlotSetLen)
 //	4     Ops            Origin u32 | FirstSeq uvarint | count uvarint | count × Op
 //	5     Ack            Origin u32 | Seq uvarint
 //	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64 | Vouched bytes (0 or SlotSetLen)

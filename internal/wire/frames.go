@@ -42,6 +42,11 @@ type Resume struct {
 	Origin  uint32
 	NextSeq uint64
 	HLC     uint64
+	// Wanted, with NextSeq 0 (a full sync asked for), is nil for every key,
+	// or a set of SlotSetLen bytes: the hash slots the full sync is to
+	// carry (a node of a region keeping only its own slots); the sender's
+	// snapshot then holds only their keys, and vouches for no other.
+	Wanted []byte
 }
 
 // Op is one replicated operation. Its version is (HLC, VOrigin); VOrigin may
@@ -252,6 +257,8 @@ func (f *Resume) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.NextSeq)
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Wanted)))
+	buf = append(buf, f.Wanted...)
 	return finish(buf, start)
 }
 

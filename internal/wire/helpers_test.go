@@ -48,6 +48,7 @@ func samples() []sample {
 		{"Ack/max", &Ack{Origin: math.MaxUint32, Seq: math.MaxUint64}},
 		{"SnapshotBegin/zero", &SnapshotBegin{}},
 		{"SnapshotBegin/max", &SnapshotBegin{Origin: math.MaxUint32, Seq: math.MaxUint64, HLC: math.MaxUint64}},
+		{"Resume/wanted", &Resume{Origin: 1, NextSeq: 0, HLC: 3, Wanted: bytes.Repeat([]byte{0xa5}, SlotSetLen)}},
 		{"SnapshotBegin/vouched", &SnapshotBegin{Origin: 1, Seq: 2, HLC: 3, Vouched: bytes.Repeat([]byte{0x5a}, SlotSetLen)}},
 		{"SnapshotChunk/empty", &SnapshotChunk{Origin: 9}},
 		{"SnapshotChunk/ops", &SnapshotChunk{Origin: 9, Ops: []Op{

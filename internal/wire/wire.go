@@ -18,9 +18,10 @@ import (
 // Version 6: an Op whose value is too large for one frame travels as a
 // LargeOp frame and the ValuePart frames that follow it, which the
 // receiver acknowledges with PartAck frames.
-// Version 7: SnapshotBegin carries the hash slots the sender vouches for
-// (a node of a region keeping only its own slots); Reject code 9
-// (RejectResync) asks the sender for a full sync.
+// Version 7: SnapshotBegin carries the hash slots the sender vouches for,
+// and Resume the slots a full sync is to carry (a node of a region keeping
+// only its own slots); Reject code 9 (RejectResync) asks the sender for a
+// full sync.
 const Proto = 7
 
 // SlotSetLen is the length of a set of hash slots on the wire (one bit per
