@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/testkit"
@@ -14,15 +13,7 @@ import (
 
 func openSlotsOnlyNode(t *testing.T, id uint32, join ...string) *Node {
 	t.Helper()
-	n, err := Open(Config{
-		Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second,
-		Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, ClientAddr: fmt.Sprint("127.0.0.1:", 6380+id), SlotsOnly: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
+	return openRegionNodeWith(t, id, &GossipConfig{ClientAddr: fmt.Sprint("127.0.0.1:", 6380+id), SlotsOnly: true}, join...)
 }
 
 // With SlotsOnly each node keeps the entries of its own slots only. When a

@@ -16,10 +16,15 @@ import (
 
 func openRegionNode(t *testing.T, id uint32, join ...string) *Node {
 	t.Helper()
-	n, err := Open(Config{
-		Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second,
-		Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, ClientAddr: "127.0.0.1:6380"},
-	})
+	return openRegionNodeWith(t, id, &GossipConfig{ClientAddr: "127.0.0.1:6380"}, join...)
+}
+
+// openRegionNodeWith opens node id of region eu with gossip g (its Addr and
+// Join filled in here), closed when the test ends.
+func openRegionNodeWith(t *testing.T, id uint32, g *GossipConfig, join ...string) *Node {
+	t.Helper()
+	g.Addr, g.Join = "127.0.0.1:0", join
+	n, err := Open(Config{Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second, Gossip: g})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,15 +18,10 @@ import (
 // not keeping the key still refuses an older write of it.
 func TestKeepsAndResync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
 		var all atomic.Bool
 		keeps := func(key string) bool { return all.Load() || strings.HasPrefix(key, "mine") }
-		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Keeps: keeps}, true)
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		_, a, b := linkedPair(t, Config{}, Config{Keeps: keeps})
 		ctx := context.Background()
-		time.Sleep(time.Second) // b's first dial, before a listened, backs off
-		synctest.Wait()         // linked both ways, the first (empty) full syncs done
 
 		a.put(t, "mine1", "v1")
 		a.put(t, "other1", "v1")
@@ -86,12 +81,7 @@ func TestKeepsAndResync(t *testing.T) {
 // reaches, and returns a closed channel once the replicator is closed.
 func TestResyncDoesNotWaitForAGoneOrigin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
-		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}}, true)
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		_, a, b := linkedPair(t, Config{}, Config{})
 		resynced := b.r.Resync() // a is connected: it is waited for
 		a.r.Close()
 		<-resynced
@@ -102,6 +92,22 @@ func TestResyncDoesNotWaitForAGoneOrigin(t *testing.T) {
 			t.Fatal("Resync waited for the closed origin until SyncTimeout")
 		}
 	})
+}
+
+// linkedPair starts nodes a (id 1, cfgA) and b (id 2, cfgB) linked both
+// ways on a network of their own, and returns once both links are up and
+// the first (empty) full syncs done. Call it inside a synctest bubble.
+func linkedPair(t *testing.T, cfgA, cfgB Config) (mem *testkit.Network, a, b *node) {
+	t.Helper()
+	mem = testkit.NewNetwork()
+	t.Cleanup(func() { mem.Close() }) // after the nodes' Close (cleanups run last first)
+	cfgA.NodeID, cfgA.Peers = 1, []string{"b"}
+	cfgB.NodeID, cfgB.Peers = 2, []string{"a"}
+	b = startTestNode(t, mem, "b", cfgB, true)
+	a = startTestNode(t, mem, "a", cfgA, true)
+	time.Sleep(time.Second) // b's first dial, before a listened, backs off
+	synctest.Wait()
+	return mem, a, b
 }
 
 // Resync on a closed replicator returns a closed channel.
@@ -120,14 +126,9 @@ func TestResyncAfterClose(t *testing.T) {
 // less than DeadTimeout is not a gone peer).
 func TestResyncOnBothSides(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
 		var all atomic.Bool
 		keeps := func(string) bool { return all.Load() }
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}, Keeps: keeps}, true)
-		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Keeps: keeps}, true)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		_, a, b := linkedPair(t, Config{Keeps: keeps}, Config{Keeps: keeps})
 		a.put(t, "x", "from a")
 		b.put(t, "y", "from b")
 		ctx := context.Background()

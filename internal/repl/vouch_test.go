@@ -120,15 +120,10 @@ func TestFullSyncDropsOnlyVouchedSlots(t *testing.T) {
 // link reaches is waited for: Resync is not done before its full sync.
 func TestResyncWaitsForAnOriginReconnecting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
 		var all atomic.Bool
 		keeps := func(key string) bool { return all.Load() || strings.HasPrefix(key, "mine") }
-		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Keeps: keeps}, true)
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		mem, a, b := linkedPair(t, Config{}, Config{Keeps: keeps})
 		ctx := context.Background()
-		time.Sleep(time.Second)
-		synctest.Wait()
 		a.put(t, "other1", "v1")
 		if err := a.r.Drain(ctx); err != nil {
 			t.Fatal(err)
@@ -150,8 +145,6 @@ func TestResyncWaitsForAnOriginReconnecting(t *testing.T) {
 // keys: a Resync fills what the node came to keep, not what it holds.
 func TestFullSyncCarriesTheWantedSlots(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := testkit.NewNetwork()
-		defer mem.Close()
 		var fills atomic.Int32
 		wanted := func(fill bool) []byte {
 			if !fill {
@@ -160,11 +153,8 @@ func TestFullSyncCarriesTheWantedSlots(t *testing.T) {
 			fills.Add(1)
 			return slotsExcept("x1") // every slot but x1's
 		}
-		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"}, Wanted: wanted}, true)
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		_, a, b := linkedPair(t, Config{}, Config{Wanted: wanted})
 		ctx := context.Background()
-		time.Sleep(time.Second)
-		synctest.Wait()
 		a.put(t, "w1", "v")
 		a.put(t, "x1", "v")
 		if err := a.r.Drain(ctx); err != nil {
