@@ -15,6 +15,9 @@
 //
 //	cd bench && go run ./regionfailover -bin /tmp/geocache -nodes 3 -warm-keys 1000000
 //
+// With -redirect -refill-keys N (3 nodes) it kills a node of a region
+// holding N keys and reports when the two survivors hold every key.
+//
 // With -redirect the nodes run with --cluster-redirect, so each keeps only
 // its own slots: the keys are written to every node (each keeps those of
 // its slots; the others answer -MOVED), and the joining node takes only
@@ -47,7 +50,8 @@ func main() {
 	nodes := flag.Int("nodes", 3, "nodes in the region")
 	runs := flag.Int("runs", 5, "runs of each kind")
 	warmKeys := flag.Int("warm-keys", 0, "measure a join into a region holding this many keys instead of failovers")
-	valueSize := flag.Int("value-size", 64, "bytes per value with -warm-keys")
+	valueSize := flag.Int("value-size", 64, "bytes per value with -warm-keys and -refill-keys")
+	refillKeys := flag.Int("refill-keys", 0, "with -redirect: measure how the survivors of a kill refill the slots they gain, in a region holding this many keys")
 	flag.BoolVar(&redirect, "redirect", false, "run the nodes with --cluster-redirect: each keeps only its own slots")
 	flag.Parse()
 	if *bin == "" || *nodes < 2 {
@@ -56,6 +60,15 @@ func main() {
 	}
 	if *warmKeys > 0 {
 		if err := warmJoin(*bin, *nodes, *warmKeys, *valueSize); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *refillKeys > 0 {
+		if !redirect || *nodes != 3 {
+			log.Fatal("-refill-keys needs -redirect (without it every node holds every key and a kill refills nothing) and -nodes 3 (two survivors, each then owning every slot)")
+		}
+		if err := refill(*bin, *nodes, *refillKeys, *valueSize); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -251,6 +264,75 @@ func warmJoin(bin string, n, keys, valueSize int) error {
 	}
 	fmt.Printf("joining node: owns slots %v after its start, holding %d keys; read %.1f MB (%.0f bytes per key)\n",
 		warm.Round(time.Millisecond), size, float64(read)/1e6, float64(read)/float64(keys))
+	return nil
+}
+
+// refill fills a region of 3 nodes that keep only their own slots (2
+// copies), kills one, and reports how long the two survivors, which then
+// own every slot, take to hold every key (INFO keyspace) and what they
+// read meanwhile.
+func refill(bin string, n, keys, valueSize int) error {
+	r := &region{bin: bin}
+	defer r.stop()
+	for range n {
+		if err := r.add(); err != nil {
+			return err
+		}
+	}
+	if err := r.allServing(); err != nil {
+		return err
+	}
+	for _, nd := range r.nodes {
+		if err := load(nd.addr, keys, valueSize); err != nil {
+			return err
+		}
+	}
+	if err := waitTotal(r.nodes, keys); err != nil {
+		return err
+	}
+	victim, survivors := r.nodes[1], slices.Delete(slices.Clone(r.nodes), 1, 2)
+	before := map[*node]int64{}
+	for _, nd := range survivors {
+		read, err := rchar(nd.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		before[nd] = read
+		h, _ := heldKeys(nd.addr)
+		fmt.Printf("%s holds %d of %d keys before the kill\n", nd.addr, h, keys)
+	}
+	start := time.Now()
+	victim.cmd.Process.Kill()
+	victim.cmd.Wait()
+	r.nodes = survivors
+	for _, nd := range survivors {
+		if err := waitSlots(nd.addr, victim.id, false); err != nil {
+			return err
+		}
+	}
+	moved := time.Since(start)
+	for _, nd := range survivors {
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			if h, err := heldKeys(nd.addr); err == nil && h == keys {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not hold %d keys after 5 minutes", nd.addr, keys)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	full := time.Since(start)
+	fmt.Printf("kill -9: survivors' maps without the node after %v; every survivor holds all %d keys after %v\n",
+		moved.Round(time.Millisecond), keys, full.Round(time.Millisecond))
+	for _, nd := range survivors {
+		after, err := rchar(nd.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s read %.1f MB meanwhile (replication, gossip and the bench's polls)\n", nd.addr, float64(after-before[nd])/1e6)
+	}
 	return nil
 }
 
