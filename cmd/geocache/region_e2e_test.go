@@ -58,6 +58,9 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 	for _, n := range []*e2eNode{nodes[0], nodes[2]} {
 		e2eEventually(t, e2eHang, n.name+" drops the killed node", knownNodes(n, 2))
 		for _, sh := range n.client().ClusterShards(ctx).Val() {
+			if len(sh.Slots) == 0 {
+				continue
+			}
 			for _, sn := range sh.Nodes {
 				if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[1].addr {
 					t.Fatalf("%s still routes slots %v to the killed node", n.name, sh.Slots)
@@ -305,6 +308,9 @@ func e2eRoutesToAll(t *testing.T, nodes []*e2eNode) {
 		e2eEventually(t, e2eHang, n.name+" routes to every node", func() error {
 			owners := map[string]bool{}
 			for _, sh := range n.client().ClusterShards(context.Background()).Val() {
+				if len(sh.Slots) == 0 {
+					continue // a joining or leaving member: listed, no slots
+				}
 				for _, sn := range sh.Nodes {
 					owners[fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port)] = true
 				}
@@ -375,6 +381,9 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 	for _, n := range survivors {
 		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
 			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				if len(sh.Slots) == 0 {
+					continue
+				}
 				for _, sn := range sh.Nodes {
 					if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[2].addr {
 						return fmt.Errorf("%s still has slots", nodes[2].name)

@@ -48,7 +48,9 @@ type Shard struct {
 }
 
 // Shards groups the ranges by their owner list: one Shard per distinct
-// ordered owner list, in the order of their first slot.
+// ordered owner list, in the order of their first slot; then one shard
+// without slots for each member that owns none (joining or leaving), by
+// id, as Redis lists a master without slots.
 func (m *Map) Shards() []Shard {
 	var shards []Shard
 	index := make(map[string]int)
@@ -69,6 +71,11 @@ func (m *Map) Shards() []Shard {
 			sh.Slots[k].Last = rg.Last
 		} else {
 			sh.Slots = append(sh.Slots, rg.SlotRange)
+		}
+	}
+	for i, mb := range m.members {
+		if m.RangesOf(mb.ID) == nil {
+			shards = append(shards, Shard{Owners: m.members[i : i+1 : i+1]})
 		}
 	}
 	return shards

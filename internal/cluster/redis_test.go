@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/hex"
+	"slices"
 	"testing"
 )
 
@@ -96,5 +97,31 @@ func TestPrimaryRanges(t *testing.T) {
 	}
 	if got := mustNew(t, members(1, 2, 3), 3).Primaries(); len(got) != 3 || got[0].ID != 1 || got[2].ID != 3 {
 		t.Fatalf("Primaries of 3 nodes, copies 3: %v", got)
+	}
+}
+
+// A member that owns no slot (joining or leaving) is a shard of its own
+// without slots, after the shards with slots, as Redis lists a master
+// without slots.
+func TestShardsListSlotlessMembers(t *testing.T) {
+	ms := members(1, 2, 3, 4)
+	ms[0].State, ms[1].State, ms[2].State, ms[3].State = Serving, Joining, Serving, Leaving
+	m := mustNew(t, ms, 2)
+	shards := m.Shards()
+	var slotless []uint32
+	for i, sh := range shards {
+		if len(sh.Slots) > 0 {
+			if len(slotless) > 0 {
+				t.Fatalf("shard %d with slots after a slotless one", i)
+			}
+			continue
+		}
+		if len(sh.Owners) != 1 {
+			t.Fatalf("a slotless shard of %d nodes", len(sh.Owners))
+		}
+		slotless = append(slotless, sh.Owners[0].ID)
+	}
+	if !slices.Equal(slotless, []uint32{2, 4}) {
+		t.Fatalf("slotless shards %v; want the joining and the leaving member, [2 4]", slotless)
 	}
 }

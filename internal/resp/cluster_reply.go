@@ -93,7 +93,10 @@ func appendClusterSlots(dst []byte, m *cluster.Map, resp3 bool) []byte {
 // appendClusterShards appends the reply to CLUSTER SHARDS: one map per
 // shard (a distinct owner list), {slots: [first, last, ...], nodes: [...]},
 // each node a map of id, port, ip, endpoint, role ("master" for the
-// primary, "replica" for the others), replication-offset and health.
+// primary, "replica" for the others), replication-offset and health
+// ("loading" for a joining member, else "online"). A member without slots
+// is a shard of its own with an empty slots list, as a Redis master
+// without slots.
 func appendClusterShards(dst []byte, m *cluster.Map, resp3 bool) []byte {
 	shards := m.Shards()
 	dst = appendArray(dst, len(shards))
@@ -127,7 +130,11 @@ func appendClusterShards(dst []byte, m *cluster.Map, resp3 bool) []byte {
 			dst = appendBulkString(dst, "replication-offset")
 			dst = appendInt(dst, 0)
 			dst = appendBulkString(dst, "health")
-			dst = appendBulkString(dst, "online")
+			if o.State == cluster.Joining {
+				dst = appendBulkString(dst, "loading") // filling from the others
+			} else {
+				dst = appendBulkString(dst, "online")
+			}
 		}
 	}
 	return dst
