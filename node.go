@@ -152,13 +152,11 @@ type Node struct {
 	regionLeavingFrom cluster.MemberState
 	// Slot-owned storage (region_keep.go; GossipConfig.SlotsOnly): the
 	// slots kept and cold, coldGen the last warming round marked (under
-	// regionMu), warmGen the last one done (keepSlots' own), keepWake
-	// wakes keepSlots, regionStop (closed by Close) stops it, forgotten
-	// counts the entries forgotten.
+	// regionMu), keepWake wakes keepSlots, regionStop (closed by Close)
+	// stops it, forgotten counts the entries forgotten.
 	keep       atomic.Pointer[slotSet]
 	cold       atomic.Pointer[coldSlots]
 	coldGen    uint32
-	warmGen    uint32
 	keepWake   chan struct{}
 	regionStop chan struct{}
 	stopRegion sync.Once

@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/geocache/geocache/internal/cluster"
@@ -34,10 +35,8 @@ func (s *slotSet) minus(o *slotSet) (*slotSet, bool) {
 
 func (s *slotSet) count() int {
 	n := 0
-	for slot := range cluster.Slots {
-		if s.has(slot) {
-			n++
-		}
+	for _, w := range s {
+		n += bits.OnesCount64(w)
 	}
 	return n
 }
@@ -174,12 +173,13 @@ func (n *Node) keepSlots() {
 	var (
 		resynced <-chan struct{} // the warming round under way; nil: none
 		warming  uint32          // the cold generation it warms
+		warm     uint32          // the last generation warmed
 	)
 	startRound := func() {
 		n.regionMu.Lock()
 		gen := n.coldGen
 		n.regionMu.Unlock()
-		if gen != n.warmGen && resynced == nil {
+		if gen != warm && resynced == nil {
 			resynced, warming = n.repl.Resync(), gen
 		}
 	}
@@ -191,7 +191,7 @@ func (n *Node) keepSlots() {
 			n.forget()
 			startRound()
 		case <-resynced:
-			n.warmGen, resynced = warming, nil
+			warm, resynced = warming, nil
 			n.regionMu.Lock()
 			n.warmUpTo(warming)
 			n.regionMu.Unlock()
@@ -226,31 +226,27 @@ func (n *Node) wanted(fill bool) []byte {
 	}
 	c := n.cold.Load()
 	onlyCold := fill && c != nil && c.n > 0
-	set := make([]byte, wire.SlotSetLen)
-	for slot := range cluster.Slots {
-		if k.has(slot) && (!onlyCold || c.gen[slot] != 0) {
-			set[slot>>3] |= 1 << (slot & 7)
-		}
-	}
-	return set
+	return wireSlots(func(slot int) bool { return k.has(slot) && (!onlyCold || c.gen[slot] != 0) })
 }
 
 // vouched returns the slots whose entries this node holds all of (kept and
 // not cold), as a wire slot set: sent with each full sync, so that the
 // receiver's drop rule judges only those keys (repl.Config.Vouched).
 func (n *Node) vouched() []byte {
-	set := make([]byte, wire.SlotSetLen)
+	k, c := n.keep.Load(), n.cold.Load()
 	select {
 	case <-n.repl.Synced():
 	default:
-		return set // still taking its first syncs: no key vouched for
+		k = nil // still taking its first syncs: no key vouched for
 	}
-	k, c := n.keep.Load(), n.cold.Load()
-	if k == nil {
-		return set // nothing kept yet: no key vouched for
-	}
+	return wireSlots(func(slot int) bool { return k != nil && k.has(slot) && (c == nil || c.gen[slot] == 0) })
+}
+
+// wireSlots returns the slots include accepts as a wire slot set.
+func wireSlots(include func(slot int) bool) []byte {
+	set := make([]byte, wire.SlotSetLen)
 	for slot := range cluster.Slots {
-		if k.has(slot) && (c == nil || c.gen[slot] == 0) {
+		if include(slot) {
 			set[slot>>3] |= 1 << (slot & 7)
 		}
 	}
