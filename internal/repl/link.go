@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -564,19 +563,9 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 	if replay > 0 && replay < s0 && r.log.Stats().First <= replay {
 		from = replay
 	}
-	var vouched []byte
+	var vouched []byte // the receiver judges only the slots it wanted anyway
 	if r.cfg.Vouched != nil {
 		vouched = r.cfg.Vouched()
-	}
-	if wanted != nil { // it vouches for no other slot
-		if vouched == nil {
-			vouched = slices.Clone(wanted)
-		} else {
-			vouched = slices.Clone(vouched)
-			for i := range vouched {
-				vouched[i] &= wanted[i]
-			}
-		}
 	}
 	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: vouched}); err != nil {
 		return 0, err

@@ -46,11 +46,9 @@ func (r *Replicator) Resync() <-chan struct{} {
 			// either way its next full sync is the one wanted.
 			wants = append(wants, wanted{o, o.fullSyncs})
 		}
-		if o.connected {
-			if o.conn != nil {
-				o.resync.Store(true)
-				conns = append(conns, o.conn)
-			}
+		if o.connected && o.conn != nil {
+			o.resync.Store(true)
+			conns = append(conns, o.conn)
 		}
 		o.mu.Unlock()
 	}

@@ -636,9 +636,9 @@ func (s *Store) DropUnvouched(keep func(key string, v Version) bool) int {
 // the slots it no longer keeps. Unlike DropUnvouched and Purge it leaves
 // no ghost (but a counter's), so a later full sync brings the same
 // versions back in (a ghost would refuse them: a miss for nothing); the
-// tombstones stay, and still refuse older writes. Nothing is reported to OnChange: no key
-// changed, this node just stopped holding some. drop is called without a
-// lock held.
+// tombstones stay, and still refuse older writes. Nothing is reported to
+// OnChange: no key changed, this node just stopped holding some. drop is
+// called without a lock held.
 func (s *Store) Forget(drop func(key string) bool) int {
 	n := 0
 	for key := range s.cache.All() {

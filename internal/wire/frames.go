@@ -45,7 +45,8 @@ type Resume struct {
 	// Wanted, with NextSeq 0 (a full sync asked for), is nil for every key,
 	// or a set of SlotSetLen bytes: the hash slots the full sync is to
 	// carry (a node of a region keeping only its own slots); the sender's
-	// snapshot then holds only their keys, and vouches for no other.
+	// snapshot then holds only their keys, and the receiver's drop rule
+	// judges only them.
 	Wanted []byte
 }
 
