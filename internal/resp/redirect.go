@@ -39,8 +39,8 @@ func routed(cmd *command) bool {
 }
 
 // route returns true if this node serves the command. Otherwise it has
-// answered -CROSSSLOT or -MOVED and doomed (or, for EXEC, discarded) the
-// open transaction.
+// answered -CROSSSLOT, -MOVED or -ASK and doomed (or, for EXEC, discarded)
+// the open transaction.
 func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	m, _ := c.s.node.SlotMap()
 	if m == nil {
@@ -71,6 +71,7 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	if slot < 0 {
 		return true
 	}
+	ask := ""
 	if !cross && m.Owns(c.s.nodeCfg.NodeID, slot) {
 		// A cold slot (gained, still filling from the peers) is served by
 		// a co-owner that held it, for this request only: -ASK, as Redis
@@ -82,11 +83,7 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 		if !cold || addr == "" || asking || cmd.name == "exec" {
 			return true
 		}
-		c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
-		c.failTx()
-		c.countError("ASK ")
-		c.out = appendAsk(c.out, slot, addr)
-		return false
+		ask = addr
 	}
 	c.s.rejectedCalls[cmd.statsOf(args).id].Add(1)
 	if cmd.name == "exec" {
@@ -94,12 +91,16 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	} else {
 		c.failTx()
 	}
-	if cross {
+	switch { // the error's code is its first word
+	case cross:
 		c.replyError(errCrossSlot)
-		return false
+	case ask != "":
+		c.countError("ASK ")
+		c.out = appendAsk(c.out, slot, ask)
+	default:
+		c.countError("MOVED ")
+		c.out = appendMoved(c.out, slot, m.Primary(slot).Addr)
 	}
-	c.countError("MOVED ") // the code is the first word
-	c.out = appendMoved(c.out, slot, m.Primary(slot).Addr)
 	return false
 }
 
