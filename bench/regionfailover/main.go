@@ -114,14 +114,9 @@ func freePorts(n int) []string {
 // returns the time until no survivor's CLUSTER SLOTS names it and the time
 // until its process was gone.
 func run(bin string, n int, sig syscall.Signal) (moved, exited time.Duration, err error) {
-	r := &region{bin: bin}
+	r, err := startRegion(bin, n)
 	defer r.stop()
-	for range n {
-		if err := r.add(); err != nil {
-			return 0, 0, err
-		}
-	}
-	if err := r.allServing(); err != nil {
+	if err != nil {
 		return 0, 0, err
 	}
 	gone := make(chan time.Duration, 1)
@@ -144,6 +139,18 @@ func run(bin string, n int, sig syscall.Signal) (moved, exited time.Duration, er
 	exited = <-gone
 	r.nodes = slices.Delete(r.nodes, 1, 2)
 	return moved, exited, nil
+}
+
+// startRegion starts a region of n nodes and waits until every node
+// serves. The region is returned to stop even on error.
+func startRegion(bin string, n int) (*region, error) {
+	r := &region{bin: bin}
+	for range n {
+		if err := r.add(); err != nil {
+			return r, err
+		}
+	}
+	return r, r.allServing()
 }
 
 // region is a region of geocache serve processes on loopback.
@@ -209,14 +216,9 @@ func (r *region) stop() {
 // warmJoin fills a region of n nodes with keys, starts one more node and
 // reports how long it took to own slots and how much it read.
 func warmJoin(bin string, n, keys, valueSize int) error {
-	r := &region{bin: bin}
+	r, err := startRegion(bin, n)
 	defer r.stop()
-	for range n {
-		if err := r.add(); err != nil {
-			return err
-		}
-	}
-	if err := r.allServing(); err != nil {
+	if err != nil {
 		return err
 	}
 	loadStart := time.Now()
@@ -272,14 +274,9 @@ func warmJoin(bin string, n, keys, valueSize int) error {
 // own every slot, take to hold every key (INFO keyspace) and what they
 // read meanwhile.
 func refill(bin string, n, keys, valueSize int) error {
-	r := &region{bin: bin}
+	r, err := startRegion(bin, n)
 	defer r.stop()
-	for range n {
-		if err := r.add(); err != nil {
-			return err
-		}
-	}
-	if err := r.allServing(); err != nil {
+	if err != nil {
 		return err
 	}
 	for _, nd := range r.nodes {
