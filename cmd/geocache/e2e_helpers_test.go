@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -387,4 +388,15 @@ func e2eEventually(t *testing.T, d time.Duration, what string, f func() error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// e2eAtLeast waits until count reaches n (what says what is counted).
+func e2eAtLeast(t *testing.T, what string, count *atomic.Int64, n int64) {
+	t.Helper()
+	e2eEventually(t, e2eHang, what, func() error {
+		if got := count.Load(); got < n {
+			return fmt.Errorf("%d of %d", got, n)
+		}
+		return nil
+	})
 }

@@ -109,12 +109,7 @@ func TestRegionOfThreeProcesses(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	e2eEventually(t, e2eHang, "writes on the node about to leave", func() error {
-		if written.Load() < 100 {
-			return fmt.Errorf("%d writes", written.Load())
-		}
-		return nil
-	})
+	e2eAtLeast(t, "writes on the node about to leave", &written, 100)
 	nodes[1].signal(syscall.SIGTERM)
 	<-writes // the connection closed: nothing more is acknowledged
 	acked := int(written.Load())
@@ -167,23 +162,13 @@ func TestClusterClientFollowsAGracefulStop(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	e2eEventually(t, e2eHang, "writes through the cluster client", func() error {
-		if written.Load() < 300 {
-			return fmt.Errorf("%d writes", written.Load())
-		}
-		return nil
-	})
+	e2eAtLeast(t, "writes through the cluster client", &written, 300)
 	nodes[1].signal(syscall.SIGTERM)
 	if code := nodes[1].waitExit(e2eHang); code != 0 {
 		t.Fatalf("%s exited with %d", nodes[1].name, code)
 	}
 	after := written.Load()
-	e2eEventually(t, e2eHang, "writes after the node's exit", func() error {
-		if written.Load() < after+300 {
-			return fmt.Errorf("%d writes since", written.Load()-after)
-		}
-		return nil
-	})
+	e2eAtLeast(t, "writes after the node's exit", &written, after+300)
 	close(stop)
 	<-done
 	if n := failed.Load(); n > 0 {
