@@ -425,17 +425,8 @@ func waitTotal(nodes []*node, want int) error {
 // heldKeys returns the keys addr holds (INFO keyspace: all its entries,
 // whatever slots they are in).
 func heldKeys(addr string) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n")); err != nil {
-		return 0, err
-	}
-	var strs []string
-	if err := readValue(bufio.NewReader(c), &strs); err != nil || len(strs) != 1 {
+	strs, err := call(addr, "INFO", "keyspace")
+	if err != nil || len(strs) != 1 {
 		return 0, fmt.Errorf("INFO keyspace: %v %q", err, strs)
 	}
 	_, rest, ok := strings.Cut(strs[0], "db0:keys=")
@@ -489,14 +480,22 @@ func clusterStrings(addr, sub string, limit time.Duration) ([]string, error) {
 	}
 }
 
-func clusterOnce(addr, sub string) ([]string, error) {
+func clusterOnce(addr, sub string) ([]string, error) { return call(addr, "CLUSTER", sub) }
+
+// call sends one command to addr and returns every bulk string of its
+// reply, in order.
+func call(addr string, args ...string) ([]string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := fmt.Fprintf(c, "*2\r\n$7\r\nCLUSTER\r\n$%d\r\n%s\r\n", len(sub), sub); err != nil {
+	req := fmt.Appendf(nil, "*%d\r\n", len(args))
+	for _, a := range args {
+		req = fmt.Appendf(req, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
 	var strs []string
