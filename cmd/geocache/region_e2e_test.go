@@ -439,3 +439,110 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 	}
 	t.Logf("%d reads after the survivors took over, %d sent on by -ASK, %d failed (first: %v)", reads, asks, errs, firstErr)
 }
+
+// A region of three processes with --cluster-forward: each node keeps only
+// its own slots, and a plain (not cluster-aware) client writes and reads
+// every key through any node, MGET over several nodes' keys included. A
+// node killed with SIGKILL: once the survivors dropped it from their
+// maps, a plain client of a survivor reads every key again, with no miss
+// and no wrong value, the slots the survivors gained included (forwarded
+// to the co-owner that held them while they fill).
+func TestPlainClientThroughForwarding(t *testing.T) {
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-forward"} })
+	ctx := context.Background()
+	const keys, batch = 20000, 1000
+	c := nodes[0].client()
+	for first := 0; first < keys; first += batch {
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := first; i < first+batch; i++ {
+				p.Set(ctx, fmt.Sprint("k:", i), i, 0)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e2eEventually(t, e2eHang, "every key on its two owners", func() error {
+		total := 0
+		for _, n := range nodes {
+			total += held(n.addr)
+		}
+		if total != 2*keys {
+			return fmt.Errorf("the nodes hold %d entries, want %d", total, 2*keys)
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if h := held(n.addr); h >= keys {
+			t.Fatalf("%s holds %d of %d keys: not only its own slots", n.name, h, keys)
+		}
+	}
+	errs := 0
+	var firstErr error
+	readAll := func(c *redis.Client) (missed int) {
+		for first := 0; first < keys; first += batch {
+			cmds, _ := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i := first; i < first+batch; i++ {
+					p.Get(ctx, fmt.Sprint("k:", i))
+				}
+				return nil
+			})
+			for j, cmd := range cmds {
+				v, err := cmd.(*redis.StringCmd).Int()
+				switch {
+				case errors.Is(err, redis.Nil):
+					missed++
+				case err != nil:
+					errs++
+					firstErr = cmp.Or(firstErr, err)
+				case v != first+j:
+					t.Fatalf("k:%d read %d", first+j, v)
+				}
+			}
+		}
+		return missed
+	}
+	for _, n := range nodes {
+		if missed := readAll(n.client()); missed > 0 || errs > 0 {
+			t.Fatalf("through %s: %d misses, %d errors (first: %v)", n.name, missed, errs, firstErr)
+		}
+	}
+	mget := make([]string, 50)
+	for i := range mget {
+		mget[i] = fmt.Sprint("k:", i*397)
+	}
+	vals, err := nodes[1].client().MGet(ctx, mget...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vals {
+		if v != fmt.Sprint(i*397) {
+			t.Fatalf("MGET over several nodes: %s = %v", mget[i], v)
+		}
+	}
+
+	nodes[2].kill()
+	survivors := nodes[:2]
+	for _, n := range survivors {
+		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
+			for _, sh := range n.client().ClusterShards(ctx).Val() {
+				for _, sn := range sh.Nodes {
+					if len(sh.Slots) > 0 && fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[2].addr {
+						return fmt.Errorf("%s still has slots", nodes[2].name)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	for _, n := range survivors {
+		if missed := readAll(n.client()); missed > 0 || errs > 0 {
+			t.Fatalf("through %s after the kill: %d misses, %d errors (first: %v)", n.name, missed, errs, firstErr)
+		}
+	}
+	info, err := e2eInfo(ctx, c, "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s forwarded %s commands", nodes[0].name, info["geocache_forwarded_commands"])
+}

@@ -209,6 +209,7 @@ func (s respServer) Stats() admin.RESPStats {
 		AuthFailures: st.AuthFailures, BufferBytes: st.BufferBytes, TLSHandshakeErrors: st.TLSHandshakeErrors,
 		PubSubChannels: st.PubSubChannels, PubSubPatterns: st.PubSubPatterns,
 		PubSubOutputBytes: st.PubSubOutputBytes, OutputBufferDisconnections: st.OutputBufferDisconnections,
+		Forwarded: st.Forwarded, ForwardErrors: st.ForwardErrors,
 	}
 }
 
@@ -260,8 +261,8 @@ func start(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	srv, err := resp.New(resp.Config{
 		Node: node, RequirePass: cfg.requirePass,
 		MaxClients: cfg.maxClients, IdleTimeout: cfg.idleTimeout,
-		Redirect: cfg.clusterRedirect,
-		Logger:   log.With("component", "resp"),
+		Redirect: cfg.clusterRedirect, Forward: cfg.clusterForward,
+		Logger: log.With("component", "resp"),
 		// RESP protection
 		MaxRequestBytes: int(cfg.maxRequestBytes()), MaxClientBuffer: cfg.maxClientBuffer,
 		ProtectedMode: cfg.protectedMode != "no", AuthTimeout: cfg.authTimeout, RequestTimeout: cfg.requestTimeout,

@@ -62,6 +62,7 @@ type serveConfig struct {
 	announceAddr                string
 	peerAnnounceAddr            string
 	clusterRedirect             bool
+	clusterForward              bool
 
 	// RESP protection
 	protectedMode   string        // "yes", "no", or "" for yes
@@ -134,6 +135,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.copies, "copies", 0, "nodes of the region owning each hash slot (0: 2)")
 	fs.StringVar(&c.announceAddr, "announce-addr", "", "Redis address announced to cluster-aware clients (CLUSTER SLOTS; default --addr)")
 	fs.StringVar(&c.peerAnnounceAddr, "peer-announce-addr", "", "replication address the region's other nodes dial (default --peer-addr; required when --peer-addr is a wildcard)")
+	fs.BoolVar(&c.clusterForward, "cluster-forward", false, "each node keeps only its own slots and forwards commands on other slots to their owners in the region, so that any client may use any node (cluster-aware clients still go straight to the owners); excludes --cluster-redirect")
 	fs.BoolVar(&c.clusterRedirect, "cluster-redirect", false, "answer as a Redis Cluster node: -MOVED for keys of slots this node does not own, -CROSSSLOT for keys in several slots; each node then keeps only its own slots (off: every node keeps and serves every key)")
 	// RESP protection
 	fs.Var(enumValue{&c.protectedMode, []string{"yes", "no"}}, "protected-mode", "without --requirepass, serve only loopback clients and answer others Redis's -DENIED error: yes or no (default yes)")

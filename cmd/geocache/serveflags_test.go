@@ -304,8 +304,8 @@ func TestServeUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks --%s or %s", f.Name, envName(f.Name))
 		}
 	})
-	if n != 43 {
-		t.Errorf("%d flags, want 43 (update docs/operations.md when adding one)", n)
+	if n != 44 {
+		t.Errorf("%d flags, want 44 (update docs/operations.md when adding one)", n)
 	}
 	if strings.Contains(b.String(), "clock-offset") || strings.Contains(b.String(), "GEOCACHE_TEST_") {
 		t.Errorf("the help shows a test hook:\n%s", b.String())

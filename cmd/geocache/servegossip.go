@@ -21,12 +21,15 @@ func (c *serveConfig) validateGossip() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}, {"--cluster-redirect", c.clusterRedirect}, {"--peer-announce-addr", c.peerAnnounceAddr != ""}} {
+		}{{"--join", len(c.join) > 0}, {"--gossip-key", c.gossipKeyFile != ""}, {"--gossip-advertise-addr", c.gossipAdvertise != ""}, {"--copies", c.copies != 0}, {"--announce-addr", c.announceAddr != ""}, {"--cluster-redirect", c.clusterRedirect}, {"--cluster-forward", c.clusterForward}, {"--peer-announce-addr", c.peerAnnounceAddr != ""}} {
 			if f.set {
 				return bad("%s needs --gossip-addr", f.name)
 			}
 		}
 		return nil
+	}
+	if c.clusterRedirect && c.clusterForward {
+		return bad("--cluster-redirect and --cluster-forward exclude each other")
 	}
 	addrs := []struct{ flag, addr string }{{"--gossip-addr", c.gossipAddr}}
 	if c.gossipAdvertise != "" {
@@ -92,9 +95,10 @@ func (c *serveConfig) gossipConfig() *geocache.GossipConfig {
 	return &geocache.GossipConfig{
 		Addr: c.gossipAddr, AdvertiseAddr: c.gossipAdvertise, Join: c.join,
 		Key: c.gossipKey, Copies: c.copies, ClientAddr: announce, ReplAddr: c.peerAnnounceAddr,
-		// Redirecting nodes are only asked for their own slots: they keep
-		// only those, and the region holds Nodes/Copies times one node.
-		SlotsOnly: c.clusterRedirect,
+		// Redirecting and forwarding nodes are only asked for their own
+		// slots: they keep only those, and the region holds Nodes/Copies
+		// times one node.
+		SlotsOnly: c.clusterRedirect || c.clusterForward,
 	}
 }
 

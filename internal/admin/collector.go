@@ -45,6 +45,7 @@ type RESPStats struct {
 	PubSubPatterns             int    // distinct patterns subscribed to
 	PubSubOutputBytes          int64  // bytes queued for subscribers and not yet written
 	OutputBufferDisconnections uint64 // subscribers disconnected over the pub/sub output limits
+	Forwarded, ForwardErrors   uint64 // commands forwarded to their owners (--cluster-forward), and those failed
 	// CommandLatency holds the execution times of each command name
 	// executed at least once (resp.Server.CommandLatency).
 	CommandLatency map[string]latency.Snapshot
@@ -140,6 +141,8 @@ var (
 	descRESPPubSubPatterns = desc("resp_pubsub_patterns", "Distinct patterns subscribed to on this node (PUBSUB NUMPAT).")
 	descRESPPubSubOutput   = desc("resp_pubsub_output_bytes", "Bytes queued for this node's subscribers and not yet written to them, across all subscribers.")
 	descRESPObufDisconns   = desc("resp_output_buffer_limit_disconnections_total", "Subscribers disconnected for reaching the pub/sub output buffer limits (--client-output-buffer-limit-pubsub).")
+	descRESPForwarded      = desc("resp_forwarded_commands_total", "Commands (and parts of split commands) forwarded to the owner of their slot in the region (--cluster-forward).")
+	descRESPForwardErrors  = desc("resp_forward_errors_total", "Forwarded commands answered -TRYAGAIN because the exchange with the owner failed.")
 
 	descRESPDuration = desc("resp_command_duration_seconds", "RESP command time: parsing and execution, until the reply is buffered (blocking included: WAIT, acknowledged writes; network excluded). Commands never executed have no series.", "command")
 )
@@ -159,6 +162,7 @@ var (
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
 		descRESPAuthFailures, descRESPBufferBytes, descRESPTLSErrors,
 		descRESPPubSubChannels, descRESPPubSubPatterns, descRESPPubSubOutput, descRESPObufDisconns,
+		descRESPForwarded, descRESPForwardErrors,
 	}
 )
 
@@ -284,6 +288,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRESPPubSubPatterns, float64(rs.PubSubPatterns))
 		gauge(descRESPPubSubOutput, float64(rs.PubSubOutputBytes))
 		counter(descRESPObufDisconns, rs.OutputBufferDisconnections)
+		counter(descRESPForwarded, rs.Forwarded)
+		counter(descRESPForwardErrors, rs.ForwardErrors)
 		for name, l := range rs.CommandLatency {
 			ch <- histogram(descRESPDuration, l, name)
 		}

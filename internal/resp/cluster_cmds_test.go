@@ -20,8 +20,16 @@ import (
 // given, adjusts each node's gossip and each server's config.
 func regionServers(t *testing.T, n int, opt ...func(*geocache.GossipConfig, *Config)) ([]string, []*geocache.Node) {
 	t.Helper()
+	addrs, nodes, _ := regionServersWith(t, n, opt...)
+	return addrs, nodes
+}
+
+// regionServersWith is regionServers, returning the servers too.
+func regionServersWith(t *testing.T, n int, opt ...func(*geocache.GossipConfig, *Config)) ([]string, []*geocache.Node, []*Server) {
+	t.Helper()
 	var addrs []string
 	var nodes []*geocache.Node
+	var servers []*Server
 	join := ""
 	for i := range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,6 +61,7 @@ func regionServers(t *testing.T, n int, opt ...func(*geocache.GossipConfig, *Con
 		})
 		addrs = append(addrs, ln.Addr().String())
 		nodes = append(nodes, node)
+		servers = append(servers, s)
 	}
 	// Every node sees every member serving before the test starts.
 	for _, node := range nodes {
@@ -69,7 +78,7 @@ func regionServers(t *testing.T, n int, opt ...func(*geocache.GossipConfig, *Con
 			return true
 		})
 	}
-	return addrs, nodes
+	return addrs, nodes, servers
 }
 
 // go-redis's ClusterClient, pointed at one node of a three-node region,

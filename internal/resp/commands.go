@@ -296,7 +296,7 @@ func (c *conn) execCommand(args [][]byte) {
 		c.replyError("NOAUTH Authentication required.")
 		return
 	}
-	if c.s.cfg.Redirect && routed(cmd) && !c.route(cmd, args, asking) {
+	if (c.s.cfg.Redirect || c.s.cfg.Forward || c.redirect) && routed(cmd) && !c.route(cmd, args, asking) {
 		return
 	}
 	if !cmd.subscribedOK && !c.resp3 && c.subscribed() {

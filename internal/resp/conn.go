@@ -121,6 +121,12 @@ type conn struct {
 	errs, errMark uint64
 	// asking is set by ASKING for the next command (redirect.go).
 	asking bool
+	// redirect: GEOCACHE REDIRECT asked -MOVED and -ASK rather than
+	// forwarding (Config.Forward); fwd holds the forwarded commands of
+	// the batch running, and capture keeps the replies of a split
+	// command's local part in out (forward_conn.go).
+	redirect, capture bool
+	fwd               *fwdState
 
 	// CLIENT REPLY (ops_cmds.go): replyOff drops every reply until CLIENT
 	// REPLY ON; skipNext drops the next command's, skipThis the running
@@ -484,12 +490,16 @@ func (c *conn) takeSide() bool {
 // connection has an output queue (it is subscribed), queues them for its
 // writer. It returns false once a write failed or the queue died.
 func (c *conn) flush() bool {
+	if c.capture {
+		return c.werr == nil // a split command's local part: its replies are kept (forward_conn.go)
+	}
 	if c.mute {
 		// The running command's replies so far are dropped; the earlier
 		// ones go out.
 		c.out = c.out[:min(c.muteAt, len(c.out))]
 		c.muteAt = 0
 	}
+	c.resolveForwards()
 	if len(c.big) > 0 && (c.ps != nil && c.ps.q != nil || c.big[len(c.big)-1].at > len(c.out)) {
 		c.inlineBig() // cannot happen (see replyValue); fail safe
 	}
@@ -568,7 +578,7 @@ func (c *conn) inlineBig() {
 // flushIfFull writes the pending replies out if many are waiting, so that a
 // long reply (MGET of many large values) never needs a buffer of its size.
 func (c *conn) flushIfFull() {
-	if len(c.out) >= flushAt {
+	if len(c.out) >= flushAt && !c.capture {
 		c.flush()
 	}
 }
@@ -671,7 +681,7 @@ func (c *conn) replyBulk(b []byte)   { c.out = appendBulk(c.out, b) }
 // before while the command's replies may yet be dropped or replaced
 // (CLIENT REPLY OFF or SKIP, EXEC) or are queued for a subscriber's writer.
 func (c *conn) replyValue(v []byte) {
-	if len(v) < streamAt || c.mute || c.inExec || c.ps != nil && c.ps.q != nil {
+	if len(v) < streamAt || c.mute || c.inExec || c.capture || c.ps != nil && c.ps.q != nil {
 		c.out = appendBulk(c.out, v)
 		return
 	}

@@ -18,6 +18,9 @@ var geocacheHelp = []string{
 	"    Return, or set, how far this connection's writes travel before they are answered:",
 	"    LOCAL (applied here), QUORUM (a majority of regions), ALL (every region).",
 	"    A write not acknowledged within the timeout (default 5000 ms) answers -TIMEOUT; it stays applied.",
+	"REDIRECT",
+	"    On a node that forwards commands to the owners of their keys (--cluster-forward), answer as a",
+	"    Redis Cluster node instead, on this connection: -MOVED or -ASK for keys this node does not keep.",
 	"VERSION <key>",
 	"    Return the version of key's entry here: [hlc, origin node id, expire-at ms or -1];",
 	"    for a delete this node remembers, [hlc, origin node id, -1, \"deleted\"]; else nil.",
@@ -40,6 +43,13 @@ func cmdGeocache(c *conn, args [][]byte) {
 			return
 		}
 		c.ack(args[2:])
+	case equalFold(sub, "redirect"):
+		if len(args) != 2 {
+			c.wrongArity("geocache|redirect")
+			return
+		}
+		c.redirect = true
+		c.replyOK()
 	case equalFold(sub, "version"):
 		if len(args) != 3 {
 			c.wrongArity("geocache|version")

@@ -166,6 +166,7 @@ func (c *conn) unmute() {
 // acknowledgement level. It answers +RESET.
 func cmdReset(c *conn, _ [][]byte) {
 	c.tx, c.watched = nil, nil
+	c.redirect = false
 	if c.ps != nil {
 		c.endPubSub()
 		if c.werr != nil {

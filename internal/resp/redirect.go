@@ -46,6 +46,9 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 	if m == nil {
 		return true
 	}
+	if c.forwards() {
+		return c.forwardRoute(m, cmd, args)
+	}
 	slot, cross := -1, false
 	see := func(cmd *command, args [][]byte) {
 		c.keyBuf = routedKeys(c.keyBuf[:0], cmd, args)
@@ -110,7 +113,7 @@ func (c *conn) route(cmd *command, args [][]byte, asking bool) bool {
 // is the primary of, as a Redis Cluster master lists its own, so that a
 // client that walks every master sees each key once.
 func (c *conn) primaryOnly() func(key string) bool {
-	if !c.s.cfg.Redirect {
+	if !c.s.cfg.Redirect && !c.s.cfg.Forward {
 		return nil
 	}
 	m, _ := c.s.node.SlotMap()

@@ -27,7 +27,7 @@ import (
 // RESETSTAT.
 type statBase struct {
 	connections, commands, errors, rejectedConns, rejectedReqs uint64
-	tlsErrors, obufKills                                       uint64
+	tlsErrors, obufKills, forwarded, fwdErrors                 uint64
 	hits, misses, evictions, expired                           uint64
 	rejectedCalls, failedCalls                                 [maxCommands]uint64
 	latency                                                    [maxCommands]latency.Snapshot
@@ -47,6 +47,8 @@ func (s *Server) resetStats() {
 		rejectedReqs:  s.rejectedReqs.Load(),
 		tlsErrors:     s.tlsErrors.Load(),
 		obufKills:     s.obufKills.Load(),
+		forwarded:     s.forwarded.Load(),
+		fwdErrors:     s.fwdErrors.Load(),
 	}
 	st := s.node.Stats()
 	b.hits, b.misses, b.evictions, b.expired = st.Hits, st.Misses, st.Evictions, st.Expired

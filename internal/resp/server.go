@@ -85,6 +85,14 @@ type Config struct {
 	// nothing. Off by default: every node serves every key. A node that
 	// keeps only its own slots (geocache.GossipConfig.SlotsOnly) needs it.
 	Redirect bool
+	// Forward makes a node that keeps only its own slots serve every
+	// client (forward.go): a command on keys of a slot this node does not
+	// keep is forwarded to an owner in the region and its reply relayed;
+	// MGET, MSET, DEL, UNLINK, EXISTS and TOUCH over several slots are
+	// split by owner. Cluster-aware clients still route by CLUSTER SLOTS
+	// and go straight to the owners. It needs a node of a region
+	// (geocache.Config.Gossip) and excludes Redirect.
+	Forward bool
 	// coldSlot stands in for Node.ColdSlot in tests (nil: the node's).
 	coldSlot func(slot int) (ask string, cold bool)
 	// IdleTimeout closes a client that has sent nothing (or has not read
@@ -169,6 +177,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxClientBuffer must not be negative", ErrInvalidConfig)
 	case c.PubSubHardLimit < 0 || c.PubSubSoftLimit < 0 || c.PubSubSoftTime < 0:
 		return fmt.Errorf("%w: pub/sub output limits must not be negative", ErrInvalidConfig)
+	case c.Redirect && c.Forward:
+		return fmt.Errorf("%w: Redirect and Forward exclude each other", ErrInvalidConfig)
 	case c.MaxRequestBytes > 1<<31:
 		return fmt.Errorf("%w: MaxRequestBytes %d is over 2 GiB", ErrInvalidConfig, c.MaxRequestBytes)
 	}
@@ -245,6 +255,10 @@ type Stats struct {
 	// the pub/sub output limits (INFO stats
 	// client_output_buffer_limit_disconnections, as Redis 7.2).
 	OutputBufferDisconnections uint64
+	// Forwarded counts the commands (and parts of split commands) sent to
+	// another member of the region (Config.Forward); ForwardErrors those
+	// answered -TRYAGAIN because the exchange with the owner failed.
+	Forwarded, ForwardErrors uint64
 }
 
 // Server serves the Redis protocol for one geocache node. Create it with
@@ -318,6 +332,12 @@ type Server struct {
 	unlisten  func()
 	psBytes   atomic.Int64  // bytes queued for subscribers, not yet written
 	obufKills atomic.Uint64 // subscribers disconnected over the output limits
+	// Forwarding (forward.go): the pools of connections to the other
+	// members, the password they authenticate with, the counters.
+	fwdr                 *forwarder
+	fwdPass              atomic.Pointer[string]
+	forwarded, fwdErrors atomic.Uint64
+
 	// testHookSubscribed, if set by a test, runs after a (P)SUBSCRIBE
 	// registered its subscriptions, before the command returns.
 	testHookSubscribed func()
@@ -362,6 +382,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.coldSlot == nil {
 		s.cfg.coldSlot = cfg.Node.ColdSlot
 	}
+	s.fwdr = newForwarder(s)
 	s.initSettings()
 	// Every message the node delivers — published here or arriving from
 	// another node — goes to this server's subscribers.
@@ -483,6 +504,7 @@ func (s *Server) Close() error {
 		}
 		s.unlisten()
 		s.cancel()
+		s.fwdr.close()
 		for ln := range s.listeners {
 			ln.Close()
 		}
@@ -516,5 +538,7 @@ func (s *Server) Stats() Stats {
 		PubSubPatterns:             s.hub.NumPat(),
 		PubSubOutputBytes:          s.psBytes.Load(),
 		OutputBufferDisconnections: s.obufKills.Load(),
+		Forwarded:                  s.forwarded.Load(),
+		ForwardErrors:              s.fwdErrors.Load(),
 	}
 }

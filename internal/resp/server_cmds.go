@@ -258,6 +258,8 @@ func (s *Server) info(want map[string]bool) string {
 		ku("acl_access_denied_auth", s.authFailures.Load())
 		ki("geocache_client_buffer_bytes", s.bufBytes.Load())
 		ku("geocache_tls_handshake_errors", since(s.tlsErrors.Load(), base.tlsErrors))
+		ku("geocache_forwarded_commands", since(s.forwarded.Load(), base.forwarded))
+		ku("geocache_forward_errors", since(s.fwdErrors.Load(), base.fwdErrors))
 		ku("keyspace_hits", since(st.Hits, base.hits))
 		ku("keyspace_misses", since(st.Misses, base.misses))
 		ki("pubsub_channels", int64(s.hub.NumChannels()))

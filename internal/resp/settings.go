@@ -48,8 +48,10 @@ func (s *Server) initSettings() {
 func (s *Server) setPassword(pass string) {
 	if pass == "" {
 		s.pass.Store(nil)
+		s.fwdPass.Store(nil)
 		return
 	}
+	s.fwdPass.Store(&pass) // the members of a region share it (forward.go)
 	d := passwordDigest(pass)
 	s.pass.Store(&d)
 }

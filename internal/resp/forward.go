@@ -1,0 +1,376 @@
+package resp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache"
+)
+
+// Forwarding (Config.Forward): a node that keeps only its own slots
+// (geocache.GossipConfig.SlotsOnly) serves clients that are not
+// cluster-aware too. A command whose keys are all in one slot this node
+// does not own goes to that slot's primary; one on a slot this node has
+// just gained and is still filling (Node.ColdSlot) goes, after ASKING, to
+// the co-owner that held it. The owner's reply is copied to the client
+// byte for byte, in the client's protocol. MGET, MSET, DEL, UNLINK, EXISTS
+// and TOUCH over several slots are split by owner (the keys kept here run
+// here) and their replies merged in order; any other command over several
+// slots is refused with -CROSSSLOT, unless this node keeps them all.
+// Transactions and WATCH run here only: a queued command or a watched key
+// this node does not keep is refused (the transaction is doomed).
+//
+// How: the forwarded commands of one read are queued per owner as the
+// read is executed (a placeholder marks their place among the replies),
+// and go out just before the replies are written (flush): one write per
+// owner, all owners at once, then their replies are read and spliced in
+// order. A client pipelining 16 commands pays one round trip to each
+// owner per batch, not one per command.
+//
+// The connections to the owners are pooled per owner address and
+// protocol: at most fwdMaxConns each, opened on demand, authenticated with
+// this server's own password (the members of a region share it) and told
+// GEOCACHE REDIRECT, so that the owner answers as a Redis Cluster node
+// (-MOVED or -ASK, never forwarding again): a forwarded command travels
+// at most one hop, plus one more when the owner sends it on because the
+// map moved meanwhile. Each exchange has a deadline (fwdTimeout, plus the
+// acknowledgement timeout of a client waiting for QUORUM or ALL), and the
+// replies of one batch are bounded (fwdReplyLimit). A failed exchange is
+// answered, for each of its commands, "-TRYAGAIN forwarding to <addr>
+// failed: ..." (clients retry it); a write may have been applied even so,
+// as after any lost connection.
+
+const (
+	fwdMaxConns    = 32              // pooled connections per owner and protocol
+	fwdDialTimeout = 2 * time.Second // bound on opening a pooled connection
+	fwdTimeout     = 5 * time.Second // bound on one exchange, beyond the acknowledgement wait
+	fwdReplyFloor  = 256 << 20       // the least bound on one batch's replies
+	fwdMaxDepth    = 32              // nesting of a reply the forwarder reads
+)
+
+// fwdKey names a pool: an owner's RESP address and the protocol its
+// connections speak.
+type fwdKey struct {
+	addr  string
+	proto int
+}
+
+// forwarder holds the server's pools of connections to the other members.
+type forwarder struct {
+	s      *Server
+	mu     sync.Mutex
+	closed bool
+	pools  map[fwdKey]*fwdPool
+	open   map[*fwdConn]struct{} // every pooled connection, idle or in use, for close
+}
+
+type fwdPool struct {
+	key   fwdKey
+	slots chan struct{} // one token per connection open
+	idle  chan *fwdConn
+}
+
+// fwdConn is a pooled connection to an owner.
+type fwdConn struct {
+	nc         net.Conn
+	rd         *bufio.Reader
+	ack        geocache.Ack // the acknowledgement level set on it
+	ackTimeout time.Duration
+}
+
+var errFwdClosed = errors.New("server closing")
+
+func newForwarder(s *Server) *forwarder {
+	return &forwarder{s: s, pools: map[fwdKey]*fwdPool{}, open: map[*fwdConn]struct{}{}}
+}
+
+// pool returns the pool of key, nil once the forwarder is closed. Pools of
+// addresses no longer in the region's map are dropped as new ones come,
+// so that they stay bounded by the members.
+func (f *forwarder) pool(key fwdKey) *fwdPool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	p := f.pools[key]
+	if p == nil {
+		if len(f.pools) >= 16 {
+			f.dropStaleLocked()
+		}
+		p = &fwdPool{key: key, slots: make(chan struct{}, fwdMaxConns), idle: make(chan *fwdConn, fwdMaxConns)}
+		f.pools[key] = p
+	}
+	return p
+}
+
+// dropStaleLocked closes the idle connections of the pools whose address is
+// no longer a member's, and forgets those pools (connections in use are
+// closed as they come back: put).
+func (f *forwarder) dropStaleLocked() {
+	m, _ := f.s.node.SlotMap()
+	live := map[string]bool{}
+	if m != nil {
+		for _, mb := range m.Members() {
+			live[mb.Addr] = true
+		}
+	}
+	for k, p := range f.pools {
+		if live[k.addr] {
+			continue
+		}
+		delete(f.pools, k)
+		for {
+			select {
+			case fc := <-p.idle:
+				delete(f.open, fc)
+				fc.nc.Close()
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+// get returns a connection of key's pool: an idle one, a new one if the
+// pool has room, or the first one freed before deadline.
+func (f *forwarder) get(key fwdKey, deadline time.Time) (*fwdPool, *fwdConn, error) {
+	p := f.pool(key)
+	if p == nil {
+		return nil, nil, errFwdClosed
+	}
+	select {
+	case fc := <-p.idle:
+		return p, fc, nil
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case fc := <-p.idle:
+		return p, fc, nil
+	case p.slots <- struct{}{}:
+		fc, err := f.dial(key, deadline)
+		if err != nil {
+			<-p.slots
+			return nil, nil, err
+		}
+		return p, fc, nil
+	case <-t.C:
+		return nil, nil, fmt.Errorf("all %d connections busy", fwdMaxConns)
+	case <-f.s.ctx.Done():
+		return nil, nil, errFwdClosed
+	}
+}
+
+// put returns a connection to its pool, or closes it if the exchange on it
+// failed (its replies may be out of step) or the forwarder is closed.
+func (f *forwarder) put(p *fwdPool, fc *fwdConn, ok bool) {
+	f.mu.Lock()
+	keep := ok && !f.closed && f.pools[p.key] == p
+	if !keep {
+		delete(f.open, fc)
+	}
+	f.mu.Unlock()
+	if keep {
+		select {
+		case p.idle <- fc:
+			return
+		default: // cannot happen: idle holds every token's connection
+		}
+		f.mu.Lock()
+		delete(f.open, fc)
+		f.mu.Unlock()
+	}
+	fc.nc.Close()
+	<-p.slots
+}
+
+// dial opens a connection to an owner and prepares it: authenticated with
+// this server's password, in the pool's protocol, answering as a Redis
+// Cluster node (GEOCACHE REDIRECT).
+func (f *forwarder) dial(key fwdKey, deadline time.Time) (*fwdConn, error) {
+	d := net.Dialer{Deadline: deadline, Timeout: fwdDialTimeout}
+	nc, err := d.DialContext(f.s.ctx, "tcp", key.addr)
+	if err != nil {
+		return nil, err
+	}
+	fc := &fwdConn{nc: nc, rd: bufio.NewReaderSize(nc, 16<<10), ack: geocache.Local, ackTimeout: DefaultAckTimeout}
+	var req []byte
+	n := 0
+	if pass := f.s.fwdPass.Load(); pass != nil {
+		req = appendRequest(req, "AUTH", *pass)
+		n++
+	}
+	if key.proto == 3 {
+		req = appendRequest(req, "HELLO", "3")
+		n++
+	}
+	req = appendRequest(req, "GEOCACHE", "REDIRECT")
+	n++
+	nc.SetDeadline(deadline)
+	err = fc.exchange(req, n, func(i int, reply []byte) error {
+		if len(reply) > 0 && reply[0] == '-' {
+			return fmt.Errorf("handshake refused: %s", trimCRLF(reply[1:]))
+		}
+		return nil
+	}, fwdReplyFloor)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		nc.Close()
+		return nil, errFwdClosed
+	}
+	f.open[fc] = struct{}{}
+	f.mu.Unlock()
+	return fc, nil
+}
+
+// exchange writes req, then reads n replies, handing each to each (whose
+// slice is valid until the next one). limit bounds the replies' bytes.
+func (fc *fwdConn) exchange(req []byte, n int, each func(i int, reply []byte) error, limit int) error {
+	if _, err := fc.nc.Write(req); err != nil {
+		return err
+	}
+	var buf []byte
+	for i := range n {
+		var err error
+		buf, err = readRawReply(fc.rd, buf[:0], &limit, 0)
+		if err != nil {
+			return err
+		}
+		if err := each(i, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// close closes every pooled connection; exchanges in progress fail at once.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	f.closed = true
+	for fc := range f.open {
+		fc.nc.Close()
+	}
+	f.mu.Unlock()
+}
+
+// appendRequest appends a command in RESP's request form.
+func appendRequest[T string | []byte](dst []byte, args ...T) []byte {
+	dst = appendArray(dst, len(args))
+	for _, a := range args {
+		dst = appendPrefix(dst, '$', int64(len(a)))
+		dst = append(dst, a...)
+		dst = append(dst, '\r', '\n')
+	}
+	return dst
+}
+
+func trimCRLF(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+var errReplyLimit = errors.New("replies over the forwarding limit")
+
+// readRawReply appends one whole RESP2 or RESP3 reply read from rd to dst, as
+// it came. limit is the bytes left to read; depth the nesting so far.
+func readRawReply(rd *bufio.Reader, dst []byte, limit *int, depth int) ([]byte, error) {
+	if depth > fwdMaxDepth {
+		return dst, errors.New("reply nested too deep")
+	}
+	start := len(dst)
+	dst, err := readLine(rd, dst, limit)
+	if err != nil {
+		return dst, err
+	}
+	line := dst[start : len(dst)-2]
+	if len(line) == 0 {
+		return dst, errors.New("empty reply line")
+	}
+	switch line[0] {
+	case '+', '-', ':', ',', '#', '_', '(':
+		return dst, nil
+	case '$', '=', '!':
+		n, ok := parseInt(line[1:])
+		if !ok || n < -1 {
+			return dst, fmt.Errorf("bad bulk length %q", line)
+		}
+		if n < 0 {
+			return dst, nil
+		}
+		if n+2 > int64(*limit) {
+			return dst, errReplyLimit
+		}
+		*limit -= int(n) + 2
+		at := len(dst)
+		dst = append(dst, make([]byte, n+2)...)
+		if _, err := io.ReadFull(rd, dst[at:]); err != nil {
+			return dst, err
+		}
+		return dst, nil
+	case '*', '~', '>', '%', '|':
+		n, ok := parseInt(line[1:])
+		if !ok || n < -1 {
+			return dst, fmt.Errorf("bad aggregate length %q", line)
+		}
+		kind := line[0]
+		if kind == '%' || kind == '|' {
+			n *= 2
+		}
+		if n > int64(*limit) { // each element takes 3 bytes at least
+			return dst, errReplyLimit
+		}
+		for range n {
+			if dst, err = readRawReply(rd, dst, limit, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		if kind == '|' { // an attribute precedes the reply it describes
+			return readRawReply(rd, dst, limit, depth+1)
+		}
+		return dst, nil
+	}
+	return dst, fmt.Errorf("unknown reply type %q", line[0])
+}
+
+// readLine appends one line, CRLF included, counting it against limit.
+func readLine(rd *bufio.Reader, dst []byte, limit *int) ([]byte, error) {
+	for {
+		b, err := rd.ReadSlice('\n')
+		if len(b) > *limit {
+			return dst, errReplyLimit
+		}
+		*limit -= len(b)
+		dst = append(dst, b...)
+		switch {
+		case err == nil:
+			if len(dst) < 2 || dst[len(dst)-2] != '\r' {
+				return dst, errors.New("reply line not ended by CRLF")
+			}
+			return dst, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return dst, err
+		}
+	}
+}
+
+// fwdReplyLimit bounds the bytes of the replies of one batch.
+func (s *Server) fwdReplyLimit() int {
+	return max(fwdReplyFloor, 2*s.cfg.MaxBulkBytes)
+}

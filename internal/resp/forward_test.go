@@ -1,0 +1,289 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+// forwarding makes each node of a region keep only its own slots, one copy
+// each, and forward the others' (Config.Forward).
+func forwarding(g *geocache.GossipConfig, cfg *Config) {
+	g.Copies, g.SlotsOnly = 1, true
+	cfg.Forward = true
+}
+
+// A plain client may use any node of a forwarding region: every key it
+// writes through one node reads back through every node, pipelined or
+// not, in RESP2 and RESP3, while each key is kept by its owner only.
+func TestForwardServesEveryKeyFromAnyNode(t *testing.T) {
+	addrs, nodes := regionServers(t, 3, forwarding)
+	m, _ := nodes[0].SlotMap()
+	ctx := context.Background()
+	keys := make([]string, 300)
+	for i := range keys {
+		keys[i] = "fwd:" + strconv.Itoa(i)
+	}
+	for proto := 2; proto <= 3; proto++ {
+		c := newClient(t, addrs[0], func(o *redis.Options) { o.Protocol = proto })
+		for i, k := range keys[:100] {
+			if err := c.Set(ctx, k, "v"+strconv.Itoa(i)+"."+strconv.Itoa(proto), 0).Err(); err != nil {
+				t.Fatalf("RESP%d SET %s: %v", proto, k, err)
+			}
+		}
+		pipe := c.Pipeline()
+		for i, k := range keys[100:] {
+			pipe.Set(ctx, k, "v"+strconv.Itoa(100+i)+"."+strconv.Itoa(proto), 0)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatalf("RESP%d pipelined SETs: %v", proto, err)
+		}
+		for _, addr := range addrs {
+			r := newClient(t, addr, func(o *redis.Options) { o.Protocol = proto })
+			pipe := r.Pipeline()
+			gets := make([]*redis.StringCmd, len(keys))
+			for i, k := range keys {
+				gets[i] = pipe.Get(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatalf("RESP%d pipelined GETs through %s: %v", proto, addr, err)
+			}
+			for i, g := range gets {
+				if want := "v" + strconv.Itoa(i) + "." + strconv.Itoa(proto); g.Val() != want {
+					t.Fatalf("RESP%d GET %s through %s = %q; want %q", proto, keys[i], addr, g.Val(), want)
+				}
+			}
+		}
+	}
+	// Each key is kept by its owner alone.
+	for _, k := range keys {
+		owner := m.Primary(cluster.KeySlot(k)).ID
+		for _, n := range nodes {
+			_, err := n.Get(k)
+			if held := err == nil; held != (n.Config().NodeID == owner) {
+				t.Fatalf("node %d holds %s: %v; its owner is node %d", n.Config().NodeID, k, held, owner)
+			}
+		}
+	}
+	info := newClient(t, addrs[0]).Info(ctx, "stats").Val()
+	if got := statLine(info, "geocache_forwarded_commands:"); got == "" || got == "geocache_forwarded_commands:0" {
+		t.Errorf("INFO stats: %q; want commands forwarded", got)
+	}
+}
+
+// The replies of a pipeline that mixes commands served here and forwarded
+// ones come back in the order of the commands, whatever the client's
+// protocol and CLIENT REPLY say.
+func TestForwardKeepsTheRepliesInOrder(t *testing.T) {
+	addrs, nodes := regionServers(t, 3, forwarding)
+	m, _ := nodes[0].SlotMap()
+	mine := keysOwnedBy(m, 1, 2)
+	theirs := append(keysOwnedBy(m, 2, 2), keysOwnedBy(m, 3, 2)...)
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("SET", mine[0], "a") + cmd("SET", theirs[0], "b") + cmd("GET", theirs[0]) + cmd("GET", mine[0]) +
+		cmd("INCR", theirs[2]) + cmd("PING") + cmd("GET", theirs[3]) + cmd("INCR", theirs[2]) + cmd("STRLEN", mine[1]))
+	c.expect("+OK\r\n+OK\r\n$1\r\nb\r\n$1\r\na\r\n:1\r\n+PONG\r\n$-1\r\n:2\r\n:0\r\n")
+	// Silenced replies stay silent, forwarded or not.
+	c.send(cmd("CLIENT", "REPLY", "SKIP") + cmd("GET", theirs[0]) + cmd("GET", theirs[0]) +
+		cmd("CLIENT", "REPLY", "OFF") + cmd("SET", theirs[1], "x") + cmd("GET", mine[0]) + cmd("CLIENT", "REPLY", "ON") + cmd("GET", theirs[1]))
+	c.expect("$1\r\nb\r\n+OK\r\n$1\r\nx\r\n")
+	// RESP3 replies come in RESP3, also when the protocol changes within
+	// a pipeline.
+	c.send(cmd("GET", theirs[3]) + cmd("HELLO", "3") + cmd("GET", theirs[3]) + cmd("HGETALL", theirs[0]))
+	if got := c.reply(); got != "nil" {
+		t.Fatalf("RESP2 GET of a missing key: %s", got)
+	}
+	c.reply()                                              // HELLO's map
+	c.nc.SetReadDeadline(time.Now().Add(30 * time.Second)) // only catches a hang
+	line, err := c.br.ReadString('\n')
+	if err != nil || line != "_\r\n" {
+		t.Fatalf("RESP3 GET of a missing key: %q, %v; want a RESP3 null", line, err)
+	}
+	if got := c.reply(); !strings.HasPrefix(got, "-WRONGTYPE") {
+		t.Fatalf("HGETALL of a string through forwarding: %s", got)
+	}
+}
+
+// MGET, MSET, DEL, UNLINK, EXISTS and TOUCH over keys of several nodes are
+// split by owner and their replies merged; other commands over several
+// slots are refused unless this node keeps every key; a transaction runs
+// on this node only.
+func TestForwardSplitsMultiKeyCommands(t *testing.T) {
+	addrs, nodes := regionServers(t, 3, forwarding)
+	m, _ := nodes[0].SlotMap()
+	a, b, d := keysOwnedBy(m, 1, 2), keysOwnedBy(m, 2, 2), keysOwnedBy(m, 3, 1)[0]
+	c := dialRaw(t, addrs[0])
+	for _, step := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"MSET", b[0], "1", a[0], "2", d, "3", b[1], "4"}, "+OK\r\n"},
+		{[]string{"MGET", d, a[0], "nokey", b[1], b[0], a[1]}, "*6\r\n$1\r\n3\r\n$1\r\n2\r\n$-1\r\n$1\r\n4\r\n$1\r\n1\r\n$-1\r\n"},
+		{[]string{"EXISTS", a[0], b[0], b[0], d, a[1]}, ":4\r\n"},
+		{[]string{"TOUCH", a[0], b[0], d}, ":3\r\n"},
+		{[]string{"DEL", b[0], a[0], a[1]}, ":2\r\n"},
+		{[]string{"UNLINK", b[1], d}, ":2\r\n"},
+		{[]string{"MGET", a[0], b[0], d}, "*3\r\n$-1\r\n$-1\r\n$-1\r\n"},
+		{[]string{"MSET", a[0], "x", b[0]}, "-ERR wrong number of arguments for 'mset' command\r\n"},
+		{[]string{"SET", b[0], "s"}, "+OK\r\n"},
+		{[]string{"RENAME", b[0], a[0]}, "-CROSSSLOT Keys in request don't hash to the same slot\r\n"},
+		{[]string{"RENAME", b[0], "{" + b[0] + "}x"}, "+OK\r\n"},                    // one slot: forwarded whole
+		{[]string{"MSET", a[0], "1", a[1], "2"}, "+OK\r\n"},                         // several slots, all here
+		{[]string{"RENAME", a[0], a[1]}, "+OK\r\n"},                                 // idem
+		{[]string{"SET", a[0], "1"}, "+OK\r\n"},                                     // ...
+		{[]string{"MGET", a[0], "{" + b[0] + "}x"}, "*2\r\n$1\r\n1\r\n$1\r\ns\r\n"}, // split again
+	} {
+		c.send(cmd(step.cmd...))
+		c.expect(step.want)
+	}
+	theirSlot := strconv.Itoa(cluster.KeySlot(b[0]))
+	notHere := "-ERR a transaction runs on one node, and this node does not keep slot " + theirSlot +
+		" (send it to the slot's owner: CLUSTER SLOTS, or a cluster-aware client)\r\n"
+	c.send(cmd("MULTI") + cmd("SET", a[0], "t") + cmd("GET", b[0]) + cmd("EXEC"))
+	c.expect("+OK\r\n+QUEUED\r\n" + notHere + "-EXECABORT Transaction discarded because of previous errors.\r\n")
+	c.send(cmd("WATCH", b[0]))
+	c.expect(notHere)
+	c.send(cmd("MULTI") + cmd("SET", a[0], "t") + cmd("EXEC"))
+	c.expect("+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n")
+}
+
+// A command on a slot this node owns but is still filling goes, after
+// ASKING, to the co-owner that held it; an owner whose map moved answers
+// -MOVED, which the forwarder follows once; a client may ask to be
+// redirected instead (GEOCACHE REDIRECT).
+func TestForwardFollowsColdSlotsAndRedirects(t *testing.T) {
+	var coldFor atomic.Int64 // 1 + the cold slot; 0: none
+	var askAddr atomic.Pointer[string]
+	first := true
+	addrs, nodes := regionServers(t, 2, func(g *geocache.GossipConfig, cfg *Config) {
+		g.SlotsOnly = true // two nodes, two copies: both own every slot
+		cfg.Forward = true
+		if first {
+			cfg.coldSlot = func(slot int) (string, bool) {
+				if int64(slot)+1 != coldFor.Load() {
+					return "", false
+				}
+				return *askAddr.Load(), true
+			}
+			first = false
+		}
+	})
+	ctx := context.Background()
+	key := "user:1"
+	slot := cluster.KeySlot(key)
+	if err := nodes[1].Set(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the key on both nodes", func() bool { _, err := nodes[0].Get(key); return err == nil })
+	if err := nodes[0].Delete(ctx, key); err != nil { // node 1's copy alone lags behind...
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the delete on node 2", func() bool { _, err := nodes[1].Get(key); return err != nil })
+	if err := nodes[1].Set(ctx, key, []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the write on node 1", func() bool { v, err := nodes[0].Get(key); return err == nil && string(v) == "w" })
+	askAddr.Store(&addrs[1])
+	coldFor.Store(int64(slot) + 1)
+
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("GET", key) + cmd("SET", key, "x") + cmd("GET", key))
+	c.expect("$1\r\nw\r\n+OK\r\n$1\r\nx\r\n")
+	if v, err := nodes[1].Get(key); err != nil || string(v) != "x" {
+		t.Fatalf("the co-owner holds %q, %v; want the forwarded write", v, err)
+	}
+	// GEOCACHE REDIRECT: this connection gets -ASK, as a cluster client.
+	c.send(cmd("GEOCACHE", "REDIRECT") + cmd("GET", key))
+	c.expect("+OK\r\n-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
+	c.send(cmd("RESET") + cmd("GET", key))
+	c.expect("+RESET\r\n$1\r\nx\r\n")
+	coldFor.Store(0)
+}
+
+// An owner that cannot be reached answers -TRYAGAIN for the commands sent
+// to it, and only those: the node goes on serving what it keeps and what
+// the other owners keep.
+func TestForwardToAnUnreachableOwner(t *testing.T) {
+	addrs, nodes, servers := regionServersWith(t, 3, forwarding, func(_ *geocache.GossipConfig, cfg *Config) {
+		cfg.RequirePass = "s3cret" // forwarding authenticates with it
+	})
+	m, _ := nodes[0].SlotMap()
+	a, b, d := keysOwnedBy(m, 1, 1)[0], keysOwnedBy(m, 2, 1)[0], keysOwnedBy(m, 3, 1)[0]
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("AUTH", "s3cret") + cmd("SET", b, "2") + cmd("SET", d, "3"))
+	c.expect("+OK\r\n+OK\r\n+OK\r\n")
+	servers[2].Close() // node 3's RESP server; the node stays in the map
+	c.send(cmd("SET", a, "1") + cmd("GET", d) + cmd("GET", b) + cmd("MGET", a, d))
+	if got := c.reply(); got != "+OK" {
+		t.Fatalf("SET kept here: %s", got)
+	}
+	for _, what := range []string{"GET of the unreachable owner's key", "", "MGET over it"} {
+		got := c.reply()
+		if what == "" {
+			if got != `"2"` {
+				t.Fatalf("GET of a reachable owner's key: %s", got)
+			}
+			continue
+		}
+		if !strings.HasPrefix(got, "-TRYAGAIN forwarding to "+addrs[2]+" failed: ") {
+			t.Fatalf("%s: %s", what, got)
+		}
+	}
+	st := servers[0].Stats()
+	if st.ForwardErrors != 2 || st.Forwarded < 5 {
+		t.Errorf("stats: %d forwarded, %d errors; want at least 5 and 2", st.Forwarded, st.ForwardErrors)
+	}
+	c.send(cmd("GET", a))
+	c.expect("$1\r\n1\r\n")
+}
+
+// The forwarder reads whole replies of every RESP type, as they came, and
+// refuses what is malformed or over its bound.
+func TestReadRawReply(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+		limit         int
+	}{
+		{in: "+OK\r\nrest", want: "+OK\r\n"},
+		{in: "$3\r\nabc\r\n", want: "$3\r\nabc\r\n"},
+		{in: "$-1\r\n", want: "$-1\r\n"},
+		{in: "*2\r\n$1\r\na\r\n:5\r\n", want: "*2\r\n$1\r\na\r\n:5\r\n"},
+		{in: "%1\r\n+k\r\n*1\r\n_\r\n", want: "%1\r\n+k\r\n*1\r\n_\r\n"},
+		{in: "|1\r\n+a\r\n:1\r\n,1.5\r\n", want: "|1\r\n+a\r\n:1\r\n,1.5\r\n"},
+		{in: "=7\r\ntxt:abc\r\n", want: "=7\r\ntxt:abc\r\n"},
+		{in: "$3\r\nabc\r\n", limit: 8, err: "over the forwarding limit"},
+		{in: "*100\r\n", limit: 50, err: "over the forwarding limit"},
+		{in: "$x\r\n", err: "bad bulk length"},
+		{in: "*-2\r\n", err: "bad aggregate length"},
+		{in: "?1\r\n", err: "unknown reply type"},
+		{in: "+OK\n", err: "not ended by CRLF"},
+		{in: "\r\n", err: "empty reply line"},
+		{in: strings.Repeat("*1\r\n", 40) + ":1\r\n", err: "nested too deep"},
+		{in: "$5\r\nab", err: "EOF"},
+	} {
+		limit := tc.limit
+		if limit == 0 {
+			limit = 1 << 20
+		}
+		got, err := readRawReply(bufio.NewReader(strings.NewReader(tc.in)), nil, &limit, 0)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v; want an error with %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
