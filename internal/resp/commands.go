@@ -304,7 +304,7 @@ func (c *conn) execCommand(args [][]byte) {
 		c.refuseSubscribed(cmd, args)
 		return
 	}
-	if c.ps != nil && c.ps.q != nil && len(c.out) > 0 && !c.flush() {
+	if c.ps != nil && c.ps.q != nil && (len(c.out) > 0 || c.fwd != nil && len(c.fwd.replies) > 0) && !c.flush() {
 		// Subscribed (RESP3 runs any command then): what the command
 		// publishes to this very connection — PUBLISH, a keyspace event
 		// of its write — is queued at once, so the replies before it are

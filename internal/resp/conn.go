@@ -127,6 +127,7 @@ type conn struct {
 	// command's local part in out (forward_conn.go).
 	redirect, capture bool
 	fwd               *fwdState
+	fwdHeld           int // bytes of forwarded replies reserved from MaxClientBuffer until written
 
 	// CLIENT REPLY (ops_cmds.go): replyOff drops every reply until CLIENT
 	// REPLY ON; skipNext drops the next command's, skipThis the running
@@ -520,6 +521,10 @@ func (c *conn) flush() bool {
 		c.out = make([]byte, 0, 1024)
 	} else {
 		c.out = c.out[:0]
+	}
+	if c.fwdHeld > 0 {
+		c.s.releaseBuf(c.fwdHeld)
+		c.fwdHeld = 0
 	}
 	return c.werr == nil
 }

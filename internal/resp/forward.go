@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/geocache/geocache"
@@ -53,11 +55,28 @@ const (
 	fwdMaxDepth    = 32              // nesting of a reply the forwarder reads
 )
 
-// fwdKey names a pool: an owner's RESP address and the protocol its
-// connections speak.
-type fwdKey struct {
-	addr  string
-	proto int
+// fwdMode is what a connection's replies depend on besides the command:
+// the protocol, and the acknowledgement level of writes.
+type fwdMode struct {
+	proto      int
+	ack        geocache.Ack
+	ackTimeout time.Duration
+}
+
+// appendModeChange appends the requests that take a connection from mode
+// from to mode to, and returns how many it appended (their replies are
+// skipped).
+func appendModeChange(dst []byte, from, to fwdMode) ([]byte, int) {
+	n := 0
+	if from.proto != to.proto {
+		dst = appendRequest(dst, "HELLO", strconv.Itoa(to.proto))
+		n++
+	}
+	if from.ack != to.ack || from.ackTimeout != to.ackTimeout {
+		dst = appendRequest(dst, "GEOCACHE", "ACK", to.ack.String(), strconv.FormatInt(to.ackTimeout.Milliseconds(), 10))
+		n++
+	}
+	return dst, n
 }
 
 // forwarder holds the server's pools of connections to the other members.
@@ -65,46 +84,45 @@ type forwarder struct {
 	s      *Server
 	mu     sync.Mutex
 	closed bool
-	pools  map[fwdKey]*fwdPool
+	pools  map[string]*fwdPool   // by owner address
 	open   map[*fwdConn]struct{} // every pooled connection, idle or in use, for close
 }
 
 type fwdPool struct {
-	key   fwdKey
+	addr  string
 	slots chan struct{} // one token per connection open
 	idle  chan *fwdConn
 }
 
 // fwdConn is a pooled connection to an owner.
 type fwdConn struct {
-	nc         net.Conn
-	rd         *bufio.Reader
-	ack        geocache.Ack // the acknowledgement level set on it
-	ackTimeout time.Duration
+	nc   net.Conn
+	rd   *bufio.Reader
+	mode fwdMode // set on it
 }
 
 var errFwdClosed = errors.New("server closing")
 
 func newForwarder(s *Server) *forwarder {
-	return &forwarder{s: s, pools: map[fwdKey]*fwdPool{}, open: map[*fwdConn]struct{}{}}
+	return &forwarder{s: s, pools: map[string]*fwdPool{}, open: map[*fwdConn]struct{}{}}
 }
 
 // pool returns the pool of key, nil once the forwarder is closed. Pools of
 // addresses no longer in the region's map are dropped as new ones come,
 // so that they stay bounded by the members.
-func (f *forwarder) pool(key fwdKey) *fwdPool {
+func (f *forwarder) pool(addr string) *fwdPool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil
 	}
-	p := f.pools[key]
+	p := f.pools[addr]
 	if p == nil {
 		if len(f.pools) >= 16 {
 			f.dropStaleLocked()
 		}
-		p = &fwdPool{key: key, slots: make(chan struct{}, fwdMaxConns), idle: make(chan *fwdConn, fwdMaxConns)}
-		f.pools[key] = p
+		p = &fwdPool{addr: addr, slots: make(chan struct{}, fwdMaxConns), idle: make(chan *fwdConn, fwdMaxConns)}
+		f.pools[addr] = p
 	}
 	return p
 }
@@ -120,16 +138,17 @@ func (f *forwarder) dropStaleLocked() {
 			live[mb.Addr] = true
 		}
 	}
-	for k, p := range f.pools {
-		if live[k.addr] {
+	for addr, p := range f.pools {
+		if live[addr] {
 			continue
 		}
-		delete(f.pools, k)
+		delete(f.pools, addr)
 		for {
 			select {
 			case fc := <-p.idle:
 				delete(f.open, fc)
 				fc.nc.Close()
+				<-p.slots
 				continue
 			default:
 			}
@@ -138,25 +157,36 @@ func (f *forwarder) dropStaleLocked() {
 	}
 }
 
-// get returns a connection of key's pool: an idle one, a new one if the
+// get returns a connection of addr's pool: an idle one, a new one if the
 // pool has room, or the first one freed before deadline.
-func (f *forwarder) get(key fwdKey, deadline time.Time) (*fwdPool, *fwdConn, error) {
-	p := f.pool(key)
+func (f *forwarder) get(addr string, deadline time.Time) (*fwdPool, *fwdConn, error) {
+	p := f.pool(addr)
 	if p == nil {
 		return nil, nil, errFwdClosed
 	}
-	select {
-	case fc := <-p.idle:
-		return p, fc, nil
-	default:
+	for {
+		select {
+		case fc := <-p.idle:
+			if f.alive(fc) {
+				return p, fc, nil
+			}
+			f.put(p, fc, false)
+			continue
+		default:
+		}
+		break
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case fc := <-p.idle:
+		if !f.alive(fc) {
+			f.put(p, fc, false)
+			return nil, nil, errors.New("pooled connection closed by the owner")
+		}
 		return p, fc, nil
 	case p.slots <- struct{}{}:
-		fc, err := f.dial(key, deadline)
+		fc, err := f.dial(addr, deadline)
 		if err != nil {
 			<-p.slots
 			return nil, nil, err
@@ -173,7 +203,7 @@ func (f *forwarder) get(key fwdKey, deadline time.Time) (*fwdPool, *fwdConn, err
 // failed (its replies may be out of step) or the forwarder is closed.
 func (f *forwarder) put(p *fwdPool, fc *fwdConn, ok bool) {
 	f.mu.Lock()
-	keep := ok && !f.closed && f.pools[p.key] == p
+	keep := ok && !f.closed && f.pools[p.addr] == p
 	if !keep {
 		delete(f.open, fc)
 	}
@@ -192,39 +222,43 @@ func (f *forwarder) put(p *fwdPool, fc *fwdConn, ok bool) {
 	<-p.slots
 }
 
+// alive reports whether an idle pooled connection is still open: the
+// owner may have closed it meanwhile (its idle timeout, a restart), and a
+// request written to it would fail after it was sent. One peek at the
+// socket (a system call) finds nothing (EAGAIN) on a live one.
+func (f *forwarder) alive(fc *fwdConn) bool {
+	if fc.rd.Buffered() > 0 {
+		return false // bytes nobody asked for: out of step
+	}
+	sc, ok := fc.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var b [1]byte
+	rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = err == syscall.EAGAIN
+		return true
+	})
+	return alive
+}
+
 // dial opens a connection to an owner and prepares it: authenticated with
-// this server's password, in the pool's protocol, answering as a Redis
-// Cluster node (GEOCACHE REDIRECT).
-func (f *forwarder) dial(key fwdKey, deadline time.Time) (*fwdConn, error) {
+// this server's password, named, answering as a Redis Cluster node
+// (GEOCACHE REDIRECT), in RESP2 and with writes acknowledged LOCAL (the
+// batches set what they need). Close closes it even while it is prepared.
+func (f *forwarder) dial(addr string, deadline time.Time) (*fwdConn, error) {
 	d := net.Dialer{Deadline: deadline, Timeout: fwdDialTimeout}
-	nc, err := d.DialContext(f.s.ctx, "tcp", key.addr)
+	nc, err := d.DialContext(f.s.ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	fc := &fwdConn{nc: nc, rd: bufio.NewReaderSize(nc, 16<<10), ack: geocache.Local, ackTimeout: DefaultAckTimeout}
-	var req []byte
-	n := 0
-	if pass := f.s.fwdPass.Load(); pass != nil {
-		req = appendRequest(req, "AUTH", *pass)
-		n++
-	}
-	if key.proto == 3 {
-		req = appendRequest(req, "HELLO", "3")
-		n++
-	}
-	req = appendRequest(req, "GEOCACHE", "REDIRECT")
-	n++
-	nc.SetDeadline(deadline)
-	err = fc.exchange(req, n, func(i int, reply []byte) error {
-		if len(reply) > 0 && reply[0] == '-' {
-			return fmt.Errorf("handshake refused: %s", trimCRLF(reply[1:]))
-		}
-		return nil
-	}, fwdReplyFloor)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
+	fc := &fwdConn{nc: nc, rd: bufio.NewReaderSize(nc, 16<<10), mode: fwdMode{proto: 2, ack: geocache.Local, ackTimeout: DefaultAckTimeout}}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -233,19 +267,47 @@ func (f *forwarder) dial(key fwdKey, deadline time.Time) (*fwdConn, error) {
 	}
 	f.open[fc] = struct{}{}
 	f.mu.Unlock()
+	var req []byte
+	n := 0
+	if pass := f.s.fwdPass.Load(); pass != nil {
+		req = appendRequest(req, "AUTH", *pass)
+		n++
+	}
+	req = appendRequest(req, "CLIENT", "SETNAME", "geocache-forward")
+	req = appendRequest(req, "GEOCACHE", "REDIRECT")
+	n += 2
+	hs := time.Now().Add(fwdDialTimeout)
+	if deadline.Before(hs) {
+		hs = deadline
+	}
+	nc.SetDeadline(hs)
+	limit := fwdLimit{left: fwdReplyFloor}
+	err = fc.exchange(req, n, func(i int, reply []byte) error {
+		if len(reply) > 0 && reply[0] == '-' {
+			return fmt.Errorf("handshake refused: %s", trimCRLF(reply[1:]))
+		}
+		return nil
+	}, &limit)
+	if err != nil {
+		f.mu.Lock()
+		delete(f.open, fc)
+		f.mu.Unlock()
+		nc.Close()
+		return nil, err
+	}
 	return fc, nil
 }
 
 // exchange writes req, then reads n replies, handing each to each (whose
 // slice is valid until the next one). limit bounds the replies' bytes.
-func (fc *fwdConn) exchange(req []byte, n int, each func(i int, reply []byte) error, limit int) error {
+func (fc *fwdConn) exchange(req []byte, n int, each func(i int, reply []byte) error, limit *fwdLimit) error {
 	if _, err := fc.nc.Write(req); err != nil {
 		return err
 	}
 	var buf []byte
 	for i := range n {
 		var err error
-		buf, err = readRawReply(fc.rd, buf[:0], &limit, 0)
+		buf, err = readRawReply(fc.rd, buf[:0], limit, 0)
 		if err != nil {
 			return err
 		}
@@ -286,9 +348,34 @@ func trimCRLF(b []byte) string {
 
 var errReplyLimit = errors.New("replies over the forwarding limit")
 
+// fwdLimit bounds the replies read for one batch: left bytes in all, and
+// the large values among them are reserved from the server's
+// MaxClientBuffer (held counts them; the connection releases them once
+// written).
+type fwdLimit struct {
+	left int
+	s    *Server
+	held int
+}
+
+// take counts n bytes of a reply, false if they are over the limits.
+func (l *fwdLimit) take(n int64) bool {
+	if n > int64(l.left) {
+		return false
+	}
+	if l.s != nil && n >= streamAt {
+		if !l.s.reserveBuf(int(n), l.s.cfg.MaxClientBuffer) {
+			return false
+		}
+		l.held += int(n)
+	}
+	l.left -= int(n)
+	return true
+}
+
 // readRawReply appends one whole RESP2 or RESP3 reply read from rd to dst, as
-// it came. limit is the bytes left to read; depth the nesting so far.
-func readRawReply(rd *bufio.Reader, dst []byte, limit *int, depth int) ([]byte, error) {
+// it came. limit bounds what it reads; depth is the nesting so far.
+func readRawReply(rd *bufio.Reader, dst []byte, limit *fwdLimit, depth int) ([]byte, error) {
 	if depth > fwdMaxDepth {
 		return dst, errors.New("reply nested too deep")
 	}
@@ -312,10 +399,9 @@ func readRawReply(rd *bufio.Reader, dst []byte, limit *int, depth int) ([]byte, 
 		if n < 0 {
 			return dst, nil
 		}
-		if n+2 > int64(*limit) {
+		if n > int64(limit.left) || !limit.take(n+2) {
 			return dst, errReplyLimit
 		}
-		*limit -= int(n) + 2
 		at := len(dst)
 		dst = append(dst, make([]byte, n+2)...)
 		if _, err := io.ReadFull(rd, dst[at:]); err != nil {
@@ -328,11 +414,11 @@ func readRawReply(rd *bufio.Reader, dst []byte, limit *int, depth int) ([]byte, 
 			return dst, fmt.Errorf("bad aggregate length %q", line)
 		}
 		kind := line[0]
+		if n > int64(limit.left)/2 { // each element takes 3 bytes at least
+			return dst, errReplyLimit
+		}
 		if kind == '%' || kind == '|' {
 			n *= 2
-		}
-		if n > int64(*limit) { // each element takes 3 bytes at least
-			return dst, errReplyLimit
 		}
 		for range n {
 			if dst, err = readRawReply(rd, dst, limit, depth+1); err != nil {
@@ -348,13 +434,13 @@ func readRawReply(rd *bufio.Reader, dst []byte, limit *int, depth int) ([]byte, 
 }
 
 // readLine appends one line, CRLF included, counting it against limit.
-func readLine(rd *bufio.Reader, dst []byte, limit *int) ([]byte, error) {
+func readLine(rd *bufio.Reader, dst []byte, limit *fwdLimit) ([]byte, error) {
 	for {
 		b, err := rd.ReadSlice('\n')
-		if len(b) > *limit {
+		if len(b) > limit.left {
 			return dst, errReplyLimit
 		}
-		*limit -= len(b)
+		limit.left -= len(b)
 		dst = append(dst, b...)
 		switch {
 		case err == nil:

@@ -3,7 +3,9 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/geocache/geocache"
@@ -20,18 +22,21 @@ type fwdState struct {
 	replies []fwdReply
 }
 
-// fwdBatch is the requests of one read to one owner.
+// fwdBatch is the requests of one read to one owner, written in order on
+// one connection.
 type fwdBatch struct {
-	key        fwdKey
-	ack        geocache.Ack
-	ackTimeout time.Duration
-	reqs       []byte
-	ends       []int  // where each request ends in reqs
-	asking     []bool // the request starts with ASKING, whose reply is skipped
-	ackFirst   bool   // GEOCACHE ACK went first on the connection: one more reply to skip
-	raw        []byte // the replies as read
-	at         []int  // where each reply starts in raw (one more: its end)
-	err        error  // the exchange failed: every request is answered so
+	addr        string
+	first, last fwdMode // the mode of its first and of its last request
+	reqs        []byte
+	starts      []int     // where each request starts in reqs (after what it skips)
+	ends        []int     // where each request ends
+	skips       []int     // the replies before each request's to skip: mode changes, ASKING
+	modes       []fwdMode // each request's mode (follow sends it again)
+	raw         []byte    // the replies as read
+	at          []int     // where each reply starts in raw (one more: its end)
+	sent        bool      // the requests were written: they may have run
+	err         error     // the exchange failed: every request is answered so
+	held        int       // bytes reserved from MaxClientBuffer for its replies
 }
 
 // fwdReply is a reply to splice into out: one forwarded command's, or the
@@ -170,22 +175,18 @@ func (c *conn) forwardSplit(m *cluster.Map, cmd *command, args [][]byte, merge b
 		pos    []int
 	}
 	var groups []*group
+	bySlot := map[int]*group{}
 	for i, k := 1, 0; i < len(args); i, k = i+step, k+1 {
 		slot := cluster.KeySlotBytes(args[i])
 		addr, asking := c.ownerOf(m, slot)
 		if addr == "" {
 			slot = -1
 		}
-		var g *group
-		for _, h := range groups {
-			if h.slot == slot {
-				g = h
-				break
-			}
-		}
+		g := bySlot[slot]
 		if g == nil {
 			g = &group{addr: addr, slot: slot, asking: asking, args: [][]byte{args[0]}}
 			groups = append(groups, g)
+			bySlot[slot] = g
 		}
 		g.args = append(g.args, args[i:i+step]...)
 		g.pos = append(g.pos, k)
@@ -215,28 +216,33 @@ func (c *conn) queueForward(addr string, asking bool, args [][]byte) (*fwdBatch,
 	if c.fwd == nil {
 		c.fwd = &fwdState{}
 	}
-	key := fwdKey{addr: addr, proto: 2}
+	mode := fwdMode{proto: 2, ack: c.sess.Ack(), ackTimeout: c.ackTimeout}
 	if c.resp3 {
-		key.proto = 3
+		mode.proto = 3
 	}
-	ack := c.sess.Ack()
 	var b *fwdBatch
 	for _, x := range c.fwd.batches {
-		if x.key == key && x.ack == ack && x.ackTimeout == c.ackTimeout {
+		if x.addr == addr {
 			b = x
 			break
 		}
 	}
 	if b == nil {
-		b = &fwdBatch{key: key, ack: ack, ackTimeout: c.ackTimeout}
+		b = &fwdBatch{addr: addr, first: mode, last: mode}
 		c.fwd.batches = append(c.fwd.batches, b)
 	}
+	skip := 0
+	b.reqs, skip = appendModeChange(b.reqs, b.last, mode)
+	b.last = mode
 	if asking {
-		b.reqs = appendRequest(b.reqs, "ASKING")
+		b.reqs = append(b.reqs, askingReq...)
+		skip++
 	}
+	b.starts = append(b.starts, len(b.reqs))
 	b.reqs = appendRequest(b.reqs, args...)
 	b.ends = append(b.ends, len(b.reqs))
-	b.asking = append(b.asking, asking)
+	b.skips = append(b.skips, skip)
+	b.modes = append(b.modes, mode)
 	c.s.forwarded.Add(1)
 	return b, len(b.ends) - 1
 }
@@ -256,6 +262,9 @@ func (c *conn) resolveForwards() {
 		return
 	}
 	c.s.fwdr.exchange(st.batches, true)
+	for _, b := range st.batches {
+		c.fwdHeld += b.held // released once written (flush)
+	}
 	// Splice.
 	out := make([]byte, 0, len(c.out)+c.forwardedBytes())
 	prev, shift, bi := 0, 0, 0
@@ -295,7 +304,12 @@ func (c *conn) appendMerged(dst []byte, r *fwdReply) []byte {
 	for i := range r.parts {
 		if p := &r.parts[i]; p.b != nil && p.b.err != nil {
 			c.s.fwdErrors.Add(1)
-			msg := "TRYAGAIN forwarding to " + p.b.key.addr + " failed: " + p.b.err.Error()
+			// Before the request went out, a retry is safe; after, the
+			// command may have run, as after any lost connection.
+			msg := "TRYAGAIN forwarding to " + p.b.addr + " failed: " + p.b.err.Error()
+			if p.b.sent {
+				msg = "ERR forwarding to " + p.b.addr + " failed after the command was sent (it may have run): " + p.b.err.Error()
+			}
 			c.countError(msg)
 			return appendError(dst, msg)
 		}
@@ -351,7 +365,7 @@ func (c *conn) appendMerged(dst []byte, r *fwdReply) []byte {
 // b (an MGET element), or 0 if it is neither or incomplete.
 func elementLen(b []byte) int {
 	nl := bytes.IndexByte(b, '\n')
-	if nl < 3 {
+	if nl < 2 || b[nl-1] != '\r' {
 		return 0
 	}
 	switch b[0] {
@@ -374,44 +388,55 @@ func elementLen(b []byte) int {
 
 // exchange sends every batch to its owner, all at once, then reads their
 // replies; with follow, it sends a request its owner answered -MOVED or
-// -ASK (the map moved) on once more.
+// -ASK (the map moved) on once more. It takes the owners' connections in
+// the order of their addresses, so that two clients never wait for each
+// other's.
 func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
+	slices.SortFunc(batches, func(a, b *fwdBatch) int { return strings.Compare(a.addr, b.addr) })
 	type held struct {
-		p  *fwdPool
-		fc *fwdConn
+		p   *fwdPool
+		fc  *fwdConn
+		pre int
 	}
 	conns := make([]held, len(batches))
 	for i, b := range batches {
-		deadline := time.Now().Add(fwdTimeout)
-		if b.ack != geocache.Local {
-			deadline = deadline.Add(b.ackTimeout)
-		}
-		p, fc, err := f.get(b.key, deadline)
+		p, fc, err := f.get(b.addr, time.Now().Add(fwdTimeout))
 		if err != nil {
 			b.err = err
 			continue
 		}
-		conns[i] = held{p, fc}
-		fc.nc.SetDeadline(deadline)
-		req := b.reqs
-		if fc.ack != b.ack || fc.ackTimeout != b.ackTimeout {
-			req = appendRequest(nil, "GEOCACHE", "ACK", b.ack.String(), strconv.FormatInt(b.ackTimeout.Milliseconds(), 10))
+		req, pre := appendModeChange(nil, fc.mode, b.first)
+		if pre > 0 {
 			req = append(req, b.reqs...)
-			fc.ack, fc.ackTimeout = b.ack, b.ackTimeout
-			b.ackFirst = true
+		} else {
+			req = b.reqs
 		}
+		conns[i] = held{p, fc, pre}
+		fc.nc.SetWriteDeadline(time.Now().Add(fwdTimeout))
+		b.sent = true
 		if _, err := fc.nc.Write(req); err != nil {
 			b.err = err
 		}
 	}
-	limit := f.s.fwdReplyLimit()
 	for i, b := range batches {
 		h := conns[i]
 		if h.fc == nil {
 			continue
 		}
 		if b.err == nil {
-			b.err = b.read(h.fc, &limit)
+			wait := fwdTimeout
+			for _, m := range b.modes {
+				if m.ack != geocache.Local {
+					wait = max(wait, fwdTimeout+m.ackTimeout)
+				}
+			}
+			h.fc.nc.SetReadDeadline(time.Now().Add(wait))
+			limit := fwdLimit{left: f.s.fwdReplyLimit(), s: f.s}
+			b.err = b.read(h.fc, h.pre, &limit)
+			b.held = limit.held
+			if b.err == nil {
+				h.fc.mode = b.last
+			}
 		}
 		f.put(h.p, h.fc, b.err == nil)
 	}
@@ -422,19 +447,22 @@ func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
 	}
 }
 
-// read reads a batch's replies, skipping those of ASKING (and of an
-// acknowledgement level set first).
-func (b *fwdBatch) read(fc *fwdConn, limit *int) error {
-	if b.ackFirst {
-		if err := b.skip(fc, limit); err != nil {
-			return err
-		}
-	}
+// read reads a batch's replies, skipping those of the pre requests that
+// set the connection's mode, and those each request skips.
+func (b *fwdBatch) read(fc *fwdConn, pre int, limit *fwdLimit) error {
 	b.raw, b.at = b.raw[:0], append(b.at[:0], 0)
 	for i := range b.ends {
-		if b.asking[i] {
-			if err := b.skip(fc, limit); err != nil {
+		n := b.skips[i]
+		if i == 0 {
+			n += pre
+		}
+		for range n {
+			rep, err := readRawReply(fc.rd, nil, limit, 0)
+			if err != nil {
 				return err
+			}
+			if rep[0] == '-' {
+				return errors.New(trimCRLF(rep[1:]))
 			}
 		}
 		var err error
@@ -446,46 +474,29 @@ func (b *fwdBatch) read(fc *fwdConn, limit *int) error {
 	return nil
 }
 
-// skip reads a reply that must be +OK.
-func (b *fwdBatch) skip(fc *fwdConn, limit *int) error {
-	rep, err := readRawReply(fc.rd, nil, limit, 0)
-	if err != nil {
-		return err
-	}
-	if rep[0] == '-' {
-		return errors.New(trimCRLF(rep[1:]))
-	}
-	return nil
-}
-
 // follow sends once more, on its own, each request of b that its owner
 // answered -MOVED or -ASK (the region's map moved between this node's
 // reading and the owner's), to the node named.
 func (f *forwarder) follow(b *fwdBatch) {
 	for i := range b.ends {
-		rep := b.reply(i)
-		kind, addr, ok := redirectOf(rep)
+		kind, addr, ok := redirectOf(b.reply(i))
 		if !ok {
 			continue
 		}
-		start := 0
-		if i > 0 {
-			start = b.ends[i-1]
-		}
-		req := b.reqs[start:b.ends[i]]
-		if b.asking[i] {
-			req = req[len(askingReq):]
-		}
-		one := &fwdBatch{key: fwdKey{addr: addr, proto: b.key.proto}, ack: b.ack, ackTimeout: b.ackTimeout}
+		m := b.modes[i]
+		one := &fwdBatch{addr: addr, first: m, last: m}
+		skip := 0
 		if kind == "ASK" {
 			one.reqs = append(one.reqs, askingReq...)
+			skip = 1
 		}
-		one.reqs = append(one.reqs, req...)
-		one.ends = []int{len(one.reqs)}
-		one.asking = []bool{kind == "ASK"}
+		one.starts = []int{len(one.reqs)}
+		one.reqs = append(one.reqs, b.reqs[b.starts[i]:b.ends[i]]...)
+		one.ends, one.skips, one.modes = []int{len(one.reqs)}, []int{skip}, []fwdMode{m}
 		f.exchange([]*fwdBatch{one}, false)
+		b.held += one.held
 		if one.err != nil {
-			b.err = one.err
+			b.err, b.sent = one.err, true
 			return
 		}
 		b.replace(i, one.reply(0))

@@ -3,6 +3,7 @@ package resp
 import (
 	"bufio"
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -263,6 +264,8 @@ func TestReadRawReply(t *testing.T) {
 		{in: "=7\r\ntxt:abc\r\n", want: "=7\r\ntxt:abc\r\n"},
 		{in: "$3\r\nabc\r\n", limit: 8, err: "over the forwarding limit"},
 		{in: "*100\r\n", limit: 50, err: "over the forwarding limit"},
+		{in: "$9223372036854775807\r\nabc", err: "over the forwarding limit"},
+		{in: "%4611686018427387904\r\n", err: "over the forwarding limit"},
 		{in: "$x\r\n", err: "bad bulk length"},
 		{in: "*-2\r\n", err: "bad aggregate length"},
 		{in: "?1\r\n", err: "unknown reply type"},
@@ -275,7 +278,7 @@ func TestReadRawReply(t *testing.T) {
 		if limit == 0 {
 			limit = 1 << 20
 		}
-		got, err := readRawReply(bufio.NewReader(strings.NewReader(tc.in)), nil, &limit, 0)
+		got, err := readRawReply(bufio.NewReader(strings.NewReader(tc.in)), nil, &fwdLimit{left: limit}, 0)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: %v; want an error with %q", tc.in, err, tc.err)
@@ -285,5 +288,158 @@ func TestReadRawReply(t *testing.T) {
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%q: %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// Attacks and edge cases found in review: each shows the forwarder's
+// answer and the node still serving.
+
+// A split MGET in RESP3 carries the owners' RESP3 nulls.
+func TestForwardSplitMgetInRESP3(t *testing.T) {
+	addrs, nodes := regionServers(t, 3, forwarding)
+	m, _ := nodes[0].SlotMap()
+	a, b := keysOwnedBy(m, 1, 1)[0], keysOwnedBy(m, 2, 1)[0]
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("HELLO", "3"))
+	c.reply()
+	c.send(cmd("SET", a, "1") + cmd("MGET", a, b, "{"+a+"}none"))
+	c.expect("+OK\r\n*3\r\n$1\r\n1\r\n_\r\n_\r\n")
+}
+
+// A subscribed RESP3 client gets a forwarded command's reply before the
+// message its next command publishes to itself, as Redis orders them.
+func TestForwardReplyBeforeAPublishedMessage(t *testing.T) {
+	addrs, nodes := regionServers(t, 3, forwarding)
+	m, _ := nodes[0].SlotMap()
+	b := keysOwnedBy(m, 2, 1)[0]
+	c := dialRaw(t, addrs[0])
+	c.send(cmd("HELLO", "3"))
+	c.reply()
+	c.send(cmd("SET", b, "v") + cmd("SUBSCRIBE", "ch"))
+	c.expect("+OK\r\n>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
+	c.send(cmd("GET", b) + cmd("PUBLISH", "ch", "m"))
+	c.expect("$1\r\nv\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n:1\r\n")
+}
+
+// The commands of one read to one owner run in their order, also when the
+// client's protocol or acknowledgement level changes between them (they
+// go on one connection, with the changes between them).
+func TestForwardKeepsTheOrderAcrossModeChanges(t *testing.T) {
+	addrs, nodes := regionServers(t, 2, forwarding)
+	m, _ := nodes[0].SlotMap()
+	b := keysOwnedBy(m, 2, 1)[0]
+	c := dialRaw(t, addrs[0])
+	for round := range 10 {
+		var req strings.Builder
+		for i := range 300 {
+			req.WriteString(cmd("SET", b, strconv.Itoa(round*1000+i)))
+		}
+		req.WriteString(cmd("HELLO", "3") + cmd("GEOCACHE", "ACK", "LOCAL", strconv.Itoa(1000+round)) + cmd("GET", b) + cmd("HELLO", "2"))
+		c.send(req.String())
+		for range 300 {
+			c.reply()
+		}
+		c.reply() // HELLO 3
+		c.reply() // GEOCACHE ACK
+		want := strconv.Itoa(round*1000 + 299)
+		if got := c.reply(); got != strconv.Quote(want) {
+			t.Fatalf("round %d: GET after 300 SETs = %s; want %q", round, got, want)
+		}
+		c.reply() // HELLO 2
+	}
+}
+
+// A client that changes its acknowledgement timeout between every command
+// still uses one pooled connection per owner: it cannot exhaust the pool.
+func TestForwardOneConnectionPerOwnerAndRead(t *testing.T) {
+	addrs, nodes, servers := regionServersWith(t, 2, forwarding)
+	m, _ := nodes[0].SlotMap()
+	b := keysOwnedBy(m, 2, 1)[0]
+	c := dialRaw(t, addrs[0])
+	var req strings.Builder
+	const n = 2 * fwdMaxConns
+	for i := range n {
+		req.WriteString(cmd("GEOCACHE", "ACK", "LOCAL", strconv.Itoa(1000+i)) + cmd("GET", b))
+	}
+	c.send(req.String())
+	for i := range n {
+		if got := c.reply(); got != "+OK" {
+			t.Fatalf("GEOCACHE ACK %d: %s", i, got)
+		}
+		if got := c.reply(); got != "nil" {
+			t.Fatalf("GET %d: %s", i, got)
+		}
+	}
+	if e := servers[0].Stats().ForwardErrors; e != 0 {
+		t.Errorf("%d forward errors", e)
+	}
+	if got := len(servers[0].fwdr.open); got != 1 {
+		t.Errorf("%d pooled connections open; want 1", got)
+	}
+}
+
+// An owner whose map moved answers -MOVED (or -ASK); the forwarder sends
+// the command on to the node named, once.
+func TestForwardFollowsAMove(t *testing.T) {
+	addrs, nodes, servers := regionServersWith(t, 2, forwarding)
+	m, _ := nodes[0].SlotMap()
+	key := keysOwnedBy(m, 2, 1)[0]
+	slot := strconv.Itoa(cluster.KeySlot(key))
+	if err := nodes[1].Set(context.Background(), key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"MOVED", "ASK"} {
+		b := &fwdBatch{addr: addrs[0], first: fwdMode{proto: 2}, last: fwdMode{proto: 2}}
+		b.starts = []int{0}
+		b.reqs = appendRequest(nil, "GET", key)
+		b.ends, b.skips, b.modes = []int{len(b.reqs)}, []int{0}, []fwdMode{{proto: 2, ackTimeout: DefaultAckTimeout}}
+		b.raw = []byte("-" + kind + " " + slot + " " + addrs[1] + "\r\n")
+		b.at = []int{0, len(b.raw)}
+		servers[0].fwdr.follow(b)
+		if b.err != nil || string(b.reply(0)) != "$1\r\nv\r\n" {
+			t.Fatalf("%s followed: %q, %v", kind, b.reply(0), b.err)
+		}
+	}
+}
+
+// Server.Close ends a pooled connection still in its handshake with an
+// owner that never answers.
+func TestForwardCloseDuringAHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c // never answered
+		}
+	}()
+	s, err := New(Config{Node: testNode(t, geocache.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.fwdr.dial(ln.Addr().String(), time.Now().Add(time.Hour))
+		done <- err
+	}()
+	nc := <-accepted
+	defer nc.Close()
+	// The dial has registered the connection before it writes its
+	// handshake: once the request arrives, Close must end it.
+	if _, err := nc.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the handshake succeeded against a silent owner")
+		}
+	case <-time.After(30 * time.Second): // only catches a hang
+		t.Fatal("a handshake in progress outlives Server.Close")
 	}
 }
