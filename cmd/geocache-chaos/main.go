@@ -69,6 +69,7 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.DurationVar(&f.cfg.Duration, "duration", time.Minute, "how long clients write and faults are injected (healing and checks come after)")
 	fs.IntVar(&f.cfg.Regions, "regions", 3, "number of regions")
 	fs.IntVar(&f.cfg.NodesPerRegion, "nodes", 1, "nodes per region")
+	fs.BoolVar(&f.cfg.SlotOwned, "slot-owned", false, "with --gossip, run the nodes with --cluster-forward: each keeps only its own slots and forwards the others' commands to their owners")
 	fs.BoolVar(&f.cfg.Gossip, "gossip", false, "make the nodes of each region a region of several nodes joined by gossip (--gossip-addr, --join), linked directly inside the region (off: they peer through proxies, as regions do)")
 	fs.IntVar(&f.cfg.WritersPerNode, "writers", 2, "writer clients per node")
 	fs.DurationVar(&f.cfg.Latency, "latency", 10*time.Millisecond, "one-way latency between regions (0: none)")

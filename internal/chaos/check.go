@@ -72,6 +72,11 @@ type checkInput struct {
 	// TLSProbes is what probing their replication ports found.
 	TLS       bool       `json:"tls,omitempty"`
 	TLSProbes []TLSProbe `json:"tls_probes,omitempty"`
+	// SlotOwned: the nodes kept only their own slots and forwarded the
+	// others' commands (Config.SlotOwned): a client's command was served
+	// by an owner of its key in the client's region, not always by the
+	// node it was sent to.
+	SlotOwned bool `json:"slot_owned,omitempty"`
 }
 
 // CheckResult is what Check found.
@@ -102,6 +107,11 @@ type CheckResult struct {
 	// where read-your-writes would otherwise have required a value (the
 	// node may have evicted it).
 	RYWEvicted int `json:"ryw_evicted,omitempty"`
+	// RYWFailover counts, with SlotOwned, the reads older than a write the
+	// node had reported, within failoverGrace of a fault on a node of its
+	// region: a failover moved the key to an owner the write had not
+	// reached yet (allowed, reported).
+	RYWFailover int `json:"ryw_failover,omitempty"`
 	// Counters is what the counter check examined (counter.go).
 	Counters CounterFigures `json:"counters"`
 	// Hashes is what the hash check examined (hash.go).
@@ -352,6 +362,60 @@ func (c *checker) offsets(node, inc0, inc1 int) (lo, hi int64) {
 	}
 	return lo, hi
 }
+
+// served returns the smallest and largest clock offset the node that
+// served op can have had: its own node's, or with SlotOwned any node's of
+// its region (an owner the command was forwarded to ran it by its clock:
+// a write's expiry, a read's judgement of it).
+func (c *checker) served(op *Op) (lo, hi int64) {
+	lo, hi = c.offsets(op.Node, op.Inc0, op.Inc1)
+	if !c.in.SlotOwned {
+		return lo, hi
+	}
+	for i, n := range c.in.Nodes {
+		if n.Region == c.in.Nodes[op.Node].Region {
+			l, h := c.offsets(i, 0, len(n.Incs)-1)
+			lo, hi = min(lo, l), max(hi, h)
+		}
+	}
+	return lo, hi
+}
+
+// failoverNear reports whether, with SlotOwned, the slot map of node's
+// region may have changed between from and to: a node of the region was
+// killed, paused, restarted or stopped within failoverGrace of that span.
+// The owners of a key then change, and a read may be served by an owner
+// that has not yet received a write another owner acknowledged (the
+// replication between owners is asynchronous, as between regions).
+func (c *checker) failoverNear(node int, from, to int64) bool {
+	if !c.in.SlotOwned {
+		return false
+	}
+	from, to = from-int64(failoverGrace), to+int64(failoverGrace)
+	region := c.in.Nodes[node].Region
+	for i := range c.in.Events {
+		ev := &c.in.Events[i]
+		if (ev.Kind == FaultKill || ev.Kind == FaultPause || ev.Kind == FaultSkew) && c.in.Nodes[ev.Node].Region == region &&
+			ev.Start <= to && (ev.End == 0 || ev.End >= from) {
+			return true
+		}
+	}
+	for _, n := range c.in.Nodes {
+		if n.Region != region {
+			continue
+		}
+		for _, inc := range n.Incs {
+			if inc.Start >= from && inc.Start <= to || inc.Stop != 0 && inc.Stop >= from && inc.Stop <= to {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// failoverGrace is how long around a fault a region's map may be moving:
+// a dead node leaves it in about 1.2 s, a gained slot fills after that.
+const failoverGrace = 3 * time.Second
 
 // stopped reports whether node's process inc was stopped before the final
 // phase (killed, restarted, crashed): its unsent writes may be lost.
@@ -867,14 +931,14 @@ func (c *checker) reads() {
 				latest = math.MaxInt64
 				break
 			}
-			_, hi := c.offsets(w.Node, w.Inc0, w.Inc1)
+			_, hi := c.served(w)
 			latest = max(latest, w.Complete+hi+int64(w.TTL)+ms)
 		}
 		if latest == math.MaxInt64 {
 			continue
 		}
 		c.res.Checked[CheckExpiredRead]++
-		lo, _ := c.offsets(r.Node, r.Inc0, r.Inc1)
+		lo, _ := c.served(r)
 		if served := r.Invoke + lo; served >= latest+ms {
 			c.fail(Violation{Check: CheckExpiredRead, Key: r.Key, Node: r.Node + 1, Ops: []int{r.ID, s.ID},
 				Detail: fmt.Sprintf("read #%d on node %d returned %q at %.3fs on the node's clock (offset %v), %v after the latest expiry any write of that value can have had",
@@ -906,7 +970,7 @@ func (c *checker) clocks() {
 		}
 		groups[nodeInc{op.Node, op.Inc0}] = append(groups[nodeInc{op.Node, op.Inc0}], ownWrite{op, v})
 		c.res.Checked[CheckHLCClock]++
-		lo, _ := c.offsets(op.Node, op.Inc0, op.Inc1)
+		lo, _ := c.served(op)
 		if phys := op.Invoke + lo; v.WallNS() < phys-ms {
 			c.fail(Violation{Check: CheckHLCClock, Key: op.Key, Node: op.Node + 1, Ops: []int{op.ID},
 				Detail: fmt.Sprintf("op #%d got version %s, %v behind the node's clock when it started", op.ID, v, time.Duration(phys-v.WallNS()))})
@@ -1039,6 +1103,10 @@ func (c *checker) readYourWrites() {
 			if c.mayBeSuperseded(r.Key, b.v, r.Complete) {
 				continue
 			}
+			if c.failoverNear(r.Node, b.op.Invoke, r.Complete) {
+				c.res.RYWFailover++
+				continue
+			}
 			c.fail(Violation{Check: CheckRYW, Key: r.Key, Node: r.Node + 1, Ops: []int{b.op.ID, r.ID},
 				Detail: fmt.Sprintf("read #%d on node %d found nothing, after the node had reported %s (op #%d), which had not expired and no newer write may have replaced", r.ID, r.Node+1, b.v, b.op.ID)})
 			continue
@@ -1064,6 +1132,10 @@ func (c *checker) readYourWrites() {
 			}
 		}
 		if unknown || vmax.Compare(b.v) >= 0 {
+			continue
+		}
+		if c.failoverNear(r.Node, b.op.Invoke, r.Complete) {
+			c.res.RYWFailover++
 			continue
 		}
 		check := CheckRYW
@@ -1178,7 +1250,7 @@ func (c *checker) refusals() {
 	}
 	for i := range c.in.Ops {
 		op := &c.in.Ops[i]
-		if !strings.HasPrefix(op.Err, "TRYAGAIN") {
+		if !clockRefusal(op.Err) {
 			continue
 		}
 		c.res.Refusals.Total++
@@ -1190,6 +1262,13 @@ func (c *checker) refusals() {
 			c.res.Refusals.Unjustified++
 		}
 	}
+}
+
+// clockRefusal reports whether an error is a node's refusal of a write
+// for its clock (-TRYAGAIN), not a forwarding node's answer that the
+// key's owner could not be reached (-TRYAGAIN forwarding to ...).
+func clockRefusal(err string) bool {
+	return strings.HasPrefix(err, "TRYAGAIN") && !strings.HasPrefix(err, "TRYAGAIN forwarding to ")
 }
 
 // tls checks, in a run with TLS, that every node's replication port was

@@ -653,3 +653,42 @@ func TestCheckLostWriteGhostSlot(t *testing.T) {
 		}
 	})
 }
+
+// With SlotOwned a read is served by an owner of its key: a read older
+// than a write its node reported is allowed near a fault on a node of the
+// read's region (a failover moved the key), and still fails away from
+// one; an expiry is judged by the clock of any node of the read's region.
+func TestCheckSlotOwned(t *testing.T) {
+	stale := func(fault bool) *hist {
+		h := newHist()
+		h.in.SlotOwned = true
+		h.in.Nodes = append(h.in.Nodes, nodeInfo{Region: 0, Incs: []incarnation{{Start: t0 - int64(time.Second)}}})
+		h.set(0, "a", "a|1", 10*time.Second, 0)
+		h.set(0, "a", "a|2", 11*time.Second, 0)
+		h.get(0, "a", 12*time.Second, "a|1", true)
+		if fault {
+			h.in.Events = append(h.in.Events, FaultEvent{Fault: Fault{Kind: FaultPause, Node: 3}, Start: at(10500 * time.Millisecond), End: at(11500 * time.Millisecond)})
+		}
+		return h
+	}
+	if res := stale(true).expect(t); res.RYWFailover != 1 {
+		t.Errorf("reads excused by a failover: %d, want 1", res.RYWFailover)
+	}
+	stale(false).expect(t, CheckRYW)
+	far := stale(true)
+	far.in.Events[0].Start, far.in.Events[0].End = at(40*time.Second), at(41*time.Second)
+	far.expect(t, CheckRYW)
+
+	// Node 1 reads 200ms after the expiry on its own clock; node 4, of
+	// the same region, runs 300ms behind: its owner may have served it.
+	expiry := func(slotOwned bool) *hist {
+		h := newHist()
+		h.in.SlotOwned = slotOwned
+		h.in.Nodes = append(h.in.Nodes, nodeInfo{Region: 0, Incs: []incarnation{{Start: t0 - int64(time.Second), Offset: -300 * time.Millisecond}}})
+		h.set(0, "b", "b|1", time.Second, time.Second)
+		h.get(0, "b", 2200*time.Millisecond, "b|1", true)
+		return h
+	}
+	expiry(false).expect(t, CheckExpiredRead)
+	expiry(true).expect(t)
+}

@@ -211,6 +211,9 @@ func (c *cluster) args(nd *node, join []string) []string {
 			a = append(a, "--join", strings.Join(join, ","))
 		}
 	}
+	if c.cfg.SlotOwned {
+		a = append(a, "--cluster-forward")
+	}
 	if h := c.cfg.TombstoneHorizon; h > 0 {
 		a = append(a, "--tombstone-horizon", h.String())
 	}

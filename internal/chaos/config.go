@@ -29,6 +29,12 @@ type Config struct {
 	// Without it the nodes of a region list each other in --peers, through
 	// proxies, as regions do.
 	Gossip bool
+	// SlotOwned, with Gossip, runs every node with --cluster-forward: each
+	// keeps only the slots it owns (two copies of each slot per region),
+	// and forwards the clients' commands on other slots to their owners,
+	// so the writers, readers and the final dump see each region through
+	// any of its nodes.
+	SlotOwned bool
 	// Duration is how long the clients write and faults are injected
 	// (default 60s); healing and the final checks come after.
 	Duration time.Duration
@@ -203,6 +209,8 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 	switch {
 	case c.Regions < 1 || c.Regions > 9:
 		return c, fmt.Errorf("chaos: %d regions: 1 to 9", c.Regions)
+	case c.SlotOwned && !c.Gossip:
+		return c, errors.New("chaos: SlotOwned needs Gossip (regions of several nodes)")
 	case c.NodesPerRegion < 1 || c.NodesPerRegion > 5:
 		return c, fmt.Errorf("chaos: %d nodes per region: 1 to 5", c.NodesPerRegion)
 	case c.WritersPerNode < 1 || c.WritersPerNode > 16:

@@ -17,6 +17,7 @@ type Report struct {
 	Regions        int    `json:"regions"`
 	NodesPerRegion int    `json:"nodes_per_region"`
 	Gossip         bool   `json:"gossip,omitempty"`
+	SlotOwned      bool   `json:"slot_owned,omitempty"`
 	Duration       string `json:"duration"`
 	Latency        string `json:"latency"`
 	Horizon        string `json:"tombstone_horizon"`
@@ -76,10 +77,13 @@ type OpCounts struct {
 	All         int            `json:"all"`
 	AllAcked    int            `json:"all_acked"`
 	Refused     int            `json:"refused_tryagain"` // -TRYAGAIN: clock out of bounds
-	OwnVersions int            `json:"own_versions"`     // writes whose own version is known
-	Large       int            `json:"large,omitempty"`  // sets of a large value (Config.LargeFraction)
-	LargeAcked  int            `json:"large_acked,omitempty"`
-	Probes      int            `json:"probes"`
+	// ForwardFailed: -TRYAGAIN forwarding to ...: the key's owner could
+	// not be reached (SlotOwned), nothing written.
+	ForwardFailed int `json:"forward_failed,omitempty"`
+	OwnVersions   int `json:"own_versions"`    // writes whose own version is known
+	Large         int `json:"large,omitempty"` // sets of a large value (Config.LargeFraction)
+	LargeAcked    int `json:"large_acked,omitempty"`
+	Probes        int `json:"probes"`
 }
 
 // NodeReport is one node at the end.
@@ -95,7 +99,7 @@ type NodeReport struct {
 
 // checkInput gathers the record of the run.
 func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
-	in := &checkInput{Regions: h.cfg.Regions, Start: start, End: end, Final: fin, ConvergeGoal: 10 * time.Second}
+	in := &checkInput{Regions: h.cfg.Regions, Start: start, End: end, Final: fin, ConvergeGoal: 10 * time.Second, SlotOwned: h.cfg.SlotOwned}
 	if r := h.cfg.smallRegion(); r >= 0 {
 		in.SmallRegions = []int{r}
 	}
@@ -126,7 +130,7 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 	r := &Report{
 		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
 			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, SmallMemory: cfg.SmallRegionMemory, Schedule: sched, Input: in},
-		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, Gossip: cfg.Gossip,
+		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, Gossip: cfg.Gossip, SlotOwned: cfg.SlotOwned,
 		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(), Horizon: "1h (the node default)",
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
 		CheckResult:  *res,
@@ -168,8 +172,11 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 				r.Ops.AllAcked++
 			}
 		}
-		if strings.HasPrefix(op.Err, "TRYAGAIN") {
+		if clockRefusal(op.Err) {
 			r.Ops.Refused++
+		}
+		if strings.HasPrefix(op.Err, "TRYAGAIN forwarding to ") {
+			r.Ops.ForwardFailed++
 		}
 		if _, ok := op.known(); ok {
 			r.Ops.OwnVersions++
@@ -221,6 +228,9 @@ func (r *Report) Summary() string {
 	if r.Gossip {
 		joined = " joined by gossip"
 	}
+	if r.SlotOwned {
+		joined += ", each keeping its own slots (--cluster-forward)"
+	}
 	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s)%s, %s of faults and writes, %s one-way latency between regions\n",
 		r.Regions, r.NodesPerRegion, joined, r.Duration, r.Latency)
 	fmt.Fprintf(&b, "  faults: %s; tombstone horizon %s, outlasted by %d cut(s)\n", mixString(r.FaultMix), r.Horizon, r.OutlastHorizon)
@@ -238,11 +248,17 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "  ops: %d (%s); statuses %s; Quorum or All %d (%d acknowledged), of which All %d (%d acknowledged); refused with TRYAGAIN %d; own versions known %d\n",
 		r.Ops.Total, mixString(r.Ops.ByKind), mixString(r.Ops.ByStatus), r.Ops.Quorum, r.Ops.QuorumAcked, r.Ops.All, r.Ops.AllAcked, r.Ops.Refused, r.Ops.OwnVersions)
+	if r.SlotOwned {
+		fmt.Fprintf(&b, "  commands whose owner could not be reached through forwarding (-TRYAGAIN forwarding to ..., nothing written): %d\n", r.Ops.ForwardFailed)
+	}
 	if r.Ops.Large > 0 {
 		fmt.Fprintf(&b, "  large values: %d sets of 300 KiB to 1 MiB (%d acknowledged), crossing regions in parts\n", r.Ops.Large, r.Ops.LargeAcked)
 	}
 	if len(r.SmallRegions) > 0 {
 		fmt.Fprintf(&b, "  small region(s) %v (--max-memory %s): reads that found nothing there, allowed: %d\n", r.smallNames(), r.SmallRegionMemory, r.RYWEvicted)
+	}
+	if r.SlotOwned {
+		fmt.Fprintf(&b, "  reads older than a write their node had reported, within %v of a fault in its region (a failover moved the key to an owner the write had not reached yet; allowed): %d\n", failoverGrace, r.RYWFailover)
 	}
 	rf := r.Refill
 	fmt.Fprintf(&b, "  refill: %d restarted ample node(s) checked (%d skipped: flushed since), %d (node, key) held, %d missing excused by a ghost slot, %d by expiry near the dump, %d missing; probes missing on ample nodes: %d excused by a ghost slot, %d not\n",

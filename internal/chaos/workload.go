@@ -300,6 +300,10 @@ func classify(err error) (status, msg string, late bool) {
 		if strings.HasPrefix(msg, "TIMEOUT") {
 			return StatusNotAcked, msg, false
 		}
+		if strings.HasPrefix(msg, "ERR forwarding to ") {
+			// Forwarded to its owner, which may have run it (--cluster-forward).
+			return StatusUnknown, msg, true
+		}
 		return StatusFail, msg, false
 	}
 	msg = err.Error()

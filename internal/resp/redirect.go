@@ -35,7 +35,7 @@ const errCrossSlot = "CROSSSLOT Keys in request don't hash to the same slot"
 // EXEC (its queued commands' keys), and the containers with a key
 // subcommand (OBJECT, MEMORY USAGE).
 func routed(cmd *command) bool {
-	return cmd.firstKey > 0 || cmd.name == "exec" || cmd.name == "object" || cmd.name == "memory"
+	return cmd.firstKey > 0 || cmd.name == "exec" || cmd.name == "object" || cmd.name == "memory" || cmd.name == "geocache"
 }
 
 // route returns true if this node serves the command. Otherwise it has
@@ -125,7 +125,8 @@ func (c *conn) primaryOnly() func(key string) bool {
 }
 
 // routedKeys appends the keys of a call of cmd: its key positions, or the
-// key of OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT and MEMORY USAGE.
+// key of OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT, MEMORY USAGE and GEOCACHE
+// VERSION.
 func routedKeys(dst [][]byte, cmd *command, args [][]byte) [][]byte {
 	switch cmd.name {
 	case "object":
@@ -135,6 +136,11 @@ func routedKeys(dst [][]byte, cmd *command, args [][]byte) [][]byte {
 		return dst
 	case "memory":
 		if len(args) >= 3 && equalFold(args[1], "usage") {
+			return append(dst, args[2])
+		}
+		return dst
+	case "geocache":
+		if len(args) == 3 && equalFold(args[1], "version") {
 			return append(dst, args[2])
 		}
 		return dst
