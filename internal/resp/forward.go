@@ -85,7 +85,9 @@ type forwarder struct {
 	mu     sync.Mutex
 	closed bool
 	pools  map[string]*fwdPool   // by owner address
-	open   map[*fwdConn]struct{} // every pooled connection, idle or in use, for close
+	muxes  map[string]*fwdMux    // by owner address (forward_mux.go)
+	open   map[*fwdConn]struct{} // every connection, idle or in use, for close
+	wg     sync.WaitGroup        // the shared connections' goroutines
 }
 
 type fwdPool struct {
@@ -96,6 +98,7 @@ type fwdPool struct {
 
 // fwdConn is a pooled connection to an owner.
 type fwdConn struct {
+	addr string
 	nc   net.Conn
 	rd   *bufio.Reader
 	mode fwdMode // set on it
@@ -104,7 +107,7 @@ type fwdConn struct {
 var errFwdClosed = errors.New("server closing")
 
 func newForwarder(s *Server) *forwarder {
-	return &forwarder{s: s, pools: map[string]*fwdPool{}, open: map[*fwdConn]struct{}{}}
+	return &forwarder{s: s, pools: map[string]*fwdPool{}, muxes: map[string]*fwdMux{}, open: map[*fwdConn]struct{}{}}
 }
 
 // pool returns the pool of key, nil once the forwarder is closed. Pools of
@@ -118,7 +121,7 @@ func (f *forwarder) pool(addr string) *fwdPool {
 	}
 	p := f.pools[addr]
 	if p == nil {
-		if len(f.pools) >= 16 {
+		if len(f.pools) >= 16 || len(f.muxes) >= 16 {
 			f.dropStaleLocked()
 		}
 		p = &fwdPool{addr: addr, slots: make(chan struct{}, fwdMaxConns), idle: make(chan *fwdConn, fwdMaxConns)}
@@ -136,6 +139,12 @@ func (f *forwarder) dropStaleLocked() {
 	if m != nil {
 		for _, mb := range m.Members() {
 			live[mb.Addr] = true
+		}
+	}
+	for addr, m := range f.muxes {
+		if !live[addr] {
+			delete(f.muxes, addr)
+			close(m.stop)
 		}
 	}
 	for addr, p := range f.pools {
@@ -258,7 +267,7 @@ func (f *forwarder) dial(addr string, deadline time.Time) (*fwdConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fc := &fwdConn{nc: nc, rd: bufio.NewReaderSize(nc, 16<<10), mode: fwdMode{proto: 2, ack: geocache.Local, ackTimeout: DefaultAckTimeout}}
+	fc := &fwdConn{addr: addr, nc: nc, rd: bufio.NewReaderSize(nc, 16<<10), mode: fwdMode{proto: 2, ack: geocache.Local, ackTimeout: DefaultAckTimeout}}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -318,13 +327,23 @@ func (fc *fwdConn) exchange(req []byte, n int, each func(i int, reply []byte) er
 	return nil
 }
 
-// close closes every pooled connection; exchanges in progress fail at once.
+// close closes every connection; exchanges in progress fail at once. The
+// shared connections' goroutines end (wait waits for them).
 func (f *forwarder) close() {
 	f.mu.Lock()
 	f.closed = true
 	for fc := range f.open {
 		fc.nc.Close()
 	}
+	f.mu.Unlock()
+}
+
+func (f *forwarder) wait() { f.wg.Wait() }
+
+// forget drops a closed connection from the set close closes.
+func (f *forwarder) forget(fc *fwdConn) {
+	f.mu.Lock()
+	delete(f.open, fc)
 	f.mu.Unlock()
 }
 

@@ -37,6 +37,8 @@ type fwdBatch struct {
 	sent        bool      // the requests were written: they may have run
 	err         error     // the exchange failed: every request is answered so
 	held        int       // bytes reserved from MaxClientBuffer for its replies
+	pre         int       // mode changes written before it on a shared connection
+	done        chan struct{}
 }
 
 // fwdReply is a reply to splice into out: one forwarded command's, or the
@@ -386,13 +388,41 @@ func elementLen(b []byte) int {
 	return 0
 }
 
-// exchange sends every batch to its owner, all at once, then reads their
-// replies; with follow, it sends a request its owner answered -MOVED or
-// -ASK (the map moved) on once more. It takes the owners' connections in
-// the order of their addresses, so that two clients never wait for each
-// other's.
+// exchange sends every batch to its owner, all at once (on the owner's
+// shared connection, or a pooled one for a batch that waits for
+// acknowledgements: forward_mux.go), then waits for their replies; with
+// follow, it sends a request its owner answered -MOVED or -ASK (the map
+// moved) on once more.
 func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
 	slices.SortFunc(batches, func(a, b *fwdBatch) int { return strings.Compare(a.addr, b.addr) })
+	var pooled, shared []*fwdBatch
+	for _, b := range batches {
+		if !b.localOnly() {
+			pooled = append(pooled, b)
+			continue
+		}
+		m := f.mux(b.addr)
+		if m == nil {
+			b.err = errFwdClosed
+			continue
+		}
+		m.submit(b)
+		shared = append(shared, b)
+	}
+	f.exchangePooled(pooled)
+	for _, b := range shared {
+		<-b.done
+	}
+	for _, b := range batches {
+		if follow && b.err == nil {
+			f.follow(b)
+		}
+	}
+}
+
+// exchangePooled exchanges batches each on a connection of its owner's
+// pool, taken in the order of the owners' addresses.
+func (f *forwarder) exchangePooled(batches []*fwdBatch) {
 	type held struct {
 		p   *fwdPool
 		fc  *fwdConn
@@ -439,11 +469,6 @@ func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
 			}
 		}
 		f.put(h.p, h.fc, b.err == nil)
-	}
-	for _, b := range batches {
-		if follow && b.err == nil {
-			f.follow(b)
-		}
 	}
 }
 

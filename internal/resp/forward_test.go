@@ -224,6 +224,19 @@ func TestForwardToAnUnreachableOwner(t *testing.T) {
 	c.send(cmd("AUTH", "s3cret") + cmd("SET", b, "2") + cmd("SET", d, "3"))
 	c.expect("+OK\r\n+OK\r\n+OK\r\n")
 	servers[2].Close() // node 3's RESP server; the node stays in the map
+	// Node 1 sees its connection to node 3 end (a request written before
+	// would be answered "-ERR ... may have run").
+	testkit.Eventually(t, "node 1's connection to node 3 closed", func() bool {
+		f := servers[0].fwdr
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for fc := range f.open {
+			if fc.addr == addrs[2] {
+				return false
+			}
+		}
+		return true
+	})
 	c.send(cmd("SET", a, "1") + cmd("GET", d) + cmd("GET", b) + cmd("MGET", a, d))
 	if got := c.reply(); got != "+OK" {
 		t.Fatalf("SET kept here: %s", got)
@@ -373,8 +386,12 @@ func TestForwardOneConnectionPerOwnerAndRead(t *testing.T) {
 	if e := servers[0].Stats().ForwardErrors; e != 0 {
 		t.Errorf("%d forward errors", e)
 	}
-	if got := len(servers[0].fwdr.open); got != 1 {
-		t.Errorf("%d pooled connections open; want 1", got)
+	f := servers[0].fwdr
+	f.mu.Lock()
+	got := len(f.open)
+	f.mu.Unlock()
+	if got != 1 {
+		t.Errorf("%d connections to the owner open; want 1", got)
 	}
 }
 

@@ -518,6 +518,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.fwdr.wait()
 	return nil
 }
 

@@ -1,0 +1,239 @@
+package resp
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/geocache/geocache"
+)
+
+// One shared connection per owner (forward.go): the batches of every
+// client whose writes need no acknowledgement wait (LOCAL, the default) go
+// to an owner on one connection, where a writer goroutine coalesces the
+// batches queued meanwhile into one write and a reader goroutine hands the
+// replies back in order. Concurrent clients then share system calls on
+// both sides, and the owner reads long pipelines, instead of one exchange
+// per client and batch. A batch with QUORUM or ALL writes, which the owner
+// answers only once other regions acknowledge them, would hold up every
+// client behind it: it takes a connection of the pool to itself.
+//
+// The reader is always reading: a connection the owner closes while idle
+// (its idle timeout, a restart) is seen at once and replaced, so that no
+// batch is written to it. Each batch in flight has fwdTimeout for its
+// replies; a failure fails every batch in flight on the connection
+// (written: they may have run) and the next batch opens a new one.
+
+// fwdMux is the shared connection to one owner.
+type fwdMux struct {
+	f    *forwarder
+	addr string
+	wake chan struct{} // a batch was queued (capacity 1)
+	stop chan struct{} // closed when the owner left the region
+
+	mu     sync.Mutex
+	queue  []*fwdBatch
+	closed bool
+}
+
+// muxConn is one connection of a fwdMux, with the batches written to it
+// whose replies are still to come.
+type muxConn struct {
+	fc       *fwdConn
+	mu       sync.Mutex
+	inflight []*fwdBatch
+	dead     bool
+}
+
+var errMuxClosed = errors.New("connection to the owner closed")
+
+// mux returns the shared connection to addr, nil once the forwarder is
+// closed.
+func (f *forwarder) mux(addr string) *fwdMux {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	m := f.muxes[addr]
+	if m == nil {
+		m = &fwdMux{f: f, addr: addr, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		f.muxes[addr] = m
+		f.wg.Add(1)
+		go m.run()
+	}
+	return m
+}
+
+// localOnly reports whether none of b's requests waits for
+// acknowledgements.
+func (b *fwdBatch) localOnly() bool {
+	for _, m := range b.modes {
+		if m.ack != geocache.Local {
+			return false
+		}
+	}
+	return b.first.ack == geocache.Local
+}
+
+// submit queues b; b.done closes once its replies are in (or b.err set).
+func (m *fwdMux) submit(b *fwdBatch) {
+	b.done = make(chan struct{})
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		b.err = errFwdClosed
+		close(b.done)
+		return
+	}
+	m.queue = append(m.queue, b)
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer: it writes the queued batches, as one write, to the
+// current connection, opening one if need be.
+func (m *fwdMux) run() {
+	defer m.f.wg.Done()
+	var mc *muxConn
+	for {
+		select {
+		case <-m.wake:
+		case <-m.stop:
+			m.shut(mc, errMuxClosed)
+			return
+		case <-m.f.s.ctx.Done():
+			m.shut(mc, errFwdClosed)
+			return
+		}
+		m.mu.Lock()
+		q := m.queue
+		m.queue = nil
+		m.mu.Unlock()
+		if len(q) == 0 {
+			continue
+		}
+		if mc == nil || mc.isDead() {
+			fc, err := m.f.dial(m.addr, time.Now().Add(fwdTimeout))
+			if err != nil {
+				mc = nil
+				for _, b := range q {
+					b.err = err
+					close(b.done)
+				}
+				continue
+			}
+			mc = &muxConn{fc: fc}
+			m.f.wg.Add(1)
+			go m.read(mc)
+		}
+		var buf []byte
+		mode := mc.fc.mode
+		for _, b := range q {
+			buf, b.pre = appendModeChange(buf, mode, b.first)
+			buf = append(buf, b.reqs...)
+			mode = b.last
+			b.sent = true
+		}
+		mc.fc.mode = mode
+		if !mc.push(q) {
+			continue // dead since: push failed them
+		}
+		mc.fc.nc.SetWriteDeadline(time.Now().Add(fwdTimeout))
+		if _, err := mc.fc.nc.Write(buf); err != nil {
+			mc.fc.nc.Close() // the reader fails what is in flight
+		}
+	}
+}
+
+// shut fails what is queued and closes the connection, as the writer
+// ends.
+func (m *fwdMux) shut(mc *muxConn, err error) {
+	m.mu.Lock()
+	m.closed = true
+	q := m.queue
+	m.queue = nil
+	m.mu.Unlock()
+	for _, b := range q {
+		b.err = err
+		close(b.done)
+	}
+	if mc != nil {
+		mc.fc.nc.Close()
+	}
+}
+
+// push records q as in flight, before they are written, so that the reader
+// expects their replies; it fails them if the connection is dead.
+func (mc *muxConn) push(q []*fwdBatch) bool {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.dead {
+		for _, b := range q {
+			b.err = errMuxClosed
+			close(b.done)
+		}
+		return false
+	}
+	if len(mc.inflight) == 0 {
+		mc.fc.nc.SetReadDeadline(time.Now().Add(fwdTimeout))
+	}
+	mc.inflight = append(mc.inflight, q...)
+	return true
+}
+
+func (mc *muxConn) isDead() bool {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.dead
+}
+
+// read is the reader of one connection: it waits for bytes (or the
+// connection's end) at all times, and reads each batch's replies in turn.
+func (m *fwdMux) read(mc *muxConn) {
+	defer m.f.wg.Done()
+	var err error
+	for {
+		if _, err = mc.fc.rd.Peek(1); err != nil {
+			break
+		}
+		mc.mu.Lock()
+		if len(mc.inflight) == 0 {
+			mc.mu.Unlock()
+			err = errors.New("a reply nobody asked for")
+			break
+		}
+		b := mc.inflight[0]
+		mc.inflight[0] = nil
+		mc.inflight = mc.inflight[1:]
+		mc.mu.Unlock()
+		limit := fwdLimit{left: m.f.s.fwdReplyLimit(), s: m.f.s}
+		err = b.read(mc.fc, b.pre, &limit)
+		b.held, b.err = limit.held, err
+		close(b.done)
+		if err != nil {
+			break
+		}
+		mc.mu.Lock()
+		if len(mc.inflight) == 0 {
+			mc.fc.nc.SetReadDeadline(time.Time{}) // idle: wait for the end as long as it takes
+		} else {
+			mc.fc.nc.SetReadDeadline(time.Now().Add(fwdTimeout))
+		}
+		mc.mu.Unlock()
+	}
+	mc.fc.nc.Close()
+	m.f.forget(mc.fc)
+	mc.mu.Lock()
+	mc.dead = true
+	rest := mc.inflight
+	mc.inflight = nil
+	mc.mu.Unlock()
+	for _, b := range rest {
+		b.err = err
+		close(b.done)
+	}
+}
