@@ -29,23 +29,30 @@ import (
 //
 // How: the forwarded commands of one read are queued per owner as the
 // read is executed (a placeholder marks their place among the replies),
-// and go out just before the replies are written (flush): one write per
-// owner, all owners at once, then their replies are read and spliced in
-// order. A client pipelining 16 commands pays one round trip to each
-// owner per batch, not one per command.
+// and go out just before the replies are written (flush): one batch per
+// owner, all owners at once, then their replies are spliced in order. A
+// client pipelining 16 commands pays one round trip to each owner per
+// read, not one per command; its commands to one owner run in their order
+// (a protocol or acknowledgement change between them goes inline).
 //
-// The connections to the owners are pooled per owner address and
-// protocol: at most fwdMaxConns each, opened on demand, authenticated with
-// this server's own password (the members of a region share it) and told
-// GEOCACHE REDIRECT, so that the owner answers as a Redis Cluster node
-// (-MOVED or -ASK, never forwarding again): a forwarded command travels
-// at most one hop, plus one more when the owner sends it on because the
-// map moved meanwhile. Each exchange has a deadline (fwdTimeout, plus the
-// acknowledgement timeout of a client waiting for QUORUM or ALL), and the
-// replies of one batch are bounded (fwdReplyLimit). A failed exchange is
-// answered, for each of its commands, "-TRYAGAIN forwarding to <addr>
-// failed: ..." (clients retry it); a write may have been applied even so,
-// as after any lost connection.
+// The batches go on one shared connection per owner (forward_mux.go),
+// where the batches of all clients are coalesced; a batch whose writes
+// wait for other regions' acknowledgements (QUORUM, ALL) takes a
+// connection of the owner's pool instead (at most fwdMaxConns, taken in
+// the order of the owners' addresses so that two clients never wait for
+// each other's, peeked before use). Every connection is authenticated with
+// this server's own password (the members of a region share it), named
+// geocache-forward, and told GEOCACHE REDIRECT, so that the owner answers
+// as a Redis Cluster node (-MOVED or -ASK, never forwarding again): a
+// forwarded command travels at most one hop, plus one more when the owner
+// sends it on because the map moved meanwhile. Each exchange has a
+// deadline (fwdTimeout, plus the acknowledgement timeout of a client
+// waiting for QUORUM or ALL), and the replies of one batch are bounded
+// (fwdReplyLimit; their large values reserved from MaxClientBuffer until
+// written). A batch that could not be sent is answered, for each of its
+// commands, "-TRYAGAIN forwarding to <addr> failed: ..." (clients retry
+// it); one that failed after it was sent, "-ERR forwarding to <addr>
+// failed after the command was sent (it may have run): ...".
 
 const (
 	fwdMaxConns    = 32              // pooled connections per owner and protocol

@@ -57,6 +57,9 @@ func (f *forwarder) mux(addr string) *fwdMux {
 	}
 	m := f.muxes[addr]
 	if m == nil {
+		if len(f.muxes) >= 16 {
+			f.dropStaleLocked()
+		}
 		m = &fwdMux{f: f, addr: addr, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 		f.muxes[addr] = m
 		f.wg.Add(1)
