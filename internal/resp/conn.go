@@ -505,7 +505,9 @@ func (c *conn) flush() bool {
 		c.inlineBig() // cannot happen (see replyValue); fail safe
 	}
 	if c.ps != nil && c.ps.q != nil {
-		return c.queueOut()
+		ok := c.queueOut()
+		c.releaseFwdHeld() // queued bytes are counted by the pub/sub limits
+		return ok
 	}
 	if len(c.out) > 0 && c.werr == nil { // a value in big has its prefix in out
 		c.werr = c.writeBig() // out in one write when big is empty
@@ -522,11 +524,17 @@ func (c *conn) flush() bool {
 	} else {
 		c.out = c.out[:0]
 	}
+	c.releaseFwdHeld()
+	return c.werr == nil
+}
+
+// releaseFwdHeld gives back the MaxClientBuffer bytes of the forwarded
+// replies written (or dropped).
+func (c *conn) releaseFwdHeld() {
 	if c.fwdHeld > 0 {
 		c.s.releaseBuf(c.fwdHeld)
 		c.fwdHeld = 0
 	}
-	return c.werr == nil
 }
 
 // bigValue is a large value of a reply, written after out[:at].

@@ -45,17 +45,19 @@ import (
 // geocache-forward, and told GEOCACHE REDIRECT, so that the owner answers
 // as a Redis Cluster node (-MOVED or -ASK, never forwarding again): a
 // forwarded command travels at most one hop, plus one more when the owner
-// sends it on because the map moved meanwhile. Each exchange has a
-// deadline (fwdTimeout, plus the acknowledgement timeout of a client
-// waiting for QUORUM or ALL), and the replies of one batch are bounded
-// (fwdReplyLimit; their large values reserved from MaxClientBuffer until
-// written). A batch that could not be sent is answered, for each of its
-// commands, "-TRYAGAIN forwarding to <addr> failed: ..." (clients retry
-// it); one that failed after it was sent, "-ERR forwarding to <addr>
-// failed after the command was sent (it may have run): ...".
+// sends it on because the map moved meanwhile. A batch's replies have a
+// deadline (fwdTimeout from when they are awaited, one second more per
+// MiB of a large value, plus the acknowledgement timeout of a client
+// waiting for QUORUM or ALL), and are bounded (fwdReplyLimit; their large
+// values reserved from MaxClientBuffer until written): a batch over the
+// bounds fails alone. A batch that surely never went out is answered, for
+// each of its commands, "-TRYAGAIN forwarding to <addr> failed: ..."
+// (clients retry it); one that failed after it may have been sent, "-ERR
+// forwarding to <addr> failed after the command was sent (it may have
+// run): ...".
 
 const (
-	fwdMaxConns    = 32              // pooled connections per owner and protocol
+	fwdMaxConns    = 32              // pooled connections per owner
 	fwdDialTimeout = 2 * time.Second // bound on opening a pooled connection
 	fwdTimeout     = 5 * time.Second // bound on one exchange, beyond the acknowledgement wait
 	fwdReplyFloor  = 256 << 20       // the least bound on one batch's replies
@@ -103,7 +105,7 @@ type fwdPool struct {
 	idle  chan *fwdConn
 }
 
-// fwdConn is a pooled connection to an owner.
+// fwdConn is a connection to an owner: pooled, or shared (forward_mux.go).
 type fwdConn struct {
 	addr string
 	nc   net.Conn
@@ -372,21 +374,41 @@ func trimCRLF(b []byte) string {
 	return string(b)
 }
 
-var errReplyLimit = errors.New("replies over the forwarding limit")
+// errReplyLimit: a reply too large to follow; the connection is dropped.
+// errBatchOver: a batch's replies went over its limits and were dropped
+// past that point, the connection still in step: the batch alone fails.
+var (
+	errReplyLimit = errors.New("replies over the forwarding limit")
+	errBatchOver  = errors.New("replies over the forwarding limit (or the server's client buffer budget)")
+)
 
 // fwdLimit bounds the replies read for one batch: left bytes in all, and
 // the large values among them are reserved from the server's
 // MaxClientBuffer (held counts them; the connection releases them once
 // written).
+//
+// Once over the limits (over), the rest of the batch's replies are still
+// parsed, to keep the connection in step, but dropped: the batch alone
+// fails. A large value also moves the read deadline (grow), one second
+// for every MiB, so that a value arriving at 1 MiB/s is never cut.
 type fwdLimit struct {
 	left int
 	s    *Server
 	held int
+	over bool
+	nc   net.Conn // whose read deadline a large value moves; nil: none
+}
+
+// grow gives n more bytes their time on the connection.
+func (l *fwdLimit) grow(n int64) {
+	if l.nc != nil && n >= streamAt {
+		l.nc.SetReadDeadline(time.Now().Add(fwdTimeout + time.Duration(n>>20)*time.Second))
+	}
 }
 
 // take counts n bytes of a reply, false if they are over the limits.
 func (l *fwdLimit) take(n int64) bool {
-	if n > int64(l.left) {
+	if l.over || n > int64(l.left) {
 		return false
 	}
 	if l.s != nil && n >= streamAt {
@@ -414,19 +436,40 @@ func readRawReply(rd *bufio.Reader, dst []byte, limit *fwdLimit, depth int) ([]b
 	if len(line) == 0 {
 		return dst, errors.New("empty reply line")
 	}
-	switch line[0] {
-	case '+', '-', ':', ',', '#', '_', '(':
+	kind := line[0]
+	n, ok := int64(0), true
+	if kind != '+' && kind != '-' && kind != ',' && kind != '#' && kind != '_' && kind != '(' {
+		n, ok = parseInt(line[1:])
+	}
+	if limit.over {
+		dst = dst[:start] // dropped: only the stream's step matters
+	}
+	switch kind {
+	case '+', '-', ',', '#', '_', '(':
+		return dst, nil
+	case ':':
+		if !ok {
+			return dst, fmt.Errorf("bad integer %q", line)
+		}
 		return dst, nil
 	case '$', '=', '!':
-		n, ok := parseInt(line[1:])
 		if !ok || n < -1 {
 			return dst, fmt.Errorf("bad bulk length %q", line)
 		}
 		if n < 0 {
 			return dst, nil
 		}
-		if n > int64(limit.left) || !limit.take(n+2) {
+		if n > 1<<31 { // larger than any request or value: not followed
 			return dst, errReplyLimit
+		}
+		limit.grow(n)
+		if limit.over || n > int64(limit.left) || !limit.take(n+2) {
+			limit.over = true
+			dst = dst[:min(start, len(dst))]
+			if _, err := rd.Discard(int(n + 2)); err != nil {
+				return dst, err
+			}
+			return dst, nil
 		}
 		at := len(dst)
 		dst = append(dst, make([]byte, n+2)...)
@@ -435,13 +478,11 @@ func readRawReply(rd *bufio.Reader, dst []byte, limit *fwdLimit, depth int) ([]b
 		}
 		return dst, nil
 	case '*', '~', '>', '%', '|':
-		n, ok := parseInt(line[1:])
 		if !ok || n < -1 {
 			return dst, fmt.Errorf("bad aggregate length %q", line)
 		}
-		kind := line[0]
 		if n > int64(limit.left)/2 { // each element takes 3 bytes at least
-			return dst, errReplyLimit
+			return dst, errReplyLimit // more than the batch could hold: the stream is not followed
 		}
 		if kind == '%' || kind == '|' {
 			n *= 2
@@ -466,7 +507,9 @@ func readLine(rd *bufio.Reader, dst []byte, limit *fwdLimit) ([]byte, error) {
 		if len(b) > limit.left {
 			return dst, errReplyLimit
 		}
-		limit.left -= len(b)
+		if !limit.over {
+			limit.left -= len(b)
+		}
 		dst = append(dst, b...)
 		switch {
 		case err == nil:

@@ -71,7 +71,7 @@ func (b *fwdBatch) reply(i int) []byte { return b.raw[b.at[i]:b.at[i+1]] }
 
 // forwards reports whether this connection forwards commands on slots this
 // node does not keep: Config.Forward, unless the client asked to be
-// redirected (GEOCACHE REDIRECT; the other members' pooled connections).
+// redirected (GEOCACHE REDIRECT; the other members' forwarding connections).
 func (c *conn) forwards() bool { return c.s.cfg.Forward && !c.redirect }
 
 // forwardRoute is route's forwarding: it returns true if this node serves
@@ -461,14 +461,14 @@ func (f *forwarder) exchangePooled(batches []*fwdBatch) {
 				}
 			}
 			h.fc.nc.SetReadDeadline(time.Now().Add(wait))
-			limit := fwdLimit{left: f.s.fwdReplyLimit(), s: f.s}
+			limit := fwdLimit{left: f.s.fwdReplyLimit(), s: f.s, nc: h.fc.nc}
 			b.err = b.read(h.fc, h.pre, &limit)
 			b.held = limit.held
-			if b.err == nil {
+			if b.err == nil || b.err == errBatchOver {
 				h.fc.mode = b.last
 			}
 		}
-		f.put(h.p, h.fc, b.err == nil)
+		f.put(h.p, h.fc, b.err == nil || b.err == errBatchOver)
 	}
 }
 
@@ -495,6 +495,9 @@ func (b *fwdBatch) read(fc *fwdConn, pre int, limit *fwdLimit) error {
 			return err
 		}
 		b.at = append(b.at, len(b.raw))
+	}
+	if limit.over {
+		return errBatchOver
 	}
 	return nil
 }

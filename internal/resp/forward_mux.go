@@ -2,6 +2,7 @@ package resp
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -19,10 +20,14 @@ import (
 // client behind it: it takes a connection of the pool to itself.
 //
 // The reader is always reading: a connection the owner closes while idle
-// (its idle timeout, a restart) is seen at once and replaced, so that no
-// batch is written to it. Each batch in flight has fwdTimeout for its
-// replies; a failure fails every batch in flight on the connection
-// (written: they may have run) and the next batch opens a new one.
+// (its idle timeout, a restart) is seen as soon as its end arrives and
+// replaced (a batch written in the moment before fails, "may have run").
+// The replies of the oldest batch in flight have fwdTimeout, and one more
+// second per MiB of a large value, counted from the previous batch's end.
+// A batch whose replies go over the limits fails alone; any other failure
+// fails every batch in flight on the connection (written, so they may have
+// run) and the next batch opens a new connection. A batch pushed onto a
+// connection found dead before anything was written goes to a new one.
 
 // fwdMux is the shared connection to one owner.
 type fwdMux struct {
@@ -112,44 +117,70 @@ func (m *fwdMux) run() {
 			m.shut(mc, errFwdClosed)
 			return
 		}
-		m.mu.Lock()
-		q := m.queue
-		m.queue = nil
-		m.mu.Unlock()
+		q := m.take()
 		if len(q) == 0 {
 			continue
 		}
-		if mc == nil || mc.isDead() {
-			fc, err := m.f.dial(m.addr, time.Now().Add(fwdTimeout))
-			if err != nil {
-				mc = nil
-				for _, b := range q {
-					b.err = err
-					close(b.done)
+		for try := 0; ; try++ {
+			if mc == nil || mc.isDead() {
+				fc, err := m.f.dial(m.addr, time.Now().Add(fwdTimeout))
+				if err != nil {
+					mc = nil
+					for _, b := range q {
+						b.err = err
+						close(b.done)
+					}
+					break
 				}
-				continue
+				mc = &muxConn{fc: fc}
+				m.f.wg.Add(1)
+				go m.read(mc)
 			}
-			mc = &muxConn{fc: fc}
-			m.f.wg.Add(1)
-			go m.read(mc)
-		}
-		var buf []byte
-		mode := mc.fc.mode
-		for _, b := range q {
-			buf, b.pre = appendModeChange(buf, mode, b.first)
-			buf = append(buf, b.reqs...)
-			mode = b.last
-			b.sent = true
-		}
-		mc.fc.mode = mode
-		if !mc.push(q) {
-			continue // dead since: push failed them
-		}
-		mc.fc.nc.SetWriteDeadline(time.Now().Add(fwdTimeout))
-		if _, err := mc.fc.nc.Write(buf); err != nil {
-			mc.fc.nc.Close() // the reader fails what is in flight
+			var buf []byte
+			mode := mc.fc.mode
+			for _, b := range q {
+				buf, b.pre = appendModeChange(buf, mode, b.first)
+				buf = append(buf, b.reqs...)
+				mode = b.last
+			}
+			if !mc.push(q, try > 0) {
+				continue // dead before anything was written: a new connection
+			}
+			mc.fc.mode = mode
+			mc.fc.nc.SetWriteDeadline(time.Now().Add(fwdTimeout + time.Duration(len(buf)>>20)*time.Second))
+			if _, err := mc.fc.nc.Write(buf); err != nil {
+				mc.kill() // the reader fails what is in flight: written, maybe in part
+			}
+			break
 		}
 	}
+}
+
+// muxWriteMax bounds the bytes of the batches coalesced into one write
+// (a single larger batch goes alone).
+const muxWriteMax = 4 << 20
+
+// take returns the queued batches for one write, leaving those beyond
+// muxWriteMax queued (and the writer woken again).
+func (m *fwdMux) take() []*fwdBatch {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, size := 0, 0
+	for n < len(m.queue) && (n == 0 || size+len(m.queue[n].reqs) <= muxWriteMax) {
+		size += len(m.queue[n].reqs)
+		n++
+	}
+	q := m.queue[:n:n]
+	m.queue = m.queue[n:]
+	if len(m.queue) > 0 {
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
+	} else {
+		m.queue = nil
+	}
+	return q
 }
 
 // shut fails what is queued and closes the connection, as the writer
@@ -170,22 +201,38 @@ func (m *fwdMux) shut(mc *muxConn, err error) {
 }
 
 // push records q as in flight, before they are written, so that the reader
-// expects their replies; it fails them if the connection is dead.
-func (mc *muxConn) push(q []*fwdBatch) bool {
+// expects their replies, and marks them sent. If the connection is dead it
+// returns false, leaving them unsent: the writer tries a new connection
+// once, and fails them (not sent) the second time (last).
+func (mc *muxConn) push(q []*fwdBatch, last bool) bool {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	if mc.dead {
-		for _, b := range q {
-			b.err = errMuxClosed
-			close(b.done)
+		if last {
+			for _, b := range q {
+				b.err = errMuxClosed
+				close(b.done)
+			}
 		}
 		return false
 	}
 	if len(mc.inflight) == 0 {
 		mc.fc.nc.SetReadDeadline(time.Now().Add(fwdTimeout))
 	}
+	for _, b := range q {
+		b.sent = true
+	}
 	mc.inflight = append(mc.inflight, q...)
 	return true
+}
+
+// kill marks the connection dead, so that no batch is pushed onto it any
+// more, and closes it: the reader fails what is in flight.
+func (mc *muxConn) kill() {
+	mc.mu.Lock()
+	mc.dead = true
+	mc.mu.Unlock()
+	mc.fc.nc.Close()
 }
 
 func (mc *muxConn) isDead() bool {
@@ -213,10 +260,13 @@ func (m *fwdMux) read(mc *muxConn) {
 		mc.inflight[0] = nil
 		mc.inflight = mc.inflight[1:]
 		mc.mu.Unlock()
-		limit := fwdLimit{left: m.f.s.fwdReplyLimit(), s: m.f.s}
+		limit := fwdLimit{left: m.f.s.fwdReplyLimit(), s: m.f.s, nc: mc.fc.nc}
 		err = b.read(mc.fc, b.pre, &limit)
 		b.held, b.err = limit.held, err
 		close(b.done)
+		if err == errBatchOver {
+			err = nil // that batch alone: the connection is in step
+		}
 		if err != nil {
 			break
 		}
@@ -228,15 +278,15 @@ func (m *fwdMux) read(mc *muxConn) {
 		}
 		mc.mu.Unlock()
 	}
-	mc.fc.nc.Close()
-	m.f.forget(mc.fc)
 	mc.mu.Lock()
-	mc.dead = true
+	mc.dead = true // before anything else: the writer pushes no more
 	rest := mc.inflight
 	mc.inflight = nil
 	mc.mu.Unlock()
+	mc.fc.nc.Close()
+	m.f.forget(mc.fc)
 	for _, b := range rest {
-		b.err = err
+		b.err = fmt.Errorf("connection to the owner failed: %w", err)
 		close(b.done)
 	}
 }

@@ -3,6 +3,7 @@ package resp
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -267,6 +268,7 @@ func TestReadRawReply(t *testing.T) {
 	for _, tc := range []struct {
 		in, want, err string
 		limit         int
+		over          bool
 	}{
 		{in: "+OK\r\nrest", want: "+OK\r\n"},
 		{in: "$3\r\nabc\r\n", want: "$3\r\nabc\r\n"},
@@ -275,7 +277,7 @@ func TestReadRawReply(t *testing.T) {
 		{in: "%1\r\n+k\r\n*1\r\n_\r\n", want: "%1\r\n+k\r\n*1\r\n_\r\n"},
 		{in: "|1\r\n+a\r\n:1\r\n,1.5\r\n", want: "|1\r\n+a\r\n:1\r\n,1.5\r\n"},
 		{in: "=7\r\ntxt:abc\r\n", want: "=7\r\ntxt:abc\r\n"},
-		{in: "$3\r\nabc\r\n", limit: 8, err: "over the forwarding limit"},
+		{in: "$3\r\nabc\r\n:1\r\n", limit: 8, over: true, want: ""}, // dropped, the stream in step
 		{in: "*100\r\n", limit: 50, err: "over the forwarding limit"},
 		{in: "$9223372036854775807\r\nabc", err: "over the forwarding limit"},
 		{in: "%4611686018427387904\r\n", err: "over the forwarding limit"},
@@ -291,7 +293,17 @@ func TestReadRawReply(t *testing.T) {
 		if limit == 0 {
 			limit = 1 << 20
 		}
-		got, err := readRawReply(bufio.NewReader(strings.NewReader(tc.in)), nil, &fwdLimit{left: limit}, 0)
+		rd := bufio.NewReader(strings.NewReader(tc.in))
+		l := &fwdLimit{left: limit}
+		got, err := readRawReply(rd, nil, l, 0)
+		if l.over != tc.over {
+			t.Errorf("%q: over the limit %v, want %v", tc.in, l.over, tc.over)
+		}
+		if tc.over { // the next reply is read in step, and dropped too
+			if next, err := readRawReply(rd, nil, l, 0); err != nil || len(next) != 0 {
+				t.Errorf("%q: the reply after: %q, %v", tc.in, next, err)
+			}
+		}
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: %v; want an error with %q", tc.in, err, tc.err)
@@ -416,6 +428,111 @@ func TestForwardFollowsAMove(t *testing.T) {
 		if b.err != nil || string(b.reply(0)) != "$1\r\nv\r\n" {
 			t.Fatalf("%s followed: %q, %v", kind, b.reply(0), b.err)
 		}
+	}
+}
+
+// fakeOwner accepts one connection, answers the forwarder's handshake
+// (CLIENT SETNAME, GEOCACHE REDIRECT; no password) and hands each later
+// request's name to reqs. The test writes replies on the returned conn.
+func fakeOwner(t *testing.T) (addr string, conns chan net.Conn, reqs chan string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns, reqs = make(chan net.Conn, 4), make(chan string, 64)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- nc
+			go func() {
+				rd := bufio.NewReader(nc)
+				for i := 0; ; i++ {
+					args, err := readReq(rd)
+					if err != nil {
+						return
+					}
+					if i < 2 {
+						nc.Write([]byte("+OK\r\n"))
+						continue
+					}
+					reqs <- strings.Join(args, " ")
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns, reqs
+}
+
+func readReq(rd *bufio.Reader) ([]string, error) {
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+	args := make([]string, n)
+	for i := range args {
+		l, err := rd.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		m, _ := strconv.Atoi(strings.TrimSpace(l[1:]))
+		b := make([]byte, m+2)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, err
+		}
+		args[i] = string(b[:m])
+	}
+	return args, nil
+}
+
+func localBatch(addr string, args ...string) *fwdBatch {
+	mode := fwdMode{proto: 2, ack: geocache.Local, ackTimeout: DefaultAckTimeout}
+	b := &fwdBatch{addr: addr, first: mode, last: mode}
+	b.starts = []int{0}
+	b.reqs = appendRequest(nil, args...)
+	b.ends, b.skips, b.modes = []int{len(b.reqs)}, []int{0}, []fwdMode{mode}
+	return b
+}
+
+// One client's reply over the limits fails that client's batch alone:
+// the shared connection stays in step, and another client's batch behind
+// it on the same connection gets its reply.
+func TestForwardReplyOverTheLimitFailsItsBatchAlone(t *testing.T) {
+	addr, conns, reqs := fakeOwner(t)
+	// A client buffer budget of about 1 MiB: a forwarded value of 1.5 MiB
+	// cannot be reserved.
+	s, err := New(Config{Node: testNode(t, geocache.Config{}), MaxRequestBytes: 1 << 20, MaxClientBuffer: 1<<20 + readBufSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, b := localBatch(addr, "GET", "big"), localBatch(addr, "SET", "k", "v")
+	doneA, doneB := make(chan struct{}), make(chan struct{})
+	go func() { s.fwdr.exchange([]*fwdBatch{a}, false); close(doneA) }()
+	nc := <-conns
+	if r := <-reqs; r != "GET big" {
+		t.Fatal(r)
+	}
+	go func() { s.fwdr.exchange([]*fwdBatch{b}, false); close(doneB) }()
+	if r := <-reqs; r != "SET k v" {
+		t.Fatal(r)
+	}
+	big := 3 << 19
+	go nc.Write([]byte("$" + strconv.Itoa(big) + "\r\n" + strings.Repeat("x", big) + "\r\n+OK\r\n"))
+	<-doneA
+	<-doneB
+	if a.err != errBatchOver || !a.sent {
+		t.Errorf("the batch over the limits: sent %v, %v; want %v", a.sent, a.err, errBatchOver)
+	}
+	if b.err != nil || string(b.reply(0)) != "+OK\r\n" {
+		t.Fatalf("the other client's SET: %q, %v", b.reply(0), b.err)
+	}
+	if st := s.Stats(); st.BufferBytes != 0 {
+		t.Errorf("%d bytes of the client buffer budget still held", st.BufferBytes)
 	}
 }
 

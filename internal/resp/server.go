@@ -484,6 +484,7 @@ func (s *Server) dropConn(c *conn) {
 	c.endPubSub()
 	c.nc.Close()
 	c.releaseHeld()
+	c.releaseFwdHeld()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
