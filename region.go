@@ -52,16 +52,18 @@ type GossipConfig struct {
 	ProbeInterval, ProbeTimeout time.Duration
 	// SlotsOnly makes this node keep only the entries of the slots it
 	// owns, so that a region of N nodes holds about N/Copies times what
-	// one node holds, for regions whose clients all follow the slot map
+	// one node holds, for regions whose clients follow the slot map
 	// (cluster-aware Redis clients, with serve's --cluster-redirect, or an
-	// embedding that routes each key by SlotMap). Without it every node
-	// keeps every key. A replicated write of a key of another node's slot
+	// embedding that routes each key by SlotMap) or are served by nodes
+	// that forward to the owners (serve's --cluster-forward). The
+	// embedded API itself is not forwarded: Get on a key of another
+	// node's slot misses here. Without it every node keeps every key. A replicated write of a key of another node's slot
 	// is not kept here; a local write of one is kept until the next change
 	// of the slot map. A node that loses slots forgets their entries; a
 	// node that gains slots it did not keep takes them by a full sync
 	// from every peer (Resync), and until that completes the slots are
-	// cold (ColdSlot): a redirecting server sends their commands to a
-	// co-owner that held them. A joining node keeps the slots it will own
+	// cold (ColdSlot): a redirecting or forwarding server sends their
+	// commands to a co-owner that held them. A joining node keeps the slots it will own
 	// once serving.
 	SlotsOnly bool
 }
