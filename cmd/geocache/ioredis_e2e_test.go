@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -133,4 +134,82 @@ func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
 		t.Errorf("%d of %d writes failed while a node handed its slots over; first: %s", got.Failed, got.Failed+got.Written, got.FirstError)
 	}
 	t.Logf("ioredis: masters %v, %d writes through the stop, %d failed", got.Masters, got.Written, got.Failed)
+}
+
+// ioredisPlainScript drives a plain (not cluster-aware) ioredis client
+// against one node: keys of every node's slots, a pipeline, and MSET,
+// MGET and DEL over several slots; one JSON line of what it saw.
+const ioredisPlainScript = `
+const Redis = require(process.env.IOREDIS_DIR + '/ioredis');
+const [host, port] = process.argv[2].split(':');
+const r = new Redis({ host, port: Number(port) });
+(async () => {
+  for (let i = 0; i < 300; i++) await r.set('plain:' + i, String(i));
+  let wrong = 0;
+  for (let i = 0; i < 300; i++) if ((await r.get('plain:' + i)) !== String(i)) wrong++;
+  const p = r.pipeline();
+  for (let i = 0; i < 300; i++) p.get('plain:' + i);
+  const piped = (await p.exec()).filter(([e, v], i) => e || v !== String(i)).length;
+  await r.mset('m:a', '1', 'm:b', '2', 'm:c', '3', 'm:d', '4');
+  const mget = await r.mget('m:a', 'm:b', 'none', 'm:c', 'm:d');
+  const del = await r.del('m:a', 'm:b', 'none', 'm:c');
+  console.log(JSON.stringify({ wrong, piped, mget, del }));
+  r.disconnect();
+  process.exit(0);
+})().catch(e => { console.error(String(e)); process.exit(1); });
+`
+
+// A plain ioredis client (IOREDIS_DIR as above) on one node of a region
+// of three with --cluster-forward, each node keeping only its own slots:
+// every key reads back, pipelined or not, and MSET, MGET and DEL over
+// keys of several nodes are split and merged.
+func TestIORedisPlainClientThroughForwarding(t *testing.T) {
+	dir := os.Getenv("IOREDIS_DIR")
+	if dir == "" {
+		t.Skip("IOREDIS_DIR not set (a node_modules directory with ioredis)")
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("no node on PATH")
+	}
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-forward"} })
+	script := filepath.Join(t.TempDir(), "plain.js")
+	if err := os.WriteFile(script, []byte(ioredisPlainScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nodeBin, script, nodes[0].addr)
+	cmd.Env = append(os.Environ(), "IOREDIS_DIR="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("ioredis: %v\n%s", err, stderr)
+	}
+	var got struct {
+		Wrong, Piped int
+		MGet         []*string `json:"mget"`
+		Del          int
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	mget := make([]string, len(got.MGet))
+	for i, v := range got.MGet {
+		mget[i] = "nil"
+		if v != nil {
+			mget[i] = *v
+		}
+	}
+	if got.Wrong != 0 || got.Piped != 0 || strings.Join(mget, ",") != "1,2,nil,3,4" || got.Del != 3 {
+		t.Fatalf("ioredis through forwarding: %d wrong, %d wrong pipelined, MGET %v, DEL %d", got.Wrong, got.Piped, mget, got.Del)
+	}
+	info, err := e2eInfo(context.Background(), nodes[0].client(), "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := info["geocache_forwarded_commands"]; f == "" || f == "0" {
+		t.Errorf("nothing forwarded: %q", f)
+	}
 }
