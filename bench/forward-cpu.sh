@@ -23,27 +23,7 @@ BASE=${BASE:-16600}
 TICK=$(getconf CLK_TCK)
 PIDS=()
 
-start() {
-	PIDS=()
-	for i in $(seq "$NODES"); do
-		join=()
-		[ "$i" -gt 1 ] && join=(--join 127.0.0.1:$((BASE + 200 + 1)))
-		"$BIN" serve --region eu --node "$i" --addr 127.0.0.1:$((BASE + i)) --peer-addr 127.0.0.1:$((BASE + 100 + i)) \
-			--gossip-addr 127.0.0.1:$((BASE + 200 + i)) "${join[@]}" --copies "$COPIES" --cluster-forward \
-			--max-memory 256MB --log-level warn >/dev/null 2>&1 &
-		PIDS+=($!)
-		for _ in $(seq 100); do redis-cli -p $((BASE + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
-	done
-	for _ in $(seq 100); do
-		[ "$(redis-cli -p $((BASE + 1)) cluster nodes | awk 'NF > 8' | wc -l)" -eq "$NODES" ] && break
-		sleep 0.1
-	done
-}
-
-stop() {
-	kill "${PIDS[@]}" 2>/dev/null
-	wait "${PIDS[@]}" 2>/dev/null
-}
+. "$(dirname "$0")/region-lib.sh"
 
 ticks() { # the CPU ticks of the region's processes so far
 	local t=0
@@ -57,8 +37,8 @@ forwarded() {
 	redis-cli -p $((BASE + 1)) info stats | awk -F: '/^geocache_forwarded_commands:/ {print $2+0}'
 }
 
-start
-trap stop EXIT
+start_region "$BIN" "$NODES" "$BASE" 256MB --copies "$COPIES" --cluster-forward
+trap stop_region EXIT
 for round in $(seq "$ROUNDS"); do
 	for mode in direct forward; do
 		target="--cluster -p $((BASE + 1))"

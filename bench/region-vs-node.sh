@@ -28,33 +28,20 @@ PIDS=()
 REGION_FLAGS=(--copies "$COPIES")
 [ "$REDIRECT" = 1 ] && REGION_FLAGS+=(--cluster-redirect)
 
+. "$(dirname "$0")/region-lib.sh"
+
 start() { # setup memory
-	PIDS=()
 	if [ "$1" = node ]; then
+		PIDS=()
 		"$BIN" serve --addr 127.0.0.1:$BASE --peer-addr 127.0.0.1:0 --max-memory "$2" --log-level warn >/dev/null 2>&1 &
 		PIDS+=($!)
 		for _ in $(seq 100); do redis-cli -p $BASE ping >/dev/null 2>&1 && break; sleep 0.1; done
 	else
-		for i in $(seq "$NODES"); do
-			join=()
-			[ "$i" -gt 1 ] && join=(--join 127.0.0.1:$((BASE + 200 + 1)))
-			"$BIN" serve --region eu --node "$i" --addr 127.0.0.1:$((BASE + i)) --peer-addr 127.0.0.1:$((BASE + 100 + i)) \
-				--gossip-addr 127.0.0.1:$((BASE + 200 + i)) "${join[@]}" "${REGION_FLAGS[@]}" --max-memory "$2" --log-level warn >/dev/null 2>&1 &
-			PIDS+=($!)
-			for _ in $(seq 100); do redis-cli -p $((BASE + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
-		done
-		# Every node serving: each is the primary of some slots in the first one's map.
-		for _ in $(seq 100); do
-			[ "$(redis-cli -p $((BASE + 1)) cluster nodes | awk 'NF > 8' | wc -l)" -eq "$NODES" ] && break
-			sleep 0.1
-		done
+		start_region "$BIN" "$NODES" "$BASE" "$2" "${REGION_FLAGS[@]}"
 	fi
 }
 
-stop() {
-	kill "${PIDS[@]}" 2>/dev/null
-	wait "${PIDS[@]}" 2>/dev/null
-}
+stop() { stop_region; }
 
 target() { # setup: redis-benchmark's target flags
 	if [ "$1" = node ]; then echo "-p $BASE"; else echo "--cluster -p $((BASE + 1))"; fi

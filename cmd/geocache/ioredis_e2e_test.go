@@ -60,7 +60,11 @@ process.stdin.on('data', () => { stop = true; });
 //
 //	mkdir -p /tmp/ioredis && (cd /tmp/ioredis && npm install ioredis@5)
 //	IOREDIS_DIR=/tmp/ioredis/node_modules go test -run IORedis ./cmd/geocache
-func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
+//
+// ioredisRegion starts a region of three nodes with flag and returns them
+// and the command that runs script with node and ioredis (IOREDIS_DIR) on
+// its arguments; it skips the test without ioredis or node.
+func ioredisRegion(t *testing.T, flag, script string) ([]*e2eNode, func(args ...string) *exec.Cmd) {
 	dir := os.Getenv("IOREDIS_DIR")
 	if dir == "" {
 		t.Skip("IOREDIS_DIR not set (a node_modules directory with ioredis)")
@@ -69,16 +73,23 @@ func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
 	if err != nil {
 		t.Skip("no node on PATH")
 	}
-	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-redirect"} })
-
-	script := filepath.Join(t.TempDir(), "cluster.js")
-	if err := os.WriteFile(script, []byte(ioredisScript), 0o644); err != nil {
+	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{flag} })
+	path := filepath.Join(t.TempDir(), "client.js")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return nodes, func(args ...string) *exec.Cmd {
+		cmd := exec.Command(nodeBin, append([]string{path}, args...)...)
+		cmd.Env = append(os.Environ(), "IOREDIS_DIR="+dir)
+		return cmd
+	}
+}
+
+func TestIORedisClusterThroughAGracefulStop(t *testing.T) {
+	nodes, command := ioredisRegion(t, "--cluster-redirect", ioredisScript)
 	host, port, _ := strings.Cut(nodes[0].addr, ":")
 	seeds := fmt.Sprintf(`[{"host":%q,"port":%s}]`, host, port)
-	cmd := exec.Command(nodeBin, script, seeds)
-	cmd.Env = append(os.Environ(), "IOREDIS_DIR="+dir)
+	cmd := command(seeds)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -164,22 +175,8 @@ const r = new Redis({ host, port: Number(port) });
 // every key reads back, pipelined or not, and MSET, MGET and DEL over
 // keys of several nodes are split and merged.
 func TestIORedisPlainClientThroughForwarding(t *testing.T) {
-	dir := os.Getenv("IOREDIS_DIR")
-	if dir == "" {
-		t.Skip("IOREDIS_DIR not set (a node_modules directory with ioredis)")
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("no node on PATH")
-	}
-	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-forward"} })
-	script := filepath.Join(t.TempDir(), "plain.js")
-	if err := os.WriteFile(script, []byte(ioredisPlainScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nodeBin, script, nodes[0].addr)
-	cmd.Env = append(os.Environ(), "IOREDIS_DIR="+dir)
-	out, err := cmd.Output()
+	nodes, command := ioredisRegion(t, "--cluster-forward", ioredisPlainScript)
+	out, err := command(nodes[0].addr).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,22 +163,8 @@ func TestForwardSplitsMultiKeyCommands(t *testing.T) {
 // -MOVED, which the forwarder follows once; a client may ask to be
 // redirected instead (GEOCACHE REDIRECT).
 func TestForwardFollowsColdSlotsAndRedirects(t *testing.T) {
-	var coldFor atomic.Int64 // 1 + the cold slot; 0: none
-	var askAddr atomic.Pointer[string]
-	first := true
-	addrs, nodes := regionServers(t, 2, func(g *geocache.GossipConfig, cfg *Config) {
-		g.SlotsOnly = true // two nodes, two copies: both own every slot
-		cfg.Forward = true
-		if first {
-			cfg.coldSlot = func(slot int) (string, bool) {
-				if int64(slot)+1 != coldFor.Load() {
-					return "", false
-				}
-				return *askAddr.Load(), true
-			}
-			first = false
-		}
-	})
+	var seam coldSeam
+	addrs, nodes := regionServers(t, 2, seam.opt(func(cfg *Config) { cfg.Forward = true }))
 	ctx := context.Background()
 	key := "user:1"
 	slot := cluster.KeySlot(key)
@@ -195,8 +180,7 @@ func TestForwardFollowsColdSlotsAndRedirects(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the write on node 1", func() bool { v, err := nodes[0].Get(key); return err == nil && string(v) == "w" })
-	askAddr.Store(&addrs[1])
-	coldFor.Store(int64(slot) + 1)
+	seam.cold(slot, addrs[1])
 
 	c := dialRaw(t, addrs[0])
 	c.send(cmd("GET", key) + cmd("SET", key, "x") + cmd("GET", key))
@@ -209,7 +193,6 @@ func TestForwardFollowsColdSlotsAndRedirects(t *testing.T) {
 	c.expect("+OK\r\n-ASK " + strconv.Itoa(slot) + " " + addrs[1] + "\r\n")
 	c.send(cmd("RESET") + cmd("GET", key))
 	c.expect("+RESET\r\n$1\r\nx\r\n")
-	coldFor.Store(0)
 }
 
 // An owner that cannot be reached answers -TRYAGAIN for the commands sent

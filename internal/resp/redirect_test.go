@@ -242,23 +242,40 @@ func TestRedirectListsPrimaryKeys(t *testing.T) {
 // with ASKING; after ASKING, inside a transaction, and once the slot is
 // warm, the node serves it itself. -ASK counts as a rejected call and an
 // ASK error, as Redis counts its redirections.
-func TestRedirectAsksForAColdSlot(t *testing.T) {
-	var coldFor atomic.Int64 // 1 + the cold slot; 0: none
-	var askAddr atomic.Pointer[string]
-	first := true
-	addrs, nodes := regionServers(t, 2, func(g *geocache.GossipConfig, cfg *Config) {
-		g.SlotsOnly = true // two nodes, two copies: both own every slot
-		cfg.Redirect = true
-		if first { // node 1 has the cold slot
+// coldSeam makes the first of a region's servers hold one slot cold (set
+// by cold), naming a co-owner; two nodes of two copies own every slot.
+type coldSeam struct {
+	slot  atomic.Int64 // 1 + the cold slot; 0: none
+	ask   atomic.Pointer[string]
+	first bool
+}
+
+func (c *coldSeam) opt(mode func(*Config)) func(*geocache.GossipConfig, *Config) {
+	c.first = true
+	return func(g *geocache.GossipConfig, cfg *Config) {
+		g.SlotsOnly = true
+		mode(cfg)
+		if c.first {
 			cfg.coldSlot = func(slot int) (string, bool) {
-				if int64(slot)+1 != coldFor.Load() {
+				if int64(slot)+1 != c.slot.Load() {
 					return "", false
 				}
-				return *askAddr.Load(), true
+				return *c.ask.Load(), true
 			}
-			first = false
+			c.first = false
 		}
-	})
+	}
+}
+
+// cold makes slot cold on the first node, asking addr; slot -1: none.
+func (c *coldSeam) cold(slot int, addr string) {
+	c.ask.Store(&addr)
+	c.slot.Store(int64(slot) + 1)
+}
+
+func TestRedirectAsksForAColdSlot(t *testing.T) {
+	var seam coldSeam
+	addrs, nodes := regionServers(t, 2, seam.opt(func(cfg *Config) { cfg.Redirect = true }))
 	ctx := context.Background()
 	key := "user:1"
 	slot := cluster.KeySlot(key)
@@ -266,8 +283,7 @@ func TestRedirectAsksForAColdSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the key on both nodes", func() bool { _, err := nodes[0].Get(key); return err == nil })
-	askAddr.Store(&addrs[1])
-	coldFor.Store(int64(slot) + 1)
+	seam.cold(slot, addrs[1])
 
 	c := dialRaw(t, addrs[0])
 	c.send(cmd("GET", key))
@@ -297,7 +313,7 @@ func TestRedirectAsksForAColdSlot(t *testing.T) {
 			t.Fatalf("cluster client GET on a cold slot: %q, %v", v, err)
 		}
 	}
-	coldFor.Store(0) // warm
+	seam.cold(-1, "") // warm
 	c.send(cmd("GET", key))
 	c.expect("$1\r\nv\r\n")
 }
