@@ -262,6 +262,8 @@ func TestParseServeConfigErrors(t *testing.T) {
 		{"copies without gossip", []string{"--copies", "3"}, nil, "--copies needs --gossip-addr"},
 		{"redirect without gossip", []string{"--cluster-redirect"}, nil, "--cluster-redirect needs --gossip-addr"},
 		{"redirect without gossip in env", nil, []string{"GEOCACHE_CLUSTER_REDIRECT=true"}, "--cluster-redirect needs --gossip-addr"},
+		{"forward without gossip", []string{"--cluster-forward"}, nil, "--cluster-forward needs --gossip-addr"},
+		{"forward and redirect", []string{"--gossip-addr", "127.0.0.1:7946", "--cluster-forward", "--cluster-redirect"}, nil, "--cluster-redirect and --cluster-forward exclude each other"},
 		{"peer announce without gossip", []string{"--peer-announce-addr", "10.0.0.1:7380"}, nil, "--peer-announce-addr needs --gossip-addr"},
 		{"wildcard peer addr in a region", []string{"--gossip-addr", "127.0.0.1:7946", "--peer-addr", "0.0.0.0:7380", "--insecure"}, nil,
 			"--peer-addr 0.0.0.0:7380 is not an address the region's other nodes can reach: give --peer-announce-addr"},
@@ -381,6 +383,16 @@ func TestGossipAnnouncedAddrs(t *testing.T) {
 	g := c.gossipConfig()
 	if g.ClientAddr != "10.0.0.5:6380" || g.ReplAddr != "10.0.0.5:7380" || !c.clusterRedirect {
 		t.Errorf("gossip config %+v, redirect %v", g, c.clusterRedirect)
+	}
+	if !g.SlotsOnly {
+		t.Errorf("--cluster-redirect: the node keeps every slot")
+	}
+	c, _, err = parseServeConfig([]string{"--gossip-addr", "127.0.0.1:7946", "--cluster-forward"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.gossipConfig(); !g.SlotsOnly || !c.clusterForward {
+		t.Errorf("--cluster-forward: %+v, forward %v; want slot-owned storage", g, c.clusterForward)
 	}
 	c, _, err = parseServeConfig([]string{"--gossip-addr", "127.0.0.1:7946"}, nil)
 	if err != nil {
