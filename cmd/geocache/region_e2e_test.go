@@ -327,39 +327,9 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 	t.Cleanup(func() { cc.Close() })
 	// Enough keys that the survivors' full syncs take a moment, during
 	// which the slots they gained are cold.
-	const keys, batch = 60000, 1000
-	for first := 0; first < keys; first += batch {
-		if _, err := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := first; i < first+batch; i++ {
-				p.Set(ctx, fmt.Sprint("k:", i), i, 0)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kept := func(n *e2eNode) int { // the demo's count, INFO keyspace
-		h := held(n.addr)
-		if h < 0 {
-			t.Fatalf("%s: INFO keyspace unanswered", n.name)
-		}
-		return h
-	}
-	e2eEventually(t, e2eHang, "every key on its two owners", func() error {
-		total := 0
-		for _, n := range nodes {
-			total += kept(n)
-		}
-		if total != 2*keys {
-			return fmt.Errorf("the nodes hold %d entries, want %d", total, 2*keys)
-		}
-		return nil
-	})
-	for _, n := range nodes {
-		if h := kept(n); h >= keys {
-			t.Fatalf("%s holds %d of %d keys: not only its own slots", n.name, h, keys)
-		}
-	}
+	const keys = 60000
+	e2eWriteKeys(t, cc, keys)
+	e2eEachKeyTwice(t, nodes, keys)
 
 	nodes[2].kill()
 	survivors := nodes[:2]
@@ -367,66 +337,23 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 	// from then on the client, reloading its map, reads from them. (Until
 	// it reloads, go-redis keeps dialling the dead node, which tells
 	// nothing about geocache.)
-	for _, n := range survivors {
-		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
-			for _, sh := range n.client().ClusterShards(ctx).Val() {
-				if len(sh.Slots) == 0 {
-					continue
-				}
-				for _, sn := range sh.Nodes {
-					if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[2].addr {
-						return fmt.Errorf("%s still has slots", nodes[2].name)
-					}
-				}
-			}
-			return nil
-		})
-	}
+	e2eDropNode(t, survivors, nodes[2])
 	cc.ReloadState(ctx)
-	reads, errs := 0, 0
-	var firstErr error
-	readOne := func(i int, c *redis.StringCmd) (missed int) {
-		reads++
-		v, err := c.Int()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return 1
-		case err != nil:
-			errs++
-			firstErr = cmp.Or(firstErr, err)
-		case v != i:
-			t.Fatalf("k:%d read %d", i, v)
-		}
-		return 0
-	}
-	readAll := func() (missed int) {
-		for first := 0; first < keys; first += batch {
-			cmds, _ := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i := first; i < first+batch; i++ {
-					p.Get(ctx, fmt.Sprint("k:", i))
-				}
-				return nil
-			})
-			for j, c := range cmds {
-				missed += readOne(first+j, c.(*redis.StringCmd))
-			}
-		}
-		return missed
-	}
+	r := e2eKeyReader{t: t, n: keys}
 	e2eEventually(t, e2eHang, "the survivors hold every key, twice", func() error {
-		if missed := readAll(); missed > 0 {
+		if missed := r.readAll(cc); missed > 0 {
 			t.Fatalf("%d reads missed during the failover", missed)
 		}
 		for _, n := range survivors {
-			if h := kept(n); h != keys {
+			if h := e2eHeld(t, n); h != keys {
 				return fmt.Errorf("%s holds %d of %d keys", n.name, h, keys)
 			}
 		}
 		return nil
 	})
-	errs0 := errs
-	if missed := readAll(); missed > 0 || errs > errs0 {
-		t.Fatalf("after the failover: %d misses, %d errors", missed, errs-errs0)
+	errs0 := r.errs
+	if missed := r.readAll(cc); missed > 0 || r.errs > errs0 {
+		t.Fatalf("after the failover: %d misses, %d errors", missed, r.errs-errs0)
 	}
 	asks := 0
 	for _, n := range survivors {
@@ -437,7 +364,112 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 			asks += c
 		}
 	}
-	t.Logf("%d reads after the survivors took over, %d sent on by -ASK, %d failed (first: %v)", reads, asks, errs, firstErr)
+	t.Logf("%d reads after the survivors took over, %d sent on by -ASK, %d failed (first: %v)", r.reads, asks, r.errs, r.firstErr)
+}
+
+// e2eWriteKeys writes keys k:0 to k:n-1, each its number, in pipelined
+// batches of 1,000.
+func e2eWriteKeys(t *testing.T, c redis.Cmdable, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for first := 0; first < n; first += 1000 {
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := first; i < min(first+1000, n); i++ {
+				p.Set(ctx, fmt.Sprint("k:", i), i, 0)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// e2eHeld is the entries node holds (the demo's count, INFO keyspace).
+func e2eHeld(t *testing.T, n *e2eNode) int {
+	t.Helper()
+	h := held(n.addr)
+	if h < 0 {
+		t.Fatalf("%s: INFO keyspace unanswered", n.name)
+	}
+	return h
+}
+
+// e2eEachKeyTwice waits until the nodes hold each of n keys twice (two
+// copies) and checks that no node holds them all (each keeps its slots).
+func e2eEachKeyTwice(t *testing.T, nodes []*e2eNode, n int) {
+	t.Helper()
+	e2eEventually(t, e2eHang, "every key on its two owners", func() error {
+		total := 0
+		for _, nd := range nodes {
+			total += e2eHeld(t, nd)
+		}
+		if total != 2*n {
+			return fmt.Errorf("the nodes hold %d entries, want %d", total, 2*n)
+		}
+		return nil
+	})
+	for _, nd := range nodes {
+		if h := e2eHeld(t, nd); h >= n {
+			t.Fatalf("%s holds %d of %d keys: not only its own slots", nd.name, h, n)
+		}
+	}
+}
+
+// e2eDropNode waits until no survivor's CLUSTER SHARDS gives dead slots.
+func e2eDropNode(t *testing.T, survivors []*e2eNode, dead *e2eNode) {
+	t.Helper()
+	for _, n := range survivors {
+		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
+			for _, sh := range n.client().ClusterShards(context.Background()).Val() {
+				if len(sh.Slots) == 0 {
+					continue
+				}
+				for _, sn := range sh.Nodes {
+					if fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == dead.addr {
+						return fmt.Errorf("%s still has slots", dead.name)
+					}
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// e2eKeyReader reads back the keys e2eWriteKeys wrote, counting reads and
+// errors; a wrong value fails the test.
+type e2eKeyReader struct {
+	t           *testing.T
+	n           int
+	reads, errs int
+	firstErr    error
+}
+
+// readAll reads every key once, in pipelined batches, and returns how many
+// were missing.
+func (r *e2eKeyReader) readAll(c redis.Cmdable) (missed int) {
+	ctx := context.Background()
+	for first := 0; first < r.n; first += 1000 {
+		cmds, _ := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := first; i < min(first+1000, r.n); i++ {
+				p.Get(ctx, fmt.Sprint("k:", i))
+			}
+			return nil
+		})
+		for j, cmd := range cmds {
+			r.reads++
+			v, err := cmd.(*redis.StringCmd).Int()
+			switch {
+			case errors.Is(err, redis.Nil):
+				missed++
+			case err != nil:
+				r.errs++
+				r.firstErr = cmp.Or(r.firstErr, err)
+			case v != first+j:
+				r.t.Fatalf("k:%d read %d", first+j, v)
+			}
+		}
+	}
+	return missed
 }
 
 // A region of three processes with --cluster-forward: each node keeps only
@@ -450,61 +482,14 @@ func TestClusterClientReadsThroughAKill(t *testing.T) {
 func TestPlainClientThroughForwarding(t *testing.T) {
 	nodes := e2eRegion(t, e2eFreeAddrs(t, 9), func(int) []string { return []string{"--cluster-forward"} })
 	ctx := context.Background()
-	const keys, batch = 20000, 1000
+	const keys = 20000
 	c := nodes[0].client()
-	for first := 0; first < keys; first += batch {
-		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := first; i < first+batch; i++ {
-				p.Set(ctx, fmt.Sprint("k:", i), i, 0)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e2eEventually(t, e2eHang, "every key on its two owners", func() error {
-		total := 0
-		for _, n := range nodes {
-			total += held(n.addr)
-		}
-		if total != 2*keys {
-			return fmt.Errorf("the nodes hold %d entries, want %d", total, 2*keys)
-		}
-		return nil
-	})
+	e2eWriteKeys(t, c, keys)
+	e2eEachKeyTwice(t, nodes, keys)
+	r := e2eKeyReader{t: t, n: keys}
 	for _, n := range nodes {
-		if h := held(n.addr); h >= keys {
-			t.Fatalf("%s holds %d of %d keys: not only its own slots", n.name, h, keys)
-		}
-	}
-	errs := 0
-	var firstErr error
-	readAll := func(c *redis.Client) (missed int) {
-		for first := 0; first < keys; first += batch {
-			cmds, _ := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i := first; i < first+batch; i++ {
-					p.Get(ctx, fmt.Sprint("k:", i))
-				}
-				return nil
-			})
-			for j, cmd := range cmds {
-				v, err := cmd.(*redis.StringCmd).Int()
-				switch {
-				case errors.Is(err, redis.Nil):
-					missed++
-				case err != nil:
-					errs++
-					firstErr = cmp.Or(firstErr, err)
-				case v != first+j:
-					t.Fatalf("k:%d read %d", first+j, v)
-				}
-			}
-		}
-		return missed
-	}
-	for _, n := range nodes {
-		if missed := readAll(n.client()); missed > 0 || errs > 0 {
-			t.Fatalf("through %s: %d misses, %d errors (first: %v)", n.name, missed, errs, firstErr)
+		if missed := r.readAll(n.client()); missed > 0 || r.errs > 0 {
+			t.Fatalf("through %s: %d misses, %d errors (first: %v)", n.name, missed, r.errs, r.firstErr)
 		}
 	}
 	mget := make([]string, 50)
@@ -523,21 +508,10 @@ func TestPlainClientThroughForwarding(t *testing.T) {
 
 	nodes[2].kill()
 	survivors := nodes[:2]
+	e2eDropNode(t, survivors, nodes[2])
 	for _, n := range survivors {
-		e2eEventually(t, e2eHang, n.name+" drops the killed node", func() error {
-			for _, sh := range n.client().ClusterShards(ctx).Val() {
-				for _, sn := range sh.Nodes {
-					if len(sh.Slots) > 0 && fmt.Sprintf("%s:%d", sn.Endpoint, sn.Port) == nodes[2].addr {
-						return fmt.Errorf("%s still has slots", nodes[2].name)
-					}
-				}
-			}
-			return nil
-		})
-	}
-	for _, n := range survivors {
-		if missed := readAll(n.client()); missed > 0 || errs > 0 {
-			t.Fatalf("through %s after the kill: %d misses, %d errors (first: %v)", n.name, missed, errs, firstErr)
+		if missed := r.readAll(n.client()); missed > 0 || r.errs > 0 {
+			t.Fatalf("through %s after the kill: %d misses, %d errors (first: %v)", n.name, missed, r.errs, r.firstErr)
 		}
 	}
 	info, err := e2eInfo(ctx, c, "stats")
