@@ -15,11 +15,43 @@ import (
 // A connection's forwarded commands (forward.go): the batches of the read
 // being executed, one per owner, and the replies they leave to splice.
 
-// fwdState is a connection's forwarding state, kept between batches for
-// its buffers.
+// fwdState is a connection's forwarding state, kept between reads for its
+// buffers: the batches, the replies' parts (every reply's parts are a
+// run of parts), batches done with (free) and the buffer out was spliced
+// from (spare), to be used again.
 type fwdState struct {
 	batches []*fwdBatch
 	replies []fwdReply
+	parts   []fwdPart
+	free    []*fwdBatch
+	spare   []byte
+}
+
+// fwdKeep is the largest buffer a connection keeps for its next forwards.
+const fwdKeep = 64 << 10
+
+// newBatch returns an empty batch to addr, reusing one done with.
+func (st *fwdState) newBatch(addr string, mode fwdMode) *fwdBatch {
+	var b *fwdBatch
+	if n := len(st.free); n > 0 {
+		b, st.free = st.free[n-1], st.free[:n-1]
+	} else {
+		b = &fwdBatch{}
+	}
+	*b = fwdBatch{
+		addr: addr, first: mode, last: mode,
+		reqs: keep(b.reqs), raw: keep(b.raw),
+		starts: b.starts[:0], ends: b.ends[:0], skips: b.skips[:0], modes: b.modes[:0], at: b.at[:0],
+	}
+	return b
+}
+
+// keep returns b emptied, or nil if it grew past fwdKeep.
+func keep(b []byte) []byte {
+	if cap(b) > fwdKeep {
+		return nil
+	}
+	return b[:0]
 }
 
 // fwdBatch is the requests of one read to one owner, written in order on
@@ -152,7 +184,7 @@ func (c *conn) refuseRouted(cmd *command, args [][]byte, msg string) {
 // here.
 func (c *conn) forwardOne(cmd *command, args [][]byte, addr string, asking bool) {
 	b, i := c.queueForward(addr, asking, args)
-	c.addForwarded(fwdReply{parts: []fwdPart{{b: b, i: i}}})
+	c.addForwarded(fwdReply{}, fwdPart{b: b, i: i})
 }
 
 // forwardSplit splits a command over several slots: the keys kept here
@@ -193,11 +225,11 @@ func (c *conn) forwardSplit(m *cluster.Map, cmd *command, args [][]byte, merge b
 		g.args = append(g.args, args[i:i+step]...)
 		g.pos = append(g.pos, k)
 	}
-	r := fwdReply{merge: merge, n: (len(args) - 1) / step}
+	parts := make([]fwdPart, 0, len(groups))
 	for _, g := range groups {
 		if g.addr != "" {
 			b, i := c.queueForward(g.addr, g.asking, g.args)
-			r.parts = append(r.parts, fwdPart{b: b, i: i, pos: g.pos})
+			parts = append(parts, fwdPart{b: b, i: i, pos: g.pos})
 			continue
 		}
 		// Kept here: run now, its reply taken out of out.
@@ -207,9 +239,9 @@ func (c *conn) forwardSplit(m *cluster.Map, cmd *command, args [][]byte, merge b
 		c.capture = false
 		local := bytes.Clone(c.out[mark:])
 		c.out = c.out[:mark]
-		r.parts = append(r.parts, fwdPart{local: local, pos: g.pos})
+		parts = append(parts, fwdPart{local: local, pos: g.pos})
 	}
-	c.addForwarded(r)
+	c.addForwarded(fwdReply{merge: merge, n: (len(args) - 1) / step}, parts...)
 }
 
 // queueForward adds a request to the batch of its owner, returning the
@@ -230,7 +262,7 @@ func (c *conn) queueForward(addr string, asking bool, args [][]byte) (*fwdBatch,
 		}
 	}
 	if b == nil {
-		b = &fwdBatch{addr: addr, first: mode, last: mode}
+		b = c.fwd.newBatch(addr, mode)
 		c.fwd.batches = append(c.fwd.batches, b)
 	}
 	skip := 0
@@ -249,10 +281,14 @@ func (c *conn) queueForward(addr string, asking bool, args [][]byte) (*fwdBatch,
 	return b, len(b.ends) - 1
 }
 
-func (c *conn) addForwarded(r fwdReply) {
-	r.at = len(c.out)
-	r.mute = c.mute
-	c.fwd.replies = append(c.fwd.replies, r)
+// addForwarded records r, made of parts, to be spliced where out ends now.
+func (c *conn) addForwarded(r fwdReply, parts ...fwdPart) {
+	st := c.fwd // made by queueForward: a forwarded reply has a forwarded part
+	start := len(st.parts)
+	st.parts = append(st.parts, parts...)
+	r.parts = st.parts[start:len(st.parts):len(st.parts)]
+	r.at, r.mute = len(c.out), c.mute
+	st.replies = append(st.replies, r)
 }
 
 // resolveForwards exchanges the batches queued by the commands run since
@@ -267,8 +303,8 @@ func (c *conn) resolveForwards() {
 	for _, b := range st.batches {
 		c.fwdHeld += b.held // released once written (flush)
 	}
-	// Splice.
-	out := make([]byte, 0, len(c.out)+c.forwardedBytes())
+	// Splice, into the buffer out was spliced from last time.
+	out := slices.Grow(st.spare[:0], len(c.out)+c.forwardedBytes())
 	prev, shift, bi := 0, 0, 0
 	for _, r := range st.replies {
 		out = append(out, c.out[prev:r.at]...)
@@ -286,9 +322,13 @@ func (c *conn) resolveForwards() {
 	for ; bi < len(c.big); bi++ {
 		c.big[bi].at += shift
 	}
-	c.out = append(out, c.out[prev:]...)
+	out = append(out, c.out[prev:]...)
+	st.spare, c.out = keep(c.out), out
 	clear(st.replies)
 	st.replies = st.replies[:0]
+	clear(st.parts)
+	st.parts = st.parts[:0]
+	st.free = append(st.free, st.batches...)
 	clear(st.batches)
 	st.batches = st.batches[:0]
 }
@@ -395,23 +435,25 @@ func elementLen(b []byte) int {
 // moved) on once more.
 func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
 	slices.SortFunc(batches, func(a, b *fwdBatch) int { return strings.Compare(a.addr, b.addr) })
-	var pooled, shared []*fwdBatch
+	pooled := false
 	for _, b := range batches {
 		if !b.localOnly() {
-			pooled = append(pooled, b)
+			pooled = true
 			continue
 		}
-		m := f.mux(b.addr)
-		if m == nil {
+		if m := f.mux(b.addr); m != nil {
+			m.submit(b) // sets b.done
+		} else {
 			b.err = errFwdClosed
-			continue
 		}
-		m.submit(b)
-		shared = append(shared, b)
 	}
-	f.exchangePooled(pooled)
-	for _, b := range shared {
-		<-b.done
+	if pooled {
+		f.exchangePooled(batches)
+	}
+	for _, b := range batches {
+		if b.done != nil {
+			<-b.done
+		}
 	}
 	for _, b := range batches {
 		if follow && b.err == nil {
@@ -420,8 +462,9 @@ func (f *forwarder) exchange(batches []*fwdBatch, follow bool) {
 	}
 }
 
-// exchangePooled exchanges batches each on a connection of its owner's
-// pool, taken in the order of the owners' addresses.
+// exchangePooled exchanges the batches that wait for acknowledgements
+// (not localOnly) each on a connection of its owner's pool, taken in the
+// order of the owners' addresses.
 func (f *forwarder) exchangePooled(batches []*fwdBatch) {
 	type held struct {
 		p   *fwdPool
@@ -430,6 +473,9 @@ func (f *forwarder) exchangePooled(batches []*fwdBatch) {
 	}
 	conns := make([]held, len(batches))
 	for i, b := range batches {
+		if b.localOnly() {
+			continue
+		}
 		p, fc, err := f.get(b.addr, time.Now().Add(fwdTimeout))
 		if err != nil {
 			b.err = err

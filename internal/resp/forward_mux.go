@@ -39,6 +39,8 @@ type fwdMux struct {
 	mu     sync.Mutex
 	queue  []*fwdBatch
 	closed bool
+
+	buf []byte // the writer's, for the next write
 }
 
 // muxConn is one connection of a fwdMux, with the batches written to it
@@ -136,7 +138,7 @@ func (m *fwdMux) run() {
 				m.f.wg.Add(1)
 				go m.read(mc)
 			}
-			var buf []byte
+			buf := m.buf[:0]
 			mode := mc.fc.mode
 			for _, b := range q {
 				buf, b.pre = appendModeChange(buf, mode, b.first)
@@ -150,6 +152,9 @@ func (m *fwdMux) run() {
 			mc.fc.nc.SetWriteDeadline(time.Now().Add(fwdTimeout + time.Duration(len(buf)>>20)*time.Second))
 			if _, err := mc.fc.nc.Write(buf); err != nil {
 				mc.kill() // the reader fails what is in flight: written, maybe in part
+			}
+			if cap(buf) <= muxWriteMax {
+				m.buf = buf
 			}
 			break
 		}
