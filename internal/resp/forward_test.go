@@ -159,19 +159,14 @@ func TestForwardSplitsMultiKeyCommands(t *testing.T) {
 }
 
 // A command on a slot this node owns but is still filling goes, after
-// ASKING, to the co-owner that held it; an owner whose map moved answers
-// -MOVED, which the forwarder follows once; a client may ask to be
-// redirected instead (GEOCACHE REDIRECT).
+// ASKING, to the co-owner that held it; a client may ask to be redirected
+// instead (GEOCACHE REDIRECT). (An owner's -MOVED: TestForwardFollowsAMove.)
 func TestForwardFollowsColdSlotsAndRedirects(t *testing.T) {
 	var seam coldSeam
-	addrs, nodes := regionServers(t, 2, seam.opt(func(cfg *Config) { cfg.Forward = true }))
-	ctx := context.Background()
 	key := "user:1"
 	slot := cluster.KeySlot(key)
-	if err := nodes[1].Set(ctx, key, []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, "the key on both nodes", func() bool { _, err := nodes[0].Get(key); return err == nil })
+	addrs, nodes := seam.region(t, key, func(cfg *Config) { cfg.Forward = true })
+	ctx := context.Background()
 	if err := nodes[0].Delete(ctx, key); err != nil { // node 1's copy alone lags behind...
 		t.Fatal(err)
 	}

@@ -273,16 +273,24 @@ func (c *coldSeam) cold(slot int, addr string) {
 	c.slot.Store(int64(slot) + 1)
 }
 
-func TestRedirectAsksForAColdSlot(t *testing.T) {
-	var seam coldSeam
-	addrs, nodes := regionServers(t, 2, seam.opt(func(cfg *Config) { cfg.Redirect = true }))
-	ctx := context.Background()
-	key := "user:1"
-	slot := cluster.KeySlot(key)
-	if err := nodes[1].Set(ctx, key, []byte("v")); err != nil {
+// region starts two servers of mode with the seam on the first, and
+// writes key = "v" through the second, once it is on both nodes.
+func (c *coldSeam) region(t *testing.T, key string, mode func(*Config)) ([]string, []*geocache.Node) {
+	t.Helper()
+	addrs, nodes := regionServers(t, 2, c.opt(mode))
+	if err := nodes[1].Set(context.Background(), key, []byte("v")); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the key on both nodes", func() bool { _, err := nodes[0].Get(key); return err == nil })
+	return addrs, nodes
+}
+
+func TestRedirectAsksForAColdSlot(t *testing.T) {
+	var seam coldSeam
+	key := "user:1"
+	slot := cluster.KeySlot(key)
+	addrs, _ := seam.region(t, key, func(cfg *Config) { cfg.Redirect = true })
+	ctx := context.Background()
 	seam.cold(slot, addrs[1])
 
 	c := dialRaw(t, addrs[0])
