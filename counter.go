@@ -37,7 +37,7 @@ var (
 // the key (Get) returns the value in base 10, as Redis does.
 //
 // Errors: ErrNotInteger, ErrOverflow, ErrCounterFull, ErrWrongType (the
-// key holds a hash), and those of Set.
+// key holds a hash), ErrContended, and those of Set.
 func (n *Node) IncrBy(ctx context.Context, key string, delta int64, opts ...Option) (int64, error) {
 	return n.incrBy(ctx, nil, key, delta, opts)
 }
@@ -47,17 +47,12 @@ func (s *Session) IncrBy(ctx context.Context, key string, delta int64, opts ...O
 	return s.n.incrBy(ctx, s, key, delta, opts)
 }
 
-// maxIncrRetries bounds how often incrBy takes a new version because a
-// newer write of the key came between taking one and applying it: each
-// retry's version is newer than the one that came first.
-const maxIncrRetries = 8
-
 func (n *Node) incrBy(ctx context.Context, s *Session, key string, delta int64, opts []Option) (int64, error) {
 	if len(key) > MaxKeyBytes {
 		return 0, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
 	o := n.options(s, opts)
-	for range maxIncrRetries {
+	for range maxWriteAttempts {
 		ver, now, err := n.versionAt(ctx)
 		if err != nil {
 			return 0, err
@@ -85,5 +80,5 @@ func (n *Node) incrBy(ctx context.Context, s *Session, key string, delta int64, 
 		}
 		return v, n.await(ctx, n.publish(s, op), o.ack)
 	}
-	return 0, fmt.Errorf("geocache: IncrBy of %q: the key kept changing under it", key)
+	return 0, fmt.Errorf("%w: IncrBy of %q, %d attempts", ErrContended, key, maxWriteAttempts)
 }

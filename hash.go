@@ -195,8 +195,8 @@ func (n *Node) HDel(ctx context.Context, key string, fields [][]byte, opts ...Op
 // once in two regions keep one of them.
 //
 // Errors: ErrWrongType (the key holds a string or a counter), ErrHashFull,
-// ErrTooLarge (the hash would exceed Config.MaxValueBytes), fn's, and
-// those of Set.
+// ErrTooLarge (the hash would exceed Config.MaxValueBytes), ErrContended,
+// fn's, and those of Set.
 func (n *Node) UpdateHash(ctx context.Context, key string, fn func(h *HashTx) error, opts ...Option) error {
 	return n.updateHash(ctx, nil, key, fn, opts)
 }
@@ -249,7 +249,7 @@ func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h
 		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
 	o := n.options(s, opts)
-	for range maxIncrRetries {
+	for range maxWriteAttempts {
 		ver, now, err := n.versionAt(ctx)
 		if err != nil {
 			return err
@@ -282,5 +282,5 @@ func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h
 		}
 		return n.await(ctx, n.publish(s, op), o.ack)
 	}
-	return fmt.Errorf("geocache: UpdateHash of %q: the key kept changing under it", key)
+	return fmt.Errorf("%w: UpdateHash of %q, %d attempts", ErrContended, key, maxWriteAttempts)
 }

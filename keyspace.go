@@ -49,7 +49,7 @@ func (n *Node) RandomKey() (string, error) {
 // replaced key in between, which then stays). Between the two a reader on
 // this node may see both keys; never neither. Renaming a key to itself
 // changes nothing. Errors: ErrNotFound if key holds no live entry here,
-// and those of Set.
+// ErrContended, and those of Set.
 func (n *Node) Rename(ctx context.Context, key, newKey string, opts ...Option) error {
 	_, err := n.rename(ctx, nil, key, newKey, false, opts)
 	return err
@@ -64,7 +64,8 @@ func (n *Node) RenameIfAbsent(ctx context.Context, key, newKey string, opts ...O
 
 // Copy writes src's value and expiry to dst, if src holds a live entry
 // here and, unless replace, dst holds none, and reports whether it wrote.
-// Errors: ErrSameKey if src and dst are the same key, and those of Set.
+// Errors: ErrSameKey if src and dst are the same key, ErrContended, and
+// those of Set.
 func (n *Node) Copy(ctx context.Context, src, dst string, replace bool, opts ...Option) (bool, error) {
 	return n.copyKey(ctx, nil, src, dst, replace, opts)
 }
@@ -77,8 +78,8 @@ func (n *Node) Copy(ctx context.Context, src, dst string, replace bool, opts ...
 // the keys already written are deleted again (unless a newer write replaced
 // them) and the call reports false. A reader may see some of the keys
 // before that. Across regions each key is its own write: last-writer-wins
-// per key. Errors: those of Set; a key or value over its limit writes
-// nothing.
+// per key. Errors: ErrContended, and those of Set; a key or value over its
+// limit writes nothing.
 func (n *Node) SetAllIfAbsent(ctx context.Context, kvs map[string][]byte, opts ...Option) (bool, error) {
 	return n.setAllIfAbsent(ctx, nil, kvs, opts)
 }
@@ -117,11 +118,10 @@ func (n *Node) writeIf(ctx context.Context, s *Session, key string, fn func(cur 
 	if len(key) > MaxKeyBytes {
 		return store.Entry{}, false, store.Op{}, 0, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	ver, err := n.version(ctx)
+	prev, found, op, res, err := n.storeUpdate(ctx, key, fn)
 	if err != nil {
-		return store.Entry{}, false, store.Op{}, 0, err
+		return prev, found, op, 0, err
 	}
-	prev, found, op, res := n.store.Update(key, ver, fn)
 	switch res {
 	case store.Declined:
 		return prev, found, op, 0, nil

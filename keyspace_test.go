@@ -95,3 +95,44 @@ func TestRenameCopyErrors(t *testing.T) {
 		t.Fatalf("TTL after rename = %v, %v; want the source's", ttl, err)
 	}
 }
+
+// TestUpdateReadModifyWriteLosesNothing: goroutines add one to a value with
+// Update at once; every Update that reported success is in the final
+// value. A version is taken before the key's lock, so another goroutine's
+// write with a newer one can reach the key first; an Update that then
+// wrote nothing must not report success.
+func TestUpdateReadModifyWriteLosesNothing(t *testing.T) {
+	n, err := Open(SingleNode(1 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx := context.Background()
+	const workers, each = 4, 300
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				_, _, err := n.Update(ctx, "n", func(cur Item, found bool) Change {
+					v := 0
+					if found {
+						fmt.Sscan(string(cur.Value), &v)
+					}
+					return Change{Action: Put, Value: []byte(fmt.Sprint(v + 1))}
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	v, err := n.Get("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(v) != fmt.Sprint(workers*each) {
+		t.Fatalf("after %d successful increments the value is %s", workers*each, v)
+	}
+}

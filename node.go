@@ -38,6 +38,11 @@ var (
 	// the node was still merging its peers' clocks after Open (see
 	// Node.Ready).
 	ErrStarting = errors.New("geocache: node starting: waiting for the peers' clocks")
+	// ErrContended: a read-modify-write (Update, IncrBy, UpdateHash,
+	// SetAllIfAbsent, Rename, Copy, …) found its key rewritten with a newer
+	// version before each of its attempts applied, and wrote nothing.
+	// Retrying is safe.
+	ErrContended = errors.New("geocache: the key was rewritten during every attempt of a conditional write")
 )
 
 // Ack is how far a write must have travelled before the call returns.
@@ -522,6 +527,36 @@ func (n *Node) write(ctx context.Context, s *Session, op store.Op, o writeOpts) 
 	return n.await(ctx, n.publish(s, op), o.ack)
 }
 
+// maxWriteAttempts bounds the attempts of one read-modify-write (Update
+// and the writes built on it, IncrBy, UpdateHash): each takes a version,
+// then the key's lock, and starts again if a newer write of the key came
+// in between. Each attempt's version is newer than the one that came first.
+const maxWriteAttempts = 8
+
+// storeUpdate is store.Update at a version taken now. The version is taken
+// before the key's lock, so a write that reaches the key in between with a
+// newer version (another caller's, or one replicated from another region)
+// makes the op Stale: fn decided on a state the op's version does not
+// follow, and nothing was written. Reporting that as done would lose the
+// write while the caller counts it made (a "set if absent" reporting true
+// with its key deleted), so fn runs again at a new version: the clock is
+// past every version this node has made or merged, so another attempt is
+// Stale only if yet another newer write came in between. After
+// maxWriteAttempts the write gives up with ErrContended, having written
+// nothing. fn may therefore run more than once.
+func (n *Node) storeUpdate(ctx context.Context, key string, fn func(cur store.Entry, found bool) (store.Op, bool)) (prev store.Entry, found bool, op store.Op, res store.Result, err error) {
+	for range maxWriteAttempts {
+		ver, err := n.version(ctx)
+		if err != nil {
+			return store.Entry{}, false, store.Op{}, store.Declined, err
+		}
+		if prev, found, op, res = n.store.Update(key, ver, fn); res != store.Stale {
+			return prev, found, op, res, nil
+		}
+	}
+	return prev, found, op, res, fmt.Errorf("%w: %d attempts", ErrContended, maxWriteAttempts)
+}
+
 // publish hands a write applied here to replication and records it in its
 // session.
 func (n *Node) publish(s *Session, op store.Op) uint64 {
@@ -643,8 +678,11 @@ type Change struct {
 //
 // fn runs under the key's lock with the live entry (found is false if there
 // is none); it must be quick, must not call the node, and must not keep or
-// modify cur.Value. Update returns a copy of the entry before the change.
-// Errors as Set; Update itself returns ErrNotFound never.
+// modify cur.Value. It may run more than once: if a write with a newer
+// version reached the key first, fn decides again on what it wrote.
+// Update returns a copy of the entry before the change. Errors as Set, and
+// ErrContended if the key was rewritten during every attempt; Update
+// itself returns ErrNotFound never.
 func (n *Node) Update(ctx context.Context, key string, fn func(cur Item, found bool) Change, opts ...Option) (prev Item, found bool, err error) {
 	return n.update(ctx, nil, key, fn, opts)
 }
@@ -653,12 +691,9 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	if len(key) > MaxKeyBytes {
 		return Item{}, false, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	ver, err := n.version(ctx)
-	if err != nil {
-		return Item{}, false, err
-	}
 	var sizeErr error
-	prevEntry, found, op, res := n.store.Update(key, ver, func(cur store.Entry, found bool) (store.Op, bool) {
+	prevEntry, found, op, res, err := n.storeUpdate(ctx, key, func(cur store.Entry, found bool) (store.Op, bool) {
+		sizeErr = nil
 		ch := fn(itemOf(cur, false), found)
 		ev := ch.Event
 		if ev >= eventCopyTo {
@@ -696,6 +731,8 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	})
 	prev := itemOf(prevEntry, true)
 	switch {
+	case err != nil:
+		return prev, found, err
 	case sizeErr != nil:
 		return prev, found, sizeErr
 	case res == store.Declined:

@@ -120,6 +120,8 @@ func (c *conn) replyWriteError(err error) {
 		c.replyError("TRYAGAIN this node is starting: it takes writes once it has merged its peers' clocks")
 	case errors.Is(err, geocache.ErrClockSkew):
 		c.replyError("TRYAGAIN this node's clock is out of bounds relative to its peers; it refuses writes until it is back in bounds")
+	case errors.Is(err, geocache.ErrContended):
+		c.replyError("TRYAGAIN the key was rewritten during every attempt of this conditional write; nothing was written")
 	case errors.Is(err, geocache.ErrClosed), c.s.ctx.Err() != nil:
 		c.replyError("ERR server is shutting down")
 	default:
