@@ -167,6 +167,10 @@ func decode(body []byte, shared bool) (Frame, error) {
 		f = d.valuePart(shared)
 	case TypePartAck:
 		f = &PartAck{Origin: d.u32(), Seq: d.uvarint(), Received: d.uvarint()}
+	case TypeVouched:
+		v := &Vouched{Origin: d.u32()}
+		v.Slots = d.slotSet("vouched slots")
+		f = v
 	default:
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
 	}

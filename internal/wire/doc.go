@@ -47,6 +47,7 @@
 //	13    LargeOp        Origin u32 | Seq uvarint | Size uvarint | Op (Value: the first bytes)
 //	14    ValuePart      Origin u32 | Seq uvarint | Data str
 //	15    PartAck        Origin u32 | Seq uvarint | Received uvarint
+//	16    Vouched        Origin u32 | Slots bytes (0 or SlotSetLen)
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -118,11 +119,12 @@
 //
 // # Versions
 //
-// [Proto] is 6 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 8 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
 // counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
 // too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
-// by the receiver's [PartAck]s). The layout of Hello is frozen: every version sends the same
+// by the receiver's [PartAck]s; 7: slot sets in [Resume] and [SnapshotBegin];
+// 8: [Vouched], the slots a receiver's acknowledgements speak for). The layout of Hello is frozen: every version sends the same
 // Hello first, so a node can always decode its peer's Hello and answer a
 // version it does not speak with a Reject of code [RejectProtocol]. A later
 // version adds information in new frame types, sent only once both sides

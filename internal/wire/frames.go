@@ -152,6 +152,17 @@ type PartAck struct {
 	Received uint64
 }
 
+// Vouched tells Origin which keys the sender's later Acks speak for: nil
+// if every key (it keeps every key), or a set of SlotSetLen bytes, the hash
+// slots whose entries the sender holds all of. A receiver keeping only its
+// own slots sends one before its first Ack on a connection and again
+// before the first Ack after the set changed; the origin counts an Ack
+// toward a write's acknowledgement level only for the slots vouched for.
+type Vouched struct {
+	Origin uint32
+	Slots  []byte
+}
+
 // SnapshotEnd ends the full sync of Origin. Ghosts is the sender's
 // tombstone-ghost table at the end of the snapshot (a power-of-two number
 // of slots, each the largest HLC of the deletes and expiries whose exact
@@ -189,6 +200,9 @@ func (*Ops) Type() Type { return TypeOps }
 
 // Type returns TypeAck.
 func (*Ack) Type() Type { return TypeAck }
+
+// Type returns TypeVouched.
+func (*Vouched) Type() Type { return TypeVouched }
 
 // Type returns TypeSnapshotBegin.
 func (*SnapshotBegin) Type() Type { return TypeSnapshotBegin }
@@ -281,6 +295,15 @@ func (f *Ack) Append(buf []byte) []byte {
 	buf, start := begin(buf, TypeAck)
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.Seq)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Vouched) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeVouched)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Slots)))
+	buf = append(buf, f.Slots...)
 	return finish(buf, start)
 }
 

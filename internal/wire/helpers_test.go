@@ -77,6 +77,8 @@ func samples() []sample {
 		{"PartAck/max", &PartAck{Origin: math.MaxUint32, Seq: math.MaxUint64, Received: math.MaxUint64}},
 		{"ValuePart/one byte", &ValuePart{Origin: 6, Seq: 12, Data: []byte{0}}},
 		{"ValuePart/chunk", &ValuePart{Origin: 6, Data: bytes.Repeat([]byte("d"), 1000)}},
+		{"Vouched/every key", &Vouched{Origin: 3}},
+		{"Vouched/slots", &Vouched{Origin: math.MaxUint32, Slots: bytes.Repeat([]byte{0xa5}, SlotSetLen)}},
 	}
 }
 

@@ -22,7 +22,10 @@ import (
 // and Resume the slots a full sync is to carry (a node of a region keeping
 // only its own slots); Reject code 9 (RejectResync) asks the sender for a
 // full sync.
-const Proto = 7
+// Version 8: a receiver that keeps only its own slots tells each origin
+// which slots its acknowledgements speak for (Vouched), so that only a
+// key's owners count toward that key's acknowledgement level.
+const Proto = 8
 
 // SlotSetLen is the length of a set of hash slots on the wire (one bit per
 // slot of Redis Cluster's 16,384: bit s&7 of byte s>>3).
@@ -124,6 +127,7 @@ const (
 	TypeLargeOp       Type = 13
 	TypeValuePart     Type = 14
 	TypePartAck       Type = 15
+	TypeVouched       Type = 16
 )
 
 var typeNames = [...]string{
@@ -142,6 +146,7 @@ var typeNames = [...]string{
 	TypeLargeOp:       "LargeOp",
 	TypeValuePart:     "ValuePart",
 	TypePartAck:       "PartAck",
+	TypeVouched:       "Vouched",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -155,7 +160,7 @@ func (t Type) String() string {
 
 // Frame is one decoded or to-be-encoded frame. The concrete types are the
 // pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
-// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart and *PartAck; ReadFrame returns one of
+// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart, *PartAck and *Vouched; ReadFrame returns one of
 // them, so callers dispatch with a type switch.
 type Frame interface {
 	// Type returns the frame's type byte.

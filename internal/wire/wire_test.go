@@ -268,13 +268,15 @@ func TestMalformed(t *testing.T) {
 		why  string
 	}{
 		{"type 0", frameBytes(0), ErrUnknownType, ""},
-		{"type 16", frameBytes(16, 1, 2, 3), ErrUnknownType, ""},
+		{"type 17", frameBytes(17, 1, 2, 3), ErrUnknownType, ""},
 		{"type 255", frameBytes(255), ErrUnknownType, ""},
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
 		{"Hello region longer than payload", frameBytes(TypeHello, cat([]byte{0, 1}, uv(0), uv(200), []byte("eu"))...), ErrMalformed, "region length exceeds payload"},
 		{"Resume with a partial slot set", frameBytes(TypeResume, cat(u32(1), uv(0), u64(1), uv(7), make([]byte, 7))...), ErrMalformed, "wanted slots not a full set"},
 		{"SnapshotBegin with a partial slot set", frameBytes(TypeSnapshotBegin, cat(u32(1), uv(1), u64(1), uv(SlotSetLen-1), make([]byte, SlotSetLen-1))...), ErrMalformed, "vouched slots not a full set"},
+		{"Vouched with a partial slot set", frameBytes(TypeVouched, cat(u32(1), uv(1), []byte{1})...), ErrMalformed, "vouched slots not a full set"},
+		{"Vouched slot set over limit", frameBytes(TypeVouched, cat(u32(1), uv(SlotSetLen+1), make([]byte, SlotSetLen+1))...), ErrMalformed, "vouched slots too long"},
 		{"SnapshotBegin slot set over limit", frameBytes(TypeSnapshotBegin, cat(u32(1), uv(1), u64(1), uv(SlotSetLen+1), make([]byte, SlotSetLen+1))...), ErrMalformed, "vouched slots too long"},
 		{"Reject message over limit", frameBytes(TypeReject, cat([]byte{0, 1}, uv(MaxMessageLen+1), make([]byte, MaxMessageLen+1))...), ErrMalformed, "message too long"},
 		{"Reject message length 2^63", frameBytes(TypeReject, cat([]byte{0, 1}, uv(1<<63))...), ErrMalformed, "message length exceeds payload"},
