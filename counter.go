@@ -78,7 +78,7 @@ func (n *Node) incrBy(ctx context.Context, s *Session, key string, delta int64, 
 		case res == store.TooLarge:
 			return 0, fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 		}
-		return v, n.await(ctx, n.publish(s, op), o.ack)
+		return v, n.await(ctx, n.publish(s, op), o.ack, key)
 	}
 	return 0, fmt.Errorf("%w: IncrBy of %q, %d attempts", ErrContended, key, maxWriteAttempts)
 }

@@ -280,7 +280,7 @@ func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h
 		case res == store.TooLarge:
 			return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 		}
-		return n.await(ctx, n.publish(s, op), o.ack)
+		return n.await(ctx, n.publish(s, op), o.ack, key)
 	}
 	return fmt.Errorf("%w: UpdateHash of %q, %d attempts", ErrContended, key, maxWriteAttempts)
 }

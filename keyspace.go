@@ -193,7 +193,7 @@ func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bo
 	} else if del != 0 {
 		seq = del
 	}
-	return true, n.await(ctx, seq, n.options(s, opts).ack)
+	return true, n.await(ctx, seq, n.options(s, opts).ack, key, newKey)
 }
 
 func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace bool, opts []Option) (bool, error) {
@@ -211,7 +211,7 @@ func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace
 	if err != nil || !wrote {
 		return false, err
 	}
-	return true, n.await(ctx, seq, n.options(s, opts).ack)
+	return true, n.await(ctx, seq, n.options(s, opts).ack, dst)
 }
 
 func (n *Node) setAllIfAbsent(ctx context.Context, s *Session, kvs map[string][]byte, opts []Option) (bool, error) {
@@ -248,7 +248,7 @@ func (n *Node) setAllIfAbsent(ctx context.Context, s *Session, kvs map[string][]
 			last = max(last, seq)
 		}
 		if cause == nil && last != 0 {
-			cause = n.await(ctx, last, ack)
+			cause = n.await(ctx, last, ack, keys...)
 		}
 		return false, cause
 	}
@@ -268,5 +268,5 @@ func (n *Node) setAllIfAbsent(ctx context.Context, s *Session, kvs map[string][]
 		done = append(done, written{k, op.Version})
 		last = seq
 	}
-	return true, n.await(ctx, last, ack)
+	return true, n.await(ctx, last, ack, keys...)
 }

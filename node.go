@@ -166,6 +166,7 @@ type Node struct {
 	regionStop chan struct{}
 	stopRegion sync.Once
 	forgotten  atomic.Uint64
+	vouchMemo  atomic.Pointer[vouchMemo] // vouched's last answer
 
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate
@@ -524,7 +525,7 @@ func (n *Node) write(ctx context.Context, s *Session, op store.Op, o writeOpts) 
 	if res := n.store.Apply(op); res == store.TooLarge {
 		return fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 	}
-	return n.await(ctx, n.publish(s, op), o.ack)
+	return n.await(ctx, n.publish(s, op), o.ack, op.Key)
 }
 
 // maxWriteAttempts bounds the attempts of one read-modify-write (Update
@@ -571,8 +572,10 @@ func (n *Node) publish(s *Session, op store.Op) uint64 {
 }
 
 // await waits for the acknowledgement level of the write with sequence seq
-// (0: a write of a batch, waited for by Session.EndBatch).
-func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
+// (0: a write of a batch, waited for by Session.EndBatch) of keys (nil:
+// any key): a region counts once a node of it holding the keys' slots
+// acknowledged it (repl.Replicator.Wait).
+func (n *Node) await(ctx context.Context, seq uint64, ack Ack, keys ...string) error {
 	var need int
 	switch {
 	case ack == Local || seq == 0:
@@ -585,7 +588,14 @@ func (n *Node) await(ctx context.Context, seq uint64, ack Ack) error {
 		return fmt.Errorf("geocache: unknown acknowledgement level %v", ack)
 	}
 	start := time.Now()
-	got, err := n.repl.Wait(ctx, seq, need)
+	var slots []uint16
+	if keys != nil {
+		slots = make([]uint16, len(keys))
+		for i, k := range keys {
+			slots[i] = uint16(cluster.KeySlot(k))
+		}
+	}
+	got, err := n.repl.Wait(ctx, seq, slots, need)
 	n.acks.observe(ack, start, err)
 	switch {
 	case errors.Is(err, repl.ErrClosed):
@@ -740,7 +750,7 @@ func (n *Node) update(ctx context.Context, s *Session, key string, fn func(cur I
 	case res == store.TooLarge:
 		return prev, found, fmt.Errorf("%w: the entry does not fit in one shard of the memory budget", ErrTooLarge)
 	}
-	return prev, found, n.await(ctx, n.publish(s, op), n.options(s, opts).ack)
+	return prev, found, n.await(ctx, n.publish(s, op), n.options(s, opts).ack, key)
 }
 
 func itemOf(e store.Entry, copyValue bool) Item {
@@ -812,7 +822,7 @@ func (n *Node) Lookup(key string) (Item, error) {
 // other regions have applied them (like Redis's WAIT, which counts
 // replicas). It returns ctx's error if it gave up.
 func (n *Node) Wait(ctx context.Context, regions int) (int, error) {
-	got, err := n.repl.Wait(ctx, n.repl.LastSeq(), regions)
+	got, err := n.repl.Wait(ctx, n.repl.LastSeq(), nil, regions)
 	if errors.Is(err, repl.ErrClosed) {
 		return got, ErrClosed
 	}

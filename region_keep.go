@@ -230,16 +230,34 @@ func (n *Node) wanted(fill bool) []byte {
 }
 
 // vouched returns the slots whose entries this node holds all of (kept and
-// not cold), as a wire slot set: sent with each full sync, so that the
-// receiver's drop rule judges only those keys (repl.Config.Vouched).
+// not cold), as a wire slot set (repl.Config.Vouched): sent with each full
+// sync, so that the receiver's drop rule judges only those keys, and to
+// each origin before the acknowledgements it speaks for. It runs before
+// every acknowledgement, so it answers from vouchMemo while the slots kept
+// and cold are the same (each change stores new ones): the same slice,
+// which no one modifies.
 func (n *Node) vouched() []byte {
 	k, c := n.keep.Load(), n.cold.Load()
+	synced := false
 	select {
 	case <-n.repl.Synced():
-	default:
-		k = nil // still taking its first syncs: no key vouched for
+		synced = true
+	default: // still taking its first syncs: no key vouched for
 	}
-	return wireSlots(func(slot int) bool { return k != nil && k.has(slot) && (c == nil || c.gen[slot] == 0) })
+	if m := n.vouchMemo.Load(); m != nil && m.keep == k && m.cold == c && m.synced == synced {
+		return m.set
+	}
+	set := wireSlots(func(slot int) bool { return synced && k != nil && k.has(slot) && (c == nil || c.gen[slot] == 0) })
+	n.vouchMemo.Store(&vouchMemo{keep: k, cold: c, synced: synced, set: set})
+	return set
+}
+
+// vouchMemo is an answer of vouched and what it was computed from.
+type vouchMemo struct {
+	keep   *slotSet
+	cold   *coldSlots
+	synced bool
+	set    []byte
 }
 
 // wireSlots returns the slots include accepts as a wire slot set.

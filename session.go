@@ -76,7 +76,7 @@ func (s *Session) Persist(ctx context.Context, key string, opts ...Option) error
 // have applied them (Redis's WAIT, counting regions). A session without
 // writes returns at once with the number of other regions known.
 func (s *Session) Wait(ctx context.Context, regions int) (int, error) {
-	got, err := s.n.repl.Wait(ctx, s.last.Load(), regions)
+	got, err := s.n.repl.Wait(ctx, s.last.Load(), nil, regions)
 	if errors.Is(err, repl.ErrClosed) {
 		return got, ErrClosed
 	}
@@ -123,7 +123,14 @@ func (s *Session) EndBatch(ctx context.Context) error {
 		return nil
 	}
 	s.noteWrite(last)
-	return s.n.await(ctx, last, s.Ack())
+	if s.Ack() == Local {
+		return nil
+	}
+	keys := make([]string, 0, len(ops)) // messages have none: any node takes them
+	for _, op := range ops {
+		keys = append(keys, op.Key)
+	}
+	return s.n.await(ctx, last, s.Ack(), keys...)
 }
 
 // collect keeps op for the batch, if one is open, and reports whether it

@@ -2,14 +2,21 @@ package repl
 
 import (
 	"context"
+	"slices"
 	"time"
+
+	"github.com/geocache/geocache/internal/wire"
 )
 
 // Acknowledgements count per region, not per link: a write is applied in a
-// region once any node of that region has acknowledged it, however many of
-// its nodes this node links to (all of them today; one owner per slot once
-// regions grow past one machine). Peers of this node's own region never
-// count toward Quorum and All, which are about other regions.
+// region once a node of that region that holds the write's keys has
+// acknowledged it, however many of its nodes this node links to. A node
+// that keeps every key speaks for every write it acknowledges; a node of a
+// region that keeps only its own slots says which slots its acks speak for
+// (wire.Vouched: those it holds all of), so that a node that merely
+// skipped a write of another node's slot never counts for it. Peers of
+// this node's own region never count toward Quorum and All, which are
+// about other regions.
 
 // regionAcksLocked returns, for each other region a peer has announced,
 // the highest sequence number of this node's log that some node of that
@@ -32,16 +39,63 @@ func (r *Replicator) regionAcksLocked() (acked map[string]uint64, unknown int) {
 }
 
 // appliedRegionsLocked counts the regions other than this node's in which
-// some node has acknowledged seq.
-func (r *Replicator) appliedRegionsLocked(seq uint64) int {
-	acked, _ := r.regionAcksLocked()
+// seq is applied for the hash slots of its keys (nil: for every slot):
+// each slot is vouched for by a node of the region that has acknowledged
+// seq. r.mu is held.
+func (r *Replicator) appliedRegionsLocked(seq uint64, slots []uint16) int {
+	type cover struct {
+		all  bool     // a node keeping every key acknowledged seq
+		sets [][]byte // the slot sets of the others that did
+	}
+	regions := make(map[string]*cover, len(r.links))
+	for _, l := range r.links {
+		l.mu.Lock()
+		region, acked, known, vouched := l.region, l.acked, l.vouchKnown, l.vouched
+		l.mu.Unlock()
+		if region == "" || region == r.cfg.Region || !known || acked < seq {
+			continue
+		}
+		c := regions[region]
+		if c == nil {
+			c = &cover{}
+			regions[region] = c
+		}
+		if vouched == nil {
+			c.all = true
+		} else {
+			c.sets = append(c.sets, vouched)
+		}
+	}
 	n := 0
-	for _, a := range acked {
-		if a >= seq {
+	for _, c := range regions {
+		if c.all || covers(c.sets, slots) {
 			n++
 		}
 	}
 	return n
+}
+
+// covers reports whether every slot of slots (nil: all of them) is in one
+// of sets (wire slot sets).
+func covers(sets [][]byte, slots []uint16) bool {
+	if slots == nil {
+		for i := range wire.SlotSetLen {
+			var b byte
+			for _, s := range sets {
+				b |= s[i]
+			}
+			if b != 0xff {
+				return false
+			}
+		}
+		return true
+	}
+	for _, slot := range slots {
+		if !slices.ContainsFunc(sets, func(s []byte) bool { return slotIn(s, int(slot)) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Regions returns the number of regions in the cluster as far as this node
@@ -64,14 +118,15 @@ func (r *Replicator) ackAdvancedLocked() {
 }
 
 // Wait blocks until the write with sequence number seq (and every earlier
-// one) has been applied in at least regions other regions, or ctx ends. It
-// returns the number of other regions that have applied it when it returns
-// (so a caller can report partial progress, like Redis's WAIT) and ctx's
-// error if it gave up.
-func (r *Replicator) Wait(ctx context.Context, seq uint64, regions int) (int, error) {
+// one) has been applied in at least regions other regions, or ctx ends.
+// slots are the hash slots of the keys it must be applied for (nil: every
+// slot, as for "every write so far"). It returns the number of other
+// regions that have applied it when it returns (so a caller can report
+// partial progress, like Redis's WAIT) and ctx's error if it gave up.
+func (r *Replicator) Wait(ctx context.Context, seq uint64, slots []uint16, regions int) (int, error) {
 	for {
 		r.mu.Lock()
-		n := r.appliedRegionsLocked(seq)
+		n := r.appliedRegionsLocked(seq, slots)
 		ch := r.ackCh
 		closed := r.closed
 		r.mu.Unlock()

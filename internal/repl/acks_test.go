@@ -1,14 +1,19 @@
 package repl
 
 import (
+	"bytes"
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
 )
 
 // Acknowledgements count per region: two nodes of one other region that
@@ -35,7 +40,7 @@ func TestAcksCountPerRegion(t *testing.T) {
 			Version: store.Version{HLC: hlc.Timestamp(uint64(time.Now().UnixMilli()) << 16), Origin: 1}}
 		a.st.Apply(op)
 		seq := a.r.Append(op)
-		if n, err := a.r.Wait(context.Background(), seq, 1); err != nil || n != 1 {
+		if n, err := a.r.Wait(context.Background(), seq, nil, 1); err != nil || n != 1 {
 			t.Fatalf("Wait(1 region) = %d, %v", n, err)
 		}
 		// Every reachable peer has applied it now: b1, b2 and a2.
@@ -46,9 +51,128 @@ func TestAcksCountPerRegion(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := a.r.Wait(ctx, seq, 2)
+		n, err := a.r.Wait(ctx, seq, nil, 2)
 		if err == nil || n != 1 {
 			t.Fatalf("Wait(2 regions) with only region b applying = %d, %v; want 1 and a timeout", n, err)
+		}
+	})
+}
+
+// A peer of a region that keeps only its own slots speaks, in its acks,
+// for the slots it vouches for: a write of another slot is not counted
+// applied in its region by its ack, and "every write so far" needs every
+// slot vouched for by some node of the region that acknowledged it.
+func TestAcksCountOnlyForVouchedSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln1, ln2 := listenFake(t, mem, "eu1"), listenFake(t, mem, "eu2")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"eu1", "eu2"}}, false)
+		seq := a.put(t, "theirs", "v")
+		mine, theirs := uint16(cluster.KeySlot("mine")), uint16(cluster.KeySlot("theirs"))
+
+		only := func(slot uint16) []byte {
+			set := make([]byte, wire.SlotSetLen)
+			set[slot>>3] |= 1 << (slot & 7)
+			return set
+		}
+		peers := map[string]*fakePeer{}
+		for name, ln := range map[string]*fakeListener{"eu1": ln1, "eu2": ln2} {
+			p := ln.accept()
+			h := fakeHello(fakeID + uint32(len(peers)))
+			h.Region, h.NodeName = "eu", name
+			p.answer(h)
+			p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+			dataAs[*wire.Ops](t, p)
+			peers[name] = p
+		}
+		applied := func(slots []uint16) int {
+			t.Helper()
+			synctest.Wait()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			n, _ := a.r.Wait(ctx, seq, slots, 1)
+			return n
+		}
+		// eu1 holds "mine"'s slot only, and applied the write.
+		peers["eu1"].send(&wire.Vouched{Origin: 1, Slots: only(mine)})
+		peers["eu1"].send(&wire.Ack{Origin: 1, Seq: seq})
+		if n := applied([]uint16{theirs}); n != 0 {
+			t.Errorf("a write of %q counted in %d regions by the ack of a node that does not hold its slot", "theirs", n)
+		}
+		if n := applied([]uint16{mine}); n != 1 {
+			t.Errorf("a write of %q counted in %d regions by the ack of its slot's node; want 1", "mine", n)
+		}
+		if n := applied(nil); n != 0 {
+			t.Errorf("every write so far counted in %d regions with one slot vouched for; want 0", n)
+		}
+		// eu2 holds every slot but "mine"'s: together they cover the region.
+		set := make([]byte, wire.SlotSetLen)
+		for i := range set {
+			set[i] = 0xff
+		}
+		set[mine>>3] &^= 1 << (mine & 7)
+		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: set})
+		peers["eu2"].send(&wire.Ack{Origin: 1, Seq: seq})
+		for _, slots := range [][]uint16{{theirs}, {mine, theirs}, nil} {
+			if n := applied(slots); n != 1 {
+				t.Errorf("slots %v: counted in %d regions; want 1", slots, n)
+			}
+		}
+		// eu2 stops holding "theirs"'s slot (it moved): its ack no longer
+		// speaks for that slot.
+		set[theirs>>3] &^= 1 << (theirs & 7)
+		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: set})
+		if n := applied([]uint16{theirs}); n != 0 {
+			t.Errorf("after its node stopped vouching for it: counted in %d regions; want 0", n)
+		}
+
+		// Slots vouched for another origin's writes are a protocol error:
+		// the link closes, and what eu1 vouched for before stays.
+		peers["eu1"].send(&wire.Vouched{Origin: 7})
+		if rej := dataAs[*wire.Reject](t, peers["eu1"]); rej.Code != wire.RejectBadFrame || !strings.Contains(rej.Message, "vouched") {
+			t.Errorf("Reject %v %q", rej.Code, rej.Message)
+		}
+		if n := applied([]uint16{mine}); n != 1 {
+			t.Errorf("after eu1's link closed: counted in %d regions; want 1 (it applied the write)", n)
+		}
+	})
+}
+
+// A receiving node says which keys its acks speak for right after its
+// Resume, and again before the first ack after that changed: never an ack
+// that speaks for slots it no longer holds all of.
+func TestReceiverVouchesBeforeItsAcks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var vouched atomic.Pointer[[]byte]
+		first := bytes.Repeat([]byte{0xff}, wire.SlotSetLen)
+		vouched.Store(&first)
+		startTestNode(t, mem, "a", Config{NodeID: 1, Vouched: func() []byte { return *vouched.Load() }}, true)
+		p := dialFake(t, mem, "fake", "a")
+		p.vouches = true
+		p.send(fakeHello(fakeID))
+		recvAs[*wire.Hello](t, p)
+		recvAs[*wire.Resume](t, p)
+		if v := recvAs[*wire.Vouched](t, p); v.Origin != fakeID || !bytes.Equal(v.Slots, first) {
+			t.Fatalf("after the Resume: %+v; want the node's slots", v)
+		}
+		p.emptySync(fakeID) // its ack follows at once: nothing changed
+
+		ts := nowTS()
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("a", "1", ts, fakeID)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+			t.Fatalf("Ack %d, want 1", ack.Seq)
+		}
+		next := make([]byte, wire.SlotSetLen) // it gave up every slot
+		vouched.Store(&next)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{setOp("b", "1", ts, fakeID)}})
+		if v := recvAs[*wire.Vouched](t, p); !bytes.Equal(v.Slots, next) {
+			t.Fatalf("before the next ack: %d bytes vouched, not the new set", len(v.Slots))
+		}
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 2 {
+			t.Fatalf("Ack %d, want 2", ack.Seq)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -163,6 +164,8 @@ type inStream struct {
 	unacked   int       // Ops frames applied and not yet acknowledged
 	pending   uint64    // the sequence number those acks would carry
 	large     *largeRecv
+	// vouched is the slot set last announced to the origin (Vouched).
+	vouched []byte
 }
 
 // acked returns the sequence number this node acknowledges: the last one
@@ -202,7 +205,28 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	if next == 0 && r.cfg.Wanted != nil {
 		in.wanted = r.cfg.Wanted(fill)
 	}
-	return in, fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted})
+	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted}); err != nil {
+		return in, err
+	}
+	// The Resume acknowledges next-1: the origin counts it once it knows
+	// which keys this node's acknowledgements speak for.
+	return in, in.announceVouched(true)
+}
+
+// announceVouched tells the origin which keys this node's acknowledgements
+// speak for (Config.Vouched), if always or if that changed since it last
+// did. It runs before every Ack, so that an Ack never speaks for slots
+// this node no longer holds all of.
+func (in *inStream) announceVouched(always bool) error {
+	var v []byte
+	if in.r.cfg.Vouched != nil {
+		v = in.r.cfg.Vouched()
+	}
+	if !always && bytes.Equal(v, in.vouched) && (v == nil) == (in.vouched == nil) {
+		return nil
+	}
+	in.vouched = v
+	return in.fc.write(&wire.Vouched{Origin: in.h.NodeID, Slots: v})
 }
 
 func (in *inStream) serve() error {
@@ -271,6 +295,9 @@ var errResyncAsked = errors.New("repl: a full sync is asked for")
 func (in *inStream) ack(seq uint64) error {
 	in.unacked = 0
 	in.lastWrite = time.Now()
+	if err := in.announceVouched(false); err != nil {
+		return err
+	}
 	return in.fc.write(&wire.Ack{Origin: in.h.NodeID, Seq: seq})
 }
 

@@ -48,6 +48,11 @@ type link struct {
 	warned     bool                  // a warning was logged since the link was last up
 	clockWarn  warnState             // rate limit of the warning about the peer's clock
 	sync       syncState             // the first sync from this peer (see Replicator.Synced)
+	// vouchKnown is set once the peer said, on this connection, which keys
+	// its acks speak for: vouched, nil for every key, else the slots
+	// (wire.Vouched). Until then its acks count for no write.
+	vouchKnown bool
+	vouched    []byte
 
 	clockMerged bool // the peer's clock was merged once; guarded by Replicator.mu
 
@@ -243,6 +248,7 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 	}
 	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
+	l.vouchKnown, l.vouched = false, nil // announced after the Resume
 	l.acked = max(l.acked, next-1)
 	l.sent = next
 	l.mu.Unlock()
@@ -637,6 +643,8 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 			r.applyRepair(l, f)
 		case *wire.PartAck:
 			err = r.onPartAck(l, fc, f)
+		case *wire.Vouched:
+			err = r.onVouched(l, fc, f)
 		case *wire.LargeOp:
 			err = large.onLargeOp(r, fc, f)
 		case *wire.ValuePart:
@@ -666,6 +674,20 @@ func (r *Replicator) onAck(l *link, fc *frameConn, f *wire.Ack) error {
 	if advanced {
 		r.ackAdvancedLocked()
 	}
+	return nil
+}
+
+// onVouched records which keys the peer's acks speak for.
+func (r *Replicator) onVouched(l *link, fc *frameConn, f *wire.Vouched) error {
+	if f.Origin != r.cfg.NodeID {
+		return fc.reject(wire.RejectBadFrame, "vouched slots for origin %d", f.Origin)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l.mu.Lock()
+	l.vouchKnown, l.vouched = true, f.Slots
+	l.mu.Unlock()
+	r.ackAdvancedLocked() // a wait may be met by what the acks now cover
 	return nil
 }
 

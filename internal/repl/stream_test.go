@@ -356,7 +356,8 @@ func TestAckBatching(t *testing.T) {
 	})
 }
 
-// Wait returns once a peer of another region acknowledges the write; Drain
+// Wait returns once a peer of another region acknowledges the write, once
+// it said which keys its acks speak for; Drain
 // once every connected peer has acknowledged every write; an ack of a
 // write the node never made is refused.
 func TestWaitAndDrainFollowAcks(t *testing.T) {
@@ -377,7 +378,7 @@ func TestWaitAndDrainFollowAcks(t *testing.T) {
 		}
 		waited := make(chan result, 1)
 		go func() {
-			n, err := a.r.Wait(context.Background(), 3, 1)
+			n, err := a.r.Wait(context.Background(), 3, nil, 1)
 			waited <- result{n, err}
 		}()
 
@@ -389,17 +390,27 @@ func TestWaitAndDrainFollowAcks(t *testing.T) {
 		if ops := dataAs[*wire.Ops](t, p); ops.FirstSeq != 1 || len(ops.Ops) != 3 {
 			t.Fatalf("Ops %d × %d", ops.FirstSeq, len(ops.Ops))
 		}
+		// An ack of 2 does not meet a wait for 3, whatever the peer vouches
+		// for; until it says which keys its acks speak for, and while it
+		// vouches for no slot, its acks count for no write.
+		notYet := func(after string) {
+			t.Helper()
+			synctest.Wait()
+			select {
+			case res := <-waited:
+				t.Fatalf("Wait(3) returned %+v after %s", res, after)
+			default:
+			}
+		}
 		p.send(&wire.Ack{Origin: 1, Seq: 2})
-		synctest.Wait()
-		select {
-		case res := <-waited:
-			t.Fatalf("Wait(3) returned %+v after an ack of 2", res)
-		default:
-		}
-		if l := a.link(t, "fake"); l.Acked != 2 || l.Lag != 1 {
-			t.Errorf("link %+v; want acked 2, lag 1", l)
-		}
+		notYet("an ack of 2")
+		p.send(&wire.Vouched{Origin: 1, Slots: make([]byte, wire.SlotSetLen)}) // no slot
 		p.send(&wire.Ack{Origin: 1, Seq: 3})
+		notYet("an ack of 3 from a peer that vouches for no slot")
+		if l := a.link(t, "fake"); l.Acked != 3 {
+			t.Fatalf("link %+v; want acked 3", l)
+		}
+		p.send(&wire.Vouched{Origin: 1}) // every key
 		if res := <-waited; res.n != 1 || res.err != nil {
 			t.Errorf("Wait(3, 1) = %d, %v; want 1, nil", res.n, res.err)
 		}
@@ -410,7 +421,7 @@ func TestWaitAndDrainFollowAcks(t *testing.T) {
 		// Two other regions are not there to be had: Wait gives up with
 		// the count it has.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		n, err := a.r.Wait(ctx, 3, 2)
+		n, err := a.r.Wait(ctx, 3, nil, 2)
 		cancel()
 		if n != 1 || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Wait(3, 2) = %d, %v; want 1, deadline exceeded", n, err)
@@ -528,7 +539,7 @@ func TestWaitCountsOtherRegionsOnly(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if n, err := a.r.Wait(ctx, seq, 1); n != 0 || err == nil {
+		if n, err := a.r.Wait(ctx, seq, nil, 1); n != 0 || err == nil {
 			t.Errorf("Wait = %d, %v; want 0 and a timeout: the peer is in this node's region", n, err)
 		}
 		if got := a.r.Regions(); got != 1 {
