@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +69,23 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	fs.Int64Var(&f.seed, "seed", 0, "seed of the schedule and the clients (default: from the time; printed)")
 	fs.DurationVar(&f.cfg.Duration, "duration", time.Minute, "how long clients write and faults are injected (healing and checks come after)")
 	fs.IntVar(&f.cfg.Regions, "regions", 3, "number of regions")
-	fs.IntVar(&f.cfg.NodesPerRegion, "nodes", 1, "nodes per region")
+	f.cfg.NodesPerRegion = 1
+	fs.Func("nodes", "nodes per region (default 1), or one number per region, comma-separated (3,1,2: regions of different sizes, --regions taken from it)", func(s string) error {
+		var sizes []int
+		for part := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(part))
+			if err != nil || n < 1 || n > 5 {
+				return fmt.Errorf("%q: a number of nodes from 1 to 5", part)
+			}
+			sizes = append(sizes, n)
+		}
+		if len(sizes) == 1 {
+			f.cfg.NodesPerRegion, f.cfg.RegionSizes = sizes[0], nil
+		} else {
+			f.cfg.RegionSizes = sizes
+		}
+		return nil
+	})
 	fs.BoolVar(&f.cfg.SlotOwned, "slot-owned", false, "with --gossip, run the nodes with --cluster-forward: each keeps only its own slots and forwards the others' commands to their owners")
 	fs.BoolVar(&f.cfg.Gossip, "gossip", false, "make the nodes of each region a region of several nodes joined by gossip (--gossip-addr, --join), linked directly inside the region (off: they peer through proxies, as regions do)")
 	fs.IntVar(&f.cfg.WritersPerNode, "writers", 2, "writer clients per node")
@@ -94,7 +111,14 @@ func parseChaosFlags(args []string) (chaosFlags, *flag.FlagSet, error) {
 	if fs.NArg() > 0 {
 		return f, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	fs.Visit(func(fl *flag.Flag) { f.set = f.set || fl.Name == "seed" })
+	regionsSet := false
+	fs.Visit(func(fl *flag.Flag) {
+		f.set = f.set || fl.Name == "seed"
+		regionsSet = regionsSet || fl.Name == "regions"
+	})
+	if regionsSet && len(f.cfg.RegionSizes) > 0 && f.cfg.Regions != len(f.cfg.RegionSizes) {
+		return f, fs, fmt.Errorf("--regions %d and --nodes with %d sizes", f.cfg.Regions, len(f.cfg.RegionSizes))
+	}
 	f.cfg.Plaintext = !*tlsOn
 	switch *faults {
 	case "none":

@@ -23,6 +23,15 @@ func TestChaosFlags(t *testing.T) {
 		c.SmallRegionMemory != "" || c.AllFraction != 0.1 || c.WaitFraction >= 0 || c.CounterKeys >= 0 || c.HashKeys >= 0 {
 		t.Errorf("parsed %+v", f)
 	}
+	f, _, err = parseChaosFlags([]string{"--nodes", "3,1, 2"})
+	if err != nil || !slices.Equal(f.cfg.RegionSizes, []int{3, 1, 2}) {
+		t.Errorf("--nodes 3,1,2: sizes %v, %v", f.cfg.RegionSizes, err)
+	}
+	for _, args := range [][]string{{"--nodes", "3,0"}, {"--nodes", "6"}, {"--nodes", "2,x"}, {"--regions", "2", "--nodes", "1,2,3"}} {
+		if _, _, err := parseChaosFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
 	f, _, err = parseChaosFlags([]string{"--faults", "none"})
 	if err != nil || f.set || f.cfg.Schedule == nil || len(f.cfg.Schedule.Faults) != 0 || f.cfg.Duration != time.Minute {
 		t.Errorf("--faults none: %+v, %v", f, err)

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -691,4 +692,40 @@ func TestCheckSlotOwned(t *testing.T) {
 	}
 	expiry(false).expect(t, CheckExpiredRead)
 	expiry(true).expect(t)
+}
+
+// Regions of different sizes: the nodes are numbered region by region,
+// and a schedule generated for them is valid for them.
+func TestRegionSizes(t *testing.T) {
+	c, err := Config{RegionSizes: []int{3, 1, 2}, Duration: time.Minute}.withDefaults(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Regions != 3 || c.nodes() != 6 {
+		t.Fatalf("%d regions, %d nodes; want 3 and 6", c.Regions, c.nodes())
+	}
+	var regions []int
+	for i := range c.nodes() {
+		regions = append(regions, c.regionOf(i))
+	}
+	if !slices.Equal(regions, []int{0, 0, 0, 1, 2, 2}) {
+		t.Errorf("regions of the nodes %v", regions)
+	}
+	if got := sizes(c.RegionSizes); got != "3 region(s) of 3, 1, 2 nodes" {
+		t.Errorf("sizes %q", got)
+	}
+	c.Seed = 9
+	s := Generate(c)
+	if err := s.validate(c); err != nil {
+		t.Errorf("generated schedule: %v", err)
+	}
+	uniform, _ := Config{Regions: 2, NodesPerRegion: 3}.withDefaults(false)
+	if !slices.Equal(uniform.RegionSizes, []int{3, 3}) || sizes(uniform.RegionSizes) != "2 region(s) × 3 node(s)" {
+		t.Errorf("uniform: %v, %q", uniform.RegionSizes, sizes(uniform.RegionSizes))
+	}
+	for _, bad := range [][]int{{3, 0}, {6, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}} {
+		if _, err := (Config{RegionSizes: bad}).withDefaults(false); err == nil {
+			t.Errorf("sizes %v accepted", bad)
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,10 @@ type Config struct {
 	Seed int64
 	// Regions and NodesPerRegion: 3 and 1 by default.
 	Regions, NodesPerRegion int
+	// RegionSizes, if set, gives each region its own number of nodes
+	// (1 to 5 each), in place of Regions and NodesPerRegion: regions of
+	// different sizes.
+	RegionSizes []int
 	// Gossip makes the nodes of each region one region of several nodes
 	// (--gossip-addr, --join): they find each other by gossip, share the
 	// slot map and replicate to each other over the links gossip announces,
@@ -172,8 +178,20 @@ func (c Config) withDefaults(needBinDir bool) (Config, error) {
 			*p = v
 		}
 	}
+	if len(c.RegionSizes) > 0 {
+		c.RegionSizes = slices.Clone(c.RegionSizes)
+		c.Regions, c.NodesPerRegion = len(c.RegionSizes), slices.Max(c.RegionSizes)
+		if slices.Min(c.RegionSizes) < 1 {
+			return c, fmt.Errorf("chaos: region sizes %v: 1 to 5 nodes each", c.RegionSizes)
+		}
+	}
 	def(&c.Regions, 3)
 	def(&c.NodesPerRegion, 1)
+	if len(c.RegionSizes) == 0 {
+		for range c.Regions {
+			c.RegionSizes = append(c.RegionSizes, c.NodesPerRegion)
+		}
+	}
 	def(&c.WritersPerNode, 2)
 	def(&c.OwnKeys, 16)
 	def(&c.SharedKeys, 16)
@@ -282,10 +300,46 @@ func (c Config) maxMemory(r int) string {
 	return c.MaxMemory
 }
 
-func (c Config) nodes() int { return c.Regions * c.NodesPerRegion }
+// nodes is the number of nodes of every region.
+func (c Config) nodes() int {
+	if len(c.RegionSizes) == 0 {
+		return c.Regions * c.NodesPerRegion
+	}
+	n := 0
+	for _, s := range c.RegionSizes {
+		n += s
+	}
+	return n
+}
 
-// regionOf is the region of node index i.
-func (c Config) regionOf(i int) int { return i / c.NodesPerRegion }
+// regionOf is the region of node index i: the regions' nodes are numbered
+// in region order.
+func (c Config) regionOf(i int) int {
+	if len(c.RegionSizes) == 0 {
+		return i / c.NodesPerRegion
+	}
+	for r, s := range c.RegionSizes {
+		if i < s {
+			return r
+		}
+		i -= s
+	}
+	return len(c.RegionSizes) - 1
+}
+
+// sizes describes the regions' sizes: "3 region(s) × 2 node(s)", or
+// "3 region(s) of 3, 1, 2 nodes".
+func sizes(regionSizes []int) string {
+	if len(regionSizes) > 0 && slices.Min(regionSizes) != slices.Max(regionSizes) {
+		s := fmt.Sprint(regionSizes)
+		return fmt.Sprintf("%d region(s) of %s nodes", len(regionSizes), strings.ReplaceAll(s[1:len(s)-1], " ", ", "))
+	}
+	n := 1
+	if len(regionSizes) > 0 {
+		n = regionSizes[0]
+	}
+	return fmt.Sprintf("%d region(s) × %d node(s)", len(regionSizes), n)
+}
 
 func (c Config) logf(format string, args ...any) {
 	if c.Logf != nil {

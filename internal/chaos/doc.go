@@ -8,6 +8,7 @@
 // One run (Run):
 //
 //  1. starts Regions × NodesPerRegion processes of the geocache binary
+//     (or Config.RegionSizes' numbers of them, region by region)
 //     (Config.Bin); every replication link from node i to node j goes
 //     through its own user-space TCP proxy (toxiproxy, as a library), so
 //     node i's --peers lists the proxies for i→j. Links between regions

@@ -16,6 +16,7 @@ type Report struct {
 	Seed           int64  `json:"seed"`
 	Regions        int    `json:"regions"`
 	NodesPerRegion int    `json:"nodes_per_region"`
+	RegionSizes    []int  `json:"region_sizes"`
 	Gossip         bool   `json:"gossip,omitempty"`
 	SlotOwned      bool   `json:"slot_owned,omitempty"`
 	Duration       string `json:"duration"`
@@ -59,6 +60,7 @@ type savedRun struct {
 	Seed           int64         `json:"seed"`
 	Regions        int           `json:"regions"`
 	NodesPerRegion int           `json:"nodes_per_region"`
+	RegionSizes    []int         `json:"region_sizes,omitempty"` // absent in records before it: NodesPerRegion each
 	Duration       time.Duration `json:"duration_ns"`
 	Latency        time.Duration `json:"latency_ns"`
 	Horizon        time.Duration `json:"tombstone_horizon_ns"`
@@ -128,9 +130,9 @@ func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 
 func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *Report {
 	r := &Report{
-		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion,
+		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, RegionSizes: cfg.RegionSizes,
 			Duration: cfg.Duration, Latency: cfg.Latency, Horizon: cfg.TombstoneHorizon, SmallMemory: cfg.SmallRegionMemory, Schedule: sched, Input: in},
-		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, Gossip: cfg.Gossip, SlotOwned: cfg.SlotOwned,
+		Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, RegionSizes: cfg.RegionSizes, Gossip: cfg.Gossip, SlotOwned: cfg.SlotOwned,
 		Duration: cfg.Duration.String(), Latency: cfg.Latency.String(), Horizon: "1h (the node default)",
 		Schedule: sched, FaultMix: sched.Mix(), Events: in.Events,
 		CheckResult:  *res,
@@ -231,8 +233,8 @@ func (r *Report) Summary() string {
 	if r.SlotOwned {
 		joined += ", each keeping its own slots (--cluster-forward)"
 	}
-	fmt.Fprintf(&b, "  cluster: %d region(s) × %d node(s)%s, %s of faults and writes, %s one-way latency between regions\n",
-		r.Regions, r.NodesPerRegion, joined, r.Duration, r.Latency)
+	fmt.Fprintf(&b, "  cluster: %s%s, %s of faults and writes, %s one-way latency between regions\n",
+		sizes(r.RegionSizes), joined, r.Duration, r.Latency)
 	fmt.Fprintf(&b, "  faults: %s; tombstone horizon %s, outlasted by %d cut(s)\n", mixString(r.FaultMix), r.Horizon, r.OutlastHorizon)
 	fmt.Fprintf(&b, "  replication links: %s\n", r.tlsLine())
 	fmt.Fprintf(&b, "  initial clock offsets: %v\n", r.Schedule.Offsets)
@@ -421,6 +423,11 @@ func Recheck(dir string) (*Report, error) {
 	if s.Input == nil {
 		return nil, fmt.Errorf("%s: no record", f.Name())
 	}
-	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon, SmallRegionMemory: s.SmallMemory}
+	if len(s.RegionSizes) == 0 { // a record from before RegionSizes
+		for range s.Regions {
+			s.RegionSizes = append(s.RegionSizes, s.NodesPerRegion)
+		}
+	}
+	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, RegionSizes: s.RegionSizes, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon, SmallRegionMemory: s.SmallMemory}
 	return buildReport(cfg, s.Schedule, s.Input, Check(s.Input)), nil
 }

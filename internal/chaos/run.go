@@ -63,8 +63,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(sched.Offsets) == 0 {
 		sched.Offsets = make([]time.Duration, cfg.nodes())
 	}
-	cfg.logf("chaos: seed %d: %d region(s) × %d node(s), %v of faults and writes, %v one-way latency between regions; schedule:\n%s",
-		cfg.Seed, cfg.Regions, cfg.NodesPerRegion, cfg.Duration, cfg.Latency, sched)
+	cfg.logf("chaos: seed %d: %s, %v of faults and writes, %v one-way latency between regions; schedule:\n%s",
+		cfg.Seed, sizes(cfg.RegionSizes), cfg.Duration, cfg.Latency, sched)
 
 	quietRedis.Do(func() { redis.SetLogger(discard{}) })
 	clock := newRunClock()
