@@ -85,7 +85,7 @@ func TestAckLevelsCountOnlyTheKeysOwners(t *testing.T) {
 		}
 	}
 
-	px.Stop()
+	cutProxy(t, px)
 	testkit.Eventually(t, "eu's second node to be cut off", func() bool {
 		for _, l := range us.Stats().Peers {
 			if l.Addr == px.Listen && l.Connected {
@@ -106,9 +106,7 @@ func TestAckLevelsCountOnlyTheKeysOwners(t *testing.T) {
 	}
 	cancel()
 
-	if err := px.Start(); err != nil {
-		t.Fatal(err)
-	}
+	uncutProxy(t, px)
 	wctx, cancel = context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if n, err := us.Wait(wctx, 1); n != 1 || err != nil {

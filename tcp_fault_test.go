@@ -10,6 +10,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/geocache/geocache/internal/netsim"
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -87,23 +88,35 @@ func (p *proxied) latency(from, to int, oneWay time.Duration) {
 	}
 }
 
-// isolate cuts every link to and from node i: the proxies stop, dropping
-// connections and refusing new ones, like a region whose network is gone.
+// isolate cuts every link to and from node i, like a region whose network
+// is gone.
 func (p *proxied) isolate(i int) {
 	for k, px := range p.proxies {
 		if k[0] == i || k[1] == i {
-			px.Stop()
+			cutProxy(p.t, px)
 		}
 	}
 }
 
 func (p *proxied) heal() {
 	for _, px := range p.proxies {
-		if !px.Enabled {
-			if err := px.Start(); err != nil {
-				p.t.Fatal(err)
-			}
-		}
+		uncutProxy(p.t, px)
+	}
+}
+
+// cutProxy is netsim.Cut, failing the test on an error.
+func cutProxy(t testing.TB, px *toxiproxy.Proxy) {
+	t.Helper()
+	if err := netsim.Cut(px); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// uncutProxy is netsim.Uncut, failing the test on an error.
+func uncutProxy(t testing.TB, px *toxiproxy.Proxy) {
+	t.Helper()
+	if err := netsim.Uncut(px); err != nil {
+		t.Fatal(err)
 	}
 }
 

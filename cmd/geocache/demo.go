@@ -564,7 +564,9 @@ func demoExpiry(ctx context.Context, c *demoCluster, eu *geocache.Node, ttl time
 // demoPartition isolates ap-south while us-east writes, heals, and reports
 // how ap-south caught up.
 func demoPartition(ctx context.Context, c *demoCluster, us, ap *geocache.Node, latency time.Duration, p printer) error {
-	c.wan.isolate(2)
+	if err := c.wan.isolate(2); err != nil {
+		return err
+	}
 	keys := make([]string, 100)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("order:%03d", i)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/geocache/geocache/internal/netsim"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -14,7 +16,7 @@ import (
 // wan simulates the network between regions on one machine: every link
 // from region i to region j goes through its own user-space TCP proxy
 // (toxiproxy, as a library: the kernel here has no netem), which adds the
-// one-way latency in each direction and can be stopped to cut the link.
+// one-way latency in each direction and can be cut (netsim.Cut).
 type wan struct {
 	proxies map[[2]int]*toxiproxy.Proxy // [from, to]
 }
@@ -56,24 +58,23 @@ func newWAN(upstreams []string, oneWay time.Duration) (*wan, error) {
 func (w *wan) addr(from, to int) string { return w.proxies[[2]int{from, to}].Listen }
 
 // isolate cuts every link to and from region i.
-func (w *wan) isolate(i int) {
+func (w *wan) isolate(i int) error {
+	var errs []error
 	for k, p := range w.proxies {
 		if k[0] == i || k[1] == i {
-			p.Stop()
+			errs = append(errs, netsim.Cut(p))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // heal restores every link.
 func (w *wan) heal() error {
-	for k, p := range w.proxies {
-		if !p.Enabled {
-			if err := p.Start(); err != nil {
-				return fmt.Errorf("restart proxy %d->%d: %w", k[0], k[1], err)
-			}
-		}
+	var errs []error
+	for _, p := range w.proxies {
+		errs = append(errs, netsim.Uncut(p))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (w *wan) close() {

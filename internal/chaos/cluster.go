@@ -17,6 +17,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
+	"github.com/geocache/geocache/internal/netsim"
 	"github.com/geocache/geocache/internal/ports"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -401,17 +402,22 @@ func (c *cluster) linksBetween(a, b func(int) bool) [][2]int {
 	return out
 }
 
-// cut stops the proxies (connections reset, new ones refused) until every
-// fault that cut them uncuts them.
-func (c *cluster) cut(keys [][2]int) {
+// cut cuts the proxies (netsim.Cut: connections reset, nothing passing,
+// the proxies keeping their ports) until every fault that cut them uncuts
+// them.
+func (c *cluster) cut(keys [][2]int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var errs []error
 	for _, k := range keys {
 		c.cuts[k]++
 		if c.cuts[k] == 1 {
-			c.proxies[k].Stop()
+			if err := netsim.Cut(c.proxies[k]); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
+	return errors.Join(errs...)
 }
 
 func (c *cluster) uncut(keys [][2]int) error {
@@ -424,8 +430,8 @@ func (c *cluster) uncut(keys [][2]int) error {
 		}
 		c.cuts[k]--
 		if c.cuts[k] == 0 {
-			if err := c.proxies[k].Start(); err != nil {
-				errs = append(errs, fmt.Errorf("restart proxy %v: %w", k, err))
+			if err := netsim.Uncut(c.proxies[k]); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}

@@ -287,7 +287,9 @@ func (h *harness) inject(f Fault) (func() error, error) {
 	cl, cfg := h.cl, h.cfg
 	region := func(r int) func(int) bool { return func(i int) bool { return cfg.regionOf(i) == r } }
 	cutFn := func(keys [][2]int) (func() error, error) {
-		cl.cut(keys)
+		if err := cl.cut(keys); err != nil {
+			return nil, errors.Join(err, cl.uncut(keys))
+		}
 		return func() error { return cl.uncut(keys) }, nil
 	}
 	switch f.Kind {
