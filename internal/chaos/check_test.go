@@ -729,3 +729,31 @@ func TestRegionSizes(t *testing.T) {
 		}
 	}
 }
+
+// A write refused for the clock is explained when its node was more than
+// 400 ms from most of its peers, a peer that is down counting with the
+// offset of its last process (the node keeps its measurement); with
+// slot-owned nodes the refusal may be any node's of the region (the key's
+// owner, forwarded).
+func TestRefusalsExplainedByOffsets(t *testing.T) {
+	h := newHist()
+	h.in.Nodes[0].Incs[0].Offset = 450 * time.Millisecond
+	refuse := func(n int, when time.Duration) {
+		o := h.op(n, KindSet, "k", when, when+time.Millisecond)
+		o.Status, o.Err = StatusFail, "TRYAGAIN this node's clock is out of bounds relative to its peers"
+	}
+	refuse(0, 10*time.Second) // 450 ms from both peers
+	h.in.Nodes[1].Incs = []incarnation{{Start: t0 - int64(time.Second), Stop: at(20 * time.Second), How: "kill"}, {Start: at(30 * time.Second)}}
+	refuse(0, 25*time.Second) // node 1 down: still 450 ms from its last process
+	refuse(2, 40*time.Second) // node 2 is far from node 0 only: one peer of two
+	res := Check(h.in)
+	if res.Refusals.Total != 3 || res.Refusals.Unjustified != 1 {
+		t.Errorf("refusals %+v; want 3, 1 of them unexplained (node 2's)", res.Refusals)
+	}
+	// Node 2 in node 0's region, slot-owned: its client's write may have
+	// been forwarded to node 0, whose offset explains the refusal.
+	h.in.SlotOwned, h.in.Nodes[2].Region = true, 0
+	if res := Check(h.in); res.Refusals.Unjustified != 0 {
+		t.Errorf("slot-owned: refusals %+v; want none unexplained", res.Refusals)
+	}
+}
