@@ -176,3 +176,60 @@ func TestReceiverVouchesBeforeItsAcks(t *testing.T) {
 		}
 	})
 }
+
+// A peer that skipped a write (it did not hold the key's slot) and
+// acknowledged it comes back asking for a full sync and vouching for every
+// slot. Its old acks do not speak for it until the snapshot lands and it
+// acknowledges again: before, the origin counted the write applied in the
+// peer's region while the peer held nothing of it.
+func TestFullSyncAskStartsAcksOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "eu1")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"eu1"}}, false)
+		seq := a.put(t, "theirs", "v")
+		mine := uint16(cluster.KeySlot("mine"))
+		only := make([]byte, wire.SlotSetLen)
+		only[mine>>3] |= 1 << (mine & 7)
+		h := fakeHello(fakeID)
+		h.Region, h.NodeName = "eu", "eu1"
+		applied := func() int {
+			t.Helper()
+			synctest.Wait()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			n, _ := a.r.Wait(ctx, seq, []uint16{uint16(cluster.KeySlot("theirs"))}, 1)
+			return n
+		}
+
+		p := ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		dataAs[*wire.Ops](t, p)
+		p.send(&wire.Vouched{Origin: 1, Slots: only}) // not "theirs"'s slot
+		p.send(&wire.Ack{Origin: 1, Seq: seq})         // skipped, acknowledged
+		if n := applied(); n != 0 {
+			t.Fatalf("a skipped write counted in %d regions; want 0", n)
+		}
+
+		p.c.Close()
+		p = ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+		p.send(&wire.Vouched{Origin: 1}) // nil: every key
+		if n := applied(); n != 0 {
+			t.Errorf("counted in %d regions by a peer that asked for a full sync and holds none of it; want 0", n)
+		}
+		begin := dataAs[*wire.SnapshotBegin](t, p)
+		for {
+			if _, end := p.recvData().(*wire.SnapshotEnd); end {
+				break
+			}
+		}
+		p.send(&wire.Ack{Origin: 1, Seq: begin.Seq})
+		if n := applied(); n != 1 {
+			t.Errorf("counted in %d regions once the snapshot is acknowledged; want 1", n)
+		}
+	})
+}

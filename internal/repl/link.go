@@ -250,6 +250,12 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.vouchKnown, l.vouched = false, nil // announced after the Resume
 	l.acked = max(l.acked, next-1)
+	if resume.NextSeq == 0 {
+		// A peer asking for a full sync may vouch for keys it skipped or
+		// lost since its last acks: those acks no longer speak for it
+		// until the snapshot lands and it acknowledges again.
+		l.acked = 0
+	}
 	l.sent = next
 	l.mu.Unlock()
 	r.ackAdvancedLocked()
