@@ -91,6 +91,10 @@ type MembershipConfig struct {
 	OnChange func([]Member)
 	// Logger receives structured logs. nil discards them.
 	Logger *slog.Logger
+
+	// tune, if set, adjusts memberlist's configuration before it starts
+	// (tests: a partitionable transport, shorter timings).
+	tune func(*memberlist.Config)
 }
 
 // Membership is this node's view of its region's live members, kept by
@@ -116,7 +120,30 @@ type Membership struct {
 	self    []byte
 	members map[string]Member // live, by name
 	ignored map[string]bool   // names of members of other regions warned about
+	// failed holds, by name, the gossip addresses of members declared
+	// dead (not those that announced they were leaving), which reconnect
+	// keeps trying.
+	failed map[string]failedMember
 }
+
+// failedMember is a member declared dead, as reconnect knows it.
+type failedMember struct {
+	name, addr string
+	since      time.Time
+}
+
+// Reconnecting to members declared dead: memberlist forgets a dead member
+// once it has gossiped to it for GossipToTheDeadTime, so two sides of a
+// partition that outlasts that, each having declared the other dead, would
+// stay two regions for good (each owning every slot) after the network
+// heals. Every reconnectEvery probe intervals this node joins each failed
+// member's address again, as Serf does over memberlist, for up to
+// reconnectFor; at most maxFailed are remembered (the oldest go first).
+const (
+	reconnectEvery = 5
+	reconnectFor   = 24 * time.Hour
+	maxFailed      = 256
+)
 
 // DefaultProbeInterval is MembershipConfig.ProbeInterval's default.
 const DefaultProbeInterval = 200 * time.Millisecond
@@ -167,6 +194,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		done:    make(chan struct{}),
 		members: map[string]Member{},
 		ignored: map[string]bool{},
+		failed:  map[string]failedMember{},
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -197,6 +225,9 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	}
+	if cfg.tune != nil {
+		cfg.tune(mc)
+	}
 	list, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip: %w", err)
@@ -206,6 +237,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	// without a lock readers could take.
 	m.addr = list.LocalNode().Address()
 	m.wg.Go(m.notify)
+	m.wg.Go(m.reconnect)
 	if len(cfg.Join) > 0 {
 		if _, err := list.Join(cfg.Join); err != nil {
 			m.Close()
@@ -331,9 +363,55 @@ func (m *Membership) Close() error {
 	m.stopping.Store(true)
 	m.closeMu.Unlock()
 	close(m.done)
-	err := m.list.Shutdown()
-	m.wg.Wait()
-	return err
+	m.wg.Wait() // reconnect's join in flight ends within memberlist's TCP timeout
+	return m.list.Shutdown()
+}
+
+// reconnect joins the failed members' addresses again, one at a time,
+// until they are members again, they left, or reconnectFor has passed.
+func (m *Membership) reconnect() {
+	tick := time.NewTicker(reconnectEvery * m.cfg.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-m.done:
+			return
+		}
+		for _, f := range m.failedMembers() {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			if m.stopping.Load() {
+				return
+			}
+			// A failed join is logged by memberlist at debug level: a
+			// member that stays down costs one dial per tick, quietly.
+			if n, err := m.list.Join([]string{f.addr}); err == nil && n > 0 {
+				m.cfg.Logger.Info("region member reached again at its gossip address", "node", f.name, "addr", f.addr, "down_for", time.Since(f.since).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+// failedMembers returns the failed members to try now, oldest first,
+// forgetting those tried for reconnectFor.
+func (m *Membership) failedMembers() []failedMember {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]failedMember, 0, len(m.failed))
+	for name, f := range m.failed {
+		if time.Since(f.since) > reconnectFor {
+			delete(m.failed, name)
+			m.cfg.Logger.Info("region member given up on: unreachable since it was declared dead", "node", name, "addr", f.addr, "since", f.since)
+			continue
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b failedMember) int { return a.since.Compare(b.since) })
+	return out
 }
 
 // notify calls OnChange after changes, one call at a time.
@@ -380,6 +458,13 @@ func (m *Membership) update(n *memberlist.Node) {
 	m.mu.Lock()
 	old, had := m.members[n.Name]
 	m.members[n.Name] = mb
+	for name, f := range m.failed {
+		// Back, or its address now another member's: a node restarted
+		// under a new name.
+		if name == n.Name || f.addr == n.Address() {
+			delete(m.failed, name)
+		}
+	}
 	m.mu.Unlock()
 	if !had || old != mb {
 		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr, "state", mb.State.String())
@@ -408,6 +493,22 @@ func (m *Membership) remove(n *memberlist.Node) {
 	m.mu.Lock()
 	mb, had := m.members[n.Name]
 	delete(m.members, n.Name)
+	delete(m.failed, n.Name)
+	// memberlist does not say here whether the member failed or left
+	// (its Node.State is not kept): a member that leaves announces
+	// Leaving first, so any other is taken as failed.
+	if had && mb.State != Leaving {
+		if len(m.failed) >= maxFailed {
+			oldest := ""
+			for name, f := range m.failed {
+				if oldest == "" || f.since.Before(m.failed[oldest].since) {
+					oldest = name
+				}
+			}
+			delete(m.failed, oldest)
+		}
+		m.failed[n.Name] = failedMember{name: n.Name, addr: n.Address(), since: time.Now()}
+	}
 	m.mu.Unlock()
 	if had {
 		m.cfg.Logger.Info("region member down", "node", mb.Name, "id", mb.ID)

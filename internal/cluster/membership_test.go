@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache/internal/testkit"
+	"github.com/hashicorp/memberlist"
 )
 
 // Membership runs real gossip on loopback (memberlist's transport is UDP
@@ -57,6 +59,11 @@ func start(t *testing.T, id uint32, region string, key []byte, join ...string) (
 
 func startAt(t *testing.T, bind string, id uint32, region string, key []byte, join ...string) (*testMember, error) {
 	t.Helper()
+	return startTuned(t, bind, id, region, key, nil, join...)
+}
+
+func startTuned(t *testing.T, bind string, id uint32, region string, key []byte, tune func(*memberlist.Config), join ...string) (*testMember, error) {
+	t.Helper()
 	tm := &testMember{logs: &logBuf{}}
 	name := fmt.Sprint("n", id)
 	m, err := StartMembership(MembershipConfig{
@@ -71,6 +78,7 @@ func startAt(t *testing.T, bind string, id uint32, region string, key []byte, jo
 			tm.mu.Unlock()
 		},
 		Logger: slog.New(slog.NewTextHandler(tm.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		tune:   tune,
 	})
 	if err != nil {
 		return nil, err
@@ -259,5 +267,96 @@ func TestSlogWriterQuietAfterStop(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[0], "level=ERROR") || !strings.Contains(lines[1], "level=DEBUG") || !strings.Contains(lines[2], "level=ERROR") {
 		t.Errorf("levels:\n%s", buf.String())
+	}
+}
+
+// cutTransport is memberlist's own transport with a switch that drops
+// everything this member sends to some addresses: cutting both sides'
+// sends partitions them.
+type cutTransport struct {
+	memberlist.Transport
+	mu  sync.Mutex
+	cut map[string]bool
+}
+
+func (c *cutTransport) set(cut bool, addrs ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range addrs {
+		c.cut[a] = cut
+	}
+}
+
+func (c *cutTransport) isCut(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cut[addr]
+}
+
+func (c *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if c.isCut(addr) {
+		return time.Now(), nil // lost on the way
+	}
+	return c.Transport.WriteTo(b, addr)
+}
+
+func (c *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if c.isCut(addr) {
+		return nil, fmt.Errorf("dial %s: cut by the test", addr)
+	}
+	return c.Transport.DialTimeout(addr, timeout)
+}
+
+// startCuttable starts a member whose sends can be cut, and which never
+// gossips to members it declared dead.
+func startCuttable(t *testing.T, id uint32, join ...string) (*testMember, *cutTransport) {
+	t.Helper()
+	ct := &cutTransport{cut: map[string]bool{}}
+	m, err := startTuned(t, "127.0.0.1:0", id, "eu", nil, func(mc *memberlist.Config) {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct.Transport = nt
+		mc.Transport = ct
+		// Gossip to the dead ends at once, as it does after
+		// GossipToTheDeadTime (30 s) in a long partition.
+		mc.GossipToTheDeadTime = time.Nanosecond
+	}, join...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, ct
+}
+
+// One member cut from the two others for longer than memberlist gossips
+// to the dead: each side declares the other dead and stops talking to it. Once the
+// network heals, the region is one again: the members reconnect to the
+// failed members' addresses. Without that, both sides stay regions of their
+// own for good, each owning every slot.
+func TestMembershipHealsAfterALongPartition(t *testing.T) {
+	a, at := startCuttable(t, 1)
+	b, bt := startCuttable(t, 2, a.Addr())
+	c, ct := startCuttable(t, 3, a.Addr())
+	all := []*testMember{a, b, c}
+	for _, m := range all {
+		testkit.Eventually(t, "three members", func() bool { return names(m.lastChange()) == "n1,n2,n3" })
+	}
+
+	at.set(true, b.Addr(), c.Addr())
+	bt.set(true, a.Addr())
+	ct.set(true, a.Addr())
+	testkit.Eventually(t, "n1 alone and n2, n3 without it", func() bool {
+		return names(a.lastChange()) == "n1" && names(b.lastChange()) == "n2,n3" && names(c.lastChange()) == "n2,n3"
+	})
+
+	at.set(false, b.Addr(), c.Addr())
+	bt.set(false, a.Addr())
+	ct.set(false, a.Addr())
+	for _, m := range all {
+		testkit.Eventually(t, "one region again", func() bool { return names(m.lastChange()) == "n1,n2,n3" })
+	}
+	if !strings.Contains(a.logs.String()+b.logs.String()+c.logs.String(), "region member reached again") {
+		t.Error("no member logged reaching a failed member again")
 	}
 }
