@@ -53,6 +53,14 @@ func (r *Replicator) AddPeer(addr string) bool {
 		return false
 	}
 	l := r.newLinkLocked(addr)
+	if m, ok := r.removed[addr]; ok {
+		// The same process coming back (a region healed after a
+		// partition) is resumed from its last ack; with a full sync, the
+		// log replays from there after the snapshot, carrying this node's
+		// writes of slots it has since stopped keeping and forgotten.
+		delete(r.removed, addr)
+		l.nodeID, l.peerInc, l.acked = m.nodeID, m.peerInc, m.acked
+	}
 	if r.started {
 		r.startLinkLocked(l)
 	}
@@ -65,7 +73,9 @@ func (r *Replicator) AddPeer(addr string) bool {
 // or Synced. It returns once the link's goroutines have ended, false if
 // addr was not a peer. What this node received from the peer is kept, and
 // a stream the peer itself dialed here is not affected (the peer removes
-// this node on its side).
+// this node on its side). How far the peer had acknowledged this node's
+// log is remembered (for the last maxRemovedLinks addresses), so that the
+// same process added again resumes from there.
 func (r *Replicator) RemovePeer(addr string) bool {
 	r.mu.Lock()
 	l, ok := r.links[addr]
@@ -91,7 +101,19 @@ func (r *Replicator) RemovePeer(addr string) bool {
 	}
 	l.mu.Lock()
 	name := l.name
+	memo := removedLink{nodeID: l.nodeID, peerInc: l.peerInc, acked: l.acked}
 	l.mu.Unlock()
+	if memo.nodeID != 0 {
+		r.mu.Lock()
+		if len(r.removed) >= maxRemovedLinks {
+			for a := range r.removed { // any one: the bound matters, not which
+				delete(r.removed, a)
+				break
+			}
+		}
+		r.removed[addr] = memo
+		r.mu.Unlock()
+	}
 	if name != "" {
 		r.cfg.Clock.ForgetPeer(name)
 	}
@@ -111,3 +133,13 @@ func (r *Replicator) Peers() []string {
 	slices.Sort(addrs)
 	return addrs
 }
+
+// removedLink is what RemovePeer remembers of a link.
+type removedLink struct {
+	nodeID  uint32
+	peerInc uint64
+	acked   uint64
+}
+
+// maxRemovedLinks bounds RemovePeer's memory.
+const maxRemovedLinks = 1024

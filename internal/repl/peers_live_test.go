@@ -218,3 +218,47 @@ func TestRemovePeerSettlesSynced(t *testing.T) {
 		}
 	})
 }
+
+// A peer removed and added again (a region member declared dead, then
+// back after a partition) that asks for a full sync gets the log replayed
+// from its last ack after the snapshot: what this node wrote meanwhile
+// reaches it even if this node has since stopped holding it (a slot-owned
+// node forgets the slots it no longer keeps before the full sync).
+func TestReaddedPeerReplaysFromItsLastAck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "p1")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}}, false)
+		h := fakeHello(11)
+		h.Region = "us"
+		p := ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		seq := a.put(t, "k1", "v")
+		dataAs[*wire.Ops](t, p)
+		p.send(&wire.Ack{Origin: 1, Seq: seq})
+		synctest.Wait()
+
+		if !a.r.RemovePeer("p1") {
+			t.Fatal("RemovePeer(p1) = false")
+		}
+		a.put(t, "k2", "written while p1 was cut off")
+		if !a.r.AddPeer("p1") {
+			t.Fatal("AddPeer(p1) = false")
+		}
+		p = ln.accept()
+		p.answer(h) // the same process
+		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+		dataAs[*wire.SnapshotBegin](t, p)
+		for {
+			if _, end := p.recvData().(*wire.SnapshotEnd); end {
+				break
+			}
+		}
+		ops := dataAs[*wire.Ops](t, p)
+		if ops.FirstSeq != seq+1 || len(ops.Ops) == 0 || ops.Ops[0].Key != "k2" {
+			t.Fatalf("after the snapshot: Ops from seq %d (%d ops); want the log replayed from %d, k2 first", ops.FirstSeq, len(ops.Ops), seq+1)
+		}
+	})
+}

@@ -283,6 +283,9 @@ type Replicator struct {
 	// origin's own mutex; never a store lock while holding mu.
 	mu      sync.Mutex
 	links   map[string]*link        // by dialed address
+	// removed remembers, by address, how far the peers of removed links
+	// had acknowledged this node's log (see RemovePeer).
+	removed map[string]removedLink
 	origins map[uint32]*originState // receive side, by origin node id
 	conns   map[net.Conn]struct{}   // every open connection, for Close
 	ackCh   chan struct{}           // closed and replaced when any ack advances
@@ -350,6 +353,7 @@ func New(cfg Config) (*Replicator, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		links:       map[string]*link{},
+		removed:     map[string]removedLink{},
 		origins:     map[uint32]*originState{},
 		conns:       map[net.Conn]struct{}{},
 		ackCh:       make(chan struct{}),
