@@ -208,7 +208,7 @@ func TestFullSyncAskStartsAcksOver(t *testing.T) {
 		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
 		dataAs[*wire.Ops](t, p)
 		p.send(&wire.Vouched{Origin: 1, Slots: only}) // not "theirs"'s slot
-		p.send(&wire.Ack{Origin: 1, Seq: seq})         // skipped, acknowledged
+		p.send(&wire.Ack{Origin: 1, Seq: seq})        // skipped, acknowledged
 		if n := applied(); n != 0 {
 			t.Fatalf("a skipped write counted in %d regions; want 0", n)
 		}

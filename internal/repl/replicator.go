@@ -283,13 +283,14 @@ type Replicator struct {
 	// origin's own mutex; never a store lock while holding mu.
 	mu      sync.Mutex
 	links   map[string]*link        // by dialed address
-	// removed remembers, by address, how far the peers of removed links
-	// had acknowledged this node's log (see RemovePeer).
-	removed map[string]removedLink
 	origins map[uint32]*originState // receive side, by origin node id
 	conns   map[net.Conn]struct{}   // every open connection, for Close
 	ackCh   chan struct{}           // closed and replaced when any ack advances
 	closed  bool
+
+	// removed remembers, by address, how far the peers of removed links
+	// had acknowledged this node's log (see RemovePeer).
+	removed map[string]removedLink
 
 	started bool // Start ran: links added now start at once
 
