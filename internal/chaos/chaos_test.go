@@ -228,3 +228,23 @@ func TestChaosCatchesDataLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestChaosRegionOfThree: a region of three slot-owning nodes (gossip,
+// --cluster-forward) and a region of one. One node of the three is cut
+// from the other two (its clients and the other region still reach it),
+// later another is killed: each side of the cut takes the other's slots,
+// and after the heal the region is one again and has lost nothing.
+func TestChaosRegionOfThree(t *testing.T) {
+	s := time.Second
+	rep := runChaos(t, Config{Seed: 41, Duration: 14 * s, RegionSizes: []int{3, 1}, Gossip: true, SlotOwned: true,
+		Schedule: &Schedule{Faults: []Fault{
+			{Kind: FaultSever, At: 3 * s, For: 4 * s, Node: 0},
+			{Kind: FaultKill, At: 9 * s, For: 2 * s, Node: 1},
+		}}})
+	if !rep.Pass {
+		t.Errorf("violations:\n%s", rep.Summary())
+	}
+	if rep.Checked[CheckRefill] == 0 || rep.Checked[CheckLostProbe] == 0 {
+		t.Errorf("the refill and lost-probe checks examined nothing: %v", rep.Checked)
+	}
+}

@@ -395,7 +395,7 @@ func (c *checker) failoverNear(node int, from, to int64) bool {
 	region := c.in.Nodes[node].Region
 	for i := range c.in.Events {
 		ev := &c.in.Events[i]
-		if (ev.Kind == FaultKill || ev.Kind == FaultPause || ev.Kind == FaultSkew) && c.in.Nodes[ev.Node].Region == region &&
+		if ev.onNode() && c.in.Nodes[ev.Node].Region == region &&
 			ev.Start <= to && (ev.End == 0 || ev.End >= from) {
 			return true
 		}

@@ -39,8 +39,9 @@ type node struct {
 	id          uint32
 	addr        string // RESP
 	peerAddr    string
-	gossipAddr  string   // with Config.Gossip
-	peers       []string // proxies to every other node (of the other regions, with Config.Gossip)
+	gossipAddr  string      // with Config.Gossip
+	relay       *nodeRelays // with Config.Gossip: what its region reaches it through
+	peers       []string    // proxies to every other node (of the other regions, with Config.Gossip)
 	log         *os.File
 
 	mu       sync.Mutex
@@ -61,6 +62,7 @@ type cluster struct {
 	srv     *toxiproxy.ApiServer
 	proxies map[[2]int]*toxiproxy.Proxy // [from node, to node]
 	certs   *runCerts                   // nil: plaintext links
+	relays  *relays                     // with Config.Gossip
 
 	mu    sync.Mutex
 	cuts  map[[2]int]int // proxy -> how many faults cut it
@@ -109,6 +111,14 @@ func newCluster(cfg Config, clock *runClock, offsets []time.Duration) (_ *cluste
 			nd.gossipAddr = addrs[3*i+2]
 		}
 		c.nodes = append(c.nodes, nd)
+	}
+	if cfg.Gossip {
+		c.relays = newRelays(c.pidsOf)
+		for i, nd := range c.nodes {
+			if nd.relay, err = c.relays.add(i, nd.gossipAddr, nd.peerAddr, nd.addr); err != nil {
+				return nil, fmt.Errorf("chaos: relays of node %d: %w", nd.id, err)
+			}
+		}
 	}
 	if !cfg.Plaintext {
 		var names []string
@@ -208,6 +218,9 @@ func (c *cluster) args(nd *node, join []string) []string {
 	}
 	if nd.gossipAddr != "" {
 		a = append(a, "--gossip-addr", nd.gossipAddr)
+		if nd.relay != nil {
+			a = append(a, "--gossip-advertise-addr", nd.relay.gossipAddr(), "--peer-announce-addr", nd.relay.replAddr(), "--announce-addr", nd.relay.clientAddr())
+		}
 		if len(join) > 0 {
 			a = append(a, "--join", strings.Join(join, ","))
 		}
@@ -274,8 +287,9 @@ func (c *cluster) start(nd *node, offset time.Duration) error {
 }
 
 // regionGossip returns the gossip addresses of the other running nodes of
-// nd's region (none without Config.Gossip): a node starts alone only when
-// none of its region runs.
+// nd's region (none without Config.Gossip), those of their relays once
+// the cluster has them: a node starts alone only when none of its region
+// runs.
 func (c *cluster) regionGossip(nd *node) []string {
 	var out []string
 	for _, o := range c.nodes {
@@ -285,7 +299,10 @@ func (c *cluster) regionGossip(nd *node) []string {
 		o.mu.Lock()
 		running := o.cmd != nil
 		o.mu.Unlock()
-		if running {
+		switch {
+		case running && o.relay != nil:
+			out = append(out, o.relay.gossipAddr())
+		case running:
 			out = append(out, o.gossipAddr)
 		}
 	}
@@ -504,6 +521,9 @@ func (c *cluster) close() {
 	}
 	for _, p := range c.proxies {
 		p.Stop()
+	}
+	if c.relays != nil {
+		c.relays.close()
 	}
 	select {
 	case <-c.done:

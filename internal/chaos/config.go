@@ -154,6 +154,7 @@ const (
 	FaultKill    = "kill"    // kill -9 a node; restart it later with the same flags and ports
 	FaultPause   = "pause"   // SIGSTOP a node; SIGCONT it later
 	FaultSkew    = "skew"    // restart a node (SIGTERM) with a new clock offset (GEOCACHE_TEST_CLOCK_OFFSET)
+	FaultSever   = "sever"   // cut one node from the other nodes of its region (with Gossip); its clients and other regions still reach it
 
 	// FaultFlush empties one node with FLUSHALL (not replicated): data
 	// loss the system does not cause by itself, which the checker must
@@ -163,7 +164,7 @@ const (
 )
 
 // AllFaults is every fault kind.
-var AllFaults = []string{FaultIsolate, FaultOneWay, FaultPartial, FaultSplit, FaultLatency, FaultKill, FaultPause, FaultSkew}
+var AllFaults = []string{FaultIsolate, FaultOneWay, FaultPartial, FaultSplit, FaultLatency, FaultKill, FaultPause, FaultSkew, FaultSever}
 
 // withDefaults fills in the defaults and checks the settings (Bin and Dir
 // too if needBinDir).
@@ -310,6 +311,18 @@ func (c Config) nodes() int {
 		n += s
 	}
 	return n
+}
+
+// shared reports whether node index i has another node in its region
+// that it gossips with.
+func (c Config) shared(i int) bool {
+	if !c.Gossip {
+		return false
+	}
+	if len(c.RegionSizes) == 0 {
+		return c.NodesPerRegion > 1
+	}
+	return c.RegionSizes[c.regionOf(i)] > 1
 }
 
 // regionOf is the region of node index i: the regions' nodes are numbered

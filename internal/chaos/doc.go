@@ -34,9 +34,11 @@
 //     replication visibility;
 //  3. meanwhile applies the fault schedule: partitions (a region isolated,
 //     one-way cuts, a pair of regions cut apart, a minority split),
-//     latency spikes, kill -9 and restart, SIGSTOP/SIGCONT pauses, and
+//     latency spikes, kill -9 and restart, SIGSTOP/SIGCONT pauses,
 //     clock skew through geocache serve's test hook GEOCACHE_TEST_CLOCK_OFFSET
-//     (a restart with a new offset);
+//     (a restart with a new offset), and, in regions of several nodes
+//     (Config.Gossip), one node severed from the others of its region
+//     (relays in front of its in-region ports: sever.go);
 //  4. heals everything, restarts what is down, waits until every node holds
 //     the same version of every key it holds, and dumps every node (GEOCACHE
 //     VERSION and GET over every key written);

@@ -338,6 +338,12 @@ func (h *harness) inject(f Fault) (func() error, error) {
 			return nil, err
 		}
 		return nil, h.restart(nd, f.Offset)
+	case FaultSever:
+		if cl.relays == nil || !cfg.shared(f.Node) {
+			return nil, fmt.Errorf("node %d has no region to be severed from", f.Node+1)
+		}
+		cl.relays.sever(f.Node, true)
+		return func() error { cl.relays.sever(f.Node, false); return nil }, nil
 	case FaultFlush:
 		c := newClient(cl.nodes[f.Node].addr, "", 5*time.Second)
 		defer c.Close()

@@ -25,6 +25,7 @@ type Schedule struct {
 //	kill     Node (index: node id - 1), down for For
 //	pause    Node, stopped for For
 //	skew     Node restarted with clock offset Offset (For unused)
+//	sever    Node cut from the other nodes of its region for For
 type Fault struct {
 	Kind     string        `json:"kind"`
 	At       time.Duration `json:"at_ns"`
@@ -43,6 +44,10 @@ type Fault struct {
 func (f Fault) process() bool {
 	return f.Kind == FaultKill || f.Kind == FaultPause || f.Kind == FaultSkew
 }
+
+// onNode reports whether the fault strikes one node: at most one such
+// fault at a time in a random schedule, so it is always a minority.
+func (f Fault) onNode() bool { return f.process() || f.Kind == FaultSever }
 
 // instant reports whether the fault is a single action with no end.
 func (f Fault) instant() bool { return f.Kind == FaultSkew || f.Kind == FaultFlush }
@@ -83,6 +88,8 @@ func (f Fault) String() string {
 		return fmt.Sprintf("%s SIGSTOP node %d%s", at, f.Node+1, dur)
 	case FaultSkew:
 		return fmt.Sprintf("%s restart node %d with clock offset %v", at, f.Node+1, f.Offset)
+	case FaultSever:
+		return fmt.Sprintf("%s sever node %d from its region%s", at, f.Node+1, dur)
 	case FaultFlush:
 		return fmt.Sprintf("%s FLUSHALL node %d (checker self-test)", at, f.Node+1)
 	}
@@ -154,15 +161,18 @@ func (s *Schedule) validate(c Config) error {
 			if f.Node < 0 || f.Node >= c.nodes() {
 				return bad("no such node")
 			}
-		case FaultKill, FaultPause, FaultSkew:
+		case FaultKill, FaultPause, FaultSkew, FaultSever:
 			if f.Node < 0 || f.Node >= c.nodes() {
 				return bad("no such node")
 			}
 			if f.Kind == FaultSkew && !off(f.Offset) {
 				return bad("offset out of range")
 			}
+			if f.Kind == FaultSever && !c.shared(f.Node) {
+				return bad("the node has no other node of its region to be cut from (sever needs gossip and a region of several nodes)")
+			}
 			if end, ok := busy[f.Node]; ok && f.At < end+time.Second {
-				return bad("overlaps (or follows within 1s) another process fault of the node")
+				return bad("overlaps (or follows within 1s) another fault of the node")
 			}
 			busy[f.Node] = f.End()
 		}
@@ -191,6 +201,8 @@ func Generate(c Config) Schedule {
 		switch k {
 		case FaultKill, FaultPause, FaultSkew:
 			return false
+		case FaultSever:
+			return !slices.ContainsFunc(nodeIdx(c.nodes()), c.shared)
 		case FaultSplit:
 			return c.Regions < 3 // a minority needs three regions
 		case FaultFlush:
@@ -219,9 +231,9 @@ func Generate(c Config) Schedule {
 			if k > 0 {
 				f.At += between(0, time.Second)
 			}
-			if f.process() {
+			if f.onNode() {
 				if process {
-					continue // one process fault at a time: always a minority
+					continue // one fault on a node at a time: always a minority
 				}
 				process = true
 			}
@@ -252,8 +264,17 @@ func Generate(c Config) Schedule {
 				f.Node = rng.IntN(c.nodes())
 				f.For = 0
 				f.Offset = randOffset(rng, c.MaxOffset)
+			case FaultSever:
+				nodes := slices.DeleteFunc(nodeIdx(c.nodes()), func(i int) bool { return !c.shared(i) })
+				f.Node = nodes[rng.IntN(len(nodes))]
+				f.For = between(2*time.Second, 8*time.Second)
+				if rng.IntN(4) == 0 {
+					// Past memberlist's 30 s of gossip to the dead: the
+					// region heals only by re-joining the failed member.
+					f.For = between(32*time.Second, 40*time.Second)
+				}
 			}
-			if f.process() {
+			if f.onNode() {
 				if e, ok := busy[f.Node]; ok && f.At < e+time.Second {
 					continue
 				}
@@ -264,7 +285,7 @@ func Generate(c Config) Schedule {
 				}
 				f.For = limit - f.At
 			}
-			if f.process() {
+			if f.onNode() {
 				busy[f.Node] = f.End()
 			}
 			s.Faults = append(s.Faults, f)
@@ -303,4 +324,13 @@ func FixedSchedule() *Schedule {
 			{Kind: FaultSplit, At: 18 * s, For: 1500 * time.Millisecond, Minority: []int{1}},
 		},
 	}
+}
+
+// nodeIdx returns 0, 1, …, n-1.
+func nodeIdx(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }

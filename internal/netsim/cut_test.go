@@ -3,7 +3,6 @@ package netsim
 import (
 	"bufio"
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/Shopify/toxiproxy/v2/collectors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/geocache/geocache/internal/testkit"
 )
 
 // echo serves lines back until the test ends.
@@ -21,19 +22,7 @@ func echo(t *testing.T) string {
 	if err != nil {
 		t.Skip("no loopback TCP")
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	testkit.Echo(t, ln)
 	return ln.Addr().String()
 }
 
