@@ -12,6 +12,7 @@ import (
 // Checks, by the name a Violation carries.
 const (
 	CheckConvergence  = "I1-convergence"         // after heal, two nodes hold different versions of a key
+	CheckOwnerConv    = "I1-owner-convergence"   // after heal, two owners of a key in one region hold different versions of it (slot-owned nodes; owners.go)
 	CheckBehind       = "I1-behind"              // a node holds a version older than a durable acknowledged write
 	CheckResurrection = "I3-resurrection"        // a node holds a version older than an acknowledged delete
 	CheckAfterExpiry  = "I3-older-after-expiry"  // a node holds a version older than an acknowledged write that has expired
@@ -112,6 +113,9 @@ type CheckResult struct {
 	// region: a failover moved the key to an owner the write had not
 	// reached yet (allowed, reported).
 	RYWFailover int `json:"ryw_failover,omitempty"`
+	// OwnerStates counts, with SlotOwned, the (owner, key) pairs the owner
+	// dump read: what the owner convergence check compared.
+	OwnerStates int `json:"owner_states,omitempty"`
 	// Counters is what the counter check examined (counter.go).
 	Counters CounterFigures `json:"counters"`
 	// Hashes is what the hash check examined (hash.go).
@@ -267,6 +271,7 @@ func Check(in *checkInput) *CheckResult {
 	c.crashes()
 	if in.Final != nil {
 		c.convergence()
+		c.ownerConvergence()
 		c.finalVsHistory()
 		c.lostWrites()
 		c.dumpValues()

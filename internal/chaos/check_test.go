@@ -757,3 +757,34 @@ func TestRefusalsExplainedByOffsets(t *testing.T) {
 		t.Errorf("slot-owned: refusals %+v; want none unexplained", res.Refusals)
 	}
 }
+
+// With slot-owned nodes, the owners of a key in one region must hold the
+// same version: the dump through forwarding cannot see an owner that
+// misses a key the other owner holds.
+func TestCheckOwnerConvergence(t *testing.T) {
+	owners := func(states ...*KeyState) *hist {
+		h := newHist()
+		h.in.SlotOwned = true
+		h.in.Nodes[1].Region = 0 // nodes 1 and 2 (indexes 0 and 1) share region us
+		s1 := h.set(0, "a", "a|1", time.Second, 0)
+		h.final(map[string][3]*KeyState{"a": {live(s1), live(s1), live(s1)}})
+		h.in.Final.OwnerDump = [][]*KeyState{{states[0]}, {states[1]}, {states[2]}}
+		h.in.Final.OwnerDumpAt = at(55 * time.Second)
+		return h
+	}
+	h := newHist()
+	s1 := h.set(0, "a", "a|1", time.Second, 0)
+	s2 := h.set(0, "a", "a|2", 2*time.Second, 0)
+
+	res := owners(live(s1), live(s1), live(s1)).expect(t)
+	if res.Checked[CheckOwnerConv] != 1 || res.OwnerStates != 3 {
+		t.Errorf("owner convergence checked %d keys, %d owner states; want 1 and 3", res.Checked[CheckOwnerConv], res.OwnerStates)
+	}
+	owners(live(s1), &KeyState{}, live(s1)).expect(t, CheckOwnerConv) // an owner holds nothing
+	owners(live(s1), live(s2), live(s1)).expect(t, CheckOwnerConv)    // another version
+	owners(live(s1), nil, live(s1)).expect(t)                         // node 2 is not an owner
+	owners(live(s1), live(s1), &KeyState{}).expect(t)                 // the only owner in its region
+	h = newHist()
+	d := h.del(0, "a", 2*time.Second)
+	owners(tomb(d), &KeyState{}, nil).expect(t) // nothing and a tombstone agree
+}

@@ -433,6 +433,11 @@ func (h *harness) linksUp(ctx context.Context, clients []*redis.Client) (bool, e
 func (h *harness) waitLinks(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	clients := h.adminClients()
 	defer closeAll(clients)
+	var redirect []*redis.Client
+	if h.cfg.SlotOwned {
+		redirect = h.redirectClients()
+		defer closeAll(redirect)
+	}
 	start := time.Now()
 	var last error
 	for time.Since(start) < timeout {
@@ -484,6 +489,11 @@ type final struct {
 	Keys        []string
 	Dump        [][]KeyState // [node][key]
 	DumpAt      []int64      // per node, when its dump completed
+	// OwnerDump is, with slot-owned nodes, what each node holds of the keys
+	// of its own slots ([node][key]; nil: not an owner), read without
+	// forwarding, from the same rounds as Dump; OwnerDumpAt is when.
+	OwnerDump   [][]*KeyState `json:",omitempty"`
+	OwnerDumpAt int64         `json:",omitempty"`
 	DumpErr     []string
 	Evicted     []int64
 	FullSyncs   []int64
@@ -536,6 +546,11 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 
 	clients := h.adminClients()
 	defer closeAll(clients)
+	var redirect []*redis.Client
+	if h.cfg.SlotOwned {
+		redirect = h.redirectClients()
+		defer closeAll(redirect)
+	}
 	deadline := f.HealAt + int64(h.cfg.ConvergeTimeout)
 	var agreedAt int64
 	for {
@@ -551,6 +566,12 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		hashes, herrs := h.dumpHashes(ctx, clients, f.HashKeys)
 		n += h.hashDivergent(hashes)
 		errs = append(errs, herrs...)
+		if redirect != nil {
+			owned, oerrs := h.ownerDump(ctx, redirect, f.Keys)
+			f.OwnerDump, f.OwnerDumpAt = owned, h.clock.now()
+			n += len(h.ownerDivergent(owned, f.Keys, f.OwnerDumpAt))
+			errs = append(errs, oerrs...)
+		}
 		t := h.clock.now()
 		f.Timeline = append(f.Timeline, divergencePoint{T: t, Divergent: n, LinksUp: up})
 		f.Dump, f.DumpAt, f.DumpErr, f.Counters, f.Hashes = dump, at, errs, counters, hashes
