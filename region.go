@@ -242,6 +242,7 @@ func (n *Node) regionStats(resyncs uint64) *RegionStats {
 		return nil
 	}
 	rs := &RegionStats{State: n.members.State().String(), Members: map[string]int{}, Epoch: sm.epoch}
+	rs.Failed, rs.Rejoins = n.members.Failed()
 	for _, mb := range n.members.Members() {
 		rs.Members[mb.State.String()]++
 	}

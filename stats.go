@@ -75,6 +75,11 @@ type RegionStats struct {
 	// of full syncs asked of every peer for gained slots.
 	KeptSlots, ColdSlots int
 	Forgotten, Resyncs   uint64
+	// Failed counts the members declared dead that this node keeps trying
+	// to reach at their gossip address (a split region heals that way),
+	// and Rejoins the times it reached one again.
+	Failed  int
+	Rejoins uint64
 }
 
 // AckStats describes the writes of one acknowledgement level.

@@ -257,6 +257,8 @@ func TestRegionMetrics(t *testing.T) {
 		{"geocache_region_members", []string{"state", "joining"}, 0},
 		{"geocache_region_slots", []string{"role", "owned"}, 16384},
 		{"geocache_region_slots", []string{"role", "primary"}, 16384},
+		{"geocache_region_failed_members", nil, 0},
+		{"geocache_region_rejoins_total", nil, 0},
 	} {
 		if v, ok := value(mfs, tt.name, tt.labels...); !ok || v != tt.want {
 			t.Errorf("%s%v = %v, %v; want %v", tt.name, tt.labels, v, ok, tt.want)

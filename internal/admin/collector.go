@@ -123,6 +123,8 @@ var (
 	descRegionSlots     = desc("region_slots", "Hash slots this node owns, as any copy (owned) or as their primary (primary); with slot-owned storage also those whose entries it keeps (kept) and those of them still filling from the peers (cold).", "role")
 	descRegionForgotten = desc("region_forgotten_entries_total", "Entries forgotten because their slots were no longer kept (slot-owned storage).")
 	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
+	descRegionFailed    = desc("region_failed_members", "Members of the region declared dead that this node keeps trying to reach at their gossip address.")
+	descRegionRejoins   = desc("region_rejoins_total", "Times this node reached a member declared dead again (a split region healing).")
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
 	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")
@@ -156,7 +158,7 @@ var (
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept,
 		descVisibility, descAckDuration, descAckFailures,
-		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs,
+		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
@@ -215,6 +217,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRegionMembers, float64(r.Members[s]), s)
 		}
 		gauge(descRegionEpoch, float64(r.Epoch))
+		gauge(descRegionFailed, float64(r.Failed))
+		counter(descRegionRejoins, r.Rejoins)
 		gauge(descRegionSlots, float64(r.Slots), "owned")
 		gauge(descRegionSlots, float64(r.PrimarySlots), "primary")
 		if r.KeptSlots > 0 {

@@ -124,6 +124,8 @@ type Membership struct {
 	// dead (not those that announced they were leaving), which reconnect
 	// keeps trying.
 	failed map[string]failedMember
+
+	rejoins atomic.Uint64 // failed members reconnect reached again
 }
 
 // failedMember is a member declared dead, as reconnect knows it.
@@ -317,6 +319,15 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
+// Failed returns how many members declared dead this node keeps trying to
+// reach (a partition of the region, or members that never came back), and
+// how many times it reached one again.
+func (m *Membership) Failed() (failed int, rejoins uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.failed), m.rejoins.Load()
+}
+
 // Addr returns the host:port other members reach this node's gossip at.
 func (m *Membership) Addr() string { return m.addr }
 
@@ -390,6 +401,7 @@ func (m *Membership) reconnect() {
 			// A failed join is logged by memberlist at debug level: a
 			// member that stays down costs one dial per tick, quietly.
 			if n, err := m.list.Join([]string{f.addr}); err == nil && n > 0 {
+				m.rejoins.Add(1)
 				m.cfg.Logger.Info("region member reached again at its gossip address", "node", f.name, "addr", f.addr, "down_for", time.Since(f.since).Round(time.Millisecond))
 			}
 		}

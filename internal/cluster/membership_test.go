@@ -349,6 +349,9 @@ func TestMembershipHealsAfterALongPartition(t *testing.T) {
 	testkit.Eventually(t, "n1 alone and n2, n3 without it", func() bool {
 		return names(a.lastChange()) == "n1" && names(b.lastChange()) == "n2,n3" && names(c.lastChange()) == "n2,n3"
 	})
+	if f, _ := a.Failed(); f != 2 {
+		t.Errorf("n1 tries to reach %d failed members, want 2", f)
+	}
 
 	at.set(false, b.Addr(), c.Addr())
 	bt.set(false, a.Addr())
@@ -358,5 +361,14 @@ func TestMembershipHealsAfterALongPartition(t *testing.T) {
 	}
 	if !strings.Contains(a.logs.String()+b.logs.String()+c.logs.String(), "region member reached again") {
 		t.Error("no member logged reaching a failed member again")
+	}
+	rejoins := uint64(0)
+	for _, m := range all {
+		testkit.Eventually(t, "no failed member left", func() bool { f, _ := m.Failed(); return f == 0 })
+		_, r := m.Failed()
+		rejoins += r
+	}
+	if rejoins == 0 {
+		t.Error("no member counted reaching a failed member again")
 	}
 }
