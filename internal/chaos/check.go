@@ -116,6 +116,10 @@ type CheckResult struct {
 	// OwnerStates counts, with SlotOwned, the (owner, key) pairs the owner
 	// dump read: what the owner convergence check compared.
 	OwnerStates int `json:"owner_states,omitempty"`
+	// OwnerGhost counts the keys an owner held nothing of where another
+	// owner of its region held a version a tombstone ghost of the key's
+	// slot may cover (excused).
+	OwnerGhost int `json:"owner_ghost,omitempty"`
 	// Counters is what the counter check examined (counter.go).
 	Counters CounterFigures `json:"counters"`
 	// Hashes is what the hash check examined (hash.go).

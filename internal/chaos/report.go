@@ -261,7 +261,7 @@ func (r *Report) Summary() string {
 	}
 	if r.SlotOwned {
 		fmt.Fprintf(&b, "  reads older than a write their node had reported, within %v of a fault in its region (a failover moved the key to an owner the write had not reached yet; allowed): %d\n", failoverGrace, r.RYWFailover)
-		fmt.Fprintf(&b, "  owner dump: %d (owner, key) states read without forwarding, compared among each region's owners\n", r.OwnerStates)
+		fmt.Fprintf(&b, "  owner dump: %d (owner, key) states read without forwarding, compared among each region's owners; keys an owner lacks that a ghost slot may cover (excused): %d\n", r.OwnerStates, r.OwnerGhost)
 	}
 	rf := r.Refill
 	fmt.Fprintf(&b, "  refill: %d restarted ample node(s) checked (%d skipped: flushed since), %d (node, key) held, %d missing excused by a ghost slot, %d by expiry near the dump, %d missing; probes missing on ample nodes: %d excused by a ghost slot, %d not\n",
@@ -429,6 +429,7 @@ func Recheck(dir string) (*Report, error) {
 			s.RegionSizes = append(s.RegionSizes, s.NodesPerRegion)
 		}
 	}
-	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, RegionSizes: s.RegionSizes, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon, SmallRegionMemory: s.SmallMemory}
+	cfg := Config{Seed: s.Seed, Regions: s.Regions, NodesPerRegion: s.NodesPerRegion, RegionSizes: s.RegionSizes, Duration: s.Duration, Latency: s.Latency, TombstoneHorizon: s.Horizon, SmallRegionMemory: s.SmallMemory,
+		SlotOwned: s.Input.SlotOwned, Gossip: s.Input.SlotOwned} // slot-owned nodes gossip
 	return buildReport(cfg, s.Schedule, s.Input, Check(s.Input)), nil
 }
