@@ -233,3 +233,40 @@ func TestFullSyncAskStartsAcksOver(t *testing.T) {
 		}
 	})
 }
+
+// A receiver taking a long full sync keeps the origin's reader alive with
+// acks of 0, not with its last ack: the origin started its acks over when
+// it asked for the full sync, and a repeat of the old position would count
+// again, for the slots it vouches for now, before the snapshot landed.
+func TestSnapshotKeepAliveAcksNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		startTestNode(t, mem, "a", Config{NodeID: 1, TombstoneHorizon: time.Second, PingInterval: 100 * time.Millisecond}, true)
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("k", "v", nowTS(), fakeID)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+			t.Fatalf("Ack %d, want 1", ack.Seq)
+		}
+		p.c.Close()
+
+		time.Sleep(2 * time.Second) // past the horizon: a asks for a full sync
+		p = dialFake(t, mem, "fake", "a")
+		if _, r := p.open(fakeHello(fakeID)); r.NextSeq != 0 {
+			t.Fatalf("Resume at %d after the horizon, want 0 (full sync)", r.NextSeq)
+		}
+		p.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 5, HLC: uint64(nowTS())})
+		time.Sleep(time.Second) // a slow snapshot
+		p.send(&wire.SnapshotChunk{Origin: fakeID, Ops: []wire.Op{setOp("k", "v2", nowTS(), fakeID)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 0 {
+			t.Errorf("keep-alive during the snapshot acknowledges %d, want 0", ack.Seq)
+		}
+		p.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 5 {
+			t.Errorf("ack after the snapshot %d, want 5", ack.Seq)
+		}
+	})
+}

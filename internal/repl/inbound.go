@@ -385,12 +385,12 @@ func (in *inStream) snapshotOps(ops []wire.Op) error {
 		return err
 	}
 	// A long snapshot must not look like a silent peer to the sender: keep
-	// its reader alive with a repeat of the last ack.
+	// its reader alive with an ack of 0, which acknowledges nothing. Not
+	// the last ack: the sender started this node's acks over when it asked
+	// for the full sync, and counts them again from the first one after
+	// the snapshot lands.
 	if time.Since(in.lastWrite) > r.cfg.PingInterval {
-		in.o.mu.Lock()
-		applied := in.o.acked()
-		in.o.mu.Unlock()
-		return in.ack(applied)
+		return in.ack(0)
 	}
 	return nil
 }

@@ -33,7 +33,8 @@ type link struct {
 	region     string // "" until the first handshake
 	connected  bool
 	since      time.Time // of the last change of connected, or of the link's creation
-	acked      uint64    // highest sequence number the peer has applied
+	acked      uint64    // highest sequence number the peer has applied (0 again when it asks for a full sync)
+	lastAck    uint64    // the peer process's highest ack, kept when it asks for a full sync: where a replay starts
 	peerInc    uint64    // the peer's incarnation at the last handshake
 	sent       uint64    // next sequence number to send
 	rtt        time.Duration
@@ -244,16 +245,21 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 	}
 	replay := uint64(0)
 	if l.nodeID == h.NodeID && l.peerInc == h.Incarnation {
-		replay = l.acked + 1
+		replay = l.lastAck + 1
+	} else {
+		l.lastAck = 0 // another process: nothing of this log
 	}
 	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.vouchKnown, l.vouched = false, nil // announced after the Resume
 	l.acked = max(l.acked, next-1)
+	l.lastAck = max(l.lastAck, next-1)
 	if resume.NextSeq == 0 {
 		// A peer asking for a full sync may vouch for keys it skipped or
 		// lost since its last acks: those acks no longer speak for it
-		// until the snapshot lands and it acknowledges again.
+		// until the snapshot lands and it acknowledges again (its acks
+		// during the snapshot say 0). lastAck stays: a full sync cut off
+		// before the peer acknowledged it replays from there again.
 		l.acked = 0
 	}
 	l.sent = next
@@ -676,6 +682,7 @@ func (r *Replicator) onAck(l *link, fc *frameConn, f *wire.Ack) error {
 	l.mu.Lock()
 	advanced := f.Seq > l.acked
 	l.acked = max(l.acked, f.Seq)
+	l.lastAck = max(l.lastAck, f.Seq)
 	l.mu.Unlock()
 	if advanced {
 		r.ackAdvancedLocked()

@@ -59,7 +59,7 @@ func (r *Replicator) AddPeer(addr string) bool {
 		// log replays from there after the snapshot, carrying this node's
 		// writes of slots it has since stopped keeping and forgotten.
 		delete(r.removed, addr)
-		l.nodeID, l.peerInc, l.acked = m.nodeID, m.peerInc, m.acked
+		l.nodeID, l.peerInc, l.lastAck = m.nodeID, m.peerInc, m.lastAck
 	}
 	if r.started {
 		r.startLinkLocked(l)
@@ -101,7 +101,7 @@ func (r *Replicator) RemovePeer(addr string) bool {
 	}
 	l.mu.Lock()
 	name := l.name
-	memo := removedLink{nodeID: l.nodeID, peerInc: l.peerInc, acked: l.acked}
+	memo := removedLink{nodeID: l.nodeID, peerInc: l.peerInc, lastAck: l.lastAck}
 	l.mu.Unlock()
 	if memo.nodeID != 0 {
 		r.mu.Lock()
@@ -138,7 +138,7 @@ func (r *Replicator) Peers() []string {
 type removedLink struct {
 	nodeID  uint32
 	peerInc uint64
-	acked   uint64
+	lastAck uint64
 }
 
 // maxRemovedLinks bounds RemovePeer's memory.

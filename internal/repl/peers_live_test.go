@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/geocache/geocache/internal/wire"
 )
@@ -261,4 +262,66 @@ func TestReaddedPeerReplaysFromItsLastAck(t *testing.T) {
 			t.Fatalf("after the snapshot: Ops from seq %d (%d ops); want the log replayed from %d, k2 first", ops.FirstSeq, len(ops.Ops), seq+1)
 		}
 	})
+}
+
+// A full sync cut off before the peer acknowledges it (a flaky network
+// after a heal, or a second Resync) replays from the same last ack when
+// the same process asks again, on the same link or on one removed and
+// added back: the ack that starts the peer's counting over is not where
+// the replay starts. Before, the second snapshot replayed nothing, and
+// with a partial full sync (Wanted) the writes of the peer's other slots
+// in between were in neither the snapshot nor the stream.
+func TestFullSyncCutOffReplaysAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		readd  bool
+		wanted bool
+	}{{"same link", false, false}, {"removed and added", true, false}, {"wanted slots", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				ln := listenFake(t, mem, "p1")
+				a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}, Log: LogConfig{MaxRecords: 2}}, false)
+				h := fakeHello(11)
+				h.Region = "eu"
+				p := ln.accept()
+				p.answer(h)
+				p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+				a.put(t, "k1", "v")
+				seq := a.put(t, "k2", "v")
+				for got := uint64(0); got < seq; {
+					ops := dataAs[*wire.Ops](t, p)
+					got = ops.FirstSeq + uint64(len(ops.Ops)) - 1
+				}
+				p.send(&wire.Ack{Origin: 1, Seq: seq})
+				synctest.Wait()
+				p.c.Close()
+				synctest.Wait()
+				a.put(t, "k3", "written while p1 was away")
+				a.put(t, "k4", "written while p1 was away")
+				synctest.Wait()
+				var wanted []byte
+				if tc.wanted {
+					slot := uint16(cluster.KeySlot("gained"))
+					wanted = make([]byte, wire.SlotSetLen)
+					wanted[slot>>3] |= 1 << (slot & 7)
+				}
+				for attempt := 1; attempt <= 2; attempt++ {
+					if attempt == 2 && tc.readd {
+						a.r.RemovePeer("p1")
+						a.r.AddPeer("p1")
+					}
+					p = ln.accept()
+					p.answer(h) // the same process
+					p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS()), Wanted: wanted})
+					if b := dataAs[*wire.SnapshotBegin](t, p); b.Seq != seq {
+						t.Fatalf("attempt %d: snapshot at seq %d; want %d, the log replayed from the last ack", attempt, b.Seq, seq)
+					}
+					p.c.Close() // cut off before the peer acknowledges it
+					synctest.Wait()
+				}
+			})
+		})
+	}
 }
