@@ -350,8 +350,10 @@ func (m *Membership) sortedLocked() []Member {
 }
 
 // Leave announces that this node is leaving, so that the others remove it
-// at once instead of detecting a failure; it waits up to timeout for the
-// announcement to spread. After Close it does nothing.
+// at once instead of detecting a failure (and do not try to reach it
+// again): it announces the Leaving state first unless SetState did, then
+// leaves the gossip, waiting up to timeout for each to spread. After Close
+// it does nothing.
 func (m *Membership) Leave(timeout time.Duration) error {
 	m.closeMu.Lock()
 	defer m.closeMu.Unlock()
@@ -359,6 +361,19 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		return nil
 	}
 	m.stopping.Store(true)
+	// Say Leaving first, if not yet said (LeaveRegion does; a Close that
+	// did not hand over does not): memberlist does not tell the others a
+	// member that left from one that failed, and they keep trying to
+	// reach a failed one (reconnect).
+	if self := m.selfMember(); self.State != Leaving {
+		self.State = Leaving
+		if enc, err := encodeAnnouncement(m.cfg.Region, self); err == nil {
+			m.mu.Lock()
+			m.self, m.cfg.Self.State = enc, Leaving
+			m.mu.Unlock()
+			m.list.UpdateNode(timeout) // best effort: the leave itself follows
+		}
+	}
 	return m.list.Leave(timeout)
 }
 
@@ -399,10 +414,18 @@ func (m *Membership) reconnect() {
 				return
 			}
 			// A failed join is logged by memberlist at debug level: a
-			// member that stays down costs one dial per tick, quietly.
+			// member that stays down costs one dial per tick, quietly. A
+			// join that reached something is a rejoin only if the member
+			// is back (what answers there may be another node: update and
+			// ignore then stopped trying the address).
 			if n, err := m.list.Join([]string{f.addr}); err == nil && n > 0 {
-				m.rejoins.Add(1)
-				m.cfg.Logger.Info("region member reached again at its gossip address", "node", f.name, "addr", f.addr, "down_for", time.Since(f.since).Round(time.Millisecond))
+				m.mu.Lock()
+				_, back := m.members[f.name]
+				m.mu.Unlock()
+				if back {
+					m.rejoins.Add(1)
+					m.cfg.Logger.Info("region member reached again at its gossip address", "node", f.name, "addr", f.addr, "down_for", time.Since(f.since).Round(time.Millisecond))
+				}
 			}
 		}
 	}
@@ -458,25 +481,19 @@ func (m *Membership) update(n *memberlist.Node) {
 	mb, known := a.member()
 	switch {
 	case err != nil || !known || mb.ID == 0 || mb.Name != n.Name:
-		m.ignore(n.Name, "unreadable announcement", "err", err)
+		m.ignore(n, "unreadable announcement", "err", err)
 		return
 	case a.Region != m.cfg.Region:
-		m.ignore(n.Name, "member of another region (gossip joins the nodes of one region; regions link by --peers)", "region", a.Region)
+		m.ignore(n, "member of another region (gossip joins the nodes of one region; regions link by --peers)", "region", a.Region)
 		return
 	case mb.ID == m.cfg.Self.ID:
-		m.ignore(n.Name, "member with this node's id", "id", mb.ID)
+		m.ignore(n, "member with this node's id", "id", mb.ID)
 		return
 	}
 	m.mu.Lock()
 	old, had := m.members[n.Name]
 	m.members[n.Name] = mb
-	for name, f := range m.failed {
-		// Back, or its address now another member's: a node restarted
-		// under a new name.
-		if name == n.Name || f.addr == n.Address() {
-			delete(m.failed, name)
-		}
-	}
+	m.forgetFailedLocked(n) // back, or a node restarted under a new name
 	m.mu.Unlock()
 	if !had || old != mb {
 		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr, "state", mb.State.String())
@@ -484,10 +501,22 @@ func (m *Membership) update(n *memberlist.Node) {
 	}
 }
 
-func (m *Membership) ignore(name, why string, args ...any) {
+// forgetFailedLocked stops trying the failed members named n or at n's
+// address: n holds it now. m.mu is held.
+func (m *Membership) forgetFailedLocked(n *memberlist.Node) {
+	for name, f := range m.failed {
+		if name == n.Name || f.addr == n.Address() {
+			delete(m.failed, name)
+		}
+	}
+}
+
+func (m *Membership) ignore(n *memberlist.Node, why string, args ...any) {
+	name := n.Name
 	m.mu.Lock()
 	_, had := m.members[name]
 	delete(m.members, name)
+	m.forgetFailedLocked(n) // not a member of this region at that address any more
 	warn := !m.ignored[name] && len(m.ignored) < 1024
 	if warn {
 		m.ignored[name] = true

@@ -372,3 +372,41 @@ func TestMembershipHealsAfterALongPartition(t *testing.T) {
 		t.Error("no member counted reaching a failed member again")
 	}
 }
+
+// A member that leaves (Leave, without SetState(Leaving) first) is not
+// taken for failed: nobody tries to reach it again.
+func TestMembershipLeftIsNotRetried(t *testing.T) {
+	a := mustStart(t, 1)
+	b := mustStart(t, 2, a.Addr())
+	testkit.Eventually(t, "two members", func() bool { return names(a.lastChange()) == "n1,n2" })
+	if err := b.Leave(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	testkit.Eventually(t, "n2 gone", func() bool { return names(a.lastChange()) == "n1" })
+	if f, _ := a.Failed(); f != 0 {
+		t.Errorf("a member that left is tried again (%d failed members)", f)
+	}
+}
+
+// A failed member's address taken by a node of another region: it is
+// reached once, ignored as a stranger, and not tried again, nor counted
+// as the failed member back.
+func TestMembershipStopsTryingAnAddressTakenByAnother(t *testing.T) {
+	a := mustStart(t, 1)
+	b := mustStart(t, 2, a.Addr())
+	testkit.Eventually(t, "two members", func() bool { return names(a.lastChange()) == "n1,n2" })
+	bAddr := b.Addr()
+	b.Close() // a crash: no leave message
+	testkit.Eventually(t, "n2 declared dead", func() bool { f, _ := a.Failed(); return f == 1 })
+	if _, err := startAt(t, bAddr, 3, "us", nil); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the address no longer tried", func() bool { f, _ := a.Failed(); return f == 0 })
+	if _, r := a.Failed(); r != 0 || strings.Contains(a.logs.String(), "region member reached again") {
+		t.Errorf("another region's node at a failed member's address counted as the member back (%d rejoins)", r)
+	}
+	if got := names(a.Members()); got != "n1" {
+		t.Errorf("members %s, want n1", got)
+	}
+}
