@@ -244,7 +244,7 @@ func TestChaosRegionOfThree(t *testing.T) {
 	if !rep.Pass {
 		t.Errorf("violations:\n%s", rep.Summary())
 	}
-	if rep.Checked[CheckRefill] == 0 || rep.Checked[CheckLostProbe] == 0 || rep.OwnerStates == 0 {
-		t.Errorf("the refill, lost-probe or owner convergence checks examined nothing: %v, %d owner states", rep.Checked, rep.OwnerStates)
+	if rep.Checked[CheckRefill] == 0 || rep.Checked[CheckLostProbe] == 0 || rep.OwnerCompared == 0 {
+		t.Errorf("the refill, lost-probe or owner convergence checks examined nothing: %v, %d (key, region) pairs of owners compared", rep.Checked, rep.OwnerCompared)
 	}
 }

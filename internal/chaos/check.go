@@ -116,6 +116,9 @@ type CheckResult struct {
 	// OwnerStates counts, with SlotOwned, the (owner, key) pairs the owner
 	// dump read: what the owner convergence check compared.
 	OwnerStates int `json:"owner_states,omitempty"`
+	// OwnerCompared counts the (key, region) pairs with several owners
+	// whose states the check compared.
+	OwnerCompared int `json:"owner_compared,omitempty"`
 	// OwnerGhost counts the keys an owner held nothing of where another
 	// owner of its region held a version a tombstone ghost of the key's
 	// slot may cover (excused).

@@ -777,8 +777,8 @@ func TestCheckOwnerConvergence(t *testing.T) {
 	s2 := h.set(0, "a", "a|2", 2*time.Second, 0)
 
 	res := owners(live(s1), live(s1), live(s1)).expect(t)
-	if res.Checked[CheckOwnerConv] != 1 || res.OwnerStates != 3 {
-		t.Errorf("owner convergence checked %d keys, %d owner states; want 1 and 3", res.Checked[CheckOwnerConv], res.OwnerStates)
+	if res.Checked[CheckOwnerConv] != 1 || res.OwnerStates != 3 || res.OwnerCompared != 1 {
+		t.Errorf("owner convergence checked %d keys, %d owner states, %d compared; want 1, 3 and 1", res.Checked[CheckOwnerConv], res.OwnerStates, res.OwnerCompared)
 	}
 	owners(live(s1), &KeyState{}, live(s1)).expect(t, CheckOwnerConv) // an owner holds nothing
 	owners(live(s1), live(s2), live(s1)).expect(t, CheckOwnerConv)    // another version

@@ -60,16 +60,20 @@ func (h *harness) ownerDump(ctx context.Context, clients []*redis.Client, keys [
 				continue
 			}
 			v, err := parseVersion(raw, err)
+			if err == nil {
+				if _, err = gets[k].Result(); errors.Is(err, redis.Nil) {
+					err = nil
+				}
+			}
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("node %d (its own slots): %s: %v", i+1, keys[k], err))
-				break
+				// -ASK (a cold slot) or a failure: this key is not known
+				// here; the others still are.
+				errs = append(errs, fmt.Sprintf("node %d: %s, read on its own slots: %v", i+1, keys[k], err))
+				continue
 			}
 			st := &KeyState{Ver: v}
 			if s, err := gets[k].Result(); err == nil {
 				st.Value, st.HasValue = unpadValue(s), true
-			} else if !errors.Is(err, redis.Nil) {
-				errs = append(errs, fmt.Sprintf("node %d (its own slots): GET %s: %v", i+1, keys[k], err))
-				break
 			}
 			if v != nil && v.Deleted {
 				st.HasValue = false
@@ -87,7 +91,10 @@ func (h *harness) ownerDump(ctx context.Context, clients []*redis.Client, keys [
 // entry that expires by expiresBy (ns, on the run's clock) is not judged.
 // An owner without a live entry where another holds version v disagrees
 // unless absent(v) excuses it (nil: never).
-func ownerDivergence(dump [][]*KeyState, regionOf func(int) int, skip func(int) bool, expiresBy int64, absent func(Version) bool, k int) string {
+//
+// compared, if not nil, counts the regions where the key has several
+// owners to compare.
+func ownerDivergence(dump [][]*KeyState, regionOf func(int) int, skip func(int) bool, expiresBy int64, absent func(Version) bool, compared *int, k int) string {
 	type holder struct {
 		n  int
 		st *KeyState
@@ -99,6 +106,9 @@ func ownerDivergence(dump [][]*KeyState, regionOf func(int) int, skip func(int) 
 		}
 	}
 	for _, hs := range byRegion {
+		if compared != nil && len(hs) > 1 {
+			*compared++
+		}
 		var live *holder
 		for i := range hs {
 			v := hs[i].st.Ver
@@ -151,7 +161,7 @@ func (h *harness) ownerDivergent(dump [][]*KeyState, keys []string, at int64) []
 	expiresBy := at + int64(h.cfg.MaxOffset+ownerExpiryMargin)
 	var out []int
 	for k := range keys {
-		if ownerDivergence(dump, h.cfg.regionOf, skip, expiresBy, func(Version) bool { return true }, k) != "" {
+		if ownerDivergence(dump, h.cfg.regionOf, skip, expiresBy, func(Version) bool { return true }, nil, k) != "" {
 			out = append(out, k)
 		}
 	}
@@ -187,7 +197,7 @@ func (c *checker) ownerConvergence() {
 			}
 			return false
 		}
-		d := ownerDivergence(f.OwnerDump, regionOf, c.small, expiresBy, ghost, k)
+		d := ownerDivergence(f.OwnerDump, regionOf, c.small, expiresBy, ghost, &c.res.OwnerCompared, k)
 		if excused {
 			c.res.OwnerGhost++
 		}

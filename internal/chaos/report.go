@@ -261,7 +261,7 @@ func (r *Report) Summary() string {
 	}
 	if r.SlotOwned {
 		fmt.Fprintf(&b, "  reads older than a write their node had reported, within %v of a fault in its region (a failover moved the key to an owner the write had not reached yet; allowed): %d\n", failoverGrace, r.RYWFailover)
-		fmt.Fprintf(&b, "  owner dump: %d (owner, key) states read without forwarding, compared among each region's owners; keys an owner lacks that a ghost slot may cover (excused): %d\n", r.OwnerStates, r.OwnerGhost)
+		fmt.Fprintf(&b, "  owner dump: %d (owner, key) states read without forwarding, %d (key, region) pairs of several owners compared; keys an owner lacks that a ghost slot may cover (excused): %d\n", r.OwnerStates, r.OwnerCompared, r.OwnerGhost)
 	}
 	rf := r.Refill
 	fmt.Fprintf(&b, "  refill: %d restarted ample node(s) checked (%d skipped: flushed since), %d (node, key) held, %d missing excused by a ghost slot, %d by expiry near the dump, %d missing; probes missing on ample nodes: %d excused by a ghost slot, %d not\n",

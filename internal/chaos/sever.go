@@ -133,14 +133,16 @@ func (nr *nodeRelays) gossipAddr() string { return nr.gossipTCP.Addr().String() 
 func (nr *nodeRelays) replAddr() string   { return nr.repl.Addr().String() }
 func (nr *nodeRelays) clientAddr() string { return nr.client.Addr().String() }
 
-// sever cuts node i from its region (or heals it, cut false).
+// sever cuts node i from its region (or heals it, cut false): it also
+// closes the relayed connections whose source was not found, which may be
+// node i's.
 func (r *relays) sever(i int, cut bool) {
 	r.mu.Lock()
 	r.cut[i] = cut
 	var doomed []*relayConn
 	if cut {
 		for rc := range r.conns {
-			if rc.from == i || rc.to == i {
+			if rc.from == i || rc.to == i || rc.from < 0 {
 				doomed = append(doomed, rc)
 				delete(r.conns, rc)
 			}
@@ -153,10 +155,23 @@ func (r *relays) sever(i int, cut bool) {
 	}
 }
 
+// severed reports whether traffic from node from (-1: a source not found)
+// to node to is cut. Only nodes dial the relays, so a source not found
+// (its process gone, or the lookup raced its socket) is refused while any
+// node is severed: it may be the severed one.
 func (r *relays) severed(from, to int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cut[to] || from >= 0 && r.cut[from]
+	return r.cut[to] || from >= 0 && r.cut[from] || from < 0 && r.anyCutLocked()
+}
+
+func (r *relays) anyCutLocked() bool {
+	for _, c := range r.cut {
+		if c {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *relays) serveUDP(to int, conn *net.UDPConn, target *net.UDPAddr) {
@@ -205,7 +220,7 @@ func (r *relays) relay(c net.Conn, to int, target string) {
 	}
 	rc := &relayConn{from: from, to: to, a: c, b: u}
 	r.mu.Lock()
-	ok := !r.closed && !r.cut[to] && (from < 0 || !r.cut[from])
+	ok := !r.closed && !r.cut[to] && (from < 0 && !r.anyCutLocked() || from >= 0 && !r.cut[from])
 	if ok {
 		r.conns[rc] = struct{}{}
 	}

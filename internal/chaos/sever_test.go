@@ -136,8 +136,9 @@ func TestRelaysSeverOneNode(t *testing.T) {
 	}
 }
 
-// A connection from a process that is no node's is relayed unless its
-// target is severed.
+// A connection whose source is no node's process is relayed while no node
+// is severed, and refused while one is: only nodes dial the relays, so a
+// source not found may be the severed node's.
 func TestRelaysUnknownSource(t *testing.T) {
 	n0 := startFakeNode(t)
 	r := newRelays(func() map[int]int { return nil })
@@ -146,13 +147,28 @@ func TestRelaysUnknownSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.sever(1, true) // another node
-	c, err := net.Dial("tcp", nr.clientAddr())
-	if err != nil {
-		t.Fatal(err)
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", nr.clientAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
-	defer c.Close()
-	if !echo(c, "x") {
-		t.Error("a connection from no node was not relayed")
+	before := dial()
+	if !echo(before, "x") {
+		t.Fatal("a connection from no node was not relayed")
+	}
+	r.sever(1, true) // another node
+	if echo(before, "y") {
+		t.Error("a connection from no node still relayed after a sever began")
+	}
+	if echo(dial(), "z") {
+		t.Error("a connection from no node relayed while a node is severed")
+	}
+	r.sever(1, false)
+	if !echo(dial(), "w") {
+		t.Error("a connection from no node not relayed after the heal")
 	}
 }
