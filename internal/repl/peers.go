@@ -105,13 +105,15 @@ func (r *Replicator) RemovePeer(addr string) bool {
 	l.mu.Unlock()
 	if memo.nodeID != 0 {
 		r.mu.Lock()
-		if len(r.removed) >= maxRemovedLinks {
-			for a := range r.removed { // any one: the bound matters, not which
-				delete(r.removed, a)
-				break
+		if _, back := r.links[addr]; !back { // added again meanwhile: that link starts afresh
+			if len(r.removed) >= maxRemovedLinks {
+				for a := range r.removed { // any one: the bound matters, not which
+					delete(r.removed, a)
+					break
+				}
 			}
+			r.removed[addr] = memo
 		}
-		r.removed[addr] = memo
 		r.mu.Unlock()
 	}
 	if name != "" {
