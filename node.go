@@ -837,6 +837,14 @@ func (n *Node) Close() error {
 	}
 	if n.members != nil {
 		// Tell the region at once rather than let it detect a failure.
+		// Leave announces Leaving first; until Close ends, the membership
+		// changes still reported here keep this node in the state it had
+		// (as after LeaveRegion), not one it never held.
+		n.regionMu.Lock()
+		if st := n.members.State(); !n.regionLeft && st != cluster.Leaving {
+			n.regionLeavingFrom = st
+		}
+		n.regionMu.Unlock()
 		if err := n.members.Leave(time.Second); err != nil {
 			n.cfg.Logger.Warn("region: leave not announced", "err", err)
 		}
