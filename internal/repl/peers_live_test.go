@@ -325,3 +325,54 @@ func TestFullSyncCutOffReplaysAgain(t *testing.T) {
 		})
 	}
 }
+
+// A partial full sync (Wanted slots) to a peer whose last ack the log no
+// longer reaches back to carries every slot: the peer resumes after the
+// snapshot for its other slots too, and their writes since its last ack
+// would be in neither the snapshot nor the stream.
+func TestPartialFullSyncPastTheLogCarriesEverySlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		ln := listenFake(t, mem, "p1")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}, Log: LogConfig{MaxRecords: 2}}, false)
+		h := fakeHello(11)
+		h.Region = "eu"
+		p := ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		seq := a.put(t, "k1", "v")
+		dataAs[*wire.Ops](t, p)
+		p.send(&wire.Ack{Origin: 1, Seq: seq})
+		synctest.Wait()
+		p.c.Close()
+		synctest.Wait()
+		for _, k := range []string{"k2", "k3", "k4"} { // the log keeps k3 and k4 only
+			a.put(t, k, "written while p1 was away")
+		}
+		synctest.Wait()
+
+		slot := uint16(cluster.KeySlot("gained"))
+		wanted := make([]byte, wire.SlotSetLen)
+		wanted[slot>>3] |= 1 << (slot & 7)
+		p = ln.accept()
+		p.answer(h)
+		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS()), Wanted: wanted})
+		dataAs[*wire.SnapshotBegin](t, p)
+		got := map[string]bool{}
+		for {
+			f := p.recvData()
+			if c, ok := f.(*wire.SnapshotChunk); ok {
+				for _, op := range c.Ops {
+					got[op.Key] = true
+				}
+			}
+			if _, end := f.(*wire.SnapshotEnd); end {
+				break
+			}
+		}
+		if !got["k2"] {
+			t.Errorf("snapshot keys %v: k2, written after p1's last ack and gone from the log, is missing", got)
+		}
+	})
+}
