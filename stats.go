@@ -77,7 +77,7 @@ type RegionStats struct {
 	Forgotten, Resyncs   uint64
 	// Failed counts the members declared dead that this node keeps trying
 	// to reach at their gossip address (a split region heals that way),
-	// and Rejoins the times it reached one again.
+	// and Rejoins those that came back, whichever side re-joined.
 	Failed  int
 	Rejoins uint64
 }

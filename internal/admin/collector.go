@@ -124,7 +124,7 @@ var (
 	descRegionForgotten = desc("region_forgotten_entries_total", "Entries forgotten because their slots were no longer kept (slot-owned storage).")
 	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
 	descRegionFailed    = desc("region_failed_members", "Members of the region declared dead that this node keeps trying to reach at their gossip address.")
-	descRegionRejoins   = desc("region_rejoins_total", "Times this node reached a member declared dead again (a split region healing).")
+	descRegionRejoins   = desc("region_rejoins_total", "Members declared dead that came back (a split region healing, or a restart), whichever side re-joined.")
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
 	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")

@@ -125,7 +125,7 @@ type Membership struct {
 	// keeps trying.
 	failed map[string]failedMember
 
-	rejoins atomic.Uint64 // failed members reconnect reached again
+	rejoins atomic.Uint64 // failed members that came back, by any path
 }
 
 // failedMember is a member declared dead, as reconnect knows it.
@@ -321,7 +321,8 @@ func splitHostPort(addr string) (string, int, error) {
 
 // Failed returns how many members declared dead this node keeps trying to
 // reach (a partition of the region, or members that never came back), and
-// how many times it reached one again.
+// how many came back (a healed partition or a restart, whichever side
+// re-joined).
 func (m *Membership) Failed() (failed int, rejoins uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -423,7 +424,6 @@ func (m *Membership) reconnect() {
 				_, back := m.members[f.name]
 				m.mu.Unlock()
 				if back {
-					m.rejoins.Add(1)
 					m.cfg.Logger.Info("region member reached again at its gossip address", "node", f.name, "addr", f.addr, "down_for", time.Since(f.since).Round(time.Millisecond))
 				}
 			}
@@ -493,7 +493,9 @@ func (m *Membership) update(n *memberlist.Node) {
 	m.mu.Lock()
 	old, had := m.members[n.Name]
 	m.members[n.Name] = mb
-	m.forgetFailedLocked(n) // back, or a node restarted under a new name
+	if m.forgetFailedLocked(n) { // back, or a node restarted under a new name
+		m.rejoins.Add(1)
+	}
 	m.mu.Unlock()
 	if !had || old != mb {
 		m.cfg.Logger.Info("region member up", "node", mb.Name, "id", mb.ID, "addr", mb.Addr, "repl_addr", mb.ReplAddr, "state", mb.State.String())
@@ -502,13 +504,16 @@ func (m *Membership) update(n *memberlist.Node) {
 }
 
 // forgetFailedLocked stops trying the failed members named n or at n's
-// address: n holds it now. m.mu is held.
-func (m *Membership) forgetFailedLocked(n *memberlist.Node) {
+// address: n holds it now. It reports whether n itself was one (a failed
+// member back, by this node's reconnect or any other path). m.mu is held.
+func (m *Membership) forgetFailedLocked(n *memberlist.Node) (back bool) {
 	for name, f := range m.failed {
 		if name == n.Name || f.addr == n.Address() {
+			back = back || name == n.Name
 			delete(m.failed, name)
 		}
 	}
+	return back
 }
 
 func (m *Membership) ignore(n *memberlist.Node, why string, args ...any) {

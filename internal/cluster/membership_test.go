@@ -143,6 +143,10 @@ func TestMembershipJoinFailLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "n3 back", func() bool { return names(a.lastChange()) == "n1,n3" && names(c2.lastChange()) == "n1,n3" })
+	// n3 came back by its own join: a counts it back and tries it no more.
+	if f, r := a.Failed(); f != 0 || r != 1 {
+		t.Errorf("after n3's return: %d failed members, %d rejoins; want 0 and 1", f, r)
+	}
 }
 
 // A member of another region that joins is not counted, with a warning
