@@ -46,14 +46,7 @@ func (h *harness) ownerDump(ctx context.Context, clients []*redis.Client, keys [
 	var errs []string
 	for i, c := range clients {
 		out[i] = make([]*KeyState, len(keys))
-		pipe := c.Pipeline()
-		vers := make([]*redis.Cmd, len(keys))
-		gets := make([]*redis.StringCmd, len(keys))
-		for k, key := range keys {
-			vers[k] = pipe.Do(ctx, "GEOCACHE", "VERSION", key)
-			gets[k] = pipe.Get(ctx, key)
-		}
-		pipe.Exec(ctx)
+		vers, gets := readKeys(ctx, c, keys)
 		failed := 0
 		for k := range keys {
 			raw, err := vers[k].Result()
@@ -74,14 +67,8 @@ func (h *harness) ownerDump(ctx context.Context, clients []*redis.Client, keys [
 				}
 				continue
 			}
-			st := &KeyState{Ver: v}
-			if s, err := gets[k].Result(); err == nil {
-				st.Value, st.HasValue = unpadValue(s), true
-			}
-			if v != nil && v.Deleted {
-				st.HasValue = false
-			}
-			out[i][k] = st
+			st := keyState(v, gets[k])
+			out[i][k] = &st
 		}
 		if failed > maxOwnerDumpErrors {
 			errs = append(errs, fmt.Sprintf("node %d: %d more keys not read on its own slots", i+1, failed-maxOwnerDumpErrors))

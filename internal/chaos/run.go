@@ -621,14 +621,7 @@ func (h *harness) dump(ctx context.Context, clients []*redis.Client, keys []stri
 	var errs []string
 	for i, c := range clients {
 		out[i] = make([]KeyState, len(keys))
-		pipe := c.Pipeline()
-		vers := make([]*redis.Cmd, len(keys))
-		gets := make([]*redis.StringCmd, len(keys))
-		for k, key := range keys {
-			vers[k] = pipe.Do(ctx, "GEOCACHE", "VERSION", key)
-			gets[k] = pipe.Get(ctx, key)
-		}
-		pipe.Exec(ctx)
+		vers, gets := readKeys(ctx, c, keys)
 		at[i] = h.clock.now()
 		for k := range keys {
 			v, err := parseVersion(vers[k].Result())
@@ -636,17 +629,36 @@ func (h *harness) dump(ctx context.Context, clients []*redis.Client, keys []stri
 				errs = append(errs, fmt.Sprintf("node %d: %s: %v", i+1, keys[k], err))
 				break
 			}
-			st := KeyState{Ver: v}
-			if s, err := gets[k].Result(); err == nil {
-				st.Value, st.HasValue = unpadValue(s), true
-			}
-			if v != nil && v.Deleted {
-				st.HasValue = false
-			}
-			out[i][k] = st
+			out[i][k] = keyState(v, gets[k])
 		}
 	}
 	return out, at, errs
+}
+
+// readKeys reads every key's GEOCACHE VERSION and GET on c, in one
+// pipeline.
+func readKeys(ctx context.Context, c *redis.Client, keys []string) ([]*redis.Cmd, []*redis.StringCmd) {
+	pipe := c.Pipeline()
+	vers := make([]*redis.Cmd, len(keys))
+	gets := make([]*redis.StringCmd, len(keys))
+	for k, key := range keys {
+		vers[k] = pipe.Do(ctx, "GEOCACHE", "VERSION", key)
+		gets[k] = pipe.Get(ctx, key)
+	}
+	pipe.Exec(ctx)
+	return vers, gets
+}
+
+// keyState is what a node holds of a key, from its version and its GET.
+func keyState(v *Version, get *redis.StringCmd) KeyState {
+	st := KeyState{Ver: v}
+	if s, err := get.Result(); err == nil {
+		st.Value, st.HasValue = unpadValue(s), true
+	}
+	if v != nil && v.Deleted {
+		st.HasValue = false
+	}
+	return st
 }
 
 // divergent returns the indexes of the keys on which the nodes disagree: two
