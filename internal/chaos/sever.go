@@ -32,7 +32,7 @@ type relays struct {
 	pids func() map[int]int // the running nodes' pids -> node index
 
 	mu     sync.Mutex
-	cut    map[int]bool // severed nodes
+	cut    map[int]bool // severed nodes (only true values)
 	conns  map[*relayConn]struct{}
 	closed bool
 
@@ -138,7 +138,11 @@ func (nr *nodeRelays) clientAddr() string { return nr.client.Addr().String() }
 // node i's.
 func (r *relays) sever(i int, cut bool) {
 	r.mu.Lock()
-	r.cut[i] = cut
+	if cut {
+		r.cut[i] = true
+	} else {
+		delete(r.cut, i)
+	}
 	var doomed []*relayConn
 	if cut {
 		for rc := range r.conns {
@@ -162,16 +166,11 @@ func (r *relays) sever(i int, cut bool) {
 func (r *relays) severed(from, to int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cut[to] || from >= 0 && r.cut[from] || from < 0 && r.anyCutLocked()
+	return r.severedLocked(from, to)
 }
 
-func (r *relays) anyCutLocked() bool {
-	for _, c := range r.cut {
-		if c {
-			return true
-		}
-	}
-	return false
+func (r *relays) severedLocked(from, to int) bool {
+	return r.cut[to] || from >= 0 && r.cut[from] || from < 0 && len(r.cut) > 0
 }
 
 func (r *relays) serveUDP(to int, conn *net.UDPConn, target *net.UDPAddr) {
@@ -220,7 +219,7 @@ func (r *relays) relay(c net.Conn, to int, target string) {
 	}
 	rc := &relayConn{from: from, to: to, a: c, b: u}
 	r.mu.Lock()
-	ok := !r.closed && !r.cut[to] && (from < 0 && !r.anyCutLocked() || from >= 0 && !r.cut[from])
+	ok := !r.closed && !r.severedLocked(from, to)
 	if ok {
 		r.conns[rc] = struct{}{}
 	}
