@@ -285,14 +285,9 @@ func (m *Membership) SetState(s MemberState, timeout time.Duration) error {
 	if self.State == Leaving {
 		return ErrLeaving
 	}
-	self.State = s
-	enc, err := encodeAnnouncement(m.cfg.Region, self)
-	if err != nil {
+	if err := m.setSelfState(s); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	m.self, m.cfg.Self.State = enc, s
-	m.mu.Unlock()
 	m.cfg.Logger.Info("region: this node is "+s.String(), "node", self.Name)
 	m.wake()
 	return m.list.UpdateNode(timeout)
@@ -366,16 +361,25 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	// did not hand over does not): memberlist does not tell the others a
 	// member that left from one that failed, and they keep trying to
 	// reach a failed one (reconnect).
-	if self := m.selfMember(); self.State != Leaving {
-		self.State = Leaving
-		if enc, err := encodeAnnouncement(m.cfg.Region, self); err == nil {
-			m.mu.Lock()
-			m.self, m.cfg.Self.State = enc, Leaving
-			m.mu.Unlock()
-			m.list.UpdateNode(timeout) // best effort: the leave itself follows
-		}
+	if m.selfMember().State != Leaving && m.setSelfState(Leaving) == nil {
+		m.list.UpdateNode(timeout) // best effort: the leave itself follows
 	}
 	return m.list.Leave(timeout)
+}
+
+// setSelfState makes s the state this node announces (sent with the next
+// gossip of its meta: UpdateNode). closeMu is held.
+func (m *Membership) setSelfState(s MemberState) error {
+	self := m.selfMember()
+	self.State = s
+	enc, err := encodeAnnouncement(m.cfg.Region, self)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.self, m.cfg.Self.State = enc, s
+	m.mu.Unlock()
+	return nil
 }
 
 // Close stops gossiping (without announcing a leave: see Leave) and the
