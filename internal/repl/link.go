@@ -578,13 +578,16 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 	// replay, the log replays from there after the snapshot: replaying
 	// what the snapshot already covers is idempotent.
 	from := s0
-	if replay > 0 && replay < s0 && r.log.Stats().First <= replay {
-		from = replay
-	} else if replay > 0 && replay < s0 && wanted != nil {
-		// The peer holds this log up to replay-1 for the slots it did not
-		// ask for, and the log no longer reaches back there: it resumes
-		// after s0 for every slot, so the snapshot carries every slot.
-		wanted = nil
+	if replay > 0 && replay < s0 {
+		if r.log.Stats().First <= replay {
+			from = replay
+		} else {
+			// The peer holds this log up to replay-1 for the slots it did
+			// not ask for, and the log no longer reaches back there: it
+			// resumes after s0 for every slot, so the snapshot carries
+			// every slot.
+			wanted = nil
+		}
 	}
 	var vouched []byte // the receiver judges only the slots it wanted anyway
 	if r.cfg.Vouched != nil {
