@@ -71,11 +71,6 @@ func TestAcksCountOnlyForVouchedSlots(t *testing.T) {
 		seq := a.put(t, "theirs", "v")
 		mine, theirs := uint16(cluster.KeySlot("mine")), uint16(cluster.KeySlot("theirs"))
 
-		only := func(slot uint16) []byte {
-			set := make([]byte, wire.SlotSetLen)
-			set[slot>>3] |= 1 << (slot & 7)
-			return set
-		}
 		peers := map[string]*fakePeer{}
 		for name, ln := range map[string]*fakeListener{"eu1": ln1, "eu2": ln2} {
 			p := ln.accept()
@@ -95,7 +90,7 @@ func TestAcksCountOnlyForVouchedSlots(t *testing.T) {
 			return n
 		}
 		// eu1 holds "mine"'s slot only, and applied the write.
-		peers["eu1"].send(&wire.Vouched{Origin: 1, Slots: only(mine)})
+		peers["eu1"].send(&wire.Vouched{Origin: 1, Slots: slotsOf("mine")})
 		peers["eu1"].send(&wire.Ack{Origin: 1, Seq: seq})
 		if n := applied([]uint16{theirs}); n != 0 {
 			t.Errorf("a write of %q counted in %d regions by the ack of a node that does not hold its slot", "theirs", n)
@@ -107,12 +102,7 @@ func TestAcksCountOnlyForVouchedSlots(t *testing.T) {
 			t.Errorf("every write so far counted in %d regions with one slot vouched for; want 0", n)
 		}
 		// eu2 holds every slot but "mine"'s: together they cover the region.
-		set := make([]byte, wire.SlotSetLen)
-		for i := range set {
-			set[i] = 0xff
-		}
-		set[mine>>3] &^= 1 << (mine & 7)
-		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: set})
+		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: slotsExcept("mine")})
 		peers["eu2"].send(&wire.Ack{Origin: 1, Seq: seq})
 		for _, slots := range [][]uint16{{theirs}, {mine, theirs}, nil} {
 			if n := applied(slots); n != 1 {
@@ -121,8 +111,7 @@ func TestAcksCountOnlyForVouchedSlots(t *testing.T) {
 		}
 		// eu2 stops holding "theirs"'s slot (it moved): its ack no longer
 		// speaks for that slot.
-		set[theirs>>3] &^= 1 << (theirs & 7)
-		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: set})
+		peers["eu2"].send(&wire.Vouched{Origin: 1, Slots: slotsExcept("mine", "theirs")})
 		if n := applied([]uint16{theirs}); n != 0 {
 			t.Errorf("after its node stopped vouching for it: counted in %d regions; want 0", n)
 		}
@@ -189,9 +178,6 @@ func TestFullSyncAskStartsAcksOver(t *testing.T) {
 		ln := listenFake(t, mem, "eu1")
 		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"eu1"}}, false)
 		seq := a.put(t, "theirs", "v")
-		mine := uint16(cluster.KeySlot("mine"))
-		only := make([]byte, wire.SlotSetLen)
-		only[mine>>3] |= 1 << (mine & 7)
 		h := fakeHello(fakeID)
 		h.Region, h.NodeName = "eu", "eu1"
 		applied := func() int {
@@ -207,8 +193,8 @@ func TestFullSyncAskStartsAcksOver(t *testing.T) {
 		p.answer(h)
 		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
 		dataAs[*wire.Ops](t, p)
-		p.send(&wire.Vouched{Origin: 1, Slots: only}) // not "theirs"'s slot
-		p.send(&wire.Ack{Origin: 1, Seq: seq})        // skipped, acknowledged
+		p.send(&wire.Vouched{Origin: 1, Slots: slotsOf("mine")}) // not "theirs"'s slot
+		p.send(&wire.Ack{Origin: 1, Seq: seq})                   // skipped, acknowledged
 		if n := applied(); n != 0 {
 			t.Fatalf("a skipped write counted in %d regions; want 0", n)
 		}
@@ -221,12 +207,7 @@ func TestFullSyncAskStartsAcksOver(t *testing.T) {
 		if n := applied(); n != 0 {
 			t.Errorf("counted in %d regions by a peer that asked for a full sync and holds none of it; want 0", n)
 		}
-		begin := dataAs[*wire.SnapshotBegin](t, p)
-		for {
-			if _, end := p.recvData().(*wire.SnapshotEnd); end {
-				break
-			}
-		}
+		begin, _ := recvSnapshot(t, p)
 		p.send(&wire.Ack{Origin: 1, Seq: begin.Seq})
 		if n := applied(); n != 1 {
 			t.Errorf("counted in %d regions once the snapshot is acknowledged; want 1", n)

@@ -9,7 +9,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/geocache/geocache/internal/wire"
 )
@@ -48,6 +47,66 @@ func streamedKeys(t *testing.T, p *fakePeer, want []string) uint64 {
 		}
 	}
 	return next
+}
+
+// ackedPeer is node a peered with the fake p1 (node 11), which took a's
+// writes and acknowledged them up to seq (ackingPeer).
+type ackedPeer struct {
+	a   *node
+	ln  *fakeListener
+	p   *fakePeer
+	h   *wire.Hello
+	seq uint64
+}
+
+// ackingPeer starts node a (id 1, cfg otherwise) with the fake peer p1 of
+// region, writes keys on a, and has p1 receive and acknowledge them.
+func ackingPeer(t *testing.T, mem *testkit.Network, cfg Config, region string, keys ...string) *ackedPeer {
+	t.Helper()
+	ap := &ackedPeer{ln: listenFake(t, mem, "p1"), h: fakeHello(11)}
+	cfg.NodeID, cfg.Peers = 1, []string{"p1"}
+	ap.a = startTestNode(t, mem, "a", cfg, false)
+	ap.h.Region = region
+	ap.p = ap.ln.accept()
+	ap.p.answer(ap.h)
+	ap.p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+	for _, k := range keys {
+		ap.seq = ap.a.put(t, k, "v")
+	}
+	for got := uint64(0); got < ap.seq; {
+		ops := dataAs[*wire.Ops](t, ap.p)
+		got = ops.FirstSeq + uint64(len(ops.Ops)) - 1
+	}
+	ap.p.send(&wire.Ack{Origin: 1, Seq: ap.seq})
+	synctest.Wait()
+	return ap
+}
+
+// askFullSync has the same p1 process connect again and ask for a full
+// sync (of wanted slots; nil: all).
+func (ap *ackedPeer) askFullSync(wanted []byte) *fakePeer {
+	ap.p = ap.ln.accept()
+	ap.p.answer(ap.h)
+	ap.p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS()), Wanted: wanted})
+	return ap.p
+}
+
+// recvSnapshot reads a full sync on p: its SnapshotBegin and the keys of
+// its chunks.
+func recvSnapshot(t *testing.T, p *fakePeer) (*wire.SnapshotBegin, map[string]bool) {
+	t.Helper()
+	begin := dataAs[*wire.SnapshotBegin](t, p)
+	keys := map[string]bool{}
+	for {
+		switch f := p.recvData().(type) {
+		case *wire.SnapshotChunk:
+			for _, op := range f.Ops {
+				keys[op.Key] = true
+			}
+		case *wire.SnapshotEnd:
+			return begin, keys
+		}
+	}
 }
 
 // A peer added to a running node is dialed at once and gets every write the
@@ -229,17 +288,8 @@ func TestReaddedPeerReplaysFromItsLastAck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		ln := listenFake(t, mem, "p1")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}}, false)
-		h := fakeHello(11)
-		h.Region = "us"
-		p := ln.accept()
-		p.answer(h)
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
-		seq := a.put(t, "k1", "v")
-		dataAs[*wire.Ops](t, p)
-		p.send(&wire.Ack{Origin: 1, Seq: seq})
-		synctest.Wait()
+		ap := ackingPeer(t, mem, Config{Region: "us"}, "us", "k1")
+		a, seq := ap.a, ap.seq
 
 		if !a.r.RemovePeer("p1") {
 			t.Fatal("RemovePeer(p1) = false")
@@ -248,15 +298,8 @@ func TestReaddedPeerReplaysFromItsLastAck(t *testing.T) {
 		if !a.r.AddPeer("p1") {
 			t.Fatal("AddPeer(p1) = false")
 		}
-		p = ln.accept()
-		p.answer(h) // the same process
-		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
-		dataAs[*wire.SnapshotBegin](t, p)
-		for {
-			if _, end := p.recvData().(*wire.SnapshotEnd); end {
-				break
-			}
-		}
+		p := ap.askFullSync(nil) // the same process
+		recvSnapshot(t, p)
 		ops := dataAs[*wire.Ops](t, p)
 		if ops.FirstSeq != seq+1 || len(ops.Ops) == 0 || ops.Ops[0].Key != "k2" {
 			t.Fatalf("after the snapshot: Ops from seq %d (%d ops); want the log replayed from %d, k2 first", ops.FirstSeq, len(ops.Ops), seq+1)
@@ -281,40 +324,23 @@ func TestFullSyncCutOffReplaysAgain(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				mem := testkit.NewNetwork()
 				defer mem.Close()
-				ln := listenFake(t, mem, "p1")
-				a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}, Log: LogConfig{MaxRecords: 2}}, false)
-				h := fakeHello(11)
-				h.Region = "eu"
-				p := ln.accept()
-				p.answer(h)
-				p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
-				a.put(t, "k1", "v")
-				seq := a.put(t, "k2", "v")
-				for got := uint64(0); got < seq; {
-					ops := dataAs[*wire.Ops](t, p)
-					got = ops.FirstSeq + uint64(len(ops.Ops)) - 1
-				}
-				p.send(&wire.Ack{Origin: 1, Seq: seq})
-				synctest.Wait()
-				p.c.Close()
+				ap := ackingPeer(t, mem, Config{Region: "us", Log: LogConfig{MaxRecords: 2}}, "eu", "k1", "k2")
+				a, seq := ap.a, ap.seq
+				ap.p.c.Close()
 				synctest.Wait()
 				a.put(t, "k3", "written while p1 was away")
 				a.put(t, "k4", "written while p1 was away")
 				synctest.Wait()
 				var wanted []byte
 				if tc.wanted {
-					slot := uint16(cluster.KeySlot("gained"))
-					wanted = make([]byte, wire.SlotSetLen)
-					wanted[slot>>3] |= 1 << (slot & 7)
+					wanted = slotsOf("gained")
 				}
 				for attempt := 1; attempt <= 2; attempt++ {
 					if attempt == 2 && tc.readd {
 						a.r.RemovePeer("p1")
 						a.r.AddPeer("p1")
 					}
-					p = ln.accept()
-					p.answer(h) // the same process
-					p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS()), Wanted: wanted})
+					p := ap.askFullSync(wanted) // the same process
 					if b := dataAs[*wire.SnapshotBegin](t, p); b.Seq != seq {
 						t.Fatalf("attempt %d: snapshot at seq %d; want %d, the log replayed from the last ack", attempt, b.Seq, seq)
 					}
@@ -334,43 +360,16 @@ func TestPartialFullSyncPastTheLogCarriesEverySlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		ln := listenFake(t, mem, "p1")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Region: "us", Peers: []string{"p1"}, Log: LogConfig{MaxRecords: 2}}, false)
-		h := fakeHello(11)
-		h.Region = "eu"
-		p := ln.accept()
-		p.answer(h)
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
-		seq := a.put(t, "k1", "v")
-		dataAs[*wire.Ops](t, p)
-		p.send(&wire.Ack{Origin: 1, Seq: seq})
-		synctest.Wait()
-		p.c.Close()
+		ap := ackingPeer(t, mem, Config{Region: "us", Log: LogConfig{MaxRecords: 2}}, "eu", "k1")
+		a := ap.a
+		ap.p.c.Close()
 		synctest.Wait()
 		for _, k := range []string{"k2", "k3", "k4"} { // the log keeps k3 and k4 only
 			a.put(t, k, "written while p1 was away")
 		}
 		synctest.Wait()
 
-		slot := uint16(cluster.KeySlot("gained"))
-		wanted := make([]byte, wire.SlotSetLen)
-		wanted[slot>>3] |= 1 << (slot & 7)
-		p = ln.accept()
-		p.answer(h)
-		p.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS()), Wanted: wanted})
-		dataAs[*wire.SnapshotBegin](t, p)
-		got := map[string]bool{}
-		for {
-			f := p.recvData()
-			if c, ok := f.(*wire.SnapshotChunk); ok {
-				for _, op := range c.Ops {
-					got[op.Key] = true
-				}
-			}
-			if _, end := f.(*wire.SnapshotEnd); end {
-				break
-			}
-		}
+		_, got := recvSnapshot(t, ap.askFullSync(slotsOf("gained")))
 		if !got["k2"] {
 			t.Errorf("snapshot keys %v: k2, written after p1's last ack and gone from the log, is missing", got)
 		}

@@ -42,6 +42,16 @@ func ghostMate(key, prefix string) string {
 	}
 }
 
+// slotsOf is a wire slot set of the slots of keys.
+func slotsOf(keys ...string) []byte {
+	set := make([]byte, wire.SlotSetLen)
+	for _, k := range keys {
+		s := cluster.KeySlot(k)
+		set[s>>3] |= 1 << (s & 7)
+	}
+	return set
+}
+
 // slotsExcept is a wire slot set of every slot but those of keys.
 func slotsExcept(keys ...string) []byte {
 	set := make([]byte, wire.SlotSetLen)
