@@ -38,6 +38,10 @@ type conn struct {
 	nc      net.Conn
 	id      int64
 	created time.Time
+	// killed is set by CLIENT KILL: the connection is gone for the
+	// clients' commands (CLIENT LIST, CLIENT KILL), as a freed client is
+	// in Redis, while its goroutine finishes leaving.
+	killed atomic.Bool
 
 	rd   *reader
 	buf  []byte // bytes read; buf[r:w] are not consumed yet

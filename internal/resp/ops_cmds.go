@@ -23,7 +23,10 @@ func (c *conn) needAuth() bool { return !c.authed && c.s.passwordSet() }
 // goroutines end (its serve goroutine's read fails, and so does its pub/sub
 // writer's write or a watcher's read), and it leaves the server through
 // dropConn as any connection does.
-func (o *conn) kill() { o.closeRaw() }
+func (o *conn) kill() {
+	o.killed.Store(true)
+	o.closeRaw()
+}
 
 // clientType is CLIENT KILL TYPE's class of a connection: pubsub while it
 // has subscriptions, normal otherwise (geocache has no replica or master

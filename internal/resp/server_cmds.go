@@ -92,12 +92,15 @@ func buildVersion() string {
 	return buildVer
 }
 
-// connsByID returns the connected clients in the order they connected.
+// connsByID returns the connected clients in the order they connected,
+// without those CLIENT KILL closed (still leaving).
 func (s *Server) connsByID() []*conn {
 	s.mu.Lock()
 	cs := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		cs = append(cs, c)
+		if !c.killed.Load() {
+			cs = append(cs, c)
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
