@@ -167,6 +167,7 @@ type Node struct {
 	stopRegion sync.Once
 	forgotten  atomic.Uint64
 	vouchMemo  atomic.Pointer[vouchMemo] // vouched's last answer
+	keptMemo   atomic.Pointer[keptMemo]  // keptSlots' last answer
 
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate
@@ -214,8 +215,11 @@ func Open(cfg Config) (*Node, error) {
 	var keeps func(string) bool
 	var vouched func() []byte
 	var wanted func(bool) []byte
+	var kept func() []byte
+	var keepsSlot func(int) bool
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
 		keeps, vouched, wanted = n.keeps, n.vouched, n.wanted
+		kept, keepsSlot = n.keptSlots, n.keepsSlot
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
 	}
 	dial := cfg.Dial
@@ -249,6 +253,8 @@ func Open(cfg Config) (*Node, error) {
 		Keeps:         keeps,
 		Vouched:       vouched,
 		Wanted:        wanted,
+		KeptSlots:     kept,
+		KeepsSlot:     keepsSlot,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {

@@ -86,6 +86,37 @@ func (n *Node) keeps(key string) bool {
 	return k == nil || k.has(cluster.KeySlot(key))
 }
 
+// keepsSlot reports whether this node keeps the entries of slot
+// (repl.Config.KeepsSlot).
+func (n *Node) keepsSlot(slot int) bool {
+	k := n.keep.Load()
+	return k == nil || k.has(slot)
+}
+
+// keptSlots returns the slots this node keeps as a wire slot set, nil
+// while it keeps every key (repl.Config.KeptSlots): the origins send the
+// writes of the other slots' keys as skips. It runs before every
+// acknowledgement, so it answers from keptMemo while the slots kept are
+// the same: the same slice, which no one modifies.
+func (n *Node) keptSlots() []byte {
+	k := n.keep.Load()
+	if k == nil {
+		return nil
+	}
+	if m := n.keptMemo.Load(); m != nil && m.keep == k {
+		return m.set
+	}
+	set := wireSlots(k.has)
+	n.keptMemo.Store(&keptMemo{keep: k, set: set})
+	return set
+}
+
+// keptMemo is an answer of keptSlots and the set it was computed from.
+type keptMemo struct {
+	keep *slotSet
+	set  []byte
+}
+
 // updateKeep follows a new slot map m (the one before was prev, nil for the
 // first) with the slots this node keeps: a serving node keeps the slots it
 // owns, a joining one those it will own once serving, and a leaving one

@@ -41,6 +41,39 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	if a.Stats().NotKept == 0 {
 		t.Error("a was sent no write of another node's slot")
 	}
+	// Once every link has carried writes (a receiver names the slots it
+	// keeps now at the first frame after they changed), each write's
+	// primary sends it whole to the slot's other owner and as a skip
+	// (version and slot only) to the third node.
+	skipped := func() (n uint64) {
+		for _, nd := range nodes {
+			for _, p := range nd.Stats().Peers {
+				n += p.Skipped
+			}
+		}
+		return n
+	}
+	for _, nd := range nodes {
+		testkit.Eventually(t, "the writes acknowledged", func() bool {
+			for _, p := range nd.Stats().Peers {
+				if p.Lag > 0 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	before := skipped()
+	for i := range keys {
+		k := userKey(i)
+		if err := nodes[m.Primary(cluster.KeySlot(k)).ID].Set(ctx, k, []byte("w")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holds(t, keys, "each node its own slots, rewritten", a, b, c)
+	if d := skipped() - before; d < keys {
+		t.Errorf("%d of %d rewrites sent as skips, want every one, to the node that does not keep it", d, keys)
+	}
 
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

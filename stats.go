@@ -45,6 +45,10 @@ type Stats struct {
 	// NotKept counts the replicated writes not applied because this node
 	// does not keep their slots (GossipConfig.SlotsOnly).
 	NotKept uint64
+	// KeepsGrew counts the origins' streams this node ended to resume
+	// them with the slots it came to keep (GossipConfig.SlotsOnly: a write
+	// of a newly kept slot arrived as a skip).
+	KeepsGrew uint64
 
 	// Acks describes the writes that waited for other regions: one entry
 	// for Quorum, one for All.
@@ -118,6 +122,10 @@ type PeerStats struct {
 	EverConnected bool
 	Rounds        uint64 // anti-entropy rounds completed with this peer
 	Repaired      uint64 // entries this node took from the peer's repairs
+	// Skipped counts this node's writes sent to the peer as skips
+	// (version and slot only): the peer keeps only its own slots, not
+	// theirs.
+	Skipped uint64
 }
 
 // OriginStats describes the stream of writes received from one node.
@@ -214,7 +222,7 @@ func (n *Node) Stats() Stats {
 		Hits: ss.Hits, Misses: ss.Misses, Evictions: ss.Evictions, Expired: ss.Expirations,
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
 		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
-		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, NotKept: rs.NotKept,
+		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, NotKept: rs.NotKept, KeepsGrew: rs.KeepsGrew,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))
@@ -236,7 +244,7 @@ func peerStats(l repl.LinkStats) PeerStats {
 	return PeerStats{
 		Addr: l.Addr, Node: l.Node, Region: l.Region, Connected: l.Connected, Since: l.Since,
 		Lag: l.Lag, Backlog: l.Backlog, RTT: l.RTT, Offset: l.Offset, FullSyncs: l.FullSyncs,
-		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired,
+		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired, Skipped: l.Skipped,
 		LastErrorAt: l.LastErrorAt, Reason: l.Reason.String(), EverConnected: l.EverConnected,
 		Failures: failuresOf(l.Failures),
 	}

@@ -98,6 +98,7 @@ var (
 	descPeerFullSyncs   = desc("peer_full_syncs_total", "Full syncs sent to the peer (it was further behind than the log holds).", peerLabels...)
 	descPeerRounds      = desc("peer_antientropy_rounds_total", "Anti-entropy rounds completed with the peer.", peerLabels...)
 	descPeerRepaired    = desc("peer_repaired_total", "Entries this node took from the peer's anti-entropy repairs.", peerLabels...)
+	descPeerSkipped     = desc("peer_skipped_total", "This node's writes sent to the peer as skips (version and slot only): the peer does not keep their slots.", peerLabels...)
 	descPeerFailures    = desc("peer_link_failures_total", "Failed attempts to establish the link to the peer, and lost links, by reason (unreachable, cluster mismatch, duplicate node id, ...).", "peer", "region", "reason")
 	descIDConflicts     = desc("node_id_conflicts_total", "Replication handshakes that revealed another node with this node's id (both refuse the link).")
 	originLabels        = []string{"origin", "region"}
@@ -114,6 +115,7 @@ var (
 	descInboundConns    = desc("replication_inbound_connections", "Replication connections accepted and open now.")
 	descInboundRefused  = desc("replication_inbound_refused_total", "Replication connections closed at once because the cap on inbound connections was reached.")
 	descNotKept         = desc("replication_not_kept_total", "Replicated writes not applied because this node does not keep their slots (slot-owned storage).")
+	descKeepsGrew       = desc("replication_keeps_grew_total", "Origins' streams this node ended to resume them with the slots it came to keep (a write of a newly kept slot arrived as a skip).")
 	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
@@ -154,9 +156,9 @@ var (
 		descInfo, descEntries, descBytes, descMaxBytes, descMaxEntries, descTombstones,
 		descHits, descMisses, descEvictions, descExpirations, descLogRecords, descLogBytes, descLastSeq,
 		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
-		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerFailures, descIDConflicts,
+		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerSkipped, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
-		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept,
+		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept, descKeepsGrew,
 		descVisibility, descAckDuration, descAckFailures,
 		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins,
 	}
@@ -211,6 +213,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descInboundRefused, st.InboundRefused)
 	counter(descRepairsHeld, st.RepairsHeld)
 	counter(descNotKept, st.NotKept)
+	counter(descKeepsGrew, st.KeepsGrew)
 	if r := st.RegionNodes; r != nil {
 		for _, s := range regionStates {
 			gauge(descRegionState, map[bool]float64{true: 1}[r.State == s], s)
@@ -249,6 +252,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPeerFullSyncs, p.FullSyncs, k[:]...)
 		counter(descPeerRounds, p.Rounds, k[:]...)
 		counter(descPeerRepaired, p.Repaired, k[:]...)
+		counter(descPeerSkipped, p.Skipped, k[:]...)
 		for reason, n := range p.Failures {
 			counter(descPeerFailures, n, k[0], k[1], reason)
 		}

@@ -166,6 +166,9 @@ type inStream struct {
 	large     *largeRecv
 	// vouched is the slot set last announced to the origin (Vouched).
 	vouched []byte
+	// keeps is the set of slots kept last named to the origin (Resume,
+	// Keeps).
+	keeps []byte
 }
 
 // acked returns the sequence number this node acknowledges: the last one
@@ -205,12 +208,41 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	if next == 0 && r.cfg.Wanted != nil {
 		in.wanted = r.cfg.Wanted(fill)
 	}
-	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted}); err != nil {
+	if r.cfg.KeptSlots != nil {
+		in.keeps = r.cfg.KeptSlots()
+	}
+	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted, Keeps: in.keeps}); err != nil {
 		return in, err
 	}
 	// The Resume acknowledges next-1: the origin counts it once it knows
 	// which keys this node's acknowledgements speak for.
 	return in, in.announceVouched(true)
+}
+
+// announceKeeps tells the origin which slots' writes this node keeps
+// (Config.KeptSlots) if that changed since it last said, at each frame
+// received: the origin sends the others' writes as skips from then on. A
+// set that grew needs no haste: a skip of a slot kept now ends the
+// stream, which resumes from it.
+func (in *inStream) announceKeeps() error {
+	if in.r.cfg.KeptSlots == nil {
+		return nil
+	}
+	k := in.r.cfg.KeptSlots()
+	if sameSlots(k, in.keeps) {
+		return nil
+	}
+	in.keeps = k
+	return in.fc.write(&wire.Keeps{Origin: in.h.NodeID, Slots: k})
+}
+
+// sameSlots reports whether two wire slot sets (nil: every slot) are the
+// same; the same slice is, without comparing its bytes.
+func sameSlots(a, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return &a[0] == &b[0] || bytes.Equal(a, b)
 }
 
 // announceVouched tells the origin which keys this node's acknowledgements
@@ -246,6 +278,12 @@ func (in *inStream) serve() error {
 			return in.fc.rejectRead(err)
 		}
 		in.heard = time.Now()
+		// Whatever the frame, the origin hears first of slots this node
+		// stopped or started keeping: a frame of writes is the earliest
+		// moment it needs to (it sends the others' writes as skips).
+		if err := in.announceKeeps(); err != nil {
+			return err
+		}
 		switch f := f.(type) {
 		case *wire.Ops:
 			err = in.onOps(f)
@@ -333,6 +371,15 @@ func (in *inStream) applied(applied uint64, err error) error {
 			return err
 		}
 		return in.r.holdAhead(in.fc, in.o, in.h, "ops", err)
+	}
+	if errors.Is(err, errKeepsGrew) {
+		if err := in.ack(applied); err != nil {
+			return err
+		}
+		in.r.keepsGrew.Add(1)
+		in.r.cfg.Logger.Info("replication: a skipped write of a slot this node now keeps; resuming the origin's stream from it",
+			"origin", in.h.NodeName, "region", in.h.Region, "from_seq", applied+1)
+		return in.fc.reject(wire.RejectKeeps, "%v", err)
 	}
 	if err != nil {
 		return in.fc.reject(wire.RejectBadFrame, "%v", err)
@@ -545,7 +592,7 @@ func (r *Replicator) batchOpLocked(o *originState, w *wire.Op) error {
 		b.ops = append(b.ops, *w)
 		return nil
 	}
-	if w.Kind != wire.KindSet && w.Kind != wire.KindDelete && w.Kind != wire.KindCounter && w.Kind != wire.KindHash {
+	if w.Kind != wire.KindSet && w.Kind != wire.KindDelete && w.Kind != wire.KindCounter && w.Kind != wire.KindHash && w.Kind != wire.KindSkip {
 		return fmt.Errorf("%w: a %v op inside a batch", errBadBatch, w.Kind)
 	}
 	b.bytes += int64(len(w.Key) + len(w.Value))
@@ -569,19 +616,35 @@ var errBadBatch = errors.New("malformed batch")
 // holds at the marker.
 func (r *Replicator) applyBatchLocked(o *originState) error {
 	ops := o.batch.ops[1:]
+	keys := make([]string, 0, len(ops))
 	for i := range ops {
-		if err := r.cfg.Clock.Check(hlc.Timestamp(ops[i].HLC)); err != nil {
+		err := r.cfg.Clock.Check(hlc.Timestamp(ops[i].HLC))
+		if err == nil && ops[i].Kind == wire.KindSkip {
+			// A skip this node would keep now holds the whole batch.
+			if err = checkSkip(&ops[i]); err == nil && (r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(ops[i].ExpireAt))) {
+				err = fmt.Errorf("%w: slot %d", errKeepsGrew, ops[i].ExpireAt)
+			}
+		}
+		if err != nil {
 			o.batch = pendingBatch{}
 			return err
 		}
-	}
-	keys := make([]string, len(ops))
-	for i := range ops {
-		keys[i] = ops[i].Key
+		if ops[i].Kind != wire.KindSkip {
+			keys = append(keys, ops[i].Key)
+		}
 	}
 	var err error
 	apply := func() {
 		for i := range ops {
+			if ops[i].Kind == wire.KindSkip {
+				// Judged above: skipped now would judge it again, and a
+				// slot gained meanwhile must not cut the batch in two.
+				if _, err = r.cfg.Clock.Merge(hlc.Timestamp(ops[i].HLC)); err != nil {
+					return
+				}
+				r.notKept.Add(1)
+				continue
+			}
 			if err = r.applyLocked(o, &ops[i]); err != nil {
 				return
 			}
@@ -608,6 +671,9 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(w.HLC)); err != nil {
 		return err
 	}
+	if w.Kind == wire.KindSkip {
+		return r.skipped(w)
+	}
 	if !r.keeps(w) {
 		return nil
 	}
@@ -619,9 +685,40 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	return nil
 }
 
+// skipped takes a skip (wire.KindSkip) of the stream: a write this node
+// said it does not keep. If it keeps the write's slot now, the write is
+// missing here: errKeepsGrew ends the stream before it, and the stream
+// resumes from it with the slots kept now.
+func (r *Replicator) skipped(w *wire.Op) error {
+	if err := checkSkip(w); err != nil {
+		return err
+	}
+	if r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(w.ExpireAt)) {
+		return fmt.Errorf("%w: slot %d", errKeepsGrew, w.ExpireAt)
+	}
+	r.notKept.Add(1)
+	return nil
+}
+
+// checkSkip refuses a malformed skip.
+func checkSkip(w *wire.Op) error {
+	if w.Key != "" || len(w.Value) != 0 || w.ExpireAt < 0 || w.ExpireAt >= cluster.Slots {
+		return fmt.Errorf("a skip with a key, a value or a slot outside 0..%d", cluster.Slots-1)
+	}
+	return nil
+}
+
+// errKeepsGrew ends a stream at a skip of a slot this node has come to
+// keep since the stream resumed (wire.RejectKeeps).
+var errKeepsGrew = errors.New("a skipped write of a slot this node now keeps")
+
 // keeps reports whether this node applies the replicated write w
-// (Config.Keeps), and counts it if not. A delete is always applied.
+// (Config.Keeps), and counts it if not. A delete is always applied; a
+// skip never is (it has no key: skipped judges it).
 func (r *Replicator) keeps(w *wire.Op) bool {
+	if w.Kind == wire.KindSkip {
+		return false
+	}
 	if r.cfg.Keeps == nil || w.Kind == wire.KindDelete || r.cfg.Keeps(w.Key) {
 		return true
 	}
@@ -655,7 +752,7 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 	}
 	for i := range ops {
 		w := &ops[i]
-		if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch {
+		if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch || w.Kind == wire.KindSkip {
 			return fmt.Errorf("a %v op inside a snapshot", w.Kind)
 		}
 		track := false

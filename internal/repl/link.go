@@ -67,9 +67,15 @@ type link struct {
 	lastRound          time.Time
 	rounds             uint64 // anti-entropy rounds completed
 	repaired           uint64 // entries this node took from the peer's repairs
-	// resyncAsked is set when the peer ended the connection asking for a
-	// full sync (RejectResync): the link reconnects at once, quietly.
-	resyncAsked bool
+	// reconnectAsked is set when the peer ended the connection asking for
+	// a full sync (RejectResync) or to resume with the slots it keeps now
+	// (RejectKeeps): the link reconnects at once, quietly. It says why.
+	reconnectAsked string
+	// keeps is the slots whose writes the peer keeps (nil: every key),
+	// from its Resume and its Keeps frames since; the sender sends the
+	// others' writes as skips (wire.KindSkip), and skipped counts them.
+	keeps   []byte
+	skipped uint64
 }
 
 // setState records a change of the link. A connected link has no last
@@ -111,11 +117,11 @@ func (r *Replicator) dialLoop(l *link) {
 				backoff = r.cfg.ReconnectMin // it was up for a while: retry fast
 			}
 			l.mu.Lock()
-			asked := l.resyncAsked
-			l.resyncAsked = false
+			asked := l.reconnectAsked
+			l.reconnectAsked = ""
 			l.mu.Unlock()
-			if asked && l.ctx.Err() == nil {
-				r.cfg.Logger.Info("replication: the peer asks for a full sync; reconnecting", "peer", l.addr)
+			if asked != "" && l.ctx.Err() == nil {
+				r.cfg.Logger.Info("replication: "+asked+"; reconnecting", "peer", l.addr)
 				err, backoff = nil, r.cfg.ReconnectMin
 			}
 		}
@@ -170,7 +176,7 @@ func readHello(fc *frameConn) (*wire.Hello, error) {
 // while a reader takes the peer's answers.
 func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	fc := newFrameConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
-	next, wanted, needSnapshot, err := r.handshakeOut(l, fc)
+	resume, needSnapshot, err := r.handshakeOut(l, fc)
 	if err != nil {
 		return err
 	}
@@ -182,9 +188,16 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 	defer conn.Close()
 	wg.Go(func() {
 		err := r.readAcks(l, fc)
-		if errors.Is(err, errResyncAsked) {
+		asked := ""
+		switch {
+		case errors.Is(err, errResyncAsked):
+			asked = "the peer asks for a full sync"
+		case errors.Is(err, errKeepsAsked):
+			asked = "the peer keeps slots it did not keep when it resumed"
+		}
+		if asked != "" {
 			l.mu.Lock()
-			l.resyncAsked = true // whatever error the sender returns
+			l.reconnectAsked = asked // whatever error the sender returns
 			l.mu.Unlock()
 		}
 		// A reader that stops (the peer went silent, or broke the
@@ -194,28 +207,29 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 		conn.Close()
 		readErr <- err
 	})
-	s := &sender{r: r, l: l, fc: fc, next: next, wanted: wanted, needSnapshot: needSnapshot, readErr: readErr}
+	s := &sender{r: r, l: l, fc: fc, next: resume.NextSeq, wanted: resume.Wanted, needSnapshot: needSnapshot, readErr: readErr}
 	return s.run()
 }
 
 // handshakeOut exchanges Hellos, measures the peer's clock, and reads
-// where the peer resumes this node's log: it returns the sequence number
-// to stream from and whether the peer asked for a full sync. With a full
-// sync, next is where the log replays from after the snapshot: the peer's
-// last ack if the same process of the peer asks (see sendSnapshot), else 0.
-func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted []byte, needSnapshot bool, err error) {
+// where the peer resumes this node's log: it returns the peer's Resume,
+// its NextSeq set to the sequence number to stream from, and whether the
+// peer asked for a full sync. With a full sync, NextSeq is where the log
+// replays from after the snapshot: the peer's last ack if the same process
+// of the peer asks (see sendSnapshot), else 0.
+func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, needSnapshot bool, err error) {
 	hello := r.hello()
 	if err := fc.write(hello); err != nil {
-		return 0, nil, false, err
+		return nil, false, err
 	}
 	h, err := readHello(fc)
 	if err != nil {
-		return 0, nil, false, err
+		return nil, false, err
 	}
 	recv := r.cfg.Physical.UnixNano()
 	if rej := r.checkHello(h); rej != nil {
 		fc.write(publicReject(rej, h))
-		return 0, nil, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
+		return nil, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
 	// The Hello exchange is the first measurement of the peer's clock: a
 	// node started far from its peers refuses writes from its first one
@@ -227,14 +241,14 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 	l.rtt, l.offset = rtt, off
 	l.mu.Unlock()
 	r.cfg.Clock.ObservePeerOffset(h.NodeName, towardZero(off, rtt/2))
-	resume, err := expect[*wire.Resume](fc)
+	resume, err = expect[*wire.Resume](fc)
 	if err != nil {
-		return 0, nil, false, err
+		return nil, false, err
 	}
 	// NextSeq 0 asks for a full sync (the receiver has never synced).
-	next = max(resume.NextSeq, 1)
+	next := max(resume.NextSeq, 1)
 	if resume.Origin != r.cfg.NodeID || next > r.log.Next() {
-		return 0, nil, false, fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
+		return nil, false, fc.reject(wire.RejectBadFrame, "resume of origin %d at %d; this is origin %d at %d",
 			resume.Origin, resume.NextSeq, r.cfg.NodeID, r.log.Next())
 	}
 	r.mergePeerClock(l, h.NodeName, resume.HLC)
@@ -252,6 +266,7 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.vouchKnown, l.vouched = false, nil // announced after the Resume
+	l.keeps = resume.Keeps
 	l.acked = max(l.acked, next-1)
 	l.lastAck = max(l.lastAck, next-1)
 	if resume.NextSeq == 0 {
@@ -278,9 +293,11 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (next uint64, wanted [
 		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
 	}
 	if resume.NextSeq == 0 {
-		return replay, resume.Wanted, true, nil
+		resume.NextSeq = replay
+		return resume, true, nil
 	}
-	return next, nil, false, nil
+	resume.NextSeq, resume.Wanted = next, nil
+	return resume, false, nil
 }
 
 // sender streams this node's log on one connection, with a full sync when
@@ -432,6 +449,7 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	}
 	s.ops = toWire(s.batch, s.ops[:0])
 	clear(s.batch) // do not pin values until the next batch
+	s.skipUnkept()
 	k := 0
 	for k < len(s.ops) && !r.isLarge(&s.ops[k]) {
 		k++
@@ -473,6 +491,35 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 	s.l.sent = s.next
 	s.l.mu.Unlock()
 	return true, nil
+}
+
+// skipUnkept turns the writes of s.ops whose keys the peer does not keep
+// into skips: their version and slot, without key or value. Deletes go
+// whole (the peer applies them whatever the key), and so do messages and
+// batch markers.
+func (s *sender) skipUnkept() {
+	s.l.mu.Lock()
+	keeps := s.l.keeps
+	s.l.mu.Unlock()
+	if keeps == nil {
+		return
+	}
+	n := 0
+	for i := range s.ops {
+		w := &s.ops[i]
+		if w.Kind != wire.KindSet && w.Kind != wire.KindCounter && w.Kind != wire.KindHash {
+			continue
+		}
+		if slot := cluster.KeySlot(w.Key); !slotIn(keeps, slot) {
+			*w = wire.Op{Kind: wire.KindSkip, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
+			n++
+		}
+	}
+	if n > 0 {
+		s.l.mu.Lock()
+		s.l.skipped += uint64(n)
+		s.l.mu.Unlock()
+	}
 }
 
 // holding reports whether the n writes read from the log wait for more
@@ -665,6 +712,14 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 			err = r.onPartAck(l, fc, f)
 		case *wire.Vouched:
 			err = r.onVouched(l, fc, f)
+		case *wire.Keeps:
+			if f.Origin != r.cfg.NodeID {
+				err = fc.reject(wire.RejectBadFrame, "kept slots for origin %d", f.Origin)
+				break
+			}
+			l.mu.Lock()
+			l.keeps = f.Slots // the writes sent from now on
+			l.mu.Unlock()
 		case *wire.LargeOp:
 			err = large.onLargeOp(r, fc, f)
 		case *wire.ValuePart:
@@ -745,10 +800,17 @@ func (r *Replicator) onPong(l *link, f *wire.Pong) {
 	r.cfg.Clock.ObservePeerOffset(name, towardZero(off, rtt/2))
 }
 
+// errKeepsAsked ends a link whose peer came to keep slots whose writes
+// this node sent it as skips (wire.RejectKeeps).
+var errKeepsAsked = errors.New("repl: the peer resumes with the slots it keeps now")
+
 // onPeerReject ends the link on the peer's Reject.
 func onPeerReject(f *wire.Reject) error {
 	if f.Code == wire.RejectResync {
 		return errResyncAsked
+	}
+	if f.Code == wire.RejectKeeps {
+		return errKeepsAsked
 	}
 	if f.Code == wire.RejectClockAhead {
 		// The peer found this node's versions too far ahead of its clock.

@@ -152,6 +152,16 @@ type Config struct {
 	// an absence past the tombstone horizon). The sender sends only those
 	// slots' keys, and the drop rule judges only them.
 	Wanted func(fill bool) []byte
+	// KeptSlots, if set, returns the hash slots (a wire.SlotSetLen-byte
+	// set) whose writes this node keeps, or nil for every key: sent to
+	// each origin with the Resume, so that the origin sends the writes of
+	// other slots' keys as skips (wire.KindSkip: version and slot only).
+	// KeepsSlot must then say the same of one slot, as Keeps does of a
+	// key: a skip of a slot this node has come to keep since it resumed
+	// ends the stream, which resumes at once from that op with the slots
+	// kept now (wire.RejectKeeps).
+	KeptSlots func() []byte
+	KeepsSlot func(slot int) bool
 
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.
@@ -329,7 +339,10 @@ type Replicator struct {
 	// notKept counts the replicated writes not applied because this node
 	// does not keep their keys (Config.Keeps).
 	notKept atomic.Uint64
-	resyncs uint64 // Resync calls; guarded by mu
+	// keepsGrew counts the streams ended by a skip of a slot this node
+	// has come to keep since the stream resumed.
+	keepsGrew atomic.Uint64
+	resyncs   uint64 // Resync calls; guarded by mu
 }
 
 // New validates cfg and returns a replicator that has started nothing yet;

@@ -33,6 +33,7 @@ type LinkStats struct {
 	SyncDone      bool              // the first sync from this peer is settled (see Replicator.Synced)
 	Rounds        uint64            // anti-entropy rounds completed
 	Repaired      uint64            // entries taken from the peer's repairs
+	Skipped       uint64            // writes sent as skips: the peer does not keep their keys
 }
 
 // OriginStats describes the receiving side of one origin.
@@ -84,6 +85,9 @@ type Stats struct {
 	// NotKept counts the replicated writes not applied because this node
 	// does not keep their keys (Config.Keeps); Resyncs counts Resync calls.
 	NotKept, Resyncs uint64
+	// KeepsGrew counts the streams ended at a skip of a slot this node had
+	// come to keep since the stream resumed (wire.RejectKeeps).
+	KeepsGrew uint64
 }
 
 // Stats returns the current figures.
@@ -93,7 +97,7 @@ func (r *Replicator) Stats() Stats {
 	r.mu.Lock()
 	st.IDConflicts, st.IDConflict = r.idConflicts, r.idConflict
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
-	st.NotKept, st.Resyncs = r.notKept.Load(), r.resyncs
+	st.NotKept, st.Resyncs, st.KeepsGrew = r.notKept.Load(), r.resyncs, r.keepsGrew.Load()
 	for _, l := range r.links {
 		l.mu.Lock()
 		ls := LinkStats{
@@ -101,7 +105,7 @@ func (r *Replicator) Stats() Stats {
 			Connected: l.connected, Since: l.since, Acked: l.acked,
 			RTT: l.rtt, Offset: l.offset, FullSyncs: l.fullSyncs,
 			Reconnects: l.reconnects, LastError: l.lastErr,
-			Rounds: l.rounds, Repaired: l.repaired,
+			Rounds: l.rounds, Repaired: l.repaired, Skipped: l.skipped,
 			LastErrorAt: l.lastErrAt, Reason: l.reason, EverConnected: l.reconnects > 0,
 			SyncDone: l.sync != syncPending,
 		}

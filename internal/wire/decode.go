@@ -136,6 +136,7 @@ func decode(body []byte, shared bool) (Frame, error) {
 	case TypeResume:
 		rs := &Resume{Origin: d.u32(), NextSeq: d.uvarint(), HLC: d.u64()}
 		rs.Wanted = d.slotSet("wanted slots")
+		rs.Keeps = d.slotSet("kept slots")
 		f = rs
 	case TypeOps:
 		f = d.ops()
@@ -171,6 +172,10 @@ func decode(body []byte, shared bool) (Frame, error) {
 		v := &Vouched{Origin: d.u32()}
 		v.Slots = d.slotSet("vouched slots")
 		f = v
+	case TypeKeeps:
+		k := &Keeps{Origin: d.u32()}
+		k.Slots = d.slotSet("kept slots")
+		f = k
 	default:
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
 	}
@@ -380,7 +385,7 @@ func (d *decoder) opList() []Op {
 // op reads one Op.
 func (d *decoder) op(op *Op) {
 	op.Kind = Kind(d.u8())
-	if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash {
+	if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash && op.Kind != KindSkip {
 		d.fail("unknown op kind")
 	}
 	op.HLC = d.u64()
@@ -404,7 +409,7 @@ func (d *decoder) largeOp() *LargeOp {
 		d.fail("large op size above MaxValueLen")
 	case f.Size <= uint64(len(f.Op.Value)):
 		d.fail("large op size not above its first part")
-	case f.Op.Kind == KindDelete || f.Op.Kind == KindBatch:
+	case f.Op.Kind == KindDelete || f.Op.Kind == KindBatch || f.Op.Kind == KindSkip:
 		d.fail("large op of a kind without a value")
 	}
 	return &f

@@ -34,7 +34,7 @@
 //	Type  Frame          Payload (after the type byte)
 //	1     Hello          Proto u16 | Cluster str | Region str | NodeName str | NodeID u32 | Incarnation u64 | PhysicalNanos i64
 //	2     Reject         Code u16 | Message str
-//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64 | Wanted bytes (0 or SlotSetLen)
+//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64 | Wanted bytes (0 or SlotSetLen) | Keeps bytes (0 or SlotSetLen)
 //	4     Ops            Origin u32 | FirstSeq uvarint | count uvarint | count × Op
 //	5     Ack            Origin u32 | Seq uvarint
 //	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64 | Vouched bytes (0 or SlotSetLen)
@@ -48,6 +48,7 @@
 //	14    ValuePart      Origin u32 | Seq uvarint | Data str
 //	15    PartAck        Origin u32 | Seq uvarint | Received uvarint
 //	16    Vouched        Origin u32 | Slots bytes (0 or SlotSetLen)
+//	17    Keeps          Origin u32 | Slots bytes (0 or SlotSetLen)
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -74,11 +75,11 @@
 //     [MaxNameLen] (255 bytes), a Reject message over [MaxMessageLen] (1 KiB);
 //     a Value is bounded only by the frame;
 //   - a LargeOp whose Size is not above its first part's length, is
-//     above [MaxValueLen] (512 MiB), or whose op is a delete or a batch
-//     start; a ValuePart with no data;
+//     above [MaxValueLen] (512 MiB), or whose op is a delete, a batch
+//     start or a skip; a ValuePart with no data;
 //   - an op count above remaining/16, 16 bytes being the smallest Op, checked
 //     before the []Op slice is allocated;
-//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter] and [KindHash], an Ops frame whose
+//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter], [KindHash] and [KindSkip], an Ops frame whose
 //     last sequence number FirstSeq+count-1 overflows a uint64, and a varint
 //     that is not in its shortest form.
 //
@@ -119,12 +120,13 @@
 //
 // # Versions
 //
-// [Proto] is 8 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 9 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
 // counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
 // too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
 // by the receiver's [PartAck]s; 7: slot sets in [Resume] and [SnapshotBegin];
-// 8: [Vouched], the slots a receiver's acknowledgements speak for). The layout of Hello is frozen: every version sends the same
+// 8: [Vouched], the slots a receiver's acknowledgements speak for; 9: the
+// slots a receiver keeps, in [Resume] and [Keeps], and [KindSkip]). The layout of Hello is frozen: every version sends the same
 // Hello first, so a node can always decode its peer's Hello and answer a
 // version it does not speak with a Reject of code [RejectProtocol]. A later
 // version adds information in new frame types, sent only once both sides

@@ -48,6 +48,11 @@ type Resume struct {
 	// snapshot then holds only their keys, and the receiver's drop rule
 	// judges only them.
 	Wanted []byte
+	// Keeps is nil when the receiver keeps every key, or a set of
+	// SlotSetLen bytes: the hash slots whose writes it keeps. The sender
+	// may send each write of another slot's key as a KindSkip op
+	// (protocol 9).
+	Keeps []byte
 }
 
 // Op is one replicated operation. Its version is (HLC, VOrigin); VOrigin may
@@ -163,6 +168,17 @@ type Vouched struct {
 	Slots  []byte
 }
 
+// Keeps tells Origin which slots' writes the sender of the frame keeps
+// from now on: nil if every key, or a set of SlotSetLen bytes. A receiver
+// keeping only its own slots names them in its Resume and sends a Keeps
+// frame, before its next Ack, whenever they change; the origin may send
+// the writes of the other slots' keys as skips (KindSkip) from the frame
+// on.
+type Keeps struct {
+	Origin uint32
+	Slots  []byte
+}
+
 // SnapshotEnd ends the full sync of Origin. Ghosts is the sender's
 // tombstone-ghost table at the end of the snapshot (a power-of-two number
 // of slots, each the largest HLC of the deletes and expiries whose exact
@@ -203,6 +219,9 @@ func (*Ack) Type() Type { return TypeAck }
 
 // Type returns TypeVouched.
 func (*Vouched) Type() Type { return TypeVouched }
+
+// Type returns TypeKeeps.
+func (*Keeps) Type() Type { return TypeKeeps }
 
 // Type returns TypeSnapshotBegin.
 func (*SnapshotBegin) Type() Type { return TypeSnapshotBegin }
@@ -274,6 +293,8 @@ func (f *Resume) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
 	buf = binary.AppendUvarint(buf, uint64(len(f.Wanted)))
 	buf = append(buf, f.Wanted...)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Keeps)))
+	buf = append(buf, f.Keeps...)
 	return finish(buf, start)
 }
 
@@ -301,6 +322,15 @@ func (f *Ack) Append(buf []byte) []byte {
 // Append appends the encoded frame to buf.
 func (f *Vouched) Append(buf []byte) []byte {
 	buf, start := begin(buf, TypeVouched)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Slots)))
+	buf = append(buf, f.Slots...)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf.
+func (f *Keeps) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeKeeps)
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, uint64(len(f.Slots)))
 	buf = append(buf, f.Slots...)

@@ -49,6 +49,11 @@ func samples() []sample {
 		{"SnapshotBegin/zero", &SnapshotBegin{}},
 		{"SnapshotBegin/max", &SnapshotBegin{Origin: math.MaxUint32, Seq: math.MaxUint64, HLC: math.MaxUint64}},
 		{"Resume/wanted", &Resume{Origin: 1, NextSeq: 0, HLC: 3, Wanted: bytes.Repeat([]byte{0xa5}, SlotSetLen)}},
+		{"Keeps/every key", &Keeps{Origin: 4}},
+		{"Keeps/slots", &Keeps{Origin: 4, Slots: bytes.Repeat([]byte{0x81}, SlotSetLen)}},
+		{"Resume/keeps", &Resume{Origin: 1, NextSeq: 7, HLC: 3, Keeps: bytes.Repeat([]byte{0x3c}, SlotSetLen)}},
+		{"Resume/wanted and keeps", &Resume{Origin: 1, HLC: 3, Wanted: bytes.Repeat([]byte{0x01}, SlotSetLen), Keeps: bytes.Repeat([]byte{0x03}, SlotSetLen)}},
+		{"Ops/skips", &Ops{Origin: 2, FirstSeq: 5, Ops: []Op{{Kind: KindSkip, ExpireAt: 16383, HLC: 9, VOrigin: 2}, {Kind: KindSet, Key: "a", Value: []byte("1")}, {Kind: KindSkip, HLC: 10, VOrigin: 4}}}},
 		{"SnapshotBegin/vouched", &SnapshotBegin{Origin: 1, Seq: 2, HLC: 3, Vouched: bytes.Repeat([]byte{0x5a}, SlotSetLen)}},
 		{"SnapshotChunk/empty", &SnapshotChunk{Origin: 9}},
 		{"SnapshotChunk/ops", &SnapshotChunk{Origin: 9, Ops: []Op{

@@ -25,7 +25,12 @@ import (
 // Version 8: a receiver that keeps only its own slots tells each origin
 // which slots its acknowledgements speak for (Vouched), so that only a
 // key's owners count toward that key's acknowledgement level.
-const Proto = 8
+// Version 9: Resume carries the slots the receiver keeps (Keeps), and a
+// Keeps frame tells the origin when they change; the sender may send a write of a key the receiver does not keep as a skip
+// (KindSkip): its version and slot, without key or value; Reject code 10
+// (RejectKeeps) asks the sender to reconnect so that the Resume names the
+// slots kept now.
+const Proto = 9
 
 // SlotSetLen is the length of a set of hash slots on the wire (one bit per
 // slot of Redis Cluster's 16,384: bit s&7 of byte s>>3).
@@ -128,6 +133,7 @@ const (
 	TypeValuePart     Type = 14
 	TypePartAck       Type = 15
 	TypeVouched       Type = 16
+	TypeKeeps         Type = 17
 )
 
 var typeNames = [...]string{
@@ -147,6 +153,7 @@ var typeNames = [...]string{
 	TypeValuePart:     "ValuePart",
 	TypePartAck:       "PartAck",
 	TypeVouched:       "Vouched",
+	TypeKeeps:         "Keeps",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -160,7 +167,7 @@ func (t Type) String() string {
 
 // Frame is one decoded or to-be-encoded frame. The concrete types are the
 // pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
-// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart, *PartAck and *Vouched; ReadFrame returns one of
+// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart, *PartAck, *Vouched and *Keeps; ReadFrame returns one of
 // them, so callers dispatch with a type switch.
 type Frame interface {
 	// Type returns the frame's type byte.
@@ -199,13 +206,21 @@ const (
 	// (protocol 5). Valid in every op list; in a Probe, Value is the
 	// state's digest.
 	KindHash Kind = 6
+	// KindSkip stands in an Ops frame (and inside a batch) for a write of a
+	// key the receiver said it does not keep (Resume.Keeps): ExpireAt is
+	// the key's hash slot (0 to 16,383), HLC and VOrigin the write's
+	// version, Key and Value empty. It keeps the stream's sequence whole
+	// and the receiver's clock merged as the write would have (protocol
+	// 9). The receiver refuses it in snapshots, probes, repairs and large
+	// ops.
+	KindSkip Kind = 7
 )
 
 // MaxBatchOps bounds the ops of one batch (KindBatch).
 const MaxBatchOps = 1 << 16
 
-// String returns "set", "delete", "publish", "batch", "counter", "hash"
-// or "Kind(n)".
+// String returns "set", "delete", "publish", "batch", "counter", "hash",
+// "skip" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindCounter:
@@ -220,6 +235,8 @@ func (k Kind) String() string {
 		return "publish"
 	case KindBatch:
 		return "batch"
+	case KindSkip:
+		return "skip"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -262,6 +279,12 @@ const (
 	// peer of an older version treats it as a refusal and reconnects all
 	// the same, after its backoff.
 	RejectResync RejectCode = 9
+	// RejectKeeps: the receiver keeps slots it did not keep when it
+	// resumed, and a skip (KindSkip) of one of them arrived; it applied
+	// nothing from that op on and ends the stream. The sender should
+	// reconnect at once: the receiver's Resume then names the slots it
+	// keeps now, from that op.
+	RejectKeeps RejectCode = 10
 )
 
 var rejectNames = [...]string{
@@ -274,6 +297,7 @@ var rejectNames = [...]string{
 	RejectInternal:      "internal error",
 	RejectClockAhead:    "clock ahead",
 	RejectResync:        "full sync asked",
+	RejectKeeps:         "slots kept grew",
 }
 
 // String returns a short description such as "cluster mismatch", or
