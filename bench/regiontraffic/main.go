@@ -1,0 +1,259 @@
+// Command regiontraffic measures the replication bytes a write costs when
+// regions have several nodes: two regions of -nodes embedded nodes each
+// (gossip inside a region, every node peering with every node of the
+// other region), on loopback, in one process. Region A's nodes write -keys
+// keys of -value bytes, each on its slot's primary; once every link has
+// acknowledged everything, it prints the bytes the writing nodes sent on
+// their replication links, per write, inside region A and to region B,
+// counted by a wrapper of each node's dialer (the origin dials its peers
+// and streams its log over that connection), for slot-owned storage
+// (GossipConfig.SlotsOnly) and for full copies.
+//
+//	cd bench && go run ./regiontraffic
+//	go run ./regiontraffic -nodes 3 -keys 100000 -rounds 3
+//
+// It uses only geocache's public API, so the same file measures an older
+// commit (copy it into that commit's bench/).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/geocache/geocache"
+)
+
+var (
+	flagNodes  = flag.Int("nodes", 3, "nodes per region")
+	flagKeys   = flag.Int("keys", 100_000, "keys written in region A per round")
+	flagValue  = flag.Int("value", 64, "value size in bytes")
+	flagRounds = flag.Int("rounds", 3, "rounds per setup (setups interleaved)")
+	flagSetups = flag.String("setups", "slots-only,full", "setups: slots-only (GossipConfig.SlotsOnly), full (every node keeps every key)")
+)
+
+func main() {
+	flag.Parse()
+	fmt.Printf("# regions of %d nodes, %d keys of %d bytes written in region A per round\n", *flagNodes, *flagKeys, *flagValue)
+	fmt.Println("# setup round in-region-bytes/write cross-region-bytes/write links")
+	for round := 1; round <= *flagRounds; round++ {
+		for _, setup := range strings.Split(*flagSetups, ",") {
+			in, cross, err := run(setup == "slots-only")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "regiontraffic:", err)
+				os.Exit(1)
+			}
+			fmt.Printf("%s %d %.1f %.1f\n", setup, round, in, cross)
+		}
+	}
+}
+
+// counter counts the bytes written on the connections a node dialed, by
+// the region of the address dialed.
+type counter struct {
+	regionOf map[string]string // replication address → region
+	mu       sync.Mutex
+	bytes    map[string]*atomic.Int64 // region → bytes
+}
+
+func (c *counter) of(region string) *atomic.Int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.bytes[region]
+	if n == nil {
+		n = new(atomic.Int64)
+		c.bytes[region] = n
+	}
+	return n
+}
+
+func (c *counter) dial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	region := c.regionOf[addr]
+	c.mu.Unlock()
+	return &countingConn{Conn: conn, n: c.of(region)}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// run builds the two regions, writes, waits for every link to catch up,
+// and returns the bytes per write sent inside region A and to region B.
+func run(slotsOnly bool) (inRegion, crossRegion float64, err error) {
+	type member struct {
+		region string
+		ln     net.Listener
+		node   *geocache.Node
+		count  *counter
+	}
+	regions := []string{"a", "b"}
+	var members []*member
+	regionOf := map[string]string{}
+	for _, r := range regions {
+		for range *flagNodes {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return 0, 0, err
+			}
+			members = append(members, &member{region: r, ln: ln})
+			regionOf[ln.Addr().String()] = r
+		}
+	}
+	defer func() {
+		for _, m := range members {
+			if m.node != nil {
+				m.node.Close()
+			} else {
+				m.ln.Close()
+			}
+		}
+	}()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	join := map[string]string{} // region → gossip address of its first node
+	for i, m := range members {
+		var peers []string
+		for _, o := range members {
+			if o.region != m.region {
+				peers = append(peers, o.ln.Addr().String())
+			}
+		}
+		m.count = &counter{regionOf: regionOf, bytes: map[string]*atomic.Int64{}}
+		g := &geocache.GossipConfig{Addr: "127.0.0.1:0", ClientAddr: fmt.Sprint("127.0.0.1:", 7000+i), SlotsOnly: slotsOnly}
+		if j, ok := join[m.region]; ok {
+			g.Join = []string{j}
+		}
+		m.node, err = geocache.Open(geocache.Config{
+			Region: m.region, NodeID: uint32(i + 1), NodeName: fmt.Sprint(m.region, i+1),
+			Listener: m.ln, Peers: peers, Dial: m.count.dial,
+			MaxBytes: 1 << 30, Gossip: g, Logger: logger,
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		if _, ok := join[m.region]; !ok {
+			join[m.region] = m.node.RegionGossipAddr()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Every region settled: every member serving in every map, every link
+	// up and caught up.
+	if err := waitFor(ctx, "the regions settled", func() bool {
+		for _, m := range members {
+			sm, _ := m.node.SlotMap()
+			st := m.node.Stats()
+			if sm == nil || len(sm.Members()) != *flagNodes || st.RegionNodes == nil || st.RegionNodes.ColdSlots > 0 || !caughtUp(st) {
+				return false
+			}
+			for _, mb := range sm.Members() {
+				if mb.State.String() != "serving" {
+					return false
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		return 0, 0, err
+	}
+	writers := members[:*flagNodes]
+	before := map[*member][2]int64{}
+	for _, m := range writers {
+		before[m] = [2]int64{m.count.of("a").Load(), m.count.of("b").Load()}
+	}
+	sm, _ := writers[0].node.SlotMap()
+	byID := map[uint32]*geocache.Node{}
+	for _, m := range writers {
+		byID[m.node.Stats().NodeID] = m.node
+	}
+	value := make([]byte, *flagValue)
+	for i := range *flagKeys {
+		key := fmt.Sprintf("key:%08d", i)
+		if err := byID[sm.Primary(keySlot(key)).ID].Set(ctx, key, value); err != nil {
+			return 0, 0, fmt.Errorf("set %s: %w", key, err)
+		}
+	}
+	if err := waitFor(ctx, "every write acknowledged", func() bool {
+		for _, m := range writers {
+			if !caughtUp(m.node.Stats()) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return 0, 0, err
+	}
+	var in, cross int64
+	for _, m := range writers {
+		in += m.count.of("a").Load() - before[m][0]
+		cross += m.count.of("b").Load() - before[m][1]
+	}
+	return float64(in) / float64(*flagKeys), float64(cross) / float64(*flagKeys), nil
+}
+
+// caughtUp reports whether every link of a node is up with nothing
+// unacknowledged.
+func caughtUp(st geocache.Stats) bool {
+	if len(st.Peers) == 0 {
+		return false
+	}
+	for _, p := range st.Peers {
+		if !p.Connected || p.Lag > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(ctx context.Context, what string, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// keySlot is Redis Cluster's hash slot of key: CRC16/XMODEM of the key, or
+// of its hash tag (the bytes between the first '{' and the next '}', if
+// any), mod 16,384.
+func keySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for k := 0; k < len(key); k++ {
+		crc ^= uint16(key[k]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
