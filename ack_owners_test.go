@@ -105,6 +105,26 @@ func TestAckLevelsCountOnlyTheKeysOwners(t *testing.T) {
 		t.Errorf("WAIT 1 with half of eu's slots cut off = %d, %v; want 0 and a timeout", n, err)
 	}
 	cancel()
+	// A session's WAIT counts the slots it wrote: one that wrote only the
+	// reachable node's key counts eu; one that wrote the other's does not.
+	for _, tc := range []struct {
+		key     string
+		timeout time.Duration
+		want    int
+	}{{keyOf[0], time.Minute, 1}, {keyOf[1], time.Second, 0}} {
+		s := us.NewSession()
+		if err := s.Set(ctx, tc.key, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, tc.timeout)
+		if n, err := s.Wait(wctx, 1); n != tc.want || (err == nil) != (tc.want == 1) {
+			t.Errorf("WAIT 1 of a session that wrote %s (eu node %d's) = %d, %v; want %d", tc.key, m.Primary(cluster.KeySlot(tc.key)).ID, n, err, tc.want)
+		}
+		cancel()
+	}
+	if n, err := us.NewSession().Wait(ctx, 1); n != 1 || err != nil {
+		t.Errorf("WAIT 1 of a session without writes = %d, %v; want 1 (the regions known) at once", n, err)
+	}
 
 	uncutProxy(t, px)
 	wctx, cancel = context.WithTimeout(ctx, time.Minute)

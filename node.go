@@ -573,6 +573,9 @@ func (n *Node) publish(s *Session, op store.Op) uint64 {
 	seq := n.repl.Append(op)
 	if s != nil {
 		s.noteWrite(seq)
+		if op.Kind != store.KindPublish {
+			s.noteSlot(op.Key)
+		}
 	}
 	return seq
 }

@@ -3,10 +3,12 @@ package geocache
 import (
 	"context"
 	"errors"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/repl"
 	"github.com/geocache/geocache/internal/store"
 )
@@ -19,6 +21,11 @@ type Session struct {
 	n    *Node
 	ack  atomic.Uint32
 	last atomic.Uint64 // sequence number of the session's latest write
+	// slots are the hash slots of the keys the session wrote (nil until
+	// its first write of a key): Wait counts a region of nodes that keep
+	// only their own slots once nodes holding those slots acknowledged,
+	// whatever the state of the others.
+	slots atomic.Pointer[sessionSlots]
 
 	mu       sync.Mutex  // guards the batch (BeginBatch)
 	batching atomic.Bool // written under mu; read without it on every write (collect)
@@ -36,6 +43,37 @@ func (s *Session) SetAck(a Ack) { s.ack.Store(uint32(a)) }
 
 // Ack returns the session's default acknowledgement level.
 func (s *Session) Ack() Ack { return Ack(s.ack.Load()) }
+
+// sessionSlots is a set of hash slots, written with atomic ORs.
+type sessionSlots [cluster.Slots / 64]atomic.Uint64
+
+// noteSlot adds key's slot to the session's slots.
+func (s *Session) noteSlot(key string) {
+	set := s.slots.Load()
+	if set == nil {
+		s.slots.CompareAndSwap(nil, new(sessionSlots))
+		set = s.slots.Load()
+	}
+	slot := cluster.KeySlot(key)
+	if w := &set[slot>>6]; w.Load()&(1<<(slot&63)) == 0 {
+		w.Or(1 << (slot & 63))
+	}
+}
+
+// writtenSlots returns the slots of the keys the session wrote, in order.
+func (s *Session) writtenSlots() []uint16 {
+	slots := []uint16{} // not nil: nil would mean every slot
+	set := s.slots.Load()
+	if set == nil {
+		return slots
+	}
+	for i := range set {
+		for w := set[i].Load(); w != 0; w &= w - 1 {
+			slots = append(slots, uint16(i*64+bits.TrailingZeros64(w)))
+		}
+	}
+	return slots
+}
 
 func (s *Session) noteWrite(seq uint64) {
 	for {
@@ -74,9 +112,13 @@ func (s *Session) Persist(ctx context.Context, key string, opts ...Option) error
 // Wait blocks until the session's writes so far are applied in at least
 // regions other regions, or ctx ends, and returns how many other regions
 // have applied them (Redis's WAIT, counting regions). A session without
-// writes returns at once with the number of other regions known.
+// writes returns at once with the number of other regions known. In a
+// region whose nodes keep only their own slots, the writes count as
+// applied once nodes holding the slots of the keys the session wrote have
+// acknowledged them: the slots the session never wrote, whose owners may
+// be failing over, do not hold it up.
 func (s *Session) Wait(ctx context.Context, regions int) (int, error) {
-	got, err := s.n.repl.Wait(ctx, s.last.Load(), nil, regions)
+	got, err := s.n.repl.Wait(ctx, s.last.Load(), s.writtenSlots(), regions)
 	if errors.Is(err, repl.ErrClosed) {
 		return got, ErrClosed
 	}
@@ -123,6 +165,9 @@ func (s *Session) EndBatch(ctx context.Context) error {
 		return nil
 	}
 	s.noteWrite(last)
+	for _, op := range ops {
+		s.noteSlot(op.Key)
+	}
 	if s.Ack() == Local {
 		return nil
 	}
