@@ -54,7 +54,7 @@ type GossipConfig struct {
 	// owns, so that a region of N nodes holds about N/Copies times what
 	// one node holds, for regions whose clients follow the slot map
 	// (cluster-aware Redis clients, with serve's --cluster-redirect, or an
-	// embedding that routes each key by SlotMap) or are served by nodes
+	// embedding that routes each key by SlotMap and KeySlot) or are served by nodes
 	// that forward to the owners (serve's --cluster-forward). The
 	// embedded API itself is not forwarded: Get on a key of another
 	// node's slot misses here. Without it every node keeps every key. A replicated write of a key of another node's slot
@@ -233,6 +233,12 @@ func (n *Node) SlotMap() (*cluster.Map, uint64) {
 	}
 	return sm.m, sm.epoch
 }
+
+// KeySlot returns the hash slot of key (0 to 16,383), as Redis Cluster
+// computes it: CRC16 of the key, or of its hash tag (the bytes between the
+// first '{' and the next '}', if not empty), mod 16,384. With SlotMap it
+// routes a key to its owners: SlotMap().Primary(KeySlot(key)).
+func KeySlot(key string) int { return cluster.KeySlot(key) }
 
 // regionStats returns the figures of Stats.RegionNodes (resyncs from the
 // replicator's Stats, which the caller has), or nil without Config.Gossip.

@@ -273,3 +273,17 @@ func TestColdSlotsNameAFormerOwner(t *testing.T) {
 		t.Fatal("slots still cold after their warming round")
 	}
 }
+
+// KeySlot is Redis Cluster's slot function, hash tags included.
+func TestKeySlot(t *testing.T) {
+	for key, want := range map[string]int{
+		"foo": 12182, "bar": 5061, "{user1}.name": KeySlot("user1"), "{}x": KeySlot("{}x"), "": 0,
+	} {
+		if got := KeySlot(key); got != want {
+			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if KeySlot("{user1}.name") != KeySlot("{user1}.mail") {
+		t.Error("keys of one hash tag in different slots")
+	}
+}
