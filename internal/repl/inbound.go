@@ -620,10 +620,7 @@ func (r *Replicator) applyBatchLocked(o *originState) error {
 	for i := range ops {
 		err := r.cfg.Clock.Check(hlc.Timestamp(ops[i].HLC))
 		if err == nil && ops[i].Kind == wire.KindSkip {
-			// A skip this node would keep now holds the whole batch.
-			if err = checkSkip(&ops[i]); err == nil && (r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(ops[i].ExpireAt))) {
-				err = fmt.Errorf("%w: slot %d", errKeepsGrew, ops[i].ExpireAt)
-			}
+			err = checkSkip(&ops[i])
 		}
 		if err != nil {
 			o.batch = pendingBatch{}
@@ -635,10 +632,19 @@ func (r *Replicator) applyBatchLocked(o *originState) error {
 	}
 	var err error
 	apply := func() {
+		// A skip of a slot this node keeps now holds the whole batch. It
+		// is judged here, where the batch's writes are judged (keeps):
+		// ApplyBatch may wait, and the slots kept may grow meanwhile.
+		for i := range ops {
+			if ops[i].Kind == wire.KindSkip && (r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(ops[i].ExpireAt))) {
+				err = fmt.Errorf("%w: slot %d", errKeepsGrew, ops[i].ExpireAt)
+				return
+			}
+		}
 		for i := range ops {
 			if ops[i].Kind == wire.KindSkip {
-				// Judged above: skipped now would judge it again, and a
-				// slot gained meanwhile must not cut the batch in two.
+				// Judged above: a slot gained since must not cut the
+				// batch in two.
 				if _, err = r.cfg.Clock.Merge(hlc.Timestamp(ops[i].HLC)); err != nil {
 					return
 				}
@@ -654,6 +660,10 @@ func (r *Replicator) applyBatchLocked(o *originState) error {
 		r.cfg.ApplyBatch(keys, apply)
 	} else {
 		apply()
+	}
+	if errors.Is(err, errKeepsGrew) {
+		o.batch = pendingBatch{} // nothing of it applied: resent from its marker
+		return err
 	}
 	if err != nil {
 		// Checked in bounds a moment ago: the clock only moves on.

@@ -198,6 +198,8 @@ func (c *Config) validate() error {
 		c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.MaxSnapshotKeys < 0 || c.WarnInterval < 0 || c.SyncTimeout < 0 ||
 		c.MaxSnapshotBytes < 0 || c.MaxInbound < 0 || c.MaxBatchBytes < 0:
 		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
+	case (c.KeptSlots == nil) != (c.KeepsSlot == nil):
+		return fmt.Errorf("%w: KeptSlots and KeepsSlot go together", ErrInvalidConfig)
 	}
 	if c.Cluster == "" {
 		c.Cluster = "geocache"

@@ -292,3 +292,51 @@ func TestSkipsBetweenReplicators(t *testing.T) {
 		}
 	})
 }
+
+// A batch waits at its gate (Config.ApplyBatch: the node holds back its
+// clients' commands on the batch's keys) before it applies, and the slots
+// kept may grow meanwhile: its writes are judged when they apply, so a
+// whole write of the slot gained is kept, and a skip of it holds the whole
+// batch, which resumes from its marker.
+func TestBatchJudgedAtItsGate(t *testing.T) {
+	for _, whole := range []bool{true, false} {
+		t.Run(map[bool]string{true: "whole", false: "skip"}[whole], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				kept := newKeptSlots(slotsOf("mine"))
+				grown := slotsOf("mine", "theirs")
+				cfg := kept.config(Config{NodeID: 1})
+				cfg.ApplyBatch = func(keys []string, apply func()) {
+					kept.set.Store(&grown) // the slot gained while the batch waits
+					apply()
+				}
+				a := startTestNode(t, mem, "a", cfg, true)
+				p := dialFake(t, mem, "fake", "a")
+				p.open(fakeHello(fakeID))
+				p.emptySync(fakeID)
+				op := wire.Op{Kind: wire.KindSkip, ExpireAt: int64(cluster.KeySlot("theirs")), HLC: uint64(at(3 * time.Millisecond)), VOrigin: fakeID}
+				if whole {
+					op = setOp("theirs", "x", at(3*time.Millisecond), fakeID)
+				}
+				p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{
+					{Kind: wire.KindBatch, ExpireAt: 2, HLC: uint64(at(2 * time.Millisecond)), VOrigin: fakeID},
+					setOp("mine", "1", at(2*time.Millisecond), fakeID), op}})
+				if whole {
+					if ack := recvAs[*wire.Ack](t, p); ack.Seq != 3 || a.value("theirs") != "x" || a.value("mine") != "1" {
+						t.Fatalf("Ack %d, theirs %q, mine %q; want 3, x and 1", ack.Seq, a.value("theirs"), a.value("mine"))
+					}
+					return
+				}
+				p.expectReject(wire.RejectKeeps)
+				if a.value("mine") != "" || a.r.Stats().NotKept != 0 {
+					t.Errorf("mine %q, not kept %d: part of the batch applied", a.value("mine"), a.r.Stats().NotKept)
+				}
+				_, r := dialFake(t, mem, "fake", "a").open(fakeHello(fakeID))
+				if r.NextSeq != 1 || !bytes.Equal(r.Keeps, grown) {
+					t.Errorf("resume at %d naming the grown slots %v; want 1 (the batch's marker) and true", r.NextSeq, bytes.Equal(r.Keeps, grown))
+				}
+			})
+		})
+	}
+}
