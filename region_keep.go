@@ -140,15 +140,19 @@ func (n *Node) updateKeep(members []cluster.Member, prev, m *cluster.Map) {
 		owning = pm
 	}
 	next := setOf(owning.RangesOf(n.id))
-	old := n.keep.Swap(next)
+	old := n.keep.Load() // updateKeep runs under regionMu: nothing stores it meanwhile
 	if old == nil {
+		n.keep.Store(next)
 		return // the first map: the node is empty, and its first syncs fill it
 	}
 	_, lost := old.minus(next)
 	gained, any := next.minus(old)
 	if any {
+		// Cold before kept: an ack must never vouch for a slot gained
+		// and not filled yet (vouched reads both).
 		n.markCold(gained, prev, m)
 	}
+	n.keep.Store(next)
 	if lost || any {
 		select {
 		case n.keepWake <- struct{}{}:
