@@ -572,10 +572,10 @@ func (n *Node) publish(s *Session, op store.Op) uint64 {
 	}
 	seq := n.repl.Append(op)
 	if s != nil {
-		s.noteWrite(seq)
 		if op.Kind != store.KindPublish {
-			s.noteSlot(op.Key)
+			s.noteSlot(op.Key) // before its seq: a Wait that sees the seq sees its slot
 		}
+		s.noteWrite(seq)
 	}
 	return seq
 }

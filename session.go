@@ -164,10 +164,10 @@ func (s *Session) EndBatch(ctx context.Context) error {
 	if last == 0 {
 		return nil
 	}
-	s.noteWrite(last)
 	for _, op := range ops {
 		s.noteSlot(op.Key)
 	}
+	s.noteWrite(last)
 	if s.Ack() == Local {
 		return nil
 	}

@@ -124,7 +124,7 @@ type PeerStats struct {
 	Repaired      uint64 // entries this node took from the peer's repairs
 	// Skipped counts this node's writes sent to the peer as skips
 	// (version and slot only): the peer keeps only its own slots, not
-	// theirs.
+	// theirs. A skip sent again after a reconnection counts again.
 	Skipped uint64
 }
 
