@@ -74,8 +74,12 @@ func TestCoalesceBatchesABusyLink(t *testing.T) {
 				if !slices.Equal(keys, kN(11, 30)) {
 					t.Errorf("backlog frames hold %v; want k11..k30", keys)
 				}
-				if d := time.Since(start); d > coalesce {
-					t.Errorf("a backlog of 5 frames took %v (virtual); want no more than one hold of %v", d, coalesce)
+				// Several frames (BatchBytes 4 KiB), held at most twice: the
+				// sender may wake after the first puts and hold them (the
+				// rest arrive in the same virtual instant), and the last
+				// frame, not full, holds; full frames in between do not.
+				if d := time.Since(start); d > 2*coalesce {
+					t.Errorf("a backlog of 20 KiB took %v (virtual); want no more than two holds of %v", d, coalesce)
 				}
 			})
 		})
