@@ -249,6 +249,7 @@ func (n *Node) regionStats(resyncs uint64) *RegionStats {
 	}
 	rs := &RegionStats{State: n.members.State().String(), Members: map[string]int{}, Epoch: sm.epoch}
 	rs.Failed, rs.Rejoins = n.members.Failed()
+	rs.MergesRefused = n.members.MergesRefused()
 	for _, mb := range n.members.Members() {
 		rs.Members[mb.State.String()]++
 	}

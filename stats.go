@@ -84,6 +84,10 @@ type RegionStats struct {
 	// and Rejoins those that came back, whichever side re-joined.
 	Failed  int
 	Rejoins uint64
+	// MergesRefused counts the joins that reached a node of another region
+	// (a mistaken --join, or another region's node at a failed member's
+	// address), refused rather than merging the two regions' gossip.
+	MergesRefused uint64
 }
 
 // AckStats describes the writes of one acknowledgement level.

@@ -127,6 +127,7 @@ var (
 	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
 	descRegionFailed    = desc("region_failed_members", "Members of the region declared dead that this node keeps trying to reach at their gossip address.")
 	descRegionRejoins   = desc("region_rejoins_total", "Members declared dead that came back (a split region healing, or a restart), whichever side re-joined.")
+	descRegionRefused   = desc("region_merges_refused_total", "Joins that reached a node of another region (a mistaken --join, or another region's node at a failed member's address), refused rather than merging the two regions' gossip.")
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
 	descAckFailures = desc("ack_failures_total", "Writes with acknowledgement level quorum or all that ended without the acknowledgement (timeout, canceled, node closed).", "level")
@@ -160,7 +161,7 @@ var (
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept, descKeepsGrew,
 		descVisibility, descAckDuration, descAckFailures,
-		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins,
+		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
@@ -222,6 +223,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRegionEpoch, float64(r.Epoch))
 		gauge(descRegionFailed, float64(r.Failed))
 		counter(descRegionRejoins, r.Rejoins)
+		counter(descRegionRefused, r.MergesRefused)
 		gauge(descRegionSlots, float64(r.Slots), "owned")
 		gauge(descRegionSlots, float64(r.PrimarySlots), "primary")
 		if r.KeptSlots > 0 {

@@ -126,6 +126,7 @@ type Membership struct {
 	failed map[string]failedMember
 
 	rejoins atomic.Uint64 // failed members that came back, by any path
+	merges  atomic.Uint64 // merges with another region's gossip refused (merger)
 }
 
 // failedMember is a member declared dead, as reconnect knows it.
@@ -215,6 +216,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	mc.SecretKey = cfg.SecretKey
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
+	mc.Merge = (*merger)(m)
 	mc.Logger = log.New(slogWriter{l: cfg.Logger, stopping: &m.stopping}, "", 0)
 	host, port, err := splitHostPort(cfg.BindAddr)
 	if err != nil {
@@ -323,6 +325,11 @@ func (m *Membership) Failed() (failed int, rejoins uint64) {
 	defer m.mu.Unlock()
 	return len(m.failed), m.rejoins.Load()
 }
+
+// MergesRefused returns how many times this node refused to merge its
+// gossip with a pool holding a node of another region (a --join, or a
+// re-join of a failed member's address, that reached another region).
+func (m *Membership) MergesRefused() uint64 { return m.merges.Load() }
 
 // Addr returns the host:port other members reach this node's gossip at.
 func (m *Membership) Addr() string { return m.addr }
@@ -581,6 +588,40 @@ func (d *delegate) NotifyMsg([]byte)                    {}
 func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (d *delegate) LocalState(bool) []byte              { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+// merger refuses to merge this node's gossip pool with one that holds a
+// node of another region: gossip joins the nodes of one region, and
+// regions link by --peers. A --join naming another region's node fails
+// (so a mistaken address is an error at start, not a warning), and a
+// failed member's address that another region's node now answers at is
+// not tried again.
+type merger Membership
+
+// NotifyMerge is memberlist's MergeDelegate: a non-nil error cancels the
+// merge with the pool that peers describe.
+func (g *merger) NotifyMerge(peers []*memberlist.Node) error {
+	m := (*Membership)(g)
+	for _, n := range peers {
+		if n.Name == m.cfg.Self.Name {
+			continue
+		}
+		var a announcement
+		if json.Unmarshal(n.Meta, &a) != nil || a.Region == m.cfg.Region {
+			continue // unreadable announcements are ignored member by member (update)
+		}
+		m.mu.Lock()
+		m.forgetFailedLocked(n) // another region answers at that address now
+		m.mu.Unlock()
+		m.merges.Add(1)
+		return fmt.Errorf("%w: node %s (%s) is of region %q, this node's is %q: gossip joins the nodes of one region; regions link by --peers",
+			errOtherRegion, n.Name, n.Address(), a.Region, m.cfg.Region)
+	}
+	return nil
+}
+
+// errOtherRegion is the error of a merge refused with another region's
+// gossip. memberlist reports it in a join's error as text only.
+var errOtherRegion = errors.New("cluster: gossip of another region")
 
 // events follows memberlist's view of the members.
 type events Membership
