@@ -96,6 +96,7 @@ type NodeReport struct {
 	Crashes      []string      `json:"crashes,omitempty"`
 	Evicted      int64         `json:"evicted"`
 	FullSyncs    int64         `json:"full_syncs"`
+	Skipped      int64         `json:"skipped"` // writes sent to peers as skips (by its last process)
 	DumpErrors   []string      `json:"dump_errors,omitempty"`
 }
 
@@ -204,6 +205,9 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 		nr := NodeReport{ID: uint32(i + 1), Region: regionName(n.Region), Incarnations: n.Incs, Crashes: n.Crashes}
 		if f := in.Final; f != nil && i < len(f.Evicted) {
 			nr.Evicted, nr.FullSyncs = f.Evicted[i], f.FullSyncs[i]
+			if i < len(f.Skipped) {
+				nr.Skipped = f.Skipped[i]
+			}
 			prefix := fmt.Sprintf("node %d:", i+1)
 			for _, e := range f.DumpErr {
 				if strings.HasPrefix(e, prefix) {
@@ -307,7 +311,7 @@ func (r *Report) Summary() string {
 		r.HLCRestart.Regressions, r.HLCRestart.MaxBehindMS)
 	fmt.Fprintf(&b, "  checked: %s\n", mixString(r.Checked))
 	for _, n := range r.Nodes {
-		fmt.Fprintf(&b, "  node %d (%s): %d process(es), evicted %d, full syncs %d", n.ID, n.Region, len(n.Incarnations), n.Evicted, n.FullSyncs)
+		fmt.Fprintf(&b, "  node %d (%s): %d process(es), evicted %d, full syncs %d, skips sent %d", n.ID, n.Region, len(n.Incarnations), n.Evicted, n.FullSyncs, n.Skipped)
 		var exits []string
 		for _, inc := range n.Incarnations {
 			exits = append(exits, fmt.Sprintf("%s/%v", inc.How, inc.ExitCode))

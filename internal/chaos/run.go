@@ -374,6 +374,7 @@ type peerState struct {
 	connected bool
 	lag       int64
 	fullSyncs int64
+	skipped   int64
 }
 
 // regions reads GEOCACHE REGIONS of one node.
@@ -404,6 +405,7 @@ func regions(ctx context.Context, c *redis.Client) ([]peerState, error) {
 		p := peerState{connected: m["state"] == "connected"}
 		p.lag, _ = m["lag"].(int64)
 		p.fullSyncs, _ = m["full_syncs"].(int64)
+		p.skipped, _ = m["skipped"].(int64)
 		out = append(out, p)
 	}
 	return out, nil
@@ -497,6 +499,7 @@ type final struct {
 	DumpErr     []string
 	Evicted     []int64
 	FullSyncs   []int64
+	Skipped     []int64 // writes each node sent its peers as skips
 	// CounterKeys are the run's counter keys and Counters what every node
 	// holds of them ([node][key]), from the same rounds as Dump.
 	CounterKeys []string         `json:",omitempty"`
@@ -595,7 +598,7 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		}
 	}
 	for _, c := range clients {
-		ev, fs := int64(-1), int64(0)
+		ev, fs, sk := int64(-1), int64(0), int64(0)
 		if s, err := c.Info(ctx, "stats").Result(); err == nil {
 			for line := range strings.SplitSeq(s, "\n") {
 				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "evicted_keys:"); ok {
@@ -606,10 +609,12 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		if ps, err := regions(ctx, c); err == nil {
 			for _, p := range ps {
 				fs += p.fullSyncs
+				sk += p.skipped
 			}
 		}
 		f.Evicted = append(f.Evicted, ev)
 		f.FullSyncs = append(f.FullSyncs, fs)
+		f.Skipped = append(f.Skipped, sk)
 	}
 	return f, nil
 }

@@ -161,7 +161,7 @@ func (c *conn) regions() {
 		if !p.Since.IsZero() {
 			since = p.Since.UnixMilli()
 		}
-		c.replyMap(13)
+		c.replyMap(14)
 		c.replyBulkString("region")
 		c.replyBulkString(region)
 		c.replyBulkString("node")
@@ -182,6 +182,8 @@ func (c *conn) regions() {
 		c.replyInt(p.Offset.Microseconds())
 		c.replyBulkString("full_syncs")
 		c.replyInt(int64(p.FullSyncs))
+		c.replyBulkString("skipped")
+		c.replyInt(int64(p.Skipped))
 		c.replyBulkString("last_error")
 		c.replyBulkString(lastErr)
 		c.replyBulkString("reason")

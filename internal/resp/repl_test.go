@@ -264,7 +264,7 @@ func TestRegionsAndInfo(t *testing.T) {
 	if peer["region"] != "eu" || peer["state"] != "connected" || peer["node"] != "eu-2" {
 		t.Errorf("peer entry %v", peer)
 	}
-	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "last_error"} {
+	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "skipped", "last_error"} {
 		if _, ok := peer[k]; !ok {
 			t.Errorf("peer entry lacks %q: %v", k, peer)
 		}
