@@ -589,34 +589,51 @@ func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (d *delegate) LocalState(bool) []byte              { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
 
-// merger refuses to merge this node's gossip pool with one that holds a
-// node of another region: gossip joins the nodes of one region, and
-// regions link by --peers. A --join naming another region's node fails
-// (so a mistaken address is an error at start, not a warning), and a
-// failed member's address that another region's node now answers at is
-// not tried again.
+// merger refuses to merge this node's gossip pool with a pool of another
+// region: gossip joins the nodes of one region, and regions link by
+// --peers. A --join that reaches only another region's nodes fails (a
+// mistaken address is an error at start, not a warning), and a failed
+// member's address that another region's node now answers at is not
+// tried again. A pool that holds nodes of this region is this region's,
+// whatever else it holds: merging with it is how a split region heals,
+// and a stray node of another region there (a mistaken join of a node
+// without this check) is ignored member by member (update).
 type merger Membership
 
-// NotifyMerge is memberlist's MergeDelegate: a non-nil error cancels the
-// merge with the pool that peers describe.
+// NotifyMerge is memberlist's MergeDelegate, called on both sides of a
+// join with the other side's nodes: a non-nil error cancels the merge.
 func (g *merger) NotifyMerge(peers []*memberlist.Node) error {
 	m := (*Membership)(g)
+	var other []*memberlist.Node
+	var region string
 	for _, n := range peers {
 		if n.Name == m.cfg.Self.Name {
 			continue
 		}
 		var a announcement
-		if json.Unmarshal(n.Meta, &a) != nil || a.Region == m.cfg.Region {
-			continue // unreadable announcements are ignored member by member (update)
+		switch {
+		case json.Unmarshal(n.Meta, &a) != nil:
+			// Unreadable: ignored member by member (update).
+		case a.Region == m.cfg.Region:
+			return nil // a pool of this region
+		default:
+			if len(other) == 0 {
+				region = a.Region
+			}
+			other = append(other, n)
 		}
-		m.mu.Lock()
-		m.forgetFailedLocked(n) // another region answers at that address now
-		m.mu.Unlock()
-		m.merges.Add(1)
-		return fmt.Errorf("%w: node %s (%s) is of region %q, this node's is %q: gossip joins the nodes of one region; regions link by --peers",
-			errOtherRegion, n.Name, n.Address(), a.Region, m.cfg.Region)
 	}
-	return nil
+	if len(other) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	for _, n := range other {
+		m.forgetFailedLocked(n) // another region answers at that address now
+	}
+	m.mu.Unlock()
+	m.merges.Add(1)
+	return fmt.Errorf("%w: node %s (%s) is of region %q, this node's is %q: gossip joins the nodes of one region; regions link by --peers",
+		errOtherRegion, other[0].Name, other[0].Address(), region, m.cfg.Region)
 }
 
 // errOtherRegion is the error of a merge refused with another region's

@@ -187,6 +187,28 @@ func TestMembershipRefusesStrangers(t *testing.T) {
 	}
 }
 
+// A stray node of another region in a region's pool (joined by a node
+// without the merge check, or before it) does not make the pool another
+// region's: a node of the region still joins it, as a split region's two
+// sides still merge, and the stray stays ignored.
+func TestMembershipStrayOfAnotherRegionDoesNotBlockJoins(t *testing.T) {
+	a := mustStart(t, 1)
+	b := mustStart(t, 2, a.Addr())
+	testkit.Eventually(t, "two members", func() bool { return names(a.lastChange()) == "n1,n2" })
+	noCheck := func(c *memberlist.Config) { c.Merge = nil }
+	if _, err := startTuned(t, "127.0.0.1:0", 9, "us", nil, noCheck, a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the stray in n1's gossip", func() bool { return a.list.NumMembers() == 3 })
+	if _, err := start(t, 3, "eu", nil, a.Addr()); err != nil {
+		t.Fatalf("a node of region eu joining eu's pool with a stray in it: %v", err)
+	}
+	testkit.Eventually(t, "three members", func() bool { return names(b.lastChange()) == "n1,n2,n3" })
+	if got := names(a.Members()); got != "n1,n2,n3" {
+		t.Errorf("members %s, want n1,n2,n3", got)
+	}
+}
+
 // A member's state spreads: the others see it joining, then serving, then
 // leaving, each change reported by OnChange, its own included.
 func TestMembershipStates(t *testing.T) {
@@ -407,10 +429,19 @@ func TestMembershipStopsTryingAnAddressTakenByAnother(t *testing.T) {
 	bAddr := b.Addr()
 	b.Close() // a crash: no leave message
 	testkit.Eventually(t, "n2 declared dead", func() bool { f, _ := a.Failed(); return f == 1 })
-	if _, err := startAt(t, bAddr, 3, "us", nil); err != nil {
+	us, err := startAt(t, bAddr, 3, "us", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	for id := uint32(4); id <= 8; id++ { // a pool of several: any of them may be listed first
+		if _, err := start(t, id, "us", nil, us.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	testkit.Eventually(t, "the address no longer tried", func() bool { f, _ := a.Failed(); return f == 0 })
+	if n := a.MergesRefused(); n > 2 {
+		t.Errorf("%d merges refused: the address was tried again after the first", n)
+	}
 	if _, r := a.Failed(); r != 0 || strings.Contains(a.logs.String(), "region member reached again") {
 		t.Errorf("another region's node at a failed member's address counted as the member back (%d rejoins)", r)
 	}
