@@ -176,9 +176,9 @@ func TestMembershipRefusesStrangers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), errOtherRegion.Error()) || !strings.Contains(err.Error(), `is of region "eu", this node's is "us"`) {
 		t.Errorf("a member of another region joining: %v; want the merge refused", err)
 	}
-	if a.MergesRefused() == 0 {
-		t.Error("n1 did not count the merge it refused")
-	}
+	// n1 refuses on its side of the exchange, which may end after the
+	// joiner's own refusal returned.
+	testkit.Eventually(t, "n1 counting the merge it refused", func() bool { return a.MergesRefused() > 0 })
 	if got := names(a.Members()); got != "n1,n2" {
 		t.Errorf("members %s, want n1,n2", got)
 	}
