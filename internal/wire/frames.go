@@ -291,10 +291,8 @@ func (f *Resume) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.NextSeq)
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
-	buf = binary.AppendUvarint(buf, uint64(len(f.Wanted)))
-	buf = append(buf, f.Wanted...)
-	buf = binary.AppendUvarint(buf, uint64(len(f.Keeps)))
-	buf = append(buf, f.Keeps...)
+	buf = appendSlotSet(buf, f.Wanted)
+	buf = appendSlotSet(buf, f.Keeps)
 	return finish(buf, start)
 }
 
@@ -321,20 +319,28 @@ func (f *Ack) Append(buf []byte) []byte {
 
 // Append appends the encoded frame to buf.
 func (f *Vouched) Append(buf []byte) []byte {
-	buf, start := begin(buf, TypeVouched)
-	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
-	buf = binary.AppendUvarint(buf, uint64(len(f.Slots)))
-	buf = append(buf, f.Slots...)
-	return finish(buf, start)
+	return appendSlotsFrame(buf, TypeVouched, f.Origin, f.Slots)
 }
 
 // Append appends the encoded frame to buf.
 func (f *Keeps) Append(buf []byte) []byte {
-	buf, start := begin(buf, TypeKeeps)
-	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
-	buf = binary.AppendUvarint(buf, uint64(len(f.Slots)))
-	buf = append(buf, f.Slots...)
+	return appendSlotsFrame(buf, TypeKeeps, f.Origin, f.Slots)
+}
+
+// appendSlotsFrame appends a frame of type t whose payload is an origin and
+// a slot set (Vouched, Keeps).
+func appendSlotsFrame(buf []byte, t Type, origin uint32, slots []byte) []byte {
+	buf, start := begin(buf, t)
+	buf = binary.BigEndian.AppendUint32(buf, origin)
+	buf = appendSlotSet(buf, slots)
 	return finish(buf, start)
+}
+
+// appendSlotSet appends a slot set (empty for nil), as decoder.slotSet reads
+// it.
+func appendSlotSet(buf, set []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(set)))
+	return append(buf, set...)
 }
 
 // Append appends the encoded frame to buf.
@@ -343,8 +349,7 @@ func (f *SnapshotBegin) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.Seq)
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
-	buf = binary.AppendUvarint(buf, uint64(len(f.Vouched)))
-	buf = append(buf, f.Vouched...)
+	buf = appendSlotSet(buf, f.Vouched)
 	return finish(buf, start)
 }
 
