@@ -636,9 +636,10 @@ func (r *Replicator) applyBatchLocked(o *originState) error {
 		// is judged here, where the batch's writes are judged (keeps):
 		// ApplyBatch may wait, and the slots kept may grow meanwhile.
 		for i := range ops {
-			if ops[i].Kind == wire.KindSkip && (r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(ops[i].ExpireAt))) {
-				err = fmt.Errorf("%w: slot %d", errKeepsGrew, ops[i].ExpireAt)
-				return
+			if ops[i].Kind == wire.KindSkip {
+				if err = r.skipMissed(&ops[i]); err != nil {
+					return
+				}
 			}
 		}
 		for i := range ops {
@@ -703,10 +704,20 @@ func (r *Replicator) skipped(w *wire.Op) error {
 	if err := checkSkip(w); err != nil {
 		return err
 	}
+	if err := r.skipMissed(w); err != nil {
+		return err
+	}
+	r.notKept.Add(1)
+	return nil
+}
+
+// skipMissed returns errKeepsGrew if this node keeps the slot of the skip
+// w now (KeepsSlot; nil keeps every slot): the write it stands for is
+// missing here.
+func (r *Replicator) skipMissed(w *wire.Op) error {
 	if r.cfg.KeepsSlot == nil || r.cfg.KeepsSlot(int(w.ExpireAt)) {
 		return fmt.Errorf("%w: slot %d", errKeepsGrew, w.ExpireAt)
 	}
-	r.notKept.Add(1)
 	return nil
 }
 
