@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/geocache/geocache/internal/wire"
@@ -34,6 +35,34 @@ func (k *keptSlots) config(cfg Config) Config {
 	return cfg
 }
 
+// skippingOrigin starts node a streaming its log to the fake peer, whose
+// Resume names keeps (nil: every key).
+func skippingOrigin(t *testing.T, mem *testkit.Network, keeps []byte) (*node, *fakePeer) {
+	t.Helper()
+	fl := listenFake(t, mem, "fake")
+	a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+	p := fl.accept()
+	p.answer(fakeHello(fakeID))
+	p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: keeps})
+	return a, p
+}
+
+// keepingReceiver starts node a with cfg, which the fake peer streams to
+// as an origin after an empty first sync; it returns a's Resume too.
+func keepingReceiver(t *testing.T, mem *testkit.Network, cfg Config) (*node, *fakePeer, *wire.Resume) {
+	t.Helper()
+	a := startTestNode(t, mem, "a", cfg, true)
+	p := dialFake(t, mem, "fake", "a")
+	_, r := p.open(fakeHello(fakeID))
+	p.emptySync(fakeID)
+	return a, p, r
+}
+
+// skipOf is the fake origin's skip of a write of key stamped ts.
+func skipOf(key string, ts hlc.Timestamp) wire.Op {
+	return wire.Op{Kind: wire.KindSkip, ExpireAt: int64(cluster.KeySlot(key)), HLC: uint64(ts), VOrigin: fakeID}
+}
+
 // The origin sends whole the writes of the slots its peer keeps, deletes
 // whatever their slot, and every other write as a skip: the write's
 // version and slot, no key, no value.
@@ -41,12 +70,7 @@ func TestSenderSkipsWritesOfSlotsThePeerDoesNotKeep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		fl := listenFake(t, mem, "fake")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
-
-		p := fl.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: slotsOf("mine")})
+		a, p := skippingOrigin(t, mem, slotsOf("mine"))
 		a.put(t, "mine", "1")
 		a.put(t, "theirs", "2")
 		ts, err := a.clock.Now()
@@ -88,12 +112,7 @@ func TestSenderFollowsKeepsFrames(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		fl := listenFake(t, mem, "fake")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
-
-		p := fl.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: slotsOf("mine", "theirs")})
+		a, p := skippingOrigin(t, mem, slotsOf("mine", "theirs"))
 		a.put(t, "theirs", "1")
 		if f := dataAs[*wire.Ops](t, p); f.Ops[0].Kind != wire.KindSet {
 			t.Fatalf("op 1 %+v, want the set of theirs: the peer keeps its slot", f.Ops[0])
@@ -120,12 +139,7 @@ func TestSenderSkipsNothingForAPeerKeepingEveryKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		fl := listenFake(t, mem, "fake")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
-
-		p := fl.accept()
-		p.answer(fakeHello(fakeID))
-		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS())})
+		a, p := skippingOrigin(t, mem, nil)
 		a.put(t, "theirs", "2")
 		if f := dataAs[*wire.Ops](t, p); len(f.Ops) != 1 || f.Ops[0].Kind != wire.KindSet || f.Ops[0].Key != "theirs" {
 			t.Fatalf("Ops %+v, want the set of theirs", f.Ops)
@@ -140,19 +154,14 @@ func TestReceiverNamesItsSlotsAndTakesSkips(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		kept := newKeptSlots(slotsOf("mine"))
-		a := startTestNode(t, mem, "a", kept.config(Config{NodeID: 1}), true)
-
-		p := dialFake(t, mem, "fake", "a")
-		_, r := p.open(fakeHello(fakeID))
+		a, p, r := keepingReceiver(t, mem, newKeptSlots(slotsOf("mine")).config(Config{NodeID: 1}))
 		if !bytes.Equal(r.Keeps, slotsOf("mine")) {
 			t.Fatalf("Resume names %d kept bytes, not the slot of mine", len(r.Keeps))
 		}
-		p.emptySync(fakeID)
 		top := at(50 * time.Millisecond)
 		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{
 			setOp("mine", "1", nowTS(), fakeID),
-			{Kind: wire.KindSkip, ExpireAt: int64(cluster.KeySlot("theirs")), HLC: uint64(top), VOrigin: fakeID},
+			skipOf("theirs", top),
 		}})
 		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 2 {
 			t.Fatalf("Ack %d, want 2", ack.Seq)
@@ -184,11 +193,7 @@ func TestReceiverResumesAtASkipOfASlotItNowKeeps(t *testing.T) {
 				mem := testkit.NewNetwork()
 				defer mem.Close()
 				kept := newKeptSlots(slotsOf("mine"))
-				a := startTestNode(t, mem, "a", kept.config(Config{NodeID: 1}), true)
-
-				p := dialFake(t, mem, "fake", "a")
-				p.open(fakeHello(fakeID))
-				p.emptySync(fakeID)
+				a, p, _ := keepingReceiver(t, mem, kept.config(Config{NodeID: 1}))
 				p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("mine", "1", at(time.Millisecond), fakeID)}})
 				if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
 					t.Fatalf("Ack %d, want 1", ack.Seq)
@@ -196,7 +201,7 @@ func TestReceiverResumesAtASkipOfASlotItNowKeeps(t *testing.T) {
 
 				grown := slotsOf("mine", "theirs")
 				kept.set.Store(&grown)
-				skip := wire.Op{Kind: wire.KindSkip, ExpireAt: int64(cluster.KeySlot("theirs")), HLC: uint64(at(3 * time.Millisecond)), VOrigin: fakeID}
+				skip := skipOf("theirs", at(3*time.Millisecond))
 				ops := []wire.Op{setOp("mine", "2", at(2*time.Millisecond), fakeID), skip}
 				want := uint64(3) // resume at the skip
 				if inBatch {
@@ -311,11 +316,8 @@ func TestBatchJudgedAtItsGate(t *testing.T) {
 					kept.set.Store(&grown) // the slot gained while the batch waits
 					apply()
 				}
-				a := startTestNode(t, mem, "a", cfg, true)
-				p := dialFake(t, mem, "fake", "a")
-				p.open(fakeHello(fakeID))
-				p.emptySync(fakeID)
-				op := wire.Op{Kind: wire.KindSkip, ExpireAt: int64(cluster.KeySlot("theirs")), HLC: uint64(at(3 * time.Millisecond)), VOrigin: fakeID}
+				a, p, _ := keepingReceiver(t, mem, cfg)
+				op := skipOf("theirs", at(3*time.Millisecond))
 				if whole {
 					op = setOp("theirs", "x", at(3*time.Millisecond), fakeID)
 				}
