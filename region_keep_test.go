@@ -281,7 +281,7 @@ func TestColdSlotsNameAFormerOwner(t *testing.T) {
 // KeySlot is Redis Cluster's slot function, hash tags included.
 func TestKeySlot(t *testing.T) {
 	for key, want := range map[string]int{
-		"foo": 12182, "bar": 5061, "{user1}.name": KeySlot("user1"), "{}x": KeySlot("{}x"), "": 0,
+		"foo": 12182, "bar": 5061, "{user1}.name": KeySlot("user1"), "": 0,
 	} {
 		if got := KeySlot(key); got != want {
 			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
@@ -289,5 +289,8 @@ func TestKeySlot(t *testing.T) {
 	}
 	if KeySlot("{user1}.name") != KeySlot("{user1}.mail") {
 		t.Error("keys of one hash tag in different slots")
+	}
+	if KeySlot("{}a") == KeySlot("{}b") {
+		t.Error(`"{}" taken as a hash tag: an empty tag is none, the whole key is hashed`)
 	}
 }
