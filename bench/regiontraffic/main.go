@@ -13,7 +13,8 @@
 //	go run ./regiontraffic -nodes 3 -keys 100000 -rounds 3
 //
 // It uses only geocache's public API, so the same file measures an older
-// commit (copy it into that commit's bench/).
+// commit (copy it into that commit's bench/; before geocache.KeySlot was
+// public, at de9d68a, it needs a copy of internal/cluster's KeySlot).
 package main
 
 import (
@@ -188,7 +189,7 @@ func run(slotsOnly bool) (inRegion, crossRegion float64, err error) {
 	value := make([]byte, *flagValue)
 	for i := range *flagKeys {
 		key := fmt.Sprintf("key:%08d", i)
-		if err := byID[sm.Primary(keySlot(key)).ID].Set(ctx, key, value); err != nil {
+		if err := byID[sm.Primary(geocache.KeySlot(key)).ID].Set(ctx, key, value); err != nil {
 			return 0, 0, fmt.Errorf("set %s: %w", key, err)
 		}
 	}
@@ -233,27 +234,4 @@ func waitFor(ctx context.Context, what string, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-// keySlot is Redis Cluster's hash slot of key: CRC16/XMODEM of the key, or
-// of its hash tag (the bytes between the first '{' and the next '}', if
-// any), mod 16,384.
-func keySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	var crc uint16
-	for k := 0; k < len(key); k++ {
-		crc ^= uint16(key[k]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % 16384
 }
