@@ -131,6 +131,12 @@ func decode(body []byte, shared bool) (Frame, error) {
 	switch t {
 	case TypeHello:
 		f = d.hello()
+	case TypeFetchHello:
+		f = &FetchHello{Hello: *d.hello()}
+	case TypeFetch:
+		f = d.fetch()
+	case TypeFetched:
+		f = d.fetched()
 	case TypeReject:
 		f = &Reject{Code: RejectCode(d.u16()), Message: d.str(MaxMessageLen, "message")}
 	case TypeResume:
@@ -326,6 +332,38 @@ func (d *decoder) hello() *Hello {
 	h.Incarnation = d.u64()
 	h.PhysicalNanos = int64(d.u64())
 	return &h
+}
+
+func (d *decoder) fetch() *Fetch {
+	var f Fetch
+	switch d.u8() {
+	case 0:
+	case 1:
+		f.Touch = true
+	default:
+		d.fail("fetch flag not 0 or 1")
+	}
+	f.Key = d.str(MaxKeyLen, "key")
+	return &f
+}
+
+func (d *decoder) fetched() *Fetched {
+	var f Fetched
+	flags := d.u8()
+	f.Found, f.Partial, f.Large = flags&fetchedFound != 0, flags&fetchedPartial != 0, flags&fetchedLarge != 0
+	switch {
+	case d.err != "":
+	case flags&^(fetchedFound|fetchedPartial|fetchedLarge) != 0:
+		d.fail("unknown fetched flags")
+	case f.Large && !f.Found:
+		d.fail("a large answer that found nothing")
+	case f.Found && !f.Large:
+		d.op(&f.Op)
+		if k := f.Op.Kind; d.err == "" && k != KindSet && k != KindDelete && k != KindCounter && k != KindHash {
+			d.fail("fetched op of a kind that is no entry")
+		}
+	}
+	return &f
 }
 
 func (d *decoder) ops() *Ops {

@@ -202,8 +202,45 @@ type Pong struct {
 	PhysicalNanos int64 // responder's physical clock when answering
 }
 
+// FetchHello is the first frame of a connection that asks the peer for
+// entries (Fetch) instead of streaming a log to it; the peer answers it as
+// a Hello, with its own Hello or a Reject, and takes over no stream. Its
+// fields and layout are Hello's.
+type FetchHello struct{ Hello }
+
+// Fetch asks the peer, on a connection opened by FetchHello, for its entry
+// or tombstone of Key. Touch makes the entry most recently used there, as
+// a read would. Fetches may be pipelined: the peer answers each one in
+// order with a Fetched frame.
+type Fetch struct {
+	Touch bool
+	Key   string // at most MaxKeyLen bytes
+}
+
+// Fetched answers a Fetch: Op is the sender's entry of the key (KindSet,
+// KindCounter or KindHash, with its state) or its tombstone (KindDelete)
+// if Found. Partial says that the sender may lack writes the region holds
+// of the key's slot (it does not keep the slot, or is still filling it).
+// If Large, Op is empty and the entry follows as a LargeOp of sequence
+// number 0 and its ValueParts, before the answer to the next Fetch.
+type Fetched struct {
+	Found   bool
+	Partial bool
+	Large   bool
+	Op      Op
+}
+
 // Type returns TypeHello.
 func (*Hello) Type() Type { return TypeHello }
+
+// Type returns TypeFetchHello.
+func (*FetchHello) Type() Type { return TypeFetchHello }
+
+// Type returns TypeFetch.
+func (*Fetch) Type() Type { return TypeFetch }
+
+// Type returns TypeFetched.
+func (*Fetched) Type() Type { return TypeFetched }
 
 // Type returns TypeReject.
 func (*Reject) Type() Type { return TypeReject }
@@ -255,8 +292,13 @@ func (*PartAck) Type() Type { return TypePartAck }
 
 // Append appends the encoded frame to buf. It does not check the name
 // limits: a name longer than MaxNameLen is encoded, and the peer rejects it.
-func (f *Hello) Append(buf []byte) []byte {
-	buf, start := begin(buf, TypeHello)
+func (f *Hello) Append(buf []byte) []byte { return f.appendAs(buf, TypeHello) }
+
+// Append appends the encoded frame to buf, as Hello's.
+func (f *FetchHello) Append(buf []byte) []byte { return f.appendAs(buf, TypeFetchHello) }
+
+func (f *Hello) appendAs(buf []byte, t Type) []byte {
+	buf, start := begin(buf, t)
 	buf = binary.BigEndian.AppendUint16(buf, f.Proto)
 	buf = appendString(buf, f.Cluster)
 	buf = appendString(buf, f.Region)
@@ -306,6 +348,51 @@ func (f *Ops) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
 	buf = binary.AppendUvarint(buf, f.FirstSeq)
 	buf = appendOps(buf, f.Ops)
+	return finish(buf, start)
+}
+
+// Fetched flags.
+const (
+	fetchedFound   = 1 << 0
+	fetchedPartial = 1 << 1
+	fetchedLarge   = 1 << 2
+)
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *Fetch) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeFetch)
+	touch := byte(0)
+	if f.Touch {
+		touch = 1
+	}
+	buf = append(buf, touch)
+	buf = appendString(buf, f.Key)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits. Op is encoded only if Found and not Large.
+func (f *Fetched) Append(buf []byte) []byte {
+	withOp := f.Found && !f.Large
+	if withOp {
+		buf = slices.Grow(buf, 4+2+f.Op.Size())
+	}
+	buf, start := begin(buf, TypeFetched)
+	var flags byte
+	if f.Found {
+		flags |= fetchedFound
+	}
+	if f.Partial {
+		flags |= fetchedPartial
+	}
+	if f.Large {
+		flags |= fetchedLarge
+	}
+	buf = append(buf, flags)
+	if withOp {
+		buf = appendOp(buf, &f.Op)
+	}
 	return finish(buf, start)
 }
 

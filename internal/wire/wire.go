@@ -30,7 +30,10 @@ import (
 // (KindSkip): its version and slot, without key or value; Reject code 10
 // (RejectKeeps) asks the sender to reconnect so that the Resume names the
 // slots kept now.
-const Proto = 9
+// Version 10: a connection may start with FetchHello instead of Hello: it
+// carries Fetch requests, each answered by a Fetched frame (a large entry
+// by a LargeOp and its ValueParts after it), and never a stream.
+const Proto = 10
 
 // SlotSetLen is the length of a set of hash slots on the wire (one bit per
 // slot of Redis Cluster's 16,384: bit s&7 of byte s>>3).
@@ -134,6 +137,9 @@ const (
 	TypePartAck       Type = 15
 	TypeVouched       Type = 16
 	TypeKeeps         Type = 17
+	TypeFetchHello    Type = 18
+	TypeFetch         Type = 19
+	TypeFetched       Type = 20
 )
 
 var typeNames = [...]string{
@@ -154,6 +160,9 @@ var typeNames = [...]string{
 	TypePartAck:       "PartAck",
 	TypeVouched:       "Vouched",
 	TypeKeeps:         "Keeps",
+	TypeFetchHello:    "FetchHello",
+	TypeFetch:         "Fetch",
+	TypeFetched:       "Fetched",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -167,7 +176,8 @@ func (t Type) String() string {
 
 // Frame is one decoded or to-be-encoded frame. The concrete types are the
 // pointer types *Hello, *Reject, *Resume, *Ops, *Ack, *SnapshotBegin,
-// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart, *PartAck, *Vouched and *Keeps; ReadFrame returns one of
+// *SnapshotChunk, *SnapshotEnd, *Ping, *Pong, *Probe, *Repair, *LargeOp, *ValuePart, *PartAck, *Vouched, *Keeps, *FetchHello,
+// *Fetch and *Fetched; ReadFrame returns one of
 // them, so callers dispatch with a type switch.
 type Frame interface {
 	// Type returns the frame's type byte.

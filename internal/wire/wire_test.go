@@ -268,12 +268,17 @@ func TestMalformed(t *testing.T) {
 		why  string
 	}{
 		{"type 0", frameBytes(0), ErrUnknownType, ""},
-		{"type 18", frameBytes(18, 1, 2, 3), ErrUnknownType, ""},
+		{"type 21", frameBytes(21, 1, 2, 3), ErrUnknownType, ""},
 		{"type 255", frameBytes(255), ErrUnknownType, ""},
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
 		{"Hello region longer than payload", frameBytes(TypeHello, cat([]byte{0, 1}, uv(0), uv(200), []byte("eu"))...), ErrMalformed, "region length exceeds payload"},
 		{"Resume with a partial slot set", frameBytes(TypeResume, cat(u32(1), uv(0), u64(1), uv(7), make([]byte, 7))...), ErrMalformed, "wanted slots not a full set"},
+		{"Fetch flag not 0 or 1", frameBytes(TypeFetch, cat([]byte{2}, uv(1), []byte("k"))...), ErrMalformed, "fetch flag"},
+		{"Fetched with unknown flags", frameBytes(TypeFetched, 8), ErrMalformed, "unknown fetched flags"},
+		{"Fetched large and not found", frameBytes(TypeFetched, 4), ErrMalformed, "large answer that found nothing"},
+		{"Fetched a publish", frameBytes(TypeFetched, cat([]byte{1, byte(KindPublish)}, u64(1), u32(1), uv(0), uv(1), []byte("c"), uv(0))...), ErrMalformed, "no entry"},
+		{"Fetched op missing", frameBytes(TypeFetched, 1), ErrMalformed, "truncated"},
 		{"Keeps with a partial slot set", frameBytes(TypeKeeps, cat(u32(1), uv(2), []byte{1, 2})...), ErrMalformed, "kept slots not a full set"},
 		{"Resume with a partial kept set", frameBytes(TypeResume, cat(u32(1), uv(3), u64(1), uv(0), uv(SlotSetLen+1), make([]byte, SlotSetLen+1))...), ErrMalformed, "kept slots"},
 		{"SnapshotBegin with a partial slot set", frameBytes(TypeSnapshotBegin, cat(u32(1), uv(1), u64(1), uv(SlotSetLen-1), make([]byte, SlotSetLen-1))...), ErrMalformed, "vouched slots not a full set"},
