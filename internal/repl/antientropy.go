@@ -112,14 +112,8 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 	for i := range probe.Ops {
 		p := &probe.Ops[i]
 		pv := store.Version{HLC: hlc.Timestamp(p.HLC), Origin: p.VOrigin}
-		var op store.Op
-		if e, ok := r.cfg.Store.Peek(p.Key); ok && (e.Kind == store.KindCounter || e.Kind == store.KindHash) {
-			op = store.Op{Kind: e.Kind, Key: p.Key, Value: e.State, ExpireAt: e.ExpireAt, Version: e.Version}
-		} else if ok {
-			op = store.Op{Kind: store.KindSet, Key: p.Key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}
-		} else if t, ok := r.cfg.Store.TombstoneOp(p.Key); ok {
-			op = t
-		} else {
+		op, ok := r.entryOp(p.Key, false)
+		if !ok {
 			continue
 		}
 		// A newer version, or a counter or hash of the same version with

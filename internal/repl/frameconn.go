@@ -72,11 +72,55 @@ func (fc *frameConn) readHello() (wire.Frame, error) {
 func (fc *frameConn) write(f wire.Frame) error {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
-	fc.wbuf = f.Append(fc.wbuf[:0])
-	if err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead)); err != nil {
-		return err
+	fc.wbuf = f.Append(fc.wbuf)
+	return fc.flushLocked()
+}
+
+// queue appends f to the frames to write at the next write or flush.
+func (fc *frameConn) queue(f wire.Frame) {
+	fc.wmu.Lock()
+	fc.wbuf = f.Append(fc.wbuf)
+	fc.wmu.Unlock()
+}
+
+// queued returns the bytes queued and not yet written.
+func (fc *frameConn) queued() int {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	return len(fc.wbuf)
+}
+
+// flush writes the frames queued, if any.
+func (fc *frameConn) flush() error {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	if len(fc.wbuf) == 0 {
+		return nil
 	}
-	_, err := fc.c.Write(fc.wbuf)
+	return fc.flushLocked()
+}
+
+// writeBytes writes frames already encoded, after those queued.
+func (fc *frameConn) writeBytes(b []byte) error {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	if len(fc.wbuf) > 0 {
+		fc.wbuf = append(fc.wbuf, b...)
+		return fc.flushLocked()
+	}
+	err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead))
+	if err == nil {
+		_, err = fc.c.Write(b)
+	}
+	return err
+}
+
+func (fc *frameConn) flushLocked() error {
+	err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead))
+	if err == nil {
+		_, err = fc.c.Write(fc.wbuf)
+	}
+	fc.wbuf = fc.wbuf[:0]
 	if cap(fc.wbuf) > 2*fc.maxFrame {
 		fc.wbuf = nil // do not keep an outsized buffer
 	}

@@ -189,9 +189,12 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fh, ok := first.(*wire.FetchHello); ok {
+		return nil, r.serveFetches(c, fc, &fh.Hello)
+	}
 	h, ok := first.(*wire.Hello)
 	if !ok {
-		return nil, fc.reject(wire.RejectBadFrame, "a connection starts with a Hello, not %T", first)
+		return nil, fc.reject(wire.RejectBadFrame, "a connection starts with a Hello or a FetchHello, not %T", first)
 	}
 	if rej := r.checkHello(h); rej != nil {
 		r.refused(c.RemoteAddr(), h, rej)

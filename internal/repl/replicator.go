@@ -162,6 +162,10 @@ type Config struct {
 	// kept now (wire.RejectKeeps).
 	KeptSlots func() []byte
 	KeepsSlot func(slot int) bool
+	// Holds, if set, reports whether this node holds every write its
+	// region holds of slot's keys (it keeps the slot and has filled it):
+	// the answer to a Fetch of another slot's key says it may be partial.
+	Holds func(slot int) bool
 
 	// MaxBatchBytes bounds the ops of one batch buffered while its frames
 	// arrive. Default 64 MiB.
@@ -341,6 +345,11 @@ type Replicator struct {
 	// notKept counts the replicated writes not applied because this node
 	// does not keep their keys (Config.Keeps).
 	notKept atomic.Uint64
+	// fetchPeers are the fetch connections by peer address (fetchMu);
+	// the counters are of fetches answered, asked and failed (fetch.go).
+	fetchMu                                   sync.Mutex
+	fetchPeers                                map[string]*fetchPeer
+	fetchesServed, fetchesSent, fetchFailures atomic.Uint64
 	// keepsGrew counts the streams ended by a skip of a slot this node
 	// has come to keep since the stream resumed.
 	keepsGrew atomic.Uint64

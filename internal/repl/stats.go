@@ -88,6 +88,10 @@ type Stats struct {
 	// KeepsGrew counts the streams ended at a skip of a slot this node had
 	// come to keep since the stream resumed (wire.RejectKeeps).
 	KeepsGrew uint64
+	// FetchesServed counts the Fetch requests this node answered;
+	// FetchesSent the fetches it asked a peer and got answered,
+	// FetchFailures those that failed (fetch.go).
+	FetchesServed, FetchesSent, FetchFailures uint64
 }
 
 // Stats returns the current figures.
@@ -98,6 +102,7 @@ func (r *Replicator) Stats() Stats {
 	st.IDConflicts, st.IDConflict = r.idConflicts, r.idConflict
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
 	st.NotKept, st.Resyncs, st.KeepsGrew = r.notKept.Load(), r.resyncs, r.keepsGrew.Load()
+	st.FetchesServed, st.FetchesSent, st.FetchFailures = r.fetchesServed.Load(), r.fetchesSent.Load(), r.fetchFailures.Load()
 	for _, l := range r.links {
 		l.mu.Lock()
 		ls := LinkStats{

@@ -20,6 +20,9 @@ type Store interface {
 	Snapshot(yield func(store.Op) bool)
 	// Peek returns key's live entry without making it more recently used.
 	Peek(key string) (store.Entry, bool)
+	// Get returns key's live entry and makes it most recently used
+	// (answering a Fetch that reads).
+	Get(key string) (store.Entry, bool)
 	// TombstoneOp returns key's tombstone as the Delete op that reproduces
 	// it, if key has one.
 	TombstoneOp(key string) (store.Op, bool)

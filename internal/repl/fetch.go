@@ -1,0 +1,408 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// Fetch connections. A node that keeps only its own slots answers a read
+// of another slot's key by asking an owner in its region (Fetch). The
+// question does not go on a replication link, where it would queue behind
+// the link's full syncs and large values: it goes on a connection of its
+// own to the owner's replication address, opened by a FetchHello (checked
+// as a Hello: same cluster, protocol and identity rules, over the same
+// TLS) and carrying only Fetch requests, answered in order by Fetched
+// frames. Such a connection takes over no stream, and counts toward the
+// owner's MaxInbound like any other. A node keeps at most one per peer
+// address, on which the fetches of all its callers are pipelined (at most
+// maxFetchesInFlight at a time); either side closes it after DeadTimeout
+// without traffic, and a fetch that finds its connection closed under it
+// tries once more on a new one (a fetch is a read: asking twice is
+// harmless).
+
+// maxFetchesInFlight bounds the fetches waiting for their answer on one
+// connection: past it, Fetch fails at once (ErrFetchBusy).
+const maxFetchesInFlight = 4096
+
+// ErrFetchBusy is returned by Fetch when maxFetchesInFlight fetches are
+// already waiting for the same peer.
+var ErrFetchBusy = errors.New("repl: too many fetches in flight to the peer")
+
+// Fetched is a peer's answer to Fetch.
+type Fetched struct {
+	// Op is the peer's entry of the key (KindSet, KindCounter or
+	// KindHash, with its state and version) or its tombstone (KindDelete),
+	// if Found. The caller checks a Counter's or Hash's state as it
+	// would a replicated one's (store.EntryOfOp).
+	Op    store.Op
+	Found bool
+	// Partial: the peer may lack writes its region holds of the key's
+	// slot (it does not keep the slot, or is still filling it).
+	Partial bool
+}
+
+// Fetch asks the node at the replication address addr for its entry of
+// key, making it most recently used there if touch. It fails with ctx's
+// error, ErrClosed, ErrFetchBusy, or the connection's.
+func (r *Replicator) Fetch(ctx context.Context, addr, key string, touch bool) (Fetched, error) {
+	if len(key) > wire.MaxKeyLen {
+		return Fetched{}, fmt.Errorf("repl: key of %d bytes, over %d", len(key), wire.MaxKeyLen)
+	}
+	for attempt := 0; ; attempt++ {
+		fc, reused, err := r.fetchConnTo(ctx, addr)
+		if err != nil {
+			r.fetchFailures.Add(1)
+			return Fetched{}, err
+		}
+		ans, err := fc.ask(ctx, r.ctx, key, touch)
+		if err == nil && ans.Found && ans.Op.Key != key {
+			err = fmt.Errorf("repl: the peer at %s answered a fetch of one key with another's entry", addr)
+			fc.fail(err)
+			r.fetchFailures.Add(1)
+			return Fetched{}, err
+		}
+		if err == nil {
+			r.fetchesSent.Add(1)
+			return ans, nil
+		}
+		// A connection found open may have been closing (idle on the
+		// peer's side): once more on a new one.
+		if !reused || attempt > 0 || ctx.Err() != nil || r.ctx.Err() != nil || errors.Is(err, ErrFetchBusy) {
+			r.fetchFailures.Add(1)
+			if r.ctx.Err() != nil {
+				return Fetched{}, ErrClosed
+			}
+			return Fetched{}, err
+		}
+	}
+}
+
+// fetchPeer is the fetch connection to one peer address: mu is held while
+// it is dialed, so that callers share one dial, and the dials to other
+// peers do not wait for it.
+type fetchPeer struct {
+	mu   sync.Mutex
+	conn *fetchConn // nil or failed: none open
+}
+
+// maxFetchPeers is the number of peer addresses past which the ones
+// without an open connection are forgotten.
+const maxFetchPeers = 64
+
+// fetchConnTo returns the open fetch connection to addr, or opens one;
+// reused says it was open already.
+func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, bool, error) {
+	r.fetchMu.Lock()
+	p := r.fetchPeers[addr]
+	if p == nil {
+		if len(r.fetchPeers) >= maxFetchPeers {
+			for a, q := range r.fetchPeers {
+				if q.mu.TryLock() {
+					if q.conn == nil || !q.conn.open() {
+						delete(r.fetchPeers, a)
+					}
+					q.mu.Unlock()
+				}
+			}
+		}
+		if r.fetchPeers == nil {
+			r.fetchPeers = map[string]*fetchPeer{}
+		}
+		p = &fetchPeer{}
+		r.fetchPeers[addr] = p
+	}
+	r.fetchMu.Unlock()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil && p.conn.open() {
+		return p.conn, true, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeadTimeout)
+	defer cancel()
+	conn, err := r.cfg.Dial(dctx, addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		conn.Close()
+		return nil, false, ErrClosed
+	}
+	r.conns[conn] = struct{}{}
+	r.wg.Add(1) // under mu, before Close can wait
+	r.mu.Unlock()
+	fc := &fetchConn{conn: conn, fc: newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)}
+	if err := r.fetchHandshake(fc.fc); err != nil {
+		r.untrack(conn)
+		r.wg.Done()
+		return nil, false, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
+	}
+	fc.fc.grow()
+	p.conn = fc
+	go func() {
+		defer r.wg.Done()
+		defer r.untrack(conn)
+		fc.fail(r.readFetched(fc))
+	}()
+	return fc, false, nil
+}
+
+// fetchHandshake opens a fetch connection: FetchHello, then the peer's
+// Hello, checked as a link's.
+func (r *Replicator) fetchHandshake(fc *frameConn) error {
+	if err := fc.write(&wire.FetchHello{Hello: *r.hello()}); err != nil {
+		return err
+	}
+	h, err := readHello(fc)
+	if err != nil {
+		return err
+	}
+	if rej := r.checkHello(h); rej != nil {
+		fc.write(publicReject(rej, h))
+		return fmt.Errorf("this node refused the peer: %s", rej.Message)
+	}
+	return nil
+}
+
+// fetchConn is an open fetch connection: the answers due, in the order of
+// the requests sent.
+type fetchConn struct {
+	conn net.Conn
+	fc   *frameConn
+	mu   sync.Mutex
+	due  []chan fetchAnswer
+	err  error // once failed; due is then empty
+	// out holds the requests not yet written, while one caller writes
+	// (writing); spare is the buffer of the last write, reused.
+	out, spare []byte
+	writing    bool
+}
+
+type fetchAnswer struct {
+	ans Fetched
+	err error
+}
+
+func (c *fetchConn) open() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil
+}
+
+// ask sends one request and waits for its answer.
+func (c *fetchConn) ask(ctx, closing context.Context, key string, touch bool) (Fetched, error) {
+	ch := make(chan fetchAnswer, 1)
+	c.mu.Lock()
+	switch {
+	case c.err != nil:
+		c.mu.Unlock()
+		return Fetched{}, c.err
+	case len(c.due) >= maxFetchesInFlight:
+		c.mu.Unlock()
+		return Fetched{}, ErrFetchBusy
+	}
+	c.due = append(c.due, ch)
+	// The requests go out in the order of due, several to a write: the
+	// caller that finds no write in progress writes what the others
+	// queued meanwhile too.
+	c.out = (&wire.Fetch{Touch: touch, Key: key}).Append(c.out)
+	if !c.writing {
+		c.writing = true
+		var err error
+		for len(c.out) > 0 && err == nil {
+			out := c.out
+			c.out, c.spare = c.spare[:0], nil // spare is free: its write is done
+			c.mu.Unlock()
+			err = c.fc.writeBytes(out)
+			c.mu.Lock()
+			c.spare = out
+		}
+		c.writing = false
+		c.mu.Unlock()
+		if err != nil {
+			c.fail(err)
+		}
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case a := <-ch:
+		return a.ans, a.err
+	case <-ctx.Done():
+		return Fetched{}, ctx.Err()
+	case <-closing.Done():
+		return Fetched{}, ErrClosed
+	}
+}
+
+// answer hands the next answer to its request; false if none is due.
+func (c *fetchConn) answer(a Fetched) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.due) == 0 {
+		return false
+	}
+	ch := c.due[0]
+	c.due[0] = nil
+	c.due = c.due[1:]
+	ch <- fetchAnswer{ans: a}
+	return true
+}
+
+// fail ends the connection: every request due gets err.
+func (c *fetchConn) fail(err error) {
+	if err == nil {
+		err = errors.New("repl: fetch connection closed")
+	}
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	for _, ch := range c.due {
+		ch <- fetchAnswer{err: c.err}
+	}
+	c.due = nil
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// readFetched reads the answers on c until it fails (the peer closed it,
+// or it was idle for DeadTimeout).
+func (r *Replicator) readFetched(c *fetchConn) error {
+	// A large answer: its Fetched frame (pending), then its LargeOp
+	// (large), then its parts.
+	var pending *Fetched
+	var large *largeRecv
+	for {
+		f, err := c.fc.read()
+		if err != nil {
+			return c.fc.rejectRead(err)
+		}
+		var ans Fetched
+		switch f := f.(type) {
+		case *wire.Fetched:
+			if pending != nil {
+				return c.fc.reject(wire.RejectBadFrame, "an answer while a large one is arriving")
+			}
+			ans = Fetched{Found: f.Found, Partial: f.Partial}
+			if f.Large {
+				pending = &ans
+				continue
+			}
+			if f.Found {
+				ans.Op = fromWireOp(&f.Op)
+			}
+		case *wire.LargeOp:
+			if pending == nil || large != nil || f.Seq != 0 || f.Op.Kind == wire.KindPublish {
+				return c.fc.reject(wire.RejectBadFrame, "a large op that answers no fetch")
+			}
+			if large, err = newLargeRecv(f, r.cfg.MaxValueBytes); err != nil {
+				return c.fc.reject(wire.RejectBadFrame, "fetched: %v", err)
+			}
+			continue
+		case *wire.ValuePart:
+			if large == nil {
+				return c.fc.reject(wire.RejectBadFrame, "a value part that answers no fetch")
+			}
+			done, err := large.add(f)
+			if err != nil {
+				return c.fc.reject(wire.RejectBadFrame, "fetched: %v", err)
+			}
+			if !done {
+				continue
+			}
+			ans = *pending
+			ans.Op = fromWireOp(&large.op)
+			pending, large = nil, nil
+		case *wire.Reject:
+			return errors.New("repl: the peer closed the fetch connection: " + f.Code.String() + ": " + f.Message)
+		default:
+			return c.fc.reject(wire.RejectBadFrame, "unexpected %T frame on a fetch connection", f)
+		}
+		if !c.answer(ans) {
+			return c.fc.reject(wire.RejectBadFrame, "an answer to no fetch")
+		}
+	}
+}
+
+// serveFetches answers the Fetch requests of a connection that started
+// with a FetchHello, until it fails or stays idle for DeadTimeout.
+func (r *Replicator) serveFetches(c net.Conn, fc *frameConn, h *wire.Hello) error {
+	if rej := r.checkHello(h); rej != nil {
+		r.refused(c.RemoteAddr(), h, rej)
+		fc.write(publicReject(rej, h))
+		return errors.New("repl: refused fetching peer: " + rej.Message)
+	}
+	if err := fc.write(r.hello()); err != nil {
+		return err
+	}
+	fc.grow()
+	for {
+		f, err := fc.read()
+		if err != nil {
+			return fc.rejectRead(err)
+		}
+		q, ok := f.(*wire.Fetch)
+		if !ok {
+			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a fetch connection", f)
+		}
+		if err := r.answerFetch(fc, q); err != nil {
+			return err
+		}
+		// The answers to the fetches already here go out together.
+		if fc.r.Buffered() == 0 || fc.queued() >= r.cfg.BatchBytes {
+			if err := fc.flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// answerFetch answers one Fetch with this node's entry or tombstone of the
+// key.
+func (r *Replicator) answerFetch(fc *frameConn, q *wire.Fetch) error {
+	r.fetchesServed.Add(1)
+	op, found := r.entryOp(q.Key, q.Touch)
+	ans := &wire.Fetched{Found: found, Partial: r.cfg.Holds != nil && !r.cfg.Holds(cluster.KeySlot(q.Key))}
+	var w wire.Op
+	if found {
+		w = toWireOp(&op)
+		ans.Op = w
+	}
+	if !found || !r.isLarge(&w) {
+		fc.queue(ans) // written with the answers after it (serveFetches)
+		return nil
+	}
+	ans.Large, ans.Op = true, wire.Op{}
+	fc.queue(ans)
+	return r.writeLarge(fc, w)
+}
+
+// entryOp returns key's live entry as the op that reproduces it (a
+// counter's or hash's with its state), else its tombstone, making a live
+// entry most recently used if touch.
+func (r *Replicator) entryOp(key string, touch bool) (store.Op, bool) {
+	var e store.Entry
+	var ok bool
+	if touch {
+		e, ok = r.cfg.Store.Get(key)
+	} else {
+		e, ok = r.cfg.Store.Peek(key)
+	}
+	switch {
+	case ok && (e.Kind == store.KindCounter || e.Kind == store.KindHash):
+		return store.Op{Kind: e.Kind, Key: key, Value: e.State, ExpireAt: e.ExpireAt, Version: e.Version}, true
+	case ok:
+		return store.Op{Kind: store.KindSet, Key: key, Value: e.Value, ExpireAt: e.ExpireAt, Version: e.Version}, true
+	}
+	return r.cfg.Store.TombstoneOp(key)
+}

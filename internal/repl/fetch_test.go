@@ -1,0 +1,271 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// fetchPair starts an owner "b" that holds every slot but heldOut (Holds)
+// and an asker "a" that has no peers: a's fetches go to b on connections of
+// their own.
+func fetchPair(t *testing.T, mem *testkit.Network, heldOut int, cfg Config) (a, b *node) {
+	t.Helper()
+	cfg.NodeID = 2
+	cfg.Holds = func(slot int) bool { return slot != heldOut }
+	b = startTestNode(t, mem, "b", cfg, true)
+	a = startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+	return a, b
+}
+
+// A fetch returns the owner's entry, tombstone or nothing, with its
+// version, says when the owner may lack writes of the key's slot, and
+// makes the entry most recently used there only when it reads.
+func TestFetchAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		partialKey := "{p}x"
+		a, b := fetchPair(t, mem, cluster.KeySlot(partialKey), Config{})
+		ts := at(0)
+		b.hold(t, "k", "v", ts, 7)
+		b.hold(t, partialKey, "p", ts+1, 7)
+		if res := b.st.Apply(store.Op{Kind: store.KindDelete, Key: "gone", Version: store.Version{HLC: ts + 2, Origin: 8}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		ctx := context.Background()
+		for _, tc := range []struct {
+			key            string
+			found, partial bool
+			kind           store.Kind
+			value          string
+			version        store.Version
+		}{
+			{"k", true, false, store.KindSet, "v", store.Version{HLC: ts, Origin: 7}},
+			{partialKey, true, true, store.KindSet, "p", store.Version{HLC: ts + 1, Origin: 7}},
+			{"gone", true, false, store.KindDelete, "", store.Version{HLC: ts + 2, Origin: 8}},
+			{"never", false, false, 0, "", store.Version{}},
+		} {
+			got, err := a.r.Fetch(ctx, "b", tc.key, false)
+			if err != nil {
+				t.Fatalf("fetch %s: %v", tc.key, err)
+			}
+			if got.Found != tc.found || got.Partial != tc.partial || got.Op.Kind != tc.kind || string(got.Op.Value) != tc.value || got.Op.Version != tc.version {
+				t.Errorf("fetch %s: %+v; want found %v, partial %v, kind %v, value %q, version %v", tc.key, got, tc.found, tc.partial, tc.kind, tc.value, tc.version)
+			}
+		}
+		if st := a.r.Stats(); st.FetchesSent != 4 || st.FetchFailures != 0 {
+			t.Errorf("asker's stats: %d sent, %d failed; want 4, 0", st.FetchesSent, st.FetchFailures)
+		}
+		if st := b.r.Stats(); st.FetchesServed != 4 {
+			t.Errorf("owner's stats: %d served; want 4", st.FetchesServed)
+		}
+		// The fetches took over no stream: b knows no origin 1.
+		if o := b.r.Stats().Origins; len(o) != 0 {
+			t.Errorf("the owner took fetches for a stream: origins %+v", o)
+		}
+	})
+}
+
+// Only a fetch that reads makes the owner's entry most recently used: of
+// two entries in a store with room for one more, the one fetched with
+// touch survives an eviction, the one peeked at does not.
+func TestFetchTouches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{})
+		ts := at(0)
+		big := string(bytes.Repeat([]byte("x"), 300<<10))
+		b.hold(t, "read", big, ts, 7)
+		b.hold(t, "peeked", big, ts+1, 7)
+		ctx := context.Background()
+		if _, err := a.r.Fetch(ctx, "b", "peeked", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.r.Fetch(ctx, "b", "read", true); err != nil {
+			t.Fatal(err)
+		}
+		b.hold(t, "new", big, ts+2, 7)
+		b.hold(t, "new2", big, ts+3, 7)
+		if !b.has("read") || b.has("peeked") {
+			t.Errorf("after evictions: read kept %v, peeked kept %v; want true, false", b.has("read"), b.has("peeked"))
+		}
+	})
+}
+
+// A value too large for one frame comes as a large op, between the
+// answers before and after it, and counters and hashes come with their
+// state.
+func TestFetchLargeAndMerged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{BatchBytes: 4 << 10})
+		ts := at(0)
+		large := bytes.Repeat([]byte("0123456789"), 10_000)
+		b.hold(t, "small", "s", ts, 7)
+		if res := b.st.Apply(store.Op{Kind: store.KindSet, Key: "large", Value: large, Version: store.Version{HLC: ts + 1, Origin: 7}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		if _, _, res, err := b.st.IncrBy("count", store.Version{HLC: ts + 2, Origin: 2}, 41, 0, 0); err != nil || res != store.Applied {
+			t.Fatal(res, err)
+		}
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		got := make([]Fetched, 3)
+		for i, key := range []string{"small", "large", "count"} {
+			wg.Go(func() {
+				f, err := a.r.Fetch(ctx, "b", key, true)
+				if err != nil {
+					t.Errorf("fetch %s: %v", key, err)
+				}
+				got[i] = f
+			})
+		}
+		wg.Wait()
+		if string(got[0].Op.Value) != "s" || !bytes.Equal(got[1].Op.Value, large) {
+			t.Errorf("small %q, large of %d bytes (equal %v)", got[0].Op.Value, len(got[1].Op.Value), bytes.Equal(got[1].Op.Value, large))
+		}
+		e, ok := store.EntryOfOp(&got[2].Op)
+		if !ok || e.Kind != store.KindCounter || string(e.Value) != "41" {
+			t.Errorf("counter: %+v, %v; want a counter of 41", e, ok)
+		}
+	})
+}
+
+// A connection closed under a fetch (the owner restarted, or closed it as
+// idle) is replaced: the next fetch dials again, and a fetch to a node
+// that is gone fails with the dial's error, counted.
+func TestFetchRedialsAndFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{DeadTimeout: 5 * time.Second})
+		b.hold(t, "k", "v", at(0), 7)
+		ctx := context.Background()
+		if _, err := a.r.Fetch(ctx, "b", "k", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute) // both sides close the idle connection
+		if f, err := a.r.Fetch(ctx, "b", "k", false); err != nil || string(f.Op.Value) != "v" {
+			t.Fatalf("fetch after idle: %+v, %v", f, err)
+		}
+		b.r.Close()
+		if _, err := a.r.Fetch(ctx, "b", "k", false); err == nil {
+			t.Fatal("a fetch from a closed node succeeded")
+		}
+		if st := a.r.Stats(); st.FetchFailures == 0 {
+			t.Error("the failed fetch was not counted")
+		}
+	})
+}
+
+// A fetch connection carries only fetches: a stream frame on it is
+// refused and the connection closed, a fetching peer of another cluster is
+// refused, and the node goes on answering others.
+func TestFetchConnectionRefusesOtherFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{})
+		b.hold(t, "k", "v", at(0), 7)
+
+		p := dialFake(t, mem, "evil", "b")
+		p.send(&wire.FetchHello{Hello: *fakeHello(fakeID)})
+		recvAs[*wire.Hello](t, p)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("k", "forged", at(time.Second), fakeID)}})
+		p.expectReject(wire.RejectBadFrame)
+
+		other := fakeHello(fakeID)
+		other.Cluster = "other"
+		p = dialFake(t, mem, "evil2", "b")
+		p.send(&wire.FetchHello{Hello: *other})
+		p.expectReject(wire.RejectCluster)
+
+		// A peer answering a fetch with a frame that answers nothing.
+		ln := listenFake(t, mem, "liar")
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.r.Fetch(context.Background(), "liar", "k", false)
+			done <- err
+		}()
+		q := ln.accept()
+		recvAs[*wire.FetchHello](t, q)
+		q.send(fakeHello(fakeID))
+		recvAs[*wire.Fetch](t, q)
+		q.send(&wire.ValuePart{Origin: fakeID, Data: []byte("x")})
+		q.expectReject(wire.RejectBadFrame)
+		if err := <-done; err == nil {
+			t.Error("a fetch answered by a stray value part succeeded")
+		}
+
+		if b.value("k") != "v" {
+			t.Errorf("b holds %q; want v", b.value("k"))
+		}
+		if f, err := a.r.Fetch(context.Background(), "b", "k", false); err != nil || string(f.Op.Value) != "v" {
+			t.Errorf("fetch after the attacks: %+v, %v", f, err)
+		}
+	})
+}
+
+// Fetches from many goroutines share one connection and each gets its own
+// answer; past the bound on fetches in flight one fails at once.
+func TestFetchPipelines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{})
+		ts := at(0)
+		const n = 200
+		for i := range n {
+			b.hold(t, fmt.Sprint("k", i), fmt.Sprint("v", i), ts+1, 7)
+		}
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				f, err := a.r.Fetch(context.Background(), "b", fmt.Sprint("k", i), true)
+				if err != nil || string(f.Op.Value) != fmt.Sprint("v", i) {
+					t.Errorf("fetch k%d: %q, %v", i, f.Op.Value, err)
+				}
+			})
+		}
+		wg.Wait()
+		if st := b.r.Stats(); st.InboundConns != 1 {
+			t.Errorf("%d connections to the owner; want 1", st.InboundConns)
+		}
+
+		// A peer that never answers: the fetches pile up to the bound.
+		ln := listenFake(t, mem, "mute")
+		ctx, cancel := context.WithCancel(context.Background())
+		errs := make(chan error, maxFetchesInFlight+1)
+		for range maxFetchesInFlight + 1 {
+			go func() {
+				_, err := a.r.Fetch(ctx, "mute", "k", false)
+				errs <- err
+			}()
+		}
+		q := ln.accept()
+		recvAs[*wire.FetchHello](t, q)
+		q.send(fakeHello(fakeID))
+		if err := <-errs; !errors.Is(err, ErrFetchBusy) {
+			t.Errorf("the fetch past the bound: %v; want ErrFetchBusy", err)
+		}
+		cancel()
+		for range maxFetchesInFlight {
+			if err := <-errs; !errors.Is(err, context.Canceled) {
+				t.Fatalf("a fetch waiting on a mute peer: %v; want its context's error", err)
+			}
+		}
+	})
+}
