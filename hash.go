@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/store"
 )
 
@@ -111,9 +112,9 @@ func (h *HashTx) event() store.Event {
 // Type returns the type of key's value on this node, or false if it holds
 // none.
 func (n *Node) Type(key string) (Type, bool) {
-	e, ok := n.store.Peek(key)
+	e, ok, err := n.readEntry(key, false)
 	switch {
-	case !ok || e.Empty:
+	case err != nil || !ok || e.Empty:
 		return 0, false
 	case e.Kind == store.KindHash:
 		return TypeHash, true
@@ -140,10 +141,10 @@ func (n *Node) HGetAll(key string) ([]Field, error) {
 // own and must not be modified (the node never modifies them in place), as
 // GetShared's.
 func (n *Node) HGetAllShared(key string) ([]Field, error) {
-	fs, _, found, err := n.store.Hash(key, true)
+	fs, found, err := n.hashFields(key)
 	switch {
 	case err != nil:
-		return nil, ErrWrongType
+		return nil, err
 	case !found:
 		n.keyMiss(key)
 		return nil, ErrNotFound
@@ -153,6 +154,31 @@ func (n *Node) HGetAllShared(key string) ([]Field, error) {
 		out[i] = Field(f)
 	}
 	return out, nil
+}
+
+// hashFields returns the live fields of the hash under key, making it most
+// recently used; err is ErrWrongType for a key of another type, or
+// readEntry's.
+func (n *Node) hashFields(key string) ([]store.Field, bool, error) {
+	if n.keep.Load() != nil {
+		if slot := cluster.KeySlot(key); !n.holdsSlot(slot) {
+			e, ok, err := n.ownersEntry(key, slot, true)
+			switch {
+			case err != nil:
+				return nil, false, err
+			case !ok || e.Empty:
+				return nil, false, nil
+			case e.Kind != store.KindHash:
+				return nil, false, ErrWrongType
+			}
+			return store.HashFields(e.State), true, nil
+		}
+	}
+	fs, _, found, err := n.store.Hash(key, true)
+	if err != nil {
+		err = ErrWrongType
+	}
+	return fs, found, err
 }
 
 // HGet returns a copy of field's value in the hash under key. Errors:
@@ -247,6 +273,9 @@ func (n *Node) hdel(ctx context.Context, s *Session, key string, fields [][]byte
 func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h *HashTx) error, opts []Option) error {
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
+	}
+	if err := n.pull(key); err != nil {
+		return err
 	}
 	o := n.options(s, opts)
 	for range maxWriteAttempts {

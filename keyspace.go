@@ -167,6 +167,9 @@ func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst stri
 }
 
 func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bool, opts []Option) (bool, error) {
+	if err := n.pull(key); err != nil {
+		return false, err
+	}
 	src, ok := n.store.Peek(key)
 	if !ok || src.Empty {
 		return false, ErrNotFound
@@ -199,6 +202,9 @@ func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bo
 func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace bool, opts []Option) (bool, error) {
 	if src == dst {
 		return false, ErrSameKey
+	}
+	if err := n.pull(src); err != nil {
+		return false, err
 	}
 	e, ok := n.store.Peek(src)
 	if !ok || e.Empty {

@@ -168,6 +168,9 @@ type Node struct {
 	forgotten  atomic.Uint64
 	vouchMemo  atomic.Pointer[vouchMemo] // vouched's last answer
 	keptMemo   atomic.Pointer[keptMemo]  // keptSlots' last answer
+	// fetchedReads counts the reads answered by an owner (region_fetch.go),
+	// fetchUnavailable those no owner answered.
+	fetchedReads, fetchUnavailable atomic.Uint64
 
 	listeners listeners                 // of published messages (pubsub.go)
 	gate      atomic.Pointer[BatchGate] // SetBatchGate
@@ -216,10 +219,10 @@ func Open(cfg Config) (*Node, error) {
 	var vouched func() []byte
 	var wanted func(bool) []byte
 	var kept func() []byte
-	var keepsSlot func(int) bool
+	var keepsSlot, holds func(int) bool
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
 		keeps, vouched, wanted = n.keeps, n.vouched, n.wanted
-		kept, keepsSlot = n.keptSlots, n.keepsSlot
+		kept, keepsSlot, holds = n.keptSlots, n.keepsSlot, n.holdsSlot
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
 	}
 	dial := cfg.Dial
@@ -255,6 +258,7 @@ func Open(cfg Config) (*Node, error) {
 		Wanted:        wanted,
 		KeptSlots:     kept,
 		KeepsSlot:     keepsSlot,
+		Holds:         holds,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
@@ -347,10 +351,12 @@ func (n *Node) Synced() <-chan struct{} { return n.repl.Synced() }
 // node that sees it while starting is the misconfigured one, most likely.
 func (n *Node) IDConflict() <-chan struct{} { return n.repl.IDConflict() }
 
-// Get returns a copy of the value of key, served by this node. It returns
-// ErrNotFound if the key holds no live entry here (it never returns an
-// entry after its expiry time), ErrWrongType if it holds a hash (HGetAll
-// reads it).
+// Get returns a copy of the value of key, served by this node (or, on a
+// node that keeps only its own slots, by an owner of the key's slot:
+// GossipConfig.SlotsOnly). It returns ErrNotFound if the key holds no
+// live entry (it never returns an entry after its expiry time),
+// ErrWrongType if it holds a hash (HGetAll reads it), ErrUnavailable if
+// it had to ask the owners and none answered.
 func (n *Node) Get(key string) ([]byte, error) {
 	v, err := n.GetShared(key)
 	if err != nil {
@@ -366,8 +372,10 @@ func (n *Node) Get(key string) ([]byte, error) {
 // sees the value as it was read. The Redis server uses it to write values
 // to the socket without a copy.
 func (n *Node) GetShared(key string) ([]byte, error) {
-	e, ok := n.store.Get(key)
+	e, ok, err := n.readEntry(key, true)
 	switch {
+	case err != nil:
+		return nil, err
 	case !ok || e.Empty:
 		n.keyMiss(key)
 		return nil, ErrNotFound
@@ -552,6 +560,9 @@ const maxWriteAttempts = 8
 // maxWriteAttempts the write gives up with ErrContended, having written
 // nothing. fn may therefore run more than once.
 func (n *Node) storeUpdate(ctx context.Context, key string, fn func(cur store.Entry, found bool) (store.Op, bool)) (prev store.Entry, found bool, op store.Op, res store.Result, err error) {
+	if err := n.pull(key); err != nil {
+		return store.Entry{}, false, store.Op{}, store.Declined, err
+	}
 	for range maxWriteAttempts {
 		ver, err := n.version(ctx)
 		if err != nil {
@@ -780,7 +791,10 @@ func itemOf(e store.Entry, copyValue bool) Item {
 // never expires), or ErrNotFound. The time left of a key that expires is
 // at least 1 ns: 0 always means "never".
 func (n *Node) TTL(key string) (time.Duration, error) {
-	e, ok := n.store.Peek(key)
+	e, ok, err := n.readEntry(key, false)
+	if err != nil {
+		return 0, err
+	}
 	if !ok || e.Empty {
 		return 0, ErrNotFound
 	}
@@ -796,8 +810,8 @@ func (n *Node) TTL(key string) (time.Duration, error) {
 // Contains reports whether key holds a live entry on this node, without
 // making it more recently used (as Lookup, without copying the value).
 func (n *Node) Contains(key string) bool {
-	e, ok := n.store.Peek(key)
-	return ok && !e.Empty
+	e, ok, err := n.readEntry(key, false)
+	return err == nil && ok && !e.Empty
 }
 
 // Item is a key's entry with its version, as Lookup returns it.
@@ -819,7 +833,10 @@ type Item struct {
 // Lookup returns key's entry with its version without making it more
 // recently used, or ErrNotFound.
 func (n *Node) Lookup(key string) (Item, error) {
-	e, ok := n.store.Peek(key)
+	e, ok, err := n.readEntry(key, false)
+	if err != nil {
+		return Item{}, err
+	}
 	if !ok || e.Empty {
 		return Item{}, ErrNotFound
 	}

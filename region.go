@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/repl"
 )
 
 // GossipConfig makes a node one of several nodes of its region. The nodes
@@ -52,19 +53,25 @@ type GossipConfig struct {
 	ProbeInterval, ProbeTimeout time.Duration
 	// SlotsOnly makes this node keep only the entries of the slots it
 	// owns, so that a region of N nodes holds about N/Copies times what
-	// one node holds, for regions whose clients follow the slot map
-	// (cluster-aware Redis clients, with serve's --cluster-redirect, or an
-	// embedding that routes each key by SlotMap and KeySlot) or are served by nodes
-	// that forward to the owners (serve's --cluster-forward). The
-	// embedded API itself is not forwarded: Get on a key of another
-	// node's slot misses here. Without it every node keeps every key. A replicated write of a key of another node's slot
-	// is not kept here; a local write of one is kept until the next change
-	// of the slot map. A node that loses slots forgets their entries; a
+	// one node holds. Any node still serves any key: a read of a key of a
+	// slot this node does not hold (Get, GetShared, Lookup, TTL,
+	// Contains, Type, HGet, HGetAll) is answered by an owner, asked over
+	// the replication port (a round trip inside the region; ErrUnavailable
+	// if no owner answers), and a write of one is applied here and
+	// replicated to the owners as any write. Cluster-aware Redis clients
+	// (serve's --cluster-redirect), or an embedding that routes each key
+	// by SlotMap and KeySlot, save that round trip; serve's
+	// --cluster-forward forwards whole commands instead. Without it every
+	// node keeps every key. A replicated write of a key of another node's
+	// slot is not kept here; a local write of one is kept until the next
+	// change of the slot map (and a read of that key merges it with the
+	// owner's version). A node that loses slots forgets their entries; a
 	// node that gains slots it did not keep takes them by a full sync
 	// from every peer (Resync), and until that completes the slots are
-	// cold (ColdSlot): a redirecting or forwarding server sends their
-	// commands to a co-owner that held them. A joining node keeps the slots it will own
-	// once serving.
+	// cold (ColdSlot): reads of them here are answered by a co-owner that
+	// holds them, and a redirecting or forwarding server sends their
+	// commands to one. A joining node keeps the slots it will own once
+	// serving.
 	SlotsOnly bool
 }
 
@@ -240,9 +247,9 @@ func (n *Node) SlotMap() (*cluster.Map, uint64) {
 // routes a key to its owners: SlotMap().Primary(KeySlot(key)).
 func KeySlot(key string) int { return cluster.KeySlot(key) }
 
-// regionStats returns the figures of Stats.RegionNodes (resyncs from the
+// regionStats returns the figures of Stats.RegionNodes (some from the
 // replicator's Stats, which the caller has), or nil without Config.Gossip.
-func (n *Node) regionStats(resyncs uint64) *RegionStats {
+func (n *Node) regionStats(rst *repl.Stats) *RegionStats {
 	sm := n.slots.Load()
 	if n.members == nil || sm == nil {
 		return nil
@@ -264,7 +271,9 @@ func (n *Node) regionStats(resyncs uint64) *RegionStats {
 		if c := n.cold.Load(); c != nil {
 			rs.ColdSlots = c.n
 		}
-		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), resyncs
+		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), rst.Resyncs
+		rs.OwnerReads, rs.ReadsUnavailable = n.fetchedReads.Load(), n.fetchUnavailable.Load()
+		rs.FetchFailures, rs.FetchesServed = rst.FetchFailures, rst.FetchesServed
 	}
 	return rs
 }

@@ -88,6 +88,13 @@ type RegionStats struct {
 	// (a mistaken --join, or another region's node at a failed member's
 	// address), refused rather than merging the two regions' gossip.
 	MergesRefused uint64
+	// With GossipConfig.SlotsOnly: OwnerReads counts the reads of keys of
+	// slots this node does not hold that an owner answered, and
+	// ReadsUnavailable those no owner answered (ErrUnavailable);
+	// FetchFailures counts the owners that did not answer one of them
+	// (each one asked), and FetchesServed the other nodes' reads this
+	// node answered.
+	OwnerReads, ReadsUnavailable, FetchFailures, FetchesServed uint64
 }
 
 // AckStats describes the writes of one acknowledgement level.
@@ -240,7 +247,7 @@ func (n *Node) Stats() Stats {
 		})
 	}
 	st.Acks = n.acks.stats()
-	st.RegionNodes = n.regionStats(rs.Resyncs)
+	st.RegionNodes = n.regionStats(&rs)
 	return st
 }
 

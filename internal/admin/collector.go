@@ -127,6 +127,9 @@ var (
 	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
 	descRegionFailed    = desc("region_failed_members", "Members of the region declared dead that this node keeps trying to reach at their gossip address.")
 	descRegionRejoins   = desc("region_rejoins_total", "Members declared dead that came back (a split region healing, or a restart), whichever side re-joined.")
+	descRegionReads     = desc("region_owner_reads_total", "Embedded reads of keys of slots this node does not hold (slot-owned storage), by result: answered by an owner, or unavailable (no owner answered).", "result")
+	descRegionFetchFail = desc("region_fetch_failures_total", "Owners that did not answer a read of a key of a slot this node does not hold (each one asked counts).")
+	descRegionFetched   = desc("region_fetches_served_total", "Reads of the region's other nodes this node answered on fetch connections.")
 	descRegionRefused   = desc("region_merges_refused_total", "Joins that reached a node of another region (a mistaken --join, or another region's node at a failed member's address), refused rather than merging the two regions' gossip.")
 
 	descAckDuration = desc("ack_duration_seconds", "Writes with acknowledgement level quorum or all: time from the local apply until enough regions applied them (acknowledged writes only).", "level")
@@ -162,6 +165,7 @@ var (
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept, descKeepsGrew,
 		descVisibility, descAckDuration, descAckFailures,
 		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
+		descRegionReads, descRegionFetchFail, descRegionFetched,
 	}
 	respDescs = []*prometheus.Desc{
 		descRESPClients, descRESPConnections, descRESPCommands, descRESPErrors, descRESPRejected, descRESPDuration,
@@ -231,6 +235,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRegionSlots, float64(r.ColdSlots), "cold")
 			counter(descRegionForgotten, r.Forgotten)
 			counter(descRegionResyncs, r.Resyncs)
+			counter(descRegionReads, r.OwnerReads, "answered")
+			counter(descRegionReads, r.ReadsUnavailable, "unavailable")
+			counter(descRegionFetchFail, r.FetchFailures)
+			counter(descRegionFetched, r.FetchesServed)
 		}
 	}
 

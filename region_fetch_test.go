@@ -1,0 +1,289 @@
+package geocache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/testkit"
+)
+
+// nonOwner returns the node of nodes that does not own key's slot, and a
+// primary owner of it.
+func nonOwner(t *testing.T, key string, nodes ...*Node) (other, owner *Node) {
+	t.Helper()
+	m, _ := nodes[0].SlotMap()
+	slot := cluster.KeySlot(key)
+	for _, n := range nodes {
+		switch {
+		case !m.Owns(n.id, slot):
+			other = n
+		case m.Primary(slot).ID == n.id:
+			owner = n
+		}
+	}
+	if other == nil || owner == nil {
+		t.Fatalf("key %s: no node without its slot, or no primary, in %v", key, m.Owners(slot))
+	}
+	return other, owner
+}
+
+// With SlotsOnly any node answers any read through the embedded API: a key
+// of a slot it does not keep is read from an owner (strings, hashes,
+// counters, expiry, absence), and a read-modify-write of one starts from
+// the owner's state.
+func TestRegionReadsFromOwners(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	join := a.members.Addr()
+	b := openSlotsOnlyNode(t, 2, join)
+	c := openSlotsOnlyNode(t, 3, join)
+	nodes := []*Node{a, b, c}
+	settled(t, "three members serving", a, b, c)
+	ctx := context.Background()
+
+	const keys = 300
+	for i := range keys {
+		_, owner := nonOwner(t, userKey(i), nodes...)
+		if err := owner.Set(ctx, userKey(i), []byte(fmt.Sprint("v", i)), WithTTL(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range keys {
+		k := userKey(i)
+		other, _ := nonOwner(t, k, nodes...)
+		testkit.Eventually(t, "the owners applied "+k, func() bool {
+			for _, n := range nodes {
+				if n != other && !n.Contains(k) {
+					return false
+				}
+			}
+			return true
+		})
+		got, err := other.Get(k)
+		if err != nil || string(got) != fmt.Sprint("v", i) {
+			t.Fatalf("Get %s at node %d, which does not keep it: %q, %v", k, other.id, got, err)
+		}
+		if ttl, err := other.TTL(k); err != nil || ttl <= 0 || ttl > time.Hour {
+			t.Fatalf("TTL %s at node %d: %v, %v", k, other.id, ttl, err)
+		}
+		if _, err := other.store.Peek(k); err {
+			t.Fatalf("node %d keeps %s after reading it", other.id, k)
+		}
+	}
+	var owned uint64
+	for _, n := range nodes {
+		owned += n.Stats().RegionNodes.OwnerReads
+	}
+	if owned < 2*keys {
+		t.Errorf("%d reads answered by owners; want at least %d", owned, 2*keys)
+	}
+
+	// Absent keys, hashes and counters.
+	h, hOwner := nonOwner(t, "profile", nodes...)
+	if _, err := h.Get("profile"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of an absent key: %v; want ErrNotFound", err)
+	}
+	if _, err := hOwner.HSet(ctx, "profile", []Field{{Name: []byte("name"), Value: []byte("ann")}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the hash read at a node that does not keep it", func() bool {
+		v, err := h.HGet("profile", "name")
+		return err == nil && string(v) == "ann"
+	})
+	if typ, ok := h.Type("profile"); !ok || typ != TypeHash {
+		t.Errorf("Type of the hash at node %d: %v, %v", h.id, typ, ok)
+	}
+	if _, err := h.Get("profile"); !errors.Is(err, ErrWrongType) {
+		t.Errorf("Get of a hash at node %d: %v; want ErrWrongType", h.id, err)
+	}
+
+	cn, cOwner := nonOwner(t, "hits", nodes...)
+	if _, err := cOwner.IncrBy(ctx, "hits", 41); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the counter read at a node that does not keep it", func() bool {
+		v, err := cn.Get("hits")
+		return err == nil && string(v) == "41"
+	})
+	if v, err := cn.IncrBy(ctx, "hits", 1); err != nil || v != 42 {
+		t.Errorf("IncrBy at node %d, which does not keep the counter: %d, %v; want 42", cn.id, v, err)
+	}
+	testkit.Eventually(t, "the increment made elsewhere reaches the owner", func() bool {
+		v, err := cOwner.Get("hits")
+		return err == nil && string(v) == "42"
+	})
+
+	// A write made at a node that does not keep its key is read back
+	// there, newest first, whatever the owner has applied yet.
+	w, wOwner := nonOwner(t, userKey(7), nodes...)
+	if err := w.Set(ctx, userKey(7), []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.Get(userKey(7)); err != nil || string(got) != "mine" {
+		t.Errorf("read back at node %d: %q, %v; want mine", w.id, got, err)
+	}
+	testkit.Eventually(t, "the write reaches the owner", func() bool {
+		got, err := wOwner.Get(userKey(7))
+		return err == nil && string(got) == "mine"
+	})
+	if err := wOwner.Set(ctx, userKey(7), []byte("theirs")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "a newer write at the owner is read at the writer", func() bool {
+		got, err := w.Get(userKey(7))
+		return err == nil && string(got) == "theirs"
+	})
+}
+
+// A node whose owners cannot be reached answers a read of their slots with
+// ErrUnavailable, not a miss, and counts it; its own slots are still
+// served, and the owners it can reach again answer.
+func TestRegionReadUnavailable(t *testing.T) {
+	// a's dialer: the test cuts every connection a opened, and the next
+	// ones fail.
+	var cut atomic.Bool
+	var mu sync.Mutex
+	var opened []net.Conn
+	var d net.Dialer
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		if cut.Load() {
+			return nil, errors.New("cut by the test")
+		}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			mu.Lock()
+			opened = append(opened, c)
+			mu.Unlock()
+		}
+		return c, err
+	}
+	a, err := Open(Config{Region: "eu", NodeID: 1, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second, Dial: dial,
+		Gossip: &GossipConfig{Addr: "127.0.0.1:0", ClientAddr: "127.0.0.1:6381", SlotsOnly: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := openSlotsOnlyNode(t, 2, a.members.Addr())
+	c := openSlotsOnlyNode(t, 3, a.members.Addr())
+	nodes := []*Node{a, b, c}
+	settled(t, "three members serving", a, b, c)
+	ctx := context.Background()
+
+	var theirs, mine string
+	for i := 0; theirs == "" || mine == ""; i++ {
+		k := userKey(i)
+		m, _ := a.SlotMap()
+		if m.Owns(a.id, cluster.KeySlot(k)) {
+			mine = k
+		} else {
+			theirs = k
+		}
+	}
+	_, owner := nonOwner(t, theirs, nodes...)
+	if err := owner.Set(ctx, theirs, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Set(ctx, mine, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the write read at a", func() bool {
+		got, err := a.Get(theirs)
+		return err == nil && string(got) == "v"
+	})
+
+	cut.Store(true)
+	mu.Lock()
+	for _, c := range opened {
+		c.Close()
+	}
+	mu.Unlock()
+	if _, err := a.Get(theirs); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get with the owners cut off: %v; want ErrUnavailable", err)
+	}
+	if a.Contains(theirs) {
+		t.Error("Contains with the owners cut off reports the key")
+	}
+	if got, err := a.Get(mine); err != nil || string(got) != "m" {
+		t.Errorf("Get of a's own key: %q, %v", got, err)
+	}
+	if st := a.Stats().RegionNodes; st.ReadsUnavailable < 2 || st.FetchFailures < 2 {
+		t.Errorf("stats: %d reads unavailable, %d fetch failures; want at least 2 each", st.ReadsUnavailable, st.FetchFailures)
+	}
+	cut.Store(false)
+	if got, err := a.Get(theirs); err != nil || string(got) != "v" {
+		t.Errorf("Get with the owners back: %q, %v", got, err)
+	}
+}
+
+// Reads through the embedded API of a region of two nodes keeping only
+// their own slots (one copy each): keys this node keeps against keys the
+// other keeps, fetched over loopback. From 1 goroutine the fetch costs a
+// round trip; from many, the fetches share one pipelined connection.
+//
+//	go test -run '^$' -bench RegionGet -cpu 2 .
+func BenchmarkRegionGet(b *testing.B) {
+	open := func(id uint32, join ...string) *Node {
+		n, err := Open(Config{Region: "eu", NodeID: id, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second,
+			Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, Copies: 1, ClientAddr: fmt.Sprint("127.0.0.1:", 6380+id), SlotsOnly: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Close() })
+		return n
+	}
+	a := open(1)
+	o := open(2, a.members.Addr())
+	for !settledNow(a, o) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	m, _ := a.SlotMap()
+	var mine, theirs []string
+	for i := 0; len(mine) < 1000 || len(theirs) < 1000; i++ {
+		k := userKey(i)
+		if m.Owns(a.id, cluster.KeySlot(k)) {
+			if len(mine) < 1000 {
+				mine = append(mine, k)
+				if err := a.Set(context.Background(), k, []byte("0123456789abcdef")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		} else if len(theirs) < 1000 {
+			theirs = append(theirs, k)
+			if err := o.Set(context.Background(), k, []byte("0123456789abcdef")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		keys []string
+	}{{"kept", mine}, {"owner", theirs}} {
+		for _, par := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", bc.name, par), func(b *testing.B) {
+				b.SetParallelism(par) // par × GOMAXPROCS goroutines
+				if par == 1 {
+					for i := 0; b.Loop(); i++ {
+						if _, err := a.Get(bc.keys[i%len(bc.keys)]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return
+				}
+				b.RunParallel(func(pb *testing.PB) {
+					for i := 0; pb.Next(); i++ {
+						if _, err := a.Get(bc.keys[i%len(bc.keys)]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
