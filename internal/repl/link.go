@@ -71,6 +71,10 @@ type link struct {
 	// a full sync (RejectResync) or to resume with the slots it keeps now
 	// (RejectKeeps): the link reconnects at once, quietly. It says why.
 	reconnectAsked string
+	// resumeAsked is set while the link reconnects because the peer asked
+	// it to: the stream resumes where the peer stood, nothing lost, so the
+	// next connection starts no anti-entropy round of its own.
+	resumeAsked bool
 	// keeps is the slots whose writes the peer keeps (nil: every key),
 	// from its Resume and its Keeps frames since; the sender sends the
 	// others' writes as skips (wire.KindSkip), and skipped counts them.
@@ -109,6 +113,9 @@ func (r *Replicator) dialLoop(l *link) {
 		cancel()
 		if err != nil {
 			err = &linkError{reason: dialReason(err), err: err}
+			l.mu.Lock()
+			l.resumeAsked = false
+			l.mu.Unlock()
 		} else if r.track(conn) {
 			start := time.Now()
 			err = r.runOutbound(l, conn)
@@ -119,6 +126,7 @@ func (r *Replicator) dialLoop(l *link) {
 			l.mu.Lock()
 			asked := l.reconnectAsked
 			l.reconnectAsked = ""
+			l.resumeAsked = asked != ""
 			l.mu.Unlock()
 			if asked != "" && l.ctx.Err() == nil {
 				r.cfg.Logger.Info("replication: "+asked+"; reconnecting", "peer", l.addr)
@@ -283,7 +291,10 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 	r.mu.Unlock()
 	l.setState(true, nil)
 	l.mu.Lock()
-	l.repairWanted = true // after a disconnect, compare what both sides hold
+	if !l.resumeAsked {
+		l.repairWanted = true // after a disconnect, compare what both sides hold
+	}
+	l.resumeAsked = false
 	warned := l.warned
 	l.warned = false
 	l.mu.Unlock()

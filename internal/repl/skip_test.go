@@ -283,6 +283,11 @@ func TestSkipsBetweenReplicators(t *testing.T) {
 			t.Fatalf("a skipped %d writes, want 1", st.Links[0].Skipped)
 		}
 
+		// The first connection's anti-entropy round, done before the
+		// reconnection below.
+		testkit.Eventually(t, "a's first round", func() bool { return a.r.Stats().Links[0].Rounds > 0 })
+		rounds := a.r.Stats().Links[0].Rounds
+
 		grown := slotsOf("mine", "theirs")
 		kept.set.Store(&grown)
 		a.put(t, "theirs", "2")
@@ -294,6 +299,12 @@ func TestSkipsBetweenReplicators(t *testing.T) {
 		testkit.Eventually(t, "theirs 3 on b", func() bool { return b.value("theirs") == "3" })
 		if st := a.r.Stats(); st.Links[0].Skipped != 2 {
 			t.Errorf("a skipped %d writes, want 2 (the first theirs, and the second once)", st.Links[0].Skipped)
+		}
+		// The stream resumed where b stood, nothing lost: the reconnection
+		// it asked for starts no anti-entropy round (a walk of a's store).
+		time.Sleep(3 * a.r.cfg.DeadTimeout)
+		if got := a.r.Stats().Links[0].Rounds; got != rounds {
+			t.Errorf("%d anti-entropy rounds after the reconnection b asked for; want none", got-rounds)
 		}
 	})
 }
