@@ -31,7 +31,8 @@ type node struct {
 }
 
 // startTestNode starts a replicator named name on mem, listening there if
-// listen. cfg's Store, Clock, Dial, Logger (and Listener) are filled in;
+// listen. cfg's Store, Clock, Logger (and Listener, and Dial if nil) are
+// filled in;
 // Close runs at the end of the test, inside the bubble.
 func startTestNode(t *testing.T, mem *testkit.Network, name string, cfg Config, listen bool) *node {
 	t.Helper()
@@ -45,7 +46,9 @@ func startTestNode(t *testing.T, mem *testkit.Network, name string, cfg Config, 
 	}
 	logs := &logBuffer{}
 	cfg.Store, cfg.Clock = st, clock
-	cfg.Dial = mem.Dialer(name)
+	if cfg.Dial == nil {
+		cfg.Dial = mem.Dialer(name)
+	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.NodeName == "" {
 		cfg.NodeName = name

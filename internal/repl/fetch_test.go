@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -167,6 +168,42 @@ func TestFetchRedialsAndFails(t *testing.T) {
 		}
 		if st := a.r.Stats(); st.FetchFailures == 0 {
 			t.Error("the failed fetch was not counted")
+		}
+	})
+}
+
+// A dial that hangs (a peer gone without a word) holds up the fetches to
+// that peer only.
+func TestFetchDialsApart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		b := startTestNode(t, mem, "b", Config{NodeID: 2}, true)
+		b.hold(t, "k", "v", at(0), 7)
+		dial := mem.Dialer("a")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, DeadTimeout: 10 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			if addr == "hung" {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return dial(ctx, addr)
+		}}, false)
+		hung := make(chan error, 1)
+		go func() {
+			_, err := a.r.Fetch(context.Background(), "hung", "k", false)
+			hung <- err
+		}()
+		synctest.Wait() // the dial to "hung" is under way
+		if f, err := a.r.Fetch(context.Background(), "b", "k", false); err != nil || string(f.Op.Value) != "v" {
+			t.Fatalf("fetch from b while a dial hangs: %+v, %v", f, err)
+		}
+		select {
+		case err := <-hung:
+			t.Fatalf("the fetch from b returned after the hung dial gave up (%v)", err)
+		default: // the dial to "hung" still hangs: b's fetch did not wait for it
+		}
+		if err := <-hung; err == nil {
+			t.Error("a fetch from a peer whose dial hung succeeded")
 		}
 	})
 }
