@@ -84,12 +84,13 @@ func (r *Replicator) Fetch(ctx context.Context, addr, key string, touch bool) (F
 	}
 }
 
-// fetchPeer is the fetch connection to one peer address: mu is held while
-// it is dialed, so that callers share one dial, and the dials to other
-// peers do not wait for it.
+// fetchPeer is the fetch connection to one peer address. turn is held
+// (a token in it) while the connection is looked at or dialed, so that
+// callers share one dial, the dials to other peers do not wait for it,
+// and a caller whose context ends stops waiting for it.
 type fetchPeer struct {
-	mu   sync.Mutex
-	conn *fetchConn // nil or failed: none open
+	turn chan struct{} // capacity 1
+	conn *fetchConn    // nil or failed: none open
 }
 
 // maxFetchPeers is the number of peer addresses past which the ones
@@ -104,24 +105,30 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	if p == nil {
 		if len(r.fetchPeers) >= maxFetchPeers {
 			for a, q := range r.fetchPeers {
-				if q.mu.TryLock() {
+				select {
+				case q.turn <- struct{}{}:
 					if q.conn == nil || !q.conn.open() {
 						delete(r.fetchPeers, a)
 					}
-					q.mu.Unlock()
+					<-q.turn
+				default: // being dialed
 				}
 			}
 		}
 		if r.fetchPeers == nil {
 			r.fetchPeers = map[string]*fetchPeer{}
 		}
-		p = &fetchPeer{}
+		p = &fetchPeer{turn: make(chan struct{}, 1)}
 		r.fetchPeers[addr] = p
 	}
 	r.fetchMu.Unlock()
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	select {
+	case p.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	defer func() { <-p.turn }()
 	if p.conn != nil && p.conn.open() {
 		return p.conn, true, nil
 	}
@@ -141,9 +148,19 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	r.wg.Add(1) // under mu, before Close can wait
 	r.mu.Unlock()
 	fc := &fetchConn{conn: conn, fc: newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)}
-	if err := r.fetchHandshake(fc.fc); err != nil {
+	// The handshake ends with the dial's context too: a peer that accepts
+	// and never answers holds a caller no longer than its context.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	err = r.fetchHandshake(fc.fc)
+	if !stop() && err == nil {
+		err = dctx.Err()
+	}
+	if err != nil {
 		r.untrack(conn)
 		r.wg.Done()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, false, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
 	}
 	fc.fc.grow()

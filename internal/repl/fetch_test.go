@@ -105,9 +105,9 @@ func TestFetchTouches(t *testing.T) {
 	})
 }
 
-// A value too large for one frame comes as a large op, between the
-// answers before and after it, and counters and hashes come with their
-// state.
+// A value too large for one frame comes as a large op, and small answers
+// on the same connection, sent before or after it, each reach their own
+// fetch; a counter comes with its state.
 func TestFetchLargeAndMerged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
@@ -204,6 +204,79 @@ func TestFetchDialsApart(t *testing.T) {
 		}
 		if err := <-hung; err == nil {
 			t.Error("a fetch from a peer whose dial hung succeeded")
+		}
+	})
+}
+
+// A connection found open that the peer closed under a fetch (as it
+// closes an idle one) is replaced: the fetch is asked again, once, on a
+// new connection.
+func TestFetchRetriesOnANewConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+		ln := listenFake(t, mem, "b")
+		answer := func(p *fakePeer, value string) {
+			q := recvAs[*wire.Fetch](t, p)
+			p.send(&wire.Fetched{Found: true, Op: setOp(q.Key, value, at(0), fakeID)})
+		}
+		got := make(chan string, 2)
+		fetch := func() {
+			f, err := a.r.Fetch(context.Background(), "b", "k", false)
+			if err != nil {
+				t.Errorf("fetch: %v", err)
+			}
+			got <- string(f.Op.Value)
+		}
+		go fetch()
+		p := ln.accept()
+		recvAs[*wire.FetchHello](t, p)
+		p.send(fakeHello(fakeID))
+		answer(p, "first")
+		if v := <-got; v != "first" {
+			t.Fatalf("first fetch: %q", v)
+		}
+		go fetch()
+		recvAs[*wire.Fetch](t, p) // taken, never answered
+		p.c.Close()
+		q := ln.accept()
+		recvAs[*wire.FetchHello](t, q)
+		q.send(fakeHello(fakeID))
+		answer(q, "again")
+		if v := <-got; v != "again" {
+			t.Errorf("the fetch asked again: %q", v)
+		}
+		if st := a.r.Stats(); st.FetchFailures != 0 || st.FetchesSent != 2 {
+			t.Errorf("stats: %d sent, %d failed; want 2, 0", st.FetchesSent, st.FetchFailures)
+		}
+	})
+}
+
+// A peer that accepts the connection and never answers its FetchHello
+// holds each fetch no longer than the fetch's own context, and so do the
+// fetches waiting for that dial.
+func TestFetchStalledPeerHoldsNoLongerThanTheContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+		ln := listenFake(t, mem, "stalled")
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				_, err := a.r.Fetch(ctx, "stalled", "k", false)
+				errs <- err
+			}()
+		}
+		p := ln.accept()
+		recvAs[*wire.FetchHello](t, p) // and never answered
+		for range 4 {
+			if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("a fetch from a stalled peer: %v; want its context's deadline", err)
+			}
 		}
 	})
 }
