@@ -51,7 +51,7 @@ func (n *Node) incrBy(ctx context.Context, s *Session, key string, delta int64, 
 	if len(key) > MaxKeyBytes {
 		return 0, fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	if err := n.pull(key); err != nil {
+	if err := n.pull(ctx, key); err != nil {
 		return 0, err
 	}
 	o := n.options(s, opts)

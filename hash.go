@@ -274,7 +274,7 @@ func (n *Node) updateHash(ctx context.Context, s *Session, key string, fn func(h
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: key of %d bytes", ErrTooLarge, len(key))
 	}
-	if err := n.pull(key); err != nil {
+	if err := n.pull(ctx, key); err != nil {
 		return err
 	}
 	o := n.options(s, opts)

@@ -167,7 +167,7 @@ func (n *Node) copyTo(ctx context.Context, s *Session, src store.Entry, dst stri
 }
 
 func (n *Node) rename(ctx context.Context, s *Session, key, newKey string, nx bool, opts []Option) (bool, error) {
-	if err := n.pull(key); err != nil {
+	if err := n.pull(ctx, key); err != nil {
 		return false, err
 	}
 	src, ok := n.store.Peek(key)
@@ -203,7 +203,7 @@ func (n *Node) copyKey(ctx context.Context, s *Session, src, dst string, replace
 	if src == dst {
 		return false, ErrSameKey
 	}
-	if err := n.pull(src); err != nil {
+	if err := n.pull(ctx, src); err != nil {
 		return false, err
 	}
 	e, ok := n.store.Peek(src)

@@ -560,7 +560,7 @@ const maxWriteAttempts = 8
 // maxWriteAttempts the write gives up with ErrContended, having written
 // nothing. fn may therefore run more than once.
 func (n *Node) storeUpdate(ctx context.Context, key string, fn func(cur store.Entry, found bool) (store.Op, bool)) (prev store.Entry, found bool, op store.Op, res store.Result, err error) {
-	if err := n.pull(key); err != nil {
+	if err := n.pull(ctx, key); err != nil {
 		return store.Entry{}, false, store.Op{}, store.Declined, err
 	}
 	for range maxWriteAttempts {

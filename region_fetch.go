@@ -32,8 +32,8 @@ const fetchTimeout = 2 * time.Second
 var ErrUnavailable = errors.New("geocache: no owner of the key's slot answered")
 
 // holdsSlot reports whether this node holds every write its region holds
-// of slot's keys: it keeps every key, or keeps slot and is not filling it
-// (repl.Config.Holds).
+// of slot's keys: it keeps every key, or keeps slot, is not filling it,
+// and has taken its first syncs (repl.Config.Holds; as vouched).
 func (n *Node) holdsSlot(slot int) bool {
 	k := n.keep.Load()
 	if k == nil {
@@ -42,8 +42,15 @@ func (n *Node) holdsSlot(slot int) bool {
 	if !k.has(slot) {
 		return false
 	}
-	c := n.cold.Load()
-	return c == nil || c.gen[slot] == 0
+	if c := n.cold.Load(); c != nil && c.gen[slot] != 0 {
+		return false
+	}
+	select {
+	case <-n.repl.Synced():
+		return true
+	default:
+		return false
+	}
 }
 
 // readEntry returns key's live entry for a read (making it most recently
@@ -73,14 +80,17 @@ func (n *Node) localEntry(key string, touch bool) (store.Entry, bool, error) {
 // fetchOwners), merged into this node's own entry or tombstone of key if
 // it has one.
 func (n *Node) ownersEntry(key string, slot int, touch bool) (store.Entry, bool, error) {
-	got, err := n.fetchOwners(key, slot, touch)
+	got, err := n.fetchOwners(context.Background(), key, slot, touch)
 	if err != nil || got == nil {
 		if err == nil {
 			return n.localEntry(key, touch)
 		}
 		return store.Entry{}, false, err
 	}
-	if n.merged(key, got) {
+	if n.holdsKey(key) {
+		// This node has its own say on the key (a write made here): the
+		// owner's version merges into it, as a replicated one would.
+		n.adopt(got)
 		return n.localEntry(key, touch)
 	}
 	if !got.Found {
@@ -93,13 +103,23 @@ func (n *Node) ownersEntry(key string, slot int, touch bool) (store.Entry, bool,
 	return e, true, nil
 }
 
+// holdsKey reports whether this node's store has an entry or a tombstone
+// of key.
+func (n *Node) holdsKey(key string) bool {
+	if _, ok := n.store.Peek(key); ok {
+		return true
+	}
+	_, ok := n.store.TombstoneOp(key)
+	return ok
+}
+
 // fetchOwners asks the slot's other owners for key's entry, in the map's
-// order, and returns the first answer of one that holds the whole slot,
-// else the first answer. It returns nil, and no error, when this node
-// should answer itself: no other owner is known, or none answered and
-// this node keeps the slot (it is filling it); ErrUnavailable if none
-// answered and this node does not keep the slot.
-func (n *Node) fetchOwners(key string, slot int, touch bool) (*repl.Fetched, error) {
+// order, until one that holds the whole slot answers, and returns the
+// newest answer. It returns nil, and no error, when this node should
+// answer itself: no other owner is known, or none answered and this node
+// keeps the slot (it is filling it); ErrUnavailable if none answered and
+// this node does not keep the slot, or ctx's error.
+func (n *Node) fetchOwners(ctx context.Context, key string, slot int, touch bool) (*repl.Fetched, error) {
 	var owners []cluster.Member
 	if sm := n.slots.Load(); sm != nil {
 		owners = sm.m.Owners(slot)
@@ -112,14 +132,17 @@ func (n *Node) fetchOwners(key string, slot int, touch bool) (*repl.Fetched, err
 			continue
 		}
 		asked++
-		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
-		f, err := n.repl.Fetch(ctx, o.ReplAddr, key, touch)
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		f, err := n.repl.Fetch(fctx, o.ReplAddr, key, touch)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			lastErr = fmt.Errorf("%s: %w", o.Name, err)
 			continue
 		}
-		if got == nil || got.Partial {
+		if got == nil || newerAnswer(&f, got) {
 			got = &f
 		}
 		if !f.Partial {
@@ -137,28 +160,39 @@ func (n *Node) fetchOwners(key string, slot int, touch bool) (*repl.Fetched, err
 	return got, nil
 }
 
-// merged merges an owner's answer into this node's store if this node has
-// its own say on the key (an entry or tombstone: a write made here), as a
-// replicated write would merge, and reports whether it did.
-func (n *Node) merged(key string, got *repl.Fetched) bool {
-	if _, held := n.store.Peek(key); !held {
-		if _, held = n.store.TombstoneOp(key); !held {
-			return false
-		}
+// newerAnswer reports whether a is to be preferred to b: an owner's answer
+// that holds the whole slot to one that may not, else the newer version
+// (an entry or tombstone to nothing).
+func newerAnswer(a, b *repl.Fetched) bool {
+	switch {
+	case a.Partial != b.Partial:
+		return !a.Partial
+	case a.Found != b.Found:
+		return a.Found
 	}
-	n.applyFetched(got)
-	return true
+	return a.Op.Version.Compare(b.Op.Version) > 0
 }
 
-// applyFetched applies an owner's entry here, its version merged into
-// this node's clock first (one too far ahead is not applied).
-func (n *Node) applyFetched(got *repl.Fetched) {
+// adopt applies an owner's answer here, as a replicated write merges (its
+// version merged into this node's clock first), except that an answer of
+// an owner that holds the whole slot is not refused by the ghost tables:
+// it is the region's state of the key, whatever left this store before.
+// It fails if the answer could not be applied (a version too far ahead of
+// this node's clock, or a state that does not check).
+func (n *Node) adopt(got *repl.Fetched) error {
 	if !got.Found {
-		return
+		return nil
 	}
-	if _, err := n.clock.Merge(got.Op.Version.HLC); err == nil {
-		n.store.Apply(got.Op)
+	if _, err := n.clock.Merge(got.Op.Version.HLC); err != nil {
+		return fmt.Errorf("%w: the owner's version of %q: %v", ErrClockSkew, got.Op.Key, err)
 	}
+	op := got.Op
+	op.Adopt = !got.Partial
+	switch res := n.store.Apply(op); res {
+	case store.Invalid, store.Refused, store.TooLarge:
+		return fmt.Errorf("%w: the owner's entry of %q not applied here (%v)", ErrUnavailable, op.Key, res)
+	}
+	return nil
 }
 
 // pull brings the owners' entry of key into this node's store before a
@@ -166,8 +200,9 @@ func (n *Node) applyFetched(got *repl.Fetched) {
 // IncrBy, UpdateHash, Rename, Copy), if this node does not hold every
 // write of key's slot: the write then starts from the region's state, as
 // on an owner. The entry stays until the next change of the slot map, as
-// the write's own.
-func (n *Node) pull(key string) error {
+// the write's own. It fails with ctx's error, ErrUnavailable, or
+// ErrClockSkew, and the write is then not made.
+func (n *Node) pull(ctx context.Context, key string) error {
 	if n.keep.Load() == nil {
 		return nil
 	}
@@ -175,9 +210,9 @@ func (n *Node) pull(key string) error {
 	if n.holdsSlot(slot) {
 		return nil
 	}
-	got, err := n.fetchOwners(key, slot, true)
-	if got != nil {
-		n.applyFetched(got)
+	got, err := n.fetchOwners(ctx, key, slot, true)
+	if err != nil || got == nil {
+		return err
 	}
-	return err
+	return n.adopt(got)
 }

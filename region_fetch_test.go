@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -121,14 +122,27 @@ func TestRegionReadsFromOwners(t *testing.T) {
 	})
 
 	// A write made at a node that does not keep its key is read back
-	// there, newest first, whatever the owner has applied yet.
+	// there, newest first, whatever the owner has applied yet: here the
+	// owner has not, its link from the writer being down.
 	w, wOwner := nonOwner(t, userKey(7), nodes...)
+	m, _ := w.SlotMap()
+	ownerAddr := ""
+	if mb, ok := m.Member(wOwner.id); ok {
+		ownerAddr = mb.ReplAddr
+	}
+	if !w.repl.RemovePeer(ownerAddr) {
+		t.Fatalf("node %d has no link to %q", w.id, ownerAddr)
+	}
 	if err := w.Set(ctx, userKey(7), []byte("mine")); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := w.Get(userKey(7)); err != nil || string(got) != "mine" {
 		t.Errorf("read back at node %d: %q, %v; want mine", w.id, got, err)
 	}
+	if got, _ := wOwner.Get(userKey(7)); string(got) != "v7" {
+		t.Fatalf("the owner has %q before its link from the writer is back; want v7", got)
+	}
+	w.repl.AddPeer(ownerAddr)
 	testkit.Eventually(t, "the write reaches the owner", func() bool {
 		got, err := wOwner.Get(userKey(7))
 		return err == nil && string(got) == "mine"
@@ -140,6 +154,90 @@ func TestRegionReadsFromOwners(t *testing.T) {
 		got, err := w.Get(userKey(7))
 		return err == nil && string(got) == "theirs"
 	})
+}
+
+// A node that forgot a counter (it lost the counter's slot to a node that
+// joined) and increments it again counts from the owners' count: the
+// owners' entry is taken in, whatever the forgetting left in its ghost
+// tables.
+func TestRegionIncrAfterForgetting(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	join := a.members.Addr()
+	b := openSlotsOnlyNode(t, 2, join)
+	c := openSlotsOnlyNode(t, 3, join)
+	settled(t, "three members serving", a, b, c)
+	ctx := context.Background()
+	m, _ := a.SlotMap()
+	nodes := []*Node{a, b, c}
+	const counters = 200
+	for i := range counters {
+		k := fmt.Sprint("hits:", i)
+		owner := nodes[slices.IndexFunc(nodes, func(n *Node) bool { return n.id == m.Primary(cluster.KeySlot(k)).ID })]
+		if _, err := owner.IncrBy(ctx, k, 41); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		testkit.Eventually(t, "the counters on their owners", func() bool {
+			for i := range counters {
+				k := fmt.Sprint("hits:", i)
+				if _, held := n.store.Peek(k); held != m.Owns(n.id, cluster.KeySlot(k)) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	d := openSlotsOnlyNode(t, 4, join)
+	settled(t, "four members serving", a, b, c, d)
+	m2, _ := a.SlotMap()
+	tried := 0
+	for i := range counters {
+		k := fmt.Sprint("hits:", i)
+		slot := cluster.KeySlot(k)
+		for _, n := range nodes {
+			if !m.Owns(n.id, slot) || m2.Owns(n.id, slot) {
+				continue // n did not lose the slot
+			}
+			tried++
+			if v, err := n.IncrBy(ctx, k, 1); err != nil || v != 42 {
+				t.Fatalf("IncrBy %s at node %d, which forgot it: %d, %v; want 42", k, n.id, v, err)
+			}
+			break
+		}
+	}
+	if tried == 0 {
+		t.Fatal("no node lost the slot of any counter")
+	}
+	t.Logf("%d counters incremented at a node that had forgotten them", tried)
+}
+
+// A node that keeps only its slots does not vouch for any of them in
+// fetch answers (Holds) before it has taken its first syncs: an owner
+// restarted empty answers Partial.
+func TestRegionHoldsNothingBeforeSynced(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // a peer that accepts and never answers
+	n, err := Open(Config{Region: "eu", NodeID: 1, PeerAddr: "127.0.0.1:0", PeerTimeout: time.Second, Peers: []string{ln.Addr().String()},
+		Gossip: &GossipConfig{Addr: "127.0.0.1:0", ClientAddr: "127.0.0.1:6381", SlotsOnly: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	testkit.Eventually(t, "the node keeps slots", func() bool { return n.keep.Load() != nil && n.keep.Load().count() > 0 })
+	select {
+	case <-n.Synced():
+		t.Fatal("synced with a peer that never answered")
+	default:
+	}
+	for slot := range cluster.Slots {
+		if n.holdsSlot(slot) {
+			t.Fatalf("the node holds slot %d before its first syncs", slot)
+		}
+	}
 }
 
 // A node whose owners cannot be reached answers a read of their slots with

@@ -496,7 +496,7 @@ func (s *Store) applyLocked(op *Op, old item, found bool, now int64, n *notice) 
 		return Stale, leave, 0 // counted on a reset older than the tombstone's
 	case hasTomb && op.Version.Compare(t.Version) <= 0:
 		return Stale, leave, 0
-	case !hasTomb && (s.ghosts.coversHash(gh, ghostAt) || s.tombGhosts.coversHash(gh, ghostAt)):
+	case !hasTomb && !op.Adopt && (s.ghosts.coversHash(gh, ghostAt) || s.tombGhosts.coversHash(gh, ghostAt)):
 		return Refused, leave, 0
 	case op.Kind == KindDelete:
 		s.tombs.putLocked(op.Key, op.Version, op.ExpireAt)

@@ -92,6 +92,11 @@ type Op struct {
 	// means never. Every region expires the key at the same instant.
 	ExpireAt int64
 	Version  Version
+	// Adopt marks an op that carries another node's current entry or
+	// tombstone of a key whose slot that node holds whole (an owner's
+	// answer to a fetch): the ghost tables, which speak of what left this
+	// store, do not refuse it. Local only, like Event.
+	Adopt bool
 }
 
 // Entry is a live value as the store holds it. Value is shared with the
