@@ -372,10 +372,17 @@ func (n *Node) Get(key string) ([]byte, error) {
 // sees the value as it was read. The Redis server uses it to write values
 // to the socket without a copy.
 func (n *Node) GetShared(key string) ([]byte, error) {
-	e, ok, err := n.readEntry(key, true)
+	var e store.Entry
+	var ok bool
+	if n.keep.Load() == nil { // every key kept here: the hot path, direct
+		e, ok = n.store.Get(key)
+	} else {
+		var err error
+		if e, ok, err = n.readEntry(key, true); err != nil {
+			return nil, err
+		}
+	}
 	switch {
-	case err != nil:
-		return nil, err
 	case !ok || e.Empty:
 		n.keyMiss(key)
 		return nil, ErrNotFound
