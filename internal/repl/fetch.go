@@ -27,6 +27,10 @@ import (
 // tries once more on a new one (a fetch is a read: asking twice is
 // harmless).
 
+// fetchProto is the first protocol version with fetch connections: a
+// peer of an older one refuses a FetchHello.
+const fetchProto = 10
+
 // maxFetchesInFlight bounds the fetches waiting for their answer on one
 // connection: past it, Fetch fails at once (ErrFetchBusy).
 const maxFetchesInFlight = 4096
@@ -354,12 +358,16 @@ func (r *Replicator) readFetched(c *fetchConn) error {
 // serveFetches answers the Fetch requests of a connection that started
 // with a FetchHello, until it fails or stays idle for DeadTimeout.
 func (r *Replicator) serveFetches(c net.Conn, fc *frameConn, h *wire.Hello) error {
-	if rej := r.checkHello(h); rej != nil {
+	rej := r.checkHello(h)
+	if rej == nil && h.Proto < fetchProto {
+		rej = &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("a FetchHello of protocol %d; fetches exist since %d", h.Proto, fetchProto)}
+	}
+	if rej != nil {
 		r.refused(c.RemoteAddr(), h, rej)
 		fc.write(publicReject(rej, h))
 		return errors.New("repl: refused fetching peer: " + rej.Message)
 	}
-	if err := fc.write(r.hello()); err != nil {
+	if err := fc.write(r.helloAt(min(h.Proto, wire.Proto))); err != nil {
 		return err
 	}
 	fc.grow()

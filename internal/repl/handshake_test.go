@@ -43,8 +43,8 @@ func TestHandshakeRefusedInbound(t *testing.T) {
 		msg      string // in the Reject's message
 		conflict bool   // the node reports an id conflict
 	}{
-		{"protocol", helloWith(func(h *wire.Hello, _ uint64) { h.Proto = wire.Proto + 1 }),
-			wire.RejectProtocol, fmt.Sprintf("protocol %d", wire.Proto+1), false},
+		{"protocol", helloWith(func(h *wire.Hello, _ uint64) { h.Proto = wire.MinProto - 1 }),
+			wire.RejectProtocol, fmt.Sprintf("protocol %d", wire.MinProto-1), false},
 		{"other cluster", helloWith(func(h *wire.Hello, _ uint64) { h.Cluster = "a-guess" }),
 			wire.RejectCluster, `cluster "a-guess"`, false},
 		{"node id 0", helloWith(func(h *wire.Hello, _ uint64) { h.NodeID = 0 }),
@@ -125,7 +125,7 @@ func TestHandshakeRefusedOutbound(t *testing.T) {
 	}{
 		{"protocol", func(*wire.Hello) wire.Frame {
 			h := secretHello()
-			h.Proto = wire.Proto + 1
+			h.Proto = wire.MinProto - 1
 			return h
 		}, wire.RejectProtocol, ReasonProtocol},
 		{"other cluster", func(*wire.Hello) wire.Frame {
@@ -196,4 +196,65 @@ func TestHandshakeRefusedOutbound(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Nodes of protocol versions from wire.MinProto on link up, each speaking
+// the older: a node answers a Hello of an older or newer version with the
+// older of the two, and a node refused for the version it announced (by a
+// node of an older version, during a rolling upgrade) dials again at once
+// announcing wire.MinProto, and replicates.
+func TestHandshakeOlderAndNewerProtocols(t *testing.T) {
+	for _, proto := range []uint16{wire.MinProto, wire.Proto + 1} {
+		t.Run(fmt.Sprintf("inbound %d", proto), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				startTestNode(t, mem, "a", secretCfg, true)
+				p := dialFake(t, mem, "fake", "a")
+				h := secretHello()
+				h.Proto = proto
+				nh, rs := p.open(h)
+				if want := min(proto, wire.Proto); nh.Proto != want || rs.Origin != fakeID {
+					t.Errorf("answer to a Hello of protocol %d: Hello of %d, Resume %+v; want %d", proto, nh.Proto, rs, want)
+				}
+			})
+		})
+	}
+	t.Run("outbound to an older node", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			mem := testkit.NewNetwork()
+			defer mem.Close()
+			ln := listenFake(t, mem, "old")
+			cfg := secretCfg
+			cfg.Peers = []string{"old"}
+			a := startTestNode(t, mem, "a", cfg, false)
+			a.put(t, "k", "v")
+
+			// An older node refuses the Hello of wire.Proto, as a node of
+			// exactly one version did.
+			p := ln.accept()
+			if nh := recvAs[*wire.Hello](t, p); nh.Proto != wire.Proto {
+				t.Fatalf("first Hello of protocol %d; want %d", nh.Proto, wire.Proto)
+			}
+			p.send(&wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("protocol %d; this node speaks %d", wire.Proto, wire.MinProto)})
+			p.expectClosed()
+
+			q := ln.accept()
+			nh := recvAs[*wire.Hello](t, q)
+			if nh.Proto != wire.MinProto {
+				t.Fatalf("Hello after the refusal of protocol %d; want %d", nh.Proto, wire.MinProto)
+			}
+			old := secretHello()
+			old.Proto = wire.MinProto
+			q.send(old)
+			q.send(&wire.Resume{Origin: secretCfg.NodeID, NextSeq: 1, HLC: uint64(nowTS())})
+			ops := dataAs[*wire.Ops](t, q)
+			if len(ops.Ops) != 1 || ops.Ops[0].Key != "k" {
+				t.Errorf("first Ops after linking at protocol %d: %+v", wire.MinProto, ops)
+			}
+			if l := a.link(t, "old"); !l.Connected || l.Failures[ReasonProtocol] != 0 {
+				t.Errorf("link to the older node: %+v; want connected, no protocol failure counted", l)
+			}
+		})
+	})
 }

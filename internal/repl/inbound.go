@@ -201,7 +201,8 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 		fc.write(publicReject(rej, h))
 		return nil, errors.New("repl: refused peer: " + rej.Message)
 	}
-	if err := fc.write(r.hello()); err != nil {
+	// The older of the two versions, which both speak from here on.
+	if err := fc.write(r.helloAt(min(h.Proto, wire.Proto))); err != nil {
 		return nil, err
 	}
 	fc.grow()

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,10 @@ type link struct {
 	// it to: the stream resumes where the peer stood, nothing lost, so the
 	// next connection starts no anti-entropy round of its own.
 	resumeAsked bool
+	// proto is the protocol version the next Hello announces: wire.Proto,
+	// or wire.MinProto once after a peer refused it for its version (a
+	// node of an older version, during a rolling upgrade).
+	proto uint16
 	// keeps is the slots whose writes the peer keeps (nil: every key),
 	// from its Resume and its Keeps frames since; the sender sends the
 	// others' writes as skips (wire.KindSkip), and skipped counts them.
@@ -127,6 +132,12 @@ func (r *Replicator) dialLoop(l *link) {
 			asked := l.reconnectAsked
 			l.reconnectAsked = ""
 			l.resumeAsked = asked != ""
+			older := errors.Is(err, errPeerProtocol) && cmp.Or(l.proto, wire.Proto) > wire.MinProto
+			l.proto = wire.Proto
+			if older {
+				l.proto = wire.MinProto
+				asked = fmt.Sprintf("the peer refused protocol %d; announcing %d", wire.Proto, wire.MinProto)
+			}
 			l.mu.Unlock()
 			if asked != "" && l.ctx.Err() == nil {
 				r.cfg.Logger.Info("replication: "+asked+"; reconnecting", "peer", l.addr)
@@ -163,6 +174,10 @@ func (r *Replicator) dialLoop(l *link) {
 	}
 }
 
+// errPeerProtocol is the error of a link whose peer refused this node's
+// Hello for the protocol version it announced.
+var errPeerProtocol = errors.New("the peer refused the protocol version")
+
 // readHello reads the peer's answer to this node's Hello: its own Hello,
 // or a Reject that says why it refuses the link.
 func readHello(fc *frameConn) (*wire.Hello, error) {
@@ -174,7 +189,11 @@ func readHello(fc *frameConn) (*wire.Hello, error) {
 	case *wire.Hello:
 		return f, nil
 	case *wire.Reject:
-		return nil, &linkError{reason: rejectReason(f), err: fmt.Errorf("the peer refused the link: %s", f.Message)}
+		err := fmt.Errorf("the peer refused the link: %s", f.Message)
+		if f.Code == wire.RejectProtocol {
+			err = fmt.Errorf("%w: %s", errPeerProtocol, f.Message)
+		}
+		return nil, &linkError{reason: rejectReason(f), err: err}
 	}
 	return nil, fc.reject(wire.RejectBadFrame, "unexpected %T frame", f)
 }
@@ -226,7 +245,9 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 // replays from after the snapshot: the peer's last ack if the same process
 // of the peer asks (see sendSnapshot), else 0.
 func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, needSnapshot bool, err error) {
-	hello := r.hello()
+	l.mu.Lock()
+	hello := r.helloAt(cmp.Or(l.proto, wire.Proto))
+	l.mu.Unlock()
 	if err := fc.write(hello); err != nil {
 		return nil, false, err
 	}
@@ -299,7 +320,7 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 	l.warned = false
 	l.mu.Unlock()
 	r.wakeSync()
-	r.cfg.Logger.Info("replication link up", "peer", l.addr, "node", h.NodeName, "region", h.Region, "from_seq", next)
+	r.cfg.Logger.Info("replication link up", "peer", l.addr, "node", h.NodeName, "region", h.Region, "from_seq", next, "protocol", min(hello.Proto, h.Proto))
 	if warned {
 		r.cfg.Logger.Info("replication link recovered", "peer", l.addr, "node", h.NodeName, "region", h.Region)
 	}

@@ -563,9 +563,13 @@ func (r *Replicator) untrack(c net.Conn) {
 	c.Close()
 }
 
-func (r *Replicator) hello() *wire.Hello {
+// hello is this node's Hello announcing wire.Proto; helloAt one
+// announcing proto.
+func (r *Replicator) hello() *wire.Hello { return r.helloAt(wire.Proto) }
+
+func (r *Replicator) helloAt(proto uint16) *wire.Hello {
 	return &wire.Hello{
-		Proto:         wire.Proto,
+		Proto:         proto,
 		Cluster:       r.cfg.Cluster,
 		Region:        r.cfg.Region,
 		NodeName:      r.cfg.NodeName,
@@ -579,8 +583,8 @@ func (r *Replicator) hello() *wire.Hello {
 // refused.
 func (r *Replicator) checkHello(h *wire.Hello) *wire.Reject {
 	switch {
-	case h.Proto != wire.Proto:
-		return &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("protocol %d; this node speaks %d", h.Proto, wire.Proto)}
+	case h.Proto < wire.MinProto:
+		return &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("protocol %d; this node speaks %d to %d", h.Proto, wire.MinProto, wire.Proto)}
 	case h.Cluster != r.cfg.Cluster:
 		// The peer is not told this node's cluster: a wrong guess must
 		// not learn the right one.

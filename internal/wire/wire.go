@@ -35,6 +35,15 @@ import (
 // by a LargeOp and its ValueParts after it), and never a stream.
 const Proto = 10
 
+// MinProto is the oldest protocol version a node of this one links with.
+// A node accepts a Hello of MinProto or later and answers with the older
+// of the two versions, which both then speak; a node refused for the
+// version it announced (RejectProtocol) dials again announcing MinProto.
+// So nodes of versions 9 and 10 replicate with each other during a
+// rolling upgrade: their streams are the same, and only version 10 serves
+// fetch connections (a FetchHello announces 10 or later).
+const MinProto = 9
+
 // SlotSetLen is the length of a set of hash slots on the wire (one bit per
 // slot of Redis Cluster's 16,384: bit s&7 of byte s>>3).
 const SlotSetLen = 16384 / 8
