@@ -303,6 +303,12 @@ func TestFetchConnectionRefusesOtherFrames(t *testing.T) {
 		p.send(&wire.FetchHello{Hello: *other})
 		p.expectReject(wire.RejectCluster)
 
+		old := fakeHello(fakeID)
+		old.Proto = fetchProto - 1 // a version without fetches
+		p = dialFake(t, mem, "evil3", "b")
+		p.send(&wire.FetchHello{Hello: *old})
+		p.expectReject(wire.RejectProtocol)
+
 		// A peer answering a fetch with a frame that answers nothing.
 		ln := listenFake(t, mem, "liar")
 		done := make(chan error, 1)
