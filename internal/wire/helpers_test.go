@@ -52,7 +52,7 @@ func samples() []sample {
 		{"Keeps/every key", &Keeps{Origin: 4}},
 		{"FetchHello/typical", &FetchHello{Hello{Proto: Proto, Cluster: "prod", Region: "eu-west", NodeName: "cache-2", NodeID: 7, Incarnation: 9, PhysicalNanos: 1732580000123456789}}},
 		{"Fetch/peek", &Fetch{Key: "user:1"}},
-		{"Fetch/touch max key", &Fetch{Touch: true, Key: maxKey}},
+		{"Fetch/touch", &Fetch{Touch: true, Key: "profile:{7}"}},
 		{"Fetched/nothing", &Fetched{}},
 		{"Fetched/partial nothing", &Fetched{Partial: true}},
 		{"Fetched/set", &Fetched{Found: true, Op: Op{Kind: KindSet, Key: "user:1", Value: []byte("ann"), ExpireAt: 1732580060000000000, HLC: 77, VOrigin: 3}}},

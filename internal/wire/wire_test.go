@@ -274,6 +274,7 @@ func TestMalformed(t *testing.T) {
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
 		{"Hello region longer than payload", frameBytes(TypeHello, cat([]byte{0, 1}, uv(0), uv(200), []byte("eu"))...), ErrMalformed, "region length exceeds payload"},
 		{"Resume with a partial slot set", frameBytes(TypeResume, cat(u32(1), uv(0), u64(1), uv(7), make([]byte, 7))...), ErrMalformed, "wanted slots not a full set"},
+		{"Fetch key over limit", frameBytes(TypeFetch, cat([]byte{1}, uv(MaxKeyLen+1), make([]byte, MaxKeyLen+1))...), ErrMalformed, "key too long"},
 		{"Fetch flag not 0 or 1", frameBytes(TypeFetch, cat([]byte{2}, uv(1), []byte("k"))...), ErrMalformed, "fetch flag"},
 		{"Fetched with unknown flags", frameBytes(TypeFetched, 8), ErrMalformed, "unknown fetched flags"},
 		{"Fetched large and not found", frameBytes(TypeFetched, 4), ErrMalformed, "large answer that found nothing"},
