@@ -1,10 +1,12 @@
 package repl
 
 import (
+	"bufio"
 	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/geocache/geocache/internal/testkit"
 	"github.com/geocache/geocache/internal/wire"
@@ -126,6 +128,11 @@ func TestHandshakeRefusedOutbound(t *testing.T) {
 		{"protocol", func(*wire.Hello) wire.Frame {
 			h := secretHello()
 			h.Proto = wire.MinProto - 1
+			return h
+		}, wire.RejectProtocol, ReasonProtocol},
+		{"answer above the version announced", func(*wire.Hello) wire.Frame {
+			h := secretHello()
+			h.Proto = wire.Proto + 1
 			return h
 		}, wire.RejectProtocol, ReasonProtocol},
 		{"other cluster", func(*wire.Hello) wire.Frame {
@@ -257,4 +264,49 @@ func TestHandshakeOlderAndNewerProtocols(t *testing.T) {
 			}
 		})
 	})
+}
+
+// A peer that refuses every version (a node older than wire.MinProto, or
+// a newer one that speaks none of this node's) is dialed on the link's
+// backoff like any other refusal: the retry announcing wire.MinProto adds
+// one dial per attempt, no more.
+func TestHandshakeProtocolRefusalsBackOff(t *testing.T) {
+	dials := map[wire.RejectCode]int{}
+	for _, code := range []wire.RejectCode{wire.RejectCluster, wire.RejectProtocol} {
+		synctest.Test(t, func(t *testing.T) {
+			mem := testkit.NewNetwork()
+			defer mem.Close()
+			ln, err := mem.Listen("refuser")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					dials[code]++
+					p := &fakePeer{t: t, c: c, r: bufio.NewReader(c)}
+					if _, err := p.recv(); err == nil {
+						p.send(&wire.Reject{Code: code, Message: "refused by the test"})
+					}
+					c.Close()
+				}
+			}()
+			cfg := secretCfg
+			cfg.Peers = []string{"refuser"}
+			a := startTestNode(t, mem, "a", cfg, false)
+			time.Sleep(time.Minute)
+			a.r.Close()
+			ln.Close()
+			<-done
+		})
+	}
+	if dials[wire.RejectCluster] == 0 || dials[wire.RejectProtocol] > 2*dials[wire.RejectCluster]+2 {
+		t.Errorf("dials in a minute: %d refused for the cluster, %d for the protocol; want at most twice as many for the protocol", dials[wire.RejectCluster], dials[wire.RejectProtocol])
+	}
+	t.Logf("dials in a minute: %v", dials)
 }

@@ -80,6 +80,10 @@ type link struct {
 	// or wire.MinProto once after a peer refused it for its version (a
 	// node of an older version, during a rolling upgrade).
 	proto uint16
+	// spoken is the version the last handshake settled on (Stats);
+	// protoWarn rate-limits the log of a peer refusing wire.Proto.
+	spoken    uint16
+	protoWarn warnState
 	// keeps is the slots whose writes the peer keeps (nil: every key),
 	// from its Resume and its Keeps frames since; the sender sends the
 	// others' writes as skips (wire.KindSkip), and skipped counts them.
@@ -132,13 +136,29 @@ func (r *Replicator) dialLoop(l *link) {
 			asked := l.reconnectAsked
 			l.reconnectAsked = ""
 			l.resumeAsked = asked != ""
-			older := errors.Is(err, errPeerProtocol) && cmp.Or(l.proto, wire.Proto) > wire.MinProto
+			// A peer that refuses the version announced (an older node,
+			// during a rolling upgrade) is dialed again announcing
+			// MinProto, without waiting longer than the backoff; refused
+			// at MinProto too, it is a mismatch, and the next attempt
+			// announces wire.Proto again. Any other end of a connection
+			// announces wire.Proto next, so that a link speaks the newest
+			// version again once the peer is upgraded.
+			announced := cmp.Or(l.proto, wire.Proto)
+			refused := errors.Is(err, errPeerProtocol)
 			l.proto = wire.Proto
+			older := refused && announced > wire.MinProto
+			logOlder := false
 			if older {
 				l.proto = wire.MinProto
-				asked = fmt.Sprintf("the peer refused protocol %d; announcing %d", wire.Proto, wire.MinProto)
+				logOlder, _ = l.protoWarn.allow(time.Now(), r.cfg.WarnInterval)
 			}
 			l.mu.Unlock()
+			if logOlder {
+				r.cfg.Logger.Info(fmt.Sprintf("replication: the peer refused protocol %d; announcing %d", announced, wire.MinProto), "peer", l.addr)
+			}
+			if older && l.ctx.Err() == nil {
+				err = nil // not a failure of the link: no warning, no count
+			}
 			if asked != "" && l.ctx.Err() == nil {
 				r.cfg.Logger.Info("replication: "+asked+"; reconnecting", "peer", l.addr)
 				err, backoff = nil, r.cfg.ReconnectMin
@@ -256,7 +276,12 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 		return nil, false, err
 	}
 	recv := r.cfg.Physical.UnixNano()
-	if rej := r.checkHello(h); rej != nil {
+	rej := r.checkHello(h)
+	if rej == nil && h.Proto > hello.Proto {
+		// A peer answers with the older of the two versions.
+		rej = &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("answered with protocol %d to a Hello of %d", h.Proto, hello.Proto)}
+	}
+	if rej != nil {
 		fc.write(publicReject(rej, h))
 		return nil, false, &linkError{reason: rejectReason(rej), err: fmt.Errorf("this node refused the peer: %s", rej.Message)}
 	}
@@ -268,6 +293,7 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 	off := hlc.EstimateOffset(hello.PhysicalNanos, h.PhysicalNanos, recv)
 	l.mu.Lock()
 	l.rtt, l.offset = rtt, off
+	l.spoken = min(hello.Proto, h.Proto)
 	l.mu.Unlock()
 	r.cfg.Clock.ObservePeerOffset(h.NodeName, towardZero(off, rtt/2))
 	resume, err = expect[*wire.Resume](fc)

@@ -49,6 +49,9 @@
 //	15    PartAck        Origin u32 | Seq uvarint | Received uvarint
 //	16    Vouched        Origin u32 | Slots bytes (0 or SlotSetLen)
 //	17    Keeps          Origin u32 | Slots bytes (0 or SlotSetLen)
+//	18    FetchHello     as Hello
+//	19    Fetch          Touch u8 (0 or 1) | Key str
+//	20    Fetched        Flags u8 (1 found, 2 partial, 4 large) | Op if found and not large
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -120,17 +123,23 @@
 //
 // # Versions
 //
-// [Proto] is 9 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 10 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
 // counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
 // too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
 // by the receiver's [PartAck]s; 7: slot sets in [Resume] and [SnapshotBegin];
 // 8: [Vouched], the slots a receiver's acknowledgements speak for; 9: the
-// slots a receiver keeps, in [Resume] and [Keeps], and [KindSkip]). The layout of Hello is frozen: every version sends the same
-// Hello first, so a node can always decode its peer's Hello and answer a
-// version it does not speak with a Reject of code [RejectProtocol]. A later
-// version adds information in new frame types, sent only once both sides
-// have announced that version.
+// slots a receiver keeps, in [Resume] and [Keeps], and [KindSkip]; 10:
+// fetch connections, [FetchHello], [Fetch] and [Fetched]). The layout of
+// Hello is frozen: every version sends the same Hello first, so a node can
+// always decode its peer's Hello. Up to version 9 a node answered a
+// version other than its own with a Reject of code [RejectProtocol]. From
+// version 10 a node accepts a Hello of [MinProto] or later and answers
+// with the older of the two versions, which both then speak (a node never
+// answers with a version above the one it was announced); a node refused
+// for the version it announced dials again announcing [MinProto]. A later
+// version adds information in new frame types, sent only to a peer that
+// speaks that version.
 //
 // There is no separate error frame. Every error that a peer needs to hear
 // about ends the connection, so Reject serves both the handshake and later
