@@ -137,6 +137,11 @@ type PeerStats struct {
 	// (version and slot only): the peer keeps only its own slots, not
 	// theirs. A skip sent again after a reconnection counts again.
 	Skipped uint64
+	// Protocol is the replication protocol version spoken with the peer
+	// on the last connection (the older of the two nodes'; 0 before the
+	// first): during a rolling upgrade, the links to nodes not yet
+	// upgraded speak the older one.
+	Protocol int
 }
 
 // OriginStats describes the stream of writes received from one node.
@@ -255,7 +260,7 @@ func peerStats(l repl.LinkStats) PeerStats {
 	return PeerStats{
 		Addr: l.Addr, Node: l.Node, Region: l.Region, Connected: l.Connected, Since: l.Since,
 		Lag: l.Lag, Backlog: l.Backlog, RTT: l.RTT, Offset: l.Offset, FullSyncs: l.FullSyncs,
-		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired, Skipped: l.Skipped,
+		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired, Skipped: l.Skipped, Protocol: int(l.Proto),
 		LastErrorAt: l.LastErrorAt, Reason: l.Reason.String(), EverConnected: l.EverConnected,
 		Failures: failuresOf(l.Failures),
 	}

@@ -50,6 +50,8 @@ type Fetched struct {
 	// Partial: the peer may lack writes its region holds of the key's
 	// slot (it does not keep the slot, or is still filling it).
 	Partial bool
+	// Addr is the replication address of the peer that answered.
+	Addr string
 }
 
 // Fetch asks the node at the replication address addr for its entry of
@@ -74,6 +76,7 @@ func (r *Replicator) Fetch(ctx context.Context, addr, key string, touch bool) (F
 		}
 		if err == nil {
 			r.fetchesSent.Add(1)
+			ans.Addr = addr
 			return ans, nil
 		}
 		// A connection found open may have been closing (idle on the
@@ -187,7 +190,11 @@ func (r *Replicator) fetchHandshake(fc *frameConn) error {
 	if err != nil {
 		return err
 	}
-	if rej := r.checkHello(h); rej != nil {
+	rej := r.checkHello(h)
+	if rej == nil && (h.Proto < fetchProto || h.Proto > wire.Proto) {
+		rej = &wire.Reject{Code: wire.RejectProtocol, Message: fmt.Sprintf("answered a FetchHello of protocol %d with %d", wire.Proto, h.Proto)}
+	}
+	if rej != nil {
 		fc.write(publicReject(rej, h))
 		return fmt.Errorf("this node refused the peer: %s", rej.Message)
 	}

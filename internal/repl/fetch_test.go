@@ -273,9 +273,17 @@ func TestFetchStalledPeerHoldsNoLongerThanTheContext(t *testing.T) {
 		}
 		p := ln.accept()
 		recvAs[*wire.FetchHello](t, p) // and never answered
+		// Well before the handshake's own timeout (5 s), every fetch has
+		// given up, the one that dials included.
+		time.Sleep(time.Second)
 		for range 4 {
-			if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("a fetch from a stalled peer: %v; want its context's deadline", err)
+			select {
+			case err := <-errs:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("a fetch from a stalled peer: %v; want its context's deadline", err)
+				}
+			default:
+				t.Fatal("a fetch still waits for a stalled handshake after its context ended")
 			}
 		}
 	})
@@ -324,6 +332,22 @@ func TestFetchConnectionRefusesOtherFrames(t *testing.T) {
 		q.expectReject(wire.RejectBadFrame)
 		if err := <-done; err == nil {
 			t.Error("a fetch answered by a stray value part succeeded")
+		}
+
+		// A peer answering a FetchHello with a version without fetches.
+		ln9 := listenFake(t, mem, "old")
+		go func() {
+			_, err := a.r.Fetch(context.Background(), "old", "k", false)
+			done <- err
+		}()
+		q = ln9.accept()
+		recvAs[*wire.FetchHello](t, q)
+		old9 := fakeHello(fakeID)
+		old9.Proto = fetchProto - 1
+		q.send(old9)
+		q.expectReject(wire.RejectProtocol)
+		if err := <-done; err == nil {
+			t.Error("a fetch from a peer that answered with a version without fetches succeeded")
 		}
 
 		if b.value("k") != "v" {

@@ -136,6 +136,21 @@ func (r *Replicator) Peers() []string {
 	return addrs
 }
 
+// Acked returns the sequence number up to which the peer at addr has
+// acknowledged this node's log, and false if this node has no link to
+// addr.
+func (r *Replicator) Acked(addr string) (uint64, bool) {
+	r.mu.Lock()
+	l := r.links[addr]
+	r.mu.Unlock()
+	if l == nil {
+		return 0, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked, true
+}
+
 // removedLink is what RemovePeer remembers of a link.
 type removedLink struct {
 	nodeID  uint32

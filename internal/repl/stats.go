@@ -34,6 +34,7 @@ type LinkStats struct {
 	Rounds        uint64            // anti-entropy rounds completed
 	Repaired      uint64            // entries taken from the peer's repairs
 	Skipped       uint64            // writes sent as skips: the peer does not keep their keys
+	Proto         uint16            // protocol version spoken on the last connection (0: none yet)
 }
 
 // OriginStats describes the receiving side of one origin.
@@ -110,7 +111,7 @@ func (r *Replicator) Stats() Stats {
 			Connected: l.connected, Since: l.since, Acked: l.acked,
 			RTT: l.rtt, Offset: l.offset, FullSyncs: l.fullSyncs,
 			Reconnects: l.reconnects, LastError: l.lastErr,
-			Rounds: l.rounds, Repaired: l.repaired, Skipped: l.skipped,
+			Rounds: l.rounds, Repaired: l.repaired, Skipped: l.skipped, Proto: l.spoken,
 			LastErrorAt: l.lastErrAt, Reason: l.reason, EverConnected: l.reconnects > 0,
 			SyncDone: l.sync != syncPending,
 		}

@@ -161,7 +161,7 @@ func (c *conn) regions() {
 		if !p.Since.IsZero() {
 			since = p.Since.UnixMilli()
 		}
-		c.replyMap(14)
+		c.replyMap(15)
 		c.replyBulkString("region")
 		c.replyBulkString(region)
 		c.replyBulkString("node")
@@ -184,6 +184,8 @@ func (c *conn) regions() {
 		c.replyInt(int64(p.FullSyncs))
 		c.replyBulkString("skipped")
 		c.replyInt(int64(p.Skipped))
+		c.replyBulkString("protocol")
+		c.replyInt(int64(p.Protocol))
 		c.replyBulkString("last_error")
 		c.replyBulkString(lastErr)
 		c.replyBulkString("reason")

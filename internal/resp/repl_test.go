@@ -10,6 +10,7 @@ import (
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -261,16 +262,16 @@ func TestRegionsAndInfo(t *testing.T) {
 	if self["region"] != "us" || self["state"] != "self" || self["node_id"] != int64(1) {
 		t.Errorf("self entry %v", self)
 	}
-	if peer["region"] != "eu" || peer["state"] != "connected" || peer["node"] != "eu-2" {
+	if peer["region"] != "eu" || peer["state"] != "connected" || peer["node"] != "eu-2" || peer["protocol"] != int64(wire.Proto) {
 		t.Errorf("peer entry %v", peer)
 	}
-	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "skipped", "last_error"} {
+	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "skipped", "protocol", "last_error"} {
 		if _, ok := peer[k]; !ok {
 			t.Errorf("peer entry lacks %q: %v", k, peer)
 		}
 	}
 	info := cus.Info(bg, "replication").Val()
-	for _, want := range []string{"role:master", "geocache_region:us", "geocache_other_regions:1", "peer0:addr=", "region=eu,state=connected,lag=", ",backlog_bytes=", ",rtt_ms=", "origin0:node=eu-2,region=eu,state=connected"} {
+	for _, want := range []string{"role:master", "geocache_region:us", "geocache_other_regions:1", "peer0:addr=", "region=eu,state=connected,lag=", ",backlog_bytes=", ",rtt_ms=", fmt.Sprintf(",protocol=%d,", wire.Proto), "origin0:node=eu-2,region=eu,state=connected"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("INFO replication lacks %q:\n%s", want, info)
 		}

@@ -289,7 +289,7 @@ func (s *Server) info(want map[string]bool) string {
 			kv("peer"+strconv.Itoa(i), "addr="+infoValue(p.Addr)+",node="+infoValue(p.Node)+",region="+infoValue(p.Region)+
 				",state="+state+",lag="+strconv.FormatUint(p.Lag, 10)+",backlog_bytes="+strconv.FormatInt(p.Backlog, 10)+
 				",rtt_ms="+ms(p.RTT)+",offset_ms="+ms(p.Offset)+",full_syncs="+strconv.FormatUint(p.FullSyncs, 10)+
-				",skipped="+strconv.FormatUint(p.Skipped, 10)+",last_error="+infoValue(p.LastError))
+				",skipped="+strconv.FormatUint(p.Skipped, 10)+",protocol="+strconv.Itoa(p.Protocol)+",last_error="+infoValue(p.LastError))
 		}
 		for i, o := range st.Origins {
 			state := "disconnected"
