@@ -89,8 +89,11 @@ func (n *Node) ownersEntry(key string, slot int, touch bool) (store.Entry, bool,
 	}
 	if n.holdsKey(key) {
 		// This node has its own say on the key (a write made here): the
-		// owner's version merges into it, as a replicated one would.
-		n.adopt(got)
+		// owner's version merges into it, as a replicated one would (the
+		// ghost tables do not judge a key with an entry or a tombstone; a
+		// version too far ahead is left out, and the read is of this
+		// node's own).
+		n.merge(got, false)
 		return n.localEntry(key, touch)
 	}
 	if !got.Found {
@@ -173,27 +176,32 @@ func newerAnswer(a, b *repl.Fetched) bool {
 	return a.Op.Version.Compare(b.Op.Version) > 0
 }
 
-// adopt applies an owner's answer here, as a replicated write merges (its
-// version merged into this node's clock first), except that an answer of
-// an owner that holds the whole slot is not refused by the ghost tables:
-// it is the region's state of the key, whatever left this store before.
-// It fails if the answer could not be applied (a version too far ahead of
-// this node's clock, or a state that does not check).
-func (n *Node) adopt(got *repl.Fetched) error {
+// merge applies an owner's answer here as a replicated write merges (its
+// version merged into this node's clock first), or as the region's state
+// of the key (adopt: past the ghost tables). It fails if the answer was
+// not applied (a version too far ahead of this node's clock, a state that
+// does not check, or refused by the ghost tables) and reports the store's
+// result.
+func (n *Node) merge(got *repl.Fetched, adopt bool) (store.Result, error) {
 	if !got.Found {
-		return nil
+		return store.Stale, nil
 	}
 	if _, err := n.clock.Merge(got.Op.Version.HLC); err != nil {
-		return fmt.Errorf("%w: the owner's version of %q: %v", ErrClockSkew, got.Op.Key, err)
+		return store.Invalid, fmt.Errorf("%w: the owner's version of %q: %v", ErrClockSkew, got.Op.Key, err)
 	}
 	op := got.Op
-	op.Adopt = !got.Partial
+	op.Adopt = adopt
 	switch res := n.store.Apply(op); res {
 	case store.Invalid, store.Refused, store.TooLarge:
-		return fmt.Errorf("%w: the owner's entry of %q not applied here (%v)", ErrUnavailable, op.Key, res)
+		return res, fmt.Errorf("%w: the owner's entry of %q not applied here (%v)", ErrUnavailable, op.Key, res)
+	default:
+		return res, nil
 	}
-	return nil
 }
+
+// adoptPoll is how often pull looks whether an owner has acknowledged
+// this node's writes (a rare path: see pull).
+const adoptPoll = time.Millisecond
 
 // pull brings the owners' entry of key into this node's store before a
 // write that reads key's state here (Update and what builds on it,
@@ -214,5 +222,39 @@ func (n *Node) pull(ctx context.Context, key string) error {
 	if err != nil || got == nil {
 		return err
 	}
-	return n.adopt(got)
+	res, err := n.merge(got, false)
+	if res != store.Refused || got.Partial {
+		return err
+	}
+	// The ghost tables refuse the owner's entry: a newer version of the key
+	// left this store (the node forgot the slot, or evicted the key). If
+	// it was a write made here that the owner has not applied yet, taking
+	// the owner's entry in would lose it; so wait until the owner has
+	// acknowledged every write made here so far, ask again, and take its
+	// answer in as the region's state.
+	seq := n.repl.LastSeq()
+	wctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	for {
+		acked, ok := n.repl.Acked(got.Addr)
+		if ok && acked >= seq {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%w: the owner has not acknowledged this node's writes: %v", ErrUnavailable, wctx.Err())
+		case <-time.After(adoptPoll):
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	f, err := n.repl.Fetch(fctx, got.Addr, key, true)
+	cancel()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case f.Partial:
+		return fmt.Errorf("%w: the owner of %q no longer holds its slot", ErrUnavailable, key)
+	}
+	_, err = n.merge(&f, true)
+	return err
 }

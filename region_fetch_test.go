@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/testkit"
 )
 
@@ -398,4 +399,59 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// A write made at a node that does not keep its key, evicted there before
+// the owners applied it, is not lost to a read-modify-write made there
+// meanwhile: the owners' older entry is not taken in past the eviction's
+// ghost until they have acknowledged the node's writes; until then the
+// write fails, and after it starts from the node's write.
+func TestRegionPullWaitsForTheOwnersAcks(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	join := a.members.Addr()
+	b := openSlotsOnlyNode(t, 2, join)
+	c := openSlotsOnlyNode(t, 3, join)
+	settled(t, "three members serving", a, b, c)
+	ctx := context.Background()
+	nodes := []*Node{a, b, c}
+	k := userKey(11)
+	w, owner := nonOwner(t, k, nodes...)
+	if err := owner.Set(ctx, k, []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := w.SlotMap()
+	owners := m.Owners(cluster.KeySlot(k))
+	for _, o := range owners {
+		testkit.Eventually(t, "v1 at every owner", func() bool {
+			n := nodes[slices.IndexFunc(nodes, func(n *Node) bool { return n.id == o.ID })]
+			e, ok := n.store.Peek(k)
+			return ok && string(e.Value) == "v1"
+		})
+		if !w.repl.RemovePeer(o.ReplAddr) {
+			t.Fatalf("no link to %s", o.ReplAddr)
+		}
+	}
+	if err := w.Set(ctx, k, []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	// Evicted at w, as the LRU would under memory pressure: a ghost.
+	if n := w.store.DropUnvouched(func(key string, _ store.Version) bool { return key != k }); n != 1 {
+		t.Fatalf("dropped %d entries; want the one", n)
+	}
+	appendX := func(cur Item, found bool) Change {
+		return Change{Action: Put, Value: append(append([]byte(nil), cur.Value...), "+x"...)}
+	}
+	if _, _, err := w.Update(ctx, k, appendX); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Update with the owners not acknowledging: %v; want ErrUnavailable", err)
+	}
+	for _, o := range owners {
+		w.repl.AddPeer(o.ReplAddr)
+	}
+	if _, _, err := w.Update(ctx, k, appendX); err != nil {
+		t.Fatalf("Update once the owners are back: %v", err)
+	}
+	testkit.Eventually(t, "the update on the owner", func() bool {
+		v, err := owner.Get(k)
+		return err == nil && string(v) == "v2+x"
+	})
 }
