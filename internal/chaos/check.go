@@ -78,6 +78,11 @@ type checkInput struct {
 	// by an owner of its key in the client's region, not always by the
 	// node it was sent to.
 	SlotOwned bool `json:"slot_owned,omitempty"`
+	// WallStep is the most the machine's wall clock moved from the run's
+	// clock (wall time at the start plus monotonic time since) while the
+	// clients ran: the nodes version and expire by the wall clock, and
+	// the clock checks judge by the run's clock.
+	WallStep time.Duration `json:"wall_step_ns,omitempty"`
 }
 
 // CheckResult is what Check found.

@@ -84,6 +84,14 @@ func newRunClock() *runClock {
 
 func (c *runClock) now() int64 { return c.base + int64(time.Since(c.start)) }
 
+// wallStep returns how far the wall clock has moved from this clock since
+// the start: the nodes version by the wall clock (following its steps),
+// the checks judge by this one, so a step shows in versions and expiries.
+func (c *runClock) wallStep() time.Duration {
+	now := time.Now()
+	return time.Duration(now.UnixNano() - (c.base + int64(now.Sub(c.start))))
+}
+
 // since is the time of t since the start of the run.
 func (c *runClock) since(t int64) time.Duration { return time.Duration(t - c.base) }
 

@@ -129,6 +129,10 @@ func (h *harness) checkInput(start, end int64, fin *final) *checkInput {
 	return in
 }
 
+// wallStepNoted is the move of the machine's wall clock against the
+// run's clock past which the summary warns of it.
+const wallStepNoted = time.Millisecond
+
 func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *Report {
 	r := &Report{
 		saved: &savedRun{Seed: cfg.Seed, Regions: cfg.Regions, NodesPerRegion: cfg.NodesPerRegion, RegionSizes: cfg.RegionSizes,
@@ -280,6 +284,10 @@ func (r *Report) Summary() string {
 		}
 	}
 	fmt.Fprintf(&b, "  after heal: links up in %.0f ms, converged in %s over %d keys\n", r.LinksUpMS, conv, r.Keys)
+	if r.saved != nil && r.saved.Input != nil && r.saved.Input.WallStep > wallStepNoted {
+		step := r.saved.Input.WallStep
+		fmt.Fprintf(&b, "  MACHINE CLOCK: the wall clock moved %v from the run's monotonic clock while the clients ran; the nodes version and expire by the wall clock, so hlc-vs-clock, read-your-writes and expiry violations of that size are the machine's\n", step.Round(time.Microsecond))
+	}
 	v := r.Visibility
 	fmt.Fprintf(&b, "  visibility in every region: quiet n=%d p50 %.1f ms p90 %.1f ms p99 %.1f ms max %.1f ms; all n=%d p50 %.1f p99 %.1f max %.1f; not visible within 10s: %d (%d quiet)\n",
 		v.Quiet.N, v.Quiet.P50, v.Quiet.P90, v.Quiet.P99, v.Quiet.Max, v.All.N, v.All.P50, v.All.P99, v.All.Max, v.NotVisible, v.NotVisibleQuiet)

@@ -141,6 +141,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	start := clock.now()
 	stop := make(chan struct{})
+	stepDone := make(chan time.Duration, 1)
+	go func() { stepDone <- watchWallClock(clock, stop) }()
 	var wg sync.WaitGroup
 	for _, wr := range h.writers {
 		wg.Go(func() { wr.run(stop) })
@@ -180,8 +182,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	h.shutdown()
 
 	in := h.checkInput(start, end, fin)
+	in.WallStep = <-stepDone
 	rep := buildReport(cfg, sched, in, Check(in))
 	return rep, nil
+}
+
+// watchWallClock samples how far the wall clock has moved from the run's
+// clock until stop closes, and returns the largest move either way.
+func watchWallClock(clock *runClock, stop <-chan struct{}) time.Duration {
+	var most time.Duration
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d := clock.wallStep()
+		if d < 0 {
+			d = -d
+		}
+		most = max(most, d)
+		select {
+		case <-stop:
+			return most
+		case <-t.C:
+		}
+	}
 }
 
 // quietRedis silences go-redis's own log (dial failures while a node is
