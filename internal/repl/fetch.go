@@ -154,7 +154,7 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	r.conns[conn] = struct{}{}
 	r.wg.Add(1) // under mu, before Close can wait
 	r.mu.Unlock()
-	fc := &fetchConn{conn: conn, fc: newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)}
+	fc := &fetchConn{fc: newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)}
 	// The handshake ends with the dial's context too: a peer that accepts
 	// and never answers holds a caller no longer than its context.
 	stop := context.AfterFunc(dctx, func() { conn.Close() })
@@ -204,11 +204,10 @@ func (r *Replicator) fetchHandshake(fc *frameConn) error {
 // fetchConn is an open fetch connection: the answers due, in the order of
 // the requests sent.
 type fetchConn struct {
-	conn net.Conn
-	fc   *frameConn
-	mu   sync.Mutex
-	due  []chan fetchAnswer
-	err  error // once failed; due is then empty
+	fc  *frameConn
+	mu  sync.Mutex
+	due []chan fetchAnswer
+	err error // once failed; due is then empty
 	// out holds the requests not yet written, while one caller writes
 	// (writing); spare is the buffer of the last write, reused.
 	out, spare []byte
@@ -300,7 +299,7 @@ func (c *fetchConn) fail(err error) {
 	}
 	c.due = nil
 	c.mu.Unlock()
-	c.conn.Close()
+	c.fc.c.Close()
 }
 
 // readFetched reads the answers on c until it fails (the peer closed it,

@@ -29,6 +29,16 @@ func fetchPair(t *testing.T, mem *testkit.Network, heldOut int, cfg Config) (a, 
 	return a, b
 }
 
+// acceptFetcher accepts the node's next fetch connection on ln, reads its
+// FetchHello and answers it with h.
+func acceptFetcher(ln *fakeListener, h *wire.Hello) *fakePeer {
+	ln.t.Helper()
+	p := ln.accept()
+	recvAs[*wire.FetchHello](ln.t, p)
+	p.send(h)
+	return p
+}
+
 // A fetch returns the owner's entry, tombstone or nothing, with its
 // version, says when the owner may lack writes of the key's slot, and
 // makes the entry most recently used there only when it reads.
@@ -230,9 +240,7 @@ func TestFetchRetriesOnANewConnection(t *testing.T) {
 			got <- string(f.Op.Value)
 		}
 		go fetch()
-		p := ln.accept()
-		recvAs[*wire.FetchHello](t, p)
-		p.send(fakeHello(fakeID))
+		p := acceptFetcher(ln, fakeHello(fakeID))
 		answer(p, "first")
 		if v := <-got; v != "first" {
 			t.Fatalf("first fetch: %q", v)
@@ -240,9 +248,7 @@ func TestFetchRetriesOnANewConnection(t *testing.T) {
 		go fetch()
 		recvAs[*wire.Fetch](t, p) // taken, never answered
 		p.c.Close()
-		q := ln.accept()
-		recvAs[*wire.FetchHello](t, q)
-		q.send(fakeHello(fakeID))
+		q := acceptFetcher(ln, fakeHello(fakeID))
 		answer(q, "again")
 		if v := <-got; v != "again" {
 			t.Errorf("the fetch asked again: %q", v)
@@ -324,9 +330,7 @@ func TestFetchConnectionRefusesOtherFrames(t *testing.T) {
 			_, err := a.r.Fetch(context.Background(), "liar", "k", false)
 			done <- err
 		}()
-		q := ln.accept()
-		recvAs[*wire.FetchHello](t, q)
-		q.send(fakeHello(fakeID))
+		q := acceptFetcher(ln, fakeHello(fakeID))
 		recvAs[*wire.Fetch](t, q)
 		q.send(&wire.ValuePart{Origin: fakeID, Data: []byte("x")})
 		q.expectReject(wire.RejectBadFrame)
@@ -340,11 +344,9 @@ func TestFetchConnectionRefusesOtherFrames(t *testing.T) {
 			_, err := a.r.Fetch(context.Background(), "old", "k", false)
 			done <- err
 		}()
-		q = ln9.accept()
-		recvAs[*wire.FetchHello](t, q)
 		old9 := fakeHello(fakeID)
 		old9.Proto = fetchProto - 1
-		q.send(old9)
+		q = acceptFetcher(ln9, old9)
 		q.expectReject(wire.RejectProtocol)
 		if err := <-done; err == nil {
 			t.Error("a fetch from a peer that answered with a version without fetches succeeded")
@@ -395,9 +397,7 @@ func TestFetchPipelines(t *testing.T) {
 				errs <- err
 			}()
 		}
-		q := ln.accept()
-		recvAs[*wire.FetchHello](t, q)
-		q.send(fakeHello(fakeID))
+		acceptFetcher(ln, fakeHello(fakeID))
 		if err := <-errs; !errors.Is(err, ErrFetchBusy) {
 			t.Errorf("the fetch past the bound: %v; want ErrFetchBusy", err)
 		}

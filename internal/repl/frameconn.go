@@ -108,22 +108,25 @@ func (fc *frameConn) writeBytes(b []byte) error {
 		fc.wbuf = append(fc.wbuf, b...)
 		return fc.flushLocked()
 	}
-	err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead))
-	if err == nil {
-		_, err = fc.c.Write(b)
-	}
-	return err
+	return fc.writeLocked(b)
 }
 
+// flushLocked writes the frames queued and empties the queue.
 func (fc *frameConn) flushLocked() error {
-	err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead))
-	if err == nil {
-		_, err = fc.c.Write(fc.wbuf)
-	}
+	err := fc.writeLocked(fc.wbuf)
 	fc.wbuf = fc.wbuf[:0]
 	if cap(fc.wbuf) > 2*fc.maxFrame {
 		fc.wbuf = nil // do not keep an outsized buffer
 	}
+	return err
+}
+
+// writeLocked writes b within the write deadline; wmu is held.
+func (fc *frameConn) writeLocked(b []byte) error {
+	if err := fc.c.SetWriteDeadline(time.Now().Add(fc.dead)); err != nil {
+		return err
+	}
+	_, err := fc.c.Write(b)
 	return err
 }
 

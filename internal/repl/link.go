@@ -1,7 +1,6 @@
 package repl
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -143,7 +142,7 @@ func (r *Replicator) dialLoop(l *link) {
 			// announces wire.Proto again. Any other end of a connection
 			// announces wire.Proto next, so that a link speaks the newest
 			// version again once the peer is upgraded.
-			announced := cmp.Or(l.proto, wire.Proto)
+			announced := l.proto
 			refused := errors.Is(err, errPeerProtocol)
 			l.proto = wire.Proto
 			older := refused && announced > wire.MinProto
@@ -266,7 +265,7 @@ func (r *Replicator) runOutbound(l *link, conn net.Conn) error {
 // of the peer asks (see sendSnapshot), else 0.
 func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, needSnapshot bool, err error) {
 	l.mu.Lock()
-	hello := r.helloAt(cmp.Or(l.proto, wire.Proto))
+	hello := r.helloAt(l.proto)
 	l.mu.Unlock()
 	if err := fc.write(hello); err != nil {
 		return nil, false, err
