@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/store"
 )
 
@@ -160,19 +159,17 @@ func (n *Node) HGetAllShared(key string) ([]Field, error) {
 // recently used; err is ErrWrongType for a key of another type, or
 // readEntry's.
 func (n *Node) hashFields(key string) ([]store.Field, bool, error) {
-	if n.keep.Load() != nil {
-		if slot := cluster.KeySlot(key); !n.holdsSlot(slot) {
-			e, ok, err := n.ownersEntry(key, slot, true)
-			switch {
-			case err != nil:
-				return nil, false, err
-			case !ok || e.Empty:
-				return nil, false, nil
-			case e.Kind != store.KindHash:
-				return nil, false, ErrWrongType
-			}
-			return store.HashFields(e.State), true, nil
+	if slot, ask := n.askOwners(key); ask {
+		e, ok, err := n.ownersEntry(key, slot, true)
+		switch {
+		case err != nil:
+			return nil, false, err
+		case !ok || e.Empty:
+			return nil, false, nil
+		case e.Kind != store.KindHash:
+			return nil, false, ErrWrongType
 		}
+		return store.HashFields(e.State), true, nil
 	}
 	fs, _, found, err := n.store.Hash(key, true)
 	if err != nil {

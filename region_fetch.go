@@ -53,14 +53,22 @@ func (n *Node) holdsSlot(slot int) bool {
 	}
 }
 
+// askOwners reports whether key's slot's owners answer for it (this node
+// does not hold every write of the slot), and the slot.
+func (n *Node) askOwners(key string) (int, bool) {
+	if n.keep.Load() == nil {
+		return 0, false
+	}
+	slot := cluster.KeySlot(key)
+	return slot, !n.holdsSlot(slot)
+}
+
 // readEntry returns key's live entry for a read (making it most recently
 // used if touch): this node's, or its owners' if this node does not hold
 // every write of its slot. The error is ErrUnavailable's.
 func (n *Node) readEntry(key string, touch bool) (store.Entry, bool, error) {
-	if n.keep.Load() != nil {
-		if slot := cluster.KeySlot(key); !n.holdsSlot(slot) {
-			return n.ownersEntry(key, slot, touch)
-		}
+	if slot, ask := n.askOwners(key); ask {
+		return n.ownersEntry(key, slot, touch)
 	}
 	return n.localEntry(key, touch)
 }
@@ -211,11 +219,8 @@ const adoptPoll = time.Millisecond
 // the write's own. It fails with ctx's error, ErrUnavailable, or
 // ErrClockSkew, and the write is then not made.
 func (n *Node) pull(ctx context.Context, key string) error {
-	if n.keep.Load() == nil {
-		return nil
-	}
-	slot := cluster.KeySlot(key)
-	if n.holdsSlot(slot) {
+	slot, ask := n.askOwners(key)
+	if !ask {
 		return nil
 	}
 	got, err := n.fetchOwners(ctx, key, slot, true)
@@ -235,6 +240,8 @@ func (n *Node) pull(ctx context.Context, key string) error {
 	seq := n.repl.LastSeq()
 	wctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
+	poll := time.NewTicker(adoptPoll)
+	defer poll.Stop()
 	for {
 		acked, ok := n.repl.Acked(got.Addr)
 		if ok && acked >= seq {
@@ -243,7 +250,7 @@ func (n *Node) pull(ctx context.Context, key string) error {
 		select {
 		case <-wctx.Done():
 			return fmt.Errorf("%w: the owner has not acknowledged this node's writes: %v", ErrUnavailable, wctx.Err())
-		case <-time.After(adoptPoll):
+		case <-poll.C:
 		}
 	}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)

@@ -42,12 +42,8 @@ func nonOwner(t *testing.T, key string, nodes ...*Node) (other, owner *Node) {
 // counters, expiry, absence), and a read-modify-write of one starts from
 // the owner's state.
 func TestRegionReadsFromOwners(t *testing.T) {
-	a := openSlotsOnlyNode(t, 1)
-	join := a.members.Addr()
-	b := openSlotsOnlyNode(t, 2, join)
-	c := openSlotsOnlyNode(t, 3, join)
+	a, b, c, _ := slotsOnlyRegion(t)
 	nodes := []*Node{a, b, c}
-	settled(t, "three members serving", a, b, c)
 	ctx := context.Background()
 
 	const keys = 300
@@ -162,11 +158,7 @@ func TestRegionReadsFromOwners(t *testing.T) {
 // owners' entry is taken in, whatever the forgetting left in its ghost
 // tables.
 func TestRegionIncrAfterForgetting(t *testing.T) {
-	a := openSlotsOnlyNode(t, 1)
-	join := a.members.Addr()
-	b := openSlotsOnlyNode(t, 2, join)
-	c := openSlotsOnlyNode(t, 3, join)
-	settled(t, "three members serving", a, b, c)
+	a, b, c, join := slotsOnlyRegion(t)
 	ctx := context.Background()
 	m, _ := a.SlotMap()
 	nodes := []*Node{a, b, c}
@@ -407,11 +399,7 @@ func processCPU(b *testing.B) time.Duration {
 // ghost until they have acknowledged the node's writes; until then the
 // write fails, and after it starts from the node's write.
 func TestRegionPullWaitsForTheOwnersAcks(t *testing.T) {
-	a := openSlotsOnlyNode(t, 1)
-	join := a.members.Addr()
-	b := openSlotsOnlyNode(t, 2, join)
-	c := openSlotsOnlyNode(t, 3, join)
-	settled(t, "three members serving", a, b, c)
+	a, b, c, _ := slotsOnlyRegion(t)
 	ctx := context.Background()
 	nodes := []*Node{a, b, c}
 	k := userKey(11)

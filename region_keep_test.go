@@ -16,17 +16,26 @@ func openSlotsOnlyNode(t *testing.T, id uint32, join ...string) *Node {
 	return openRegionNodeWith(t, id, &GossipConfig{ClientAddr: fmt.Sprint("127.0.0.1:", 6380+id), SlotsOnly: true}, join...)
 }
 
+// slotsOnlyRegion opens three SlotsOnly nodes of one region (ids 1 to 3),
+// waits until they serve, and returns them with the gossip address
+// others join at.
+func slotsOnlyRegion(t *testing.T) (a, b, c *Node, join string) {
+	t.Helper()
+	a = openSlotsOnlyNode(t, 1)
+	join = a.members.Addr()
+	b = openSlotsOnlyNode(t, 2, join)
+	c = openSlotsOnlyNode(t, 3, join)
+	settled(t, "three members serving", a, b, c)
+	return a, b, c, join
+}
+
 // With SlotsOnly each node keeps the entries of its own slots only. When a
 // node goes, the others take over its slots and fill them from each other
 // (cold until then); when one joins, it fills before it serves, and the
 // others forget the slots it took.
 func TestRegionKeepsOnlyItsSlots(t *testing.T) {
-	a := openSlotsOnlyNode(t, 1)
-	join := a.members.Addr()
-	b := openSlotsOnlyNode(t, 2, join)
-	c := openSlotsOnlyNode(t, 3, join)
+	a, b, c, join := slotsOnlyRegion(t)
 	nodes := map[uint32]*Node{1: a, 2: b, 3: c}
-	settled(t, "three members serving", a, b, c)
 
 	const keys = 3000
 	ctx := context.Background()
@@ -163,11 +172,7 @@ func writeAll(t *testing.T, keys int, value string, live ...*Node) {
 // forgot what they held of it when they lost it, and serve it from a
 // co-owner that held it until they are warm.
 func TestRegionNoStaleReadAfterFailover(t *testing.T) {
-	a := openSlotsOnlyNode(t, 1)
-	join := a.members.Addr()
-	b := openSlotsOnlyNode(t, 2, join)
-	c := openSlotsOnlyNode(t, 3, join)
-	settled(t, "three members serving", a, b, c)
+	a, b, c, join := slotsOnlyRegion(t)
 	const keys = 2000
 	writeAll(t, keys, "v1", a, b, c)
 	holds(t, keys, "v1 on the owners", a, b, c)
