@@ -96,8 +96,9 @@ func (r *Replicator) Fetch(ctx context.Context, addr, key string, touch bool) (F
 // callers share one dial, the dials to other peers do not wait for it,
 // and a caller whose context ends stops waiting for it.
 type fetchPeer struct {
-	turn chan struct{} // capacity 1
-	conn *fetchConn    // nil or failed: none open
+	turn  chan struct{} // capacity 1
+	conn  *fetchConn    // nil or failed: none open
+	tried bool          // dialed at least once (under turn)
 }
 
 // maxFetchPeers is the number of peer addresses past which the ones
@@ -114,7 +115,8 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 			for a, q := range r.fetchPeers {
 				select {
 				case q.turn <- struct{}{}:
-					if q.conn == nil || !q.conn.open() {
+					// Not one just made, whose caller has yet to dial.
+					if q.tried && (q.conn == nil || !q.conn.open()) {
 						delete(r.fetchPeers, a)
 					}
 					<-q.turn
@@ -139,6 +141,7 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	if p.conn != nil && p.conn.open() {
 		return p.conn, true, nil
 	}
+	p.tried = true
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeadTimeout)
 	defer cancel()
 	conn, err := r.cfg.Dial(dctx, addr)
