@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,7 +101,9 @@ func TestRenameCopyErrors(t *testing.T) {
 // Update at once; every Update that reported success is in the final
 // value. A version is taken before the key's lock, so another goroutine's
 // write with a newer one can reach the key first; an Update that then
-// wrote nothing must not report success.
+// wrote nothing must not report success. On a loaded machine an Update
+// may lose every attempt (ErrContended): it wrote nothing, and is not
+// counted.
 func TestUpdateReadModifyWriteLosesNothing(t *testing.T) {
 	n, err := Open(SingleNode(1 << 20))
 	if err != nil {
@@ -110,6 +113,7 @@ func TestUpdateReadModifyWriteLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	const workers, each = 4, 300
 	var wg sync.WaitGroup
+	var done, contended atomic.Int64
 	for range workers {
 		wg.Go(func() {
 			for range each {
@@ -120,7 +124,12 @@ func TestUpdateReadModifyWriteLosesNothing(t *testing.T) {
 					}
 					return Change{Action: Put, Value: []byte(fmt.Sprint(v + 1))}
 				})
-				if err != nil {
+				switch {
+				case err == nil:
+					done.Add(1)
+				case errors.Is(err, ErrContended):
+					contended.Add(1)
+				default:
 					t.Error(err)
 					return
 				}
@@ -132,7 +141,7 @@ func TestUpdateReadModifyWriteLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(v) != fmt.Sprint(workers*each) {
-		t.Fatalf("after %d successful increments the value is %s", workers*each, v)
+	if done.Load() == 0 || string(v) != fmt.Sprint(done.Load()) {
+		t.Fatalf("after %d successful increments (%d contended) the value is %s", done.Load(), contended.Load(), v)
 	}
 }
