@@ -137,6 +137,8 @@ func decode(body []byte, shared bool) (Frame, error) {
 		f = d.fetch()
 	case TypeFetched:
 		f = d.fetched()
+	case TypeSlotSync:
+		f = d.slotSync()
 	case TypeReject:
 		f = &Reject{Code: RejectCode(d.u16()), Message: d.str(MaxMessageLen, "message")}
 	case TypeResume:
@@ -362,6 +364,30 @@ func (d *decoder) fetched() *Fetched {
 		if k := f.Op.Kind; d.err == "" && k != KindSet && k != KindDelete && k != KindCounter && k != KindHash {
 			d.fail("fetched op of a kind that is no entry")
 		}
+	}
+	return &f
+}
+
+func (d *decoder) slotSync() *SlotSync {
+	var f SlotSync
+	f.Slots = d.slotSet("slots")
+	if d.err == "" && f.Slots == nil {
+		d.fail("a slot sync of no slot set")
+	}
+	n := d.uvarint()
+	switch {
+	case d.err != "" || n == 0:
+		return &f
+	case n > MaxSlotSyncOrigins:
+		d.fail("more positions than MaxSlotSyncOrigins")
+		return &f
+	case n > uint64(len(d.p)/13): // origin, incarnation and a 1-byte seq at least
+		d.fail("count exceeds payload")
+		return &f
+	}
+	f.Since = make([]Position, n)
+	for i := range f.Since {
+		f.Since[i] = Position{Origin: d.u32(), Incarnation: d.u64(), Seq: d.uvarint()}
 	}
 	return &f
 }

@@ -52,6 +52,7 @@
 //	18    FetchHello     as Hello
 //	19    Fetch          Touch u8 (0 or 1) | Key str
 //	20    Fetched        Flags u8 (1 found, 2 partial, 4 large) | Op if found and not large
+//	21    SlotSync       Slots bytes (SlotSetLen) | count uvarint | count × (Origin u32 | Incarnation u64 | Seq uvarint)
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -123,14 +124,15 @@
 //
 // # Versions
 //
-// [Proto] is 10 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 11 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
 // counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
 // too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
 // by the receiver's [PartAck]s; 7: slot sets in [Resume] and [SnapshotBegin];
 // 8: [Vouched], the slots a receiver's acknowledgements speak for; 9: the
 // slots a receiver keeps, in [Resume] and [Keeps], and [KindSkip]; 10:
-// fetch connections, [FetchHello], [Fetch] and [Fetched]). The layout of
+// fetch connections, [FetchHello], [Fetch] and [Fetched]; 11: [SlotSync]
+// on a fetch connection, and [RejectBehind]). The layout of
 // Hello is frozen: every version sends the same Hello first, so a node can
 // always decode its peer's Hello. Up to version 9 a node answered a
 // version other than its own with a Reject of code [RejectProtocol]. From

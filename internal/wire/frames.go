@@ -230,6 +230,36 @@ type Fetched struct {
 	Op      Op
 }
 
+// SlotSync asks the peer, on a connection opened by FetchHello, for a full
+// sync of the hash slots in Slots: once it has applied each origin's
+// stream of Since up to at least the position given (for the same
+// incarnation), it sends SnapshotBegin (Origin: its own id, Seq 0),
+// SnapshotChunks of its entries and tombstones of those slots (a large
+// entry as a LargeOp of sequence number 0 and its ValueParts), and
+// SnapshotEnd with its tombstone ghosts; or a Reject (RejectBehind). A node
+// that gains slots asks one owner of them instead of every origin: Since
+// holds how far it had received each origin's stream when it began keeping
+// them, so the owner's snapshot holds every write of those slots it passed
+// over.
+type SlotSync struct {
+	Slots []byte // SlotSetLen bytes, at least one slot
+	Since []Position
+}
+
+// Position is how far a node has received one origin's stream: through
+// sequence number Seq of that origin's incarnation Incarnation.
+type Position struct {
+	Origin      uint32
+	Incarnation uint64
+	Seq         uint64
+}
+
+// MaxSlotSyncOrigins bounds the positions of a SlotSync.
+const MaxSlotSyncOrigins = 4096
+
+// Type returns TypeSlotSync.
+func (*SlotSync) Type() Type { return TypeSlotSync }
+
 // Type returns TypeHello.
 func (*Hello) Type() Type { return TypeHello }
 
@@ -392,6 +422,20 @@ func (f *Fetched) Append(buf []byte) []byte {
 	buf = append(buf, flags)
 	if withOp {
 		buf = appendOp(buf, &f.Op)
+	}
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits.
+func (f *SlotSync) Append(buf []byte) []byte {
+	buf, start := begin(buf, TypeSlotSync)
+	buf = appendSlotSet(buf, f.Slots)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Since)))
+	for _, p := range f.Since {
+		buf = binary.BigEndian.AppendUint32(buf, p.Origin)
+		buf = binary.BigEndian.AppendUint64(buf, p.Incarnation)
+		buf = binary.AppendUvarint(buf, p.Seq)
 	}
 	return finish(buf, start)
 }

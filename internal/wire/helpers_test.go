@@ -58,6 +58,8 @@ func samples() []sample {
 		{"Fetched/set", &Fetched{Found: true, Op: Op{Kind: KindSet, Key: "user:1", Value: []byte("ann"), ExpireAt: 1732580060000000000, HLC: 77, VOrigin: 3}}},
 		{"Fetched/tombstone partial", &Fetched{Found: true, Partial: true, Op: Op{Kind: KindDelete, Key: "gone", HLC: 78, VOrigin: 4}}},
 		{"Fetched/large", &Fetched{Found: true, Large: true}},
+		{"SlotSync/no positions", &SlotSync{Slots: bytes.Repeat([]byte{0x10}, SlotSetLen)}},
+		{"SlotSync/positions", &SlotSync{Slots: bytes.Repeat([]byte{0x01}, SlotSetLen), Since: []Position{{Origin: 3, Incarnation: 1732580000123456789, Seq: 0}, {Origin: math.MaxUint32, Incarnation: math.MaxUint64, Seq: math.MaxUint64}}}},
 		{"Keeps/slots", &Keeps{Origin: 4, Slots: bytes.Repeat([]byte{0x81}, SlotSetLen)}},
 		{"Resume/keeps", &Resume{Origin: 1, NextSeq: 7, HLC: 3, Keeps: bytes.Repeat([]byte{0x3c}, SlotSetLen)}},
 		{"Resume/wanted and keeps", &Resume{Origin: 1, HLC: 3, Wanted: bytes.Repeat([]byte{0x01}, SlotSetLen), Keeps: bytes.Repeat([]byte{0x03}, SlotSetLen)}},

@@ -33,7 +33,12 @@ import (
 // Version 10: a connection may start with FetchHello instead of Hello: it
 // carries Fetch requests, each answered by a Fetched frame (a large entry
 // by a LargeOp and its ValueParts after it), and never a stream.
-const Proto = 10
+// Version 11: a fetch connection may carry a SlotSync, answered by a full
+// sync of the slots it names (SnapshotBegin, SnapshotChunks, the large
+// entries' LargeOps and ValueParts, SnapshotEnd) once the sender has
+// applied each named origin's stream as far as the SlotSync says, or by a
+// Reject (RejectBehind) if it cannot.
+const Proto = 11
 
 // MinProto is the oldest protocol version a node of this one links with.
 // A node accepts a Hello of MinProto or later and answers with the older
@@ -149,6 +154,7 @@ const (
 	TypeFetchHello    Type = 18
 	TypeFetch         Type = 19
 	TypeFetched       Type = 20
+	TypeSlotSync      Type = 21
 )
 
 var typeNames = [...]string{
@@ -172,6 +178,7 @@ var typeNames = [...]string{
 	TypeFetchHello:    "FetchHello",
 	TypeFetch:         "Fetch",
 	TypeFetched:       "Fetched",
+	TypeSlotSync:      "SlotSync",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -304,6 +311,11 @@ const (
 	// reconnect at once: the receiver's Resume then names the slots it
 	// keeps now, from that op.
 	RejectKeeps RejectCode = 10
+	// RejectBehind: the receiver of a SlotSync cannot answer it: it does
+	// not hold every slot named, or has not applied some origin's stream
+	// as far as the SlotSync names, in time. The asker takes the slots
+	// another way.
+	RejectBehind RejectCode = 11
 )
 
 var rejectNames = [...]string{
@@ -317,6 +329,7 @@ var rejectNames = [...]string{
 	RejectClockAhead:    "clock ahead",
 	RejectResync:        "full sync asked",
 	RejectKeeps:         "slots kept grew",
+	RejectBehind:        "behind the positions asked for",
 }
 
 // String returns a short description such as "cluster mismatch", or

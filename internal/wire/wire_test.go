@@ -268,7 +268,10 @@ func TestMalformed(t *testing.T) {
 		why  string
 	}{
 		{"type 0", frameBytes(0), ErrUnknownType, ""},
-		{"type 21", frameBytes(21, 1, 2, 3), ErrUnknownType, ""},
+		{"type 22", frameBytes(22, 1, 2, 3), ErrUnknownType, ""},
+		{"SlotSync without slots", frameBytes(TypeSlotSync, cat(uv(0), uv(0))...), ErrMalformed, "no slot set"},
+		{"SlotSync positions over the bound", frameBytes(TypeSlotSync, cat(uv(SlotSetLen), make([]byte, SlotSetLen), uv(MaxSlotSyncOrigins+1), make([]byte, 13*(MaxSlotSyncOrigins+1)))...), ErrMalformed, "MaxSlotSyncOrigins"},
+		{"SlotSync count over the payload", frameBytes(TypeSlotSync, cat(uv(SlotSetLen), make([]byte, SlotSetLen), uv(2), u32(1), u64(1), uv(1))...), ErrMalformed, "count exceeds payload"},
 		{"type 255", frameBytes(255), ErrUnknownType, ""},
 		{"empty Hello", frameBytes(TypeHello), ErrMalformed, "truncated"},
 		{"Hello name over limit", frameBytes(TypeHello, cat([]byte{0, 1}, uv(MaxNameLen+1), make([]byte, MaxNameLen+1), uv(0), uv(0), u32(1), u64(1), u64(1))...), ErrMalformed, "cluster too long"},
