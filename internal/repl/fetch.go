@@ -142,38 +142,11 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 		return p.conn, true, nil
 	}
 	p.tried = true
-	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeadTimeout)
-	defer cancel()
-	conn, err := r.cfg.Dial(dctx, addr)
+	conn, hfc, _, err := r.dialFetch(ctx, addr)
 	if err != nil {
-		return nil, false, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
+		return nil, false, err
 	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		conn.Close()
-		return nil, false, ErrClosed
-	}
-	r.conns[conn] = struct{}{}
-	r.wg.Add(1) // under mu, before Close can wait
-	r.mu.Unlock()
-	fc := &fetchConn{fc: newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)}
-	// The handshake ends with the dial's context too: a peer that accepts
-	// and never answers holds a caller no longer than its context.
-	stop := context.AfterFunc(dctx, func() { conn.Close() })
-	err = r.fetchHandshake(fc.fc)
-	if !stop() && err == nil {
-		err = dctx.Err()
-	}
-	if err != nil {
-		r.untrack(conn)
-		r.wg.Done()
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return nil, false, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
-	}
-	fc.fc.grow()
+	fc := &fetchConn{fc: hfc}
 	p.conn = fc
 	go func() {
 		defer r.wg.Done()
@@ -183,15 +156,55 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	return fc, false, nil
 }
 
+// dialFetch opens a fetch connection to addr and returns it with the
+// peer's Hello. The connection is tracked, and counted in r.wg: the caller
+// ends with r.wg.Done() and r.untrack(conn). The dial and the handshake
+// end with ctx, and after DeadTimeout.
+func (r *Replicator) dialFetch(ctx context.Context, addr string) (net.Conn, *frameConn, *wire.Hello, error) {
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeadTimeout)
+	defer cancel()
+	conn, err := r.cfg.Dial(dctx, addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		conn.Close()
+		return nil, nil, nil, ErrClosed
+	}
+	r.conns[conn] = struct{}{}
+	r.wg.Add(1) // under mu, before Close can wait
+	r.mu.Unlock()
+	fc := newHandshakeConn(conn, r.cfg.MaxFrame, r.cfg.DeadTimeout)
+	// The handshake ends with the dial's context too: a peer that accepts
+	// and never answers holds a caller no longer than its context.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	h, err := r.fetchHandshake(fc)
+	if !stop() && err == nil {
+		err = dctx.Err()
+	}
+	if err != nil {
+		r.untrack(conn)
+		r.wg.Done()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, nil, nil, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)
+	}
+	fc.grow()
+	return conn, fc, h, nil
+}
+
 // fetchHandshake opens a fetch connection: FetchHello, then the peer's
-// Hello, checked as a link's.
-func (r *Replicator) fetchHandshake(fc *frameConn) error {
+// Hello, checked as a link's and returned.
+func (r *Replicator) fetchHandshake(fc *frameConn) (*wire.Hello, error) {
 	if err := fc.write(&wire.FetchHello{Hello: *r.hello()}); err != nil {
-		return err
+		return nil, err
 	}
 	h, err := readHello(fc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rej := r.checkHello(h)
 	if rej == nil && (h.Proto < fetchProto || h.Proto > wire.Proto) {
@@ -199,9 +212,9 @@ func (r *Replicator) fetchHandshake(fc *frameConn) error {
 	}
 	if rej != nil {
 		fc.write(publicReject(rej, h))
-		return fmt.Errorf("this node refused the peer: %s", rej.Message)
+		return nil, fmt.Errorf("this node refused the peer: %s", rej.Message)
 	}
-	return nil
+	return h, nil
 }
 
 // fetchConn is an open fetch connection: the answers due, in the order of
@@ -376,7 +389,8 @@ func (r *Replicator) serveFetches(c net.Conn, fc *frameConn, h *wire.Hello) erro
 		fc.write(publicReject(rej, h))
 		return errors.New("repl: refused fetching peer: " + rej.Message)
 	}
-	if err := fc.write(r.helloAt(min(h.Proto, wire.Proto))); err != nil {
+	proto := min(h.Proto, wire.Proto)
+	if err := fc.write(r.helloAt(proto)); err != nil {
 		return err
 	}
 	fc.grow()
@@ -385,11 +399,21 @@ func (r *Replicator) serveFetches(c net.Conn, fc *frameConn, h *wire.Hello) erro
 		if err != nil {
 			return fc.rejectRead(err)
 		}
-		q, ok := f.(*wire.Fetch)
-		if !ok {
+		switch q := f.(type) {
+		case *wire.Fetch:
+			err = r.answerFetch(fc, q)
+		case *wire.SlotSync:
+			if proto < slotSyncProto {
+				return fc.reject(wire.RejectBadFrame, "a SlotSync on a connection of protocol %d; slot syncs exist since %d", proto, slotSyncProto)
+			}
+			if err := fc.flush(); err != nil {
+				return err
+			}
+			err = r.answerSlotSync(fc, h, q)
+		default:
 			return fc.reject(wire.RejectBadFrame, "unexpected %T frame on a fetch connection", f)
 		}
-		if err := r.answerFetch(fc, q); err != nil {
+		if err != nil {
 			return err
 		}
 		// The answers to the fetches already here go out together.

@@ -681,7 +681,8 @@ func (r *Replicator) applyBatchLocked(o *originState) error {
 
 // applyLocked merges an op's version into the clock and applies the op,
 // unless the version is too far ahead of this node's physical clock: then
-// it applies nothing and returns an error wrapping hlc.ErrRemoteAhead.
+// it applies nothing and returns an error wrapping hlc.ErrRemoteAhead. o
+// counts the result; it is nil for a SlotSync's entries.
 func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(w.HLC)); err != nil {
 		return err
@@ -694,7 +695,7 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	}
 	op := fromWireOp(w)
 	res := r.cfg.Store.Apply(op)
-	if int(res) < len(o.results) {
+	if o != nil && int(res) < len(o.results) {
 		o.results[res]++
 	}
 	return nil
@@ -776,28 +777,38 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 		return errSuperseded
 	}
 	for i := range ops {
-		w := &ops[i]
-		if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch || w.Kind == wire.KindSkip {
-			return fmt.Errorf("a %v op inside a snapshot", w.Kind)
-		}
-		track := false
-		if (w.Kind == wire.KindSet || w.Kind == wire.KindCounter || w.Kind == wire.KindHash) && r.keeps(w) {
-			if _, in := snap.keys[w.Key]; !in {
-				cost := int64(len(w.Key)) + snapshotKeyOverhead
-				if len(snap.keys) >= r.cfg.MaxSnapshotKeys || snap.bytes+cost > r.cfg.MaxSnapshotBytes {
-					return fmt.Errorf("%w: more than %d keys or %d bytes of keys to track (MaxSnapshotKeys, MaxSnapshotBytes)",
-						errSnapshotBudget, r.cfg.MaxSnapshotKeys, r.cfg.MaxSnapshotBytes)
-				}
-				snap.bytes += cost
-				track = true
-			}
-		}
-		if err := r.applyLocked(o, w); err != nil {
+		if err := r.snapshotOp(o, snap, &ops[i]); err != nil {
 			return err
 		}
-		if track {
-			snap.keys[w.Key] = struct{}{}
+	}
+	return nil
+}
+
+// snapshotOp applies one entry or tombstone of a full sync in progress,
+// and tracks a live entry's key for the drop rule within the bounds of
+// MaxSnapshotKeys and MaxSnapshotBytes. o (nil for a SlotSync's) counts
+// the result.
+func (r *Replicator) snapshotOp(o *originState, snap *snapshotState, w *wire.Op) error {
+	if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch || w.Kind == wire.KindSkip {
+		return fmt.Errorf("a %v op inside a snapshot", w.Kind)
+	}
+	track := false
+	if (w.Kind == wire.KindSet || w.Kind == wire.KindCounter || w.Kind == wire.KindHash) && r.keeps(w) {
+		if _, in := snap.keys[w.Key]; !in {
+			cost := int64(len(w.Key)) + snapshotKeyOverhead
+			if len(snap.keys) >= r.cfg.MaxSnapshotKeys || snap.bytes+cost > r.cfg.MaxSnapshotBytes {
+				return fmt.Errorf("%w: more than %d keys or %d bytes of keys to track (MaxSnapshotKeys, MaxSnapshotBytes)",
+					errSnapshotBudget, r.cfg.MaxSnapshotKeys, r.cfg.MaxSnapshotBytes)
+			}
+			snap.bytes += cost
+			track = true
 		}
+	}
+	if err := r.applyLocked(o, w); err != nil {
+		return err
+	}
+	if track {
+		snap.keys[w.Key] = struct{}{}
 	}
 	return nil
 }
@@ -854,6 +865,22 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		// were judged by the keys kept before): that one counts.
 		return errResyncAsked
 	}
+	n, err := r.dropUnvouched(snap, ghosts)
+	if err != nil {
+		return err
+	}
+	o.applied, o.hole = snap.seq, 0
+	o.synced, o.fill = true, false
+	o.fullSyncs++
+	o.dropped += uint64(n)
+	r.cfg.Logger.Info("full sync received", "origin", o.name, "seq", snap.seq, "entries", len(snap.keys), "dropped", n)
+	return nil
+}
+
+// dropUnvouched ends a full sync (the origin's, or a SlotSync's): it takes
+// in the sender's tombstone ghosts and drops what the snapshot cannot vouch
+// for (finishSnapshot says which), returning how many entries it dropped.
+func (r *Replicator) dropUnvouched(snap *snapshotState, ghosts []uint64) (int, error) {
 	// The sender's tombstone ghosts first: a version another peer's
 	// snapshot brings after this point is refused if the sender's table
 	// covers it, and one that came before is dropped below.
@@ -863,7 +890,7 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 	// it now holds, so none of them is refused as if already superseded.
 	if top := maxSlot(ghosts); top > 0 {
 		if _, err := r.cfg.Clock.Merge(hlc.Timestamp(top)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	n := r.cfg.Store.DropUnvouched(func(key string, v store.Version) bool {
@@ -878,10 +905,5 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		}
 		return !store.GhostCovers(ghosts, key, v.HLC)
 	})
-	o.applied, o.hole = snap.seq, 0
-	o.synced, o.fill = true, false
-	o.fullSyncs++
-	o.dropped += uint64(n)
-	r.cfg.Logger.Info("full sync received", "origin", o.name, "seq", snap.seq, "entries", len(snap.keys), "dropped", n)
-	return nil
+	return n, nil
 }

@@ -700,6 +700,27 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: vouched}); err != nil {
 		return 0, err
 	}
+	if err := r.writeEntries(fc, wanted); err != nil {
+		return 0, err
+	}
+	// The tombstone-ghost table, read after the walk, covers every delete
+	// and expiry whose tombstone left this store before or during it. The
+	// ghosts of evictions and flushes stay here: they are local.
+	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID, Ghosts: r.cfg.Store.TombstoneGhosts()}); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.fullSyncs++
+	l.mu.Unlock()
+	r.cfg.Logger.Info("full sync sent", "peer", l.addr, "seq", s0-1, "replay_from", from)
+	return from, nil
+}
+
+// writeEntries writes every live entry and tombstone of the store whose
+// key is in wanted (nil: every key) as SnapshotChunks of this node's, a
+// large one as a LargeOp of sequence number 0 and its ValueParts: the body
+// of a full sync.
+func (r *Replicator) writeEntries(fc *frameConn, wanted []byte) error {
 	var chunk []wire.Op
 	size := 0
 	var err error
@@ -730,20 +751,7 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 		return err == nil
 	})
 	flush()
-	if err != nil {
-		return 0, err
-	}
-	// The tombstone-ghost table, read after the walk, covers every delete
-	// and expiry whose tombstone left this store before or during it. The
-	// ghosts of evictions and flushes stay here: they are local.
-	if err := fc.write(&wire.SnapshotEnd{Origin: r.cfg.NodeID, Ghosts: r.cfg.Store.TombstoneGhosts()}); err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	l.fullSyncs++
-	l.mu.Unlock()
-	r.cfg.Logger.Info("full sync sent", "peer", l.addr, "seq", s0-1, "replay_from", from)
-	return from, nil
+	return err
 }
 
 // readAcks reads the peer's side of an outbound connection: one handler

@@ -350,6 +350,8 @@ type Replicator struct {
 	fetchMu                                   sync.Mutex
 	fetchPeers                                map[string]*fetchPeer
 	fetchesServed, fetchesSent, fetchFailures atomic.Uint64
+	// The slot syncs answered, taken and failed (slotsync.go).
+	slotSyncsServed, slotSyncs, slotSyncFailures atomic.Uint64
 	// keepsGrew counts the streams ended by a skip of a slot this node
 	// has come to keep since the stream resumed.
 	keepsGrew atomic.Uint64

@@ -93,6 +93,10 @@ type Stats struct {
 	// FetchesSent the fetches it asked a peer and got answered,
 	// FetchFailures those that failed (fetch.go).
 	FetchesServed, FetchesSent, FetchFailures uint64
+	// SlotSyncsServed counts the SlotSyncs this node answered or refused;
+	// SlotSyncs those it asked a peer and took, SlotSyncFailures those
+	// that failed (slotsync.go).
+	SlotSyncsServed, SlotSyncs, SlotSyncFailures uint64
 }
 
 // Stats returns the current figures.
@@ -104,6 +108,7 @@ func (r *Replicator) Stats() Stats {
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
 	st.NotKept, st.Resyncs, st.KeepsGrew = r.notKept.Load(), r.resyncs, r.keepsGrew.Load()
 	st.FetchesServed, st.FetchesSent, st.FetchFailures = r.fetchesServed.Load(), r.fetchesSent.Load(), r.fetchFailures.Load()
+	st.SlotSyncsServed, st.SlotSyncs, st.SlotSyncFailures = r.slotSyncsServed.Load(), r.slotSyncs.Load(), r.slotSyncFailures.Load()
 	for _, l := range r.links {
 		l.mu.Lock()
 		ls := LinkStats{

@@ -1,0 +1,231 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/geocache/geocache/internal/cluster"
+	"github.com/geocache/geocache/internal/store"
+	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
+)
+
+// slotSet is a wire slot set of the slots of keys.
+func slotSet(keys ...string) []byte {
+	set := make([]byte, wire.SlotSetLen)
+	for _, k := range keys {
+		s := cluster.KeySlot(k)
+		set[s>>3] |= 1 << (s & 7)
+	}
+	return set
+}
+
+// A slot sync brings the owner's entries, tombstones and large values of
+// the slots asked for and nothing of the others, takes in the owner's
+// tombstone ghosts, and drops what they say a delete superseded.
+func TestSlotSyncTakesTheSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, -1, Config{BatchBytes: 64 << 10})
+		ts := at(0)
+		big := string(bytes.Repeat([]byte("L"), 300<<10))
+		b.hold(t, "{s}k", "v", ts, 7)
+		b.hold(t, "{s}big", big, ts+1, 7)
+		b.hold(t, "{other}k", "no", ts+2, 7)
+		if res := b.st.Apply(store.Op{Kind: store.KindDelete, Key: "{s}gone", Version: store.Version{HLC: ts + 3, Origin: 8}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		// a holds a key of the slot that the owner deleted, and whose
+		// tombstone is gone there: only the owner's ghost table says so.
+		a.hold(t, "{s}stale", "old", ts+4, 7)
+		b.hold(t, "{s}stale", "old", ts+4, 7)
+		if res := b.st.Apply(store.Op{Kind: store.KindDelete, Key: "{s}stale", Version: store.Version{HLC: ts + 5, Origin: 8}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		time.Sleep(store.DefaultTombstoneHorizon + time.Second)
+		b.st.Reclaim() // the tombstones leave; their ghosts stay
+
+		got, err := a.r.SlotSync(context.Background(), "b", slotSet("{s}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Entries != 2 || got.Dropped != 1 {
+			t.Errorf("took %+v; want 2 entries, 1 dropped", got)
+		}
+		if a.value("{s}k") != "v" || a.value("{s}big") != big {
+			t.Errorf("after the slot sync: %q and a value of %d bytes; want v and %d bytes", a.value("{s}k"), len(a.value("{s}big")), len(big))
+		}
+		if a.has("{other}k") {
+			t.Error("a key of a slot not asked for came along")
+		}
+		if a.has("{s}stale") {
+			t.Error("an entry the owner's ghosts say a delete superseded stayed")
+		}
+		if st := a.r.Stats(); st.SlotSyncs != 1 || st.SlotSyncFailures != 0 {
+			t.Errorf("asker's stats: %d taken, %d failed; want 1, 0", st.SlotSyncs, st.SlotSyncFailures)
+		}
+		if st := b.r.Stats(); st.SlotSyncsServed != 1 {
+			t.Errorf("owner's stats: %d served; want 1", st.SlotSyncsServed)
+		}
+	})
+}
+
+// The barrier: an owner answers only once it has applied each origin's
+// stream as far as the asker had received it, so the writes the asker
+// passed over before it kept the slot are in the answer. With the owner's
+// link from the origin cut, the owner refuses after its wait, and answers
+// once the link is back.
+func TestSlotSyncWaitsForTheOwnersStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var keeping atomic.Bool // whether a keeps every key yet
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Keeps: func(string) bool { return keeping.Load() }}, true)
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Holds: func(int) bool { return true }}, true)
+		x := startTestNode(t, mem, "x", Config{NodeID: 3, Peers: []string{"a", "b"}}, false)
+		<-a.r.Synced()
+		<-b.r.Synced()
+		mem.Cut("x", "b")
+		seq := x.put(t, "k", "v")
+		waitApplied(t, a, 3, seq)
+		if a.has("k") {
+			t.Fatal("a kept a write of a key it does not keep")
+		}
+		keeping.Store(true)
+
+		// The owner never gets the write: refused, and still serving.
+		_, err := a.r.SlotSync(context.Background(), "b", slotSet("k"))
+		if err == nil || !strings.Contains(err.Error(), wire.RejectBehind.String()) {
+			t.Fatalf("slot sync from an owner behind: %v; want a refusal for being behind", err)
+		}
+		if a.has("k") {
+			t.Fatal("the refused slot sync brought the key")
+		}
+		if _, err := a.r.Fetch(context.Background(), "b", "k", false); err != nil {
+			t.Fatalf("the owner stopped serving after refusing: %v", err)
+		}
+
+		// The link comes back while the owner waits: it answers with the
+		// write.
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.r.SlotSync(context.Background(), "b", slotSet("k"))
+			done <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("the owner answered before it had applied the origin's stream: %v", err)
+		default:
+		}
+		mem.Heal("x", "b")
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if a.value("k") != "v" {
+			t.Errorf("after the slot sync a holds %q; want v", a.value("k"))
+		}
+		if st := a.r.Stats(); st.SlotSyncs != 1 || st.SlotSyncFailures != 1 {
+			t.Errorf("asker's stats: %d taken, %d failed; want 1, 1", st.SlotSyncs, st.SlotSyncFailures)
+		}
+	})
+}
+
+// waitApplied waits until n has applied origin's stream through seq.
+func waitApplied(t *testing.T, n *node, origin uint32, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		for _, o := range n.r.Stats().Origins {
+			if o.NodeID == origin && o.Applied >= seq {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("origin %d not applied through %d", origin, seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An owner that does not hold a slot asked for refuses at once, and a
+// peer of protocol 10 is not asked at all: the caller takes the slots
+// another way.
+func TestSlotSyncRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, b := fetchPair(t, mem, cluster.KeySlot("{cold}"), Config{})
+		b.hold(t, "{cold}k", "v", at(0), 7)
+		_, err := a.r.SlotSync(context.Background(), "b", slotSet("{cold}", "{warm}"))
+		if err == nil || !strings.Contains(err.Error(), "not held whole") {
+			t.Fatalf("slot sync of a slot the owner fills: %v; want a refusal", err)
+		}
+		if a.has("{cold}k") {
+			t.Error("the refused slot sync brought an entry")
+		}
+
+		// A peer of protocol 10 answers the FetchHello with 10.
+		ln := listenFake(t, mem, "old")
+		errs := make(chan error, 1)
+		go func() {
+			_, err := a.r.SlotSync(context.Background(), "old", slotSet("k"))
+			errs <- err
+		}()
+		old := fakeHello(fakeID)
+		old.Proto = slotSyncProto - 1
+		acceptFetcher(ln, old)
+		if err := <-errs; !errors.Is(err, ErrPeerTooOld) {
+			t.Errorf("slot sync from a peer of protocol 10: %v; want ErrPeerTooOld", err)
+		}
+	})
+}
+
+// A node refuses a SlotSync on a fetch connection opened at protocol 10,
+// and an answer that brings a slot not asked for ends the slot sync.
+func TestSlotSyncBadFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		b := startTestNode(t, mem, "b", Config{NodeID: 2}, true)
+		b.hold(t, "k", "v", at(0), 7)
+		p := dialFake(t, mem, "fake", "b")
+		h := fakeHello(fakeID)
+		h.Proto = slotSyncProto - 1
+		p.send(&wire.FetchHello{Hello: *h})
+		recvAs[*wire.Hello](t, p)
+		p.send(&wire.SlotSync{Slots: slotSet("k")})
+		if rej := recvAs[*wire.Reject](t, p); rej.Code != wire.RejectBadFrame {
+			t.Errorf("a slot sync at protocol 10: %v; want a bad frame", rej)
+		}
+
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+		ln := listenFake(t, mem, "liar")
+		errs := make(chan error, 1)
+		go func() {
+			_, err := a.r.SlotSync(context.Background(), "liar", slotSet("{s}"))
+			errs <- err
+		}()
+		liar := acceptFetcher(ln, fakeHello(fakeID))
+		q := recvAs[*wire.SlotSync](t, liar)
+		if !bytes.Equal(q.Slots, slotSet("{s}")) {
+			t.Errorf("slot sync asked for other slots")
+		}
+		liar.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0))})
+		liar.send(&wire.SnapshotChunk{Origin: fakeID, Ops: []wire.Op{setOp("{other}k", "x", at(0), fakeID)}})
+		if err := <-errs; err == nil || !errors.Is(err, errProtocol) {
+			t.Errorf("an answer with a slot not asked for: %v; want a protocol error", err)
+		}
+		if a.has("{other}k") {
+			t.Error("the entry of a slot not asked for was taken")
+		}
+	})
+}
