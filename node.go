@@ -158,16 +158,18 @@ type Node struct {
 	// Slot-owned storage (region_keep.go; GossipConfig.SlotsOnly): the
 	// slots kept and cold, coldGen the last warming round marked (under
 	// regionMu), keepWake wakes keepSlots, regionStop (closed by Close)
-	// stops it, forgotten counts the entries forgotten.
-	keep       atomic.Pointer[slotSet]
-	cold       atomic.Pointer[coldSlots]
-	coldGen    uint32
-	keepWake   chan struct{}
-	regionStop chan struct{}
-	stopRegion sync.Once
-	forgotten  atomic.Uint64
-	vouchMemo  atomic.Pointer[vouchMemo] // vouched's last answer
-	keptMemo   atomic.Pointer[keptMemo]  // keptSlots' last answer
+	// stops it, forgotten counts the entries forgotten, slotSyncFallbacks
+	// the warming rounds whose slot syncs failed (warmRound).
+	keep              atomic.Pointer[slotSet]
+	cold              atomic.Pointer[coldSlots]
+	coldGen           uint32
+	keepWake          chan struct{}
+	regionStop        chan struct{}
+	stopRegion        sync.Once
+	forgotten         atomic.Uint64
+	slotSyncFallbacks atomic.Uint64
+	vouchMemo         atomic.Pointer[vouchMemo] // vouched's last answer
+	keptMemo          atomic.Pointer[keptMemo]  // keptSlots' last answer
 	// fetchedReads counts the reads answered by an owner (region_fetch.go),
 	// fetchUnavailable those no owner answered.
 	fetchedReads, fetchUnavailable atomic.Uint64

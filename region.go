@@ -272,6 +272,7 @@ func (n *Node) regionStats(rst *repl.Stats) *RegionStats {
 			rs.ColdSlots = c.n
 		}
 		rs.Forgotten, rs.Resyncs = n.forgotten.Load(), rst.Resyncs
+		rs.SlotSyncs, rs.SlotSyncFailures, rs.SlotSyncFallbacks = rst.SlotSyncs, rst.SlotSyncFailures, n.slotSyncFallbacks.Load()
 		rs.OwnerReads, rs.ReadsUnavailable = n.fetchedReads.Load(), n.fetchUnavailable.Load()
 		rs.FetchFailures, rs.FetchesServed = rst.FetchFailures, rst.FetchesServed
 	}

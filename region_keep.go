@@ -1,8 +1,11 @@
 package geocache
 
 import (
+	"context"
 	"math/bits"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/wire"
@@ -60,7 +63,12 @@ type coldSlots struct {
 	// redirecting server sends the slot's commands to meanwhile.
 	ask   [cluster.Slots]uint16
 	addrs []string
-	n     int // cold slots
+	// from is 1 + the index in replAddrs of a co-owner that owned the slot
+	// before this node gained it (0: none known), asked for the slot's
+	// entries (warmRound).
+	from      [cluster.Slots]uint16
+	replAddrs []string
+	n         int // cold slots
 }
 
 // ColdSlot reports whether this node owns slot without holding what the
@@ -170,7 +178,7 @@ func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
 	if old := n.cold.Load(); old != nil {
 		c.gen = old.gen
 	}
-	index := map[string]uint16{}
+	index, replIndex := map[string]uint16{}, map[string]uint16{}
 	for slot := range cluster.Slots {
 		if gained.has(slot) {
 			c.gen[slot] = n.coldGen
@@ -182,28 +190,37 @@ func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
 		if prev == nil {
 			continue
 		}
-		for _, o := range m.Owners(slot) {
-			if o.ID == n.id || o.Addr == "" || !prev.Owns(o.ID, slot) {
-				continue
-			}
-			j, ok := index[o.Addr]
-			if !ok && len(c.addrs) < 1<<16-1 {
-				c.addrs = append(c.addrs, o.Addr)
-				j = uint16(len(c.addrs))
-				index[o.Addr] = j
-			}
-			c.ask[slot] = j
-			break
-		}
+		c.ask[slot] = pickOwner(m.Owners(slot), n.id, prev, slot, func(o cluster.Member) string { return o.Addr }, index, &c.addrs)
+		c.from[slot] = pickOwner(m.Owners(slot), n.id, prev, slot, func(o cluster.Member) string { return o.ReplAddr }, replIndex, &c.replAddrs)
 	}
 	n.cold.Store(c)
 	n.cfg.Logger.Info("region: slots gained; taking them by full syncs from the peers", "gained", gained.count(), "cold", c.n)
 }
 
+// pickOwner returns 1 + the index in addrs of the address (addrOf) of the
+// first of owners, other than self, that owned slot in prev, adding it to
+// addrs and index if new; 0 if there is none.
+func pickOwner(owners []cluster.Member, self uint32, prev *cluster.Map, slot int, addrOf func(cluster.Member) string, index map[string]uint16, addrs *[]string) uint16 {
+	for _, o := range owners {
+		addr := addrOf(o)
+		if o.ID == self || addr == "" || !prev.Owns(o.ID, slot) {
+			continue
+		}
+		j, ok := index[addr]
+		if !ok && len(*addrs) < 1<<16-1 {
+			*addrs = append(*addrs, addr)
+			j = uint16(len(*addrs))
+			index[addr] = j
+		}
+		return j
+	}
+	return 0
+}
+
 // keepSlots runs while the node is open (GossipConfig.SlotsOnly): at each
 // change of the slots kept, it forgets the entries of the slots no longer
-// kept and, if slots were gained, asks every peer for a full sync (one
-// round at a time) and marks them warm once those complete (or time out).
+// kept and, if slots were gained, fills them (warmRound, one round at a
+// time) and marks them warm once that completes (or times out).
 func (n *Node) keepSlots() {
 	var (
 		resynced <-chan struct{} // the warming round under way; nil: none
@@ -215,7 +232,7 @@ func (n *Node) keepSlots() {
 		gen := n.coldGen
 		n.regionMu.Unlock()
 		if gen != warm && resynced == nil {
-			resynced, warming = n.repl.Resync(), gen
+			resynced, warming = n.warmRound(), gen
 		}
 	}
 	for {
@@ -235,6 +252,91 @@ func (n *Node) keepSlots() {
 			return
 		}
 	}
+}
+
+// warmRound fills the cold slots: from one co-owner of each that owned it
+// before (repl.SlotSync, to the co-owners in parallel), or, if some cold
+// slot has none, this node is still taking its first syncs, or a slot sync
+// fails, by asking every peer for a full sync of them (repl.Resync). The
+// channel returned is closed when the round is over.
+func (n *Node) warmRound() <-chan struct{} {
+	plan := n.slotSyncPlan()
+	if plan == nil {
+		return n.repl.Resync()
+	}
+	done := make(chan struct{})
+	n.readyWait.Go(func() {
+		defer close(done)
+		// Close ends a slot sync under way: repl.Close closes its
+		// connection.
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		for addr, slots := range plan {
+			wg.Go(func() {
+				got, err := n.repl.SlotSync(ctx, addr, slots)
+				if err != nil {
+					failed.Store(true)
+					n.cfg.Logger.Warn("region: gained slots not taken from their owner; asking every peer", "owner", addr, "err", err)
+					return
+				}
+				n.cfg.Logger.Info("region: gained slots taken from their owner", "owner", addr, "entries", got.Entries, "dropped", got.Dropped)
+			})
+		}
+		wg.Wait()
+		select {
+		case <-n.regionStop:
+			return
+		default:
+		}
+		if !failed.Load() {
+			return
+		}
+		n.slotSyncFallbacks.Add(1)
+		select {
+		case <-n.repl.Resync():
+		case <-n.regionStop:
+		}
+	})
+	return done
+}
+
+// slotSyncPlan returns the cold slots by the replication address of the
+// co-owner to take them from, or nil if they are to be taken from every
+// peer: this node has not taken its first syncs yet (its positions would
+// not cover what it never received), or some cold slot has no co-owner
+// that owned it before.
+func (n *Node) slotSyncPlan() map[string][]byte {
+	select {
+	case <-n.repl.Synced():
+	default:
+		return nil
+	}
+	c := n.cold.Load()
+	if c == nil {
+		return nil
+	}
+	plan := map[string][]byte{}
+	for slot := range cluster.Slots {
+		if c.gen[slot] == 0 {
+			continue
+		}
+		j := c.from[slot]
+		if j == 0 {
+			return nil
+		}
+		addr := c.replAddrs[j-1]
+		set := plan[addr]
+		if set == nil {
+			set = make([]byte, wire.SlotSetLen)
+			plan[addr] = set
+		}
+		set[slot>>3] |= 1 << (slot & 7)
+	}
+	if len(plan) == 0 {
+		return nil
+	}
+	return plan
 }
 
 // forget removes the entries of the slots this node does not keep, judged
@@ -317,7 +419,7 @@ func (n *Node) warmUpTo(gen uint32) {
 	c.n = 0
 	for slot := range cluster.Slots {
 		if c.gen[slot] != 0 && c.gen[slot] <= gen {
-			c.gen[slot], c.ask[slot] = 0, 0
+			c.gen[slot], c.ask[slot], c.from[slot] = 0, 0, 0
 		}
 		if c.gen[slot] != 0 {
 			c.n++

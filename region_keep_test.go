@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"testing"
 
@@ -94,8 +95,12 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	settled(t, "two members, warm again", a, b)
 	holds(t, keys, "the survivors hold every key", a, b)
 	for _, n := range []*Node{a, b} {
-		if st := n.Stats().RegionNodes; st.Resyncs == 0 || st.KeptSlots != cluster.Slots {
-			t.Errorf("node %d after a member left: %d resyncs, %d slots kept", n.id, st.Resyncs, st.KeptSlots)
+		// Every write acknowledged before the member left: each survivor
+		// takes the slots it gained from the other, which passes the
+		// barrier at once, and asks no peer for a full sync.
+		if st := n.Stats().RegionNodes; st.SlotSyncs == 0 || st.SlotSyncFallbacks != 0 || st.Resyncs != 0 || st.KeptSlots != cluster.Slots {
+			t.Errorf("node %d after a member left: %d slot syncs, %d fell back, %d resyncs, %d slots kept; want some, 0, 0, %d",
+				n.id, st.SlotSyncs, st.SlotSyncFallbacks, st.Resyncs, st.KeptSlots, cluster.Slots)
 		}
 	}
 
@@ -297,5 +302,25 @@ func TestKeySlot(t *testing.T) {
 	}
 	if KeySlot("{}a") == KeySlot("{}b") {
 		t.Error(`"{}" taken as a hash tag: an empty tag is none, the whole key is hashed`)
+	}
+}
+
+// A warming round whose slot sync fails (here: the co-owner to ask is
+// gone) asks every peer for a full sync instead.
+func TestRegionWarmRoundFallsBack(t *testing.T) {
+	a := openSlotsOnlyNode(t, 1)
+	settled(t, "one member serving", a)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	c := &coldSlots{n: 1, replAddrs: []string{gone}}
+	c.gen[5], c.from[5] = 1, 1
+	a.cold.Store(c)
+	<-a.warmRound()
+	if st := a.Stats().RegionNodes; st.SlotSyncFailures != 1 || st.SlotSyncFallbacks != 1 || st.Resyncs != 1 {
+		t.Errorf("after a failed slot sync: %d failures, %d fell back, %d resyncs; want 1 each", st.SlotSyncFailures, st.SlotSyncFallbacks, st.Resyncs)
 	}
 }

@@ -75,10 +75,16 @@ type RegionStats struct {
 	// With GossipConfig.SlotsOnly: KeptSlots counts the slots whose
 	// entries this node keeps, ColdSlots those of them still taking what
 	// the region holds (ColdSlot), and Forgotten the entries forgotten
-	// because their slots were no longer kept. Resyncs counts the rounds
-	// of full syncs asked of every peer for gained slots.
-	KeptSlots, ColdSlots int
-	Forgotten, Resyncs   uint64
+	// because their slots were no longer kept. Gained slots are taken from
+	// one co-owner that held them (a slot sync): SlotSyncs counts those
+	// taken, SlotSyncFailures those that failed, and SlotSyncFallbacks the
+	// rounds that then asked every peer for a full sync instead; Resyncs
+	// counts the rounds of full syncs asked of every peer (those, and
+	// gains no co-owner could fill).
+	KeptSlots, ColdSlots        int
+	Forgotten, Resyncs          uint64
+	SlotSyncs, SlotSyncFailures uint64
+	SlotSyncFallbacks           uint64
 	// Failed counts the members declared dead that this node keeps trying
 	// to reach at their gossip address (a split region heals that way),
 	// and Rejoins those that came back, whichever side re-joined.

@@ -125,6 +125,7 @@ var (
 	descRegionSlots     = desc("region_slots", "Hash slots this node owns, as any copy (owned) or as their primary (primary); with slot-owned storage also those whose entries it keeps (kept) and those of them still filling from the peers (cold).", "role")
 	descRegionForgotten = desc("region_forgotten_entries_total", "Entries forgotten because their slots were no longer kept (slot-owned storage).")
 	descRegionResyncs   = desc("region_resyncs_total", "Rounds of full syncs asked of every peer for slots gained (slot-owned storage).")
+	descRegionSlotSyncs = desc("region_slot_syncs_total", "Gained slots asked of one co-owner (slot-owned storage), by result: taken, failed (the round then asks every peer: fell_back).", "result")
 	descRegionFailed    = desc("region_failed_members", "Members of the region declared dead that this node keeps trying to reach at their gossip address.")
 	descRegionRejoins   = desc("region_rejoins_total", "Members declared dead that came back (a split region healing, or a restart), whichever side re-joined.")
 	descRegionReads     = desc("region_owner_reads_total", "Embedded reads of keys of slots this node does not hold (slot-owned storage), by result: answered by an owner, or unavailable (no owner answered).", "result")
@@ -164,7 +165,7 @@ var (
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept, descKeepsGrew,
 		descVisibility, descAckDuration, descAckFailures,
-		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
+		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionSlotSyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
 		descRegionReads, descRegionFetchFail, descRegionFetched,
 	}
 	respDescs = []*prometheus.Desc{
@@ -235,6 +236,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRegionSlots, float64(r.ColdSlots), "cold")
 			counter(descRegionForgotten, r.Forgotten)
 			counter(descRegionResyncs, r.Resyncs)
+			counter(descRegionSlotSyncs, r.SlotSyncs, "taken")
+			counter(descRegionSlotSyncs, r.SlotSyncFailures, "failed")
+			counter(descRegionSlotSyncs, r.SlotSyncFallbacks, "fell_back")
 			counter(descRegionReads, r.OwnerReads, "answered")
 			counter(descRegionReads, r.ReadsUnavailable, "unavailable")
 			counter(descRegionFetchFail, r.FetchFailures)

@@ -61,7 +61,8 @@
 // (1 for the state this node announces), geocache_region_members{state},
 // geocache_region_slot_map_epoch, geocache_region_slots{role} (owned,
 // primary; with slot-owned storage also kept, cold),
-// geocache_region_forgotten_entries_total, geocache_region_resyncs_total.
+// geocache_region_forgotten_entries_total, geocache_region_resyncs_total,
+// geocache_region_slot_syncs_total{result} (taken, failed, fell_back).
 //
 // Acknowledgements, labelled level (quorum, all): the histogram
 // geocache_ack_duration_seconds and geocache_ack_failures_total.
