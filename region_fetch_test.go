@@ -308,9 +308,12 @@ func TestRegionReadUnavailable(t *testing.T) {
 		t.Errorf("stats: %d reads unavailable, %d fetch failures; want at least 2 each", st.ReadsUnavailable, st.FetchFailures)
 	}
 	cut.Store(false)
-	if got, err := a.Get(theirs); err != nil || string(got) != "v" {
-		t.Errorf("Get with the owners back: %q, %v", got, err)
-	}
+	// Answered again once the owners are back (after the fetch
+	// connections' redial backoff).
+	testkit.Eventually(t, "Get with the owners back", func() bool {
+		got, err := a.Get(theirs)
+		return err == nil && string(got) == "v"
+	})
 }
 
 // Reads through the embedded API of a region of two nodes keeping only

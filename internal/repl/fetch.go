@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/store"
@@ -99,7 +100,17 @@ type fetchPeer struct {
 	turn  chan struct{} // capacity 1
 	conn  *fetchConn    // nil or failed: none open
 	tried bool          // dialed at least once (under turn)
+	// failed is when the last dial or handshake failed, err why (under
+	// turn; nil once one succeeds): the peer is not dialed again before
+	// fetchRedial has passed, and fetches meanwhile fail at once with err.
+	failed time.Time
+	err    error
 }
+
+// fetchRedial is how long a peer whose dial or handshake failed is not
+// dialed again for a fetch: a peer that is down, or of a protocol version
+// without fetches, costs one dial a second, not one per read.
+const fetchRedial = time.Second
 
 // maxFetchPeers is the number of peer addresses past which the ones
 // without an open connection are forgotten.
@@ -141,11 +152,18 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 	if p.conn != nil && p.conn.open() {
 		return p.conn, true, nil
 	}
+	if p.err != nil && time.Since(p.failed) < fetchRedial {
+		return nil, false, fmt.Errorf("%w (not dialed again within %v)", p.err, fetchRedial)
+	}
 	p.tried = true
 	conn, hfc, _, err := r.dialFetch(ctx, addr)
 	if err != nil {
+		if ctx.Err() == nil && r.ctx.Err() == nil { // the peer's failure, not the caller's
+			p.failed, p.err = time.Now(), err
+		}
 		return nil, false, err
 	}
+	p.err = nil
 	fc := &fetchConn{fc: hfc}
 	p.conn = fc
 	go func() {

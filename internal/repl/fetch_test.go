@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -406,6 +407,40 @@ func TestFetchPipelines(t *testing.T) {
 			if err := <-errs; !errors.Is(err, context.Canceled) {
 				t.Fatalf("a fetch waiting on a mute peer: %v; want its context's error", err)
 			}
+		}
+	})
+}
+
+// A peer whose dial fails is not dialed again for every fetch: the
+// fetches within fetchRedial fail at once with the dial's error, and the
+// first one after dials again.
+func TestFetchRedialBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var dials atomic.Int64
+		dial := mem.Dialer("a")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return dial(ctx, addr)
+		}}, false)
+		ctx := context.Background()
+		for range 10 {
+			if _, err := a.r.Fetch(ctx, "down", "k", false); err == nil {
+				t.Fatal("a fetch from a peer that is not there succeeded")
+			}
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("10 fetches from a peer that is down dialed it %d times; want 1", n)
+		}
+		b := startTestNode(t, mem, "down", Config{NodeID: 2}, true)
+		b.hold(t, "k", "v", at(0), 7)
+		time.Sleep(fetchRedial)
+		if f, err := a.r.Fetch(ctx, "down", "k", false); err != nil || string(f.Op.Value) != "v" {
+			t.Fatalf("fetch once the peer is up and fetchRedial has passed: %+v, %v", f, err)
+		}
+		if n := dials.Load(); n != 2 {
+			t.Errorf("%d dials; want 2", n)
 		}
 	})
 }
