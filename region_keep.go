@@ -267,9 +267,11 @@ func (n *Node) warmRound() <-chan struct{} {
 	done := make(chan struct{})
 	n.readyWait.Go(func() {
 		defer close(done)
-		// Close ends a slot sync under way: repl.Close closes its
-		// connection.
-		ctx := context.Background()
+		// Bounded as Resync's full syncs are (a co-owner may answer
+		// slowly for ever); Close ends a slot sync under way sooner:
+		// repl.Close closes its connection.
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.SyncTimeout)
+		defer cancel()
 		var wg sync.WaitGroup
 		var failed atomic.Bool
 		for addr, slots := range plan {

@@ -177,10 +177,11 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 // dialFetch opens a fetch connection to addr and returns it with the
 // peer's Hello. The connection is tracked, and counted in r.wg: the caller
 // ends with r.wg.Done() and r.untrack(conn). The dial and the handshake
-// end with ctx, and after DeadTimeout.
+// end with ctx, with Close, and after DeadTimeout.
 func (r *Replicator) dialFetch(ctx context.Context, addr string) (net.Conn, *frameConn, *wire.Hello, error) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeadTimeout)
 	defer cancel()
+	defer context.AfterFunc(r.ctx, cancel)() // Close does not wait for a dial
 	conn, err := r.cfg.Dial(dctx, addr)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("repl: fetch connection to %s: %w", addr, err)

@@ -491,6 +491,11 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (o *originState, gen, n
 	if o.incarnation != h.Incarnation {
 		o.incarnation = h.Incarnation
 		o.applied, o.delivered = 0, 0
+		// Nothing of the new incarnation's log is here: a full sync asked
+		// for now must carry every slot kept, not only those gained (a
+		// fill), or its writes of the others before the snapshot are
+		// never sent.
+		o.fill = false
 	}
 	o.batch = pendingBatch{}
 	if o.hole != 0 { // resume from the overtaken op: it never arrived whole

@@ -8,8 +8,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/testkit"
+	"github.com/geocache/geocache/internal/wire"
 )
 
 // A node that keeps only some keys (Config.Keeps) applies the others'
@@ -147,6 +149,48 @@ func TestResyncOnBothSides(t *testing.T) {
 		<-resyncedB
 		if b.value("x") != "from a" || a.value("y") != "from b" {
 			t.Fatalf("a Resync reported done before the other side's full sync: b holds x=%q, a holds y=%q", b.value("x"), a.value("y"))
+		}
+	})
+}
+
+// An origin that restarted (a new incarnation) while a fill is pending is
+// asked for a full sync of every slot kept, not only of those gained:
+// nothing of the new incarnation's log is here, and its writes of the
+// other slots before its snapshot would never be streamed.
+func TestResyncFillOfANewIncarnationWantsEverySlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		cold := cluster.KeySlot("{c}")
+		g := startTestNode(t, mem, "g", Config{NodeID: 1,
+			Wanted: func(fill bool) []byte {
+				if fill {
+					set := make([]byte, wire.SlotSetLen)
+					set[cold>>3] |= 1 << (cold & 7)
+					return set
+				}
+				return nil // every key
+			},
+		}, true)
+		x := dialFake(t, mem, "x", "g")
+		x.open(fakeHello(fakeID))
+		x.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0))})
+		x.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
+		recvAs[*wire.Ack](t, x)
+		g.r.Resync()
+		x.expectReject(wire.RejectResync)
+		// The same incarnation is asked for the gained slots only...
+		same := dialFake(t, mem, "x", "g")
+		if _, res := same.open(fakeHello(fakeID)); res.NextSeq != 0 || res.Wanted == nil {
+			t.Fatalf("the same incarnation: resume %d, wanted every key %v; want 0, the gained slots", res.NextSeq, res.Wanted == nil)
+		}
+		same.c.Close()
+		// ...a new one for every key.
+		h := fakeHello(fakeID)
+		h.Incarnation++
+		restarted := dialFake(t, mem, "x", "g")
+		if _, res := restarted.open(h); res.NextSeq != 0 || res.Wanted != nil {
+			t.Errorf("a new incarnation during a fill: resume %d, wanted every key %v; want 0, true", res.NextSeq, res.Wanted == nil)
 		}
 	})
 }

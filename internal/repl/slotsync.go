@@ -35,6 +35,10 @@ const slotSyncProto = 11
 // without slot syncs.
 var ErrPeerTooOld = errors.New("repl: the peer's protocol version has no slot syncs")
 
+// errFullSyncPending fails a SlotSync while a full sync this node asked an
+// origin for has not completed (positions).
+var errFullSyncPending = errors.New("repl: a full sync from an origin is pending")
+
 // SlotSynced is what a SlotSync took in.
 type SlotSynced struct {
 	Entries int // live entries received
@@ -48,8 +52,10 @@ type SlotSynced struct {
 // rule within those slots. The peer answers only once it holds every slot
 // asked for and has applied every origin's stream as far as this node has
 // received it (see above). It fails with ctx's error, ErrClosed,
-// ErrPeerTooOld, the peer's refusal, or the connection's; entries taken in
-// before a failure stay (they are versions like any other).
+// ErrPeerTooOld, the peer's refusal, or the connection's, and at once
+// while a full sync this node asked some origin for is pending (it would
+// carry only the slots wanted when asked); entries taken in before a
+// failure stay (they are versions like any other).
 func (r *Replicator) SlotSync(ctx context.Context, addr string, slots []byte) (SlotSynced, error) {
 	if len(slots) != wire.SlotSetLen {
 		return SlotSynced{}, fmt.Errorf("repl: a slot set of %d bytes, not %d", len(slots), wire.SlotSetLen)
@@ -114,10 +120,18 @@ func (r *Replicator) positions() ([]wire.Position, error) {
 	r.mu.Unlock()
 	for _, o := range origins {
 		o.mu.Lock()
+		pending, id := !o.synced && o.incarnation != 0, o.id
 		if o.incarnation != 0 && o.applied > 0 {
 			since = append(since, wire.Position{Origin: o.id, Incarnation: o.incarnation, Seq: o.applied})
 		}
 		o.mu.Unlock()
+		if pending {
+			// A full sync asked for before the slots were kept, perhaps
+			// under way, carries only the slots wanted then, and moves
+			// this node's position past the origin's writes of the others:
+			// no position read now covers them. Resync asks again.
+			return nil, fmt.Errorf("%w: origin %d", errFullSyncPending, id)
+		}
 	}
 	if len(since) > wire.MaxSlotSyncOrigins {
 		return nil, fmt.Errorf("repl: %d origins, over the %d a slot sync names", len(since), wire.MaxSlotSyncOrigins)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,6 +210,7 @@ func TestSlotSyncBadFrames(t *testing.T) {
 		}
 
 		a := startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+		own := a.put(t, "{mine}k", "x") // a's own stream is one of the positions
 		ln := listenFake(t, mem, "liar")
 		errs := make(chan error, 1)
 		go func() {
@@ -219,6 +222,9 @@ func TestSlotSyncBadFrames(t *testing.T) {
 		if !bytes.Equal(q.Slots, slotSet("{s}")) {
 			t.Errorf("slot sync asked for other slots")
 		}
+		if want := (wire.Position{Origin: 1, Incarnation: a.r.Stats().Incarnation, Seq: own}); !slices.Contains(q.Since, want) {
+			t.Errorf("positions %+v; want the asker's own stream, %+v, among them", q.Since, want)
+		}
 		liar.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0))})
 		liar.send(&wire.SnapshotChunk{Origin: fakeID, Ops: []wire.Op{setOp("{other}k", "x", at(0), fakeID)}})
 		if err := <-errs; err == nil || !errors.Is(err, errProtocol) {
@@ -226,6 +232,120 @@ func TestSlotSyncBadFrames(t *testing.T) {
 		}
 		if a.has("{other}k") {
 			t.Error("the entry of a slot not asked for was taken")
+		}
+
+		// An owner that vouches for fewer slots than asked for.
+		go func() {
+			_, err := a.r.SlotSync(context.Background(), "liar", slotSet("{s}"))
+			errs <- err
+		}()
+		liar = acceptFetcher(ln, fakeHello(fakeID))
+		recvAs[*wire.SlotSync](t, liar)
+		liar.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0)), Vouched: slotSet("{other}")})
+		if err := <-errs; err == nil || !errors.Is(err, errProtocol) {
+			t.Errorf("an answer vouching for fewer slots than asked for: %v; want a protocol error", err)
+		}
+	})
+}
+
+// The barrier's judgement, origin by origin: the owner's applied position
+// for the same incarnation, short of an overtaken large op still arriving,
+// and its own stream up to its last write.
+func TestSlotSyncBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		y := startTestNode(t, mem, "y", Config{NodeID: 2}, false)
+		own := y.put(t, "k", "v")
+		y.r.mu.Lock()
+		y.r.origins[5] = &originState{id: 5, incarnation: 7, applied: 10, synced: true}
+		y.r.origins[6] = &originState{id: 6, incarnation: 7, applied: 12, hole: 11, synced: true}
+		y.r.mu.Unlock()
+		inc := y.r.Stats().Incarnation
+		for _, tc := range []struct {
+			p      wire.Position
+			behind bool
+		}{
+			{wire.Position{Origin: 5, Incarnation: 7, Seq: 10}, false},
+			{wire.Position{Origin: 5, Incarnation: 7, Seq: 11}, true},
+			{wire.Position{Origin: 5, Incarnation: 8, Seq: 1}, true}, // another incarnation
+			{wire.Position{Origin: 6, Incarnation: 7, Seq: 10}, false},
+			{wire.Position{Origin: 6, Incarnation: 7, Seq: 11}, true}, // the large op is not here yet
+			{wire.Position{Origin: 9, Incarnation: 7, Seq: 1}, true},  // no stream of it here
+			{wire.Position{Origin: 2, Incarnation: inc, Seq: own}, false},
+			{wire.Position{Origin: 2, Incarnation: inc, Seq: own + 1}, true},
+			{wire.Position{Origin: 2, Incarnation: inc + 1, Seq: 1}, true},
+		} {
+			why := y.r.behind(&wire.SlotSync{Slots: slotSet("k"), Since: []wire.Position{tc.p}})
+			if (why != "") != tc.behind {
+				t.Errorf("position %+v: behind %q; want behind %v", tc.p, why, tc.behind)
+			}
+		}
+	})
+}
+
+// While a full sync this node asked an origin for is under way (asked
+// before it kept the slots, so it carries only the slots wanted then), a
+// slot sync is not asked: once that snapshot lands, the node's position
+// passes the origin's writes of the slots it did not want, which no
+// position named now would cover.
+func TestSlotSyncNotWhileAFullSyncIsPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		g := startTestNode(t, mem, "g", Config{NodeID: 1}, true)
+		startTestNode(t, mem, "y", Config{NodeID: 2, Holds: func(int) bool { return true }}, true)
+		x := dialFake(t, mem, "x", "g")
+		if _, res := x.open(fakeHello(fakeID)); res.NextSeq != 0 {
+			t.Fatalf("a new origin resumed at %d, not asked for a full sync", res.NextSeq)
+		}
+		x.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 5, HLC: uint64(at(time.Millisecond))})
+		synctest.Wait()
+		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); !errors.Is(err, errFullSyncPending) {
+			t.Fatalf("slot sync during a full sync: %v; want errFullSyncPending", err)
+		}
+		x.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
+		recvAs[*wire.Ack](t, x)
+		// Now the origin's position is named (the owner has no stream of
+		// it: refused for that).
+		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); err == nil || !strings.Contains(err.Error(), fmt.Sprint("origin ", fakeID)) {
+			t.Fatalf("slot sync once the full sync landed: %v; want a refusal naming origin %d", err, fakeID)
+		}
+	})
+}
+
+// A slot sync ends with its context, however slowly the owner answers.
+func TestSlotSyncEndsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, false)
+		ln := listenFake(t, mem, "slow")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.r.SlotSync(ctx, "slow", slotSet("{s}"))
+			done <- err
+		}()
+		p := acceptFetcher(ln, fakeHello(fakeID))
+		recvAs[*wire.SlotSync](t, p)
+		p.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0))})
+		giveUp := time.After(10 * time.Minute) // only catches a slot sync that never ends
+		for {
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("a slot sync past its context: %v; want its deadline", err)
+				}
+				return
+			case <-giveUp:
+				t.Fatal("a slot sync fed a chunk every 3.5 s outlived its context")
+			case <-time.After(3500 * time.Millisecond): // a chunk within each read's deadline
+				// A write may find the connection closed by the deadline:
+				// the slot sync's error says why.
+				p.c.Write((&wire.SnapshotChunk{Origin: fakeID, Ops: []wire.Op{setOp("{s}k", "v", at(0), fakeID)}}).Append(nil))
+			}
 		}
 	})
 }
