@@ -156,9 +156,12 @@ func (r *Replicator) fetchConnTo(ctx context.Context, addr string) (*fetchConn, 
 		return nil, false, fmt.Errorf("%w (not dialed again within %v)", p.err, fetchRedial)
 	}
 	p.tried = true
+	start := time.Now()
 	conn, hfc, _, err := r.dialFetch(ctx, addr)
 	if err != nil {
-		if ctx.Err() == nil && r.ctx.Err() == nil { // the peer's failure, not the caller's
+		// The peer's failure, not the caller's: refused, or not answering
+		// within fetchRedial (a caller's short context aside).
+		if r.ctx.Err() == nil && (ctx.Err() == nil || time.Since(start) >= fetchRedial) {
 			p.failed, p.err = time.Now(), err
 		}
 		return nil, false, err

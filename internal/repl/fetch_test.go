@@ -444,3 +444,32 @@ func TestFetchRedialBacksOff(t *testing.T) {
 		}
 	})
 }
+
+// A peer that does not answer (its packets dropped, not refused) is not
+// dialed again by every fetch either, though each dial ends with its
+// fetch's shorter context.
+func TestFetchRedialBacksOffAHungPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		var dials atomic.Int64
+		dial := mem.Dialer("a")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, DeadTimeout: 4 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return dial(ctx, addr)
+		}}, false)
+		startTestNode(t, mem, "down", Config{NodeID: 2}, true)
+		mem.Cut("a", "down")
+		for range 5 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := a.r.Fetch(ctx, "down", "k", false)
+			cancel()
+			if err == nil {
+				t.Fatal("fetched across a cut")
+			}
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("5 fetches from a peer that does not answer dialed it %d times; want 1", n)
+		}
+	})
+}

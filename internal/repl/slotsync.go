@@ -118,18 +118,27 @@ func (r *Replicator) positions() ([]wire.Position, error) {
 		origins = append(origins, o)
 	}
 	r.mu.Unlock()
+	horizon := r.cfg.TombstoneHorizon
 	for _, o := range origins {
 		o.mu.Lock()
-		pending, id := !o.synced && o.incarnation != 0, o.id
-		if o.incarnation != 0 && o.applied > 0 {
+		// A full sync asked for before the slots were kept, under way on
+		// the origin's connection, carries only the slots wanted then, and
+		// moves this node's position past the origin's writes of the
+		// others: no position read now covers them (Resync asks again). An
+		// origin away asks what it wants at its next handshake, with the
+		// slots kept now (a fill replays the log from this node's last
+		// ack, or carries every slot).
+		pending, id := !o.synced && o.incarnation != 0 && o.connected, o.id
+		// An origin away longer than the horizon is asked for a full sync
+		// of every slot if it comes back (takeOver): its position names
+		// nothing an owner must have, and an owner started since it went
+		// would refuse it for ever.
+		gone := horizon > 0 && !o.connected && time.Since(o.heard) > horizon
+		if o.incarnation != 0 && o.applied > 0 && !gone {
 			since = append(since, wire.Position{Origin: o.id, Incarnation: o.incarnation, Seq: o.applied})
 		}
 		o.mu.Unlock()
 		if pending {
-			// A full sync asked for before the slots were kept, perhaps
-			// under way, carries only the slots wanted then, and moves
-			// this node's position past the origin's writes of the others:
-			// no position read now covers them. Resync asks again.
 			return nil, fmt.Errorf("%w: origin %d", errFullSyncPending, id)
 		}
 	}
@@ -310,10 +319,18 @@ func (r *Replicator) behind(q *wire.SlotSync) string {
 			return fmt.Sprintf("no stream of origin %d here", p.Origin)
 		}
 		o.mu.Lock()
-		inc, acked := o.incarnation, o.acked()
+		inc, acked, pending := o.incarnation, o.acked(), !o.synced
 		o.mu.Unlock()
 		if inc != p.Incarnation {
 			return fmt.Sprintf("another incarnation of origin %d here", p.Origin)
+		}
+		if pending {
+			// A full sync this node asked the origin for has not landed
+			// (under way, or the origin away since; a round of them may
+			// have timed out and marked slots warm): its store may lack
+			// the origin's writes. Asking every origin may find them
+			// elsewhere.
+			return fmt.Sprintf("a full sync from origin %d pending here", p.Origin)
 		}
 		if acked < p.Seq {
 			return fmt.Sprintf("origin %d applied to %d here, not %d", p.Origin, acked, p.Seq)

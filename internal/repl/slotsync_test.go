@@ -260,6 +260,7 @@ func TestSlotSyncBehind(t *testing.T) {
 		y.r.mu.Lock()
 		y.r.origins[5] = &originState{id: 5, incarnation: 7, applied: 10, synced: true}
 		y.r.origins[6] = &originState{id: 6, incarnation: 7, applied: 12, hole: 11, synced: true}
+		y.r.origins[8] = &originState{id: 8, incarnation: 7, applied: 10} // a full sync asked of it has not landed
 		y.r.mu.Unlock()
 		inc := y.r.Stats().Incarnation
 		for _, tc := range []struct {
@@ -272,6 +273,7 @@ func TestSlotSyncBehind(t *testing.T) {
 			{wire.Position{Origin: 6, Incarnation: 7, Seq: 10}, false},
 			{wire.Position{Origin: 6, Incarnation: 7, Seq: 11}, true}, // the large op is not here yet
 			{wire.Position{Origin: 9, Incarnation: 7, Seq: 1}, true},  // no stream of it here
+			{wire.Position{Origin: 8, Incarnation: 7, Seq: 1}, true},  // its full sync pending here
 			{wire.Position{Origin: 2, Incarnation: inc, Seq: own}, false},
 			{wire.Position{Origin: 2, Incarnation: inc, Seq: own + 1}, true},
 			{wire.Position{Origin: 2, Incarnation: inc + 1, Seq: 1}, true},
@@ -346,6 +348,40 @@ func TestSlotSyncEndsWithItsContext(t *testing.T) {
 				// the slot sync's error says why.
 				p.c.Write((&wire.SnapshotChunk{Origin: fakeID, Ops: []wire.Op{setOp("{s}k", "v", at(0), fakeID)}}).Append(nil))
 			}
+		}
+	})
+}
+
+// An origin that died does not stop slot syncs: a full sync asked of it
+// that never came (a fallback Resync) is not pending while it is away, and
+// once it has been away longer than the tombstone horizon it is not named
+// at all, so an owner that never heard of it (started since) answers.
+func TestSlotSyncAfterAnOriginDied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		g := startTestNode(t, mem, "g", Config{NodeID: 1, TombstoneHorizon: time.Minute}, true)
+		y := startTestNode(t, mem, "y", Config{NodeID: 2, Holds: func(int) bool { return true }}, true)
+		x := startTestNode(t, mem, "x", Config{NodeID: 3, Peers: []string{"g", "y"}}, false)
+		<-g.r.Synced()
+		<-y.r.Synced()
+		seq := x.put(t, "k", "v")
+		waitApplied(t, g, 3, seq)
+		waitApplied(t, y, 3, seq)
+		x.r.Close() // x dies
+		time.Sleep(10 * time.Second)
+		<-g.r.Resync() // a fallback: asks x too, which never answers
+		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); err != nil {
+			t.Fatalf("slot sync after a fallback, x dead: %v", err)
+		}
+
+		// z starts after x has been gone past the horizon.
+		time.Sleep(2 * time.Minute)
+		startTestNode(t, mem, "z", Config{NodeID: 4, Holds: func(int) bool { return true }}, true)
+		g.r.AddPeer("z")
+		time.Sleep(10 * time.Second)
+		if _, err := g.r.SlotSync(context.Background(), "z", slotSet("{s}")); err != nil {
+			t.Fatalf("slot sync from an owner that never heard of x, gone past the horizon: %v", err)
 		}
 	})
 }
