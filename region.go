@@ -99,6 +99,12 @@ func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
 	}
 	n.readyWait.Go(func() {
 		<-n.repl.Synced() // closed by repl.Close at the latest
+		if g.SlotsOnly {
+			// The slots taken from their owners after the first syncs
+			// (warmRound) too: the others forget them once this node
+			// serves.
+			n.waitWarm()
+		}
 		// After LeaveRegion or Close this fails, as it should.
 		if err := m.SetState(cluster.Serving, announceTimeout); err == nil {
 			n.cfg.Logger.Info("region: synced; taking this node's share of the slots")
@@ -107,6 +113,24 @@ func (n *Node) startRegion(g *GossipConfig, replAddr string) error {
 		}
 	})
 	return nil
+}
+
+// waitWarm waits until this node has no cold slot, Close, or SyncTimeout.
+func (n *Node) waitWarm() {
+	giveUp := time.NewTimer(n.cfg.SyncTimeout)
+	defer giveUp.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for n.cold.Load() != nil {
+		select {
+		case <-poll.C:
+		case <-giveUp.C:
+			n.cfg.Logger.Warn("region: slots still cold after the sync timeout; serving all the same", "timeout", n.cfg.SyncTimeout)
+			return
+		case <-n.regionStop:
+			return
+		}
+	}
 }
 
 // announceTimeout bounds the wait for a state announcement to be sent.

@@ -20,6 +20,8 @@ type slotSet [cluster.Slots / 64]uint64
 
 func (s *slotSet) has(slot int) bool { return s[slot>>6]&(1<<(slot&63)) != 0 }
 
+func (s *slotSet) set(slot int) { s[slot>>6] |= 1 << (slot & 63) }
+
 func (s *slotSet) add(r cluster.SlotRange) {
 	for slot := r.First; slot <= r.Last; slot++ {
 		s[slot>>6] |= 1 << (slot & 63)
@@ -136,6 +138,9 @@ func (n *Node) updateKeep(members []cluster.Member, prev, m *cluster.Map) {
 	if n.regionLeft || i < 0 || members[i].State == cluster.Leaving {
 		return
 	}
+	// Filling up before it serves (decided before the map it will own
+	// once serving replaces members[i]'s state below).
+	joining := members[i].State == cluster.Joining && !isClosed(n.repl.Synced())
 	owning := m
 	if members[i].State == cluster.Joining {
 		members = slices.Clone(members)
@@ -155,10 +160,21 @@ func (n *Node) updateKeep(members []cluster.Member, prev, m *cluster.Map) {
 	}
 	_, lost := old.minus(next)
 	gained, any := next.minus(old)
+	if joining {
+		// A node filling up before it serves takes from its first syncs
+		// only what no other member owns: the rest it takes from an owner
+		// once those are done (cold, filled by a slot sync; wanted).
+		for slot := range cluster.Slots {
+			if next.has(slot) && !gained.has(slot) && !n.isCold(slot) && ownedByOther(m, n.id, slot) {
+				gained.set(slot)
+				any = true
+			}
+		}
+	}
 	if any {
 		// Cold before kept: an ack must never vouch for a slot gained
 		// and not filled yet (vouched reads both).
-		n.markCold(gained, prev, m)
+		n.markCold(gained, prev, m, joining)
 	}
 	n.keep.Store(next)
 	if lost || any {
@@ -169,10 +185,32 @@ func (n *Node) updateKeep(members []cluster.Member, prev, m *cluster.Map) {
 	}
 }
 
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// isCold reports whether slot is cold here now.
+func (n *Node) isCold(slot int) bool {
+	c := n.cold.Load()
+	return c != nil && c.gen[slot] != 0
+}
+
+// ownedByOther reports whether a member other than self owns slot in m.
+func ownedByOther(m *cluster.Map, self uint32, slot int) bool {
+	return slices.ContainsFunc(m.Owners(slot), func(o cluster.Member) bool { return o.ID != self })
+}
+
 // markCold publishes the slots of gained as cold, to be warmed by the next
-// warming round, each with a co-owner in m that owned it in prev, and
-// refreshes the co-owners of the slots still cold.
-func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
+// warming round, each with a co-owner in m that owned it in prev (with
+// anyOwner, any other owner in m: a joining node's), and refreshes the
+// co-owners of the slots still cold.
+func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map, anyOwner bool) {
 	n.coldGen++
 	c := new(coldSlots)
 	if old := n.cold.Load(); old != nil {
@@ -187,23 +225,24 @@ func (n *Node) markCold(gained *slotSet, prev, m *cluster.Map) {
 			continue
 		}
 		c.n++
-		if prev == nil {
+		if prev == nil && !anyOwner {
 			continue
 		}
-		c.ask[slot] = pickOwner(m.Owners(slot), n.id, prev, slot, func(o cluster.Member) string { return o.Addr }, index, &c.addrs)
-		c.from[slot] = pickOwner(m.Owners(slot), n.id, prev, slot, func(o cluster.Member) string { return o.ReplAddr }, replIndex, &c.replAddrs)
+		owned := func(id uint32) bool { return anyOwner || prev.Owns(id, slot) }
+		c.ask[slot] = pickOwner(m.Owners(slot), n.id, owned, func(o cluster.Member) string { return o.Addr }, index, &c.addrs)
+		c.from[slot] = pickOwner(m.Owners(slot), n.id, owned, func(o cluster.Member) string { return o.ReplAddr }, replIndex, &c.replAddrs)
 	}
 	n.cold.Store(c)
-	n.cfg.Logger.Info("region: slots gained; taking them by full syncs from the peers", "gained", gained.count(), "cold", c.n)
+	n.cfg.Logger.Info("region: slots gained; taking them from their owners", "gained", gained.count(), "cold", c.n, "joining", anyOwner)
 }
 
 // pickOwner returns 1 + the index in addrs of the address (addrOf) of the
-// first of owners, other than self, that owned slot in prev, adding it to
-// addrs and index if new; 0 if there is none.
-func pickOwner(owners []cluster.Member, self uint32, prev *cluster.Map, slot int, addrOf func(cluster.Member) string, index map[string]uint16, addrs *[]string) uint16 {
+// first of owners, other than self, that owned the slot before (owned),
+// adding it to addrs and index if new; 0 if there is none.
+func pickOwner(owners []cluster.Member, self uint32, owned func(id uint32) bool, addrOf func(cluster.Member) string, index map[string]uint16, addrs *[]string) uint16 {
 	for _, o := range owners {
 		addr := addrOf(o)
-		if o.ID == self || addr == "" || !prev.Owns(o.ID, slot) {
+		if o.ID == self || addr == "" || !owned(o.ID) {
 			continue
 		}
 		j, ok := index[addr]
@@ -260,13 +299,24 @@ func (n *Node) keepSlots() {
 // fails, by asking every peer for a full sync of them (repl.Resync). The
 // channel returned is closed when the round is over.
 func (n *Node) warmRound() <-chan struct{} {
-	plan := n.slotSyncPlan()
-	if plan == nil {
-		return n.repl.Resync()
-	}
 	done := make(chan struct{})
 	n.readyWait.Go(func() {
 		defer close(done)
+		// After the first syncs: they leave the cold slots out (wanted),
+		// and the positions a slot sync names are theirs.
+		select {
+		case <-n.repl.Synced():
+		case <-n.regionStop:
+			return
+		}
+		plan := n.slotSyncPlan()
+		if plan == nil {
+			select {
+			case <-n.repl.Resync():
+			case <-n.regionStop:
+			}
+			return
+		}
 		// Bounded as Resync's full syncs are (a co-owner may answer
 		// slowly for ever); Close ends a slot sync under way sooner:
 		// repl.Close closes its connection.
@@ -365,7 +415,14 @@ func (n *Node) wanted(fill bool) []byte {
 	}
 	c := n.cold.Load()
 	onlyCold := fill && c != nil && c.n > 0
-	return wireSlots(func(slot int) bool { return k.has(slot) && (!onlyCold || c.gen[slot] != 0) })
+	// The first syncs leave the cold slots out: a warming round takes
+	// them from their owners once those syncs are done (warmRound). Only
+	// before then: a first sync asked later (an origin new to this node)
+	// carries every slot kept.
+	skipCold := !fill && c != nil && c.n > 0 && !isClosed(n.repl.Synced())
+	return wireSlots(func(slot int) bool {
+		return k.has(slot) && (!onlyCold || c.gen[slot] != 0) && (!skipCold || c.gen[slot] == 0)
+	})
 }
 
 // vouched returns the slots whose entries this node holds all of (kept and

@@ -107,6 +107,11 @@ func TestRegionKeepsOnlyItsSlots(t *testing.T) {
 	d := openSlotsOnlyNode(t, 4, join)
 	settled(t, "three members again", a, b, d)
 	holds(t, keys, "the joined node took its share, the others forgot it", a, b, d)
+	// It took its share from the slots' owners after first syncs that
+	// carried none of it.
+	if st := d.Stats().RegionNodes; st.SlotSyncs == 0 || st.SlotSyncFallbacks != 0 || st.Resyncs != 0 {
+		t.Errorf("the joined node: %d slot syncs, %d fell back, %d resyncs; want some, 0, 0", st.SlotSyncs, st.SlotSyncFallbacks, st.Resyncs)
+	}
 	if a.Stats().RegionNodes.Forgotten+b.Stats().RegionNodes.Forgotten == 0 {
 		t.Error("nothing forgotten after a node joined")
 	}
@@ -272,7 +277,7 @@ func TestColdSlotsNameAFormerOwner(t *testing.T) {
 	if !any {
 		t.Fatal("node 1 gained nothing")
 	}
-	n.markCold(gained, before, after)
+	n.markCold(gained, before, after, false)
 	for slot := range cluster.Slots {
 		ask, cold := n.ColdSlot(slot)
 		if cold != gained.has(slot) {
