@@ -353,3 +353,42 @@ func TestBatchJudgedAtItsGate(t *testing.T) {
 		})
 	}
 }
+
+// An anti-entropy round to a peer that keeps only some slots probes only
+// the live entries of those, and tombstones whatever their slot.
+func TestProbesOnlyOfSlotsThePeerKeeps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		fl := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+		ts := nowTS()
+		a.hold(t, "mine", "1", ts, 5)
+		a.hold(t, "theirs", "2", ts, 5)
+		if res := a.st.Apply(store.Op{Kind: store.KindDelete, Key: "gone", Version: store.Version{HLC: ts + 1, Origin: 5}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		p := fl.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: slotsOf("mine")})
+		probed := map[string]bool{}
+		for !probed["mine"] || !probed["gone"] {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatalf("waiting for probes (probed so far: %v): %v", probed, err)
+			}
+			if probe, ok := f.(*wire.Probe); ok {
+				for _, op := range probe.Ops {
+					probed[op.Key] = true
+				}
+			}
+		}
+		synctest.Wait()
+		if probed["theirs"] {
+			t.Error("probed a live entry of a slot the peer does not keep")
+		}
+		if l := a.link(t, "fake"); l.Rounds != 1 {
+			t.Errorf("%d rounds; want 1", l.Rounds)
+		}
+	})
+}
