@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/wire"
@@ -60,13 +59,7 @@ type probeRound struct {
 	wg     sync.WaitGroup
 }
 
-// startProbeRound starts a round to a peer that keeps the slots of keeps
-// (nil: every key). Live entries of the other slots are not probed: the
-// peer does not apply their writes, so it holds no newer version of them
-// to repair here, only, for a while, its own writes there, which reach
-// their owners by its stream (and by its own rounds to them). Tombstones
-// are probed whatever their slot: every node applies every delete.
-func (r *Replicator) startProbeRound(keeps []byte) *probeRound {
+func (r *Replicator) startProbeRound() *probeRound {
 	p := &probeRound{chunks: make(chan []wire.Op), stop: make(chan struct{})}
 	p.wg.Go(func() {
 		defer close(p.chunks)
@@ -85,9 +78,6 @@ func (r *Replicator) startProbeRound(keeps []byte) *probeRound {
 			}
 		}
 		r.cfg.Store.Snapshot(func(op store.Op) bool {
-			if keeps != nil && op.Kind != store.KindDelete && !slotIn(keeps, cluster.KeySlot(op.Key)) {
-				return true
-			}
 			if op.Kind == store.KindCounter || op.Kind == store.KindHash {
 				// Two counters (hashes) of one version may hold different
 				// contributions (fields, resets): the digest tells them

@@ -413,10 +413,7 @@ func (s *sender) run() error {
 			}
 		}
 		if s.round == nil && r.roundDue(l) {
-			l.mu.Lock()
-			keeps := l.keeps
-			l.mu.Unlock()
-			s.round = r.startProbeRound(keeps)
+			s.round = r.startProbeRound()
 			s.probes = s.round.chunks
 		}
 		// While holding, appends do not wake the sender: that wake-up per
