@@ -353,3 +353,40 @@ func TestBatchJudgedAtItsGate(t *testing.T) {
 		})
 	}
 }
+
+// A round probes a peer that keeps only some slots with every key, not
+// only those of its slots: b keeps only the slot of "mine" but holds a
+// newer tombstone of "theirs" (every node applies every delete, here from
+// an origin that crashed before delivering it to a), and a's round to b
+// must bring a the delete (rounds pull: b's own round to a cannot push it).
+// Probing only the peer's kept slots lost it.
+func TestRoundBringsANewerDeleteOfASlotThePeerDoesNotKeep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		kept := slotsOf("mine")
+		ks := cluster.KeySlot("mine")
+		b := startTestNode(t, mem, "b", Config{NodeID: 2, Peers: []string{"a"},
+			Keeps:     func(k string) bool { return cluster.KeySlot(k) == ks },
+			KeptSlots: func() []byte { return kept },
+			KeepsSlot: func(s int) bool { return s == ks },
+		}, true)
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"b"}}, true)
+		time.Sleep(time.Minute) // both links up, first syncs done
+		synctest.Wait()
+		ts := nowTS()
+		const x = 9 // the crashed origin
+		a.hold(t, "theirs", "v1", ts, x)
+		if res := b.st.Apply(store.Op{Kind: store.KindDelete, Key: "theirs", Version: store.Version{HLC: ts + 2, Origin: x}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		time.Sleep(25 * time.Minute)
+		synctest.Wait()
+		if l := a.link(t, "b"); l.Rounds < 2 {
+			t.Fatalf("no round: %+v", l)
+		}
+		if v := a.value("theirs"); v != "" {
+			t.Errorf("a still holds theirs=%q after its round to b, which holds a newer delete", v)
+		}
+	})
+}
