@@ -309,12 +309,16 @@ func (n *Node) warmRound() <-chan struct{} {
 		case <-n.regionStop:
 			return
 		}
-		plan := n.slotSyncPlan()
-		if plan == nil {
+		// From every peer: the way without a plan, or after a failure.
+		resync := func() {
 			select {
 			case <-n.repl.Resync():
 			case <-n.regionStop:
 			}
+		}
+		plan := n.slotSyncPlan()
+		if plan == nil {
+			resync()
 			return
 		}
 		// Bounded as Resync's full syncs are (a co-owner may answer
@@ -345,25 +349,17 @@ func (n *Node) warmRound() <-chan struct{} {
 			return
 		}
 		n.slotSyncFallbacks.Add(1)
-		select {
-		case <-n.repl.Resync():
-		case <-n.regionStop:
-		}
+		resync()
 	})
 	return done
 }
 
 // slotSyncPlan returns the cold slots by the replication address of the
 // co-owner to take them from, or nil if they are to be taken from every
-// peer: this node has not taken its first syncs yet (its positions would
-// not cover what it never received), or some cold slot has no co-owner
-// that owned it before.
+// peer: some cold slot has no co-owner that owned it before. (Called once
+// the first syncs are done: positions taken before would not cover what
+// this node never received.)
 func (n *Node) slotSyncPlan() map[string][]byte {
-	select {
-	case <-n.repl.Synced():
-	default:
-		return nil
-	}
 	c := n.cold.Load()
 	if c == nil {
 		return nil

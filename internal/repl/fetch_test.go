@@ -418,12 +418,8 @@ func TestFetchRedialBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		var dials atomic.Int64
-		dial := mem.Dialer("a")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return dial(ctx, addr)
-		}}, false)
+		dial, dials := countingDialer(mem, "a")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Dial: dial}, false)
 		ctx := context.Background()
 		for range 10 {
 			if _, err := a.r.Fetch(ctx, "down", "k", false); err == nil {
@@ -452,12 +448,8 @@ func TestFetchRedialBacksOffAHungPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		var dials atomic.Int64
-		dial := mem.Dialer("a")
-		a := startTestNode(t, mem, "a", Config{NodeID: 1, DeadTimeout: 4 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return dial(ctx, addr)
-		}}, false)
+		dial, dials := countingDialer(mem, "a")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, DeadTimeout: 4 * time.Second, Dial: dial}, false)
 		startTestNode(t, mem, "down", Config{NodeID: 2}, true)
 		mem.Cut("a", "down")
 		for range 5 {
@@ -472,4 +464,14 @@ func TestFetchRedialBacksOffAHungPeer(t *testing.T) {
 			t.Errorf("5 fetches from a peer that does not answer dialed it %d times; want 1", n)
 		}
 	})
+}
+
+// countingDialer is mem's dialer of node from, counting its dials.
+func countingDialer(mem *testkit.Network, from string) (func(context.Context, string) (net.Conn, error), *atomic.Int64) {
+	dials := new(atomic.Int64)
+	dial := mem.Dialer(from)
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return dial(ctx, addr)
+	}, dials
 }

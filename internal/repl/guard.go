@@ -97,6 +97,15 @@ func (r *Replicator) checkGhosts(ghosts []uint64) error {
 	return nil
 }
 
+// ghostTableShape refuses a tombstone-ghost table that is not a power of
+// two in size (a malformed SnapshotEnd).
+func ghostTableShape(ghosts []uint64) error {
+	if n := len(ghosts); n == 0 || n&(n-1) != 0 {
+		return fmt.Errorf("snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+	}
+	return nil
+}
+
 // maxSlot returns the greatest slot of a ghost table (0 for an empty one).
 func maxSlot(ghosts []uint64) uint64 {
 	var top uint64

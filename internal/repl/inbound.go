@@ -451,8 +451,8 @@ func (in *inStream) onSnapshotEnd(f *wire.SnapshotEnd) error {
 	if f.Origin != in.h.NodeID || in.snap == nil || in.large != nil {
 		return in.fc.reject(wire.RejectBadFrame, "snapshot end outside a snapshot")
 	}
-	if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
-		return in.fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+	if err := ghostTableShape(f.Ghosts); err != nil {
+		return in.fc.reject(wire.RejectBadFrame, "%v", err)
 	}
 	if err := r.checkGhosts(f.Ghosts); err != nil {
 		return r.holdAhead(in.fc, in.o, in.h, "full sync", err)

@@ -213,8 +213,8 @@ func (r *Replicator) readSlotSync(fc *frameConn, h *wire.Hello, slots []byte) (S
 			if f.Origin != h.NodeID || snap == nil || large != nil {
 				return SlotSynced{}, fc.reject(wire.RejectBadFrame, "snapshot end outside a slot sync")
 			}
-			if n := len(f.Ghosts); n == 0 || n&(n-1) != 0 {
-				return SlotSynced{}, fc.reject(wire.RejectBadFrame, "snapshot end with a tombstone-ghost table of %d slots (want a power of two)", n)
+			if err := ghostTableShape(f.Ghosts); err != nil {
+				return SlotSynced{}, fc.reject(wire.RejectBadFrame, "%v", err)
 			}
 			if err := r.checkGhosts(f.Ghosts); err != nil {
 				return SlotSynced{}, fmt.Errorf("repl: slot sync from %s: %w", h.NodeName, err)
