@@ -42,6 +42,9 @@ type Stats struct {
 	// RepairsHeld counts anti-entropy repairs not applied because their
 	// version was too far ahead of this node's clock.
 	RepairsHeld uint64
+	// ProbedDeletes counts the deletes this node took from peers'
+	// anti-entropy probes: a probed tombstone newer than what it held.
+	ProbedDeletes uint64
 	// NotKept counts the replicated writes not applied because this node
 	// does not keep their slots (GossipConfig.SlotsOnly).
 	NotKept uint64
@@ -244,7 +247,7 @@ func (n *Node) Stats() Stats {
 		Hits: ss.Hits, Misses: ss.Misses, Evictions: ss.Evictions, Expired: ss.Expirations,
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
 		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
-		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, NotKept: rs.NotKept, KeepsGrew: rs.KeepsGrew,
+		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, ProbedDeletes: rs.ProbedDeletes, NotKept: rs.NotKept, KeepsGrew: rs.KeepsGrew,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))

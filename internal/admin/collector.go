@@ -117,6 +117,7 @@ var (
 	descNotKept         = desc("replication_not_kept_total", "Replicated writes not applied because this node does not keep their slots (slot-owned storage).")
 	descKeepsGrew       = desc("replication_keeps_grew_total", "Origins' streams this node ended to resume them with the slots it came to keep (a write of a newly kept slot arrived as a skip).")
 	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
+	descProbedDeletes   = desc("replication_probed_deletes_total", "Deletes taken from peers' anti-entropy probes: a probed tombstone newer than what this node held.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
 	descRegionState     = desc("region_state", "This node's state in its region of several nodes: 1 for the state it announces (joining, serving, leaving), 0 for the others.", "state")
@@ -163,7 +164,7 @@ var (
 		descPeerInfo, descPeerConnected, descPeerLag, descPeerBacklog, descPeerRTT, descPeerOffset,
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerSkipped, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
-		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descNotKept, descKeepsGrew,
+		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descProbedDeletes, descNotKept, descKeepsGrew,
 		descVisibility, descAckDuration, descAckFailures,
 		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionSlotSyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
 		descRegionReads, descRegionFetchFail, descRegionFetched,
@@ -218,6 +219,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descInboundConns, float64(st.InboundConns))
 	counter(descInboundRefused, st.InboundRefused)
 	counter(descRepairsHeld, st.RepairsHeld)
+	counter(descProbedDeletes, st.ProbedDeletes)
 	counter(descNotKept, st.NotKept)
 	counter(descKeepsGrew, st.KeepsGrew)
 	if r := st.RegionNodes; r != nil {

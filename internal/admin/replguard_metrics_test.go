@@ -47,8 +47,10 @@ func TestReplicationGuardMetrics(t *testing.T) {
 				t.Errorf("%s{origin=us-2} = %v, %v; want 0", name, v, ok)
 			}
 		}
-		if _, ok := value(mfs, "geocache_replication_repairs_held_total"); !ok {
-			t.Error("geocache_replication_repairs_held_total missing")
+		for _, name := range []string{"geocache_replication_repairs_held_total", "geocache_replication_probed_deletes_total"} {
+			if _, ok := value(mfs, name); !ok {
+				t.Errorf("%s missing", name)
+			}
 		}
 		// The node still serves its peer: a write of us's reaches it.
 		if err := us.Set(context.Background(), "k2", []byte("v")); err != nil {

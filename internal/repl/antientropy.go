@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geocache/geocache/internal/cluster"
 	"github.com/geocache/geocache/internal/hlc"
 	"github.com/geocache/geocache/internal/store"
 	"github.com/geocache/geocache/internal/wire"
@@ -59,7 +60,13 @@ type probeRound struct {
 	wg     sync.WaitGroup
 }
 
-func (r *Replicator) startProbeRound() *probeRound {
+// startProbeRound starts a round to a peer that keeps the slots of keeps
+// (nil: every key). Live entries of the other slots are not probed: the
+// peer does not apply their writes, so it holds no newer version of them
+// to repair here, only, for a while, its own writes there, which reach
+// their owners by its stream (and by its own rounds to them). Tombstones
+// are probed whatever their slot: every node applies every delete.
+func (r *Replicator) startProbeRound(keeps []byte) *probeRound {
 	p := &probeRound{chunks: make(chan []wire.Op), stop: make(chan struct{})}
 	p.wg.Go(func() {
 		defer close(p.chunks)
@@ -78,6 +85,9 @@ func (r *Replicator) startProbeRound() *probeRound {
 			}
 		}
 		r.cfg.Store.Snapshot(func(op store.Op) bool {
+			if keeps != nil && op.Kind != store.KindDelete && !slotIn(keeps, cluster.KeySlot(op.Key)) {
+				return true
+			}
 			if op.Kind == store.KindCounter || op.Kind == store.KindHash {
 				// Two counters (hashes) of one version may hold different
 				// contributions (fields, resets): the digest tells them
@@ -105,7 +115,10 @@ func (p *probeRound) close() {
 }
 
 // answerProbe writes Repair frames with this node's newer versions of the
-// probed keys.
+// probed keys, and applies the probed tombstones newer than what this node
+// holds: a probe of a tombstone is the whole delete. That is how a newer
+// delete reaches a node whose own rounds to the prober do not probe the
+// key (the prober does not keep its slot, so the round leaves it out).
 func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 	var out []wire.Op
 	size := 0
@@ -120,6 +133,10 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		// other contents (the prober merges it; its own round with this
 		// node brings this node what only the prober has).
 		c := op.Version.Compare(pv)
+		if c < 0 && p.Kind == wire.KindDelete {
+			r.applyProbedDelete(p)
+			continue
+		}
 		if c < 0 || c == 0 && (!mergesState(op.Kind, p.Kind) || store.SameCounter(op.Value, p.Value)) {
 			continue
 		}
@@ -143,6 +160,21 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		return nil
 	}
 	return fc.write(&wire.Repair{Origin: r.cfg.NodeID, Ops: out})
+}
+
+// applyProbedDelete applies a probed tombstone newer than what this node
+// holds, unless its version is too far ahead of this node's clock (a later
+// round probes it again).
+func (r *Replicator) applyProbedDelete(p *wire.Op) {
+	if _, err := r.cfg.Clock.Merge(hlc.Timestamp(p.HLC)); err != nil {
+		r.mu.Lock()
+		r.repairsHeld++
+		r.mu.Unlock()
+		return
+	}
+	if r.cfg.Store.Apply(fromWireOp(p)) == store.Applied {
+		r.probedDeletes.Add(1)
+	}
 }
 
 // applyRepair applies a peer's answer to this node's probe.

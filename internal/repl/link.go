@@ -413,7 +413,10 @@ func (s *sender) run() error {
 			}
 		}
 		if s.round == nil && r.roundDue(l) {
-			s.round = r.startProbeRound()
+			l.mu.Lock()
+			keeps := l.keeps
+			l.mu.Unlock()
+			s.round = r.startProbeRound(keeps)
 			s.probes = s.round.chunks
 		}
 		// While holding, appends do not wake the sender: that wake-up per

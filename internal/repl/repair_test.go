@@ -179,3 +179,72 @@ func TestProbeAnswered(t *testing.T) {
 		}
 	})
 }
+
+// A probed tombstone is a whole delete: the node applies one newer than
+// what it holds (live or deleted), answers an older one with its newer
+// version, does not add one for a key it does not hold, and holds one too
+// far ahead of its clock for a later round.
+func TestProbedTombstonesApplied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, true)
+		const other = 5
+		t1 := nowTS()
+		t2, t3 := t1+10, t1+20
+		for _, k := range []string{"live", "newer-here", "ahead"} {
+			a.hold(t, k, "v", t1, other)
+		}
+		a.hold(t, "newer-here", "v2", t3, other)
+		a.hold(t, "deleted", "v", t1, other)
+		if res := a.st.Apply(store.Op{Kind: store.KindDelete, Key: "deleted", Version: store.Version{HLC: t1 + 1, Origin: other}}); res != store.Applied {
+			t.Fatalf("delete: %v", res)
+		}
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		del := func(key string, ts hlc.Timestamp) wire.Op {
+			return wire.Op{Kind: wire.KindDelete, Key: key, HLC: uint64(ts), VOrigin: fakeID}
+		}
+		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{
+			del("live", t2), del("deleted", t2), del("newer-here", t2),
+			del("absent", t2), del("ahead", at(time.Hour)),
+		}})
+		p.send(&wire.Ping{SentNanos: 1})
+		var repaired []string
+		for {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.(*wire.Pong); ok {
+				break
+			}
+			if r, ok := f.(*wire.Repair); ok {
+				for _, op := range r.Ops {
+					repaired = append(repaired, op.Key)
+				}
+			}
+		}
+		if !slices.Equal(repaired, []string{"newer-here"}) {
+			t.Errorf("repaired %v; want [newer-here]", repaired)
+		}
+		for k, want := range map[string]string{"live": "", "newer-here": "v2", "ahead": "v"} {
+			if got := a.value(k); got != want {
+				t.Errorf("%s = %q after the probe; want %q", k, got, want)
+			}
+		}
+		for k, want := range map[string]hlc.Timestamp{"live": t2, "deleted": t2} {
+			if op, ok := a.st.TombstoneOp(k); !ok || op.Version != (store.Version{HLC: want, Origin: fakeID}) {
+				t.Errorf("tombstone of %s: %+v, %v; want the probed one", k, op, ok)
+			}
+		}
+		if _, ok := a.st.TombstoneOp("absent"); ok {
+			t.Error("a probed tombstone of a key not held was added")
+		}
+		if st := a.r.Stats(); st.ProbedDeletes != 2 || st.RepairsHeld != 1 {
+			t.Errorf("ProbedDeletes %d, RepairsHeld %d; want 2 and 1", st.ProbedDeletes, st.RepairsHeld)
+		}
+	})
+}

@@ -341,6 +341,8 @@ type Replicator struct {
 	// rate-limits their warning.
 	repairsHeld uint64
 	repairWarn  warnState
+	// probedDeletes counts the probed tombstones applied (answerProbe).
+	probedDeletes atomic.Uint64
 
 	// notKept counts the replicated writes not applied because this node
 	// does not keep their keys (Config.Keeps).

@@ -354,12 +354,12 @@ func TestBatchJudgedAtItsGate(t *testing.T) {
 	}
 }
 
-// A round probes a peer that keeps only some slots with every key, not
-// only those of its slots: b keeps only the slot of "mine" but holds a
-// newer tombstone of "theirs" (every node applies every delete, here from
-// an origin that crashed before delivering it to a), and a's round to b
-// must bring a the delete (rounds pull: b's own round to a cannot push it).
-// Probing only the peer's kept slots lost it.
+// b keeps only the slot of "mine" but holds a newer tombstone of "theirs"
+// (every node applies every delete, here from an origin that crashed
+// before delivering it to a). a's rounds to b do not probe "theirs" (b does
+// not keep its slot), so b's round to a must bring a the delete: a applies
+// a probed tombstone newer than what it holds. Before that, probing only
+// the peer's kept slots lost the delete.
 func TestRoundBringsANewerDeleteOfASlotThePeerDoesNotKeep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
@@ -386,7 +386,46 @@ func TestRoundBringsANewerDeleteOfASlotThePeerDoesNotKeep(t *testing.T) {
 			t.Fatalf("no round: %+v", l)
 		}
 		if v := a.value("theirs"); v != "" {
-			t.Errorf("a still holds theirs=%q after its round to b, which holds a newer delete", v)
+			t.Errorf("a still holds theirs=%q after the rounds with b, which holds a newer delete", v)
+		}
+	})
+}
+
+// An anti-entropy round to a peer that keeps only some slots probes only
+// the live entries of those, and tombstones whatever their slot.
+func TestProbesOnlyOfSlotsThePeerKeeps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		fl := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}}, false)
+		ts := nowTS()
+		a.hold(t, "mine", "1", ts, 5)
+		a.hold(t, "theirs", "2", ts, 5)
+		if res := a.st.Apply(store.Op{Kind: store.KindDelete, Key: "gone", Version: store.Version{HLC: ts + 1, Origin: 5}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		p := fl.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: slotsOf("mine")})
+		probed := map[string]bool{}
+		for !probed["mine"] || !probed["gone"] {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatalf("waiting for probes (probed so far: %v): %v", probed, err)
+			}
+			if probe, ok := f.(*wire.Probe); ok {
+				for _, op := range probe.Ops {
+					probed[op.Key] = true
+				}
+			}
+		}
+		synctest.Wait()
+		if probed["theirs"] {
+			t.Error("probed a live entry of a slot the peer does not keep")
+		}
+		if l := a.link(t, "fake"); l.Rounds != 1 {
+			t.Errorf("%d rounds; want 1", l.Rounds)
 		}
 	})
 }

@@ -18,16 +18,6 @@ import (
 	"github.com/geocache/geocache/internal/wire"
 )
 
-// slotSet is a wire slot set of the slots of keys.
-func slotSet(keys ...string) []byte {
-	set := make([]byte, wire.SlotSetLen)
-	for _, k := range keys {
-		s := cluster.KeySlot(k)
-		set[s>>3] |= 1 << (s & 7)
-	}
-	return set
-}
-
 // A slot sync brings the owner's entries, tombstones and large values of
 // the slots asked for and nothing of the others, takes in the owner's
 // tombstone ghosts, and drops what they say a delete superseded.
@@ -54,7 +44,7 @@ func TestSlotSyncTakesTheSlots(t *testing.T) {
 		time.Sleep(store.DefaultTombstoneHorizon + time.Second)
 		b.st.Reclaim() // the tombstones leave; their ghosts stay
 
-		got, err := a.r.SlotSync(context.Background(), "b", slotSet("{s}"))
+		got, err := a.r.SlotSync(context.Background(), "b", slotsOf("{s}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +93,7 @@ func TestSlotSyncWaitsForTheOwnersStreams(t *testing.T) {
 		keeping.Store(true)
 
 		// The owner never gets the write: refused, and still serving.
-		_, err := a.r.SlotSync(context.Background(), "b", slotSet("k"))
+		_, err := a.r.SlotSync(context.Background(), "b", slotsOf("k"))
 		if err == nil || !strings.Contains(err.Error(), wire.RejectBehind.String()) {
 			t.Fatalf("slot sync from an owner behind: %v; want a refusal for being behind", err)
 		}
@@ -118,7 +108,7 @@ func TestSlotSyncWaitsForTheOwnersStreams(t *testing.T) {
 		// write.
 		done := make(chan error, 1)
 		go func() {
-			_, err := a.r.SlotSync(context.Background(), "b", slotSet("k"))
+			_, err := a.r.SlotSync(context.Background(), "b", slotsOf("k"))
 			done <- err
 		}()
 		time.Sleep(100 * time.Millisecond)
@@ -167,7 +157,7 @@ func TestSlotSyncRefusals(t *testing.T) {
 		defer mem.Close()
 		a, b := fetchPair(t, mem, cluster.KeySlot("{cold}"), Config{})
 		b.hold(t, "{cold}k", "v", at(0), 7)
-		_, err := a.r.SlotSync(context.Background(), "b", slotSet("{cold}", "{warm}"))
+		_, err := a.r.SlotSync(context.Background(), "b", slotsOf("{cold}", "{warm}"))
 		if err == nil || !strings.Contains(err.Error(), "not held whole") {
 			t.Fatalf("slot sync of a slot the owner fills: %v; want a refusal", err)
 		}
@@ -179,7 +169,7 @@ func TestSlotSyncRefusals(t *testing.T) {
 		ln := listenFake(t, mem, "old")
 		errs := make(chan error, 1)
 		go func() {
-			_, err := a.r.SlotSync(context.Background(), "old", slotSet("k"))
+			_, err := a.r.SlotSync(context.Background(), "old", slotsOf("k"))
 			errs <- err
 		}()
 		old := fakeHello(fakeID)
@@ -204,7 +194,7 @@ func TestSlotSyncBadFrames(t *testing.T) {
 		h.Proto = slotSyncProto - 1
 		p.send(&wire.FetchHello{Hello: *h})
 		recvAs[*wire.Hello](t, p)
-		p.send(&wire.SlotSync{Slots: slotSet("k")})
+		p.send(&wire.SlotSync{Slots: slotsOf("k")})
 		if rej := recvAs[*wire.Reject](t, p); rej.Code != wire.RejectBadFrame {
 			t.Errorf("a slot sync at protocol 10: %v; want a bad frame", rej)
 		}
@@ -214,12 +204,12 @@ func TestSlotSyncBadFrames(t *testing.T) {
 		ln := listenFake(t, mem, "liar")
 		errs := make(chan error, 1)
 		go func() {
-			_, err := a.r.SlotSync(context.Background(), "liar", slotSet("{s}"))
+			_, err := a.r.SlotSync(context.Background(), "liar", slotsOf("{s}"))
 			errs <- err
 		}()
 		liar := acceptFetcher(ln, fakeHello(fakeID))
 		q := recvAs[*wire.SlotSync](t, liar)
-		if !bytes.Equal(q.Slots, slotSet("{s}")) {
+		if !bytes.Equal(q.Slots, slotsOf("{s}")) {
 			t.Errorf("slot sync asked for other slots")
 		}
 		if want := (wire.Position{Origin: 1, Incarnation: a.r.Stats().Incarnation, Seq: own}); !slices.Contains(q.Since, want) {
@@ -236,12 +226,12 @@ func TestSlotSyncBadFrames(t *testing.T) {
 
 		// An owner that vouches for fewer slots than asked for.
 		go func() {
-			_, err := a.r.SlotSync(context.Background(), "liar", slotSet("{s}"))
+			_, err := a.r.SlotSync(context.Background(), "liar", slotsOf("{s}"))
 			errs <- err
 		}()
 		liar = acceptFetcher(ln, fakeHello(fakeID))
 		recvAs[*wire.SlotSync](t, liar)
-		liar.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0)), Vouched: slotSet("{other}")})
+		liar.send(&wire.SnapshotBegin{Origin: fakeID, HLC: uint64(at(0)), Vouched: slotsOf("{other}")})
 		if err := <-errs; err == nil || !errors.Is(err, errProtocol) {
 			t.Errorf("an answer vouching for fewer slots than asked for: %v; want a protocol error", err)
 		}
@@ -278,7 +268,7 @@ func TestSlotSyncBehind(t *testing.T) {
 			{wire.Position{Origin: 2, Incarnation: inc, Seq: own + 1}, true},
 			{wire.Position{Origin: 2, Incarnation: inc + 1, Seq: 1}, true},
 		} {
-			why := y.r.behind(&wire.SlotSync{Slots: slotSet("k"), Since: []wire.Position{tc.p}})
+			why := y.r.behind(&wire.SlotSync{Slots: slotsOf("k"), Since: []wire.Position{tc.p}})
 			if (why != "") != tc.behind {
 				t.Errorf("position %+v: behind %q; want behind %v", tc.p, why, tc.behind)
 			}
@@ -303,14 +293,14 @@ func TestSlotSyncNotWhileAFullSyncIsPending(t *testing.T) {
 		}
 		x.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 5, HLC: uint64(at(time.Millisecond))})
 		synctest.Wait()
-		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); !errors.Is(err, errFullSyncPending) {
+		if _, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}")); !errors.Is(err, errFullSyncPending) {
 			t.Fatalf("slot sync during a full sync: %v; want errFullSyncPending", err)
 		}
 		x.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
 		recvAs[*wire.Ack](t, x)
 		// Now the origin's position is named (the owner has no stream of
 		// it: refused for that).
-		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); err == nil || !strings.Contains(err.Error(), fmt.Sprint("origin ", fakeID)) {
+		if _, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}")); err == nil || !strings.Contains(err.Error(), fmt.Sprint("origin ", fakeID)) {
 			t.Fatalf("slot sync once the full sync landed: %v; want a refusal naming origin %d", err, fakeID)
 		}
 	})
@@ -327,7 +317,7 @@ func TestSlotSyncEndsWithItsContext(t *testing.T) {
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
-			_, err := a.r.SlotSync(ctx, "slow", slotSet("{s}"))
+			_, err := a.r.SlotSync(ctx, "slow", slotsOf("{s}"))
 			done <- err
 		}()
 		p := acceptFetcher(ln, fakeHello(fakeID))
@@ -371,7 +361,7 @@ func TestSlotSyncAfterAnOriginDied(t *testing.T) {
 		x.r.Close() // x dies
 		time.Sleep(10 * time.Second)
 		<-g.r.Resync() // a fallback: asks x too, which never answers
-		if _, err := g.r.SlotSync(context.Background(), "y", slotSet("{s}")); err != nil {
+		if _, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}")); err != nil {
 			t.Fatalf("slot sync after a fallback, x dead: %v", err)
 		}
 
@@ -380,7 +370,7 @@ func TestSlotSyncAfterAnOriginDied(t *testing.T) {
 		startTestNode(t, mem, "z", Config{NodeID: 4, Holds: func(int) bool { return true }}, true)
 		g.r.AddPeer("z")
 		time.Sleep(10 * time.Second)
-		if _, err := g.r.SlotSync(context.Background(), "z", slotSet("{s}")); err != nil {
+		if _, err := g.r.SlotSync(context.Background(), "z", slotsOf("{s}")); err != nil {
 			t.Fatalf("slot sync from an owner that never heard of x, gone past the horizon: %v", err)
 		}
 	})

@@ -83,6 +83,9 @@ type Stats struct {
 	// version was too far ahead of this node's clock (taken again by a later
 	// round).
 	RepairsHeld uint64
+	// ProbedDeletes counts the tombstones in peers' probes that were newer
+	// than what this node held, and applied.
+	ProbedDeletes uint64
 	// NotKept counts the replicated writes not applied because this node
 	// does not keep their keys (Config.Keeps); Resyncs counts Resync calls.
 	NotKept, Resyncs uint64
@@ -107,6 +110,7 @@ func (r *Replicator) Stats() Stats {
 	st.IDConflicts, st.IDConflict = r.idConflicts, r.idConflict
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
 	st.NotKept, st.Resyncs, st.KeepsGrew = r.notKept.Load(), r.resyncs, r.keepsGrew.Load()
+	st.ProbedDeletes = r.probedDeletes.Load()
 	st.FetchesServed, st.FetchesSent, st.FetchFailures = r.fetchesServed.Load(), r.fetchesSent.Load(), r.fetchFailures.Load()
 	st.SlotSyncsServed, st.SlotSyncs, st.SlotSyncFailures = r.slotSyncsServed.Load(), r.slotSyncs.Load(), r.slotSyncFailures.Load()
 	for _, l := range r.links {
