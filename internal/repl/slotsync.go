@@ -52,10 +52,11 @@ type SlotSynced struct {
 // rule within those slots. The peer answers only once it holds every slot
 // asked for and has applied every origin's stream as far as this node has
 // received it (see above). It fails with ctx's error, ErrClosed,
-// ErrPeerTooOld, the peer's refusal, or the connection's, and at once
-// while a full sync this node asked some origin for is pending (it would
-// carry only the slots wanted when asked); entries taken in before a
-// failure stay (they are versions like any other).
+// ErrPeerTooOld, the peer's refusal, or the connection's. While a full
+// sync this node asked some connected origin for is pending (it carries
+// only the slots wanted when asked), it waits for it before asking,
+// failing with errFullSyncPending if ctx ends first. Entries taken in
+// before a failure stay (they are versions like any other).
 func (r *Replicator) SlotSync(ctx context.Context, addr string, slots []byte) (SlotSynced, error) {
 	if len(slots) != wire.SlotSetLen {
 		return SlotSynced{}, fmt.Errorf("repl: a slot set of %d bytes, not %d", len(slots), wire.SlotSetLen)
@@ -76,6 +77,22 @@ func (r *Replicator) slotSync(ctx context.Context, addr string, slots []byte) (S
 	// The positions are read before the question goes out: every write
 	// this node passed over is at or before them.
 	since, err := r.positions()
+	if errors.Is(err, errFullSyncPending) {
+		poll := time.NewTicker(pendingPoll)
+		for errors.Is(err, errFullSyncPending) {
+			select {
+			case <-poll.C:
+			case <-ctx.Done():
+				poll.Stop()
+				return SlotSynced{}, err
+			case <-r.ctx.Done():
+				poll.Stop()
+				return SlotSynced{}, ErrClosed
+			}
+			since, err = r.positions()
+		}
+		poll.Stop()
+	}
 	if err != nil {
 		return SlotSynced{}, err
 	}
@@ -96,6 +113,10 @@ func (r *Replicator) slotSync(ctx context.Context, addr string, slots []byte) (S
 	got, err := r.readSlotSync(fc, h, slots)
 	return got, ctxErr(ctx, err)
 }
+
+// pendingPoll is how often a slot sync waiting for a pending full sync
+// looks again.
+const pendingPoll = 20 * time.Millisecond
 
 // ctxErr returns ctx's error if it ended, else err.
 func ctxErr(ctx context.Context, err error) error {
@@ -258,7 +279,9 @@ func (r *Replicator) answerSlotSync(fc *frameConn, asker *wire.Hello, q *wire.Sl
 	deadline := time.Now().Add(r.cfg.DeadTimeout / slotSyncBarrier)
 	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
-	// A slot not held is no stream's to bring: refused at once.
+	// A slot not held is refused at once: waiting for it would mostly
+	// make a region that forms wait, where every node is still filling
+	// every slot and the asker takes them from every origin at once.
 	if why := r.unheld(q.Slots); why != "" {
 		return fc.reject(wire.RejectBehind, "%s", why)
 	}

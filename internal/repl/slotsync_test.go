@@ -278,29 +278,46 @@ func TestSlotSyncBehind(t *testing.T) {
 
 // While a full sync this node asked an origin for is under way (asked
 // before it kept the slots, so it carries only the slots wanted then), a
-// slot sync is not asked: once that snapshot lands, the node's position
-// passes the origin's writes of the slots it did not want, which no
-// position named now would cover.
+// slot sync waits before asking: once that snapshot lands, the node's
+// position passes the origin's writes of the slots it did not want, which
+// no position named before would cover. It gives up with its context.
 func TestSlotSyncNotWhileAFullSyncIsPending(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
 		g := startTestNode(t, mem, "g", Config{NodeID: 1}, true)
-		startTestNode(t, mem, "y", Config{NodeID: 2, Holds: func(int) bool { return true }}, true)
+		y := startTestNode(t, mem, "y", Config{NodeID: 2, Holds: func(int) bool { return true }}, true)
 		x := dialFake(t, mem, "x", "g")
 		if _, res := x.open(fakeHello(fakeID)); res.NextSeq != 0 {
 			t.Fatalf("a new origin resumed at %d, not asked for a full sync", res.NextSeq)
 		}
 		x.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 5, HLC: uint64(at(time.Millisecond))})
 		synctest.Wait()
-		if _, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}")); !errors.Is(err, errFullSyncPending) {
-			t.Fatalf("slot sync during a full sync: %v; want errFullSyncPending", err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := g.r.SlotSync(ctx, "y", slotsOf("{s}")); !errors.Is(err, errFullSyncPending) {
+			t.Fatalf("slot sync during a full sync, its context ended: %v; want errFullSyncPending", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}"))
+			done <- err
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("the slot sync ended while the full sync was pending: %v", err)
+		default:
+		}
+		if served := y.r.Stats().SlotSyncsServed; served != 0 {
+			t.Fatalf("the owner was asked %d slot syncs while the full sync was pending", served)
 		}
 		x.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
 		recvAs[*wire.Ack](t, x)
 		// Now the origin's position is named (the owner has no stream of
 		// it: refused for that).
-		if _, err := g.r.SlotSync(context.Background(), "y", slotsOf("{s}")); err == nil || !strings.Contains(err.Error(), fmt.Sprint("origin ", fakeID)) {
+		if err := <-done; err == nil || !strings.Contains(err.Error(), fmt.Sprint("origin ", fakeID)) {
 			t.Fatalf("slot sync once the full sync landed: %v; want a refusal naming origin %d", err, fakeID)
 		}
 	})
