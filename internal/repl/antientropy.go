@@ -63,9 +63,11 @@ type probeRound struct {
 // startProbeRound starts a round to a peer that keeps the slots of keeps
 // (nil: every key). Live entries of the other slots are not probed: the
 // peer does not apply their writes, so it holds no newer version of them
-// to repair here, only, for a while, its own writes there, which reach
-// their owners by its stream (and by its own rounds to them). Tombstones
-// are probed whatever their slot: every node applies every delete.
+// to repair here, only, for a while, its own writes there (which reach
+// their owners by its stream, or by a full sync of the owner's slots) and
+// owners' versions it fetched (while it keeps its own write of the key).
+// Tombstones are probed whatever their slot: every node applies every
+// delete.
 func (r *Replicator) startProbeRound(keeps []byte) *probeRound {
 	p := &probeRound{chunks: make(chan []wire.Op), stop: make(chan struct{})}
 	p.wg.Go(func() {
@@ -133,9 +135,19 @@ func (r *Replicator) answerProbe(fc *frameConn, probe *wire.Probe) error {
 		// other contents (the prober merges it; its own round with this
 		// node brings this node what only the prober has).
 		c := op.Version.Compare(pv)
-		if c < 0 && p.Kind == wire.KindDelete {
+		// A probed tombstone is applied as a streamed delete would be: the
+		// store judges it, against a counter's or a hash's reset and
+		// fields rather than its newest version, so a counter or hash
+		// newer than it may still lose what the delete erased. What is
+		// left, if newer, is the answer.
+		if p.Kind == wire.KindDelete && (c < 0 || c > 0 && (op.Kind == store.KindCounter || op.Kind == store.KindHash)) {
 			r.applyProbedDelete(p)
-			continue
+			if op, ok = r.entryOp(p.Key, false); !ok {
+				continue
+			}
+			if c = op.Version.Compare(pv); c <= 0 {
+				continue
+			}
 		}
 		if c < 0 || c == 0 && (!mergesState(op.Kind, p.Kind) || store.SameCounter(op.Value, p.Value)) {
 			continue

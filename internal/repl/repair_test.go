@@ -248,3 +248,96 @@ func TestProbedTombstonesApplied(t *testing.T) {
 		}
 	})
 }
+
+// A probed delete newer than a counter's reset but older than a later
+// increment (counted on that reset) ends the counter, as the same delete
+// streamed does (the store compares a delete with the reset, not with the
+// newest increment).
+func TestProbedDeleteOfACounterJudgedByItsReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, true)
+		t0 := nowTS()
+		if res := a.st.Apply(store.Op{Kind: store.KindSet, Key: "c", Value: []byte("5"), Version: store.Version{HLC: t0, Origin: 5}}); res != store.Applied {
+			t.Fatal(res)
+		}
+		if _, _, _, err := a.st.IncrBy("c", store.Version{HLC: t0 + 20, Origin: 7}, 1, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		// What a stream would do with the same delete, in a scratch store.
+		st, _ := store.Open(store.Config{MaxBytes: 1 << 20})
+		defer st.Close()
+		st.Apply(store.Op{Kind: store.KindSet, Key: "c", Value: []byte("5"), Version: store.Version{HLC: t0, Origin: 5}})
+		st.IncrBy("c", store.Version{HLC: t0 + 20, Origin: 7}, 1, 0, 0)
+		streamRes := st.Apply(store.Op{Kind: store.KindDelete, Key: "c", Version: store.Version{HLC: t0 + 10, Origin: fakeID}})
+		_, streamLive := st.Peek("c")
+		if streamRes != store.Applied || streamLive {
+			t.Fatalf("test setup: the streamed delete: %v, live after it %v", streamRes, streamLive)
+		}
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindDelete, Key: "c", HLC: uint64(t0 + 10), VOrigin: fakeID}}})
+		p.send(&wire.Ping{SentNanos: 1})
+		for {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.(*wire.Pong); ok {
+				break
+			}
+		}
+		_, live := a.st.Peek("c")
+		if live != streamLive {
+			t.Errorf("after the probed delete a holds c: %v; the same delete streamed leaves it %v", live, streamLive)
+		}
+	})
+}
+
+// A probed delete older than a hash's newest field removes the fields
+// written before it, as the same delete streamed does.
+func TestProbedDeleteOfAHashJudgedByItsFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a := startTestNode(t, mem, "a", Config{NodeID: 1}, true)
+		t0 := nowTS()
+		h := scratchHash(t, []hset{{7, t0, "old"}, {5, t0 + 20, "new"}})
+		h.Key = "h"
+		if res := a.st.Apply(h); res != store.Applied {
+			t.Fatal(res)
+		}
+		st, _ := store.Open(store.Config{MaxBytes: 1 << 20})
+		defer st.Close()
+		h2 := scratchHash(t, []hset{{7, t0, "old"}, {5, t0 + 20, "new"}})
+		h2.Key = "h"
+		st.Apply(h2)
+		st.Apply(store.Op{Kind: store.KindDelete, Key: "h", Version: store.Version{HLC: t0 + 10, Origin: fakeID}})
+		se, _ := st.Peek("h")
+		if string(se.State) == string(h2.Value) {
+			t.Fatal("test setup: the streamed delete removed no field")
+		}
+
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindDelete, Key: "h", HLC: uint64(t0 + 10), VOrigin: fakeID}}})
+		p.send(&wire.Ping{SentNanos: 1})
+		for {
+			f, err := p.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.(*wire.Pong); ok {
+				break
+			}
+		}
+		ae, _ := a.st.Peek("h")
+		if string(ae.State) != string(se.State) {
+			t.Errorf("hash after the probed delete differs from the same delete streamed (field \"old\" older than the delete kept)")
+		}
+	})
+}
