@@ -49,21 +49,7 @@ func checkProbeComparesDigest(t *testing.T, a *node, mem *testkit.Network, kind 
 	p.open(fakeHello(fakeID))
 	p.emptySync(fakeID)
 	probe := func(state []byte) []wire.Op {
-		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: kind, Key: key, Value: store.CounterDigest(state), HLC: uint64(full.Version.HLC), VOrigin: full.Version.Origin}}})
-		p.send(&wire.Ping{SentNanos: 1})
-		var got []wire.Op
-		for {
-			f, err := p.recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch f := f.(type) {
-			case *wire.Pong:
-				return got
-			case *wire.Repair:
-				got = append(got, f.Ops...)
-			}
-		}
+		return probeExchange(t, p, []wire.Op{{Kind: kind, Key: key, Value: store.CounterDigest(state), HLC: uint64(full.Version.HLC), VOrigin: full.Version.Origin}})
 	}
 	if got := probe(full.Value); len(got) != 0 {
 		t.Errorf("probe with the same state repaired %d ops", len(got))

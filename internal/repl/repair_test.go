@@ -207,25 +207,12 @@ func TestProbedTombstonesApplied(t *testing.T) {
 		del := func(key string, ts hlc.Timestamp) wire.Op {
 			return wire.Op{Kind: wire.KindDelete, Key: key, HLC: uint64(ts), VOrigin: fakeID}
 		}
-		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{
+		var repaired []string
+		for _, op := range probeExchange(t, p, []wire.Op{
 			del("live", t2), del("deleted", t2), del("newer-here", t2),
 			del("absent", t2), del("ahead", at(time.Hour)),
-		}})
-		p.send(&wire.Ping{SentNanos: 1})
-		var repaired []string
-		for {
-			f, err := p.recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := f.(*wire.Pong); ok {
-				break
-			}
-			if r, ok := f.(*wire.Repair); ok {
-				for _, op := range r.Ops {
-					repaired = append(repaired, op.Key)
-				}
-			}
+		}) {
+			repaired = append(repaired, op.Key)
 		}
 		if !slices.Equal(repaired, []string{"newer-here"}) {
 			t.Errorf("repaired %v; want [newer-here]", repaired)
@@ -279,17 +266,7 @@ func TestProbedDeleteOfACounterJudgedByItsReset(t *testing.T) {
 		p := dialFake(t, mem, "fake", "a")
 		p.open(fakeHello(fakeID))
 		p.emptySync(fakeID)
-		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindDelete, Key: "c", HLC: uint64(t0 + 10), VOrigin: fakeID}}})
-		p.send(&wire.Ping{SentNanos: 1})
-		for {
-			f, err := p.recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := f.(*wire.Pong); ok {
-				break
-			}
-		}
+		probeExchange(t, p, []wire.Op{{Kind: wire.KindDelete, Key: "c", HLC: uint64(t0 + 10), VOrigin: fakeID}})
 		_, live := a.st.Peek("c")
 		if live != streamLive {
 			t.Errorf("after the probed delete a holds c: %v; the same delete streamed leaves it %v", live, streamLive)
@@ -324,20 +301,32 @@ func TestProbedDeleteOfAHashJudgedByItsFields(t *testing.T) {
 		p := dialFake(t, mem, "fake", "a")
 		p.open(fakeHello(fakeID))
 		p.emptySync(fakeID)
-		p.send(&wire.Probe{Origin: fakeID, Ops: []wire.Op{{Kind: wire.KindDelete, Key: "h", HLC: uint64(t0 + 10), VOrigin: fakeID}}})
-		p.send(&wire.Ping{SentNanos: 1})
-		for {
-			f, err := p.recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := f.(*wire.Pong); ok {
-				break
-			}
-		}
+		probeExchange(t, p, []wire.Op{{Kind: wire.KindDelete, Key: "h", HLC: uint64(t0 + 10), VOrigin: fakeID}})
 		ae, _ := a.st.Peek("h")
 		if string(ae.State) != string(se.State) {
 			t.Errorf("hash after the probed delete differs from the same delete streamed (field \"old\" older than the delete kept)")
 		}
 	})
+}
+
+// probeExchange sends the node behind p a Probe of fakeID's with ops and
+// returns the ops of the Repair frames it answers with (a Ping after the
+// probe: its Pong follows the last Repair).
+func probeExchange(t *testing.T, p *fakePeer, ops []wire.Op) []wire.Op {
+	t.Helper()
+	p.send(&wire.Probe{Origin: fakeID, Ops: ops})
+	p.send(&wire.Ping{SentNanos: 1})
+	var got []wire.Op
+	for {
+		f, err := p.recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *wire.Pong:
+			return got
+		case *wire.Repair:
+			got = append(got, f.Ops...)
+		}
+	}
 }

@@ -76,23 +76,7 @@ func (r *Replicator) SlotSync(ctx context.Context, addr string, slots []byte) (S
 func (r *Replicator) slotSync(ctx context.Context, addr string, slots []byte) (SlotSynced, error) {
 	// The positions are read before the question goes out: every write
 	// this node passed over is at or before them.
-	since, err := r.positions()
-	if errors.Is(err, errFullSyncPending) {
-		poll := time.NewTicker(pendingPoll)
-		for errors.Is(err, errFullSyncPending) {
-			select {
-			case <-poll.C:
-			case <-ctx.Done():
-				poll.Stop()
-				return SlotSynced{}, err
-			case <-r.ctx.Done():
-				poll.Stop()
-				return SlotSynced{}, ErrClosed
-			}
-			since, err = r.positions()
-		}
-		poll.Stop()
-	}
+	since, err := r.settledPositions(ctx)
 	if err != nil {
 		return SlotSynced{}, err
 	}
@@ -117,6 +101,26 @@ func (r *Replicator) slotSync(ctx context.Context, addr string, slots []byte) (S
 // pendingPoll is how often a slot sync waiting for a pending full sync
 // looks again.
 const pendingPoll = 20 * time.Millisecond
+
+// settledPositions returns positions() once no full sync is pending,
+// looking again every pendingPoll until ctx ends (errFullSyncPending).
+func (r *Replicator) settledPositions(ctx context.Context) ([]wire.Position, error) {
+	poll := time.NewTicker(pendingPoll)
+	defer poll.Stop()
+	for {
+		since, err := r.positions()
+		if !errors.Is(err, errFullSyncPending) {
+			return since, err
+		}
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			return nil, err
+		case <-r.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
 
 // ctxErr returns ctx's error if it ended, else err.
 func ctxErr(ctx context.Context, err error) error {
