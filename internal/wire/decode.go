@@ -145,6 +145,9 @@ func decode(body []byte, shared bool) (Frame, error) {
 		rs := &Resume{Origin: d.u32(), NextSeq: d.uvarint(), HLC: d.u64()}
 		rs.Wanted = d.slotSet("wanted slots")
 		rs.Keeps = d.slotSet("kept slots")
+		if len(d.p) > 0 {
+			rs.Relayed = d.relayedSet()
+		}
 		f = rs
 	case TypeOps:
 		f = d.ops()
@@ -183,7 +186,12 @@ func decode(body []byte, shared bool) (Frame, error) {
 	case TypeKeeps:
 		k := &Keeps{Origin: d.u32()}
 		k.Slots = d.slotSet("kept slots")
+		if len(d.p) > 0 {
+			k.Relayed = d.relayedSet()
+		}
 		f = k
+	case TypeRelay:
+		f = d.relay()
 	default:
 		return nil, fmt.Errorf("%w %d", ErrUnknownType, body[0])
 	}
@@ -319,6 +327,17 @@ func (d *decoder) slotSet(what string) []byte {
 	return append([]byte(nil), v...)
 }
 
+// relayedSet reads the optional Relayed set of a Resume or a Keeps: when
+// present it is a full set (an empty one is never sent), so that a stray
+// byte after the frame's fields is refused as trailing.
+func (d *decoder) relayedSet() []byte {
+	if len(d.p) != uvarintLen(SlotSetLen)+SlotSetLen {
+		d.fail("trailing bytes")
+		return nil
+	}
+	return d.slotSet("relayed slots")
+}
+
 // str reads a length-prefixed string and copies it.
 func (d *decoder) str(limit int, what string) string {
 	return string(d.bytes(limit, what))
@@ -449,7 +468,7 @@ func (d *decoder) opList() []Op {
 // op reads one Op.
 func (d *decoder) op(op *Op) {
 	op.Kind = Kind(d.u8())
-	if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash && op.Kind != KindSkip {
+	if d.err == "" && op.Kind != KindSet && op.Kind != KindDelete && op.Kind != KindPublish && op.Kind != KindBatch && op.Kind != KindCounter && op.Kind != KindHash && op.Kind != KindSkip && op.Kind != KindRelayed {
 		d.fail("unknown op kind")
 	}
 	op.HLC = d.u64()
@@ -459,6 +478,29 @@ func (d *decoder) op(op *Op) {
 	if v := d.bytes(math.MaxInt, "value"); len(v) > 0 {
 		op.Value = append([]byte(nil), v...)
 	}
+}
+
+// relay reads a Relay frame's payload: the count is checked against the
+// remaining payload (a sequence number and an op take at least
+// 1+minOpLen bytes) before anything is allocated.
+func (d *decoder) relay() *Relay {
+	f := &Relay{Origin: d.u32(), Incarnation: d.u64()}
+	n := d.uvarint()
+	switch {
+	case d.err != "" || n == 0:
+		return f
+	case n > uint64(len(d.p)/(1+minOpLen)):
+		d.fail("op count exceeds payload")
+		return f
+	}
+	f.Seqs, f.Ops = make([]uint64, n), make([]Op, n)
+	for i := range f.Ops {
+		f.Seqs[i] = d.uvarint()
+		if d.op(&f.Ops[i]); d.err != "" {
+			return f
+		}
+	}
+	return f
 }
 
 func (d *decoder) largeOp() *LargeOp {
@@ -473,7 +515,7 @@ func (d *decoder) largeOp() *LargeOp {
 		d.fail("large op size above MaxValueLen")
 	case f.Size <= uint64(len(f.Op.Value)):
 		d.fail("large op size not above its first part")
-	case f.Op.Kind == KindDelete || f.Op.Kind == KindBatch || f.Op.Kind == KindSkip:
+	case f.Op.Kind == KindDelete || f.Op.Kind == KindBatch || f.Op.Kind == KindSkip || f.Op.Kind == KindRelayed:
 		d.fail("large op of a kind without a value")
 	}
 	return &f

@@ -34,7 +34,7 @@
 //	Type  Frame          Payload (after the type byte)
 //	1     Hello          Proto u16 | Cluster str | Region str | NodeName str | NodeID u32 | Incarnation u64 | PhysicalNanos i64
 //	2     Reject         Code u16 | Message str
-//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64 | Wanted bytes (0 or SlotSetLen) | Keeps bytes (0 or SlotSetLen)
+//	3     Resume         Origin u32 | NextSeq uvarint | HLC u64 | Wanted bytes (0 or SlotSetLen) | Keeps bytes (0 or SlotSetLen) [| Relayed bytes (SlotSetLen)]
 //	4     Ops            Origin u32 | FirstSeq uvarint | count uvarint | count × Op
 //	5     Ack            Origin u32 | Seq uvarint
 //	6     SnapshotBegin  Origin u32 | Seq uvarint | HLC u64 | Vouched bytes (0 or SlotSetLen)
@@ -48,11 +48,12 @@
 //	14    ValuePart      Origin u32 | Seq uvarint | Data str
 //	15    PartAck        Origin u32 | Seq uvarint | Received uvarint
 //	16    Vouched        Origin u32 | Slots bytes (0 or SlotSetLen)
-//	17    Keeps          Origin u32 | Slots bytes (0 or SlotSetLen)
+//	17    Keeps          Origin u32 | Slots bytes (0 or SlotSetLen) [| Relayed bytes (SlotSetLen)]
 //	18    FetchHello     as Hello
 //	19    Fetch          Touch u8 (0 or 1) | Key str
 //	20    Fetched        Flags u8 (1 found, 2 partial, 4 large) | Op if found and not large
 //	21    SlotSync       Slots bytes (SlotSetLen) | count uvarint | count × (Origin u32 | Incarnation u64 | Seq uvarint)
+//	22    Relay          Origin u32 | Incarnation u64 | count uvarint | count × (Seq uvarint | Op)
 //	      Op             Kind u8 | HLC u64 | VOrigin u32 | ExpireAt varint | Key str | Value str
 //
 // For example, Ack{Origin: 7, Seq: 300} is
@@ -80,10 +81,12 @@
 //     a Value is bounded only by the frame;
 //   - a LargeOp whose Size is not above its first part's length, is
 //     above [MaxValueLen] (512 MiB), or whose op is a delete, a batch
-//     start or a skip; a ValuePart with no data;
+//     start, a skip or a stand-in; a ValuePart with no data;
+//   - a Resume's or a Keeps' optional Relayed set that is present but not
+//     a full set (it is never sent empty: absent means none);
 //   - an op count above remaining/16, 16 bytes being the smallest Op, checked
 //     before the []Op slice is allocated;
-//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter], [KindHash] and [KindSkip], an Ops frame whose
+//   - an Op Kind other than [KindSet], [KindDelete], [KindPublish], [KindBatch], [KindCounter], [KindHash], [KindSkip] and [KindRelayed], an Ops frame whose
 //     last sequence number FirstSeq+count-1 overflows a uint64, and a varint
 //     that is not in its shortest form.
 //
@@ -124,7 +127,7 @@
 //
 // # Versions
 //
-// [Proto] is 11 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
+// [Proto] is 12 (2: Resume carries the receiver's HLC; 3: pub/sub messages,
 // [KindPublish], and batches, [KindBatch], travel in Ops frames; 4:
 // counters' states, [KindCounter]; 5: hashes' states, [KindHash]; 6: an op
 // too large for one frame travels as a [LargeOp] and its [ValuePart]s, paced
@@ -132,7 +135,8 @@
 // 8: [Vouched], the slots a receiver's acknowledgements speak for; 9: the
 // slots a receiver keeps, in [Resume] and [Keeps], and [KindSkip]; 10:
 // fetch connections, [FetchHello], [Fetch] and [Fetched]; 11: [SlotSync]
-// on a fetch connection, and [RejectBehind]). The layout of
+// on a fetch connection, and [RejectBehind]; 12: the slots a receiver
+// takes relayed, in [Resume] and [Keeps], [KindRelayed] and [Relay]). The layout of
 // Hello is frozen: every version sends the same Hello first, so a node can
 // always decode its peer's Hello. Up to version 9 a node answered a
 // version other than its own with a Reject of code [RejectProtocol]. From

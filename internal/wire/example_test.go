@@ -45,7 +45,7 @@ func Example() {
 		}
 	}
 	// Output:
-	// hello from cache-1 in eu-west, proto 11
+	// hello from cache-1 in eu-west, proto 12
 	// seq 41: set user:1 "ann"
 	// seq 42: delete user:2 ""
 	// Ack frame

@@ -53,6 +53,12 @@ type Resume struct {
 	// may send each write of another slot's key as a KindSkip op
 	// (protocol 9).
 	Keeps []byte
+	// Relayed is nil, or a set of SlotSetLen bytes within Keeps: the
+	// slots whose writes the receiver takes from its region's primary of
+	// the slot (a Relay frame) rather than from the origin, which sends
+	// each as a KindRelayed stand-in (protocol 12; never sent to a peer of
+	// an older version).
+	Relayed []byte
 }
 
 // Op is one replicated operation. Its version is (HLC, VOrigin); VOrigin may
@@ -177,6 +183,20 @@ type Vouched struct {
 type Keeps struct {
 	Origin uint32
 	Slots  []byte
+	// Relayed is as Resume.Relayed (protocol 12; nil for none).
+	Relayed []byte
+}
+
+// Relay hands on writes of the remote origin Origin (of incarnation
+// Incarnation) that the sender, a slot's primary in the receiver's region,
+// received whole, to a co-owner of the slot that takes it relayed: the
+// receiver applies each and stops owing the write its stream from Origin
+// stood in for with KindRelayed at the same sequence number (protocol 12).
+type Relay struct {
+	Origin      uint32
+	Incarnation uint64
+	Seqs        []uint64 // one per op
+	Ops         []Op     // KindSet, KindCounter or KindHash
 }
 
 // SnapshotEnd ends the full sync of Origin. Ghosts is the sender's
@@ -290,6 +310,9 @@ func (*Vouched) Type() Type { return TypeVouched }
 // Type returns TypeKeeps.
 func (*Keeps) Type() Type { return TypeKeeps }
 
+// Type returns TypeRelay.
+func (*Relay) Type() Type { return TypeRelay }
+
 // Type returns TypeSnapshotBegin.
 func (*SnapshotBegin) Type() Type { return TypeSnapshotBegin }
 
@@ -365,6 +388,9 @@ func (f *Resume) Append(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, f.HLC)
 	buf = appendSlotSet(buf, f.Wanted)
 	buf = appendSlotSet(buf, f.Keeps)
+	if len(f.Relayed) > 0 { // absent for a peer of an older version
+		buf = appendSlotSet(buf, f.Relayed)
+	}
 	return finish(buf, start)
 }
 
@@ -455,7 +481,29 @@ func (f *Vouched) Append(buf []byte) []byte {
 
 // Append appends the encoded frame to buf.
 func (f *Keeps) Append(buf []byte) []byte {
-	return appendSlotsFrame(buf, TypeKeeps, f.Origin, f.Slots)
+	if len(f.Relayed) == 0 { // as a peer of an older version reads it
+		return appendSlotsFrame(buf, TypeKeeps, f.Origin, f.Slots)
+	}
+	buf, start := begin(buf, TypeKeeps)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = appendSlotSet(buf, f.Slots)
+	buf = appendSlotSet(buf, f.Relayed)
+	return finish(buf, start)
+}
+
+// Append appends the encoded frame to buf. Like Ops.Append, it does not
+// check limits; Seqs and Ops must be as long.
+func (f *Relay) Append(buf []byte) []byte {
+	buf = slices.Grow(buf, 4+MaxRelayHeader+len(f.Ops)*binaryMaxVarintLen64+opsSize(f.Ops))
+	buf, start := begin(buf, TypeRelay)
+	buf = binary.BigEndian.AppendUint32(buf, f.Origin)
+	buf = binary.BigEndian.AppendUint64(buf, f.Incarnation)
+	buf = binary.AppendUvarint(buf, uint64(len(f.Ops)))
+	for i := range f.Ops {
+		buf = binary.AppendUvarint(buf, f.Seqs[i])
+		buf = appendOp(buf, &f.Ops[i])
+	}
+	return finish(buf, start)
 }
 
 // appendSlotsFrame appends a frame of type t whose payload is an origin and

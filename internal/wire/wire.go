@@ -38,7 +38,11 @@ import (
 // entries' LargeOps and ValueParts, SnapshotEnd) once the sender has
 // applied each named origin's stream as far as the SlotSync says, or by a
 // Reject (RejectBehind) if it cannot.
-const Proto = 11
+// Version 12: Resume and Keeps may name the slots the receiver takes
+// relayed (Relayed): the origin sends their writes as KindRelayed stand-ins,
+// and the slot's primary in the receiver's region hands each write on in a
+// Relay frame.
+const Proto = 12
 
 // MinProto is the oldest protocol version a node of this one links with.
 // A node accepts a Hello of MinProto or later and answers with the older
@@ -87,6 +91,12 @@ const (
 	// [Op.Size] values sum to at most maxFrame-MaxOpsHeader always encodes to
 	// a frame that ReadFrame with that maxFrame accepts.
 	MaxOpsHeader = 1 + 4 + binaryMaxVarintLen64 + binaryMaxVarintLen64
+
+	// MaxRelayHeader is the most bytes of a Relay frame's payload and
+	// type that are not its ops and their sequence numbers (type, Origin,
+	// Incarnation, count); each op adds Op.Size and its sequence number's
+	// varint (at most binaryMaxVarintLen64).
+	MaxRelayHeader = 1 + 4 + 8 + binaryMaxVarintLen64
 
 	// minOpLen is the size of the smallest encoded Op (empty key and value,
 	// no expiry). It lets the decoder reject a claimed op count that the
@@ -155,6 +165,7 @@ const (
 	TypeFetch         Type = 19
 	TypeFetched       Type = 20
 	TypeSlotSync      Type = 21
+	TypeRelay         Type = 22
 )
 
 var typeNames = [...]string{
@@ -179,6 +190,7 @@ var typeNames = [...]string{
 	TypeFetch:         "Fetch",
 	TypeFetched:       "Fetched",
 	TypeSlotSync:      "SlotSync",
+	TypeRelay:         "Relay",
 }
 
 // String returns the frame type's name, such as "Ops", or "Type(42)" for an
@@ -240,13 +252,20 @@ const (
 	// 9). The receiver refuses it in snapshots, probes, repairs and large
 	// ops.
 	KindSkip Kind = 7
+	// KindRelayed stands in an Ops frame (never inside a batch) for a
+	// write of a slot the receiver said it takes relayed (Resume.Relayed):
+	// laid out as KindSkip, but the receiver keeps the write's slot and
+	// owes the write until the slot's primary in its region relays it (a
+	// Relay frame with the same origin and sequence number). The receiver
+	// refuses it anywhere else (protocol 12).
+	KindRelayed Kind = 8
 )
 
 // MaxBatchOps bounds the ops of one batch (KindBatch).
 const MaxBatchOps = 1 << 16
 
 // String returns "set", "delete", "publish", "batch", "counter", "hash",
-// "skip" or "Kind(n)".
+// "skip", "relayed" or "Kind(n)".
 func (k Kind) String() string {
 	switch k {
 	case KindCounter:
@@ -263,6 +282,8 @@ func (k Kind) String() string {
 		return "batch"
 	case KindSkip:
 		return "skip"
+	case KindRelayed:
+		return "relayed"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
