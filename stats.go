@@ -52,6 +52,16 @@ type Stats struct {
 	// them with the slots it came to keep (GossipConfig.SlotsOnly: a write
 	// of a newly kept slot arrived as a skip).
 	KeepsGrew uint64
+	// Relays: a slot's primary hands each write of another region's
+	// origin on to the slot's other owners in its region, which take it
+	// relayed (the write crosses the region boundary once).
+	// RelaysSent counts the writes this node handed on, RelaysDropped
+	// those it could not (no link to the co-owner up, or its queue full);
+	// RelaysApplied the writes handed on to this node and applied;
+	// RelaysMissed the origins' streams this node ended because a write
+	// it took relayed was not relayed in time (the stream resumes from it
+	// with the write whole).
+	RelaysSent, RelaysDropped, RelaysApplied, RelaysMissed uint64
 
 	// Acks describes the writes that waited for other regions: one entry
 	// for Quorum, one for All.
@@ -146,6 +156,10 @@ type PeerStats struct {
 	// (version and slot only): the peer keeps only its own slots, not
 	// theirs. A skip sent again after a reconnection counts again.
 	Skipped uint64
+	// StandIns counts this node's writes sent to the peer as stand-ins
+	// (version and slot only): the peer takes them from the primary of
+	// their slot in its region, which relays them.
+	StandIns uint64
 	// Protocol is the replication protocol version spoken with the peer
 	// on the last connection (the older of the two nodes'; 0 before the
 	// first): during a rolling upgrade, the links to nodes not yet
@@ -248,6 +262,7 @@ func (n *Node) Stats() Stats {
 		LogRecords: rs.Log.Records, LogBytes: rs.Log.Bytes, LastSeq: rs.Log.Next - 1,
 		IDConflicts: rs.IDConflicts, IDConflict: rs.IDConflict,
 		InboundConns: rs.InboundConns, InboundRefused: rs.InboundRefused, RepairsHeld: rs.RepairsHeld, ProbedDeletes: rs.ProbedDeletes, NotKept: rs.NotKept, KeepsGrew: rs.KeepsGrew,
+		RelaysSent: rs.RelaysSent, RelaysDropped: rs.RelaysDropped, RelaysApplied: rs.RelaysApplied, RelaysMissed: rs.RelaysMissed,
 	}
 	for _, l := range rs.Links {
 		st.Peers = append(st.Peers, peerStats(l))
@@ -269,7 +284,7 @@ func peerStats(l repl.LinkStats) PeerStats {
 	return PeerStats{
 		Addr: l.Addr, Node: l.Node, Region: l.Region, Connected: l.Connected, Since: l.Since,
 		Lag: l.Lag, Backlog: l.Backlog, RTT: l.RTT, Offset: l.Offset, FullSyncs: l.FullSyncs,
-		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired, Skipped: l.Skipped, Protocol: int(l.Proto),
+		LastError: l.LastError, Rounds: l.Rounds, Repaired: l.Repaired, Skipped: l.Skipped, StandIns: l.StandIns, Protocol: int(l.Proto),
 		LastErrorAt: l.LastErrorAt, Reason: l.Reason.String(), EverConnected: l.EverConnected,
 		Failures: failuresOf(l.Failures),
 	}

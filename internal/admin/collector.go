@@ -99,6 +99,7 @@ var (
 	descPeerRounds      = desc("peer_antientropy_rounds_total", "Anti-entropy rounds completed with the peer.", peerLabels...)
 	descPeerRepaired    = desc("peer_repaired_total", "Entries this node took from the peer's anti-entropy repairs.", peerLabels...)
 	descPeerSkipped     = desc("peer_skipped_total", "This node's writes sent to the peer as skips (version and slot only): the peer does not keep their slots.", peerLabels...)
+	descPeerStandIns    = desc("peer_stand_ins_total", "This node's writes sent to the peer as stand-ins (version and slot only): the peer takes them relayed by the primary of their slot in its region.", peerLabels...)
 	descPeerFailures    = desc("peer_link_failures_total", "Failed attempts to establish the link to the peer, and lost links, by reason (unreachable, cluster mismatch, duplicate node id, ...).", "peer", "region", "reason")
 	descIDConflicts     = desc("node_id_conflicts_total", "Replication handshakes that revealed another node with this node's id (both refuse the link).")
 	originLabels        = []string{"origin", "region"}
@@ -118,6 +119,10 @@ var (
 	descKeepsGrew       = desc("replication_keeps_grew_total", "Origins' streams this node ended to resume them with the slots it came to keep (a write of a newly kept slot arrived as a skip).")
 	descRepairsHeld     = desc("replication_repairs_held_total", "Anti-entropy repairs not applied because their version was too far ahead of this node's clock.")
 	descProbedDeletes   = desc("replication_probed_deletes_total", "Deletes taken from peers' anti-entropy probes: a probed tombstone newer than what this node held.")
+	descRelaysSent      = desc("replication_relays_sent_total", "Writes of other regions' origins this node handed on to the other owners of their slots in its region (it is the slots' primary).")
+	descRelaysDropped   = desc("replication_relays_dropped_total", "Writes this node could not hand on to a co-owner (no link up, or its relay queue full); the co-owner takes them whole after its wait.")
+	descRelaysApplied   = desc("replication_relays_applied_total", "Writes handed on to this node by the primary of their slot and applied.")
+	descRelaysMissed    = desc("replication_relays_missed_total", "Origins' streams this node ended because a write it took relayed was not relayed in time; each resumes from it with the write whole.")
 	descVisibility      = desc("replication_visibility_seconds", "Writes streamed from the origin: this node's clock when it applied each one minus the write's HLC wall time (ms resolution; includes the clocks' offset; negative counts as 0).", originLabels...)
 
 	descRegionState     = desc("region_state", "This node's state in its region of several nodes: 1 for the state it announces (joining, serving, leaving), 0 for the others.", "state")
@@ -165,6 +170,7 @@ var (
 		descPeerFullSyncs, descPeerRounds, descPeerRepaired, descPeerSkipped, descPeerFailures, descIDConflicts,
 		descOriginConnected, descOriginApplied, descOriginOps, descOriginStale, descOriginFullSyncs, descOriginDropped, descOriginMessages,
 		descOriginRefused, descOriginHeld, descOriginSyncsRef, descInboundConns, descInboundRefused, descRepairsHeld, descProbedDeletes, descNotKept, descKeepsGrew,
+		descPeerStandIns, descRelaysSent, descRelaysDropped, descRelaysApplied, descRelaysMissed,
 		descVisibility, descAckDuration, descAckFailures,
 		descRegionState, descRegionMembers, descRegionEpoch, descRegionSlots, descRegionForgotten, descRegionResyncs, descRegionSlotSyncs, descRegionFailed, descRegionRejoins, descRegionRefused,
 		descRegionReads, descRegionFetchFail, descRegionFetched,
@@ -222,6 +228,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descProbedDeletes, st.ProbedDeletes)
 	counter(descNotKept, st.NotKept)
 	counter(descKeepsGrew, st.KeepsGrew)
+	counter(descRelaysSent, st.RelaysSent)
+	counter(descRelaysDropped, st.RelaysDropped)
+	counter(descRelaysApplied, st.RelaysApplied)
+	counter(descRelaysMissed, st.RelaysMissed)
 	if r := st.RegionNodes; r != nil {
 		for _, s := range regionStates {
 			gauge(descRegionState, map[bool]float64{true: 1}[r.State == s], s)
@@ -269,6 +279,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPeerRounds, p.Rounds, k[:]...)
 		counter(descPeerRepaired, p.Repaired, k[:]...)
 		counter(descPeerSkipped, p.Skipped, k[:]...)
+		counter(descPeerStandIns, p.StandIns, k[:]...)
 		for reason, n := range p.Failures {
 			counter(descPeerFailures, n, k[0], k[1], reason)
 		}

@@ -73,6 +73,30 @@ type originState struct {
 	syncWarn     warnState
 	// visibility times the streamed ops' arrival (metrics.go); atomic.
 	visibility latency.Histogram
+
+	// Relays (relay.go). owed are the stream's writes taken relayed
+	// (wire.KindRelayed) and not relayed yet, oldest first: acks stop
+	// before the oldest, and a new connection resumes from it. owedSince
+	// is the oldest's arrival (Unix ns; 0: none), read by the stream's
+	// goroutine at every frame without mu. early are the writes relayed
+	// before their stand-ins arrived (at most maxEarlyRelays). wholeUntil
+	// is where the stream stood when a relay was missed: its connections
+	// name no slot relayed until they have applied it (0: none). stream
+	// is the connection applying the stream, to acknowledge a relay at
+	// once; relayWarn rate-limits the log of a missed relay.
+	// relayOff (Unix ns) is when, after missed relays, this node may name
+	// slots relayed to the origin again (0: at once), backing off at each
+	// miss in a row (relayMisses; a relay that settles a write resets it):
+	// a primary that never relays (a node of an older version, during a
+	// rolling upgrade) costs a miss per backoff, not one per RelayWait.
+	owed        []owedOp
+	owedSince   atomic.Int64
+	relayOff    atomic.Int64
+	relayMisses int
+	early      map[uint64]struct{}
+	wholeUntil uint64
+	stream     *inStream
+	relayWarn  warnState
 }
 
 // acceptLoop accepts peer connections until Close.
@@ -167,17 +191,32 @@ type inStream struct {
 	// vouched is the slot set last announced to the origin (Vouched).
 	vouched []byte
 	// keeps is the set of slots kept last named to the origin (Resume,
-	// Keeps).
-	keeps []byte
+	// Keeps), relayed those named taken relayed (nil: none).
+	keeps, relayed []byte
+	// lastVouched is vouched, for the goroutine that acknowledges a
+	// relay's arrival (ackRelayed); ackDue is set when that goroutine
+	// left the ack to this stream's (the slots vouched for changed).
+	lastVouched atomic.Pointer[[]byte]
+	ackDue      atomic.Bool
+	// wholeUntil is the origin's while this connection names no slot
+	// relayed (after a missed relay; 0 once past it).
+	wholeUntil uint64
+	// relays collects the writes of a frame to hand on (relay.go).
+	relays relayBatch
 }
 
 // acked returns the sequence number this node acknowledges: the last one
-// applied, or the one before an overtaken op still arriving.
+// applied, or the one before an overtaken op still arriving or a write
+// owed by a relay, whichever is first.
 func (o *originState) acked() uint64 {
+	a := o.applied
 	if o.hole != 0 {
-		return o.hole - 1
+		a = min(a, o.hole-1)
 	}
-	return o.applied
+	if len(o.owed) > 0 {
+		a = min(a, o.owed[0].seq-1)
+	}
+	return a
 }
 
 // handshakeIn reads the peer's Hello, answers it, takes over the origin's
@@ -215,29 +254,47 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	if r.cfg.KeptSlots != nil {
 		in.keeps = r.cfg.KeptSlots()
 	}
-	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted, Keeps: in.keeps}); err != nil {
+	o.mu.Lock()
+	if o.wholeUntil > o.applied {
+		in.wholeUntil = o.wholeUntil
+	}
+	o.mu.Unlock()
+	in.relayed = in.relayedSlots()
+	if err := fc.write(&wire.Resume{Origin: h.NodeID, NextSeq: next, HLC: uint64(r.cfg.Clock.Last()), Wanted: in.wanted, Keeps: in.keeps, Relayed: in.relayed}); err != nil {
 		return in, err
 	}
 	// The Resume acknowledges next-1: the origin counts it once it knows
 	// which keys this node's acknowledgements speak for.
-	return in, in.announceVouched(true)
+	if err := in.announceVouched(true); err != nil {
+		return in, err
+	}
+	// From now on a relay's arrival may acknowledge on this connection
+	// (never before the Resume, which the origin reads first).
+	o.mu.Lock()
+	if o.gen == gen {
+		o.stream = in
+	}
+	o.mu.Unlock()
+	return in, nil
 }
 
 // announceKeeps tells the origin which slots' writes this node keeps
-// (Config.KeptSlots) if that changed since it last said, at each frame
-// received: the origin sends the others' writes as skips from then on. A
-// set that grew needs no haste: a skip of a slot kept now ends the
-// stream, which resumes from it.
-func (in *inStream) announceKeeps() error {
+// (Config.KeptSlots), and which of them it takes relayed, if that changed
+// since it last said, at each frame received: the origin sends the
+// others' writes as skips, and the relayed ones' as stand-ins, from then
+// on. A set that grew needs no haste: a skip of a slot kept now (or a
+// stand-in of a slot taken whole now) ends the stream, which resumes from
+// it.
+func (in *inStream) announceKeeps() (changed bool, err error) {
 	if in.r.cfg.KeptSlots == nil {
-		return nil
+		return false, nil
 	}
-	k := in.r.cfg.KeptSlots()
-	if sameSlots(k, in.keeps) {
-		return nil
+	k, rl := in.r.cfg.KeptSlots(), in.relayedSlots()
+	if sameSlots(k, in.keeps) && sameSlots(rl, in.relayed) {
+		return false, nil
 	}
-	in.keeps = k
-	return in.fc.write(&wire.Keeps{Origin: in.h.NodeID, Slots: k})
+	in.keeps, in.relayed = k, rl
+	return true, in.fc.write(&wire.Keeps{Origin: in.h.NodeID, Slots: k, Relayed: rl})
 }
 
 // sameSlots reports whether two wire slot sets (nil: every slot) are the
@@ -262,6 +319,7 @@ func (in *inStream) announceVouched(always bool) error {
 		return nil
 	}
 	in.vouched = v
+	in.lastVouched.Store(&v)
 	return in.fc.write(&wire.Vouched{Origin: in.h.NodeID, Slots: v})
 }
 
@@ -285,8 +343,23 @@ func (in *inStream) serve() error {
 		// Whatever the frame, the origin hears first of slots this node
 		// stopped or started keeping: a frame of writes is the earliest
 		// moment it needs to (it sends the others' writes as skips).
-		if err := in.announceKeeps(); err != nil {
+		if changed, err := in.announceKeeps(); err != nil {
 			return err
+		} else if changed {
+			if err := in.relayMoved(); err != nil {
+				return err
+			}
+		}
+		if err := in.relayOverdue(in.heard); err != nil {
+			return err
+		}
+		if in.ackDue.Swap(false) {
+			in.o.mu.Lock()
+			acked := in.o.acked()
+			in.o.mu.Unlock()
+			if err := in.ack(acked); err != nil {
+				return err
+			}
 		}
 		switch f := f.(type) {
 		case *wire.Ops:
@@ -303,6 +376,8 @@ func (in *inStream) serve() error {
 			err = in.onLargeOp(f)
 		case *wire.ValuePart:
 			err = in.onValuePart(f)
+		case *wire.Relay:
+			err = in.onRelay(f)
 		case *wire.Ping:
 			err = in.fc.write(&wire.Pong{EchoNanos: f.SentNanos, PhysicalNanos: in.r.cfg.Physical.UnixNano()})
 		case *wire.Reject:
@@ -360,7 +435,11 @@ func (in *inStream) onOps(f *wire.Ops) error {
 	if in.large != nil && !in.large.overtaken {
 		return in.fc.reject(wire.RejectBadFrame, "ops while the value of op %d is arriving, which they may not pass", in.large.seq)
 	}
-	applied, err := in.r.applyOps(in.o, in.gen, f, in.snap != nil)
+	applied, err := in.r.applyOps(in.o, in.gen, f, in.snap != nil, &in.relays)
+	in.r.queueRelays(&in.relays)
+	if in.wholeUntil != 0 && applied >= in.wholeUntil {
+		in.wholeUntil = 0 // past the missed relay: name the slots relayed again
+	}
 	return in.applied(applied, err)
 }
 
@@ -384,6 +463,9 @@ func (in *inStream) applied(applied uint64, err error) error {
 		in.r.cfg.Logger.Info("replication: a skipped write of a slot this node now keeps; resuming the origin's stream from it",
 			"origin", in.h.NodeName, "region", in.h.Region, "from_seq", applied+1)
 		return in.fc.reject(wire.RejectKeeps, "%v", err)
+	}
+	if errors.Is(err, errRelayMissed) {
+		return in.relayMissed(err)
 	}
 	if err != nil {
 		return in.fc.reject(wire.RejectBadFrame, "%v", err)
@@ -490,7 +572,9 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (o *originState, gen, n
 	o.gen++
 	if o.incarnation != h.Incarnation {
 		o.incarnation = h.Incarnation
-		o.applied, o.delivered = 0, 0
+		o.applied, o.delivered, o.hole = 0, 0, 0
+		o.clearRelayLocked(true)
+		o.wholeUntil = 0
 		// Nothing of the new incarnation's log is here: a full sync asked
 		// for now must carry every slot kept, not only those gained (a
 		// fill), or its writes of the others before the snapshot are
@@ -498,9 +582,10 @@ func (r *Replicator) takeOver(h *wire.Hello, c net.Conn) (o *originState, gen, n
 		o.fill = false
 	}
 	o.batch = pendingBatch{}
-	if o.hole != 0 { // resume from the overtaken op: it never arrived whole
-		o.applied, o.hole = o.hole-1, 0
-	}
+	// Resume from an overtaken op (it never arrived whole) or a write
+	// still owed by a relay, whichever is first.
+	o.applied, o.hole = o.acked(), 0
+	o.clearRelayLocked(false)
 	// Away longer than the tombstone horizon: deletes this node missed may
 	// have left no tombstone anywhere, so no stream or anti-entropy round
 	// would bring them; a full sync's drop rule removes what they deleted.
@@ -526,7 +611,7 @@ func (r *Replicator) release(o *originState, gen uint64, heard time.Time) {
 	o.mu.Lock()
 	lost := o.gen == gen
 	if lost {
-		o.connected, o.since, o.heard, o.conn = false, time.Now(), heard, nil
+		o.connected, o.since, o.heard, o.conn, o.stream = false, time.Now(), heard, nil, nil
 	}
 	o.mu.Unlock()
 	if lost && r.ctx.Err() == nil {
@@ -537,7 +622,10 @@ func (r *Replicator) release(o *originState, gen uint64, heard time.Time) {
 // applyOps applies one Ops frame and returns the sequence number applied.
 // Every op's version is merged into the clock first, so that later local
 // writes are versioned after everything this node has seen.
-func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapshot bool) (uint64, error) {
+//
+// The writes this node hands on to co-owners (relay.go) are added to
+// relays.
+func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapshot bool, relays *relayBatch) (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != gen {
@@ -549,14 +637,20 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 	if want := o.applied + 1 + uint64(len(o.batch.ops)); f.FirstSeq != want {
 		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, want)
 	}
+	relay := r.relaying(o)
+	relays.origin, relays.incarnation = o.id, o.incarnation
 	for i := range f.Ops {
 		w, seq := &f.Ops[i], f.FirstSeq+uint64(i)
+		alone := len(o.batch.ops) == 0
 		if err := r.streamOpLocked(o, seq, w); err != nil {
 			// Hold the stream here: the ops before are applied, this one
 			// and the rest come again once the origin reconnects (a batch
 			// from its marker).
 			r.observeVisibility(o, f.Ops[:i])
 			return o.acked(), fmt.Errorf("op %d: %w", seq, err)
+		}
+		if relay && alone {
+			r.collectRelayLocked(relays, seq, w)
 		}
 	}
 	r.observeVisibility(o, f.Ops)
@@ -572,6 +666,8 @@ func (r *Replicator) streamOpLocked(o *originState, seq uint64, w *wire.Op) erro
 		err = r.batchOpLocked(o, w)
 	case w.Kind == wire.KindPublish:
 		err = r.deliverLocked(o, seq, w)
+	case w.Kind == wire.KindRelayed:
+		err = r.owedLocked(o, seq, w)
 	default:
 		err = r.applyLocked(o, w)
 	}
@@ -695,6 +791,9 @@ func (r *Replicator) applyLocked(o *originState, w *wire.Op) error {
 	if w.Kind == wire.KindSkip {
 		return r.skipped(w)
 	}
+	if w.Kind == wire.KindRelayed {
+		return errors.New("a relayed write's stand-in outside a stream's ops")
+	}
 	if !r.keeps(w) {
 		return nil
 	}
@@ -794,7 +893,7 @@ func (r *Replicator) applySnapshotChunk(o *originState, gen uint64, snap *snapsh
 // MaxSnapshotKeys and MaxSnapshotBytes. o (nil for a SlotSync's) counts
 // the result.
 func (r *Replicator) snapshotOp(o *originState, snap *snapshotState, w *wire.Op) error {
-	if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch || w.Kind == wire.KindSkip {
+	if w.Kind == wire.KindPublish || w.Kind == wire.KindBatch || w.Kind == wire.KindSkip || w.Kind == wire.KindRelayed {
 		return fmt.Errorf("a %v op inside a snapshot", w.Kind)
 	}
 	track := false
@@ -875,6 +974,10 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		return err
 	}
 	o.applied, o.hole = snap.seq, 0
+	// The relays remembered ahead of their stand-ins too: the drop rule
+	// may have dropped what they applied during the snapshot, and the
+	// stream replayed after it must bring those writes again.
+	o.clearRelayLocked(true)
 	o.synced, o.fill = true, false
 	o.fullSyncs++
 	o.dropped += uint64(n)

@@ -88,6 +88,17 @@ type link struct {
 	// others' writes as skips (wire.KindSkip), and skipped counts them.
 	keeps   []byte
 	skipped uint64
+	// relayed is the slots the peer takes relayed (nil: none), from its
+	// Resume and Keeps frames: their writes are sent as stand-ins
+	// (wire.KindRelayed), counted by standIns.
+	relayed  []byte
+	standIns uint64
+	// relayQ holds the writes of other origins this node hands on to the
+	// peer (relay.go), relayBytes their size (at most maxRelayQueue);
+	// relayWake wakes the sender.
+	relayQ     []queuedRelay
+	relayBytes int
+	relayWake  chan struct{}
 }
 
 // setState records a change of the link. A connected link has no last
@@ -320,7 +331,9 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.vouchKnown, l.vouched = false, nil // announced after the Resume
-	l.keeps = resume.Keeps
+	l.keeps, l.relayed = resume.Keeps, resume.Relayed
+	clear(l.relayQ) // of the connection before: the peer resumed since
+	l.relayQ, l.relayBytes = l.relayQ[:0], 0
 	l.acked = max(l.acked, next-1)
 	l.lastAck = max(l.lastAck, next-1)
 	if resume.NextSeq == 0 {
@@ -377,6 +390,8 @@ type sender struct {
 	large     *largeSend
 	batchLeft uint64
 	probes    <-chan []wire.Op // nil unless a round is running
+	// relayBuf is the relay queue swapped with the link's (relay.go).
+	relayBuf []queuedRelay
 
 	// lastOps is when the last frame of writes went out; hold fires when
 	// the next may (Config.Coalesce), and held is its channel while the
@@ -403,6 +418,9 @@ func (s *sender) run() error {
 		// Send everything available before waiting: an idle link sends a
 		// write the moment it is appended; a busy one sends what gathered
 		// while it held (Config.Coalesce) or wrote the previous frame.
+		if err := s.sendRelays(); err != nil {
+			return err
+		}
 		if s.held == nil {
 			sent, err := s.sendAvailable(ping.C)
 			if err != nil {
@@ -431,6 +449,7 @@ func (s *sender) run() error {
 			s.held = nil
 		case <-l.kick:
 		case <-l.window:
+		case <-l.relayWake:
 		case chunk, ok := <-s.probes:
 			if err := s.sendProbe(chunk, ok); err != nil {
 				return err
@@ -554,30 +573,46 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 }
 
 // skipUnkept turns the writes of s.ops whose keys the peer does not keep
-// into skips: their version and slot, without key or value. Deletes go
-// whole (the peer applies them whatever the key), and so do messages and
-// batch markers.
+// into skips: their version and slot, without key or value; and those of
+// slots it takes relayed into stand-ins (wire.KindRelayed), laid out the
+// same, unless they are in a batch or too large for a frame (those go
+// whole). Deletes go whole (the peer applies them whatever the key), and
+// so do messages and batch markers.
 func (s *sender) skipUnkept() {
 	s.l.mu.Lock()
-	keeps := s.l.keeps
+	keeps, relayed := s.l.keeps, s.l.relayed
 	s.l.mu.Unlock()
 	if keeps == nil {
 		return
 	}
-	n := 0
+	skips, standIns := 0, 0
+	inBatch := s.batchLeft
 	for i := range s.ops {
 		w := &s.ops[i]
+		batched := inBatch > 0
+		switch {
+		case batched:
+			inBatch--
+		case w.Kind == wire.KindBatch:
+			inBatch = uint64(w.ExpireAt)
+		}
 		if w.Kind != wire.KindSet && w.Kind != wire.KindCounter && w.Kind != wire.KindHash {
 			continue
 		}
-		if slot := cluster.KeySlot(w.Key); !slotIn(keeps, slot) {
+		slot := cluster.KeySlot(w.Key)
+		switch {
+		case !slotIn(keeps, slot):
 			*w = wire.Op{Kind: wire.KindSkip, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
-			n++
+			skips++
+		case relayed != nil && !batched && slotIn(relayed, slot) && !s.r.isLarge(w):
+			*w = wire.Op{Kind: wire.KindRelayed, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
+			standIns++
 		}
 	}
-	if n > 0 {
+	if skips > 0 || standIns > 0 {
 		s.l.mu.Lock()
-		s.l.skipped += uint64(n)
+		s.l.skipped += uint64(skips)
+		s.l.standIns += uint64(standIns)
 		s.l.mu.Unlock()
 	}
 }
@@ -786,7 +821,7 @@ func (r *Replicator) readAcks(l *link, fc *frameConn) error {
 				break
 			}
 			l.mu.Lock()
-			l.keeps = f.Slots // the writes sent from now on
+			l.keeps, l.relayed = f.Slots, f.Relayed // the writes sent from now on
 			l.mu.Unlock()
 		case *wire.LargeOp:
 			err = large.onLargeOp(r, fc, f)

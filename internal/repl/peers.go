@@ -16,7 +16,7 @@ import (
 // newLinkLocked adds a link to addr; r.mu is held. It does not start it.
 func (r *Replicator) newLinkLocked(addr string) *link {
 	ctx, cancel := context.WithCancel(r.ctx)
-	l := &link{addr: addr, kick: make(chan struct{}, 1), window: make(chan struct{}, 1), since: time.Now(), ctx: ctx, cancel: cancel, done: make(chan struct{}), proto: wire.Proto}
+	l := &link{addr: addr, kick: make(chan struct{}, 1), window: make(chan struct{}, 1), relayWake: make(chan struct{}, 1), since: time.Now(), ctx: ctx, cancel: cancel, done: make(chan struct{}), proto: wire.Proto}
 	if r.synced {
 		// Synced is settled: a peer added later is not waited for (it
 		// refills this node through its stream like any peer).

@@ -162,6 +162,28 @@ type Config struct {
 	// kept now (wire.RejectKeeps).
 	KeptSlots func() []byte
 	KeepsSlot func(slot int) bool
+	// RelayedSlots, if set, returns the hash slots (a wire.SlotSetLen-byte
+	// set within KeptSlots'; nil for none) whose writes by origins of
+	// other regions this node takes from its region's primary of the
+	// slot, which hands each on (RelayTo), rather than whole from the
+	// origin: the origin sends each as a stand-in (wire.KindRelayed), and
+	// this node acknowledges it once relayed. It runs at every frame
+	// received and must be fast: return the same slice while the set is
+	// the same.
+	RelayedSlots func() []byte
+	// RelayTo, if set, returns the replication addresses of the peers
+	// (links of this node) to hand on a write of slot received whole from
+	// an origin of another region: the slot's other owners in this
+	// region, when this node is its primary (nil or empty: none). It
+	// runs for every such write and must be fast and not allocate.
+	RelayTo func(slot int) []string
+	// RelayWait is how long a write taken relayed may wait for its relay
+	// before the stream ends and resumes from it with every kept slot
+	// whole (a change of the slots taken relayed ends it at once). It
+	// should outlast the time the origin's links take to reconnect after
+	// a cut (ReconnectMax): the primary's may come back after this node's.
+	// Default DefaultRelayWait.
+	RelayWait time.Duration
 	// Holds, if set, reports whether this node holds every write its
 	// region holds of slot's keys (it keeps the slot and has filled it):
 	// the answer to a Fetch of another slot's key says it may be partial.
@@ -204,6 +226,13 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
 	case (c.KeptSlots == nil) != (c.KeepsSlot == nil):
 		return fmt.Errorf("%w: KeptSlots and KeepsSlot go together", ErrInvalidConfig)
+	case c.RelayedSlots != nil && c.KeptSlots == nil:
+		return fmt.Errorf("%w: RelayedSlots needs KeptSlots", ErrInvalidConfig)
+	case c.RelayWait < 0:
+		return fmt.Errorf("%w: RelayWait must not be negative", ErrInvalidConfig)
+	}
+	if c.RelayWait == 0 {
+		c.RelayWait = DefaultRelayWait
 	}
 	if c.Cluster == "" {
 		c.Cluster = "geocache"
@@ -358,6 +387,10 @@ type Replicator struct {
 	// has come to keep since the stream resumed.
 	keepsGrew atomic.Uint64
 	resyncs   uint64 // Resync calls; guarded by mu
+	// Relays (relay.go): handed on, not queued (no link up, or its queue
+	// full), applied, not applied (taken whole already, or of an origin
+	// never streamed here), and streams ended for a relay missed.
+	relaysSent, relaysDropped, relaysApplied, relaysIgnored, relaysMissed atomic.Uint64
 }
 
 // New validates cfg and returns a replicator that has started nothing yet;

@@ -34,6 +34,7 @@ type LinkStats struct {
 	Rounds        uint64            // anti-entropy rounds completed
 	Repaired      uint64            // entries taken from the peer's repairs
 	Skipped       uint64            // writes sent as skips: the peer does not keep their keys
+	StandIns      uint64            // writes sent as stand-ins: the peer takes them relayed
 	Proto         uint16            // protocol version spoken on the last connection (0: none yet)
 }
 
@@ -100,6 +101,14 @@ type Stats struct {
 	// SlotSyncs those it asked a peer and took, SlotSyncFailures those
 	// that failed (slotsync.go).
 	SlotSyncsServed, SlotSyncs, SlotSyncFailures uint64
+	// Relays (Config.RelayTo, RelayedSlots): RelaysSent counts the writes
+	// of other regions' origins this node handed on to co-owners,
+	// RelaysDropped those it could not (no link up, or its queue full);
+	// RelaysApplied the writes handed on to this node and applied,
+	// RelaysIgnored those not applied (held whole already, or of an
+	// origin not streamed here); RelaysMissed the streams this node ended
+	// because a write taken relayed was not relayed within RelayWait.
+	RelaysSent, RelaysDropped, RelaysApplied, RelaysIgnored, RelaysMissed uint64
 }
 
 // Stats returns the current figures.
@@ -111,6 +120,8 @@ func (r *Replicator) Stats() Stats {
 	st.InboundConns, st.InboundRefused, st.RepairsHeld = r.inbound, r.inboundRefused, r.repairsHeld
 	st.NotKept, st.Resyncs, st.KeepsGrew = r.notKept.Load(), r.resyncs, r.keepsGrew.Load()
 	st.ProbedDeletes = r.probedDeletes.Load()
+	st.RelaysSent, st.RelaysDropped, st.RelaysApplied = r.relaysSent.Load(), r.relaysDropped.Load(), r.relaysApplied.Load()
+	st.RelaysIgnored, st.RelaysMissed = r.relaysIgnored.Load(), r.relaysMissed.Load()
 	st.FetchesServed, st.FetchesSent, st.FetchFailures = r.fetchesServed.Load(), r.fetchesSent.Load(), r.fetchFailures.Load()
 	st.SlotSyncsServed, st.SlotSyncs, st.SlotSyncFailures = r.slotSyncsServed.Load(), r.slotSyncs.Load(), r.slotSyncFailures.Load()
 	for _, l := range r.links {
@@ -120,7 +131,7 @@ func (r *Replicator) Stats() Stats {
 			Connected: l.connected, Since: l.since, Acked: l.acked,
 			RTT: l.rtt, Offset: l.offset, FullSyncs: l.fullSyncs,
 			Reconnects: l.reconnects, LastError: l.lastErr,
-			Rounds: l.rounds, Repaired: l.repaired, Skipped: l.skipped, Proto: l.spoken,
+			Rounds: l.rounds, Repaired: l.repaired, Skipped: l.skipped, StandIns: l.standIns, Proto: l.spoken,
 			LastErrorAt: l.lastErrAt, Reason: l.reason, EverConnected: l.reconnects > 0,
 			SyncDone: l.sync != syncPending,
 		}
