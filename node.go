@@ -150,6 +150,7 @@ type Node struct {
 	// regionLeft and regionLeavingFrom.
 	members     *cluster.Membership
 	slots       atomic.Pointer[slotMap]
+	relay       atomic.Pointer[relayPlan] // GossipConfig.SlotsOnly (region_relay.go)
 	regionMu    sync.Mutex
 	regionPeers map[string]bool
 	regionLeft  bool // LeaveRegion dropped this node from its own map
@@ -222,9 +223,12 @@ func Open(cfg Config) (*Node, error) {
 	var wanted func(bool) []byte
 	var kept func() []byte
 	var keepsSlot, holds func(int) bool
+	var relayed func() []byte
+	var relayTo func(int) []string
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
 		keeps, vouched, wanted = n.keeps, n.vouched, n.wanted
 		kept, keepsSlot, holds = n.keptSlots, n.keepsSlot, n.holdsSlot
+		relayed, relayTo = n.relayedSlots, n.relayTo
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
 	}
 	dial := cfg.Dial
@@ -239,9 +243,12 @@ func Open(cfg Config) (*Node, error) {
 		Cluster: cfg.Cluster, Region: cfg.Region, NodeID: cfg.NodeID, NodeName: cfg.NodeName,
 		Store: st, Clock: clock, Physical: phys,
 		Listener: ln, Peers: cfg.Peers, Dial: dial,
-		Log:                 repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
-		PingInterval:        cfg.PeerTimeout / 4,
-		DeadTimeout:         cfg.PeerTimeout,
+		Log:          repl.LogConfig{MaxBytes: cfg.ReplicationLogBytes},
+		PingInterval: cfg.PeerTimeout / 4,
+		DeadTimeout:  cfg.PeerTimeout,
+		// A primary that relays nothing for a dead-peer timeout is taken
+		// for gone: the stream resumes with the writes owed whole.
+		RelayWait:           cfg.PeerTimeout,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		TombstoneHorizon:    cfg.TombstoneHorizon,
 		ReconnectMax:        min(2*time.Second, cfg.PeerTimeout),
@@ -261,6 +268,8 @@ func Open(cfg Config) (*Node, error) {
 		KeptSlots:     kept,
 		KeepsSlot:     keepsSlot,
 		Holds:         holds,
+		RelayedSlots:  relayed,
+		RelayTo:       relayTo,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {

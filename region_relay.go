@@ -1,0 +1,90 @@
+package geocache
+
+import (
+	"strings"
+
+	"github.com/geocache/geocache/internal/cluster"
+)
+
+// Relays (GossipConfig.SlotsOnly): a write of another region's origin
+// crosses into this region once, to the primary of its slot, which hands
+// it on to the slot's other owners here. Each co-owner names the slots it
+// owns but not as primary to the origins of other regions as taken
+// relayed (repl.Config.RelayedSlots); the primary relays to the co-owners
+// (repl.Config.RelayTo). Both follow the node's slot map: while two nodes
+// disagree on it for a moment, a write owed and not relayed in time is
+// taken whole again (repl.Config.RelayWait).
+
+// relayPlan is what this node hands on and takes relayed under one slot
+// map. It is immutable once published.
+type relayPlan struct {
+	// to is 1 + the index in lists of the replication addresses of the
+	// co-owners this node hands a slot's writes on to (0: none): this
+	// node is the slot's primary.
+	to    [cluster.Slots]uint16
+	lists [][]string
+	// relayed is the slots this node keeps and owns as a co-owner, whose
+	// primary has a replication address, as a wire slot set (nil: none).
+	relayed []byte
+}
+
+// newRelayPlan returns the plan of the node self under the map m, keeping
+// the slots of keep (nil: every slot).
+func newRelayPlan(m *cluster.Map, self uint32, keep *slotSet) *relayPlan {
+	p := new(relayPlan)
+	index := map[string]uint16{}
+	any := false
+	relayed := wireSlots(func(slot int) bool {
+		owners := m.Owners(slot)
+		if len(owners) < 2 {
+			return false
+		}
+		if owners[0].ID == self {
+			var addrs []string
+			for _, o := range owners[1:] {
+				if o.ReplAddr != "" {
+					addrs = append(addrs, o.ReplAddr)
+				}
+			}
+			if len(addrs) > 0 && len(p.lists) < 1<<16-1 {
+				key := strings.Join(addrs, ",")
+				j, ok := index[key]
+				if !ok {
+					p.lists = append(p.lists, addrs)
+					j = uint16(len(p.lists))
+					index[key] = j
+				}
+				p.to[slot] = j
+			}
+			return false
+		}
+		take := owners[0].ReplAddr != "" && m.Owns(self, slot) && (keep == nil || keep.has(slot))
+		any = any || take
+		return take
+	})
+	if any {
+		p.relayed = relayed
+	}
+	return p
+}
+
+// relayTo returns the replication addresses of the co-owners this node
+// hands on the writes of slot received whole from another region's
+// origins (repl.Config.RelayTo).
+func (n *Node) relayTo(slot int) []string {
+	p := n.relay.Load()
+	if p == nil || slot < 0 || slot >= cluster.Slots || p.to[slot] == 0 {
+		return nil
+	}
+	return p.lists[p.to[slot]-1]
+}
+
+// relayedSlots returns the slots this node takes relayed from the primary
+// of each in its region (repl.Config.RelayedSlots): the same slice while
+// the map is the same.
+func (n *Node) relayedSlots() []byte {
+	if p := n.relay.Load(); p != nil {
+		return p.relayed
+	}
+	return nil
+}
