@@ -7,7 +7,10 @@
 // their replication links, per write, inside region A and to region B,
 // counted by a wrapper of each node's dialer (the origin dials its peers
 // and streams its log over that connection), for slot-owned storage
-// (GossipConfig.SlotsOnly) and for full copies.
+// (GossipConfig.SlotsOnly) and for full copies; and the bytes region B's
+// nodes sent each other meanwhile, per write: with slot-owned storage, a
+// slot's primary in B relays each write of A to the slot's other owners
+// there, which A sends a stand-in (version and slot) instead.
 //
 //	cd bench && go run ./regiontraffic
 //	go run ./regiontraffic -nodes 3 -keys 100000 -rounds 3
@@ -50,7 +53,7 @@ var (
 func main() {
 	flag.Parse()
 	fmt.Printf("# regions of %d nodes, %d keys of %d bytes written in region A per round\n", *flagNodes, *flagKeys, *flagValue)
-	fmt.Println("# setup round in-region-bytes/write cross-region-bytes/write [gain: bytes-read-by-survivors/key seconds]")
+	fmt.Println("# setup round in-region-bytes/write cross-region-bytes/write relayed-in-b-bytes/write [gain: bytes-read-by-survivors/key seconds]")
 	for round := 1; round <= *flagRounds; round++ {
 		for _, setup := range strings.Split(*flagSetups, ",") {
 			res, err := run(setup == "slots-only")
@@ -58,7 +61,7 @@ func main() {
 				fmt.Fprintln(os.Stderr, "regiontraffic:", err)
 				os.Exit(1)
 			}
-			fmt.Printf("%s %d %.1f %.1f", setup, round, res.in, res.cross)
+			fmt.Printf("%s %d %.1f %.1f %.1f", setup, round, res.in, res.cross, res.inB)
 			if *flagGain {
 				fmt.Printf(" gain %.1f %.3f", res.gainBytes, res.gainTime.Seconds())
 			}
@@ -136,7 +139,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // region B, and with -gain the bytes per key region B's survivors read to
 // fill the slots they gained, and the time that took.
 type result struct {
-	in, cross float64
+	in, cross, inB float64
 	gainBytes float64
 	gainTime  time.Duration
 }
@@ -222,7 +225,7 @@ func run(slotsOnly bool) (res result, err error) {
 	}
 	writers := members[:*flagNodes]
 	before := map[*member][2]int64{}
-	for _, m := range writers {
+	for _, m := range members {
 		before[m] = [2]int64{m.count.of("a").Load(), m.count.of("b").Load()}
 	}
 	sm, _ := writers[0].node.SlotMap()
@@ -237,6 +240,7 @@ func run(slotsOnly bool) (res result, err error) {
 			return res, fmt.Errorf("set %s: %w", key, err)
 		}
 	}
+	// Region B's nodes acknowledge a write they take relayed once relayed.
 	if err := waitFor(ctx, "every write acknowledged", func() bool {
 		for _, m := range writers {
 			if !caughtUp(m.node.Stats()) {
@@ -252,7 +256,12 @@ func run(slotsOnly bool) (res result, err error) {
 		in += m.count.of("a").Load() - before[m][0]
 		cross += m.count.of("b").Load() - before[m][1]
 	}
+	var inB int64
+	for _, m := range members[*flagNodes:] {
+		inB += m.count.of("b").Load() - before[m][1]
+	}
 	res.in, res.cross = float64(in)/float64(*flagKeys), float64(cross)/float64(*flagKeys)
+	res.inB = float64(inB) / float64(*flagKeys)
 	if !*flagGain {
 		return res, nil
 	}
