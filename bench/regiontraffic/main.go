@@ -140,8 +140,8 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // fill the slots they gained, and the time that took.
 type result struct {
 	in, cross, inB float64
-	gainBytes float64
-	gainTime  time.Duration
+	gainBytes      float64
+	gainTime       time.Duration
 }
 
 // run builds the two regions, writes, waits for every link to catch up,

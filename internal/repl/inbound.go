@@ -93,10 +93,10 @@ type originState struct {
 	owedSince   atomic.Int64
 	relayOff    atomic.Int64
 	relayMisses int
-	early      map[uint64]struct{}
-	wholeUntil uint64
-	stream     *inStream
-	relayWarn  warnState
+	early       map[uint64]struct{}
+	wholeUntil  uint64
+	stream      *inStream
+	relayWarn   warnState
 }
 
 // acceptLoop accepts peer connections until Close.
