@@ -97,7 +97,13 @@ type NodeReport struct {
 	Evicted      int64         `json:"evicted"`
 	FullSyncs    int64         `json:"full_syncs"`
 	Skipped      int64         `json:"skipped"` // writes sent to peers as skips (by its last process)
-	DumpErrors   []string      `json:"dump_errors,omitempty"`
+	// StandIns are the writes it sent peers as stand-ins, and the relays it
+	// sent, applied and missed (by its last process).
+	StandIns      int64    `json:"stand_ins"`
+	RelaysSent    int64    `json:"relays_sent"`
+	RelaysApplied int64    `json:"relays_applied"`
+	RelaysMissed  int64    `json:"relays_missed"`
+	DumpErrors    []string `json:"dump_errors,omitempty"`
 }
 
 // checkInput gathers the record of the run.
@@ -212,6 +218,10 @@ func buildReport(cfg Config, sched Schedule, in *checkInput, res *CheckResult) *
 			if i < len(f.Skipped) {
 				nr.Skipped = f.Skipped[i]
 			}
+			if i < len(f.StandIns) && i < len(f.Relays) {
+				nr.StandIns = f.StandIns[i]
+				nr.RelaysSent, nr.RelaysApplied, nr.RelaysMissed = f.Relays[i][0], f.Relays[i][1], f.Relays[i][2]
+			}
 			prefix := fmt.Sprintf("node %d:", i+1)
 			for _, e := range f.DumpErr {
 				if strings.HasPrefix(e, prefix) {
@@ -319,7 +329,8 @@ func (r *Report) Summary() string {
 		r.HLCRestart.Regressions, r.HLCRestart.MaxBehindMS)
 	fmt.Fprintf(&b, "  checked: %s\n", mixString(r.Checked))
 	for _, n := range r.Nodes {
-		fmt.Fprintf(&b, "  node %d (%s): %d process(es), evicted %d, full syncs %d, skips sent %d", n.ID, n.Region, len(n.Incarnations), n.Evicted, n.FullSyncs, n.Skipped)
+		fmt.Fprintf(&b, "  node %d (%s): %d process(es), evicted %d, full syncs %d, skips sent %d, stand-ins sent %d, relays sent %d, applied %d, missed %d",
+			n.ID, n.Region, len(n.Incarnations), n.Evicted, n.FullSyncs, n.Skipped, n.StandIns, n.RelaysSent, n.RelaysApplied, n.RelaysMissed)
 		var exits []string
 		for _, inc := range n.Incarnations {
 			exits = append(exits, fmt.Sprintf("%s/%v", inc.How, inc.ExitCode))

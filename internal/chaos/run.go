@@ -398,20 +398,34 @@ type peerState struct {
 	lag       int64
 	fullSyncs int64
 	skipped   int64
+	standIns  int64
+}
+
+// relayCounts are a node's relays, from its own GEOCACHE REGIONS entry.
+type relayCounts struct {
+	sent, applied, missed int64
 }
 
 // regions reads GEOCACHE REGIONS of one node.
 func regions(ctx context.Context, c *redis.Client) ([]peerState, error) {
+	ps, _, err := regionsAndRelays(ctx, c)
+	return ps, err
+}
+
+// regionsAndRelays reads GEOCACHE REGIONS of one node: its peers, and its
+// relay counts (zero from a node of a version without them).
+func regionsAndRelays(ctx context.Context, c *redis.Client) ([]peerState, relayCounts, error) {
+	var rc relayCounts
 	v, err := c.Do(ctx, "GEOCACHE", "REGIONS").Result()
 	if err != nil {
-		return nil, err
+		return nil, rc, err
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) < 1 {
-		return nil, fmt.Errorf("GEOCACHE REGIONS: unexpected reply %T", v)
+		return nil, rc, fmt.Errorf("GEOCACHE REGIONS: unexpected reply %T", v)
 	}
 	var out []peerState
-	for _, e := range arr[1:] {
+	for i, e := range arr {
 		m := map[string]any{}
 		switch x := e.(type) {
 		case map[any]any:
@@ -423,15 +437,22 @@ func regions(ctx context.Context, c *redis.Client) ([]peerState, error) {
 				m[fmt.Sprint(x[i])] = x[i+1]
 			}
 		default:
-			return nil, fmt.Errorf("GEOCACHE REGIONS: unexpected entry %T", e)
+			return nil, rc, fmt.Errorf("GEOCACHE REGIONS: unexpected entry %T", e)
+		}
+		if i == 0 { // the node itself
+			rc.sent, _ = m["relays_sent"].(int64)
+			rc.applied, _ = m["relays_applied"].(int64)
+			rc.missed, _ = m["relays_missed"].(int64)
+			continue
 		}
 		p := peerState{connected: m["state"] == "connected"}
 		p.lag, _ = m["lag"].(int64)
 		p.fullSyncs, _ = m["full_syncs"].(int64)
 		p.skipped, _ = m["skipped"].(int64)
+		p.standIns, _ = m["stand_ins"].(int64)
 		out = append(out, p)
 	}
-	return out, nil
+	return out, rc, nil
 }
 
 // linksUp reports whether every node is connected to every peer with
@@ -523,6 +544,10 @@ type final struct {
 	Evicted     []int64
 	FullSyncs   []int64
 	Skipped     []int64 // writes each node sent its peers as skips
+	// StandIns are the writes each node sent its peers as stand-ins, and
+	// Relays each node's relays sent, applied and missed.
+	StandIns []int64    `json:",omitempty"`
+	Relays   [][3]int64 `json:",omitempty"`
 	// CounterKeys are the run's counter keys and Counters what every node
 	// holds of them ([node][key]), from the same rounds as Dump.
 	CounterKeys []string         `json:",omitempty"`
@@ -621,7 +646,8 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 		}
 	}
 	for _, c := range clients {
-		ev, fs, sk := int64(-1), int64(0), int64(0)
+		ev, fs, sk, si := int64(-1), int64(0), int64(0), int64(0)
+		var rc relayCounts
 		if s, err := c.Info(ctx, "stats").Result(); err == nil {
 			for line := range strings.SplitSeq(s, "\n") {
 				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "evicted_keys:"); ok {
@@ -629,15 +655,19 @@ func (h *harness) finish(ctx context.Context) (*final, error) {
 				}
 			}
 		}
-		if ps, err := regions(ctx, c); err == nil {
+		if ps, r, err := regionsAndRelays(ctx, c); err == nil {
 			for _, p := range ps {
 				fs += p.fullSyncs
 				sk += p.skipped
+				si += p.standIns
 			}
+			rc = r
 		}
 		f.Evicted = append(f.Evicted, ev)
 		f.FullSyncs = append(f.FullSyncs, fs)
 		f.Skipped = append(f.Skipped, sk)
+		f.StandIns = append(f.StandIns, si)
+		f.Relays = append(f.Relays, [3]int64{rc.sent, rc.applied, rc.missed})
 	}
 	return f, nil
 }

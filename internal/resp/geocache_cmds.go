@@ -129,7 +129,7 @@ func (c *conn) regions() {
 	v := c.s.regionView()
 	st := v.st
 	c.replyArray(1 + len(st.Peers))
-	c.replyMap(4)
+	c.replyMap(7)
 	c.replyBulkString("region")
 	c.replyBulkString(st.Region)
 	c.replyBulkString("node")
@@ -138,6 +138,12 @@ func (c *conn) regions() {
 	c.replyInt(int64(st.NodeID))
 	c.replyBulkString("state")
 	c.replyBulkString("self")
+	c.replyBulkString("relays_sent")
+	c.replyInt(int64(st.RelaysSent))
+	c.replyBulkString("relays_applied")
+	c.replyInt(int64(st.RelaysApplied))
+	c.replyBulkString("relays_missed")
+	c.replyInt(int64(st.RelaysMissed))
 	for _, p := range st.Peers {
 		state := "disconnected"
 		switch {
@@ -161,7 +167,7 @@ func (c *conn) regions() {
 		if !p.Since.IsZero() {
 			since = p.Since.UnixMilli()
 		}
-		c.replyMap(15)
+		c.replyMap(16)
 		c.replyBulkString("region")
 		c.replyBulkString(region)
 		c.replyBulkString("node")
@@ -184,6 +190,8 @@ func (c *conn) regions() {
 		c.replyInt(int64(p.FullSyncs))
 		c.replyBulkString("skipped")
 		c.replyInt(int64(p.Skipped))
+		c.replyBulkString("stand_ins")
+		c.replyInt(int64(p.StandIns))
 		c.replyBulkString("protocol")
 		c.replyInt(int64(p.Protocol))
 		c.replyBulkString("last_error")

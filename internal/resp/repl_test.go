@@ -259,13 +259,13 @@ func TestRegionsAndInfo(t *testing.T) {
 		t.Fatalf("GEOCACHE REGIONS = %v, %v; want self and one peer", got, err)
 	}
 	self, peer := asMap(got[0]), asMap(got[1])
-	if self["region"] != "us" || self["state"] != "self" || self["node_id"] != int64(1) {
+	if self["region"] != "us" || self["state"] != "self" || self["node_id"] != int64(1) || self["relays_sent"] != int64(0) || self["relays_missed"] != int64(0) {
 		t.Errorf("self entry %v", self)
 	}
 	if peer["region"] != "eu" || peer["state"] != "connected" || peer["node"] != "eu-2" || peer["protocol"] != int64(wire.Proto) {
 		t.Errorf("peer entry %v", peer)
 	}
-	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "skipped", "protocol", "last_error"} {
+	for _, k := range []string{"addr", "since_ms", "lag", "backlog_bytes", "rtt_us", "offset_us", "full_syncs", "skipped", "stand_ins", "protocol", "last_error"} {
 		if _, ok := peer[k]; !ok {
 			t.Errorf("peer entry lacks %q: %v", k, peer)
 		}
