@@ -844,9 +844,10 @@ var errKeepsGrew = errors.New("a skipped write of a slot this node now keeps")
 
 // keeps reports whether this node applies the replicated write w
 // (Config.Keeps), and counts it if not. A delete is always applied; a
-// skip never is (it has no key: skipped judges it).
+// skip or a stand-in never is (it has no key: skipped and owedLocked
+// judge them in a stream, and nothing applies them elsewhere).
 func (r *Replicator) keeps(w *wire.Op) bool {
-	if w.Kind == wire.KindSkip {
+	if w.Kind == wire.KindSkip || w.Kind == wire.KindRelayed {
 		return false
 	}
 	if r.cfg.Keeps == nil || w.Kind == wire.KindDelete || r.cfg.Keeps(w.Key) {

@@ -731,11 +731,8 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 			wanted = nil
 		}
 	}
-	var vouched []byte // the receiver judges only the slots it wanted anyway
-	if r.cfg.Vouched != nil {
-		vouched = r.cfg.Vouched()
-	}
-	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: vouched}); err != nil {
+	// The receiver judges only the slots it wanted anyway.
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: r.snapshotVouched()}); err != nil {
 		return 0, err
 	}
 	if err := r.writeEntries(fc, wanted); err != nil {

@@ -108,6 +108,41 @@ func (r *Replicator) owedLocked(o *originState, seq uint64, w *wire.Op) error {
 	return nil
 }
 
+// snapshotVouched returns the slots a full sync (or a slot sync) this node
+// sends vouches for (Config.Vouched; nil: every key), less those with a
+// write owed: this node does not hold that write yet, and the receiver's
+// drop rule must not judge its key by this snapshot (it could drop the
+// receiver's own write, sent straight to this node and taken relayed).
+func (r *Replicator) snapshotVouched() []byte {
+	if r.cfg.Vouched == nil {
+		return nil
+	}
+	v := r.cfg.Vouched()
+	if v == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cloned := false
+	for _, o := range r.origins {
+		if o.owedSince.Load() == 0 {
+			continue
+		}
+		o.mu.Lock()
+		for _, w := range o.owed {
+			if !slotIn(v, w.slot) {
+				continue
+			}
+			if !cloned {
+				v, cloned = slices.Clone(v), true // the node's set is shared
+			}
+			v[w.slot>>3] &^= 1 << (w.slot & 7)
+		}
+		o.mu.Unlock()
+	}
+	return v
+}
+
 // takesRelayed reports whether this node takes slot's writes relayed
 // (Config.RelayedSlots) now.
 func (r *Replicator) takesRelayed(slot int) bool {

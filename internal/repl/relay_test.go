@@ -423,3 +423,41 @@ func TestResumedStandInsSettledByEarlierRelays(t *testing.T) {
 		}
 	})
 }
+
+// A full sync this node sends does not vouch for a slot with a write owed:
+// it does not hold that write yet, and the receiver's drop rule, judging
+// by this snapshot, could drop it (the receiver's own write, sent to this
+// node as a stand-in and not relayed yet).
+func TestSnapshotDoesNotVouchForSlotsWithWritesOwed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		kept := slotsOf("mine", "rel")
+		cfg := newKeptSlots(kept).config(Config{NodeID: 1, Peers: []string{"asker"}})
+		relayed := slotsOf("rel")
+		cfg.RelayedSlots = func() []byte { return relayed }
+		cfg.Vouched = func() []byte { return kept }
+		fl := listenFake(t, mem, "asker")
+		startTestNode(t, mem, "a", cfg, true)
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		ts := at(time.Millisecond)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{standInOf("rel", ts)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 0 {
+			t.Fatalf("Ack %d, want 0: write 1 is owed", ack.Seq)
+		}
+
+		q := fl.accept()
+		q.answer(fakeHello(fakeID + 1))
+		q.send(&wire.Resume{Origin: 1, NextSeq: 0, HLC: uint64(nowTS())})
+		b := dataAs[*wire.SnapshotBegin](t, q)
+		if b.Vouched == nil || slotIn(b.Vouched, cluster.KeySlot("rel")) || !slotIn(b.Vouched, cluster.KeySlot("mine")) {
+			t.Fatalf("the snapshot vouches for rel's slot %v and mine's %v; want false and true",
+				b.Vouched == nil || slotIn(b.Vouched, cluster.KeySlot("rel")), b.Vouched != nil && slotIn(b.Vouched, cluster.KeySlot("mine")))
+		}
+		if !slotIn(kept, cluster.KeySlot("rel")) {
+			t.Fatal("the node's own vouched set was modified")
+		}
+	})
+}

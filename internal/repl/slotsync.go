@@ -304,11 +304,7 @@ func (r *Replicator) answerSlotSync(fc *frameConn, asker *wire.Hello, q *wire.Sl
 		}
 	}
 	ts := r.cfg.Clock.Update(0)
-	var vouched []byte
-	if r.cfg.Vouched != nil {
-		vouched = r.cfg.Vouched()
-	}
-	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, HLC: uint64(ts), Vouched: vouched}); err != nil {
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, HLC: uint64(ts), Vouched: r.snapshotVouched()}); err != nil {
 		return err
 	}
 	if err := r.writeEntries(fc, q.Slots); err != nil {
