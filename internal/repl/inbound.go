@@ -93,7 +93,8 @@ type originState struct {
 	owedSince   atomic.Int64
 	relayOff    atomic.Int64
 	relayMisses int
-	early       map[uint64]struct{}
+	early       map[uint64]int // sequence number → slot
+	earlyPruned uint64         // acked() when early was last pruned
 	wholeUntil  uint64
 	stream      *inStream
 	relayWarn   warnState
@@ -162,6 +163,14 @@ func (r *Replicator) runInbound(c net.Conn) error {
 	if err != nil {
 		return err
 	}
+	if r.cfg.RelayedSlots != nil && in.h.Region != r.cfg.Region {
+		// The writes this stream takes relayed are acknowledged when
+		// their relays arrive, by a goroutine of the stream's own.
+		stop := make(chan struct{})
+		var acker sync.WaitGroup
+		acker.Go(func() { in.ackRelays(stop) })
+		defer func() { close(stop); acker.Wait() }()
+	}
 	return in.serve()
 }
 
@@ -198,6 +207,10 @@ type inStream struct {
 	// left the ack to this stream's (the slots vouched for changed).
 	lastVouched atomic.Pointer[[]byte]
 	ackDue      atomic.Bool
+	// ackSeq is the position a relay's arrival moved the origin's
+	// acknowledged position to; ackWake wakes ackRelays to send it.
+	ackSeq  atomic.Uint64
+	ackWake chan struct{}
 	// wholeUntil is the origin's while this connection names no slot
 	// relayed (after a missed relay; 0 once past it).
 	wholeUntil uint64
@@ -247,7 +260,7 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 	fc.grow()
 	o, gen, next, fill := r.takeOver(h, c)
 	now := time.Now()
-	in := &inStream{r: r, fc: fc, h: h, o: o, gen: gen, asked: next == 0, next: next, heard: now, lastWrite: now}
+	in := &inStream{r: r, fc: fc, h: h, o: o, gen: gen, asked: next == 0, next: next, heard: now, lastWrite: now, ackWake: make(chan struct{}, 1)}
 	if next == 0 && r.cfg.Wanted != nil {
 		in.wanted = r.cfg.Wanted(fill)
 	}
@@ -293,6 +306,11 @@ func (in *inStream) announceKeeps() (changed bool, err error) {
 	if sameSlots(k, in.keeps) && sameSlots(rl, in.relayed) {
 		return false, nil
 	}
+	if !sameSlots(k, in.keeps) {
+		in.o.mu.Lock()
+		in.o.forgetEarlyLocked(k)
+		in.o.mu.Unlock()
+	}
 	in.keeps, in.relayed = k, rl
 	return true, in.fc.write(&wire.Keeps{Origin: in.h.NodeID, Slots: k, Relayed: rl})
 }
@@ -319,8 +337,11 @@ func (in *inStream) announceVouched(always bool) error {
 		return nil
 	}
 	in.vouched = v
+	// Sent before the goroutine that acknowledges relays may speak for
+	// it: an Ack never overtakes the Vouched it speaks under.
+	err := in.fc.write(&wire.Vouched{Origin: in.h.NodeID, Slots: v})
 	in.lastVouched.Store(&v)
-	return in.fc.write(&wire.Vouched{Origin: in.h.NodeID, Slots: v})
+	return err
 }
 
 func (in *inStream) serve() error {
@@ -975,10 +996,10 @@ func (r *Replicator) finishSnapshot(o *originState, gen uint64, snap *snapshotSt
 		return err
 	}
 	o.applied, o.hole = snap.seq, 0
-	// The relays remembered ahead of their stand-ins too: the drop rule
-	// may have dropped what they applied during the snapshot, and the
-	// stream replayed after it must bring those writes again.
-	o.clearRelayLocked(true)
+	// The relays remembered ahead of their stand-ins stay: the drop rule
+	// drops only what the sender's ghosts cover, which, merged, refuse
+	// those writes whole as well.
+	o.clearRelayLocked(false)
 	o.synced, o.fill = true, false
 	o.fullSyncs++
 	o.dropped += uint64(n)

@@ -331,9 +331,9 @@ func (r *Replicator) handshakeOut(l *link, fc *frameConn) (resume *wire.Resume, 
 	l.peerInc = h.Incarnation
 	l.nodeID, l.name, l.region = h.NodeID, h.NodeName, h.Region
 	l.vouchKnown, l.vouched = false, nil // announced after the Resume
+	// The relays queued stay: they answer the peer's streams from other
+	// origins, which this reconnection did not touch.
 	l.keeps, l.relayed = resume.Keeps, resume.Relayed
-	clear(l.relayQ) // of the connection before: the peer resumed since
-	l.relayQ, l.relayBytes = l.relayQ[:0], 0
 	l.acked = max(l.acked, next-1)
 	l.lastAck = max(l.lastAck, next-1)
 	if resume.NextSeq == 0 {
@@ -510,7 +510,7 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 			replay = 0 // the log no longer reaches back to the peer
 		}
 		s.needSnapshot = false
-		s.next, err = r.sendSnapshot(s.l, s.fc, replay, s.wanted)
+		s.next, err = r.sendSnapshot(s.l, s.fc, replay, s.wanted, s.sendRelays)
 		s.batchLeft = 0
 		return err == nil, err
 	}
@@ -575,7 +575,7 @@ func (s *sender) sendAvailable(ping <-chan time.Time) (bool, error) {
 // skipUnkept turns the writes of s.ops whose keys the peer does not keep
 // into skips: their version and slot, without key or value; and those of
 // slots it takes relayed into stand-ins (wire.KindRelayed), laid out the
-// same, unless they are in a batch or too large for a frame (those go
+// same, unless they are in a batch or larger than maxRelayedOp (those go
 // whole). Deletes go whole (the peer applies them whatever the key), and
 // so do messages and batch markers.
 func (s *sender) skipUnkept() {
@@ -604,7 +604,7 @@ func (s *sender) skipUnkept() {
 		case !slotIn(keeps, slot):
 			*w = wire.Op{Kind: wire.KindSkip, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
 			skips++
-		case relayed != nil && !batched && slotIn(relayed, slot) && !s.r.isLarge(w):
+		case relayed != nil && !batched && slotIn(relayed, slot) && w.Size() <= maxRelayedOp:
 			*w = wire.Op{Kind: wire.KindRelayed, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
 			standIns++
 		}
@@ -705,7 +705,10 @@ func (r *Replicator) roundDue(l *link) bool {
 // store, framed by the log position it stands for. The receiver merges it
 // and drops what the snapshot does not vouch for. It returns the sequence
 // number to stream from afterwards.
-func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted []byte) (uint64, error) {
+//
+// between runs after each chunk (nil: nothing): the link's relays, which
+// must not wait for the end of a long sync.
+func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted []byte, between func() error) (uint64, error) {
 	// Every write with a sequence number below s0 was versioned before ts
 	// (versions come from a monotonic clock, and a write is versioned before
 	// it is logged), so the snapshot plus the log from s0 covers them all.
@@ -735,7 +738,7 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, Seq: from - 1, HLC: uint64(ts), Vouched: r.snapshotVouched()}); err != nil {
 		return 0, err
 	}
-	if err := r.writeEntries(fc, wanted); err != nil {
+	if err := r.writeEntries(fc, wanted, between); err != nil {
 		return 0, err
 	}
 	// The tombstone-ghost table, read after the walk, covers every delete
@@ -754,14 +757,17 @@ func (r *Replicator) sendSnapshot(l *link, fc *frameConn, replay uint64, wanted 
 // writeEntries writes every live entry and tombstone of the store whose
 // key is in wanted (nil: every key) as SnapshotChunks of this node's, a
 // large one as a LargeOp of sequence number 0 and its ValueParts: the body
-// of a full sync.
-func (r *Replicator) writeEntries(fc *frameConn, wanted []byte) error {
+// of a full sync. between, if set, runs after each chunk written.
+func (r *Replicator) writeEntries(fc *frameConn, wanted []byte, between func() error) error {
 	var chunk []wire.Op
 	size := 0
 	var err error
 	flush := func() {
 		if len(chunk) > 0 && err == nil {
 			err = fc.write(&wire.SnapshotChunk{Origin: r.cfg.NodeID, Ops: chunk})
+			if err == nil && between != nil {
+				err = between()
+			}
 		}
 		clear(chunk)
 		chunk, size = chunk[:0], 0

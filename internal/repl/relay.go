@@ -38,9 +38,16 @@ const (
 	// stand-ins, per origin; one more is applied and not remembered (its
 	// stand-in, when it comes, is owed until the wait ends the stream).
 	maxEarlyRelays = 1 << 12
-	// maxRelayQueue bounds the bytes of relays queued on one link; a
-	// relay that does not fit is dropped (the co-owner's wait ends).
+	// maxRelayQueue bounds the bytes of relays queued on one link (each
+	// counted with its op's size and relayOverhead); a relay that does not
+	// fit is dropped (the co-owner's wait ends).
 	maxRelayQueue = 8 << 20
+	relayOverhead = 128
+	// maxRelayedOp is the largest op (wire.Op.Size) sent as a stand-in and
+	// relayed; larger ones go whole. A constant of the protocol, not of
+	// either node's configuration, so that the origin and the primary
+	// agree on it; a Relay frame of one such op fits any MaxFrame.
+	maxRelayedOp = 32 << 10
 	// relayProto is the first protocol version with relays.
 	relayProto = 12
 )
@@ -70,6 +77,22 @@ func (o *originState) clearRelayLocked(early bool) {
 	o.owedSince.Store(0)
 	if early {
 		clear(o.early)
+		o.earlyPruned = 0
+	}
+}
+
+// forgetEarlyLocked forgets the relays remembered of slots this node no
+// longer keeps (kept: Config.KeptSlots' set, nil for every slot): it
+// forgot their entries, and a stand-in of them settled by such a relay
+// would be acknowledged without the write held.
+func (o *originState) forgetEarlyLocked(kept []byte) {
+	if kept == nil {
+		return
+	}
+	for seq, slot := range o.early {
+		if !slotIn(kept, slot) {
+			delete(o.early, seq)
+		}
 	}
 }
 
@@ -89,7 +112,7 @@ func (r *Replicator) owedLocked(o *originState, seq uint64, w *wire.Op) error {
 		return nil
 	}
 	if _, ok := o.early[seq]; ok {
-		delete(o.early, seq)
+		delete(o.early, seq) // relayed first, and held: its slot kept since
 		return nil
 	}
 	if !r.takesRelayed(slot) {
@@ -153,15 +176,16 @@ func (r *Replicator) takesRelayed(slot int) bool {
 	return set != nil && slotIn(set, slot)
 }
 
-// rememberLocked remembers that the write seq was relayed (at most
-// maxEarlyRelays, forgetting first those the stream will not send again:
-// at or below the acknowledged position).
-func (o *originState) rememberLocked(seq uint64) {
+// rememberLocked remembers that the write seq of slot was relayed and is
+// held (at most maxEarlyRelays, forgetting first those the stream will not
+// send again: at or below the acknowledged position, looked for once per
+// move of that position).
+func (o *originState) rememberLocked(seq uint64, slot int) {
 	if o.early == nil {
-		o.early = map[uint64]struct{}{}
+		o.early = map[uint64]int{}
 	}
-	if len(o.early) >= maxEarlyRelays {
-		acked := o.acked()
+	if acked := o.acked(); len(o.early) >= maxEarlyRelays && acked > o.earlyPruned {
+		o.earlyPruned = acked
 		for s := range o.early {
 			if s <= acked {
 				delete(o.early, s)
@@ -169,7 +193,7 @@ func (o *originState) rememberLocked(seq uint64) {
 		}
 	}
 	if len(o.early) < maxEarlyRelays {
-		o.early[seq] = struct{}{}
+		o.early[seq] = slot
 	}
 }
 
@@ -189,7 +213,11 @@ func (o *originState) owedIndex(seq uint64) (int, bool) {
 
 // settleLocked stops owing the write at index i of o.owed.
 func (o *originState) settleLocked(i int) {
-	o.owed = slices.Delete(o.owed, i, i+1)
+	if i == 0 {
+		o.owed = o.owed[1:] // in order, the usual case: no copy
+	} else {
+		o.owed = slices.Delete(o.owed, i, i+1)
+	}
 	switch {
 	case len(o.owed) == 0:
 		o.owedSince.Store(0)
@@ -221,9 +249,9 @@ func (r *Replicator) relaying(o *originState) bool {
 
 // collectRelayLocked adds the write w of sequence number seq, applied
 // alone (not in a batch), to b if this node hands it on: a set, counter
-// or hash small enough for a frame, of a slot it relays.
+// or hash of at most maxRelayedOp bytes, of a slot it relays.
 func (r *Replicator) collectRelayLocked(b *relayBatch, seq uint64, w *wire.Op) {
-	if w.Kind != wire.KindSet && w.Kind != wire.KindCounter && w.Kind != wire.KindHash || r.isLarge(w) {
+	if w.Kind != wire.KindSet && w.Kind != wire.KindCounter && w.Kind != wire.KindHash || w.Size() > maxRelayedOp {
 		return
 	}
 	slot := cluster.KeySlot(w.Key)
@@ -265,7 +293,7 @@ type queuedRelay struct {
 // queueRelay queues it for the link's sender, if the link is up, speaks
 // relays and has room, and reports whether it did.
 func (l *link) queueRelay(origin uint32, incarnation uint64, it *relayItem) bool {
-	size := it.op.Size() + 10
+	size := it.op.Size() + relayOverhead
 	l.mu.Lock()
 	ok := l.connected && l.spoken >= relayProto && l.relayBytes+size <= maxRelayQueue
 	if ok {
@@ -367,6 +395,14 @@ func (r *Replicator) applyRelay(f *wire.Relay) {
 			r.relaysIgnored.Add(1) // taken whole, or relayed twice
 			continue
 		}
+		kept := r.cfg.Keeps == nil || r.cfg.Keeps(w.Key)
+		if !kept && !owed {
+			// Not kept here (a map change the primary saw first): not
+			// held, so not remembered; its stand-in, if this node comes to
+			// keep the slot, waits for a relay or the stream's resume.
+			r.relaysIgnored.Add(1)
+			continue
+		}
 		if err := r.applyLocked(o, w); err != nil {
 			// Too far ahead of this node's clock: still owed, and overdue
 			// at once, so that the stream takes it whole (and holds there
@@ -382,14 +418,15 @@ func (r *Replicator) applyRelay(f *wire.Relay) {
 		}
 		r.relaysApplied.Add(1)
 		if owed {
+			// (Owed of a slot no longer kept: the write is not needed.)
 			o.settleLocked(j)
 			o.relayMisses = 0
 		}
 		// A write past the acknowledged position comes again as a
 		// stand-in if the stream resumes: its relay, first or not, is
 		// remembered to settle it then.
-		if current && seq > o.acked() {
-			o.rememberLocked(seq)
+		if current && kept && seq > o.acked() {
+			o.rememberLocked(seq, cluster.KeySlot(w.Key))
 		}
 	}
 	after := o.acked()
@@ -400,21 +437,43 @@ func (r *Replicator) applyRelay(f *wire.Relay) {
 	}
 }
 
-// ackRelayed acknowledges the origin's log up to seq, from the goroutine
-// that applied a relay (the stream's own is waiting for the origin's next
-// frame), if the slots its acks speak for are those last announced;
-// otherwise the stream acknowledges at its next frame, after announcing
-// them.
+// ackRelayed has the origin's log acknowledged up to seq, without
+// blocking the goroutine that applied a relay (it serves another peer's
+// connection): ackRelays writes the Ack (the stream's own goroutine waits
+// for the origin's next frame).
 func (in *inStream) ackRelayed(seq uint64) {
-	if v := in.r.cfg.Vouched; v != nil {
-		last := in.lastVouched.Load()
-		if last == nil || !sameSlots(v(), *last) {
-			in.ackDue.Store(true)
-			return
+	for {
+		cur := in.ackSeq.Load()
+		if seq <= cur || in.ackSeq.CompareAndSwap(cur, seq) {
+			break
 		}
 	}
-	// An error is the connection's: its stream's goroutine sees it fail.
-	in.fc.write(&wire.Ack{Origin: in.h.NodeID, Seq: seq})
+	select {
+	case in.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// ackRelays writes the acknowledgements ackRelayed asks for until stop is
+// closed, if the slots they speak for are those last announced; otherwise
+// the stream acknowledges at its next frame, after announcing them.
+func (in *inStream) ackRelays(stop <-chan struct{}) {
+	for {
+		select {
+		case <-in.ackWake:
+		case <-stop:
+			return
+		}
+		if v := in.r.cfg.Vouched; v != nil {
+			last := in.lastVouched.Load()
+			if last == nil || !sameSlots(v(), *last) {
+				in.ackDue.Store(true)
+				continue
+			}
+		}
+		// An error is the connection's: its stream's goroutine sees it.
+		in.fc.write(&wire.Ack{Origin: in.h.NodeID, Seq: in.ackSeq.Load()})
+	}
 }
 
 // relayedSlots returns the slots to name as taken relayed to the origin
@@ -447,6 +506,10 @@ func (in *inStream) relayMoved() error {
 	}
 	o := in.o
 	o.mu.Lock()
+	if o.gen != in.gen {
+		o.mu.Unlock()
+		return errSuperseded
+	}
 	moved := slices.ContainsFunc(o.owed, func(w owedOp) bool { return in.relayed == nil || !slotIn(in.relayed, w.slot) })
 	acked := o.acked()
 	o.mu.Unlock()
@@ -479,6 +542,10 @@ func (in *inStream) relayOverdue(now time.Time) error {
 func (in *inStream) relayMissed(why error) error {
 	o := in.o
 	o.mu.Lock()
+	if o.gen != in.gen {
+		o.mu.Unlock()
+		return errSuperseded // the origin's state is the newer connection's
+	}
 	o.wholeUntil = o.applied
 	o.relayMisses++
 	backoff := min(in.r.cfg.RelayWait<<min(o.relayMisses-1, 16), maxRelayBackoff)

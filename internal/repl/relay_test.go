@@ -461,3 +461,101 @@ func TestSnapshotDoesNotVouchForSlotsWithWritesOwed(t *testing.T) {
 		}
 	})
 }
+
+// A relay of a write whose slot this node does not keep (the primary saw
+// a map change first) is not held, so it is not remembered: when the node
+// comes to keep the slot and take it relayed, the write's stand-in is
+// owed, never acknowledged without the write.
+func TestRelayOfAnUnkeptSlotSettlesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		kept := newKeptSlots(slotsOf("mine"))
+		cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
+		var relayed atomic.Pointer[[]byte]
+		var none []byte
+		relayed.Store(&none)
+		cfg.RelayedSlots = func() []byte { return *relayed.Load() }
+		a, p, _ := keepingReceiver(t, mem, cfg)
+		prim := fakePrimary(t, mem)
+		ts := at(time.Millisecond)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("mine", "1", ts, fakeID)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+			t.Fatalf("Ack %d, want 1", ack.Seq)
+		}
+		prim.send(&wire.Relay{Origin: fakeID, Incarnation: 7, Seqs: []uint64{2}, Ops: []wire.Op{setOp("rel", "2", ts+1, fakeID)}})
+		synctest.Wait()
+		grown, rel := slotsOf("mine", "rel"), slotsOf("rel")
+		kept.set.Store(&grown)
+		relayed.Store(&rel)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{standInOf("rel", ts+1)}})
+		recvAs[*wire.Keeps](t, p)
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq >= 2 {
+			t.Fatalf("write 2 acknowledged (Ack %d), rel = %q here", ack.Seq, a.value("rel"))
+		}
+	})
+}
+
+// A relay that arrives while this node takes its full sync from the
+// origin is remembered through it: the write's stand-in in the log
+// replayed after the sync is settled at once.
+func TestRelayDuringAFullSyncRemembered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		cfg := newKeptSlots(slotsOf("mine", "rel")).config(Config{NodeID: 1, RelayWait: 2 * time.Second})
+		relayed := slotsOf("rel")
+		cfg.RelayedSlots = func() []byte { return relayed }
+		a := startTestNode(t, mem, "a", cfg, true)
+		prim := fakePrimary(t, mem)
+		p := dialFake(t, mem, "fake", "a")
+		if _, r := p.open(fakeHello(fakeID)); r.NextSeq != 0 || r.Relayed == nil {
+			t.Fatalf("Resume at %d naming relayed %v; want 0 (a full sync) and rel's slot", r.NextSeq, r.Relayed != nil)
+		}
+		ts := at(time.Millisecond)
+		p.send(&wire.SnapshotBegin{Origin: fakeID, Seq: 0, HLC: uint64(nowTS())})
+		prim.send(&wire.Relay{Origin: fakeID, Incarnation: 7, Seqs: []uint64{1}, Ops: []wire.Op{setOp("rel", "1", ts, fakeID)}})
+		synctest.Wait()
+		p.send(&wire.SnapshotEnd{Origin: fakeID, Ghosts: make([]uint64, 1)})
+		recvAs[*wire.Ack](t, p)
+		if a.value("rel") != "1" {
+			t.Fatalf("rel = %q, want the relay's 1", a.value("rel"))
+		}
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{standInOf("rel", ts)}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+			t.Fatalf("Ack %d, want 1: the write is held, relayed during the sync", ack.Seq)
+		}
+	})
+}
+
+// A relay remembered of a slot this node then stops keeping (it forgets
+// the slot's entries) settles nothing when the slot comes back.
+func TestRelayRememberedForgottenWithItsSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		kept := newKeptSlots(slotsOf("mine", "rel"))
+		cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
+		rel := slotsOf("rel")
+		cfg.RelayedSlots = func() []byte { return rel }
+		_, p, _ := keepingReceiver(t, mem, cfg)
+		prim := fakePrimary(t, mem)
+		ts := at(time.Millisecond)
+		prim.send(&wire.Relay{Origin: fakeID, Incarnation: 7, Seqs: []uint64{2}, Ops: []wire.Op{setOp("rel", "2", ts+1, fakeID)}})
+		synctest.Wait()
+		lost := slotsOf("mine")
+		kept.set.Store(&lost)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("mine", "1", ts, fakeID)}})
+		recvAs[*wire.Keeps](t, p)
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+			t.Fatalf("Ack %d, want 1", ack.Seq)
+		}
+		back := slotsOf("mine", "rel")
+		kept.set.Store(&back)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{standInOf("rel", ts+1)}})
+		recvAs[*wire.Keeps](t, p)
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq >= 2 {
+			t.Fatalf("write 2 acknowledged (Ack %d) by a relay of a slot lost since", ack.Seq)
+		}
+	})
+}

@@ -307,7 +307,7 @@ func (r *Replicator) answerSlotSync(fc *frameConn, asker *wire.Hello, q *wire.Sl
 	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, HLC: uint64(ts), Vouched: r.snapshotVouched()}); err != nil {
 		return err
 	}
-	if err := r.writeEntries(fc, q.Slots); err != nil {
+	if err := r.writeEntries(fc, q.Slots, nil); err != nil {
 		return err
 	}
 	// A slot lost during the walk may have lost entries to it (forget):
