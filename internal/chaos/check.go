@@ -118,6 +118,12 @@ type CheckResult struct {
 	// region: a failover moved the key to an owner the write had not
 	// reached yet (allowed, reported).
 	RYWFailover int `json:"ryw_failover,omitempty"`
+	// RYWGhost counts the reads that found nothing after a write whose
+	// key's tombstone-ghost slot a delete or an expiry (of any key of the
+	// slot) may cover at or above it: a full sync's drop rule may have
+	// removed the write (it is lossy by design: a miss, never a stale
+	// value), as the lost-write and refill checks allow.
+	RYWGhost int `json:"ryw_ghost,omitempty"`
 	// OwnerStates counts, with SlotOwned, the (owner, key) pairs the owner
 	// dump read: what the owner convergence check compared.
 	OwnerStates int `json:"owner_states,omitempty"`
@@ -1122,6 +1128,10 @@ func (c *checker) readYourWrites() {
 			}
 			if c.failoverNear(r.Node, b.op.Invoke, r.Complete) {
 				c.res.RYWFailover++
+				continue
+			}
+			if c.ghostMayCover(r.Key, b.v) {
+				c.res.RYWGhost++
 				continue
 			}
 			c.fail(Violation{Check: CheckRYW, Key: r.Key, Node: r.Node + 1, Ops: []int{b.op.ID, r.ID},

@@ -117,7 +117,9 @@ func (c *checker) ghostMayCover(key string, v Version) bool {
 	}
 	for _, op := range c.bySlot[ghostSlot(key)] {
 		if w, ok := op.known(); ok {
-			if w.Compare(v) >= 0 {
+			// A delete's tombstone carries its version, an expiry's its
+			// expiry time.
+			if w.Compare(v) >= 0 || w.ExpireAt > 0 && w.ExpireAt*int64(time.Millisecond) >= v.WallNS() {
 				return true
 			}
 			continue

@@ -277,6 +277,9 @@ func (r *Report) Summary() string {
 	if len(r.SmallRegions) > 0 {
 		fmt.Fprintf(&b, "  small region(s) %v (--max-memory %s): reads that found nothing there, allowed: %d\n", r.smallNames(), r.SmallRegionMemory, r.RYWEvicted)
 	}
+	if r.RYWGhost > 0 {
+		fmt.Fprintf(&b, "  reads that found nothing after a write a tombstone-ghost slot may cover (a full sync's lossy drop rule; allowed): %d\n", r.RYWGhost)
+	}
 	if r.SlotOwned {
 		fmt.Fprintf(&b, "  reads older than a write their node had reported, within %v of a fault in its region (a failover moved the key to an owner the write had not reached yet; allowed): %d\n", failoverGrace, r.RYWFailover)
 		fmt.Fprintf(&b, "  owner dump: %d (owner, key) states read without forwarding, %d (key, region) pairs of several owners compared; keys an owner lacks that a ghost slot may cover (excused): %d\n", r.OwnerStates, r.OwnerCompared, r.OwnerGhost)
