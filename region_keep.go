@@ -391,6 +391,9 @@ func (n *Node) slotSyncPlan() map[string][]byte {
 // by the slots kept at each entry (a slot regained during the walk keeps
 // what arrived meanwhile).
 func (n *Node) forget() {
+	// The relays remembered of those slots first: a stand-in they settled
+	// later would be acknowledged with the write forgotten.
+	n.repl.ForgetRelayed(n.keepsSlot)
 	gone := n.store.Forget(func(key string) bool {
 		k := n.keep.Load()
 		return k != nil && !k.has(cluster.KeySlot(key))

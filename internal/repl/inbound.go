@@ -306,9 +306,10 @@ func (in *inStream) announceKeeps() (changed bool, err error) {
 	if sameSlots(k, in.keeps) && sameSlots(rl, in.relayed) {
 		return false, nil
 	}
-	if !sameSlots(k, in.keeps) {
+	if k != nil && !sameSlots(k, in.keeps) {
+		// (Config users without a hook of their own: ForgetRelayed.)
 		in.o.mu.Lock()
-		in.o.forgetEarlyLocked(k)
+		in.o.forgetEarlyLocked(func(slot int) bool { return slotIn(k, slot) })
 		in.o.mu.Unlock()
 	}
 	in.keeps, in.relayed = k, rl

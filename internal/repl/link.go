@@ -604,7 +604,9 @@ func (s *sender) skipUnkept() {
 		case !slotIn(keeps, slot):
 			*w = wire.Op{Kind: wire.KindSkip, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
 			skips++
-		case relayed != nil && !batched && slotIn(relayed, slot) && w.Size() <= maxRelayedOp:
+		case relayed != nil && !batched && slotIn(relayed, slot) && w.Size() <= maxRelayedOp && !s.r.isLarge(w):
+			// (A large op reaches the primary in parts, which it does not
+			// relay: it goes whole to the co-owner too.)
 			*w = wire.Op{Kind: wire.KindRelayed, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
 			standIns++
 		}

@@ -75,22 +75,33 @@ type owedOp struct {
 func (o *originState) clearRelayLocked(early bool) {
 	o.owed = o.owed[:0]
 	o.owedSince.Store(0)
+	o.earlyPruned = 0 // the position may have moved back
 	if early {
 		clear(o.early)
-		o.earlyPruned = 0
 	}
 }
 
-// forgetEarlyLocked forgets the relays remembered of slots this node no
-// longer keeps (kept: Config.KeptSlots' set, nil for every slot): it
-// forgot their entries, and a stand-in of them settled by such a relay
-// would be acknowledged without the write held.
-func (o *originState) forgetEarlyLocked(kept []byte) {
-	if kept == nil {
-		return
+// ForgetRelayed forgets the relays remembered (ahead of their stand-ins)
+// of the writes of slots kept says this node no longer keeps. The node
+// layer calls it before it forgets those slots' entries: a stand-in
+// settled by such a relay would be acknowledged without the write held,
+// even if the slot is kept again by then.
+func (r *Replicator) ForgetRelayed(kept func(slot int) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.origins {
+		o.mu.Lock()
+		o.forgetEarlyLocked(kept)
+		o.mu.Unlock()
 	}
+}
+
+// forgetEarlyLocked forgets the relays remembered of slots kept says this
+// node no longer keeps: it forgets their entries, and a stand-in of them
+// settled by such a relay would be acknowledged without the write held.
+func (o *originState) forgetEarlyLocked(kept func(slot int) bool) {
 	for seq, slot := range o.early {
-		if !slotIn(kept, slot) {
+		if !kept(slot) {
 			delete(o.early, seq)
 		}
 	}
@@ -131,8 +142,8 @@ func (r *Replicator) owedLocked(o *originState, seq uint64, w *wire.Op) error {
 	return nil
 }
 
-// snapshotVouched returns the slots a full sync (or a slot sync) this node
-// sends vouches for (Config.Vouched; nil: every key), less those with a
+// snapshotVouched returns the slots a full sync this node sends vouches
+// for (Config.Vouched; nil: every key), less those with a
 // write owed: this node does not hold that write yet, and the receiver's
 // drop rule must not judge its key by this snapshot (it could drop the
 // receiver's own write, sent straight to this node and taken relayed).
@@ -339,7 +350,7 @@ func (s *sender) sendRelays() error {
 		f.Origin, f.Incarnation = it.origin, it.incarnation
 		f.Seqs = append(f.Seqs, it.seq)
 		f.Ops = append(f.Ops, it.op)
-		size += it.op.Size() + 10
+		size += it.op.Size() + 10 // on the wire: the op and its seq (relayOverhead counts memory)
 	}
 	flush()
 	clear(q)

@@ -2,6 +2,7 @@ package repl
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -556,6 +557,110 @@ func TestRelayRememberedForgottenWithItsSlot(t *testing.T) {
 		recvAs[*wire.Keeps](t, p)
 		if ack := recvAs[*wire.Ack](t, p); ack.Seq >= 2 {
 			t.Fatalf("write 2 acknowledged (Ack %d) by a relay of a slot lost since", ack.Seq)
+		}
+	})
+}
+
+// The node layer forgets a slot's entries after ForgetRelayed: a relay
+// remembered of the slot then settles nothing, even when the slot is lost
+// and kept again between two frames of the origin, or while the origin
+// is away.
+func TestForgetRelayedWithTheSlotsEntries(t *testing.T) {
+	for _, away := range []bool{false, true} {
+		t.Run(map[bool]string{false: "between frames", true: "while away"}[away], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := testkit.NewNetwork()
+				defer mem.Close()
+				kept := newKeptSlots(slotsOf("mine", "rel"))
+				cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
+				rel := slotsOf("rel")
+				cfg.RelayedSlots = func() []byte { return rel }
+				a, p, _ := keepingReceiver(t, mem, cfg)
+				prim := fakePrimary(t, mem)
+				ts := at(time.Millisecond)
+				p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("mine", "1", ts, fakeID)}})
+				if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
+					t.Fatalf("Ack %d, want 1", ack.Seq)
+				}
+				prim.send(&wire.Relay{Origin: fakeID, Incarnation: 7, Seqs: []uint64{2}, Ops: []wire.Op{setOp("rel", "2", ts+1, fakeID)}})
+				synctest.Wait()
+				if away {
+					p.c.Close()
+					synctest.Wait()
+				}
+				lost := slotsOf("mine")
+				kept.set.Store(&lost)
+				keeps := func(slot int) bool { return slotIn(*kept.set.Load(), slot) }
+				a.r.ForgetRelayed(keeps) // as the node layer does, then:
+				a.st.Forget(func(key string) bool { return !keeps(cluster.KeySlot(key)) })
+				back := slotsOf("mine", "rel")
+				kept.set.Store(&back)
+				if away {
+					p = dialFake(t, mem, "fake", "a")
+					if _, r := p.open(fakeHello(fakeID)); r.NextSeq != 2 {
+						t.Fatalf("Resume at %d, want 2", r.NextSeq)
+					}
+				}
+				p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{standInOf("rel", ts+1)}})
+				for {
+					f, err := p.recv()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ack, ok := f.(*wire.Ack); ok {
+						if ack.Seq >= 2 {
+							t.Fatalf("write 2 acknowledged (Ack %d) with rel = %q here", ack.Seq, a.value("rel"))
+						}
+						break
+					}
+				}
+			})
+		})
+	}
+}
+
+// A slot sync is answered for every slot asked, whatever writes the owner
+// owes: the asker is of its region, and the barrier has the owner hold
+// every write the asker named.
+func TestSlotSyncWhileTheOwnerOwesAWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		kept := slotsOf("mine", "rel")
+		cfg := newKeptSlots(kept).config(Config{NodeID: 1, RelayWait: time.Minute})
+		relayed := slotsOf("rel")
+		cfg.RelayedSlots = func() []byte { return relayed }
+		cfg.Vouched = func() []byte { return kept }
+		startTestNode(t, mem, "a", cfg, true)
+		p := dialFake(t, mem, "fake", "a")
+		p.open(fakeHello(fakeID))
+		p.emptySync(fakeID)
+		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{standInOf("rel", at(time.Millisecond))}})
+		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 0 {
+			t.Fatalf("Ack %d, want 0", ack.Seq)
+		}
+		b := startTestNode(t, mem, "b", Config{NodeID: 2}, false)
+		if _, err := b.r.SlotSync(context.Background(), "a", slotsOf("rel")); err != nil {
+			t.Fatalf("slot sync of rel's slot from a node owing one write of it: %v", err)
+		}
+	})
+}
+
+// An op too large for the origin's frames goes whole, in parts, even if
+// under the stand-ins' bound: the primary gets it in parts and does not
+// relay it.
+func TestNoStandInOfAnOpLargeForTheOrigin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		fl := listenFake(t, mem, "fake")
+		a := startTestNode(t, mem, "a", Config{NodeID: 1, Peers: []string{"fake"}, BatchBytes: 16 << 10}, false)
+		p := fl.accept()
+		p.answer(fakeHello(fakeID))
+		p.send(&wire.Resume{Origin: 1, NextSeq: 1, HLC: uint64(nowTS()), Keeps: slotsOf("mine", "rel"), Relayed: slotsOf("rel")})
+		a.put(t, "rel", strings.Repeat("x", 20<<10))
+		if f := p.recvData(); func() bool { _, ok := f.(*wire.LargeOp); return !ok }() {
+			t.Fatalf("a 20 KiB op with 16 KiB frames sent as %T, want a LargeOp", f)
 		}
 	})
 }

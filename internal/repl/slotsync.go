@@ -304,7 +304,14 @@ func (r *Replicator) answerSlotSync(fc *frameConn, asker *wire.Hello, q *wire.Sl
 		}
 	}
 	ts := r.cfg.Clock.Update(0)
-	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, HLC: uint64(ts), Vouched: r.snapshotVouched()}); err != nil {
+	// Every slot asked for, writes owed or not: the asker is of this
+	// region (its own writes never reach this node as stand-ins), and the
+	// barrier above has this node hold every write the asker named.
+	var vouched []byte
+	if r.cfg.Vouched != nil {
+		vouched = r.cfg.Vouched()
+	}
+	if err := fc.write(&wire.SnapshotBegin{Origin: r.cfg.NodeID, HLC: uint64(ts), Vouched: vouched}); err != nil {
 		return err
 	}
 	if err := r.writeEntries(fc, q.Slots, nil); err != nil {
