@@ -38,13 +38,42 @@ func fakePrimary(t *testing.T, mem *testkit.Network) *fakePeer {
 	return p
 }
 
+// relayedSlots is a receiver's slots taken relayed, which a test can
+// change: RelayedSlots reads it.
+type relayedSlots struct{ set atomic.Pointer[[]byte] }
+
+// newRelayedSlots returns the slots of keys (none: nil, no slot).
+func newRelayedSlots(keys ...string) *relayedSlots {
+	r := &relayedSlots{}
+	r.store(keys...)
+	return r
+}
+
+func (r *relayedSlots) store(keys ...string) {
+	var set []byte
+	if len(keys) > 0 {
+		set = slotsOf(keys...)
+	}
+	r.set.Store(&set)
+}
+
+func (r *relayedSlots) config(cfg Config) Config {
+	cfg.RelayedSlots = func() []byte { return *r.set.Load() }
+	return cfg
+}
+
+// relayingConfig keeps "mine" and "rel" (kept) and takes "rel"'s slot
+// relayed (relayed), with a RelayWait of 2 s.
+func relayingConfig() (cfg Config, kept *keptSlots, relayed *relayedSlots) {
+	kept, relayed = newKeptSlots(slotsOf("mine", "rel")), newRelayedSlots("rel")
+	return relayed.config(kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})), kept, relayed
+}
+
 // relayingReceiver starts node a keeping "mine" and "rel" and taking
 // "rel"'s slot relayed, streamed to by the fake origin (region "fake").
 func relayingReceiver(t *testing.T, mem *testkit.Network) (*node, *fakePeer, *wire.Resume) {
 	t.Helper()
-	cfg := newKeptSlots(slotsOf("mine", "rel")).config(Config{NodeID: 1, RelayWait: 2 * time.Second})
-	relayed := slotsOf("rel")
-	cfg.RelayedSlots = func() []byte { return relayed }
+	cfg, _, _ := relayingConfig()
 	return keepingReceiver(t, mem, cfg)
 }
 
@@ -216,12 +245,7 @@ func TestStandInOfASlotTakenWholeNow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		kept := newKeptSlots(slotsOf("mine", "rel"))
-		cfg := kept.config(Config{NodeID: 1})
-		var relayed atomic.Pointer[[]byte]
-		rel := slotsOf("rel")
-		relayed.Store(&rel)
-		cfg.RelayedSlots = func() []byte { return *relayed.Load() }
+		cfg, kept, relayed := relayingConfig()
 		a, p, _ := keepingReceiver(t, mem, cfg)
 		ts := at(time.Millisecond)
 		shrunk := slotsOf("mine")
@@ -236,8 +260,7 @@ func TestStandInOfASlotTakenWholeNow(t *testing.T) {
 
 		grown := slotsOf("mine", "rel")
 		kept.set.Store(&grown)
-		var none []byte
-		relayed.Store(&none)
+		relayed.store()
 		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{standInOf("rel", ts+1)}})
 		if k := recvAs[*wire.Keeps](t, p); !bytes.Equal(k.Slots, grown) || k.Relayed != nil {
 			t.Fatalf("Keeps naming the grown slots %v and relayed %v; want true and none", bytes.Equal(k.Slots, grown), k.Relayed != nil)
@@ -356,19 +379,14 @@ func TestOwedWriteOfASlotTakenWholeNowResumesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		cfg := newKeptSlots(slotsOf("mine", "rel")).config(Config{NodeID: 1})
-		var relayed atomic.Pointer[[]byte]
-		rel := slotsOf("rel")
-		relayed.Store(&rel)
-		cfg.RelayedSlots = func() []byte { return *relayed.Load() }
+		cfg, _, relayed := relayingConfig()
 		a, p, _ := keepingReceiver(t, mem, cfg)
 		ts := at(time.Millisecond)
 		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{setOp("mine", "1", ts, fakeID), standInOf("rel", ts+1)}})
 		if ack := recvAs[*wire.Ack](t, p); ack.Seq != 1 {
 			t.Fatalf("Ack %d, want 1", ack.Seq)
 		}
-		var none []byte
-		relayed.Store(&none)
+		relayed.store()
 		p.send(&wire.Ping{SentNanos: time.Now().UnixNano()})
 		if k := recvAs[*wire.Keeps](t, p); k.Relayed != nil {
 			t.Fatal("Keeps still names slots relayed")
@@ -471,12 +489,10 @@ func TestRelayOfAnUnkeptSlotSettlesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		kept := newKeptSlots(slotsOf("mine"))
-		cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
-		var relayed atomic.Pointer[[]byte]
-		var none []byte
-		relayed.Store(&none)
-		cfg.RelayedSlots = func() []byte { return *relayed.Load() }
+		cfg, kept, relayed := relayingConfig()
+		mine := slotsOf("mine")
+		kept.set.Store(&mine)
+		relayed.store()
 		a, p, _ := keepingReceiver(t, mem, cfg)
 		prim := fakePrimary(t, mem)
 		ts := at(time.Millisecond)
@@ -486,9 +502,9 @@ func TestRelayOfAnUnkeptSlotSettlesNothing(t *testing.T) {
 		}
 		prim.send(&wire.Relay{Origin: fakeID, Incarnation: 7, Seqs: []uint64{2}, Ops: []wire.Op{setOp("rel", "2", ts+1, fakeID)}})
 		synctest.Wait()
-		grown, rel := slotsOf("mine", "rel"), slotsOf("rel")
+		grown := slotsOf("mine", "rel")
 		kept.set.Store(&grown)
-		relayed.Store(&rel)
+		relayed.store("rel")
 		p.send(&wire.Ops{Origin: fakeID, FirstSeq: 2, Ops: []wire.Op{standInOf("rel", ts+1)}})
 		recvAs[*wire.Keeps](t, p)
 		if ack := recvAs[*wire.Ack](t, p); ack.Seq >= 2 {
@@ -504,9 +520,7 @@ func TestRelayDuringAFullSyncRemembered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		cfg := newKeptSlots(slotsOf("mine", "rel")).config(Config{NodeID: 1, RelayWait: 2 * time.Second})
-		relayed := slotsOf("rel")
-		cfg.RelayedSlots = func() []byte { return relayed }
+		cfg, _, _ := relayingConfig()
 		a := startTestNode(t, mem, "a", cfg, true)
 		prim := fakePrimary(t, mem)
 		p := dialFake(t, mem, "fake", "a")
@@ -535,10 +549,7 @@ func TestRelayRememberedForgottenWithItsSlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := testkit.NewNetwork()
 		defer mem.Close()
-		kept := newKeptSlots(slotsOf("mine", "rel"))
-		cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
-		rel := slotsOf("rel")
-		cfg.RelayedSlots = func() []byte { return rel }
+		cfg, kept, _ := relayingConfig()
 		_, p, _ := keepingReceiver(t, mem, cfg)
 		prim := fakePrimary(t, mem)
 		ts := at(time.Millisecond)
@@ -571,10 +582,7 @@ func TestForgetRelayedWithTheSlotsEntries(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				mem := testkit.NewNetwork()
 				defer mem.Close()
-				kept := newKeptSlots(slotsOf("mine", "rel"))
-				cfg := kept.config(Config{NodeID: 1, RelayWait: 2 * time.Second})
-				rel := slotsOf("rel")
-				cfg.RelayedSlots = func() []byte { return rel }
+				cfg, kept, _ := relayingConfig()
 				a, p, _ := keepingReceiver(t, mem, cfg)
 				prim := fakePrimary(t, mem)
 				ts := at(time.Millisecond)
