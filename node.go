@@ -228,8 +228,12 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Gossip != nil && cfg.Gossip.SlotsOnly {
 		keeps, vouched, wanted = n.keeps, n.vouched, n.wanted
 		kept, keepsSlot, holds = n.keptSlots, n.keepsSlot, n.holdsSlot
-		relayed, relayTo = n.relayedSlots, n.relayTo
 		n.keepWake, n.regionStop = make(chan struct{}, 1), make(chan struct{})
+	}
+	if cfg.Gossip != nil {
+		// Slot-owned or full copies: a write of another region crosses
+		// into the region once, to its slot's primary (region_relay.go).
+		relayed, relayTo = n.relayedSlots, n.relayTo
 	}
 	dial := cfg.Dial
 	if cfg.TLS != nil {

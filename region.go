@@ -224,9 +224,7 @@ func (n *Node) applyMembers(members []cluster.Member) {
 		n.updateKeep(members, prev, m)
 	}
 	n.slots.Store(&slotMap{m: m, epoch: epoch})
-	if n.cfg.Gossip.SlotsOnly {
-		n.relay.Store(newRelayPlan(m, n.id, n.keep.Load()))
-	}
+	n.relay.Store(newRelayPlan(m, n.id, n.cfg.Gossip.SlotsOnly, n.keep.Load()))
 	n.cfg.Logger.Info("region: slot map", "members", len(members), "copies", m.Copies(), "epoch", epoch, "version", fmt.Sprintf("%016x", m.Version()))
 	want := map[string]bool{}
 	for _, mb := range members {

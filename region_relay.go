@@ -6,11 +6,12 @@ import (
 	"github.com/geocache/geocache/internal/cluster"
 )
 
-// Relays (GossipConfig.SlotsOnly): a write of another region's origin
-// crosses into this region once, to the primary of its slot, which hands
-// it on to the slot's other owners here. Each co-owner names the slots it
-// owns but not as primary to the origins of other regions as taken
-// relayed (repl.Config.RelayedSlots); the primary relays to the co-owners
+// Relays: a write of another region's origin crosses into this region
+// once, to the primary of its slot, which hands it on to the other nodes
+// that keep it here: the slot's other owners (GossipConfig.SlotsOnly), or
+// every other serving member (full copies). Each of those names the slots
+// it takes so to the origins of other regions as taken relayed
+// (repl.Config.RelayedSlots); the primary relays to them
 // (repl.Config.RelayTo). Both follow the node's slot map: while two nodes
 // disagree on it for a moment, a write owed and not relayed in time is
 // taken whole again (repl.Config.RelayWait).
@@ -28,21 +29,38 @@ type relayPlan struct {
 	relayed []byte
 }
 
-// newRelayPlan returns the plan of the node self under the map m, keeping
-// the slots of keep (nil: every slot).
-func newRelayPlan(m *cluster.Map, self uint32, keep *slotSet) *relayPlan {
+// newRelayPlan returns the plan of the node self under the map m: with
+// slotsOnly, keeping the slots of keep (nil: every slot), it relays to and
+// takes relayed from the slots' owners; with full copies, from every
+// serving member (each keeps every key; one that is not serving yet takes
+// every write whole).
+func newRelayPlan(m *cluster.Map, self uint32, slotsOnly bool, keep *slotSet) *relayPlan {
 	p := new(relayPlan)
 	index := map[string]uint16{}
 	any := false
+	var serving []cluster.Member // with full copies: the nodes that take relays
+	selfServing := false
+	if !slotsOnly {
+		for _, mb := range m.Members() {
+			if mb.State == cluster.Serving {
+				serving = append(serving, mb)
+				selfServing = selfServing || mb.ID == self
+			}
+		}
+	}
 	relayed := wireSlots(func(slot int) bool {
 		owners := m.Owners(slot)
-		if len(owners) < 2 {
+		takers := owners // who keeps the slot: its owners, or every serving member
+		if !slotsOnly {
+			takers = serving
+		}
+		if len(owners) == 0 || len(takers) < 2 {
 			return false
 		}
 		if owners[0].ID == self {
 			var addrs []string
-			for _, o := range owners[1:] {
-				if o.ReplAddr != "" {
+			for _, o := range takers {
+				if o.ID != self && o.ReplAddr != "" {
 					addrs = append(addrs, o.ReplAddr)
 				}
 			}
@@ -58,7 +76,11 @@ func newRelayPlan(m *cluster.Map, self uint32, keep *slotSet) *relayPlan {
 			}
 			return false
 		}
-		take := owners[0].ReplAddr != "" && m.Owns(self, slot) && (keep == nil || keep.has(slot))
+		takes := selfServing
+		if slotsOnly {
+			takes = m.Owns(self, slot) && (keep == nil || keep.has(slot))
+		}
+		take := owners[0].ReplAddr != "" && takes
 		any = any || take
 		return take
 	})

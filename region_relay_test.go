@@ -11,12 +11,22 @@ import (
 )
 
 // A write of another region crosses into a region of several nodes once:
-// whole to its slot's primary there, which relays it to the slot's other
-// owner, while the origin sends that owner a stand-in (version and slot)
-// and the third node a skip. ALL writes are acknowledged by both owners
-// (a relayed write counts once relayed), every owner holds its keys, and
-// when the region loses a node the survivors relay under the new map.
+// whole to its slot's primary there, which relays it to the other nodes
+// that keep it, while the origin sends those a stand-in (version and slot)
+// and the others a skip. With slot-owned storage (two copies of three)
+// that is one stand-in and one skip per write; with full copies, two
+// stand-ins. ALL writes are acknowledged by the region (a relayed write
+// counts once relayed), every node holds what it keeps, and when the
+// region loses a node the survivors relay under the new map.
 func TestRemoteWritesCrossIntoARegionOnce(t *testing.T) {
+	for _, slotsOnly := range []bool{true, false} {
+		t.Run(map[bool]string{true: "slot-owned", false: "full copies"}[slotsOnly], func(t *testing.T) {
+			remoteWritesCrossOnce(t, slotsOnly)
+		})
+	}
+}
+
+func remoteWritesCrossOnce(t *testing.T, slotsOnly bool) {
 	addrs, ls := freeAddrs(t, 4)
 	eu := make([]*Node, 3)
 	for i := range eu {
@@ -25,14 +35,23 @@ func TestRemoteWritesCrossIntoARegionOnce(t *testing.T) {
 			join = []string{eu[0].members.Addr()}
 		}
 		n, err := Open(Config{Region: "eu", NodeID: uint32(i + 1), PeerAddr: addrs[i], Listener: ls[i], PeerTimeout: time.Second,
-			Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, SlotsOnly: true, ClientAddr: fmt.Sprint("127.0.0.1:", 6394+i)}})
+			Gossip: &GossipConfig{Addr: "127.0.0.1:0", Join: join, SlotsOnly: slotsOnly, ClientAddr: fmt.Sprint("127.0.0.1:", 6394+i)}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.Close() })
 		eu[i] = n
 	}
-	settled(t, "three members, each keeping its own slots", eu...)
+	if slotsOnly {
+		settled(t, "three members, each keeping its own slots", eu...)
+	} else {
+		for _, n := range eu {
+			testkit.Eventually(t, "three members serving", func() bool {
+				m, _ := n.SlotMap()
+				return m != nil && len(m.Members()) == 3 && allServing(m) && len(n.repl.Peers()) == 2
+			})
+		}
+	}
 	cfg := MultiRegion("us", 9, addrs[3], addrs[:3]...)
 	cfg.Listener, cfg.PeerTimeout = ls[3], time.Second
 	us, err := Open(cfg)
@@ -91,22 +110,28 @@ func TestRemoteWritesCrossIntoARegionOnce(t *testing.T) {
 	s0, k0, r0, a0, m0 := totals(eu...)
 	write("v1", 0, keys)
 	s1, k1, r1, a1, m1 := totals(eu...)
-	if s1-s0 != keys || k1-k0 != keys {
-		t.Errorf("%d stand-ins and %d skips for %d writes to a region of 3 with 2 copies; want one of each per write", s1-s0, k1-k0, keys)
+	standIns, skips := uint64(keys), uint64(keys) // per write: a co-owner, and the third node
+	if !slotsOnly {
+		standIns, skips = 2*keys, 0 // per write: both other nodes keep it
 	}
-	if r1-r0 != keys || a1-a0 != keys || m1 != m0 {
-		t.Errorf("%d relays sent, %d applied, %d missed for %d writes; want %d, %d, 0", r1-r0, a1-a0, m1-m0, keys, keys, keys)
+	if s1-s0 != standIns || k1-k0 != skips {
+		t.Errorf("%d stand-ins and %d skips for %d writes; want %d and %d", s1-s0, k1-k0, keys, standIns, skips)
+	}
+	if r1-r0 != standIns || a1-a0 != standIns || m1 != m0 {
+		t.Errorf("%d relays sent, %d applied, %d missed for %d writes; want %d, %d, 0", r1-r0, a1-a0, m1-m0, keys, standIns, standIns)
 	}
 	// An ALL write counts a region once an owner of its key there holds
 	// it: the other owner may still be taking it from its relay.
 	checkHeld := func(what, value string, live ...*Node) {
 		t.Helper()
-		holds(t, keys, what, live...)
+		if slotsOnly {
+			holds(t, keys, what, live...)
+		}
 		for _, n := range live {
 			m, _ := n.SlotMap()
 			testkit.Eventually(t, what, func() bool {
 				for i := range keys {
-					if !m.Owns(n.id, cluster.KeySlot(userKey(i))) {
+					if slotsOnly && !m.Owns(n.id, cluster.KeySlot(userKey(i))) {
 						continue
 					}
 					if e, ok := n.store.Peek(userKey(i)); !ok || string(e.Value) != value {
@@ -124,7 +149,16 @@ func TestRemoteWritesCrossIntoARegionOnce(t *testing.T) {
 	if err := eu[2].Close(); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, "two members, warm again", eu[:2]...)
+	if slotsOnly {
+		settled(t, "two members, warm again", eu[:2]...)
+	} else {
+		for _, n := range eu[:2] {
+			testkit.Eventually(t, "two members", func() bool {
+				m, _ := n.SlotMap()
+				return m != nil && len(m.Members()) == 2
+			})
+		}
+	}
 	write("v2", 0, keys)
 	checkHeld("the survivors hold the remote writes", "v2", eu[:2]...)
 	_, _, r1, _, _ = totals(eu[:2]...)

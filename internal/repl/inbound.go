@@ -299,10 +299,14 @@ func (r *Replicator) handshakeIn(c net.Conn) (*inStream, error) {
 // stand-in of a slot taken whole now) ends the stream, which resumes from
 // it.
 func (in *inStream) announceKeeps() (changed bool, err error) {
-	if in.r.cfg.KeptSlots == nil {
+	if in.r.cfg.KeptSlots == nil && in.r.cfg.RelayedSlots == nil {
 		return false, nil
 	}
-	k, rl := in.r.cfg.KeptSlots(), in.relayedSlots()
+	var k []byte
+	if in.r.cfg.KeptSlots != nil {
+		k = in.r.cfg.KeptSlots()
+	}
+	rl := in.relayedSlots()
 	if sameSlots(k, in.keeps) && sameSlots(rl, in.relayed) {
 		return false, nil
 	}

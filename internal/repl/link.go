@@ -582,8 +582,8 @@ func (s *sender) skipUnkept() {
 	s.l.mu.Lock()
 	keeps, relayed := s.l.keeps, s.l.relayed
 	s.l.mu.Unlock()
-	if keeps == nil {
-		return
+	if keeps == nil && relayed == nil {
+		return // the peer keeps every key, and takes none relayed
 	}
 	skips, standIns := 0, 0
 	inBatch := s.batchLeft
@@ -601,7 +601,7 @@ func (s *sender) skipUnkept() {
 		}
 		slot := cluster.KeySlot(w.Key)
 		switch {
-		case !slotIn(keeps, slot):
+		case keeps != nil && !slotIn(keeps, slot):
 			*w = wire.Op{Kind: wire.KindSkip, ExpireAt: int64(slot), HLC: w.HLC, VOrigin: w.VOrigin}
 			skips++
 		case relayed != nil && !batched && slotIn(relayed, slot) && w.Size() <= maxRelayedOp && !s.r.isLarge(w):

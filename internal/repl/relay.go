@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,9 +14,10 @@ import (
 
 // Relays: each write crossing a region boundary once.
 //
-// A node of a region that keeps only its own slots names, to each origin
-// of another region, the slots it keeps as a co-owner but not as their
-// primary (Config.RelayedSlots; Resume.Relayed, Keeps.Relayed). The origin
+// A node of a region of several nodes names, to each origin of another
+// region, the slots it keeps but is not the primary of (a co-owner, or
+// with full copies any serving member; Config.RelayedSlots;
+// Resume.Relayed, Keeps.Relayed). The origin
 // sends their writes to it as stand-ins (wire.KindRelayed: version and
 // slot), and the slot's primary in the region, which takes them whole,
 // hands each on over its own link (a Relay frame: origin, incarnation,
@@ -143,18 +145,16 @@ func (r *Replicator) owedLocked(o *originState, seq uint64, w *wire.Op) error {
 }
 
 // snapshotVouched returns the slots a full sync this node sends vouches
-// for (Config.Vouched; nil: every key), less those with a
-// write owed: this node does not hold that write yet, and the receiver's
+// for (Config.Vouched; nil: every key), less those with a write owed (a
+// full set less them if Config.Vouched says every key): this node does not hold that write yet, and the receiver's
 // drop rule must not judge its key by this snapshot (it could drop the
 // receiver's own write, sent straight to this node and taken relayed).
 func (r *Replicator) snapshotVouched() []byte {
-	if r.cfg.Vouched == nil {
-		return nil
+	var v []byte
+	if r.cfg.Vouched != nil {
+		v = r.cfg.Vouched()
 	}
-	v := r.cfg.Vouched()
-	if v == nil {
-		return nil
-	}
+	all := v == nil // every key: a full set, cut below if a write is owed
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cloned := false
@@ -164,6 +164,9 @@ func (r *Replicator) snapshotVouched() []byte {
 		}
 		o.mu.Lock()
 		for _, w := range o.owed {
+			if all {
+				v, all, cloned = bytes.Repeat([]byte{0xff}, wire.SlotSetLen), false, true
+			}
 			if !slotIn(v, w.slot) {
 				continue
 			}

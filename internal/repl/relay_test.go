@@ -672,3 +672,46 @@ func TestNoStandInOfAnOpLargeForTheOrigin(t *testing.T) {
 		}
 	})
 }
+
+// A peer that keeps every key (full copies) may take some slots relayed
+// all the same: the origin sends their writes as stand-ins and the others
+// whole; a full sync it sends while owing a write vouches for every slot
+// but the write's.
+func TestRelaysToAPeerKeepingEveryKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := testkit.NewNetwork()
+		defer mem.Close()
+		a, p := skippingOrigin(t, mem, nil)
+		p.send(&wire.Keeps{Origin: 1, Relayed: slotsOf("rel")})
+		synctest.Wait()
+		a.put(t, "mine", "1")
+		a.put(t, "rel", "2")
+		var ops []wire.Op
+		for len(ops) < 2 {
+			ops = append(ops, dataAs[*wire.Ops](t, p).Ops...)
+		}
+		if ops[0].Kind != wire.KindSet || ops[1].Kind != wire.KindRelayed {
+			t.Fatalf("ops %v and %v, want the set of mine whole and a stand-in of rel", ops[0].Kind, ops[1].Kind)
+		}
+
+		// The receiving side, keeping every key.
+		startTestNode(t, mem, "b", newRelayedSlots("rel").config(Config{NodeID: 2, Peers: []string{"asker"}}), true)
+		fl := listenFake(t, mem, "asker")
+		q := dialFake(t, mem, "fake", "b")
+		if _, r := q.open(fakeHello(fakeID)); r.Keeps != nil || !bytes.Equal(r.Relayed, slotsOf("rel")) {
+			t.Fatalf("Resume naming kept %v and relayed %v; want every key and rel's slot", r.Keeps != nil, r.Relayed != nil)
+		}
+		q.emptySync(fakeID)
+		q.send(&wire.Ops{Origin: fakeID, FirstSeq: 1, Ops: []wire.Op{standInOf("rel", at(time.Millisecond))}})
+		if ack := recvAs[*wire.Ack](t, q); ack.Seq != 0 {
+			t.Fatalf("Ack %d, want 0: write 1 is owed", ack.Seq)
+		}
+		asker := fl.accept()
+		asker.answer(fakeHello(fakeID + 1))
+		asker.send(&wire.Resume{Origin: 2, NextSeq: 0, HLC: uint64(nowTS())})
+		sb := dataAs[*wire.SnapshotBegin](t, asker)
+		if sb.Vouched == nil || slotIn(sb.Vouched, cluster.KeySlot("rel")) || !slotIn(sb.Vouched, cluster.KeySlot("mine")) {
+			t.Fatalf("the snapshot of a node keeping every key and owing a write of rel vouches for every slot but rel's: %v", sb.Vouched != nil)
+		}
+	})
+}

@@ -163,7 +163,7 @@ type Config struct {
 	KeptSlots func() []byte
 	KeepsSlot func(slot int) bool
 	// RelayedSlots, if set, returns the hash slots (a wire.SlotSetLen-byte
-	// set within KeptSlots'; nil for none) whose writes by origins of
+	// set within KeptSlots' if that is set; nil for none) whose writes by origins of
 	// other regions this node takes from its region's primary of the
 	// slot, which hands each on (RelayTo), rather than whole from the
 	// origin: the origin sends each as a stand-in (wire.KindRelayed), and
@@ -226,8 +226,6 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: limits and durations must not be negative", ErrInvalidConfig)
 	case (c.KeptSlots == nil) != (c.KeepsSlot == nil):
 		return fmt.Errorf("%w: KeptSlots and KeepsSlot go together", ErrInvalidConfig)
-	case c.RelayedSlots != nil && c.KeptSlots == nil:
-		return fmt.Errorf("%w: RelayedSlots needs KeptSlots", ErrInvalidConfig)
 	case c.RelayWait < 0:
 		return fmt.Errorf("%w: RelayWait must not be negative", ErrInvalidConfig)
 	}
