@@ -215,7 +215,7 @@ type inStream struct {
 	// relayed (after a missed relay; 0 once past it).
 	wholeUntil uint64
 	// relays collects the writes of a frame to hand on (relay.go).
-	relays relayBatch
+	relays []relayItem
 }
 
 // acked returns the sequence number this node acknowledges: the last one
@@ -651,7 +651,7 @@ func (r *Replicator) release(o *originState, gen uint64, heard time.Time) {
 //
 // The writes this node hands on to co-owners (relay.go) are added to
 // relays.
-func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapshot bool, relays *relayBatch) (uint64, error) {
+func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapshot bool, relays *[]relayItem) (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != gen {
@@ -664,7 +664,6 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 		return 0, fmt.Errorf("ops out of sequence: got %d, want %d", f.FirstSeq, want)
 	}
 	relay := r.relaying(o)
-	relays.origin, relays.incarnation = o.id, o.incarnation
 	for i := range f.Ops {
 		w, seq := &f.Ops[i], f.FirstSeq+uint64(i)
 		alone := len(o.batch.ops) == 0
@@ -676,7 +675,7 @@ func (r *Replicator) applyOps(o *originState, gen uint64, f *wire.Ops, inSnapsho
 			return o.acked(), fmt.Errorf("op %d: %w", seq, err)
 		}
 		if relay && alone {
-			r.collectRelayLocked(relays, seq, w)
+			r.collectRelayLocked(relays, o, seq, w)
 		}
 	}
 	r.observeVisibility(o, f.Ops)

@@ -96,7 +96,7 @@ type link struct {
 	// relayQ holds the writes of other origins this node hands on to the
 	// peer (relay.go), relayBytes their size (at most maxRelayQueue);
 	// relayWake wakes the sender.
-	relayQ     []queuedRelay
+	relayQ     []relayItem
 	relayBytes int
 	relayWake  chan struct{}
 }
@@ -391,7 +391,7 @@ type sender struct {
 	batchLeft uint64
 	probes    <-chan []wire.Op // nil unless a round is running
 	// relayBuf is the relay queue swapped with the link's (relay.go).
-	relayBuf []queuedRelay
+	relayBuf []relayItem
 
 	// lastOps is when the last frame of writes went out; hold fires when
 	// the next may (Config.Coalesce), and held is its channel while the

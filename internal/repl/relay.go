@@ -45,6 +45,9 @@ const (
 	// fit is dropped (the co-owner's wait ends).
 	maxRelayQueue = 8 << 20
 	relayOverhead = 128
+	// relaySeqBytes is the most a relayed op's sequence number adds on the
+	// wire (a uvarint), counted when a sender cuts Relay frames.
+	relaySeqBytes = 10
 	// maxRelayedOp is the largest op (wire.Op.Size) sent as a stand-in and
 	// relayed; larger ones go whole. A constant of the protocol, not of
 	// either node's configuration, so that the origin and the primary
@@ -154,28 +157,28 @@ func (r *Replicator) snapshotVouched() []byte {
 	if r.cfg.Vouched != nil {
 		v = r.cfg.Vouched()
 	}
-	all := v == nil // every key: a full set, cut below if a write is owed
+	var owed []int
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	cloned := false
 	for _, o := range r.origins {
-		if o.owedSince.Load() == 0 {
-			continue
+		if o.owedSince.Load() != 0 {
+			o.mu.Lock()
+			for _, w := range o.owed {
+				owed = append(owed, w.slot)
+			}
+			o.mu.Unlock()
 		}
-		o.mu.Lock()
-		for _, w := range o.owed {
-			if all {
-				v, all, cloned = bytes.Repeat([]byte{0xff}, wire.SlotSetLen), false, true
-			}
-			if !slotIn(v, w.slot) {
-				continue
-			}
-			if !cloned {
-				v, cloned = slices.Clone(v), true // the node's set is shared
-			}
-			v[w.slot>>3] &^= 1 << (w.slot & 7)
-		}
-		o.mu.Unlock()
+	}
+	r.mu.Unlock()
+	if len(owed) == 0 {
+		return v
+	}
+	if v == nil {
+		v = bytes.Repeat([]byte{0xff}, wire.SlotSetLen) // every key
+	} else {
+		v = slices.Clone(v) // the node's set is shared
+	}
+	for _, slot := range owed {
+		v[slot>>3] &^= 1 << (slot & 7)
 	}
 	return v
 }
@@ -240,19 +243,15 @@ func (o *originState) settleLocked(i int) {
 	}
 }
 
-// relayItem is a write to hand on: its origin's sequence number, slot
-// and op.
+// relayItem is a write of another origin to hand on: collected from an
+// Ops frame (collectRelayLocked), then queued on the links to its slot's
+// co-owners (queueRelay) until their senders write it (sendRelays).
 type relayItem struct {
-	seq  uint64
-	slot int
-	op   wire.Op
-}
-
-// relayBatch collects the writes of one Ops frame to hand on.
-type relayBatch struct {
 	origin      uint32
 	incarnation uint64
-	items       []relayItem
+	seq         uint64
+	slot        int
+	op          wire.Op
 }
 
 // relaying reports whether this node hands on the writes of o's stream:
@@ -261,10 +260,10 @@ func (r *Replicator) relaying(o *originState) bool {
 	return r.cfg.RelayTo != nil && o.region != r.cfg.Region
 }
 
-// collectRelayLocked adds the write w of sequence number seq, applied
+// collectRelayLocked adds the write w of o's sequence number seq, applied
 // alone (not in a batch), to b if this node hands it on: a set, counter
 // or hash of at most maxRelayedOp bytes, of a slot it relays.
-func (r *Replicator) collectRelayLocked(b *relayBatch, seq uint64, w *wire.Op) {
+func (r *Replicator) collectRelayLocked(b *[]relayItem, o *originState, seq uint64, w *wire.Op) {
 	if w.Kind != wire.KindSet && w.Kind != wire.KindCounter && w.Kind != wire.KindHash || w.Size() > maxRelayedOp {
 		return
 	}
@@ -272,46 +271,38 @@ func (r *Replicator) collectRelayLocked(b *relayBatch, seq uint64, w *wire.Op) {
 	if len(r.cfg.RelayTo(slot)) == 0 {
 		return
 	}
-	b.items = append(b.items, relayItem{seq: seq, slot: slot, op: *w})
+	*b = append(*b, relayItem{origin: o.id, incarnation: o.incarnation, seq: seq, slot: slot, op: *w})
 }
 
 // queueRelays queues the writes of b on the links to the co-owners of
 // their slots (Config.RelayTo), each sender's to send, and empties b.
-func (r *Replicator) queueRelays(b *relayBatch) {
-	if len(b.items) == 0 {
+func (r *Replicator) queueRelays(b *[]relayItem) {
+	if len(*b) == 0 {
 		return
 	}
 	r.mu.Lock()
-	for i := range b.items {
-		it := &b.items[i]
+	for i := range *b {
+		it := &(*b)[i]
 		for _, addr := range r.cfg.RelayTo(it.slot) {
 			l := r.links[addr]
-			if l == nil || !l.queueRelay(b.origin, b.incarnation, it) {
+			if l == nil || !l.queueRelay(it) {
 				r.relaysDropped.Add(1)
 			}
 		}
 	}
 	r.mu.Unlock()
-	clear(b.items)
-	b.items = b.items[:0]
-}
-
-// queuedRelay is a write queued on a link to hand on.
-type queuedRelay struct {
-	origin      uint32
-	incarnation uint64
-	seq         uint64
-	op          wire.Op
+	clear(*b)
+	*b = (*b)[:0]
 }
 
 // queueRelay queues it for the link's sender, if the link is up, speaks
 // relays and has room, and reports whether it did.
-func (l *link) queueRelay(origin uint32, incarnation uint64, it *relayItem) bool {
+func (l *link) queueRelay(it *relayItem) bool {
 	size := it.op.Size() + relayOverhead
 	l.mu.Lock()
 	ok := l.connected && l.spoken >= relayProto && l.relayBytes+size <= maxRelayQueue
 	if ok {
-		l.relayQ = append(l.relayQ, queuedRelay{origin: origin, incarnation: incarnation, seq: it.seq, op: it.op})
+		l.relayQ = append(l.relayQ, *it)
 		l.relayBytes += size
 	}
 	l.mu.Unlock()
@@ -347,13 +338,13 @@ func (s *sender) sendRelays() error {
 	}
 	for i := range q {
 		it := &q[i]
-		if len(f.Ops) > 0 && (it.origin != f.Origin || it.incarnation != f.Incarnation || size+it.op.Size()+10 > s.r.cfg.BatchBytes) {
+		if len(f.Ops) > 0 && (it.origin != f.Origin || it.incarnation != f.Incarnation || size+it.op.Size()+relaySeqBytes > s.r.cfg.BatchBytes) {
 			flush()
 		}
 		f.Origin, f.Incarnation = it.origin, it.incarnation
 		f.Seqs = append(f.Seqs, it.seq)
 		f.Ops = append(f.Ops, it.op)
-		size += it.op.Size() + 10 // on the wire: the op and its seq (relayOverhead counts memory)
+		size += it.op.Size() + relaySeqBytes
 	}
 	flush()
 	clear(q)
@@ -371,8 +362,6 @@ func (in *inStream) onRelay(f *wire.Relay) error {
 		return in.fc.reject(wire.RejectBadFrame, "a relay from a node of region %q; only this region's nodes relay", in.h.Region)
 	case f.Origin == r.cfg.NodeID || f.Origin == in.h.NodeID:
 		return in.fc.reject(wire.RejectBadFrame, "a relay of origin %d from node %d", f.Origin, in.h.NodeID)
-	case len(f.Seqs) != len(f.Ops):
-		return in.fc.reject(wire.RejectBadFrame, "a relay of %d ops and %d sequence numbers", len(f.Ops), len(f.Seqs))
 	}
 	for i := range f.Ops {
 		if k := f.Ops[i].Kind; k != wire.KindSet && k != wire.KindCounter && k != wire.KindHash || f.Seqs[i] == 0 {
